@@ -1,0 +1,38 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers point one way: myopia (CLI) -> MyopiaLab -> Myopia -> MyopiaKernels -> CMyopiaKernels.
+//
+// No unsafe flags: the FMA/AVX2 GEMM micro-kernel lives in the small C target CMyopiaKernels,
+// compiled with `__attribute__((target("avx2,fma")))` and chosen at run time by a CPU check, so a
+// plain `swift build -c release` gets the fast path and a machine without AVX2 (or an arm64 one)
+// builds and runs the portable kernel.
+let package = Package(
+    name: "Myopia",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "Myopia", targets: ["Myopia"]),
+        .library(name: "MyopiaLab", targets: ["MyopiaLab"]),
+        .executable(name: "myopia", targets: ["myopia"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .target(name: "CMyopiaKernels"),
+        .target(name: "MyopiaKernels", dependencies: ["CMyopiaKernels"]),
+        .target(name: "Myopia", dependencies: ["MyopiaKernels"]),
+        .target(name: "MyopiaLab", dependencies: ["Myopia"]),
+        .executableTarget(
+            name: "myopia",
+            dependencies: [
+                "MyopiaLab",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .testTarget(name: "MyopiaKernelsTests", dependencies: ["MyopiaKernels"]),
+        .testTarget(name: "MyopiaTests", dependencies: ["Myopia"]),
+        .testTarget(name: "MyopiaLabTests", dependencies: ["MyopiaLab"]),
+        .testTarget(name: "MyopiaCLITests", dependencies: ["myopia"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,472 @@
+// Packed, register-tiled single-precision GEMM (BLIS-style loop nest).
+//
+//   for jc in N by NC:                      B block  KC x NC  (L3), packed once per (jc, pc)
+//     for pc in K by KC:                    K blocks depend only on k -> fixed summation order
+//       pack B(pc.., jc..) into NR-wide panels
+//       for ic in M by MC:                  A block  MC x KC  (L2)
+//         pack A(ic.., pc..) into MR-tall panels
+//         for jr in NC by NR, ir in MC by MR: micro-kernel MR x NR += A panel * B panel (L1)
+//
+// All four transpose layouts are absorbed by the packing routines; the micro-kernels see one
+// layout: A panel [kc][MR], B panel [kc][NR], zero-padded at the edges. Edge tiles are computed
+// into a local MR x NR tile and only the valid part is stored, with exactly the same arithmetic as
+// a full tile (one add of the block sum into C), so the result of every C element depends only on
+// k, never on how the caller cut C into blocks or threads.
+#include "CMyopiaKernels.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#define MR MYOPIA_GEMM_MR
+#define NR MYOPIA_GEMM_NR
+#define KC_MAX 256
+#define MC 144   /* multiple of MR; MC x KC floats = 144 KiB, sits in L2 */
+#define NC 4096  /* multiple of NR; KC x NC floats = 4 MiB, sits in L3 */
+
+typedef void (*micro_kernel_fn)(long kc, const float *a, const float *b, float *c, long ldc,
+                                int overwrite);
+typedef void (*pack_fn)(long rows, long cols, const float *src, long ld, int trans, float *out);
+
+// MARK: - Per-thread packing buffers
+
+typedef struct {
+    float *a;
+    size_t a_cap;
+    float *b;
+    size_t b_cap;
+} workspace;
+
+static pthread_key_t workspace_key;
+static pthread_once_t workspace_once = PTHREAD_ONCE_INIT;
+
+static void workspace_free(void *p) {
+    workspace *w = (workspace *)p;
+    free(w->a);
+    free(w->b);
+    free(w);
+}
+
+static void workspace_make_key(void) { pthread_key_create(&workspace_key, workspace_free); }
+
+static workspace *workspace_get(void) {
+    pthread_once(&workspace_once, workspace_make_key);
+    workspace *w = (workspace *)pthread_getspecific(workspace_key);
+    if (!w) {
+        w = (workspace *)calloc(1, sizeof(workspace));
+        if (!w) abort();
+        pthread_setspecific(workspace_key, w);
+    }
+    return w;
+}
+
+static float *buffer_reserve(float **buf, size_t *cap, size_t count) {
+    if (*cap < count) {
+        free(*buf);
+        size_t bytes = (count * sizeof(float) + 63) & ~(size_t)63;
+        *buf = (float *)aligned_alloc(64, bytes);
+        if (!*buf) abort();
+        *cap = count;
+    }
+    return *buf;
+}
+
+// MARK: - Packing (portable)
+
+// A block: mc x kc of op(A) starting at `a` (already offset to (ic, pc)) -> ceil(mc/MR) panels of
+// [kc][MR], rows past mc zero-filled.
+static void pack_a_portable(long mc, long kc, const float *a, long lda, int trans, float *out) {
+    for (long i = 0; i < mc; i += MR) {
+        long ib = mc - i < MR ? mc - i : MR;
+        if (!trans) {
+            for (long r = 0; r < MR; r++) {
+                if (r < ib) {
+                    const float *row = a + (i + r) * lda;
+                    for (long p = 0; p < kc; p++) out[p * MR + r] = row[p];
+                } else {
+                    for (long p = 0; p < kc; p++) out[p * MR + r] = 0.0f;
+                }
+            }
+        } else {
+            for (long p = 0; p < kc; p++) {
+                const float *src = a + p * lda + i;
+                for (long r = 0; r < MR; r++) out[p * MR + r] = r < ib ? src[r] : 0.0f;
+            }
+        }
+        out += kc * MR;
+    }
+}
+
+// B block: kc x nc of op(B) starting at `b` (already offset to (pc, jc)) -> ceil(nc/NR) panels of
+// [kc][NR], columns past nc zero-filled.
+static void pack_b_portable(long kc, long nc, const float *b, long ldb, int trans, float *out) {
+    for (long j = 0; j < nc; j += NR) {
+        long jb = nc - j < NR ? nc - j : NR;
+        if (!trans) {
+            for (long p = 0; p < kc; p++) {
+                const float *src = b + p * ldb + j;
+                float *dst = out + p * NR;
+                if (jb == NR) {
+                    memcpy(dst, src, NR * sizeof(float));
+                } else {
+                    for (long c = 0; c < NR; c++) dst[c] = c < jb ? src[c] : 0.0f;
+                }
+            }
+        } else {
+            for (long c = 0; c < NR; c++) {
+                if (c < jb) {
+                    const float *col = b + (j + c) * ldb;
+                    for (long p = 0; p < kc; p++) out[p * NR + c] = col[p];
+                } else {
+                    for (long p = 0; p < kc; p++) out[p * NR + c] = 0.0f;
+                }
+            }
+        }
+        out += kc * NR;
+    }
+}
+
+// MARK: - Micro-kernels
+
+static void kernel_portable(long kc, const float *a, const float *b, float *c, long ldc,
+                            int overwrite) {
+    float acc[MR][NR];
+    for (long r = 0; r < MR; r++)
+        for (long j = 0; j < NR; j++) acc[r][j] = 0.0f;
+    for (long p = 0; p < kc; p++) {
+        const float *bp = b + p * NR;
+        for (long r = 0; r < MR; r++) {
+            float ar = a[p * MR + r];
+            for (long j = 0; j < NR; j++) acc[r][j] += ar * bp[j];
+        }
+    }
+    for (long r = 0; r < MR; r++) {
+        float *cr = c + r * ldc;
+        if (overwrite) {
+            for (long j = 0; j < NR; j++) cr[j] = acc[r][j];
+        } else {
+            for (long j = 0; j < NR; j++) cr[j] = cr[j] + acc[r][j];
+        }
+    }
+}
+
+#if defined(__x86_64__)
+
+#define AVX2_FMA __attribute__((target("avx2,fma")))
+
+AVX2_FMA
+static void kernel_avx2_fma(long kc, const float *a, const float *b, float *c, long ldc,
+                            int overwrite) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+    __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+
+    for (long r = 0; r < MR; r++) {
+        _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + r * ldc + NR - 1), _MM_HINT_T0);
+    }
+
+#define MYOPIA_STEP(p)                                                        \
+    {                                                                         \
+        const __m256 b0 = _mm256_load_ps(b + (p) * NR);                       \
+        const __m256 b1 = _mm256_load_ps(b + (p) * NR + 8);                   \
+        __m256 av;                                                            \
+        av = _mm256_broadcast_ss(a + (p) * MR + 0);                           \
+        c00 = _mm256_fmadd_ps(av, b0, c00);                                   \
+        c01 = _mm256_fmadd_ps(av, b1, c01);                                   \
+        av = _mm256_broadcast_ss(a + (p) * MR + 1);                           \
+        c10 = _mm256_fmadd_ps(av, b0, c10);                                   \
+        c11 = _mm256_fmadd_ps(av, b1, c11);                                   \
+        av = _mm256_broadcast_ss(a + (p) * MR + 2);                           \
+        c20 = _mm256_fmadd_ps(av, b0, c20);                                   \
+        c21 = _mm256_fmadd_ps(av, b1, c21);                                   \
+        av = _mm256_broadcast_ss(a + (p) * MR + 3);                           \
+        c30 = _mm256_fmadd_ps(av, b0, c30);                                   \
+        c31 = _mm256_fmadd_ps(av, b1, c31);                                   \
+        av = _mm256_broadcast_ss(a + (p) * MR + 4);                           \
+        c40 = _mm256_fmadd_ps(av, b0, c40);                                   \
+        c41 = _mm256_fmadd_ps(av, b1, c41);                                   \
+        av = _mm256_broadcast_ss(a + (p) * MR + 5);                           \
+        c50 = _mm256_fmadd_ps(av, b0, c50);                                   \
+        c51 = _mm256_fmadd_ps(av, b1, c51);                                   \
+    }
+
+    long p = 0;
+    for (; p + 4 <= kc; p += 4) {
+        MYOPIA_STEP(0)
+        MYOPIA_STEP(1)
+        MYOPIA_STEP(2)
+        MYOPIA_STEP(3)
+        a += 4 * MR;
+        b += 4 * NR;
+    }
+    for (; p < kc; p++) {
+        MYOPIA_STEP(0)
+        a += MR;
+        b += NR;
+    }
+#undef MYOPIA_STEP
+
+#define MYOPIA_STORE(r, lo, hi)                                                          \
+    {                                                                                    \
+        float *cr = c + (r) * ldc;                                                       \
+        if (overwrite) {                                                                 \
+            _mm256_storeu_ps(cr, lo);                                                    \
+            _mm256_storeu_ps(cr + 8, hi);                                                \
+        } else {                                                                         \
+            _mm256_storeu_ps(cr, _mm256_add_ps(_mm256_loadu_ps(cr), lo));                \
+            _mm256_storeu_ps(cr + 8, _mm256_add_ps(_mm256_loadu_ps(cr + 8), hi));        \
+        }                                                                                \
+    }
+    MYOPIA_STORE(0, c00, c01)
+    MYOPIA_STORE(1, c10, c11)
+    MYOPIA_STORE(2, c20, c21)
+    MYOPIA_STORE(3, c30, c31)
+    MYOPIA_STORE(4, c40, c41)
+    MYOPIA_STORE(5, c50, c51)
+#undef MYOPIA_STORE
+}
+
+// Packing with AVX2: 8 x 8 register transposes for the two gather layouts.
+
+AVX2_FMA
+static inline void transpose8x8(__m256 *r) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// Same result as pack_a_portable. The untransposed case writes 8 floats per k step (6 valid): the
+// 2 extra land on the next step's slot, rewritten right after, or in the buffer's slack at the end.
+AVX2_FMA
+static void pack_a_avx2(long mc, long kc, const float *a, long lda, int trans, float *out) {
+    for (long i = 0; i < mc; i += MR) {
+        long ib = mc - i < MR ? mc - i : MR;
+        if (!trans) {
+            const float *rows[MR];
+            for (long r = 0; r < MR; r++) rows[r] = a + (i + (r < ib ? r : 0)) * lda;
+            long p = 0;
+            for (; p + 8 <= kc; p += 8) {
+                __m256 v[8];
+                for (long r = 0; r < MR; r++)
+                    v[r] = r < ib ? _mm256_loadu_ps(rows[r] + p) : _mm256_setzero_ps();
+                v[6] = _mm256_setzero_ps();
+                v[7] = _mm256_setzero_ps();
+                transpose8x8(v);
+                for (long q = 0; q < 8; q++) _mm256_storeu_ps(out + (p + q) * MR, v[q]);
+            }
+            for (; p < kc; p++)
+                for (long r = 0; r < MR; r++) out[p * MR + r] = r < ib ? rows[r][p] : 0.0f;
+        } else if (ib == MR) {
+            for (long p = 0; p < kc; p++) {
+                const float *src = a + p * lda + i;
+                _mm_storeu_ps(out + p * MR, _mm_loadu_ps(src));
+                _mm_storel_pi((__m64 *)(out + p * MR + 4), _mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(src + 4)));
+            }
+        } else {
+            for (long p = 0; p < kc; p++) {
+                const float *src = a + p * lda + i;
+                for (long r = 0; r < MR; r++) out[p * MR + r] = r < ib ? src[r] : 0.0f;
+            }
+        }
+        out += kc * MR;
+    }
+}
+
+AVX2_FMA
+static void pack_b_avx2(long kc, long nc, const float *b, long ldb, int trans, float *out) {
+    if (!trans) {
+        pack_b_portable(kc, nc, b, ldb, trans, out);
+        return;
+    }
+    for (long j = 0; j < nc; j += NR) {
+        long jb = nc - j < NR ? nc - j : NR;
+        const float *cols[NR];
+        for (long c = 0; c < NR; c++) cols[c] = b + (j + (c < jb ? c : 0)) * ldb;
+        long p = 0;
+        for (; p + 8 <= kc; p += 8) {
+            for (long half = 0; half < 2; half++) {
+                __m256 v[8];
+                for (long c = 0; c < 8; c++) {
+                    long cc = half * 8 + c;
+                    v[c] = cc < jb ? _mm256_loadu_ps(cols[cc] + p) : _mm256_setzero_ps();
+                }
+                transpose8x8(v);
+                for (long q = 0; q < 8; q++) _mm256_store_ps(out + (p + q) * NR + half * 8, v[q]);
+            }
+        }
+        for (; p < kc; p++)
+            for (long c = 0; c < NR; c++) out[p * NR + c] = c < jb ? cols[c][p] : 0.0f;
+        out += kc * NR;
+    }
+}
+
+#endif /* __x86_64__ */
+
+int myopia_cpu_has_avx2_fma(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+// MARK: - Driver
+
+static void macro_kernel(micro_kernel_fn kernel, long mc, long nc, long kc, const float *apack,
+                         const float *bpack, float *c, long ldc, int overwrite) {
+    float tile[MR * NR] __attribute__((aligned(64)));
+    for (long j = 0; j < nc; j += NR) {
+        long nb = nc - j < NR ? nc - j : NR;
+        const float *bp = bpack + (j / NR) * kc * NR;
+        for (long i = 0; i < mc; i += MR) {
+            long mb = mc - i < MR ? mc - i : MR;
+            const float *ap = apack + (i / MR) * kc * MR;
+            float *cp = c + i * ldc + j;
+            if (mb == MR && nb == NR) {
+                kernel(kc, ap, bp, cp, ldc, overwrite);
+            } else {
+                kernel(kc, ap, bp, tile, NR, 1);
+                for (long r = 0; r < mb; r++) {
+                    float *cr = cp + r * ldc;
+                    const float *tr = tile + r * NR;
+                    if (overwrite) {
+                        for (long q = 0; q < nb; q++) cr[q] = tr[q];
+                    } else {
+                        for (long q = 0; q < nb; q++) cr[q] = cr[q] + tr[q];
+                    }
+                }
+            }
+        }
+    }
+}
+
+void myopia_sgemm(int kernel_id, long m, long n, long k,
+                  const float *a, long lda, int transA,
+                  const float *b, long ldb, int transB,
+                  float *c, long ldc, int accumulate) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        if (!accumulate)
+            for (long i = 0; i < m; i++) memset(c + i * ldc, 0, (size_t)n * sizeof(float));
+        return;
+    }
+
+    micro_kernel_fn kernel = kernel_portable;
+    pack_fn pack_a = pack_a_portable, pack_b = pack_b_portable;
+#if defined(__x86_64__)
+    if (kernel_id == MYOPIA_KERNEL_AVX2_FMA) {
+        kernel = kernel_avx2_fma;
+        pack_a = pack_a_avx2;
+        pack_b = pack_b_avx2;
+    }
+#endif
+
+    // K blocks of (nearly) equal size; a function of k alone, so the order in which each C
+    // element sums its k products never depends on the caller's partition of C.
+    long kblocks = (k + KC_MAX - 1) / KC_MAX;
+    long kcb = (k + kblocks - 1) / kblocks;
+
+    long nc_max = n < NC ? n : NC;
+    long mc_max = m < MC ? m : MC;
+    workspace *w = workspace_get();
+    float *apack = buffer_reserve(&w->a, &w->a_cap,
+                                  (size_t)((mc_max + MR - 1) / MR * MR) * (size_t)kcb + 8);
+    float *bpack = buffer_reserve(&w->b, &w->b_cap,
+                                  (size_t)((nc_max + NR - 1) / NR * NR) * (size_t)kcb);
+
+    for (long jc = 0; jc < n; jc += NC) {
+        long nc = n - jc < NC ? n - jc : NC;
+        for (long pc = 0; pc < k; pc += kcb) {
+            long kc = k - pc < kcb ? k - pc : kcb;
+            const float *bsrc = transB ? b + jc * ldb + pc : b + pc * ldb + jc;
+            pack_b(kc, nc, bsrc, ldb, transB, bpack);
+            int overwrite = (pc == 0) && !accumulate;
+            for (long ic = 0; ic < m; ic += MC) {
+                long mc = m - ic < MC ? m - ic : MC;
+                const float *asrc = transA ? a + pc * lda + ic : a + ic * lda + pc;
+                pack_a(mc, kc, asrc, lda, transA, apack);
+                macro_kernel(kernel, mc, nc, kc, apack, bpack, c + ic * ldc + jc, ldc, overwrite);
+            }
+        }
+    }
+}
+
+// MARK: - FMA peak
+
+static double peak_portable(long iterations) {
+    float acc[12][8];
+    for (int i = 0; i < 12; i++)
+        for (int j = 0; j < 8; j++) acc[i][j] = (float)(i + j) * 0.01f;
+    const float x = 0.99999f, y = 1e-5f;
+    for (long it = 0; it < iterations; it++)
+        for (int i = 0; i < 12; i++)
+            for (int j = 0; j < 8; j++) acc[i][j] = acc[i][j] * x + y;
+    volatile float sink = 0;
+    for (int i = 0; i < 12; i++)
+        for (int j = 0; j < 8; j++) sink += acc[i][j];
+    (void)sink;
+    return (double)iterations * 12.0 * 8.0 * 2.0;
+}
+
+#if defined(__x86_64__)
+AVX2_FMA
+static double peak_avx2_fma(long iterations) {
+    __m256 acc[12];
+    for (int i = 0; i < 12; i++) acc[i] = _mm256_set1_ps((float)i * 0.01f);
+    const __m256 x = _mm256_set1_ps(0.99999f), y = _mm256_set1_ps(1e-5f);
+    for (long it = 0; it < iterations; it++) {
+        acc[0] = _mm256_fmadd_ps(acc[0], x, y);
+        acc[1] = _mm256_fmadd_ps(acc[1], x, y);
+        acc[2] = _mm256_fmadd_ps(acc[2], x, y);
+        acc[3] = _mm256_fmadd_ps(acc[3], x, y);
+        acc[4] = _mm256_fmadd_ps(acc[4], x, y);
+        acc[5] = _mm256_fmadd_ps(acc[5], x, y);
+        acc[6] = _mm256_fmadd_ps(acc[6], x, y);
+        acc[7] = _mm256_fmadd_ps(acc[7], x, y);
+        acc[8] = _mm256_fmadd_ps(acc[8], x, y);
+        acc[9] = _mm256_fmadd_ps(acc[9], x, y);
+        acc[10] = _mm256_fmadd_ps(acc[10], x, y);
+        acc[11] = _mm256_fmadd_ps(acc[11], x, y);
+    }
+    __m256 s = acc[0];
+    for (int i = 1; i < 12; i++) s = _mm256_add_ps(s, acc[i]);
+    float out[8];
+    _mm256_storeu_ps(out, s);
+    volatile float sink = out[0];
+    (void)sink;
+    return (double)iterations * 12.0 * 8.0 * 2.0;
+}
+#endif
+
+double myopia_fma_peak_loop(long iterations) {
+#if defined(__x86_64__)
+    if (myopia_cpu_has_avx2_fma()) return peak_avx2_fma(iterations);
+#endif
+    return peak_portable(iterations);
+}

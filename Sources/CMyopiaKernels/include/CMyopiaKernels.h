@@ -1,0 +1,64 @@
+// CMyopiaKernels — the small C half of MyopiaKernels.
+//
+// It holds what Swift cannot express without unsafe compiler flags: an AVX2+FMA GEMM micro-kernel
+// compiled with `__attribute__((target("avx2,fma")))` and chosen at run time by a CPU check, next to
+// a portable kernel that builds on any machine (arm64 included). The Swift module `MyopiaKernels`
+// owns the public API and the threading; everything here is single-threaded and thread-safe.
+#ifndef CMYOPIAKERNELS_H
+#define CMYOPIAKERNELS_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Micro-kernel identifiers for `myopia_sgemm`.
+enum {
+    MYOPIA_KERNEL_PORTABLE = 0,
+    MYOPIA_KERNEL_AVX2_FMA = 1,
+};
+
+/// Register tile of the micro-kernels (rows x columns of C per call). Callers that split C between
+/// threads cut at multiples of these so that every thread runs full tiles.
+enum {
+    MYOPIA_GEMM_MR = 6,
+    MYOPIA_GEMM_NR = 16,
+};
+
+/// 1 when this CPU supports AVX2 and FMA (always 0 off x86-64).
+int myopia_cpu_has_avx2_fma(void);
+
+/// C[m x n] = (accumulate ? C : 0) + op(A) op(B), single-threaded, row-major.
+/// transA: A is stored k x m (lda >= m); else m x k (lda >= k). transB: B stored n x k (ldb >= k);
+/// else k x n (ldb >= n). k == 0 with accumulate == 0 zeroes C.
+/// The summation order of every C element depends only on k (never on m, n or the pointers), so a
+/// caller may split C into blocks, run them on any threads and get bitwise identical results.
+/// Packing buffers are per thread (grown once, freed when the thread exits).
+void myopia_sgemm(int kernel, long m, long n, long k,
+                  const float *a, long lda, int transA,
+                  const float *b, long ldb, int transB,
+                  float *c, long ldc, int accumulate);
+
+/// Runs `iterations` rounds of 12 independent 8-wide FMA chains (AVX2+FMA when available,
+/// portable C otherwise) and returns the number of floating-point operations performed.
+double myopia_fma_peak_loop(long iterations);
+
+/// AVX2+FMA row operations (call only when myopia_cpu_has_avx2_fma(); off x86-64 they are scalar).
+/// y[i] = exp(x[i]), y may equal x.
+void myopia_exp_avx2(const float *x, float *y, long count);
+/// In place x = softmax(scale * x); returns sum_j exp(scale*x_j - max) and writes max = max_j scale*x_j.
+float myopia_softmax_avx2(float *x, long count, float scale, float *max_out);
+/// out[i] = gelu_tanh(in[i]).
+void myopia_gelu_forward_avx2(float *out, const float *in, long count);
+/// dx[i] = dy[i] * gelu_tanh'(x[i]); dx may alias dy.
+void myopia_gelu_backward_avx2(float *dx, const float *x, const float *dy, long count);
+
+/// Atomic fetch-and-add on a shared counter (used by the Swift parallel-for for dynamic scheduling).
+static inline long myopia_atomic_fetch_add(long *counter, long value) {
+    return __atomic_fetch_add(counter, value, __ATOMIC_RELAXED);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,122 @@
+import Foundation
+
+/// A checkpoint is a Hugging Face folder: `config.json` + `model.safetensors` (GPT-2 keys, unprefixed,
+/// fp32), loadable by `GPT2LMHeadModel.from_pretrained(dir)`. A training checkpoint adds
+/// `optimizer.safetensors` (AdamW moments under `exp_avg.KEY`, `exp_avg_sq.KEY`) and
+/// `trainer_state.json`.
+public enum Checkpoint {
+    public static let configFile = "config.json"
+    public static let modelFile = "model.safetensors"
+    public static let optimizerFile = "optimizer.safetensors"
+    public static let stateFile = "trainer_state.json"
+
+    /// Writes config.json and model.safetensors into `dir` (created if needed), each file atomically.
+    public static func saveModel(_ model: Transformer, to dir: URL, metadata: [String: String] = [:]) throws {
+        try createDirectory(dir)
+        try AtomicFile.write(try model.config.jsonData(), to: dir.appendingPathComponent(configFile))
+        let store = model.params
+        let tensors = store.entries.map { e in
+            (name: e.name, shape: e.shape, data: store.buffer(store.weights, e))
+        }
+        var meta = metadata
+        meta["format"] = "pt"
+        try SafeTensorsWriter.write(tensors, metadata: meta, to: dir.appendingPathComponent(modelFile))
+    }
+
+    /// Reads a Hugging Face GPT-2 folder (Myopia's or one saved by `transformers`).
+    public static func loadModel(from dir: URL) throws -> Transformer {
+        let config = try ModelConfig.load(from: dir.appendingPathComponent(configFile))
+        let model = Transformer(config: config)
+        try loadWeights(into: model.params, from: dir.appendingPathComponent(modelFile))
+        return model
+    }
+
+    /// Maps checkpoint keys onto the registry: accepts a `transformer.` prefix and a redundant
+    /// `lm_head.weight` (which must equal `wte.weight`: the head is tied), skips the `attn.bias` /
+    /// `attn.masked_bias` buffers old checkpoints carry, and rejects anything else it does not know.
+    public static func loadWeights(into store: ParameterStore, from url: URL) throws {
+        let file = try SafeTensorsFile(contentsOf: url)
+        var seen = Set<String>()
+        var head: [Float]?
+        for entry in file.entries {
+            var key = entry.name
+            if key.hasPrefix("transformer.") { key.removeFirst("transformer.".count) }
+            if key.hasSuffix(".attn.bias") || key.hasSuffix(".attn.masked_bias") { continue }
+            if key == "lm_head.weight" {
+                head = try file.floats(entry.name)
+                continue
+            }
+            guard let target = store.entry(key) else {
+                throw FormatError.unsupported(file: url.path, field: entry.name, value: "a tensor this GPT-2 model does not have")
+            }
+            guard entry.shape == target.shape else {
+                throw FormatError.invalidValue(file: url.path, field: entry.name, expected: "shape \(target.shape) (from config.json)", found: "\(entry.shape)")
+            }
+            let dst = UnsafeMutableBufferPointer(start: store.weights + target.offset, count: target.count)
+            try file.copyFloats(entry.name, into: dst)
+            seen.insert(key)
+        }
+        for e in store.entries where !seen.contains(e.name) {
+            throw FormatError.missing(file: url.path, field: e.name)
+        }
+        if let head, let wte = store.entry("wte.weight") {
+            let tied = head.count == wte.count && head.elementsEqual(store.buffer(store.weights, wte))
+            guard tied else {
+                throw FormatError.unsupported(file: url.path, field: "lm_head.weight", value: "a head that differs from wte.weight (Myopia's GPT-2 ties them)")
+            }
+        }
+    }
+
+    /// AdamW moments beside the model.
+    public static func saveOptimizer(_ store: ParameterStore, to dir: URL) throws {
+        store.ensureMoments()
+        guard let m = store.moment1, let v = store.moment2 else { return }
+        let tensors = store.entries.flatMap { e in [
+            (name: "exp_avg." + e.name, shape: e.shape, data: store.buffer(m, e)),
+            (name: "exp_avg_sq." + e.name, shape: e.shape, data: store.buffer(v, e)),
+        ] }
+        try SafeTensorsWriter.write(tensors, metadata: ["format": "myopia-adamw"], to: dir.appendingPathComponent(optimizerFile))
+    }
+
+    public static func loadOptimizer(into store: ParameterStore, from dir: URL) throws {
+        let url = dir.appendingPathComponent(optimizerFile)
+        let file = try SafeTensorsFile(contentsOf: url)
+        store.ensureMoments()
+        guard let m = store.moment1, let v = store.moment2 else { return }
+        for e in store.entries {
+            for (prefix, buffer) in [("exp_avg.", m), ("exp_avg_sq.", v)] {
+                let name = prefix + e.name
+                guard let entry = file[name] else { throw FormatError.missing(file: url.path, field: name) }
+                guard entry.shape == e.shape else {
+                    throw FormatError.invalidValue(file: url.path, field: name, expected: "shape \(e.shape)", found: "\(entry.shape)")
+                }
+                try file.copyFloats(name, into: UnsafeMutableBufferPointer(start: buffer + e.offset, count: e.count))
+            }
+        }
+    }
+
+    /// Resolves a path that is either a checkpoint folder or a run folder holding `checkpoint-STEP`
+    /// folders (the newest one wins).
+    public static func resolve(_ url: URL) throws -> URL {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: url.appendingPathComponent(configFile).path) { return url }
+        if let latest = try? latestCheckpoint(in: url) { return latest }
+        throw FormatError.missing(file: url.path, field: "config.json (not a checkpoint folder, and no checkpoint-STEP folder inside)")
+    }
+
+    /// The `checkpoint-STEP` folder with the highest STEP in a run folder.
+    public static func latestCheckpoint(in run: URL) throws -> URL? {
+        let names = try FileManager.default.contentsOfDirectory(atPath: run.path)
+        let steps = names.compactMap { name -> Int? in
+            guard name.hasPrefix("checkpoint-") else { return nil }
+            return Int(name.dropFirst("checkpoint-".count))
+        }
+        return steps.max().map { run.appendingPathComponent("checkpoint-\($0)") }
+    }
+
+    static func createDirectory(_ dir: URL) throws {
+        do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
+            throw FormatError.io(file: dir.path, reason: "cannot create the folder: \(error.localizedDescription)")
+        }
+    }
+}

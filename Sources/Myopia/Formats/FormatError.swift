@@ -1,0 +1,89 @@
+// FormatError: the one typed error for untrusted input and file-system trouble (DESIGN §8).
+//
+// Every case names the file (a path, or a caller-given source name such as an asset name) and,
+// where there is one, the field, so that the message alone tells a person what to fix:
+//
+//   model.safetensors: tensor "h.0.attn.c_attn.weight" data_offsets [0, 100]:
+//     expected 442368 bytes (F32 × [96, 288]), found 100
+//
+// It is shared by safetensors, GGUF, config.json, tokenizer files, corpora and assets.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+public enum FormatError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// The input ends before `field` is complete.
+    case truncated(file: String, field: String, expected: String, found: String)
+    /// The header / structure cannot be parsed at all (bad JSON, not an object, duplicate key...).
+    case invalidHeader(file: String, field: String, reason: String)
+    /// A field parses but holds a value that is not allowed.
+    case invalidValue(file: String, field: String, expected: String, found: String)
+    /// A required field is absent.
+    case missing(file: String, field: String)
+    /// A well-formed value this code does not handle (e.g. converting I64 to floats, a new dtype).
+    case unsupported(file: String, field: String, value: String)
+    /// Content does not hash to the recorded / pinned sha256.
+    case checksumMismatch(file: String, expected: String, found: String)
+    /// Reading, writing, renaming or creating a file or folder failed.
+    case io(file: String, reason: String)
+    /// An external tool (python3, pip, tar) needed to produce `file` is not available.
+    case toolUnavailable(file: String, tool: String, hint: String)
+    /// Fetching `file` (an asset) from a package registry failed.
+    case fetchFailed(file: String, reason: String)
+
+    /// The file or source name the error is about.
+    public var file: String {
+        switch self {
+        case .truncated(let f, _, _, _), .invalidHeader(let f, _, _), .invalidValue(let f, _, _, _),
+             .missing(let f, _), .unsupported(let f, _, _), .checksumMismatch(let f, _, _),
+             .io(let f, _), .toolUnavailable(let f, _, _), .fetchFailed(let f, _):
+            return f
+        }
+    }
+
+    /// The field the error is about, where the case has one.
+    public var field: String? {
+        switch self {
+        case .truncated(_, let f, _, _), .invalidHeader(_, let f, _), .invalidValue(_, let f, _, _),
+             .missing(_, let f), .unsupported(_, let f, _):
+            return f
+        case .checksumMismatch, .io, .toolUnavailable, .fetchFailed:
+            return nil
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .truncated(let file, let field, let expected, let found):
+            return "\(file): \(field): truncated: expected \(expected), found \(found)"
+        case .invalidHeader(let file, let field, let reason):
+            return "\(file): \(field): \(reason)"
+        case .invalidValue(let file, let field, let expected, let found):
+            return "\(file): \(field): expected \(expected), found \(found)"
+        case .missing(let file, let field):
+            return "\(file): \(field): missing"
+        case .unsupported(let file, let field, let value):
+            return "\(file): \(field): unsupported value \(value)"
+        case .checksumMismatch(let file, let expected, let found):
+            return "\(file): sha256 mismatch: expected \(expected), found \(found)"
+        case .io(let file, let reason):
+            return "\(file): \(reason)"
+        case .toolUnavailable(let file, let tool, let hint):
+            return "\(file): needs \(tool), which is not available: \(hint)"
+        case .fetchFailed(let file, let reason):
+            return "\(file): fetch failed: \(reason)"
+        }
+    }
+}
+
+extension FormatError {
+    /// A FormatError.io for a failed POSIX call, with strerror(errno) text.
+    static func posix(_ file: String, _ what: String, errno code: Int32) -> FormatError {
+        .io(file: file, reason: "\(what) failed: \(String(cString: strerror(code))) (errno \(code))")
+    }
+}

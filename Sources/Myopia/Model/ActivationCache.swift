@@ -1,0 +1,117 @@
+// Dimensions: B batch, T time, C d_model, NH heads, F MLP width, V vocab, L layers, N = B·T.
+
+/// The activations one forward pass keeps for backward, and the scratch backward works in.
+/// Allocated once for a capacity (B, T) and reused every step: nothing is allocated in the step.
+public final class ActivationCache {
+    /// What each block keeps.
+    struct Layer {
+        let residIn: UnsafeMutablePointer<Float>   // (N, C)   blocks.l.hook_resid_pre
+        let ln1: UnsafeMutablePointer<Float>       // (N, C)   blocks.l.ln1.hook_normalized
+        let ln1Mean: UnsafeMutablePointer<Float>   // (N)
+        let ln1Rstd: UnsafeMutablePointer<Float>   // (N)
+        let qkv: UnsafeMutablePointer<Float>       // (N, 3C)  hook_q | hook_k | hook_v
+        let probs: UnsafeMutablePointer<Float>     // (B, NH, T, T) blocks.l.attn.hook_pattern
+        let z: UnsafeMutablePointer<Float>         // (N, C)   blocks.l.attn.hook_z
+        let residMid: UnsafeMutablePointer<Float>  // (N, C)   blocks.l.hook_resid_mid
+        let ln2: UnsafeMutablePointer<Float>       // (N, C)
+        let ln2Mean: UnsafeMutablePointer<Float>   // (N)
+        let ln2Rstd: UnsafeMutablePointer<Float>   // (N)
+        let fcPre: UnsafeMutablePointer<Float>     // (N, F)
+        let act: UnsafeMutablePointer<Float>       // (N, F)   blocks.l.mlp.hook_post
+    }
+
+    public let config: ModelConfig
+    public let capacityB: Int
+    public let capacityT: Int
+    /// The (B, T) of the last forward pass.
+    public internal(set) var batch = 0
+    public internal(set) var seqLen = 0
+
+    let tokens: UnsafeMutablePointer<Int32>        // (N)
+    let targets: UnsafeMutablePointer<Int32>       // (N)
+    var hasTargets = false
+    let layers: [Layer]
+    let residFinal: UnsafeMutablePointer<Float>    // (N, C)   the residual after the last block
+    let lnf: UnsafeMutablePointer<Float>           // (N, C)   ln_final.hook_normalized
+    let lnfMean: UnsafeMutablePointer<Float>       // (N)
+    let lnfRstd: UnsafeMutablePointer<Float>       // (N)
+    let logits: UnsafeMutablePointer<Float>        // (N, V)   overwritten by dlogits in backward
+    let rowLoss: UnsafeMutablePointer<Float>       // (N)      ℓ_t per position
+    let logZ: UnsafeMutablePointer<Float>          // (N)      log-partition of each row of logits
+    let lossScratch: UnsafeMutablePointer<Float>   // (CrossEntropy.chunks, V)
+
+    // Backward scratch, shared by all layers.
+    let dResid: UnsafeMutablePointer<Float>        // (N, C)
+    let dLn: UnsafeMutablePointer<Float>           // (N, C)
+    let dQkv: UnsafeMutablePointer<Float>          // (N, 3C)
+    let dScores: UnsafeMutablePointer<Float>       // (B, NH, T, T)
+    let dZ: UnsafeMutablePointer<Float>            // (N, C)
+    let dAct: UnsafeMutablePointer<Float>          // (N, F)
+
+    private var owned: [UnsafeMutableRawPointer] = []
+
+    public init(config: ModelConfig, batch: Int, seqLen: Int) {
+        precondition(batch > 0 && seqLen > 0 && seqLen <= config.maxPositions)
+        self.config = config
+        capacityB = batch
+        capacityT = seqLen
+        let n = batch * seqLen, c = config.dModel, f = config.dMLP, v = config.vocabSize
+        let att = batch * config.nHeads * seqLen * seqLen
+        var owned: [UnsafeMutableRawPointer] = []
+        func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
+            owned.append(raw)
+            let p = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+            p.initialize(repeating: 0, count: max(count, 1))
+            return p
+        }
+        func ints(_ count: Int) -> UnsafeMutablePointer<Int32> {
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
+            owned.append(raw)
+            let p = raw.bindMemory(to: Int32.self, capacity: max(count, 1))
+            p.initialize(repeating: 0, count: max(count, 1))
+            return p
+        }
+        tokens = ints(n)
+        targets = ints(n)
+        layers = (0..<config.nLayers).map { _ in
+            Layer(residIn: floats(n * c), ln1: floats(n * c), ln1Mean: floats(n), ln1Rstd: floats(n),
+                  qkv: floats(n * 3 * c), probs: floats(att), z: floats(n * c), residMid: floats(n * c),
+                  ln2: floats(n * c), ln2Mean: floats(n), ln2Rstd: floats(n), fcPre: floats(n * f),
+                  act: floats(n * f))
+        }
+        residFinal = floats(n * c)
+        lnf = floats(n * c)
+        lnfMean = floats(n)
+        lnfRstd = floats(n)
+        logits = floats(n * v)
+        rowLoss = floats(n)
+        logZ = floats(n)
+        lossScratch = floats(CrossEntropy.chunks * v)
+        dResid = floats(n * c)
+        dLn = floats(n * c)
+        dQkv = floats(n * 3 * c)
+        dScores = floats(att)
+        dZ = floats(n * c)
+        dAct = floats(n * f)
+        self.owned = owned
+    }
+
+    deinit { for p in owned { p.deallocate() } }
+
+    /// Logits (B, T, V) of the last forward pass (valid until backward overwrites them).
+    public func logitsArray() -> [Float] {
+        Array(UnsafeBufferPointer(start: logits, count: batch * seqLen * config.vocabSize))
+    }
+
+    /// ℓ_t for every position of the last forward pass with targets, (B, T).
+    public func positionLosses() -> [Float] {
+        Array(UnsafeBufferPointer(start: rowLoss, count: batch * seqLen))
+    }
+
+    /// The residual stream entering block l (l = 0..L−1), or after the last block (l = L), (B, T, C).
+    public func residual(layer l: Int) -> [Float] {
+        let p = l == config.nLayers ? residFinal : layers[l].residIn
+        return Array(UnsafeBufferPointer(start: p, count: batch * seqLen * config.dModel))
+    }
+}

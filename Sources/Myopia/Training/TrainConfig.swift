@@ -1,0 +1,137 @@
+import Foundation
+
+/// Everything that defines a training run. The JSON keys are the CLI flags with `_` for `-`
+/// (`--d-model` ↔ `d_model`), so `--config FILE.json` and the flags say the same things.
+public struct TrainConfig: Codable, Equatable, Sendable {
+    public var data: String = "tinyshakespeare"
+    public var layers = 4
+    public var heads = 4
+    public var dModel = 128
+    public var seqLen = 128
+    public var batch = 8
+    public var steps = 1000
+    public var lr = 1e-3
+    public var minLR = 1e-4
+    public var warmup = 100
+    public var weightDecay = 0.1
+    public var beta1 = 0.9
+    public var beta2 = 0.95
+    public var eps = 1e-8
+    public var noDecay: [String] = []
+    public var clip = 1.0
+    public var seed: UInt64 = 1
+    public var validationFraction = 0.1
+    public var evalEvery = 100
+    public var evalWindows = 64
+    public var logEvery = 10
+    public var checkpointEvery = 500
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case data, layers, heads, steps, lr, warmup, beta1, beta2, eps, clip, seed, batch
+        case dModel = "d_model", seqLen = "seq_len", minLR = "min_lr", weightDecay = "weight_decay"
+        case noDecay = "no_decay", validationFraction = "validation_fraction", evalEvery = "eval_every"
+        case evalWindows = "eval_windows", logEvery = "log_every", checkpointEvery = "checkpoint_every"
+    }
+
+    /// Decodes a partial config on top of the defaults: absent keys keep their default values.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = TrainConfig()
+        data = try c.decodeIfPresent(String.self, forKey: .data) ?? d.data
+        layers = try c.decodeIfPresent(Int.self, forKey: .layers) ?? d.layers
+        heads = try c.decodeIfPresent(Int.self, forKey: .heads) ?? d.heads
+        dModel = try c.decodeIfPresent(Int.self, forKey: .dModel) ?? d.dModel
+        seqLen = try c.decodeIfPresent(Int.self, forKey: .seqLen) ?? d.seqLen
+        batch = try c.decodeIfPresent(Int.self, forKey: .batch) ?? d.batch
+        steps = try c.decodeIfPresent(Int.self, forKey: .steps) ?? d.steps
+        lr = try c.decodeIfPresent(Double.self, forKey: .lr) ?? d.lr
+        minLR = try c.decodeIfPresent(Double.self, forKey: .minLR) ?? d.minLR
+        warmup = try c.decodeIfPresent(Int.self, forKey: .warmup) ?? d.warmup
+        weightDecay = try c.decodeIfPresent(Double.self, forKey: .weightDecay) ?? d.weightDecay
+        beta1 = try c.decodeIfPresent(Double.self, forKey: .beta1) ?? d.beta1
+        beta2 = try c.decodeIfPresent(Double.self, forKey: .beta2) ?? d.beta2
+        eps = try c.decodeIfPresent(Double.self, forKey: .eps) ?? d.eps
+        noDecay = try c.decodeIfPresent([String].self, forKey: .noDecay) ?? d.noDecay
+        clip = try c.decodeIfPresent(Double.self, forKey: .clip) ?? d.clip
+        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
+        validationFraction = try c.decodeIfPresent(Double.self, forKey: .validationFraction) ?? d.validationFraction
+        evalEvery = try c.decodeIfPresent(Int.self, forKey: .evalEvery) ?? d.evalEvery
+        evalWindows = try c.decodeIfPresent(Int.self, forKey: .evalWindows) ?? d.evalWindows
+        logEvery = try c.decodeIfPresent(Int.self, forKey: .logEvery) ?? d.logEvery
+        checkpointEvery = try c.decodeIfPresent(Int.self, forKey: .checkpointEvery) ?? d.checkpointEvery
+    }
+
+    /// Reads a `--config FILE.json`; accepts `d-model` as well as `d_model`.
+    public static func load(from url: URL) throws -> TrainConfig {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw FormatError.io(file: url.path, reason: "cannot read: \(error.localizedDescription)")
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw FormatError.invalidHeader(file: url.path, field: "(top level)", reason: "not a JSON object")
+        }
+        let known = Set(Self.CodingKeys.allKeys)
+        var normalised: [String: Any] = [:]
+        for (key, value) in object {
+            let k = key.replacingOccurrences(of: "-", with: "_")
+            guard known.contains(k) else {
+                throw FormatError.unsupported(file: url.path, field: key, value: "an unknown setting (known: \(known.sorted().joined(separator: ", ")))")
+            }
+            normalised[k] = value
+        }
+        do {
+            let clean = try JSONSerialization.data(withJSONObject: normalised)
+            let config = try JSONDecoder().decode(TrainConfig.self, from: clean)
+            try config.validate(file: url.path)
+            return config
+        } catch let error as DecodingError {
+            throw FormatError(decoding: error, file: url.path)
+        }
+    }
+
+    /// Rejects impossible settings before any work starts; `file` names where they came from.
+    public func validate(file: String = "flags") throws {
+        func check(_ ok: Bool, _ field: String, _ expected: String, _ found: Any) throws {
+            if !ok { throw FormatError.invalidValue(file: file, field: field, expected: expected, found: "\(found)") }
+        }
+        try check(layers > 0, "layers", "a positive integer", layers)
+        try check(heads > 0, "heads", "a positive integer", heads)
+        try check(dModel > 0, "d_model", "a positive integer", dModel)
+        try check(heads > 0 && dModel % heads == 0, "heads", "a divisor of d_model (\(dModel))", heads)
+        try check(seqLen > 0, "seq_len", "a positive integer", seqLen)
+        try check(batch > 0, "batch", "a positive integer", batch)
+        try check(steps >= 0, "steps", "zero or more", steps)
+        try check(lr > 0 && lr.isFinite, "lr", "a positive number", lr)
+        try check(minLR >= 0 && minLR <= lr, "min_lr", "between 0 and lr (\(lr))", minLR)
+        try check(warmup >= 0, "warmup", "zero or more", warmup)
+        try check(weightDecay >= 0, "weight_decay", "zero or more", weightDecay)
+        try check((0..<1).contains(beta1), "beta1", "in [0, 1)", beta1)
+        try check((0..<1).contains(beta2), "beta2", "in [0, 1)", beta2)
+        try check(eps > 0, "eps", "a positive number", eps)
+        try check(clip > 0, "clip", "a positive number", clip)
+        try check(validationFraction > 0 && validationFraction < 1, "validation_fraction", "in (0, 1)", validationFraction)
+        try check(evalEvery > 0, "eval_every", "a positive integer", evalEvery)
+        try check(evalWindows > 0, "eval_windows", "a positive integer", evalWindows)
+        try check(logEvery > 0, "log_every", "a positive integer", logEvery)
+        try check(checkpointEvery > 0, "checkpoint_every", "a positive integer", checkpointEvery)
+    }
+
+    public func modelConfig(vocabSize: Int, tokenizer: String = ByteTokenizer.name) -> ModelConfig {
+        ModelConfig(vocabSize: vocabSize, maxPositions: seqLen, dModel: dModel, nLayers: layers, nHeads: heads,
+                    tokenizer: tokenizer)
+    }
+
+    public var schedule: LearningRateSchedule {
+        LearningRateSchedule(maxLR: lr, minLR: minLR, warmupSteps: warmup, totalSteps: steps)
+    }
+
+    public var optimizer: AdamW {
+        AdamW(beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay, noDecay: noDecay)
+    }
+}
+
+extension TrainConfig.CodingKeys: CaseIterable {
+    static var allKeys: [String] { allCases.map(\.rawValue) }
+}

@@ -1,0 +1,68 @@
+extension RowOps {
+    /// dst[j] += sum over r of src[r*cols + j] (bias gradients). Deterministic like layerNormBackward:
+    /// fixed row blocks -> partials -> summed in block order.
+    public static func addColumnSums(into dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, rows: Int, cols: Int) {
+        guard rows > 0, cols > 0 else { return }
+        let blocks = (rows + reductionBlockRows - 1) / reductionBlockRows
+        let partials = UnsafeMutablePointer<Float>.allocate(capacity: blocks * cols)
+        defer { partials.deallocate() }
+        let pP = SendablePointer(partials), srcP = SendablePointer(src)
+        let body = cols & ~7
+        Parallel.forEach(blocks) { block in
+            let part = pP.pointer + block * cols
+            let r0 = block * reductionBlockRows, r1 = min(rows, r0 + reductionBlockRows)
+            let first = srcP.pointer + r0 * cols
+            part.update(from: first, count: cols)
+            for r in (r0 + 1)..<max(r1, r0 + 1) {
+                let row = srcP.pointer + r * cols
+                var j = 0
+                while j < body { store8(load8(part + j) + load8(row + j), part + j); j += 8 }
+                for q in body..<cols { part[q] += row[q] }
+            }
+        }
+        addBlockPartials(into: dst, partials, blocks: blocks, stride: cols, cols: cols)
+    }
+
+    /// dst[r*cols + j] = row[j] for every r (bias broadcast before an accumulating GEMM).
+    public static func broadcastRows(_ dst: UnsafeMutablePointer<Float>, row: UnsafePointer<Float>, rows: Int, cols: Int) {
+        guard cols > 0 else { return }
+        for r in 0..<max(rows, 0) { (dst + r * cols).update(from: row, count: cols) }
+    }
+
+    /// Elements per block of sumOfSquares (fixed: the summation order never depends on threads).
+    static let sumOfSquaresBlock = 1 << 16
+
+    /// sum of x[i]^2 accumulated in Double (gradient norms); deterministic.
+    public static func sumOfSquares(_ x: UnsafePointer<Float>, count: Int) -> Double {
+        guard count > 0 else { return 0 }
+        let blocks = (count + sumOfSquaresBlock - 1) / sumOfSquaresBlock
+        if blocks == 1 { return sumOfSquaresBlockValue(x, count: count) }
+        let partials = UnsafeMutablePointer<Double>.allocate(capacity: blocks)
+        defer { partials.deallocate() }
+        let pP = SendablePointer(partials), xP = SendablePointer(x)
+        Parallel.forEach(blocks) { block in
+            let start = block * sumOfSquaresBlock
+            pP.pointer[block] = sumOfSquaresBlockValue(xP.pointer + start,
+                                                       count: min(sumOfSquaresBlock, count - start))
+        }
+        var total = 0.0
+        for block in 0..<blocks { total += partials[block] }
+        return total
+    }
+
+    @inline(__always)
+    static func sumOfSquaresBlockValue(_ x: UnsafePointer<Float>, count: Int) -> Double {
+        var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+        var i = 0
+        while i + 4 <= count {
+            let a = Double(x[i]), b = Double(x[i + 1]), c = Double(x[i + 2]), d = Double(x[i + 3])
+            s0 += a * a
+            s1 += b * b
+            s2 += c * c
+            s3 += d * d
+            i += 4
+        }
+        while i < count { let a = Double(x[i]); s0 += a * a; i += 1 }
+        return (s0 + s1) + (s2 + s3)
+    }
+}

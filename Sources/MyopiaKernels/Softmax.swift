@@ -1,0 +1,90 @@
+import CMyopiaKernels
+import Foundation
+
+/// Row-wise fp32 operations: vectorised exp, softmax, layernorm, GELU and the reductions that
+/// backward passes need. Reductions over rows use fixed row blocks (independent of the thread
+/// count) summed in a fixed order, so results are bitwise identical for any thread count.
+public enum RowOps {
+    /// Elements per parallel work item for element-wise operations.
+    static let elementsPerItem = 1 << 15
+
+    /// True when exp, softmax and GELU run the AVX2+FMA C code (else the portable SIMD8 Swift code).
+    static var usesAVX2: Bool { GEMM.cpuHasAVX2FMA && !forcePortable }
+
+    /// Forces the portable Swift row operations (tests of the portable path).
+    nonisolated(unsafe) static var forcePortable = false
+
+    /// y[i] = exp(x[i]); y may equal x. SIMD polynomial, max relative error ≤ 2e-7 on [-87, 88];
+    /// large negative inputs give 0 (not NaN/denormal garbage), -inf gives 0.
+    public static func exp(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
+        guard count > 0 else { return }
+        if usesAVX2 { return myopia_exp_avx2(x, y, count) }
+        var i = 0
+        while i + 8 <= count {
+            store8(exp8(load8(x + i)), y + i)
+            i += 8
+        }
+        if i < count {
+            storePartial8(exp8(loadPartial8(x + i, count - i, fill: 0)), y + i, count - i)
+        }
+    }
+
+    /// In place: x[0..<count] = softmax(scale * x). Returns log(sum_j exp(scale*x_j)) (the log-partition
+    /// of the scaled input, using the max-shift for stability) so callers can form cross-entropy.
+    /// count == 0 returns -inf. Like PyTorch, a row whose scaled maximum is ±inf gives NaN.
+    @discardableResult
+    public static func softmax(_ x: UnsafeMutablePointer<Float>, count: Int, scale: Float = 1) -> Float {
+        guard count > 0 else { return -.infinity }
+        if usesAVX2 {
+            var maxValue: Float = 0
+            let sum = myopia_softmax_avx2(x, count, scale, &maxValue)
+            return maxValue + Foundation.log(sum)
+        }
+        let tail = count & 7, body = count - tail
+        // Pass 1: scale in place and find the maximum.
+        var max8v = Float8(repeating: -.infinity)
+        var i = 0
+        if scale == 1 {
+            while i < body {
+                max8v = max8(max8v, load8(x + i))
+                i += 8
+            }
+        } else {
+            while i < body {
+                let v = load8(x + i) * scale
+                store8(v, x + i)
+                max8v = max8(max8v, v)
+                i += 8
+            }
+        }
+        if tail > 0 {
+            if scale != 1 { for j in body..<count { x[j] *= scale } }
+            max8v = max8(max8v, loadPartial8(x + body, tail, fill: -.infinity))
+        }
+        let maxValue = horizontalMax(max8v)
+        // Pass 2: exponentiate the shifted values and sum them.
+        var sum8 = Float8()
+        i = 0
+        while i < body {
+            let e = exp8(load8(x + i) - maxValue)
+            store8(e, x + i)
+            sum8 += e
+            i += 8
+        }
+        if tail > 0 {
+            let e = exp8(loadPartial8(x + body, tail, fill: -.infinity) - maxValue)
+            storePartial8(e, x + body, tail)
+            sum8 += e
+        }
+        let sum = horizontalSum(sum8)
+        // Pass 3: normalise.
+        let inverse = 1 / sum
+        i = 0
+        while i < body {
+            store8(load8(x + i) * inverse, x + i)
+            i += 8
+        }
+        for j in body..<count { x[j] *= inverse }
+        return maxValue + Foundation.log(sum)
+    }
+}

@@ -1,0 +1,192 @@
+import Foundation
+import Myopia
+import MyopiaKernels
+
+/// `myopia bench`: GEMM throughput on transformer shapes (beside OpenBLAS when it is installed) and
+/// the training step of the SMALL reference configuration, against a measured FMA peak.
+public enum Bench {
+    public struct GEMMCase: Encodable, Sendable {
+        public var m: Int, k: Int, n: Int
+        public var layout: String          // "NN" (A·B), "NT" (A·Bᵀ), "TN" (Aᵀ·B)
+        public var threads: Int
+        public var gflops: Double
+        public var openblasGflops: Double?
+        public var ratio: Double? { openblasGflops.map { gflops / $0 } }
+
+        enum CodingKeys: String, CodingKey { case m, k, n, layout, threads, gflops, openblasGflops = "openblas_gflops", ratio }
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(m, forKey: .m); try c.encode(k, forKey: .k); try c.encode(n, forKey: .n)
+            try c.encode(layout, forKey: .layout); try c.encode(threads, forKey: .threads)
+            try c.encode(gflops, forKey: .gflops)
+            try c.encodeIfPresent(openblasGflops, forKey: .openblasGflops)
+            try c.encodeIfPresent(ratio, forKey: .ratio)
+        }
+    }
+
+    public struct TrainStep: Codable, Sendable {
+        public var name: String
+        public var config: String
+        public var flow: String
+        public var threads: Int
+        public var gflopPerStep: Double
+        public var msPerStep: Double          // median
+        public var tokensPerSecond: Double
+        public var gflops: Double
+        /// Model FLOP utilisation against the measured FMA peak at this thread count.
+        public var mfu: Double
+
+        enum CodingKeys: String, CodingKey {
+            case name, config, flow, threads, gflops, mfu
+            case gflopPerStep = "gflop_per_step", msPerStep = "ms_per_step", tokensPerSecond = "tokens_per_s"
+        }
+    }
+
+    public struct Report: Encodable, Sendable {
+        public var kernel: String
+        public var cores: Int
+        public var fmaPeakGflops: [String: Double]     // threads -> GFLOP/s
+        public var gemm: [GEMMCase]
+        public var gemmGeomeanRatio: [String: Double]  // threads -> geometric mean of Myopia/OpenBLAS
+        public var training: [TrainStep]
+
+        enum CodingKeys: String, CodingKey {
+            case kernel, cores, gemm, training
+            case fmaPeakGflops = "fma_peak_gflops", gemmGeomeanRatio = "gemm_geomean_ratio_vs_openblas"
+        }
+    }
+
+    /// The shapes (M, K, N) of the core-engine issue: transformer projections at B·T = 2048 rows.
+    public static let gemmShapes: [(Int, Int, Int)] = [
+        (2048, 256, 768), (2048, 768, 256), (2048, 256, 1024), (2048, 1024, 256), (2048, 256, 8192), (256, 2048, 768),
+    ]
+
+    /// SMALL: vocab 8192, seq 256, 4 layers, 4 heads, d_model 256, batch 8.
+    public static let small = (vocab: 8192, seqLen: 256, layers: 4, heads: 4, dModel: 256, batch: 8)
+
+    public static func run(threads: [Int], gemm: Bool = true, training: Bool = true, trainSteps: Int = 5,
+                           log: (String) -> Void = { _ in }) -> Report {
+        let saved = Parallel.threadCount
+        defer { Parallel.threadCount = saved }
+        var peaks: [String: Double] = [:]
+        for t in threads {
+            peaks["\(t)"] = Peak.measureFMAPeak(threads: t)
+            log(String(format: "FMA peak, %d thread(s): %.1f GFLOP/s", t, peaks["\(t)"]!))
+        }
+        var cases: [GEMMCase] = []
+        var geomean: [String: Double] = [:]
+        if gemm {
+            let blas = OpenBLAS.load()
+            if blas == nil { log("OpenBLAS not found (apt-get install libopenblas-dev to compare); Myopia figures only") }
+            for t in threads {
+                Parallel.threadCount = t
+                blas?.setThreads(t)
+                var logSum = 0.0, counted = 0
+                for (m, k, n) in gemmShapes {
+                    for layout in ["NN", "NT", "TN"] {
+                        var c = GEMMCase(m: m, k: k, n: n, layout: layout, threads: t, gflops: 0, openblasGflops: nil)
+                        c.gflops = measureGEMM(m: m, k: k, n: n, layout: layout) { a, lda, ta, b, ldb, tb, out, ldc in
+                            GEMM.multiply(m: m, n: n, k: k, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb,
+                                          c: out, ldc: ldc, accumulate: false)
+                        }
+                        if let blas {
+                            c.openblasGflops = measureGEMM(m: m, k: k, n: n, layout: layout) { a, lda, ta, b, ldb, tb, out, ldc in
+                                blas.multiply(m: m, n: n, k: k, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb,
+                                              c: out, ldc: ldc, accumulate: false)
+                            }
+                        }
+                        if let r = c.ratio { logSum += Foundation.log(r); counted += 1 }
+                        log(String(format: "GEMM %4d×%4d×%4d %@ %dT: %6.1f GFLOP/s%@", m, k, n, layout, t, c.gflops,
+                                   c.openblasGflops.map { String(format: "  (OpenBLAS %.1f, ratio %.2f)", $0, c.gflops / $0) } ?? ""))
+                        cases.append(c)
+                    }
+                }
+                if counted > 0 { geomean["\(t)"] = Foundation.exp(logSum / Double(counted)) }
+            }
+        }
+        var steps: [TrainStep] = []
+        if training {
+            for t in threads {
+                Parallel.threadCount = t
+                var step = measureTrainingStep(steps: trainSteps)
+                step.threads = t
+                step.mfu = step.gflops / (peaks["\(t)"] ?? .nan)
+                log(String(format: "train step SMALL vanilla %dT: %.1f ms/step, %.0f tokens/s, %.1f GFLOP/s, MFU %.2f",
+                           t, step.msPerStep, step.tokensPerSecond, step.gflops, step.mfu))
+                steps.append(step)
+            }
+        }
+        return Report(kernel: GEMM.kernelName, cores: ProcessInfo.processInfo.activeProcessorCount,
+                      fmaPeakGflops: peaks, gemm: cases, gemmGeomeanRatio: geomean, training: steps)
+    }
+
+    typealias GEMMCall = (UnsafePointer<Float>, Int, Bool, UnsafePointer<Float>, Int, Bool, UnsafeMutablePointer<Float>, Int) -> Void
+
+    /// Best-of-repeats GFLOP/s for C (M×N) = op(A)·op(B) in the given layout.
+    static func measureGEMM(m: Int, k: Int, n: Int, layout: String, _ call: GEMMCall) -> Double {
+        let transA = layout.hasPrefix("T"), transB = layout.hasSuffix("T")
+        let a = randomBuffer(m * k, seed: 1), b = randomBuffer(k * n, seed: 2)
+        let c = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
+        defer { a.deallocate(); b.deallocate(); c.deallocate() }
+        let lda = transA ? m : k, ldb = transB ? k : n
+        let flop = 2.0 * Double(m) * Double(n) * Double(k)
+        call(a, lda, transA, b, ldb, transB, c, n)   // warm-up: packing buffers, caches, threads
+        let reps = max(3, Int(2e9 / flop))
+        var best = Double.infinity
+        for _ in 0..<reps {
+            let start = DispatchTime.now().uptimeNanoseconds
+            call(a, lda, transA, b, ldb, transB, c, n)
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+        return flop / best / 1e9
+    }
+
+    static func randomBuffer(_ count: Int, seed: UInt64) -> UnsafeMutablePointer<Float> {
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        var rng = SeededGenerator(seed: seed)
+        for i in 0..<count { p[i] = Float(rng.nextUnit()) - 0.5 }
+        return p
+    }
+
+    /// Model FLOPs of one training step (forward + backward): 6 per parameter per token for every
+    /// matrix (the tied head included, position embeddings excluded) plus attention's scores and
+    /// weighted sums over the full T×T square, as PyTorch computes them.
+    public static func trainingFLOPs(_ c: ModelConfig, batch: Int, seqLen: Int) -> Double {
+        let tokens = Double(batch * seqLen)
+        let perLayer = Double(c.dModel * 3 * c.dModel + c.dModel * c.dModel + 2 * c.dModel * c.dMLP)
+        let matrices = Double(c.nLayers) * perLayer + Double(c.vocabSize * c.dModel)
+        let attention = 12.0 * Double(c.nLayers) * Double(batch) * Double(seqLen * seqLen) * Double(c.dModel)
+        return 6 * matrices * tokens + attention
+    }
+
+    /// Median step time of SMALL (random tokens, AdamW, clipping) after one warm-up step.
+    static func measureTrainingStep(steps: Int) -> TrainStep {
+        let s = small
+        let config = ModelConfig(vocabSize: s.vocab, maxPositions: s.seqLen, dModel: s.dModel, nLayers: s.layers,
+                                 nHeads: s.heads, tokenizer: nil)
+        let model = Transformer(config: config)
+        model.initialize(seed: 1)
+        let cache = model.makeCache(batch: s.batch, seqLen: s.seqLen)
+        var rng = SeededGenerator(seed: 7)
+        let n = s.batch * s.seqLen
+        let tokens = (0..<n).map { _ in Int32(rng.nextInt(below: s.vocab)) }
+        let targets = (0..<n).map { _ in Int32(rng.nextInt(below: s.vocab)) }
+        let optimizer = AdamW()
+        var times: [Double] = []
+        for i in 0...steps {
+            let start = DispatchTime.now().uptimeNanoseconds
+            model.params.zeroGrads()
+            model.forward(tokens: tokens, targets: targets, batch: s.batch, seqLen: s.seqLen, cache: cache)
+            model.backward(cache: cache)
+            GradientClipping.clip(model.params, maxNorm: 1)
+            optimizer.update(model.params, lr: 1e-4, step: i + 1)
+            if i > 0 { times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6) }
+        }
+        times.sort()
+        let ms = times[times.count / 2]
+        let flop = trainingFLOPs(config, batch: s.batch, seqLen: s.seqLen)
+        return TrainStep(name: "SMALL", config: "vocab 8192, seq 256, 4 layers, 4 heads, d_model 256, batch 8",
+                         flow: "vanilla", threads: Parallel.threadCount, gflopPerStep: flop / 1e9, msPerStep: ms,
+                         tokensPerSecond: Double(n) / (ms / 1000), gflops: flop / 1e9 / (ms / 1000), mfu: 0)
+    }
+}

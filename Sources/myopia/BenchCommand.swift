@@ -1,0 +1,49 @@
+import ArgumentParser
+import Foundation
+import MyopiaKernels
+import MyopiaLab
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure GEMM throughput and the training step against the machine's FMA peak.",
+        discussion: """
+        GEMM on the transformer shapes (M,K,N) = (2048,256,768), (2048,768,256), (2048,256,1024),
+        (2048,1024,256), (2048,256,8192), (256,2048,768) in the layouts A·B, A·Bᵀ, Aᵀ·B, beside OpenBLAS
+        when libopenblas is installed; then the training step of SMALL (vocab 8192, seq 256, 4 layers,
+        4 heads, d_model 256, batch 8). Figures only: run it on a quiet machine.
+
+        Example:
+          myopia bench --json > bench.json
+          myopia bench --threads 2 --no-gemm
+        """)
+
+    @Option(help: "Thread counts to measure (default: 1 and all cores).") var threads: [Int] = []
+    @Option(help: "Training steps to time (the median is reported).") var steps = 5
+    @Flag(inversion: .prefixedNo, help: "Measure GEMM.") var gemm = true
+    @Flag(inversion: .prefixedNo, help: "Measure the training step.") var training = true
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func validate() throws {
+        guard steps > 0 else { throw ValidationError("--steps must be positive") }
+        guard threads.allSatisfy({ $0 > 0 }) else { throw ValidationError("--threads must be positive") }
+    }
+
+    func run() throws {
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let counts = threads.isEmpty ? Array(Set([1, cores])).sorted() : threads
+        Terminal.quiet = json
+        Terminal.info("kernel: \(GEMM.kernelName), \(cores) cores")
+        let report = Bench.run(threads: counts, gemm: gemm, training: training, trainSteps: steps, log: Terminal.info)
+        if json { try printJSON(report) }
+        else {
+            for (t, r) in report.gemmGeomeanRatio.sorted(by: { $0.key < $1.key }) {
+                print(String(format: "GEMM vs OpenBLAS, %@ thread(s): geometric mean ratio %.2f", t, r))
+            }
+            for s in report.training {
+                print(String(format: "SMALL train step, %d thread(s): %.1f ms/step, %.0f tokens/s, %.1f GFLOP/s (MFU %.2f of %.0f peak)",
+                             s.threads, s.msPerStep, s.tokensPerSecond, s.gflops, s.mfu, report.fmaPeakGflops["\(s.threads)"] ?? 0))
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import Myopia
+import MyopiaLab
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Mean next-token loss of a checkpoint on a text file.",
+        discussion: """
+        The file is cut into consecutive, non-overlapping windows of T+1 tokens (T predictions each; a
+        shorter tail is dropped); `loss` is the mean cross-entropy over all predictions, `tokens` their count.
+
+        Example:
+          myopia eval --checkpoint runs/shakespeare --data tinyshakespeare --seq-len 128 --json
+        """)
+
+    @Option(help: "A checkpoint folder, or a run folder (its newest checkpoint).") var checkpoint: String
+    @Option(help: "A text file, or a known dataset name.") var data: String
+    @Option(name: .customLong("seq-len"), help: "Window length T.") var seqLen: Int
+    @Option(help: "Windows per forward pass.") var batch = 8
+    @Option(name: .customLong("max-windows"), help: "Evaluate at most this many windows.") var maxWindows: Int?
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func validate() throws {
+        guard seqLen > 0 else { throw ValidationError("--seq-len must be positive") }
+        guard batch > 0 else { throw ValidationError("--batch must be positive") }
+        if let maxWindows, maxWindows <= 0 { throw ValidationError("--max-windows must be positive") }
+    }
+
+    struct Output: Encodable {
+        let loss: Double
+        let tokens: Int
+        let windows: Int
+        let seq_len: Int
+        let checkpoint: String
+        let data: String
+        let position_loss: [Double]
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let dir = try Checkpoint.resolve(URL(fileURLWithPath: checkpoint))
+            let model = try Checkpoint.loadModel(from: dir)
+            try ensureByteTokenizer(model.config, dir: dir)
+            guard seqLen <= model.config.maxPositions else {
+                throw ValidationError("--seq-len \(seqLen) is longer than the model's \(model.config.maxPositions) positions")
+            }
+            let url = try DataSource.resolveTextFile(data, log: Terminal.info)
+            let text: Data
+            do { text = try Data(contentsOf: url) } catch {
+                throw FormatError.io(file: url.path, reason: "cannot read: \(error.localizedDescription)")
+            }
+            let tokens = ByteTokenizer().encode(text)
+            guard tokens.count >= seqLen + 1 else {
+                throw FormatError.invalidValue(file: url.path, field: "(contents)", expected: "at least one window of \(seqLen + 1) tokens", found: "\(tokens.count) tokens")
+            }
+            let result = Evaluation.run(model, tokens: tokens, seqLen: seqLen, batch: batch, maxWindows: maxWindows)
+            if json {
+                try printJSON(Output(loss: result.loss, tokens: result.tokens, windows: result.windows, seq_len: seqLen,
+                                     checkpoint: dir.path, data: url.path, position_loss: result.positionLoss))
+            } else {
+                print(String(format: "loss %.4f nats/token (%.4f bits/byte) over %d predictions in %d windows",
+                             result.loss, result.loss / Foundation.log(2), result.tokens, result.windows))
+            }
+        }
+    }
+}
+
+/// Until BPE lands, checkpoints must use the byte tokenizer; say so plainly if not.
+func ensureByteTokenizer(_ config: ModelConfig, dir: URL) throws {
+    let name = config.tokenizer ?? ByteTokenizer.name
+    guard name == ByteTokenizer.name, config.vocabSize == 256 else {
+        throw FormatError.unsupported(file: dir.appendingPathComponent("config.json").path, field: "myopia_tokenizer",
+                                      value: "\(name) with vocab_size \(config.vocabSize) (this build reads byte-level checkpoints: tokenizer \"byte\", vocab 256)")
+    }
+}

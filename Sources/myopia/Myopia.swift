@@ -1,0 +1,36 @@
+import ArgumentParser
+import Foundation
+import Myopia
+
+@main
+struct MyopiaCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "myopia",
+        abstract: "Train, measure and look inside transformers trained with and without myopic gradient flow.",
+        discussion: """
+        Start with `myopia demo`: it fetches tiny-shakespeare, trains a small model and shows what it learned.
+        """,
+        subcommands: [DemoCommand.self, TrainCommand.self, EvalCommand.self, GenerateCommand.self,
+                      FetchCommand.self, BenchCommand.self])
+}
+
+/// Runs a command body, turning Myopia's typed errors into one clear line on stderr and exit code 1.
+func reportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as FormatError {
+        Terminal.error("\(error)")
+        throw ExitCode.failure
+    } catch let error as TrainingError {
+        Terminal.error("\(error)")
+        throw ExitCode.failure
+    }
+}
+
+/// Encodes a result as one line of JSON on stdout.
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}

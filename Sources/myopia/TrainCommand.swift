@@ -1,0 +1,96 @@
+import ArgumentParser
+import Foundation
+import Myopia
+import MyopiaLab
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a byte-level GPT-2 on a text file.",
+        discussion: """
+        Writes checkpoint-STEP folders (Hugging Face config.json + model.safetensors, plus optimizer and
+        trainer state), metrics.jsonl and run_config.json into --out. Settings come from the defaults, then
+        --config FILE.json (keys as the flags, e.g. "d_model"), then the flags.
+
+        Example:
+          myopia train --data tinyshakespeare --out runs/shakespeare --layers 4 --d-model 128 --steps 2000
+          myopia train --data tinyshakespeare --out runs/shakespeare --steps 4000 --resume
+        """)
+
+    @Option(help: "A text file, or a known dataset name (tinyshakespeare).") var data: String?
+    @Option(help: "The run folder to write.") var out: String
+    @Option(help: "A JSON file of settings whose keys match the flags.") var config: String?
+    @Option(help: "Transformer blocks.") var layers: Int?
+    @Option(help: "Attention heads per block.") var heads: Int?
+    @Option(name: .customLong("d-model"), help: "Residual stream width.") var dModel: Int?
+    @Option(name: .customLong("seq-len"), help: "Context length T (predictions per window).") var seqLen: Int?
+    @Option(help: "Sequences per step.") var batch: Int?
+    @Option(help: "Optimiser steps.") var steps: Int?
+    @Option(help: "Peak learning rate.") var lr: Double?
+    @Option(name: .customLong("min-lr"), help: "Learning rate at the end of the cosine decay.") var minLR: Double?
+    @Option(help: "Linear warmup steps.") var warmup: Int?
+    @Option(name: .customLong("weight-decay"), help: "AdamW decoupled weight decay (matrices only).") var weightDecay: Double?
+    @Option(help: "Clip the global gradient norm to this value.") var clip: Double?
+    @Option(help: "Seed for initialisation and batches.") var seed: UInt64?
+    @Option(name: .customLong("eval-every"), help: "Validate every N steps.") var evalEvery: Int?
+    @Option(name: .customLong("eval-windows"), help: "Validation windows per evaluation.") var evalWindows: Int?
+    @Option(name: .customLong("log-every"), help: "Log metrics every N steps.") var logEvery: Int?
+    @Option(name: .customLong("checkpoint-every"), help: "Save a checkpoint every N steps.") var checkpointEvery: Int?
+    @Flag(help: "Continue from the newest checkpoint in --out.") var resume = false
+    @Flag(help: "Print only the final result.") var quiet = false
+    @Flag(help: "Print the final metrics as JSON.") var json = false
+
+    func resolvedConfig() throws -> TrainConfig {
+        var c = try config.map { try TrainConfig.load(from: URL(fileURLWithPath: $0)) } ?? TrainConfig()
+        if let data { c.data = data }
+        if let layers { c.layers = layers }
+        if let heads { c.heads = heads }
+        if let dModel { c.dModel = dModel }
+        if let seqLen { c.seqLen = seqLen }
+        if let batch { c.batch = batch }
+        if let steps { c.steps = steps }
+        if let lr { c.lr = lr }
+        if let minLR { c.minLR = minLR }
+        if let warmup { c.warmup = warmup }
+        if let weightDecay { c.weightDecay = weightDecay }
+        if let clip { c.clip = clip }
+        if let seed { c.seed = seed }
+        if let evalEvery { c.evalEvery = evalEvery }
+        if let evalWindows { c.evalWindows = evalWindows }
+        if let logEvery { c.logEvery = logEvery }
+        if let checkpointEvery { c.checkpointEvery = checkpointEvery }
+        if minLR == nil, lr != nil, c.minLR > c.lr { c.minLR = c.lr / 10 }
+        return c
+    }
+
+    func run() throws {
+        Terminal.quiet = quiet || json
+        try reportingErrors {
+            let config = try resolvedConfig()
+            try config.validate()
+            let dataset = try DataSource.load(config.data, validationFraction: config.validationFraction, log: Terminal.info)
+            let trainer = try Trainer(config: config, dataset: dataset, out: URL(fileURLWithPath: out), resume: resume)
+            Terminal.info("\(trainer.model.params.count) parameters; \(dataset.train.count) training tokens; "
+                          + (trainer.step > 0 ? "resuming at step \(trainer.step)" : "\(config.steps) steps"))
+            let started = Date(), firstStep = trainer.step
+            let last = try trainer.run { m in
+                let val = m.valLoss.map { String(format: " val %.4f", $0) } ?? ""
+                let status = String(format: "loss %.4f%@  lr %.2e  |g| %.2f  %.0f tok/s", m.trainLoss, val, m.lr, m.gradNorm, m.tokensPerSecond)
+                if Terminal.isTTY {
+                    Terminal.progress(m.step - firstStep, of: config.steps - firstStep, started: started, status: status)
+                    if m.valLoss != nil { Terminal.info("step \(m.step): \(status)") }
+                } else {
+                    Terminal.progress(m.step, of: config.steps, started: started, status: status)
+                }
+            }
+            if json {
+                if let last { try printJSON(last) }
+            } else if let last {
+                print(String(format: "step %d: train loss %.4f, val loss %.4f; checkpoints in %@", last.step, last.trainLoss,
+                             last.valLoss ?? .nan, out))
+            } else {
+                print("nothing to do: the run in \(out) is already at step \(trainer.step)")
+            }
+        }
+    }
+}

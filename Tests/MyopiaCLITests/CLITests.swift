@@ -1,0 +1,102 @@
+import Foundation
+import XCTest
+
+/// Runs the built `myopia` executable and checks what a user sees.
+final class CLITests: XCTestCase {
+    /// The built products sit beside the test bundle (on Linux the bundle is the runner itself).
+    var binary: URL {
+        #if os(macOS)
+        let bundle = Bundle.allBundles.first { $0.bundlePath.hasSuffix(".xctest") }!.bundleURL
+        return bundle.deletingLastPathComponent().appendingPathComponent("myopia")
+        #else
+        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("myopia")
+        #endif
+    }
+
+    struct Result { let status: Int32; let stdout: String; let stderr: String }
+
+    func run(_ arguments: [String]) throws -> Result {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+                      stderr: String(decoding: e, as: UTF8.self))
+    }
+
+    func temporaryDirectory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("myopia-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        return url
+    }
+
+    func testHelpForEverySubcommand() throws {
+        for sub in ["demo", "train", "eval", "generate", "fetch", "bench"] {
+            let r = try run([sub, "--help"])
+            XCTAssertEqual(r.status, 0, sub)
+            XCTAssertTrue(r.stdout.contains("USAGE"), sub)
+            XCTAssertTrue(r.stdout.contains("Example"), "\(sub) help has no worked example")
+        }
+    }
+
+    /// train → eval → generate on a small text file, through the command line.
+    func testTrainEvalGenerate() throws {
+        let dir = try temporaryDirectory()
+        let corpus = dir.appendingPathComponent("corpus.txt")
+        try Data(String(repeating: "the quick brown fox jumps over the lazy dog. ", count: 60).utf8).write(to: corpus)
+        let run = dir.appendingPathComponent("run").path
+        let train = try self.run(["train", "--data", corpus.path, "--out", run, "--layers", "1", "--heads", "2",
+                                  "--d-model", "16", "--seq-len", "16", "--batch", "4", "--steps", "20",
+                                  "--warmup", "2", "--lr", "0.01", "--log-every", "5", "--eval-every", "10", "--json"])
+        XCTAssertEqual(train.status, 0, train.stderr)
+        let metrics = try JSONSerialization.jsonObject(with: Data(train.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(metrics?["step"] as? Int, 20)
+        let lines = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 4)
+
+        let eval = try self.run(["eval", "--checkpoint", run, "--data", corpus.path, "--seq-len", "16", "--json"])
+        XCTAssertEqual(eval.status, 0, eval.stderr)
+        let result = try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as? [String: Any]
+        let bytes = 60 * 45
+        XCTAssertEqual(result?["tokens"] as? Int, bytes / 17 * 16)
+        let loss = try XCTUnwrap(result?["loss"] as? Double)
+        XCTAssertLessThan(loss, Foundation.log(256.0))
+
+        let gen = try self.run(["generate", "--checkpoint", run, "--prompt", "the ", "--max-tokens", "10", "--greedy"])
+        XCTAssertEqual(gen.status, 0, gen.stderr)
+        XCTAssertTrue(gen.stdout.hasPrefix("the "))
+        XCTAssertEqual(gen.stdout.utf8.count, 4 + 10 + 1)
+    }
+
+    func testBadInputGetsOneClearLine() throws {
+        let dir = try temporaryDirectory()
+        // Heads that do not divide d_model are rejected before any work.
+        let bad = try run(["train", "--data", "/nonexistent.txt", "--out", dir.path, "--heads", "3", "--d-model", "32"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("heads"), bad.stderr)
+        // A missing file names the file.
+        let missing = try run(["train", "--data", "/nonexistent.txt", "--out", dir.path])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.contains("/nonexistent.txt"), missing.stderr)
+        // A checkpoint folder with a broken config names the file and the field.
+        let ckpt = dir.appendingPathComponent("ckpt")
+        try FileManager.default.createDirectory(at: ckpt, withIntermediateDirectories: true)
+        try Data(#"{"model_type":"gpt2","vocab_size":256,"n_positions":8,"n_embd":16,"n_layer":1}"#.utf8)
+            .write(to: ckpt.appendingPathComponent("config.json"))
+        let eval = try run(["eval", "--checkpoint", ckpt.path, "--data", "/etc/hostname", "--seq-len", "4"])
+        XCTAssertNotEqual(eval.status, 0)
+        XCTAssertTrue(eval.stderr.contains("config.json") && eval.stderr.contains("n_head"), eval.stderr)
+        XCTAssertEqual(eval.stderr.split(separator: "\n").count, 1, eval.stderr)
+        // Out-of-range flags are refused by the parser.
+        let neg = try run(["generate", "--checkpoint", ckpt.path, "--prompt", "x", "--top-p", "2"])
+        XCTAssertNotEqual(neg.status, 0)
+        XCTAssertTrue(neg.stderr.contains("top-p"), neg.stderr)
+    }
+}

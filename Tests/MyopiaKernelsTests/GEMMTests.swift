@@ -1,0 +1,210 @@
+import XCTest
+@testable import MyopiaKernels
+
+/// One GEMM problem with stored operands (leading dims may exceed the width).
+struct GEMMProblem {
+    let m: Int, n: Int, k: Int
+    let transA: Bool, transB: Bool
+    let lda: Int, ldb: Int, ldc: Int
+    var a: [Float], b: [Float], c: [Float]
+
+    init(m: Int, n: Int, k: Int, transA: Bool, transB: Bool, pad: Int = 0, seed: UInt64) {
+        self.m = m; self.n = n; self.k = k; self.transA = transA; self.transB = transB
+        var rng = TestRandom(seed: seed)
+        lda = (transA ? m : k) + pad
+        ldb = (transB ? k : n) + pad
+        ldc = n + pad
+        a = rng.floats(max(1, (transA ? k : m) * lda))
+        b = rng.floats(max(1, (transB ? n : k) * ldb))
+        c = rng.floats(max(1, m * ldc))
+    }
+
+    func opA(_ i: Int, _ p: Int) -> Float { transA ? a[p * lda + i] : a[i * lda + p] }
+    func opB(_ p: Int, _ j: Int) -> Float { transB ? b[j * ldb + p] : b[p * ldb + j] }
+
+    /// Double-precision reference and the sum of |terms| per element (for the error bound).
+    func reference(accumulate: Bool) -> (value: [Double], magnitude: [Double]) {
+        var value = c.map(Double.init), magnitude = c.map { Double(abs($0)) }
+        for i in 0..<m {
+            for j in 0..<n {
+                var s = accumulate ? Double(c[i * ldc + j]) : 0
+                var mag = accumulate ? Double(abs(c[i * ldc + j])) : 0
+                for p in 0..<k {
+                    let t = Double(opA(i, p)) * Double(opB(p, j))
+                    s += t
+                    mag += abs(t)
+                }
+                value[i * ldc + j] = s
+                magnitude[i * ldc + j] = mag
+            }
+        }
+        return (value, magnitude)
+    }
+
+    /// Runs GEMM.multiply and returns C.
+    func run(accumulate: Bool, parallel: Bool = true) -> [Float] {
+        var out = c
+        a.withUnsafeBufferPointer { ap in
+            b.withUnsafeBufferPointer { bp in
+                out.withUnsafeMutableBufferPointer { cp in
+                    GEMM.multiply(m: m, n: n, k: k, a: ap.baseAddress!, lda: lda, transA: transA,
+                                  b: bp.baseAddress!, ldb: ldb, transB: transB,
+                                  c: cp.baseAddress!, ldc: ldc, accumulate: accumulate, parallel: parallel)
+                }
+            }
+        }
+        return out
+    }
+}
+
+final class GEMMTests: KernelTestCase {
+    static let shapes: [(Int, Int, Int)] = [
+        (1, 1, 1), (5, 7, 3), (7, 5, 17), (17, 33, 5), (33, 17, 100), (6, 16, 256), (12, 32, 8),
+        (100, 37, 257), (13, 50, 600), (1, 100, 33), (64, 1, 65), (49, 81, 513),
+    ]
+
+    /// Checks every element against the double reference and that the padding of C is untouched.
+    func check(_ p: GEMMProblem, accumulate: Bool, parallel: Bool = true, label: String) {
+        let got = p.run(accumulate: accumulate, parallel: parallel)
+        let ref = p.reference(accumulate: accumulate)
+        var worst = 0.0
+        for i in 0..<p.m {
+            for j in 0..<p.ldc {
+                let idx = i * p.ldc + j
+                if j >= p.n {
+                    XCTAssertEqual(got[idx].bitPattern, p.c[idx].bitPattern, "\(label): padding written at (\(i),\(j))")
+                    continue
+                }
+                let err = abs(Double(got[idx]) - ref.value[idx])
+                let bound = 1e-6 * ref.magnitude[idx] + 1e-30
+                worst = max(worst, err / bound)
+                if err > bound {
+                    XCTFail("\(label): C(\(i),\(j)) = \(got[idx]), reference \(ref.value[idx])")
+                    return
+                }
+            }
+        }
+        // Rows of C past m are not part of the buffer; nothing more to check.
+        XCTAssertLessThanOrEqual(worst, 1)
+    }
+
+    func testAllLayoutsAgainstDoubleReference() {
+        for kernelPortable in [false, true] {
+            GEMM.forcePortable = kernelPortable
+            for (s, shape) in Self.shapes.enumerated() {
+                for transA in [false, true] {
+                    for transB in [false, true] {
+                        for pad in [0, 3] {
+                            for accumulate in [false, true] {
+                                let p = GEMMProblem(m: shape.0, n: shape.1, k: shape.2, transA: transA,
+                                                    transB: transB, pad: pad, seed: UInt64(s * 31 + pad))
+                                check(p, accumulate: accumulate,
+                                      label: "\(GEMM.kernelName) \(shape) tA=\(transA) tB=\(transB) pad=\(pad) acc=\(accumulate)")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func testLargeParallelProblemsAgainstReference() {
+        Parallel.threadCount = 2
+        for (transA, transB) in [(false, false), (false, true), (true, false), (true, true)] {
+            let p = GEMMProblem(m: 150, n: 170, k: 300, transA: transA, transB: transB, pad: 5, seed: 7)
+            check(p, accumulate: true, label: "150x170x300 tA=\(transA) tB=\(transB)")
+            let q = GEMMProblem(m: 20, n: 1000, k: 70, transA: transA, transB: transB, pad: 1, seed: 8)
+            check(q, accumulate: false, label: "20x1000x70 tA=\(transA) tB=\(transB)")
+        }
+    }
+
+    func testZeroK() {
+        for accumulate in [false, true] {
+            let p = GEMMProblem(m: 9, n: 21, k: 0, transA: false, transB: false, pad: 2, seed: 3)
+            let got = p.run(accumulate: accumulate)
+            for i in 0..<p.m {
+                for j in 0..<p.ldc {
+                    let idx = i * p.ldc + j
+                    let expected: Float = (j < p.n && !accumulate) ? 0 : p.c[idx]
+                    XCTAssertEqual(got[idx], expected, "k=0 acc=\(accumulate) at (\(i),\(j))")
+                }
+            }
+        }
+    }
+
+    func testBitwiseIdenticalAcrossThreadCounts() {
+        for kernelPortable in [false, true] {
+            GEMM.forcePortable = kernelPortable
+            let shapes = [(200, 300, 520), (30, 700, 300), (333, 50, 129), (7, 2000, 100)]
+            for (m, n, k) in shapes {
+                for (transA, transB) in [(false, false), (false, true), (true, false), (true, true)] {
+                    for accumulate in [false, true] {
+                        let p = GEMMProblem(m: m, n: n, k: k, transA: transA, transB: transB, pad: 1, seed: 11)
+                        let results = withThreadCounts { p.run(accumulate: accumulate) }
+                        let label = "\(GEMM.kernelName) \(m)x\(n)x\(k) tA=\(transA) tB=\(transB) acc=\(accumulate)"
+                        assertBitwiseEqual(results[0], results[1], label + " 1 vs 2 threads")
+                        assertBitwiseEqual(results[0], results[2], label + " 1 vs 3 threads")
+                        assertBitwiseEqual(results[0], p.run(accumulate: accumulate, parallel: false),
+                                           label + " serial")
+                    }
+                }
+            }
+        }
+    }
+
+    func testConcurrentSerialCallsFromParallelForEach() {
+        Parallel.threadCount = 3
+        let problems = (0..<12).map { i in
+            GEMMProblem(m: 20 + 7 * i, n: 64 + 5 * i, k: 64 + 30 * i, transA: i % 2 == 1, transB: i % 3 == 1,
+                        pad: i % 2, seed: UInt64(100 + i))
+        }
+        let expected = problems.map { $0.run(accumulate: true, parallel: false) }
+        for _ in 0..<3 {
+            var results = [[Float]](repeating: [], count: problems.count)
+            results.withUnsafeMutableBufferPointer { buf in
+                let out = SendablePointer(buf.baseAddress!)
+                Parallel.forEach(problems.count) { i in
+                    out.pointer[i] = problems[i].run(accumulate: true, parallel: false)
+                }
+            }
+            for i in problems.indices {
+                assertBitwiseEqual(results[i], expected[i], "problem \(i)")
+            }
+        }
+        check(problems[5], accumulate: true, parallel: false, label: "problem 5")
+    }
+
+    func testKernelSelection() {
+        #if arch(x86_64)
+        if GEMM.cpuHasAVX2FMA {
+            XCTAssertTrue(GEMM.usesFMA)
+            XCTAssertEqual(GEMM.kernelName, "avx2-fma 6x16")
+        }
+        #else
+        XCTAssertFalse(GEMM.usesFMA)
+        #endif
+        GEMM.forcePortable = true
+        XCTAssertFalse(GEMM.usesFMA)
+        XCTAssertEqual(GEMM.kernelName, "portable")
+    }
+
+    func testOpenBLASAgreesWhenInstalled() throws {
+        guard let blas = OpenBLAS.load() else { throw XCTSkip("OpenBLAS not installed") }
+        blas.setThreads(1)
+        for (transA, transB) in [(false, false), (false, true), (true, false), (true, true)] {
+            let p = GEMMProblem(m: 37, n: 45, k: 70, transA: transA, transB: transB, pad: 2, seed: 5)
+            let ours = p.run(accumulate: true)
+            var theirs = p.c
+            p.a.withUnsafeBufferPointer { ap in
+                p.b.withUnsafeBufferPointer { bp in
+                    theirs.withUnsafeMutableBufferPointer { cp in
+                        blas.multiply(m: p.m, n: p.n, k: p.k, a: ap.baseAddress!, lda: p.lda, transA: transA,
+                                      b: bp.baseAddress!, ldb: p.ldb, transB: transB,
+                                      c: cp.baseAddress!, ldc: p.ldc, accumulate: true)
+                    }
+                }
+            }
+            for i in ours.indices { XCTAssertEqual(ours[i], theirs[i], accuracy: 1e-4) }
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import XCTest
+@testable import MyopiaKernels
+
+/// Deterministic xorshift generator for test data.
+struct TestRandom {
+    var state: UInt64
+    init(seed: UInt64) { state = seed &* 0x9E37_79B9_7F4A_7C15 | 1 }
+    mutating func next() -> UInt64 {
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+        return state
+    }
+    /// Uniform in [lo, hi).
+    mutating func float(_ lo: Float = -1, _ hi: Float = 1) -> Float {
+        lo + (hi - lo) * Float(next() >> 40) / Float(1 << 24)
+    }
+    mutating func floats(_ count: Int, _ lo: Float = -1, _ hi: Float = 1) -> [Float] {
+        (0..<count).map { _ in float(lo, hi) }
+    }
+}
+
+/// Restores the global kernel settings that tests change.
+class KernelTestCase: XCTestCase {
+    private var savedThreads = 1
+    private var savedPortable = false
+    private var savedRowPortable = false
+
+    override func setUp() {
+        super.setUp()
+        savedThreads = Parallel.threadCount
+        savedPortable = GEMM.forcePortable
+        savedRowPortable = RowOps.forcePortable
+    }
+
+    override func tearDown() {
+        Parallel.threadCount = savedThreads
+        GEMM.forcePortable = savedPortable
+        RowOps.forcePortable = savedRowPortable
+        super.tearDown()
+    }
+
+    /// Runs `body` once with the AVX2 row operations (where the CPU has them) and once with the
+    /// portable Swift ones.
+    func forEachRowOpsPath(_ body: (String) -> Void) {
+        for portable in [false, true] {
+            RowOps.forcePortable = portable
+            body(RowOps.usesAVX2 ? "avx2" : "portable")
+        }
+    }
+
+    /// Runs `body` with each thread count and returns its results, for bitwise comparison.
+    func withThreadCounts<T>(_ counts: [Int] = [1, 2, 3], _ body: () -> T) -> [T] {
+        counts.map { n in
+            Parallel.threadCount = n
+            return body()
+        }
+    }
+
+    func assertBitwiseEqual(_ a: [Float], _ b: [Float], _ message: String,
+                            file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(a.count, b.count, message, file: file, line: line)
+        let firstDiff = a.indices.first { $0 < b.count && a[$0].bitPattern != b[$0].bitPattern }
+        XCTAssertNil(firstDiff, "\(message): first difference at \(firstDiff ?? -1)", file: file, line: line)
+    }
+}

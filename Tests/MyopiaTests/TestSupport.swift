@@ -1,0 +1,94 @@
+import Foundation
+import XCTest
+@testable import Myopia
+
+/// Where the committed reference fixtures live (Tests/Fixtures).
+let fixturesURL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures")
+
+/// A scratch folder removed at the end of the test.
+func temporaryDirectory(_ test: XCTestCase) throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("myopia-tests-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    test.addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+    return url
+}
+
+/// Random floats N(0, std²) from a seeded generator.
+func randomFloats(_ count: Int, seed: UInt64, std: Float = 1) -> [Float] {
+    var rng = SeededGenerator(seed: seed)
+    return (0..<count).map { _ in Float(rng.nextNormal()) * std }
+}
+
+/// ‖a − b‖ / ‖b‖ computed in double.
+func relativeError(_ a: [Float], _ b: [Float]) -> Double {
+    precondition(a.count == b.count)
+    var num = 0.0, den = 0.0
+    for i in 0..<a.count {
+        let d = Double(a[i]) - Double(b[i])
+        num += d * d
+        den += Double(b[i]) * Double(b[i])
+    }
+    return den == 0 ? num.squareRoot() : (num / den).squareRoot()
+}
+
+/// Largest |a − b| relative to the largest |b| (an element-wise view that a norm can hide).
+func maxRelativeError(_ a: [Float], _ b: [Float]) -> Double {
+    var worst = 0.0, scale = 0.0
+    for i in 0..<a.count {
+        worst = max(worst, abs(Double(a[i]) - Double(b[i])))
+        scale = max(scale, abs(Double(b[i])))
+    }
+    return scale == 0 ? worst : worst / scale
+}
+
+/// Central finite differences of `f` with respect to x[i] for the given indices.
+func numericalGradient(_ x: UnsafeMutablePointer<Float>, indices: [Int], eps: Float, _ f: () -> Double) -> [Double] {
+    indices.map { i in
+        let saved = x[i]
+        x[i] = saved + eps
+        let up = f()
+        x[i] = saved - eps
+        let down = f()
+        x[i] = saved
+        return (up - down) / Double(2 * eps)
+    }
+}
+
+/// Asserts analytic and numerical gradients agree: |a − n| ≤ atol + rtol·|n| at every index.
+func assertGradientsClose(_ analytic: [Double], _ numeric: [Double], atol: Double = 2e-3, rtol: Double = 2e-2,
+                          _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(analytic.count, numeric.count, file: file, line: line)
+    var failures = 0
+    for (i, (a, n)) in zip(analytic, numeric).enumerated() where abs(a - n) > atol + rtol * abs(n) {
+        failures += 1
+        if failures <= 5 { XCTFail("\(what)[\(i)]: analytic \(a) vs numeric \(n)", file: file, line: line) }
+    }
+    // A check that compares zeros with zeros proves nothing.
+    XCTAssertGreaterThan(numeric.map(abs).max() ?? 0, 1e-4, "\(what): gradient is all zero", file: file, line: line)
+}
+
+/// Σ out ⊙ r in double: a scalar objective whose gradient with respect to `out` is `r`.
+func dot(_ out: UnsafePointer<Float>, _ r: [Float]) -> Double {
+    var s = 0.0
+    for i in 0..<r.count { s += Double(out[i]) * Double(r[i]) }
+    return s
+}
+
+/// A heap buffer of floats with a stable pointer, so finite differences can poke it while a
+/// closure reads it (arrays passed `&x` would break exclusivity).
+final class Buffer {
+    let p: UnsafeMutablePointer<Float>
+    let count: Int
+    init(_ values: [Float]) {
+        count = values.count
+        p = .allocate(capacity: max(1, count))
+        p.initialize(repeating: 0, count: max(1, count))
+        for i in 0..<count { p[i] = values[i] }
+    }
+    convenience init(zeros count: Int) { self.init([Float](repeating: 0, count: count)) }
+    deinit { p.deallocate() }
+    var array: [Float] { Array(UnsafeBufferPointer(start: p, count: count)) }
+    var doubles: [Double] { array.map(Double.init) }
+    var all: [Int] { Array(0..<count) }
+}

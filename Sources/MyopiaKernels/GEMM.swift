@@ -16,10 +16,10 @@ public enum GEMM {
                                 c: UnsafeMutablePointer<Float>, ldc: Int,
                                 accumulate: Bool, parallel: Bool = true) {
         precondition(m >= 0 && n >= 0 && k >= 0, "GEMM: negative dimension")
-        precondition(transA ? lda >= max(m, 1) : lda >= max(k, 1), "GEMM: lda too small")
-        precondition(transB ? ldb >= max(k, 1) : ldb >= max(n, 1), "GEMM: ldb too small")
-        precondition(ldc >= max(n, 1), "GEMM: ldc too small")
         guard m > 0, n > 0 else { return }
+        precondition(ldc >= n, "GEMM: ldc too small")
+        precondition(k == 0 || (transA ? lda >= m : lda >= k), "GEMM: lda too small")
+        precondition(k == 0 || (transB ? ldb >= k : ldb >= n), "GEMM: ldb too small")
         let kernel = activeKernel
         let threads = parallel ? Parallel.threadCount : 1
         // Below ~1 M multiply-adds a thread hand-off costs more than it saves.
@@ -34,7 +34,7 @@ public enum GEMM {
         let rowsPerJob = (tilesM + grid.pm - 1) / grid.pm * mr
         let colsPerJob = (tilesN + grid.pn - 1) / grid.pn * nr
         let aP = SendablePointer(a), bP = SendablePointer(b), cP = SendablePointer(c)
-        Parallel.forEach(grid.pm * grid.pn) { job in
+        Parallel.forEachStatic(grid.pm * grid.pn) { job in
             let i0 = (job / grid.pn) * rowsPerJob, j0 = (job % grid.pn) * colsPerJob
             let rows = min(rowsPerJob, m - i0), cols = min(colsPerJob, n - j0)
             guard rows > 0, cols > 0 else { return }

@@ -1,11 +1,11 @@
 import CMyopiaKernels
-import Dispatch
 import Foundation
 
-/// The one parallel-for of Myopia. Work items are handed out dynamically (an atomic counter) to
-/// `threadCount` workers of the Dispatch pool, so callers must make each item's result independent
-/// of which thread runs it; every kernel in this module does, which is what makes results bitwise
-/// identical for any thread count.
+/// The one parallel-for of Myopia, on a small persistent thread pool (CMyopiaKernels/pool.c; it
+/// replaced DispatchQueue.concurrentPerform, which on Linux often ran back-to-back jobs on the
+/// calling thread alone). Callers make each item's result independent of which thread runs it;
+/// every kernel in this module does, which is what makes results bitwise identical for any thread
+/// count. A parallel-for started inside another (or while another thread's is running) runs inline.
 public enum Parallel {
     /// Worker threads the kernels use (default: ProcessInfo.activeProcessorCount). Tests set it to 1/2/3.
     nonisolated(unsafe) public static var threadCount: Int =
@@ -14,35 +14,30 @@ public enum Parallel {
     /// Runs body(i) for every i in 0..<count, spread over `threadCount` threads; returns when all are done.
     /// count == 0 is a no-op; threadCount == 1 or count == 1 runs inline. Used for coarse work items.
     public static func forEach(_ count: Int, _ body: (Int) -> Void) {
+        run(count, dynamic: true, body)
+    }
+
+    /// Like forEach, but item i runs on participant i % threadCount (with count == threadCount:
+    /// one item per thread, none taken over by the caller when a worker starts late).
+    static func forEachStatic(_ count: Int, threads: Int = threadCount, _ body: (Int) -> Void) {
+        run(count, threads: threads, dynamic: false, body)
+    }
+
+    private static func run(_ count: Int, threads: Int = threadCount, dynamic: Bool, _ body: (Int) -> Void) {
         guard count > 0 else { return }
-        let workers = min(max(threadCount, 1), count)
+        let workers = min(max(threads, 1), count)
         if workers == 1 {
             for i in 0..<count { body(i) }
             return
         }
         withoutActuallyEscaping(body) { body in
-            let shared = SharedCounterBody(body: body)
-            defer { shared.counter.deallocate() }
-            DispatchQueue.concurrentPerform(iterations: workers) { _ in
-                while true {
-                    let i = myopia_atomic_fetch_add(shared.counter, 1)
-                    if i >= count { break }
-                    shared.body(i)
-                }
+            var task = body
+            withUnsafeMutablePointer(to: &task) { taskPointer in
+                myopia_parallel_run(workers, count, dynamic ? 1 : 0, { context, index in
+                    context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(index)
+                }, taskPointer)
             }
         }
-    }
-}
-
-/// The work closure and the next-item counter, shared by the workers of one `forEach`.
-private final class SharedCounterBody: @unchecked Sendable {
-    let body: (Int) -> Void
-    let counter: UnsafeMutablePointer<Int>
-
-    init(body: @escaping (Int) -> Void) {
-        self.body = body
-        counter = UnsafeMutablePointer<Int>.allocate(capacity: 1)
-        counter.initialize(to: 0)
     }
 }
 

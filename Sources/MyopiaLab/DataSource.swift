@@ -10,6 +10,20 @@ public enum DataSource {
         return try TokenDataset.load(textFile: url, validationFraction: validationFraction)
     }
 
+    /// The whole file as byte tokens, checked to hold at least one window of `seqLen + 1` tokens.
+    public static func tokens(_ nameOrPath: String, seqLen: Int, log: (String) -> Void = { _ in }) throws -> (url: URL, tokens: [Int32]) {
+        let url = try resolveTextFile(nameOrPath, log: log)
+        let text: Data
+        do { text = try Data(contentsOf: url) } catch {
+            throw FormatError.io(file: url.path, reason: "cannot read: \(error.localizedDescription)")
+        }
+        let tokens = ByteTokenizer().encode(text)
+        guard tokens.count >= seqLen + 1 else {
+            throw FormatError.invalidValue(file: url.path, field: "(contents)", expected: "at least one window of \(seqLen + 1) tokens", found: "\(tokens.count) tokens")
+        }
+        return (url, tokens)
+    }
+
     public static func resolveTextFile(_ nameOrPath: String, log: (String) -> Void = { _ in }) throws -> URL {
         try AssetStore.resolveDataPath(nameOrPath, log: log)
     }

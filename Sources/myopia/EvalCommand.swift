@@ -46,15 +46,7 @@ struct EvalCommand: ParsableCommand {
             guard seqLen <= model.config.maxPositions else {
                 throw ValidationError("--seq-len \(seqLen) is longer than the model's \(model.config.maxPositions) positions")
             }
-            let url = try DataSource.resolveTextFile(data, log: Terminal.info)
-            let text: Data
-            do { text = try Data(contentsOf: url) } catch {
-                throw FormatError.io(file: url.path, reason: "cannot read: \(error.localizedDescription)")
-            }
-            let tokens = ByteTokenizer().encode(text)
-            guard tokens.count >= seqLen + 1 else {
-                throw FormatError.invalidValue(file: url.path, field: "(contents)", expected: "at least one window of \(seqLen + 1) tokens", found: "\(tokens.count) tokens")
-            }
+            let (url, tokens) = try DataSource.tokens(data, seqLen: seqLen, log: Terminal.info)
             let result = Evaluation.run(model, tokens: tokens, seqLen: seqLen, batch: batch, maxWindows: maxWindows)
             if json {
                 try printJSON(Output(loss: result.loss, tokens: result.tokens, windows: result.windows, seq_len: seqLen,

@@ -14,10 +14,12 @@ struct TrainCommand: ParsableCommand {
 
         Example:
           myopia train --data tinyshakespeare --out runs/shakespeare --layers 4 --d-model 128 --steps 2000
+          myopia train --data tinyshakespeare --out runs/shakespeare-myopic --flow myopic --steps 2000
           myopia train --data tinyshakespeare --out runs/shakespeare --steps 4000 --resume
         """)
 
     @Option(help: "A text file, or a known dataset name (tinyshakespeare).") var data: String?
+    @Option(help: "Gradient flow: vanilla, myopic, beta=β (β in [0,1]) or bigram.") var flow: String?
     @Option(help: "The run folder to write.") var out: String
     @Option(help: "A JSON file of settings whose keys match the flags.") var config: String?
     @Option(help: "Transformer blocks.") var layers: Int?
@@ -43,6 +45,7 @@ struct TrainCommand: ParsableCommand {
     func resolvedConfig() throws -> TrainConfig {
         var c = try config.map { try TrainConfig.load(from: URL(fileURLWithPath: $0)) } ?? TrainConfig()
         if let data { c.data = data }
+        if let flow { c.flow = try GradientFlow(parsing: flow) }
         if let layers { c.layers = layers }
         if let heads { c.heads = heads }
         if let dModel { c.dModel = dModel }

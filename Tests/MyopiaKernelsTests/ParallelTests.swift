@@ -16,6 +16,30 @@ final class ParallelTests: KernelTestCase {
         }
     }
 
+    func testNestedAndConcurrentForEachRunEveryItemOnce() {
+        Parallel.threadCount = 2
+        var hits = [Int](repeating: 0, count: 4 * 50)
+        hits.withUnsafeMutableBufferPointer { buf in
+            let p = SendablePointer(buf.baseAddress!)
+            Parallel.forEach(4) { i in
+                Parallel.forEach(50) { j in p.pointer[i * 50 + j] += 1 }
+            }
+        }
+        XCTAssertEqual(hits, [Int](repeating: 1, count: 200))
+
+        // Several threads starting parallel-fors at once: one gets the pool, the others run inline.
+        var grid = [Int](repeating: 0, count: 8 * 1000)
+        grid.withUnsafeMutableBufferPointer { buf in
+            let p = SendablePointer(buf.baseAddress!)
+            DispatchQueue.concurrentPerform(iterations: 8) { caller in
+                for _ in 0..<20 {
+                    Parallel.forEach(1000) { j in p.pointer[caller * 1000 + j] += 1 }
+                }
+            }
+        }
+        XCTAssertEqual(grid, [Int](repeating: 20, count: 8000))
+    }
+
     func testPeakIsPositive() {
         let gflops = Peak.measureFMAPeak(threads: 1, seconds: 0.02)
         XCTAssertGreaterThan(gflops, 0.1)

@@ -167,3 +167,35 @@ final class GradientCheckTests: XCTestCase {
         assertGradientsClose(indices.map { Double(grads[$0]) }, numeric, atol: 5e-4, "model")
     }
 }
+
+final class IgnoredTargetTests: XCTestCase {
+    /// Positions whose target is −1 add no loss and no gradient; the mean is over the others.
+    func testIgnoredTargetsAreLeftOut() {
+        var config = ModelConfig(vocabSize: 11, maxPositions: 6, dModel: 8, nLayers: 1, nHeads: 2)
+        config.tokenizer = nil
+        let model = Transformer(config: config)
+        model.initialize(seed: 2)
+        let tokens: [Int32] = [1, 2, 3, 4, 5, 6]
+        let all: [Int32] = [2, 3, 4, 5, 6, 7], masked: [Int32] = [-1, -1, 4, -1, 6, -1]
+        let cache = model.makeCache(batch: 1, seqLen: 6)
+        _ = model.forward(tokens: tokens, targets: all, batch: 1, seqLen: 6, cache: cache)
+        let losses = cache.positionLosses()
+        let maskedLoss = model.forward(tokens: tokens, targets: masked, batch: 1, seqLen: 6, cache: cache)!
+        XCTAssertEqual(maskedLoss, (losses[2] + losses[4]) / 2, accuracy: 1e-6)
+        // The gradient equals the mean of the two positions' gradients, computed position by position.
+        model.params.zeroGrads()
+        model.backward(cache: cache)
+        let g = model.params.gradArray()
+        var sum = [Float](repeating: 0, count: g.count)
+        for keep in [2, 4] {
+            var one = [Int32](repeating: -1, count: 6)
+            one[keep] = all[keep]
+            model.params.zeroGrads()
+            model.forward(tokens: tokens, targets: one, batch: 1, seqLen: 6, cache: cache)
+            model.backward(cache: cache, lossScale: 0.5)
+            let gi = model.params.gradArray()
+            for i in 0..<g.count { sum[i] += gi[i] }
+        }
+        XCTAssertLessThan(relativeError(g, sum), 1e-5)
+    }
+}

@@ -52,6 +52,15 @@ void myopia_gelu_forward_avx2(float *out, const float *in, long count);
 /// dx[i] = dy[i] * gelu_tanh'(x[i]); dx may alias dy.
 void myopia_gelu_backward_avx2(float *dx, const float *x, const float *dy, long count);
 
+/// Work item callback of the thread pool.
+typedef void (*myopia_task_fn)(void *ctx, long index);
+
+/// Runs fn(ctx, i) for i in [0, count) on `threads` participants (the caller plus persistent pool
+/// workers) and returns when all are done. dynamic != 0: items handed out by an atomic counter;
+/// dynamic == 0: participant t runs items t, t + threads, ... A call made while the pool is busy
+/// (nested, or from another thread at the same time) runs all items inline on the caller.
+void myopia_parallel_run(long threads, long count, int dynamic, myopia_task_fn fn, void *ctx);
+
 /// Atomic fetch-and-add on a shared counter (used by the Swift parallel-for for dynamic scheduling).
 static inline long myopia_atomic_fetch_add(long *counter, long value) {
     return __atomic_fetch_add(counter, value, __ATOMIC_RELAXED);

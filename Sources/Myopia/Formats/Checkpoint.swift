@@ -13,7 +13,7 @@ public enum Checkpoint {
     /// Writes config.json and model.safetensors into `dir` (created if needed), each file atomically.
     public static func saveModel(_ model: Transformer, to dir: URL, metadata: [String: String] = [:]) throws {
         try createDirectory(dir)
-        try AtomicFile.write(try model.config.jsonData(), to: dir.appendingPathComponent(configFile))
+        try AtomicFile.write(try model.savedConfig.jsonData(), to: dir.appendingPathComponent(configFile))
         let store = model.params
         let tensors = store.entries.map { e in
             (name: e.name, shape: e.shape, data: store.buffer(store.weights, e))
@@ -27,16 +27,18 @@ public enum Checkpoint {
     public static func loadModel(from dir: URL) throws -> Transformer {
         let config = try ModelConfig.load(from: dir.appendingPathComponent(configFile))
         let model = Transformer(config: config)
-        try loadWeights(into: model.params, from: dir.appendingPathComponent(modelFile))
+        model.checkpointKeys = try loadWeights(into: model.params, from: dir.appendingPathComponent(modelFile))
         return model
     }
 
     /// Maps checkpoint keys onto the registry: accepts a `transformer.` prefix and a redundant
     /// `lm_head.weight` (which must equal `wte.weight`: the head is tied), skips the `attn.bias` /
     /// `attn.masked_bias` buffers old checkpoints carry, and rejects anything else it does not know.
-    public static func loadWeights(into store: ParameterStore, from url: URL) throws {
+    /// Returns the file's own key for each parameter.
+    @discardableResult
+    public static func loadWeights(into store: ParameterStore, from url: URL) throws -> [String: String] {
         let file = try SafeTensorsFile(contentsOf: url)
-        var seen = Set<String>()
+        var seen: [String: String] = [:]
         var head: [Float]?
         for entry in file.entries {
             var key = entry.name
@@ -54,9 +56,9 @@ public enum Checkpoint {
             }
             let dst = UnsafeMutableBufferPointer(start: store.weights + target.offset, count: target.count)
             try file.copyFloats(entry.name, into: dst)
-            seen.insert(key)
+            seen[key] = entry.name
         }
-        for e in store.entries where !seen.contains(e.name) {
+        for e in store.entries where seen[e.name] == nil {
             throw FormatError.missing(file: url.path, field: e.name)
         }
         if let head, let wte = store.entry("wte.weight") {
@@ -65,6 +67,7 @@ public enum Checkpoint {
                 throw FormatError.unsupported(file: url.path, field: "lm_head.weight", value: "a head that differs from wte.weight (Myopia's GPT-2 ties them)")
             }
         }
+        return seen
     }
 
     /// AdamW moments beside the model.

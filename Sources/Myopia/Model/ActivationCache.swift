@@ -30,6 +30,8 @@ public final class ActivationCache {
     let tokens: UnsafeMutablePointer<Int32>        // (N)
     let targets: UnsafeMutablePointer<Int32>       // (N)
     var hasTargets = false
+    /// Positions of the last forward whose target counts (not the ignore index).
+    var countedTargets = 0
     let layers: [Layer]
     let residFinal: UnsafeMutablePointer<Float>    // (N, C)   the residual after the last block
     let lnf: UnsafeMutablePointer<Float>           // (N, C)   ln_final.hook_normalized
@@ -44,6 +46,7 @@ public final class ActivationCache {
     let dResid: UnsafeMutablePointer<Float>        // (N, C)
     let dLn: UnsafeMutablePointer<Float>           // (N, C)
     let dQkv: UnsafeMutablePointer<Float>          // (N, 3C)
+    let dQkvInput: UnsafeMutablePointer<Float>     // (N, 3C) what myopic flows send to c_attn's input
     let dScores: UnsafeMutablePointer<Float>       // (B, NH, T, T)
     let dZ: UnsafeMutablePointer<Float>            // (N, C)
     let dAct: UnsafeMutablePointer<Float>          // (N, F)
@@ -91,6 +94,7 @@ public final class ActivationCache {
         dResid = floats(n * c)
         dLn = floats(n * c)
         dQkv = floats(n * 3 * c)
+        dQkvInput = floats(n * 3 * c)
         dScores = floats(att)
         dZ = floats(n * c)
         dAct = floats(n * f)

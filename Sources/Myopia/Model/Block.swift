@@ -40,13 +40,13 @@ enum Block {
     /// Reads cache.residIn, writes every cached activation of the block and `residOut` (N, C).
     static func forward(_ a: ActivationCache.Layer, residOut: UnsafeMutablePointer<Float>,
                         w: UnsafeMutablePointer<Float>, p: BlockParameters,
-                        b: Int, t: Int, c: Int, nh: Int, f: Int, eps: Float) {
+                        b: Int, t: Int, c: Int, nh: Int, f: Int, eps: Float, pattern: AttentionPattern) {
         let n = b * t
         LayerNorm.forward(out: a.ln1, mean: a.ln1Mean, rstd: a.ln1Rstd, inp: a.residIn,
                           weight: w + p.ln1Weight, bias: w + p.ln1Bias, n: n, c: c, eps: eps)
         Linear.forward(out: a.qkv, inp: a.ln1, weight: w + p.attnWeight, bias: w + p.attnBias,
                        n: n, inC: c, outC: 3 * c)
-        Attention.forward(z: a.z, probs: a.probs, qkv: a.qkv, b: b, t: t, c: c, nh: nh)
+        Attention.forward(z: a.z, probs: a.probs, qkv: a.qkv, b: b, t: t, c: c, nh: nh, pattern: pattern)
         Linear.forwardResidual(out: a.residMid, residual: a.residIn, inp: a.z, weight: w + p.projWeight,
                                bias: w + p.projBias, n: n, inC: c, outC: c)
         LayerNorm.forward(out: a.ln2, mean: a.ln2Mean, rstd: a.ln2Rstd, inp: a.residMid,
@@ -58,9 +58,10 @@ enum Block {
     }
 
     /// On entry `s.dResid` holds dL/d residOut; on exit dL/d residIn. Parameter gradients accumulate.
+    /// `inputShare` is the flow's share of the off-diagonal key/value gradient that reaches the input.
     static func backward(_ a: ActivationCache.Layer, scratch s: ActivationCache,
                          w: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>, p: BlockParameters,
-                         b: Int, t: Int, c: Int, nh: Int, f: Int) {
+                         b: Int, t: Int, c: Int, nh: Int, f: Int, inputShare: Float) {
         let n = b * t
         // MLP: dAct = dResid · Wprojᵀ, then through GELU and c_fc into dLn.
         Linear.backward(dInp: s.dAct, dWeight: g + p.fcProjWeight, dBias: g + p.fcProjBias, dOut: s.dResid,
@@ -72,10 +73,12 @@ enum Block {
         // Attention: dZ = dResid · Wprojᵀ, then through attention and c_attn into dLn.
         Linear.backward(dInp: s.dZ, dWeight: g + p.projWeight, dBias: g + p.projBias, dOut: s.dResid,
                         inp: a.z, weight: w + p.projWeight, n: n, inC: c, outC: c)
+        let split = inputShare < 1
         Attention.backward(dqkv: s.dQkv, scratch: s.dScores, dz: s.dZ, qkv: a.qkv, probs: a.probs,
-                           b: b, t: t, c: c, nh: nh)
+                           b: b, t: t, c: c, nh: nh, dqkvInput: split ? s.dQkvInput : nil, inputShare: inputShare)
         Linear.backward(dInp: s.dLn, dWeight: g + p.attnWeight, dBias: g + p.attnBias, dOut: s.dQkv,
-                        inp: a.ln1, weight: w + p.attnWeight, n: n, inC: c, outC: 3 * c)
+                        inp: a.ln1, weight: w + p.attnWeight, n: n, inC: c, outC: 3 * c,
+                        dOutForInput: split ? s.dQkvInput : nil)
         LayerNorm.backward(dInp: s.dResid, dWeight: g + p.ln1Weight, dBias: g + p.ln1Bias, dOut: s.dLn,
                            inp: a.residIn, weight: w + p.ln1Weight, mean: a.ln1Mean, rstd: a.ln1Rstd, n: n, c: c)
     }

@@ -26,14 +26,16 @@ enum Linear {
                       b: weight, ldb: outC, transB: false, c: out, ldc: outC, accumulate: true)
     }
 
-    /// dInp (N, IC) = dOut · weightᵀ (written, or added when `accumulateInput`);
-    /// dWeight (IC, OC) += inpᵀ · dOut; dBias (OC) += Σ_rows dOut.
+    /// dInp (N, IC) = dOutForInput · weightᵀ (written, or added when `accumulateInput`);
+    /// dWeight (IC, OC) += inpᵀ · dOut; dBias (OC) += Σ_rows dOut. `dOutForInput` defaults to dOut;
+    /// myopic flows send the input a different gradient than the weights.
     static func backward(dInp: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>,
                          dBias: UnsafeMutablePointer<Float>?, dOut: UnsafePointer<Float>,
                          inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                         n: Int, inC: Int, outC: Int, accumulateInput: Bool = false) {
+                         n: Int, inC: Int, outC: Int, accumulateInput: Bool = false,
+                         dOutForInput: UnsafePointer<Float>? = nil) {
         if let dInp {
-            GEMM.multiply(m: n, n: inC, k: outC, a: dOut, lda: outC, transA: false,
+            GEMM.multiply(m: n, n: inC, k: outC, a: dOutForInput ?? dOut, lda: outC, transA: false,
                           b: weight, ldb: outC, transB: true, c: dInp, ldc: inC, accumulate: accumulateInput)
         }
         GEMM.multiply(m: inC, n: outC, k: n, a: inp, lda: inC, transA: true,

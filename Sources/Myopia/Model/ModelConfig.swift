@@ -21,6 +21,8 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var eosTokenID: Int? = nil
     /// Which tokenizer produced the training ids ("byte" for the 256-symbol byte tokenizer).
     public var tokenizer: String? = "byte"
+    /// Which positions attention reads (`self` for the transformer-bigram baseline).
+    public var attention: AttentionPattern = .causal
 
     public var headSize: Int { dModel / nHeads } // HS
 
@@ -49,6 +51,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         case bosTokenID = "bos_token_id"
         case eosTokenID = "eos_token_id"
         case tokenizer = "myopia_tokenizer"
+        case attention = "myopia_attention"
         // Written for transformers' benefit, never read back.
         case architectures, resid_pdrop, embd_pdrop, attn_pdrop, n_ctx, torch_dtype
     }
@@ -68,6 +71,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         bosTokenID = try c.decodeIfPresent(Int.self, forKey: .bosTokenID)
         eosTokenID = try c.decodeIfPresent(Int.self, forKey: .eosTokenID)
         tokenizer = try c.decodeIfPresent(String.self, forKey: .tokenizer)
+        attention = try c.decodeIfPresent(AttentionPattern.self, forKey: .attention) ?? .causal
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -87,6 +91,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         try c.encodeIfPresent(bosTokenID, forKey: .bosTokenID)
         try c.encodeIfPresent(eosTokenID, forKey: .eosTokenID)
         try c.encodeIfPresent(tokenizer, forKey: .tokenizer)
+        if attention != .causal { try c.encode(attention, forKey: .attention) }
         try c.encode(0.0, forKey: .resid_pdrop)
         try c.encode(0.0, forKey: .embd_pdrop)
         try c.encode(0.0, forKey: .attn_pdrop)

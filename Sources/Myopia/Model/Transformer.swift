@@ -10,11 +10,26 @@ import MyopiaKernels
 public final class Transformer {
     public let config: ModelConfig
     public let params: ParameterStore
+    /// How backward treats the gradient through attention (and, for `bigram`, how forward attends).
+    /// Starts as the checkpoint's own pattern: `bigram` for a model saved as a transformer bigram.
+    public var flow: GradientFlow
+    /// The pattern forward uses: `bigram` flow or a bigram checkpoint means self-only attention.
+    public var attentionPattern: AttentionPattern { flow == .bigram ? .selfOnly : config.attention }
+    /// The config as it should be saved: it records a bigram flow, which changes the forward pass.
+    public var savedConfig: ModelConfig {
+        var c = config
+        c.attention = attentionPattern
+        return c
+    }
+    /// The key each parameter had in the file it was loaded from (e.g. with a `transformer.`
+    /// prefix), so results can be saved under the checkpoint's own names.
+    public var checkpointKeys: [String: String] = [:]
     let blocks: [BlockParameters]
     let wte: Int, wpe: Int, lnfWeight: Int, lnfBias: Int
 
     public init(config: ModelConfig) {
         self.config = config
+        flow = config.attention == .selfOnly ? .bigram : .vanilla
         let params = ParameterStore(layout: Transformer.layout(config))
         self.params = params
         blocks = (0..<config.nLayers).map { BlockParameters(params, layer: $0) }
@@ -57,7 +72,8 @@ public final class Transformer {
     }
 
     /// Forward over tokens (B, T). With targets (B, T), computes ℓ_t for every position and returns
-    /// the mean loss; without, returns nil and leaves only the logits.
+    /// the mean loss over positions whose target is not negative (−1 marks a position with no
+    /// loss); without, returns nil and leaves only the logits.
     @discardableResult
     public func forward(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>?,
                         batch b: Int, seqLen t: Int, cache: ActivationCache) -> Float? {
@@ -75,7 +91,7 @@ public final class Transformer {
         for l in 0..<config.nLayers {
             let out = l + 1 < config.nLayers ? cache.layers[l + 1].residIn : cache.residFinal
             Block.forward(cache.layers[l], residOut: out, w: w, p: blocks[l], b: b, t: t, c: c,
-                          nh: config.nHeads, f: config.dMLP, eps: Float(config.layerNormEps))
+                          nh: config.nHeads, f: config.dMLP, eps: Float(config.layerNormEps), pattern: attentionPattern)
         }
         LayerNorm.forward(out: cache.lnf, mean: cache.lnfMean, rstd: cache.lnfRstd, inp: cache.residFinal,
                           weight: w + lnfWeight, bias: w + lnfBias, n: n, c: c, eps: Float(config.layerNormEps))
@@ -85,9 +101,13 @@ public final class Transformer {
         guard let targets else { return nil }
         CrossEntropy.forward(rowLoss: cache.rowLoss, logZ: cache.logZ, logits: cache.logits, targets: targets,
                              rows: n, v: v, scratch: cache.lossScratch)
-        var total = 0.0
-        for r in 0..<n { total += Double(cache.rowLoss[r]) }
-        return Float(total / Double(n))
+        var total = 0.0, counted = 0
+        for r in 0..<n where targets[r] >= 0 {
+            total += Double(cache.rowLoss[r])
+            counted += 1
+        }
+        cache.countedTargets = counted
+        return counted > 0 ? Float(total / Double(counted)) : 0
     }
 
     /// Convenience forward over arrays of B·T tokens.
@@ -105,14 +125,15 @@ public final class Transformer {
     }
 
     /// Backward of the mean loss of the last forward (which must have had targets), accumulating
-    /// into `params.grads`. `lossScale` multiplies dL (1 for the mean loss). Overwrites the logits.
+    /// into `params.grads`, under `flow`. `lossScale` multiplies dL (1 for the mean loss).
+    /// Overwrites the logits.
     public func backward(cache: ActivationCache, lossScale: Float = 1) {
         precondition(cache.hasTargets, "backward needs a forward pass with targets")
         let b = cache.batch, t = cache.seqLen
         let c = config.dModel, n = b * t, v = config.vocabSize
         let w = params.weights, g = params.grads
         CrossEntropy.backward(logits: cache.logits, logZ: cache.logZ, targets: cache.targets,
-                              rows: n, v: v, scale: lossScale / Float(n))
+                              rows: n, v: v, scale: lossScale / Float(max(1, cache.countedTargets)))
         // dlnf (N, C) = dlogits · wte ; dwte (V, C) += dlogitsᵀ · lnf
         GEMM.multiply(m: n, n: c, k: v, a: cache.logits, lda: v, transA: false,
                       b: w + wte, ldb: c, transB: false, c: cache.dLn, ldc: c, accumulate: false)
@@ -124,7 +145,7 @@ public final class Transformer {
                            n: n, c: c)
         for l in stride(from: config.nLayers - 1, through: 0, by: -1) {
             Block.backward(cache.layers[l], scratch: cache, w: w, g: g, p: blocks[l], b: b, t: t, c: c,
-                           nh: config.nHeads, f: config.dMLP)
+                           nh: config.nHeads, f: config.dMLP, inputShare: flow.offDiagonalInputShare)
         }
         Embedding.backward(dWte: g + wte, dWpe: g + wpe, dOut: cache.dResid, tokens: cache.tokens, b: b, t: t, c: c)
     }

@@ -3,7 +3,10 @@ import MyopiaKernels
 // Dimensions: N rows (B·T), V vocab.
 
 /// Softmax cross-entropy over logits rows: ℓ_r = log Σ_j exp(x_rj) − x_r,target.
+/// A negative target (`ignoreIndex`) marks a position with no loss and no gradient.
 enum CrossEntropy {
+    static let ignoreIndex: Int32 = -1
+
     /// Work items for the forward pass; each owns one V-sized row of scratch. Fixed, so results do
     /// not depend on the thread count.
     static let chunks = 16
@@ -20,7 +23,7 @@ enum CrossEntropy {
                 row.update(from: logits + r * v, count: v)
                 let z = RowOps.softmax(row, count: v)
                 logZ[r] = z
-                rowLoss[r] = z - logits[r * v + Int(targets[r])]
+                rowLoss[r] = targets[r] < 0 ? 0 : z - logits[r * v + Int(targets[r])]
             }
         }
     }
@@ -32,6 +35,10 @@ enum CrossEntropy {
         Elementwise.forEachRowChunk(rows, rowsPerChunk: 16) { r0, r1 in
             for r in r0..<r1 {
                 let x = logits + r * v
+                if targets[r] < 0 {
+                    x.update(repeating: 0, count: v)
+                    continue
+                }
                 let z = logZ[r]
                 for j in 0..<v { x[j] -= z }
                 RowOps.exp(x, x, count: v)

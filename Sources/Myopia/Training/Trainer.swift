@@ -104,6 +104,7 @@ public final class Trainer {
             model = Transformer(config: config.modelConfig(vocabSize: vocabSize, tokenizer: tokenizer))
             model.initialize(seed: config.seed)
         }
+        model.flow = config.flow
         cache = model.makeCache(batch: config.batch, seqLen: config.seqLen)
     }
 

@@ -1,0 +1,69 @@
+import ArgumentParser
+import Foundation
+import Myopia
+import MyopiaLab
+
+struct GradientsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gradients",
+        abstract: "Save the gradient of the eval loss with respect to every parameter, under a gradient flow.",
+        discussion: """
+        The loss is exactly `myopia eval`'s: the mean next-token cross-entropy over consecutive,
+        non-overlapping windows of T+1 tokens. Gradients are saved as F32 safetensors under the
+        checkpoint's own Hugging Face key names. Compare flows to see what myopic training removes.
+
+        Example:
+          myopia gradients --checkpoint runs/shakespeare --data tinyshakespeare --seq-len 128 \\
+              --flow myopic --max-windows 64 --out grads-myopic.safetensors
+        """)
+
+    @Option(help: "A checkpoint folder, or a run folder (its newest checkpoint).") var checkpoint: String
+    @Option(help: "A text file, or a known dataset name.") var data: String
+    @Option(name: .customLong("seq-len"), help: "Window length T.") var seqLen: Int
+    @Option(help: "Gradient flow: vanilla, myopic, beta=β or bigram.") var flow = "vanilla"
+    @Option(help: "Windows per forward pass.") var batch = 8
+    @Option(name: .customLong("max-windows"), help: "Use at most this many windows.") var maxWindows: Int?
+    @Option(help: "The safetensors file to write.") var out: String
+    @Flag(help: "Print a JSON summary.") var json = false
+
+    func validate() throws {
+        guard seqLen > 0 else { throw ValidationError("--seq-len must be positive") }
+        guard batch > 0 else { throw ValidationError("--batch must be positive") }
+        if let maxWindows, maxWindows <= 0 { throw ValidationError("--max-windows must be positive") }
+    }
+
+    struct Output: Encodable {
+        let loss: Double
+        let tokens: Int
+        let windows: Int
+        let flow: String
+        let grad_norm: Double
+        let out: String
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let gradientFlow = try GradientFlow(parsing: flow)
+            let dir = try Checkpoint.resolve(URL(fileURLWithPath: checkpoint))
+            let model = try Checkpoint.loadModel(from: dir)
+            try ensureByteTokenizer(model.config, dir: dir)
+            guard seqLen <= model.config.maxPositions else {
+                throw ValidationError("--seq-len \(seqLen) is longer than the model's \(model.config.maxPositions) positions")
+            }
+            let (url, tokens) = try DataSource.tokens(data, seqLen: seqLen, log: Terminal.info)
+            let result = Gradients.compute(model, tokens: tokens, seqLen: seqLen, flow: gradientFlow, batch: batch,
+                                           maxWindows: maxWindows)
+            try Gradients.save(model, to: URL(fileURLWithPath: out), metadata: [
+                "flow": gradientFlow.description, "loss": "\(result.loss)", "seq_len": "\(seqLen)",
+                "windows": "\(result.windows)", "checkpoint": dir.path, "data": url.path])
+            let norm = GradientClipping.globalNorm(model.params)
+            if json {
+                try printJSON(Output(loss: result.loss, tokens: result.tokens, windows: result.windows,
+                                     flow: gradientFlow.description, grad_norm: norm, out: out))
+            } else {
+                print(String(format: "%@ gradients of loss %.4f over %d predictions (norm %.4g) written to %@",
+                             gradientFlow.description, result.loss, result.tokens, norm, out))
+            }
+        }
+    }
+}

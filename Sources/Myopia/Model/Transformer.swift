@@ -128,6 +128,14 @@ public final class Transformer {
     /// into `params.grads`, under `flow`. `lossScale` multiplies dL (1 for the mean loss).
     /// Overwrites the logits.
     public func backward(cache: ActivationCache, lossScale: Float = 1) {
+        backwardHead(cache: cache, lossScale: lossScale)
+        backwardBlocks(cache: cache)
+    }
+
+    /// The head's half of backward: from the loss to `cache.dResid` = dL/d(residual after the last
+    /// block) (N, C), accumulating the head's and ln_f's parameter gradients. Row-wise: with
+    /// `lossScale` = N (the number of counted targets) row t holds ∂ℓ_t/∂h_{L,t}.
+    public func backwardHead(cache: ActivationCache, lossScale: Float = 1) {
         precondition(cache.hasTargets, "backward needs a forward pass with targets")
         let b = cache.batch, t = cache.seqLen
         let c = config.dModel, n = b * t, v = config.vocabSize
@@ -143,6 +151,13 @@ public final class Transformer {
         LayerNorm.backward(dInp: cache.dResid, dWeight: g + lnfWeight, dBias: g + lnfBias, dOut: cache.dLn,
                            inp: cache.residFinal, weight: w + lnfWeight, mean: cache.lnfMean, rstd: cache.lnfRstd,
                            n: n, c: c)
+    }
+
+    /// The blocks' half of backward: from `cache.dResid` = dL/d(residual after the last block) down
+    /// through every block and the embeddings, accumulating parameter gradients.
+    public func backwardBlocks(cache: ActivationCache) {
+        let b = cache.batch, t = cache.seqLen, c = config.dModel
+        let w = params.weights, g = params.grads
         for l in stride(from: config.nLayers - 1, through: 0, by: -1) {
             Block.backward(cache.layers[l], scratch: cache, w: w, g: g, p: blocks[l], b: b, t: t, c: c,
                            nh: config.nHeads, f: config.dMLP, inputShare: flow.offDiagonalInputShare)

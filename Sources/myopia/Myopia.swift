@@ -10,7 +10,7 @@ struct MyopiaCommand: ParsableCommand {
         discussion: """
         Start with `myopia demo`: it fetches tiny-shakespeare, trains a small model and shows what it learned.
         """,
-        subcommands: [DemoCommand.self, TrainCommand.self, EvalCommand.self, GradientsCommand.self, GapCommand.self,
+        subcommands: [DemoCommand.self, TrainCommand.self, EvalCommand.self, GradientsCommand.self, HorizonCommand.self, GapCommand.self,
                       SyntheticCommand.self, GenerateCommand.self,
                       FetchCommand.self, BenchCommand.self])
 }

@@ -1,0 +1,111 @@
+import Foundation
+import Myopia
+
+/// The gradient horizon of a model on some text (DESIGN §4): for each layer l = 0…L and offset
+/// k = t − i, the mean of ‖∂ℓ_t/∂h_{l,i}‖ over all sequences and positions i with i + k < T; the
+/// share of Σ‖g‖² at each offset; and the mean offset under that share. Exact, from the channel
+/// backward (`Transformer.horizonBackward`).
+public struct HorizonTable: Codable, Sendable {
+    /// Rows l = 0…L: the residual stream entering block l; l = L is the final one, before ln_f.
+    public var meanNorm: [[Double]]
+    public var share: [[Double]]
+    public var meanOffset: [Double]
+    /// Number of (sequence, position) pairs averaged at each offset.
+    public var counts: [Int]
+    public var maxOffset: Int
+    public var layers: Int
+    public var sequences: Int
+    public var seqLen: Int
+    public var flow: String
+
+    enum CodingKeys: String, CodingKey {
+        case share, counts, layers, sequences, flow
+        case meanNorm = "mean_norm", meanOffset = "mean_offset", maxOffset = "max_offset", seqLen = "seq_len"
+    }
+}
+
+public enum Horizon {
+    /// Runs over up to `sequences` consecutive windows of T+1 tokens (all if nil), `batch` at a time.
+    public static func compute(_ model: Transformer, tokens: [Int32], seqLen t: Int, maxOffset: Int? = nil,
+                               sequences: Int? = nil, flow: GradientFlow = .vanilla, batch: Int = 8,
+                               progress: (Int, Int) -> Void = { _, _ in }) -> HorizonTable {
+        let k = min(maxOffset ?? (t - 1), t - 1)
+        let layers = model.config.nLayers
+        var windows = TokenDataset.windows(tokens, seqLen: t)
+        if let sequences { windows = min(windows, sequences) }
+        let b = max(1, min(batch, windows))
+        let cache = model.makeCache(batch: b, seqLen: t)
+        // Per channel (b·T + t) sums, reduced in a fixed order after each batch.
+        let stride = (layers + 1) * (k + 1)
+        var channelNorm = [Double](repeating: 0, count: b * t * stride)
+        var channelSquares = channelNorm
+        var sumNorm = [Double](repeating: 0, count: stride), sumSquares = sumNorm
+        var inputs = [Int32](repeating: 0, count: b * t), targets = inputs
+        let c = model.config.dModel
+        var done = 0
+        while done < windows {
+            let nb = min(b, windows - done)
+            for i in 0..<nb {
+                let start = (done + i) * (t + 1)
+                for j in 0..<t {
+                    inputs[i * t + j] = tokens[start + j]
+                    targets[i * t + j] = tokens[start + j + 1]
+                }
+            }
+            model.forward(tokens: Array(inputs[..<(nb * t)]), targets: Array(targets[..<(nb * t)]),
+                          batch: nb, seqLen: t, cache: cache)
+            for i in 0..<(nb * t * stride) { channelNorm[i] = 0; channelSquares[i] = 0 }
+            channelNorm.withUnsafeMutableBufferPointer { norms in
+                channelSquares.withUnsafeMutableBufferPointer { squares in
+                    model.horizonBackward(cache: cache, maxOffset: k, flow: flow) { rows in
+                        let base = (rows.sequence * t + rows.target) * stride + rows.layer * (k + 1)
+                        for r in 0...(rows.target - rows.firstPosition) {
+                            var s = 0.0
+                            let g = rows.rows + r * c
+                            for j in 0..<c { s += Double(g[j]) * Double(g[j]) }
+                            let offset = rows.target - rows.firstPosition - r
+                            norms[base + offset] += s.squareRoot()
+                            squares[base + offset] += s
+                        }
+                    }
+                }
+            }
+            for ch in 0..<(nb * t) {
+                for j in 0..<stride {
+                    sumNorm[j] += channelNorm[ch * stride + j]
+                    sumSquares[j] += channelSquares[ch * stride + j]
+                }
+            }
+            done += nb
+            progress(done, windows)
+        }
+        let counts = (0...k).map { windows * (t - $0) }
+        var meanNorm: [[Double]] = [], share: [[Double]] = [], meanOffset: [Double] = []
+        for l in 0...layers {
+            let row = (0...k).map { sumNorm[l * (k + 1) + $0] / Double(max(1, counts[$0])) }
+            let total = (0...k).reduce(0.0) { $0 + sumSquares[l * (k + 1) + $1] }
+            let s = (0...k).map { total > 0 ? sumSquares[l * (k + 1) + $0] / total : 0 }
+            meanNorm.append(row)
+            share.append(s)
+            meanOffset.append(s.enumerated().reduce(0) { $0 + Double($1.offset) * $1.element })
+        }
+        return HorizonTable(meanNorm: meanNorm, share: share, meanOffset: meanOffset, counts: counts, maxOffset: k,
+                            layers: layers, sequences: windows, seqLen: t, flow: flow.description)
+    }
+
+    /// A readable layer × offset table of mean norms, with each layer's mean offset.
+    public static func format(_ table: HorizonTable, columns: Int = 12) -> String {
+        let shown = min(table.maxOffset + 1, columns)
+        var lines: [String] = []
+        let header = "layer   " + (0..<shown).map { String(format: "%9@", "k=\($0)") }.joined()
+            + (shown < table.maxOffset + 1 ? "      …" : "") + "   mean k"
+        lines.append(header)
+        for (l, row) in table.meanNorm.enumerated() {
+            let name = l == table.layers ? "final" : "\(l)"
+            lines.append(name.padding(toLength: 8, withPad: " ", startingAt: 0)
+                + row.prefix(shown).map { String(format: "%9.4f", $0) }.joined()
+                + (shown < row.count ? "      …" : "") + String(format: "   %6.2f", table.meanOffset[l]))
+        }
+        return lines.joined(separator: "\n")
+    }
+}

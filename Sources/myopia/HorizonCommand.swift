@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+import Myopia
+import MyopiaLab
+
+struct HorizonCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "horizon",
+        abstract: "Which future token each layer's training signal serves: the exact gradient horizon.",
+        discussion: """
+        For the residual stream h_{l,i} entering block l (the last row: after the last block) and each
+        offset k = t − i, the mean of ‖∂ℓ_t/∂h_{l,i}‖ over sequences and positions (ℓ_t: the loss of the
+        prediction at t). k = 0 is the token right after i; k = 1 the one after that. Also the share of
+        Σ‖g‖² at each offset and its mean offset. Exact: one backward channel per target position.
+        --max-offset K limits each channel to positions t−K…t (still exact for k ≤ K, and cheaper).
+
+        Example:
+          myopia horizon --checkpoint runs/shakespeare --data tinyshakespeare --seq-len 128 \\
+              --max-offset 16 --sequences 32
+          myopia horizon --checkpoint runs/shakespeare --data tinyshakespeare --seq-len 128 --json > horizon.json
+        """)
+
+    @Option(help: "A checkpoint folder, or a run folder (its newest checkpoint).") var checkpoint: String
+    @Option(help: "A text file, or a known dataset name.") var data: String
+    @Option(name: .customLong("seq-len"), help: "Window length T.") var seqLen: Int
+    @Option(name: .customLong("max-offset"), help: "Largest offset k = t − i (default T − 1).") var maxOffset: Int?
+    @Option(help: "Use at most this many windows (default 16).") var sequences = 16
+    @Option(help: "Gradient flow (vanilla: the true derivative).") var flow = "vanilla"
+    @Option(help: "Windows per forward pass.") var batch = 8
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func validate() throws {
+        guard seqLen > 0 else { throw ValidationError("--seq-len must be positive") }
+        guard sequences > 0 else { throw ValidationError("--sequences must be positive") }
+        guard batch > 0 else { throw ValidationError("--batch must be positive") }
+        if let maxOffset, maxOffset < 0 { throw ValidationError("--max-offset must be zero or more") }
+    }
+
+    func run() throws {
+        Terminal.quiet = json
+        try reportingErrors {
+            let gradientFlow = try GradientFlow(parsing: flow)
+            let dir = try Checkpoint.resolve(URL(fileURLWithPath: checkpoint))
+            let model = try Checkpoint.loadModel(from: dir)
+            try ensureByteTokenizer(model.config, dir: dir)
+            guard seqLen <= model.config.maxPositions else {
+                throw ValidationError("--seq-len \(seqLen) is longer than the model's \(model.config.maxPositions) positions")
+            }
+            let (_, tokens) = try DataSource.tokens(data, seqLen: seqLen, log: Terminal.info)
+            let started = Date()
+            let table = Horizon.compute(model, tokens: tokens, seqLen: seqLen, maxOffset: maxOffset,
+                                        sequences: sequences, flow: gradientFlow, batch: batch) { done, total in
+                Terminal.progress(done, of: total, started: started, status: "sequences")
+            }
+            if json { try printJSON(table); return }
+            print("gradient horizon: mean ‖∂ℓ_t/∂h_{l,i}‖ by layer l and offset k = t − i (\(table.sequences) sequences of \(seqLen), \(table.flow))")
+            print(Horizon.format(table))
+        }
+    }
+}

@@ -42,6 +42,24 @@ public enum Bench {
         }
     }
 
+    /// What the exact horizon costs next to one ordinary backward pass and to the brute-force loop
+    /// of single-target backward passes it replaces.
+    public struct HorizonCost: Codable, Sendable {
+        public var config: String
+        public var backwardMs: Double
+        /// max offset K -> milliseconds, and the same in backward passes (target: ≤ K + 2).
+        public var horizonMs: [String: Double]
+        public var horizonInBackwardPasses: [String: Double]
+        /// T single-target backward passes (measured), the alternative.
+        public var bruteForceMs: Double
+
+        enum CodingKeys: String, CodingKey {
+            case config
+            case backwardMs = "backward_ms", horizonMs = "horizon_ms", horizonInBackwardPasses = "horizon_in_backward_passes"
+            case bruteForceMs = "brute_force_ms"
+        }
+    }
+
     public struct Report: Encodable, Sendable {
         public var kernel: String
         public var cores: Int
@@ -49,10 +67,14 @@ public enum Bench {
         public var gemm: [GEMMCase]
         public var gemmGeomeanRatio: [String: Double]  // threads -> geometric mean of Myopia/OpenBLAS
         public var training: [TrainStep]
+        /// threads -> myopic step time / vanilla step time (target ≤ 1.03)
+        public var myopicOverVanilla: [String: Double]
+        public var horizon: HorizonCost?
 
         enum CodingKeys: String, CodingKey {
-            case kernel, cores, gemm, training
+            case kernel, cores, gemm, training, horizon
             case fmaPeakGflops = "fma_peak_gflops", gemmGeomeanRatio = "gemm_geomean_ratio_vs_openblas"
+            case myopicOverVanilla = "myopic_over_vanilla"
         }
     }
 
@@ -64,8 +86,8 @@ public enum Bench {
     /// SMALL: vocab 8192, seq 256, 4 layers, 4 heads, d_model 256, batch 8.
     public static let small = (vocab: 8192, seqLen: 256, layers: 4, heads: 4, dModel: 256, batch: 8)
 
-    public static func run(threads: [Int], gemm: Bool = true, training: Bool = true, trainSteps: Int = 5,
-                           log: (String) -> Void = { _ in }) -> Report {
+    public static func run(threads: [Int], gemm: Bool = true, training: Bool = true, horizon: Bool = true,
+                           trainSteps: Int = 5, log: (String) -> Void = { _ in }) -> Report {
         let saved = Parallel.threadCount
         defer { Parallel.threadCount = saved }
         var peaks: [String: Double] = [:]
@@ -105,19 +127,83 @@ public enum Bench {
             }
         }
         var steps: [TrainStep] = []
+        var ratios: [String: Double] = [:]
         if training {
             for t in threads {
                 Parallel.threadCount = t
-                var step = measureTrainingStep(steps: trainSteps)
-                step.threads = t
-                step.mfu = step.gflops / (peaks["\(t)"] ?? .nan)
-                log(String(format: "train step SMALL vanilla %dT: %.1f ms/step, %.0f tokens/s, %.1f GFLOP/s, MFU %.2f",
-                           t, step.msPerStep, step.tokensPerSecond, step.gflops, step.mfu))
-                steps.append(step)
+                var byFlow: [String: Double] = [:]
+                for flow in [GradientFlow.vanilla, .myopic] {
+                    var step = measureTrainingStep(steps: trainSteps, flow: flow)
+                    step.threads = t
+                    step.mfu = step.gflops / (peaks["\(t)"] ?? .nan)
+                    log(String(format: "train step SMALL %@ %dT: %.1f ms/step, %.0f tokens/s, %.1f GFLOP/s, MFU %.2f",
+                               flow.description, t, step.msPerStep, step.tokensPerSecond, step.gflops, step.mfu))
+                    steps.append(step)
+                    byFlow[flow.description] = step.msPerStep
+                }
+                ratios["\(t)"] = byFlow["myopic"]! / byFlow["vanilla"]!
+                log(String(format: "myopic / vanilla step time, %dT: %.3f", t, ratios["\(t)"]!))
             }
         }
+        var horizonCost: HorizonCost?
+        if horizon {
+            Parallel.threadCount = threads.max() ?? 1
+            horizonCost = measureHorizon(log: log)
+        }
         return Report(kernel: GEMM.kernelName, cores: ProcessInfo.processInfo.activeProcessorCount,
-                      fmaPeakGflops: peaks, gemm: cases, gemmGeomeanRatio: geomean, training: steps)
+                      fmaPeakGflops: peaks, gemm: cases, gemmGeomeanRatio: geomean, training: steps,
+                      myopicOverVanilla: ratios, horizon: horizonCost)
+    }
+
+    /// The horizon on a small model (4 layers, d_model 128, 4 heads, T 64, 4 sequences): one
+    /// backward pass, the channel backward at several max offsets, and the brute-force loop.
+    static func measureHorizon(log: (String) -> Void) -> HorizonCost {
+        let (b, t) = (4, 64)
+        let config = ModelConfig(vocabSize: 256, maxPositions: t, dModel: 128, nLayers: 4, nHeads: 4)
+        let model = Transformer(config: config)
+        model.initialize(seed: 3)
+        var rng = SeededGenerator(seed: 4)
+        let tokens = (0..<(b * t)).map { _ in Int32(rng.nextInt(below: 256)) }
+        let targets = (0..<(b * t)).map { _ in Int32(rng.nextInt(below: 256)) }
+        let cache = model.makeCache(batch: b, seqLen: t)
+        func median(_ runs: Int, _ body: () -> Void) -> Double {
+            var times: [Double] = []
+            for _ in 0..<runs {
+                let start = DispatchTime.now().uptimeNanoseconds
+                body()
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+            }
+            return times.sorted()[runs / 2]
+        }
+        // Backward alone: forward once per run outside the timer (backward overwrites the logits).
+        var backwardTimes: [Double] = []
+        for _ in 0..<5 {
+            model.forward(tokens: tokens, targets: targets, batch: b, seqLen: t, cache: cache)
+            let start = DispatchTime.now().uptimeNanoseconds
+            model.backward(cache: cache)
+            backwardTimes.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+        }
+        let backward = backwardTimes.sorted()[2]
+        model.forward(tokens: tokens, targets: targets, batch: b, seqLen: t, cache: cache)
+        var horizonMs: [String: Double] = [:], inPasses: [String: Double] = [:]
+        for k in [0, 4, 16, t - 1] {
+            let ms = median(3) { model.horizonBackward(cache: cache, maxOffset: k) { _ in } }
+            horizonMs["\(k)"] = ms
+            inPasses["\(k)"] = ms / backward
+            log(String(format: "horizon K=%d: %.1f ms = %.2f backward passes (target ≤ %d)", k, ms, ms / backward, k + 2))
+        }
+        // The brute-force alternative: one ordinary backward per target position.
+        let brute = median(1) {
+            var masked = [Int32](repeating: -1, count: b * t)
+            for target in 0..<t {
+                for i in 0..<(b * t) { masked[i] = i % t == target ? targets[i] : -1 }
+                model.forward(tokens: tokens, targets: masked, batch: b, seqLen: t, cache: cache)
+                model.backward(cache: cache)
+            }
+        }
+        log(String(format: "horizon by brute force (%d single-target backward passes, with their forwards): %.0f ms", t, brute))
+        return HorizonCost(config: "vocab 256, 4 layers, d_model 128, 4 heads, T 64, 4 sequences", backwardMs: backward,
+                           horizonMs: horizonMs, horizonInBackwardPasses: inPasses, bruteForceMs: brute)
     }
 
     typealias GEMMCall = (UnsafePointer<Float>, Int, Bool, UnsafePointer<Float>, Int, Bool, UnsafeMutablePointer<Float>, Int) -> Void
@@ -160,12 +246,13 @@ public enum Bench {
     }
 
     /// Median step time of SMALL (random tokens, AdamW, clipping) after one warm-up step.
-    static func measureTrainingStep(steps: Int) -> TrainStep {
+    static func measureTrainingStep(steps: Int, flow: GradientFlow = .vanilla) -> TrainStep {
         let s = small
         let config = ModelConfig(vocabSize: s.vocab, maxPositions: s.seqLen, dModel: s.dModel, nLayers: s.layers,
                                  nHeads: s.heads, tokenizer: nil)
         let model = Transformer(config: config)
         model.initialize(seed: 1)
+        model.flow = flow
         let cache = model.makeCache(batch: s.batch, seqLen: s.seqLen)
         var rng = SeededGenerator(seed: 7)
         let n = s.batch * s.seqLen
@@ -186,7 +273,7 @@ public enum Bench {
         let ms = times[times.count / 2]
         let flop = trainingFLOPs(config, batch: s.batch, seqLen: s.seqLen)
         return TrainStep(name: "SMALL", config: "vocab 8192, seq 256, 4 layers, 4 heads, d_model 256, batch 8",
-                         flow: "vanilla", threads: Parallel.threadCount, gflopPerStep: flop / 1e9, msPerStep: ms,
+                         flow: flow.description, threads: Parallel.threadCount, gflopPerStep: flop / 1e9, msPerStep: ms,
                          tokensPerSecond: Double(n) / (ms / 1000), gflops: flop / 1e9 / (ms / 1000), mfu: 0)
     }
 }

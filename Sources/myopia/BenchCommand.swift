@@ -21,7 +21,8 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Thread counts to measure (default: 1 and all cores).") var threads: [Int] = []
     @Option(help: "Training steps to time (the median is reported).") var steps = 5
     @Flag(inversion: .prefixedNo, help: "Measure GEMM.") var gemm = true
-    @Flag(inversion: .prefixedNo, help: "Measure the training step.") var training = true
+    @Flag(inversion: .prefixedNo, help: "Measure the training step (vanilla and myopic).") var training = true
+    @Flag(inversion: .prefixedNo, help: "Measure the gradient horizon against backward passes.") var horizon = true
     @Flag(help: "Print one JSON object.") var json = false
 
     func validate() throws {
@@ -34,15 +35,25 @@ struct BenchCommand: ParsableCommand {
         let counts = threads.isEmpty ? Array(Set([1, cores])).sorted() : threads
         Terminal.quiet = json
         Terminal.info("kernel: \(GEMM.kernelName), \(cores) cores")
-        let report = Bench.run(threads: counts, gemm: gemm, training: training, trainSteps: steps, log: Terminal.info)
+        let report = Bench.run(threads: counts, gemm: gemm, training: training, horizon: horizon, trainSteps: steps,
+                               log: Terminal.info)
         if json { try printJSON(report) }
         else {
             for (t, r) in report.gemmGeomeanRatio.sorted(by: { $0.key < $1.key }) {
                 print(String(format: "GEMM vs OpenBLAS, %@ thread(s): geometric mean ratio %.2f", t, r))
             }
             for s in report.training {
-                print(String(format: "SMALL train step, %d thread(s): %.1f ms/step, %.0f tokens/s, %.1f GFLOP/s (MFU %.2f of %.0f peak)",
-                             s.threads, s.msPerStep, s.tokensPerSecond, s.gflops, s.mfu, report.fmaPeakGflops["\(s.threads)"] ?? 0))
+                print(String(format: "SMALL train step, %@, %d thread(s): %.1f ms/step, %.0f tokens/s, %.1f GFLOP/s (MFU %.2f of %.0f peak)",
+                             s.flow, s.threads, s.msPerStep, s.tokensPerSecond, s.gflops, s.mfu, report.fmaPeakGflops["\(s.threads)"] ?? 0))
+            }
+            for (t, r) in report.myopicOverVanilla.sorted(by: { $0.key < $1.key }) {
+                print(String(format: "myopic / vanilla step time, %@ thread(s): %.3f", t, r))
+            }
+            if let h = report.horizon {
+                let ks = h.horizonMs.keys.compactMap(Int.init).sorted()
+                print(String(format: "horizon (%@): backward %.1f ms; ", h.config, h.backwardMs)
+                      + ks.map { String(format: "K=%d %.2f passes", $0, h.horizonInBackwardPasses["\($0)"]!) }.joined(separator: ", ")
+                      + String(format: "; brute force %.0f ms", h.bruteForceMs))
             }
         }
     }

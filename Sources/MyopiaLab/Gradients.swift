@@ -26,13 +26,7 @@ public enum Gradients {
         var w = 0
         while w < windows {
             let nb = min(b, windows - w)
-            for i in 0..<nb {
-                let start = (w + i) * (t + 1)
-                for j in 0..<t {
-                    inputs[i * t + j] = tokens[start + j]
-                    targets[i * t + j] = tokens[start + j + 1]
-                }
-            }
+            TokenDataset.fillWindows(tokens, seqLen: t, first: w, count: nb, inputs: &inputs, targets: &targets)
             let loss = model.forward(tokens: Array(inputs[..<(nb * t)]), targets: Array(targets[..<(nb * t)]),
                                      batch: nb, seqLen: t, cache: cache)!
             total += Double(loss) * Double(nb)

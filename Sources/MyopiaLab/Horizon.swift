@@ -45,13 +45,7 @@ public enum Horizon {
         var done = 0
         while done < windows {
             let nb = min(b, windows - done)
-            for i in 0..<nb {
-                let start = (done + i) * (t + 1)
-                for j in 0..<t {
-                    inputs[i * t + j] = tokens[start + j]
-                    targets[i * t + j] = tokens[start + j + 1]
-                }
-            }
+            TokenDataset.fillWindows(tokens, seqLen: t, first: done, count: nb, inputs: &inputs, targets: &targets)
             model.forward(tokens: Array(inputs[..<(nb * t)]), targets: Array(targets[..<(nb * t)]),
                           batch: nb, seqLen: t, cache: cache)
             for i in 0..<(nb * t * stride) { channelNorm[i] = 0; channelSquares[i] = 0 }

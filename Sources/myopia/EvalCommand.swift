@@ -40,12 +40,7 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let dir = try Checkpoint.resolve(URL(fileURLWithPath: checkpoint))
-            let model = try Checkpoint.loadModel(from: dir)
-            try ensureByteTokenizer(model.config, dir: dir)
-            guard seqLen <= model.config.maxPositions else {
-                throw ValidationError("--seq-len \(seqLen) is longer than the model's \(model.config.maxPositions) positions")
-            }
+            let (dir, model) = try loadCheckpoint(checkpoint, seqLen: seqLen)
             let (url, tokens) = try DataSource.tokens(data, seqLen: seqLen, log: Terminal.info)
             let result = Evaluation.run(model, tokens: tokens, seqLen: seqLen, batch: batch, maxWindows: maxWindows)
             if json {
@@ -57,6 +52,17 @@ struct EvalCommand: ParsableCommand {
             }
         }
     }
+}
+
+/// Loads the checkpoint (or a run folder's newest one) for an analysis over windows of `seqLen`.
+func loadCheckpoint(_ path: String, seqLen: Int) throws -> (dir: URL, model: Transformer) {
+    let dir = try Checkpoint.resolve(URL(fileURLWithPath: path))
+    let model = try Checkpoint.loadModel(from: dir)
+    try ensureByteTokenizer(model.config, dir: dir)
+    guard seqLen <= model.config.maxPositions else {
+        throw ValidationError("--seq-len \(seqLen) is longer than the model's \(model.config.maxPositions) positions")
+    }
+    return (dir, model)
 }
 
 /// Until BPE lands, checkpoints must use the byte tokenizer; say so plainly if not.

@@ -44,12 +44,7 @@ struct GradientsCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let gradientFlow = try GradientFlow(parsing: flow)
-            let dir = try Checkpoint.resolve(URL(fileURLWithPath: checkpoint))
-            let model = try Checkpoint.loadModel(from: dir)
-            try ensureByteTokenizer(model.config, dir: dir)
-            guard seqLen <= model.config.maxPositions else {
-                throw ValidationError("--seq-len \(seqLen) is longer than the model's \(model.config.maxPositions) positions")
-            }
+            let (dir, model) = try loadCheckpoint(checkpoint, seqLen: seqLen)
             let (url, tokens) = try DataSource.tokens(data, seqLen: seqLen, log: Terminal.info)
             let result = Gradients.compute(model, tokens: tokens, seqLen: seqLen, flow: gradientFlow, batch: batch,
                                            maxWindows: maxWindows)

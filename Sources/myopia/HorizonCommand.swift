@@ -40,12 +40,7 @@ struct HorizonCommand: ParsableCommand {
         Terminal.quiet = json
         try reportingErrors {
             let gradientFlow = try GradientFlow(parsing: flow)
-            let dir = try Checkpoint.resolve(URL(fileURLWithPath: checkpoint))
-            let model = try Checkpoint.loadModel(from: dir)
-            try ensureByteTokenizer(model.config, dir: dir)
-            guard seqLen <= model.config.maxPositions else {
-                throw ValidationError("--seq-len \(seqLen) is longer than the model's \(model.config.maxPositions) positions")
-            }
+            let (dir, model) = try loadCheckpoint(checkpoint, seqLen: seqLen)
             let (_, tokens) = try DataSource.tokens(data, seqLen: seqLen, log: Terminal.info)
             let started = Date()
             let table = Horizon.compute(model, tokens: tokens, seqLen: seqLen, maxOffset: maxOffset,

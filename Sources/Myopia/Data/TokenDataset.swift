@@ -33,6 +33,19 @@ public struct TokenDataset: Sendable {
 
     /// Consecutive, non-overlapping windows of T+1 tokens (T predictions each); a shorter tail is dropped.
     public static func windows(_ tokens: [Int32], seqLen t: Int) -> Int { tokens.count / (t + 1) }
+
+    /// Copies windows first..<first+count into inputs (their first T tokens) and targets (their last T),
+    /// each (count, T) at the front of the arrays.
+    public static func fillWindows(_ tokens: [Int32], seqLen t: Int, first: Int, count: Int,
+                                   inputs: inout [Int32], targets: inout [Int32]) {
+        for i in 0..<count {
+            let start = (first + i) * (t + 1)
+            for j in 0..<t {
+                inputs[i * t + j] = tokens[start + j]
+                targets[i * t + j] = tokens[start + j + 1]
+            }
+        }
+    }
 }
 
 /// Seeded random windows of T+1 tokens from a token sequence: inputs are the first T, targets the last T.

@@ -72,24 +72,30 @@ public struct Sampler {
 }
 
 public enum Generation {
-    /// Continues `prompt` (non-empty) by up to `maxTokens` tokens, calling `onToken` as each arrives.
-    /// Each step runs the model over the last `maxPositions` tokens.
+    /// Continues `prompt` (non-empty) by up to `maxTokens` tokens with cached decoding, calling
+    /// `onToken` as each arrives. When the context reaches the model's positions, the cache is
+    /// rebuilt from the last half of the text and decoding goes on.
     public static func generate(_ model: Transformer, prompt: [Int32], options: SamplingOptions,
                                 onToken: (Int32) -> Void = { _ in }) -> [Int32] {
         precondition(!prompt.isEmpty, "generation needs at least one prompt token")
         let maxT = model.config.maxPositions, v = model.config.vocabSize
-        let cache = model.makeCache(batch: 1, seqLen: maxT)
+        let cache = KVCache(config: model.config)
         var sampler = Sampler(options)
         var tokens = prompt
         var produced: [Int32] = []
+        var logits = model.decode(Array(tokens.suffix(maxT)), cache: cache)
         for _ in 0..<options.maxTokens {
-            let context = Array(tokens.suffix(maxT))
-            model.forward(tokens: context, targets: nil, batch: 1, seqLen: context.count, cache: cache)
-            let next = sampler.sample(cache.logits + (context.count - 1) * v, count: v)
+            let next = sampler.sample(logits, count: v)
             tokens.append(next)
             produced.append(next)
             onToken(next)
-            if next == options.stopToken { break }
+            if next == options.stopToken || produced.count == options.maxTokens { break }
+            if cache.length == cache.capacity {
+                cache.reset()
+                logits = model.decode(Array(tokens.suffix(max(1, maxT / 2))), cache: cache)
+            } else {
+                logits = model.decode([next], cache: cache)
+            }
         }
         return produced
     }

@@ -24,14 +24,9 @@
 
 #define MR MYOPIA_GEMM_MR
 #define NR MYOPIA_GEMM_NR
-#include <stdio.h>
-static long KC_MAX = 256, MC = 144, NC = 4096;
-__attribute__((constructor)) static void tune_init(void) {
-    const char *e;
-    if ((e = getenv("MY_KC"))) KC_MAX = atol(e);
-    if ((e = getenv("MY_MC"))) MC = atol(e);
-    if ((e = getenv("MY_NC"))) NC = atol(e);
-}
+#define KC_MAX 256
+#define MC 144   /* multiple of MR; MC x KC floats = 144 KiB, sits in L2 */
+#define NC 4096  /* multiple of NR; KC x NC floats = 4 MiB, sits in L3 */
 
 typedef void (*micro_kernel_fn)(long kc, const float *a, const float *b, float *c, long ldc,
                                 int overwrite);

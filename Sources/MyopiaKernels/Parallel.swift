@@ -41,8 +41,8 @@ public enum Parallel {
     }
 }
 
-/// A raw pointer that may be captured by the `@Sendable` closures of the parallel-for. The kernels
-/// guarantee that concurrent work items touch disjoint memory.
+/// A raw pointer captured by parallel-for bodies (Sendable, so the bodies stay valid if they ever
+/// have to be `@Sendable`). The kernels guarantee that concurrent work items touch disjoint memory.
 @usableFromInline
 struct SendablePointer<T>: @unchecked Sendable {
     @usableFromInline let pointer: UnsafeMutablePointer<T>

@@ -11,7 +11,7 @@ struct MyopiaCommand: ParsableCommand {
         Start with `myopia demo`: it fetches tiny-shakespeare, trains a small model and shows what it learned.
         """,
         subcommands: [DemoCommand.self, TrainCommand.self, EvalCommand.self, GradientsCommand.self, HorizonCommand.self, GapCommand.self,
-                      SyntheticCommand.self, GenerateCommand.self,
+                      SyntheticCommand.self, GenerateCommand.self, TokenizeCommand.self,
                       FetchCommand.self, BenchCommand.self])
 }
 

@@ -4,20 +4,21 @@ import Myopia
 /// Turns what a user typed after `--data` into a token dataset: a known asset name
 /// (`tinyshakespeare`, fetched on first use) or a path to a text file.
 public enum DataSource {
-    public static func load(_ nameOrPath: String, validationFraction: Double = 0.1,
+    public static func load(_ nameOrPath: String, tokenizer: any Tokenizer = ByteTokenizer(), validationFraction: Double = 0.1,
                             log: (String) -> Void = { _ in }) throws -> TokenDataset {
         let url = try resolveTextFile(nameOrPath, log: log)
-        return try TokenDataset.load(textFile: url, validationFraction: validationFraction)
+        return try TokenDataset.load(textFile: url, tokenizer: tokenizer, validationFraction: validationFraction)
     }
 
-    /// The whole file as byte tokens, checked to hold at least one window of `seqLen + 1` tokens.
-    public static func tokens(_ nameOrPath: String, seqLen: Int, log: (String) -> Void = { _ in }) throws -> (url: URL, tokens: [Int32]) {
+    /// The whole file as tokens, checked to hold at least one window of `seqLen + 1` tokens.
+    public static func tokens(_ nameOrPath: String, seqLen: Int, tokenizer: any Tokenizer = ByteTokenizer(),
+                              log: (String) -> Void = { _ in }) throws -> (url: URL, tokens: [Int32]) {
         let url = try resolveTextFile(nameOrPath, log: log)
         let text: Data
         do { text = try Data(contentsOf: url) } catch {
             throw FormatError.io(file: url.path, reason: "cannot read: \(error.localizedDescription)")
         }
-        let tokens = ByteTokenizer().encode(text)
+        let tokens = tokenizer is ByteTokenizer ? ByteTokenizer().encode(text) : tokenizer.encode(String(decoding: text, as: UTF8.self))
         guard tokens.count >= seqLen + 1 else {
             throw FormatError.invalidValue(file: url.path, field: "(contents)", expected: "at least one window of \(seqLen + 1) tokens", found: "\(tokens.count) tokens")
         }

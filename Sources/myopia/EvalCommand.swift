@@ -20,6 +20,7 @@ struct EvalCommand: ParsableCommand {
     @Option(name: .customLong("seq-len"), help: "Window length T.") var seqLen: Int
     @Option(help: "Windows per forward pass.") var batch = 8
     @Option(name: .customLong("max-windows"), help: "Evaluate at most this many windows.") var maxWindows: Int?
+    @Option(help: "Tokenizer: byte, gpt2 or a path (default: the one the checkpoint names).") var tokenizer: String?
     @Flag(help: "Print one JSON object.") var json = false
 
     func validate() throws {
@@ -40,36 +41,41 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let (dir, model) = try loadCheckpoint(checkpoint, seqLen: seqLen)
-            let (url, tokens) = try DataSource.tokens(data, seqLen: seqLen, log: Terminal.info)
+            let (dir, model, tok) = try loadCheckpoint(checkpoint, seqLen: seqLen, tokenizer: tokenizer)
+            let (url, tokens) = try DataSource.tokens(data, seqLen: seqLen, tokenizer: tok, log: Terminal.info)
             let result = Evaluation.run(model, tokens: tokens, seqLen: seqLen, batch: batch, maxWindows: maxWindows)
             if json {
                 try printJSON(Output(loss: result.loss, tokens: result.tokens, windows: result.windows, seq_len: seqLen,
                                      checkpoint: dir.path, data: url.path, position_loss: result.positionLoss))
             } else {
-                print(String(format: "loss %.4f nats/token (%.4f bits/byte) over %d predictions in %d windows",
+                print(String(format: "loss %.4f nats/token (%.4f bits/token) over %d predictions in %d windows",
                              result.loss, result.loss / Foundation.log(2), result.tokens, result.windows))
             }
         }
     }
 }
 
-/// Loads the checkpoint (or a run folder's newest one) for an analysis over windows of `seqLen`.
-func loadCheckpoint(_ path: String, seqLen: Int) throws -> (dir: URL, model: Transformer) {
+/// Loads the checkpoint (or a run folder's newest one) for an analysis over windows of `seqLen`,
+/// with its tokenizer: `override` (a --tokenizer flag), else the one its config names, else bytes.
+func loadCheckpoint(_ path: String, seqLen: Int, tokenizer override: String? = nil) throws
+    -> (dir: URL, model: Transformer, tokenizer: any Tokenizer) {
     let dir = try Checkpoint.resolve(URL(fileURLWithPath: path))
     let model = try Checkpoint.loadModel(from: dir)
-    try ensureByteTokenizer(model.config, dir: dir)
+    let tokenizer = try checkpointTokenizer(model.config, dir: dir, override: override)
     guard seqLen <= model.config.maxPositions else {
         throw ValidationError("--seq-len \(seqLen) is longer than the model's \(model.config.maxPositions) positions")
     }
-    return (dir, model)
+    return (dir, model, tokenizer)
 }
 
-/// Until BPE lands, checkpoints must use the byte tokenizer; say so plainly if not.
-func ensureByteTokenizer(_ config: ModelConfig, dir: URL) throws {
-    let name = config.tokenizer ?? ByteTokenizer.name
-    guard name == ByteTokenizer.name, config.vocabSize == 256 else {
-        throw FormatError.unsupported(file: dir.appendingPathComponent("config.json").path, field: "myopia_tokenizer",
-                                      value: "\(name) with vocab_size \(config.vocabSize) (this build reads byte-level checkpoints: tokenizer \"byte\", vocab 256)")
+/// The tokenizer a checkpoint was trained with, checked against its vocabulary size.
+func checkpointTokenizer(_ config: ModelConfig, dir: URL, override: String? = nil) throws -> any Tokenizer {
+    let name = override ?? config.tokenizer ?? ByteTokenizer.name
+    let tokenizer = try Tokenizers.load(name, log: Terminal.info)
+    guard tokenizer.vocabSize <= config.vocabSize else {
+        throw FormatError.invalidValue(file: dir.appendingPathComponent("config.json").path, field: "vocab_size",
+                                       expected: "at least \(tokenizer.vocabSize) (the vocabulary of tokenizer \(name))",
+                                       found: "\(config.vocabSize)")
     }
+    return tokenizer
 }

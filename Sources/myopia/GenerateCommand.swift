@@ -32,15 +32,14 @@ struct GenerateCommand: ParsableCommand {
         try reportingErrors {
             let dir = try Checkpoint.resolve(URL(fileURLWithPath: checkpoint))
             let model = try Checkpoint.loadModel(from: dir)
-            try ensureByteTokenizer(model.config, dir: dir)
-            let tokenizer = ByteTokenizer()
+            let tokenizer = try checkpointTokenizer(model.config, dir: dir)
             let options = SamplingOptions(temperature: greedy ? 0 : temperature, topK: topK, topP: topP, seed: seed,
                                           maxTokens: maxTokens)
             let out = FileHandle.standardOutput
             out.write(Data(prompt.utf8))
             // Bytes go out as they come; the terminal reassembles multi-byte characters.
             _ = Generation.generate(model, prompt: tokenizer.encode(prompt), options: options) { token in
-                out.write(Data([UInt8(truncatingIfNeeded: token)]))
+                out.write(Data(tokenizer.decodeBytes([token])))
             }
             out.write(Data("\n".utf8))
         }

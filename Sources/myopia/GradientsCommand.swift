@@ -44,8 +44,8 @@ struct GradientsCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let gradientFlow = try GradientFlow(parsing: flow)
-            let (dir, model) = try loadCheckpoint(checkpoint, seqLen: seqLen)
-            let (url, tokens) = try DataSource.tokens(data, seqLen: seqLen, log: Terminal.info)
+            let (dir, model, tokenizer) = try loadCheckpoint(checkpoint, seqLen: seqLen)
+            let (url, tokens) = try DataSource.tokens(data, seqLen: seqLen, tokenizer: tokenizer, log: Terminal.info)
             let result = Gradients.compute(model, tokens: tokens, seqLen: seqLen, flow: gradientFlow, batch: batch,
                                            maxWindows: maxWindows)
             try Gradients.save(model, to: URL(fileURLWithPath: out), metadata: [

@@ -40,8 +40,8 @@ struct HorizonCommand: ParsableCommand {
         Terminal.quiet = json
         try reportingErrors {
             let gradientFlow = try GradientFlow(parsing: flow)
-            let (dir, model) = try loadCheckpoint(checkpoint, seqLen: seqLen)
-            let (_, tokens) = try DataSource.tokens(data, seqLen: seqLen, log: Terminal.info)
+            let (dir, model, tokenizer) = try loadCheckpoint(checkpoint, seqLen: seqLen)
+            let (_, tokens) = try DataSource.tokens(data, seqLen: seqLen, tokenizer: tokenizer, log: Terminal.info)
             let started = Date()
             let table = Horizon.compute(model, tokens: tokens, seqLen: seqLen, maxOffset: maxOffset,
                                         sequences: sequences, flow: gradientFlow, batch: batch) { done, total in

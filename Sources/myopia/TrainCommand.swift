@@ -20,6 +20,7 @@ struct TrainCommand: ParsableCommand {
 
     @Option(help: "A text file, or a known dataset name (tinyshakespeare).") var data: String?
     @Option(help: "Gradient flow: vanilla, myopic, beta=β (β in [0,1]) or bigram.") var flow: String?
+    @Option(help: "Tokenizer: byte (default), gpt2, or a path to vocab.json+merges.txt or a .tiktoken file.") var tokenizer: String?
     @Option(help: "The run folder to write.") var out: String
     @Option(help: "A JSON file of settings whose keys match the flags.") var config: String?
     @Option(help: "Transformer blocks.") var layers: Int?
@@ -46,6 +47,7 @@ struct TrainCommand: ParsableCommand {
         var c = try config.map { try TrainConfig.load(from: URL(fileURLWithPath: $0)) } ?? TrainConfig()
         if let data { c.data = data }
         if let flow { c.flow = try GradientFlow(parsing: flow) }
+        if let tokenizer { c.tokenizer = tokenizer }
         if let layers { c.layers = layers }
         if let heads { c.heads = heads }
         if let dModel { c.dModel = dModel }
@@ -71,8 +73,11 @@ struct TrainCommand: ParsableCommand {
         try reportingErrors {
             let config = try resolvedConfig()
             try config.validate()
-            let dataset = try DataSource.load(config.data, validationFraction: config.validationFraction, log: Terminal.info)
-            let trainer = try Trainer(config: config, dataset: dataset, out: URL(fileURLWithPath: out), resume: resume)
+            let tok = try Tokenizers.load(config.tokenizer, log: Terminal.info)
+            let dataset = try DataSource.load(config.data, tokenizer: tok, validationFraction: config.validationFraction,
+                                              log: Terminal.info)
+            let trainer = try Trainer(config: config, dataset: dataset, out: URL(fileURLWithPath: out),
+                                      vocabSize: tok.vocabSize, tokenizer: config.tokenizer, resume: resume)
             Terminal.info("\(trainer.model.params.count) parameters; \(dataset.train.count) training tokens; "
                           + (trainer.step > 0 ? "resuming at step \(trainer.step)" : "\(config.steps) steps"))
             let started = Date(), firstStep = trainer.step

@@ -12,8 +12,10 @@ public struct TokenDataset: Sendable {
         self.source = source
     }
 
-    /// Reads a text file with the byte tokenizer; the last `validationFraction` of it is validation.
-    public static func load(textFile url: URL, validationFraction: Double = 0.1, minimumTokens: Int = 2) throws -> TokenDataset {
+    /// Reads a text file with `tokenizer` (bytes by default); the last `validationFraction` of the
+    /// tokens is validation.
+    public static func load(textFile url: URL, tokenizer: any Tokenizer = ByteTokenizer(), validationFraction: Double = 0.1,
+                            minimumTokens: Int = 2) throws -> TokenDataset {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
             throw FormatError.io(file: url.path, reason: "cannot read the corpus: \(error.localizedDescription)")
@@ -21,7 +23,7 @@ public struct TokenDataset: Sendable {
         guard data.count >= minimumTokens else {
             throw FormatError.invalidValue(file: url.path, field: "(contents)", expected: "at least \(minimumTokens) bytes of text", found: "\(data.count) bytes")
         }
-        let tokens = ByteTokenizer().encode(data)
+        let tokens = tokenizer is ByteTokenizer ? ByteTokenizer().encode(data) : tokenizer.encode(String(decoding: data, as: UTF8.self))
         return split(tokens, validationFraction: validationFraction, source: url.path)
     }
 

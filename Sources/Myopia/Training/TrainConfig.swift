@@ -4,6 +4,8 @@ import Foundation
 /// (`--d-model` ↔ `d_model`), so `--config FILE.json` and the flags say the same things.
 public struct TrainConfig: Codable, Equatable, Sendable {
     public var data: String = "tinyshakespeare"
+    /// The tokenizer: "byte" (256 symbols), "gpt2", or a path (see Tokenizers.load).
+    public var tokenizer: String = ByteTokenizer.name
     /// Gradient flow: vanilla, myopic, beta=β or bigram (see GradientFlow).
     public var flow: GradientFlow = .vanilla
     public var layers = 4
@@ -31,7 +33,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case data, flow, layers, heads, steps, lr, warmup, beta1, beta2, eps, clip, seed, batch
+        case data, tokenizer, flow, layers, heads, steps, lr, warmup, beta1, beta2, eps, clip, seed, batch
         case dModel = "d_model", seqLen = "seq_len", minLR = "min_lr", weightDecay = "weight_decay"
         case noDecay = "no_decay", validationFraction = "validation_fraction", evalEvery = "eval_every"
         case evalWindows = "eval_windows", logEvery = "log_every", checkpointEvery = "checkpoint_every"
@@ -43,6 +45,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         let d = TrainConfig()
         data = try c.decodeIfPresent(String.self, forKey: .data) ?? d.data
         flow = try c.decodeIfPresent(GradientFlow.self, forKey: .flow) ?? d.flow
+        tokenizer = try c.decodeIfPresent(String.self, forKey: .tokenizer) ?? d.tokenizer
         layers = try c.decodeIfPresent(Int.self, forKey: .layers) ?? d.layers
         heads = try c.decodeIfPresent(Int.self, forKey: .heads) ?? d.heads
         dModel = try c.decodeIfPresent(Int.self, forKey: .dModel) ?? d.dModel

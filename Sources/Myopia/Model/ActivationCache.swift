@@ -1,4 +1,5 @@
-// Dimensions: B batch, T time, C d_model, NH heads, F MLP width, V vocab, L layers, N = B·T.
+// Dimensions: B batch, T time, C d_model, NH heads, F MLP width, V vocab, L layers, N = B·T;
+// for a model with continuous heads, FI input features and O outputs per position.
 
 /// The activations one forward pass keeps for backward, and the scratch backward works in.
 /// Allocated once for a capacity (B, T) and reused every step: nothing is allocated in the step.
@@ -41,6 +42,11 @@ public final class ActivationCache {
     let rowLoss: UnsafeMutablePointer<Float>       // (N)      ℓ_t per position
     let logZ: UnsafeMutablePointer<Float>          // (N)      log-partition of each row of logits
     let lossScratch: UnsafeMutablePointer<Float>   // (CrossEntropy.chunks, V)
+    // Continuous heads only (a language model's cache holds them empty, and its logits are empty
+    // for a continuous model).
+    let features: UnsafeMutablePointer<Float>      // (N, FI)  the inputs, which input_proj's backward reads
+    let regressionTargets: UnsafeMutablePointer<Float> // (N, O)
+    let predictions: UnsafeMutablePointer<Float>   // (N, O)   output_proj(ln_f(x)); kept through backward
 
     // Backward scratch, shared by all layers.
     let dResid: UnsafeMutablePointer<Float>        // (N, C)
@@ -50,6 +56,7 @@ public final class ActivationCache {
     let dScores: UnsafeMutablePointer<Float>       // (B, NH, T, T)
     let dZ: UnsafeMutablePointer<Float>            // (N, C)
     let dAct: UnsafeMutablePointer<Float>          // (N, F)
+    let dPredictions: UnsafeMutablePointer<Float>  // (N, O)
 
     private var owned: [UnsafeMutableRawPointer] = []
 
@@ -58,7 +65,9 @@ public final class ActivationCache {
         self.config = config
         capacityB = batch
         capacityT = seqLen
-        let n = batch * seqLen, c = config.dModel, f = config.dMLP, v = config.vocabSize
+        let n = batch * seqLen, c = config.dModel, f = config.dMLP
+        let v = config.isContinuous ? 0 : config.vocabSize
+        let fi = config.inputFeatures ?? 0, o = config.outputs ?? 0
         let att = batch * config.nHeads * seqLen * seqLen
         var owned: [UnsafeMutableRawPointer] = []
         func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
@@ -91,6 +100,9 @@ public final class ActivationCache {
         rowLoss = floats(n)
         logZ = floats(n)
         lossScratch = floats(CrossEntropy.chunks * v)
+        features = floats(n * fi)
+        regressionTargets = floats(n * o)
+        predictions = floats(n * o)
         dResid = floats(n * c)
         dLn = floats(n * c)
         dQkv = floats(n * 3 * c)
@@ -98,14 +110,21 @@ public final class ActivationCache {
         dScores = floats(att)
         dZ = floats(n * c)
         dAct = floats(n * f)
+        dPredictions = floats(n * o)
         self.owned = owned
     }
 
     deinit { for p in owned { p.deallocate() } }
 
-    /// Logits (B, T, V) of the last forward pass (valid until backward overwrites them).
+    /// Logits (B, T, V) of the last forward pass (valid until backward overwrites them); empty for a
+    /// model with continuous heads, which has none.
     public func logitsArray() -> [Float] {
-        Array(UnsafeBufferPointer(start: logits, count: batch * seqLen * config.vocabSize))
+        Array(UnsafeBufferPointer(start: logits, count: config.isContinuous ? 0 : batch * seqLen * config.vocabSize))
+    }
+
+    /// Predictions (B, T, O) of the last forward pass of a model with continuous heads.
+    public func predictionsArray() -> [Float] {
+        Array(UnsafeBufferPointer(start: predictions, count: batch * seqLen * (config.outputs ?? 0)))
     }
 
     /// ℓ_t for every position of the last forward pass with targets, (B, T).

@@ -3,7 +3,12 @@ import Foundation
 /// The shape of a decoder-only transformer, read from and written to a Hugging Face `config.json`.
 ///
 /// Swift names on the left, checkpoint keys in `CodingKeys`. Unknown keys in a Hugging Face file are
-/// ignored; Myopia's own additions (`myopia_tokenizer`) are ignored by `transformers`.
+/// ignored; Myopia's own additions (`myopia_tokenizer`, ...) are ignored by `transformers`.
+///
+/// A model with continuous heads (`inputFeatures` and `outputs` set, DESIGN §3) reads F features per
+/// position through `input_proj` instead of token embeddings and predicts O numbers per position
+/// through `output_proj` instead of tied logits. Its checkpoint is still config.json +
+/// model.safetensors, but `transformers` cannot load it (it has no such heads); Myopia can.
 public struct ModelConfig: Codable, Equatable, Sendable {
     public enum Family: String, Codable, Sendable { case gpt2 }
 
@@ -23,6 +28,12 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var tokenizer: String? = "byte"
     /// Which positions attention reads (`self` for the transformer-bigram baseline).
     public var attention: AttentionPattern = .causal
+    /// Continuous input: features per position (F), projected by `input_proj` instead of `wte`.
+    public var inputFeatures: Int? = nil
+    /// Continuous output: numbers predicted per position (O), by `output_proj` instead of the tied head.
+    public var outputs: Int? = nil
+    /// The loss of the continuous head (Huber unless set).
+    public var loss: RegressionLoss? = nil
 
     public var headSize: Int { dModel / nHeads } // HS
 
@@ -36,6 +47,24 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         self.dMLP = dMLP ?? 4 * dModel
         self.tokenizer = tokenizer
     }
+
+    /// A model with continuous heads: F features in, O numbers out per position, `loss` on them.
+    /// `vocab_size` has no role there; it is kept (as 1) so the file decodes like any other.
+    public static func continuous(inputFeatures: Int, outputs: Int, maxPositions: Int, dModel: Int, nLayers: Int,
+                                  nHeads: Int, dMLP: Int? = nil, loss: RegressionLoss = .huber) -> ModelConfig {
+        var c = ModelConfig(vocabSize: 1, maxPositions: maxPositions, dModel: dModel, nLayers: nLayers, nHeads: nHeads,
+                            dMLP: dMLP, tokenizer: nil)
+        c.inputFeatures = inputFeatures
+        c.outputs = outputs
+        c.loss = loss
+        c.tiedEmbeddings = false
+        return c
+    }
+
+    /// True for a model with continuous heads (input_proj/output_proj), false for a language model.
+    public var isContinuous: Bool { inputFeatures != nil }
+    /// The loss of the continuous head.
+    public var regressionLoss: RegressionLoss { loss ?? .huber }
 
     enum CodingKeys: String, CodingKey {
         case family = "model_type"
@@ -52,6 +81,9 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         case eosTokenID = "eos_token_id"
         case tokenizer = "myopia_tokenizer"
         case attention = "myopia_attention"
+        case inputFeatures = "myopia_input_features"
+        case outputs = "myopia_outputs"
+        case loss = "myopia_loss"
         // Written for transformers' benefit, never read back.
         case architectures, resid_pdrop, embd_pdrop, attn_pdrop, n_ctx, torch_dtype
     }
@@ -72,11 +104,15 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         eosTokenID = try c.decodeIfPresent(Int.self, forKey: .eosTokenID)
         tokenizer = try c.decodeIfPresent(String.self, forKey: .tokenizer)
         attention = try c.decodeIfPresent(AttentionPattern.self, forKey: .attention) ?? .causal
+        inputFeatures = try c.decodeIfPresent(Int.self, forKey: .inputFeatures)
+        outputs = try c.decodeIfPresent(Int.self, forKey: .outputs)
+        loss = try c.decodeIfPresent(RegressionLoss.self, forKey: .loss)
     }
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(["GPT2LMHeadModel"], forKey: .architectures)
+        // A continuous model names no transformers class: none has its heads.
+        try c.encode([isContinuous ? "MyopiaContinuousGPT2" : "GPT2LMHeadModel"], forKey: .architectures)
         try c.encode(family, forKey: .family)
         try c.encode(vocabSize, forKey: .vocabSize)
         try c.encode(maxPositions, forKey: .maxPositions)
@@ -92,6 +128,9 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         try c.encodeIfPresent(eosTokenID, forKey: .eosTokenID)
         try c.encodeIfPresent(tokenizer, forKey: .tokenizer)
         if attention != .causal { try c.encode(attention, forKey: .attention) }
+        try c.encodeIfPresent(inputFeatures, forKey: .inputFeatures)
+        try c.encodeIfPresent(outputs, forKey: .outputs)
+        try c.encodeIfPresent(loss, forKey: .loss)
         try c.encode(0.0, forKey: .resid_pdrop)
         try c.encode(0.0, forKey: .embd_pdrop)
         try c.encode(0.0, forKey: .attn_pdrop)
@@ -126,8 +165,21 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         guard ["gelu_new", "gelu_pytorch_tanh"].contains(activation) else {
             throw FormatError.unsupported(file: file, field: "activation_function", value: "\(activation) (Myopia implements the tanh GELU: gelu_new, gelu_pytorch_tanh)")
         }
-        guard tiedEmbeddings else {
-            throw FormatError.unsupported(file: file, field: "tie_word_embeddings", value: "false (GPT-2 ties its head to wte)")
+        if inputFeatures != nil || outputs != nil || loss != nil {
+            // Continuous heads come as a pair: features in and numbers out (no tied head to speak of).
+            guard let inputFeatures, let outputs else {
+                let absent = inputFeatures == nil ? CodingKeys.inputFeatures : .outputs
+                throw FormatError.invalidValue(file: file, field: absent.rawValue, expected: "a positive integer (continuous heads need both myopia_input_features and myopia_outputs)", found: "nothing")
+            }
+            try positive(inputFeatures, .inputFeatures)
+            try positive(outputs, .outputs)
+            for (v, key) in [(inputFeatures, CodingKeys.inputFeatures), (outputs, .outputs)] where v > limit {
+                throw FormatError.invalidValue(file: file, field: key.rawValue, expected: "at most \(limit)", found: "\(v)")
+            }
+        } else {
+            guard tiedEmbeddings else {
+                throw FormatError.unsupported(file: file, field: "tie_word_embeddings", value: "false (GPT-2 ties its head to wte)")
+            }
         }
     }
 

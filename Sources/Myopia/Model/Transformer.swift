@@ -2,9 +2,12 @@ import Foundation
 import MyopiaKernels
 
 // Dimensions: B batch, T time, C d_model, NH heads, HS head size, F MLP width, V vocab, L layers,
-// N = B·T. Parameters (GPT-2 checkpoint keys):
+// N = B·T; FI input features and O outputs for continuous heads. Parameters (GPT-2 checkpoint keys):
 //   wte.weight (V, C)   wpe.weight (maxT, C)   h.{l}.* (see BlockParameters)   ln_f.{weight,bias} (C)
 // The head is tied: logits = ln_f(x) · wteᵀ.
+// With continuous heads (DESIGN §3) wte and the tied head give way to two Conv1D-style projections:
+//   input_proj.weight (FI, C)  input_proj.bias (C)     x_0 = features · W + b + wpe[t]
+//   output_proj.weight (C, O)  output_proj.bias (O)    predictions = ln_f(x) · W + b, Huber or MSE loss
 
 /// A GPT-2-family decoder-only transformer with an explicit backward pass.
 public final class Transformer {
@@ -25,7 +28,22 @@ public final class Transformer {
     /// prefix), so results can be saved under the checkpoint's own names.
     public var checkpointKeys: [String: String] = [:]
     let blocks: [BlockParameters]
-    let wte: Int, wpe: Int, lnfWeight: Int, lnfBias: Int
+    let wpe: Int, lnfWeight: Int, lnfBias: Int
+    let heads: Heads
+
+    /// Where the input and output heads sit in the parameter buffer.
+    enum Heads {
+        /// Token embedding in, logits through the same matrix out.
+        case tied(wte: Int)
+        /// Features in through input_proj, numbers out through output_proj.
+        case continuous(inWeight: Int, inBias: Int, outWeight: Int, outBias: Int)
+    }
+
+    /// Offset of wte.weight: a language model's (a model with continuous heads has none).
+    var wte: Int {
+        guard case .tied(let wte) = heads else { preconditionFailure("a model with continuous heads has no wte") }
+        return wte
+    }
 
     public init(config: ModelConfig) {
         self.config = config
@@ -33,23 +51,39 @@ public final class Transformer {
         let params = ParameterStore(layout: Transformer.layout(config))
         self.params = params
         blocks = (0..<config.nLayers).map { BlockParameters(params, layer: $0) }
-        wte = params.offset("wte.weight")
+        if config.isContinuous {
+            heads = .continuous(inWeight: params.offset("input_proj.weight"), inBias: params.offset("input_proj.bias"),
+                                outWeight: params.offset("output_proj.weight"), outBias: params.offset("output_proj.bias"))
+        } else {
+            heads = .tied(wte: params.offset("wte.weight"))
+        }
         wpe = params.offset("wpe.weight")
         lnfWeight = params.offset("ln_f.weight")
         lnfBias = params.offset("ln_f.bias")
     }
 
-    /// The GPT-2 parameter layout in checkpoint order.
+    /// The GPT-2 parameter layout in checkpoint order (with continuous heads: input_proj in place of
+    /// wte, output_proj after ln_f).
     public static func layout(_ config: ModelConfig) -> [(String, [Int])] {
         let c = config.dModel
-        var layout: [(String, [Int])] = [("wte.weight", [config.vocabSize, c]), ("wpe.weight", [config.maxPositions, c])]
+        var layout: [(String, [Int])]
+        if let fi = config.inputFeatures {
+            layout = [("input_proj.weight", [fi, c]), ("input_proj.bias", [c])]
+        } else {
+            layout = [("wte.weight", [config.vocabSize, c])]
+        }
+        layout.append(("wpe.weight", [config.maxPositions, c]))
         for l in 0..<config.nLayers { layout += BlockParameters.layout(layer: l, c: c, f: config.dMLP) }
         layout += [("ln_f.weight", [c]), ("ln_f.bias", [c])]
+        if let o = config.outputs {
+            layout += [("output_proj.weight", [c, o]), ("output_proj.bias", [o])]
+        }
         return layout
     }
 
     /// GPT-2 initialisation: weights and embeddings N(0, 0.02²), residual projections (attn.c_proj,
-    /// mlp.c_proj) N(0, (0.02/√(2L))²), biases 0, LayerNorm weights 1.
+    /// mlp.c_proj) N(0, (0.02/√(2L))²), biases 0, LayerNorm weights 1. The continuous projections are
+    /// weights like any other: N(0, 0.02²).
     public func initialize(seed: UInt64) {
         var rng = SeededGenerator(seed: seed)
         let residualStd = Float(0.02 / (2.0 * Double(config.nLayers)).squareRoot())
@@ -77,6 +111,7 @@ public final class Transformer {
     @discardableResult
     public func forward(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>?,
                         batch b: Int, seqLen t: Int, cache: ActivationCache) -> Float? {
+        precondition(!config.isContinuous, "a model with continuous heads reads features: forward(features:...)")
         precondition(b <= cache.capacityB && t <= cache.capacityT && t <= config.maxPositions)
         let c = config.dModel, n = b * t, v = config.vocabSize
         let w = params.weights
@@ -88,11 +123,7 @@ public final class Transformer {
 
         Embedding.forward(out: cache.layers.first?.residIn ?? cache.residFinal, tokens: tokens,
                           wte: w + wte, wpe: w + wpe, b: b, t: t, c: c)
-        for l in 0..<config.nLayers {
-            let out = l + 1 < config.nLayers ? cache.layers[l + 1].residIn : cache.residFinal
-            Block.forward(cache.layers[l], residOut: out, w: w, p: blocks[l], b: b, t: t, c: c,
-                          nh: config.nHeads, f: config.dMLP, eps: Float(config.layerNormEps), pattern: attentionPattern)
-        }
+        forwardBlocks(cache: cache)
         LayerNorm.forward(out: cache.lnf, mean: cache.lnfMean, rstd: cache.lnfRstd, inp: cache.residFinal,
                           weight: w + lnfWeight, bias: w + lnfBias, n: n, c: c, eps: Float(config.layerNormEps))
         // logits (N, V) = lnf (N, C) · wteᵀ
@@ -108,6 +139,16 @@ public final class Transformer {
         }
         cache.countedTargets = counted
         return counted > 0 ? Float(total / Double(counted)) : 0
+    }
+
+    /// Every block, from `cache.layers[0].residIn` to `cache.residFinal`.
+    func forwardBlocks(cache: ActivationCache) {
+        let b = cache.batch, t = cache.seqLen, c = config.dModel
+        for l in 0..<config.nLayers {
+            let out = l + 1 < config.nLayers ? cache.layers[l + 1].residIn : cache.residFinal
+            Block.forward(cache.layers[l], residOut: out, w: params.weights, p: blocks[l], b: b, t: t, c: c,
+                          nh: config.nHeads, f: config.dMLP, eps: Float(config.layerNormEps), pattern: attentionPattern)
+        }
     }
 
     /// Convenience forward over arrays of B·T tokens.
@@ -137,6 +178,7 @@ public final class Transformer {
     /// `lossScale` = N (the number of counted targets) row t holds ∂ℓ_t/∂h_{L,t}.
     public func backwardHead(cache: ActivationCache, lossScale: Float = 1) {
         precondition(cache.hasTargets, "backward needs a forward pass with targets")
+        if case .continuous = heads { return backwardRegressionHead(cache: cache, lossScale: lossScale) }
         let b = cache.batch, t = cache.seqLen
         let c = config.dModel, n = b * t, v = config.vocabSize
         let w = params.weights, g = params.grads
@@ -162,6 +204,125 @@ public final class Transformer {
             Block.backward(cache.layers[l], scratch: cache, w: w, g: g, p: blocks[l], b: b, t: t, c: c,
                            nh: config.nHeads, f: config.dMLP, inputShare: flow.offDiagonalInputShare)
         }
-        Embedding.backward(dWte: g + wte, dWpe: g + wpe, dOut: cache.dResid, tokens: cache.tokens, b: b, t: t, c: c)
+        switch heads {
+        case .tied(let wte):
+            Embedding.backward(dWte: g + wte, dWpe: g + wpe, dOut: cache.dResid, tokens: cache.tokens, b: b, t: t, c: c)
+        case .continuous(let inWeight, let inBias, _, _):
+            FeatureEmbedding.backward(dWeight: g + inWeight, dBias: g + inBias, dWpe: g + wpe, dOut: cache.dResid,
+                                      features: cache.features, weight: w + inWeight, b: b, t: t, c: c,
+                                      fi: config.inputFeatures ?? 0)
+        }
+    }
+}
+
+// MARK: - Continuous heads
+
+extension Transformer {
+    /// Forward over features (B, T, FI) for a model with continuous heads. With targets (B, T, O),
+    /// computes ℓ_t (the loss averaged over position t's O outputs) for every position and returns
+    /// the mean over positions (= the mean over all B·T·O elements, as `F.huber_loss`); without,
+    /// returns nil and leaves only the predictions.
+    @discardableResult
+    public func forward(features: UnsafePointer<Float>, targets: UnsafePointer<Float>?,
+                        batch b: Int, seqLen t: Int, cache: ActivationCache) -> Float? {
+        guard case .continuous(let inWeight, let inBias, _, _) = heads else {
+            preconditionFailure("a language model reads tokens: forward(tokens:...)")
+        }
+        precondition(b <= cache.capacityB && t <= cache.capacityT && t <= config.maxPositions)
+        let c = config.dModel, n = b * t, fi = config.inputFeatures ?? 0, o = config.outputs ?? 0
+        let w = params.weights
+        cache.batch = b
+        cache.seqLen = t
+        cache.features.update(from: features, count: n * fi)
+        cache.hasTargets = targets != nil
+        if let targets { cache.regressionTargets.update(from: targets, count: n * o) }
+
+        FeatureEmbedding.forward(out: cache.layers.first?.residIn ?? cache.residFinal, features: features,
+                                 weight: w + inWeight, bias: w + inBias, wpe: w + wpe, b: b, t: t, c: c, fi: fi)
+        forwardBlocks(cache: cache)
+        return forwardRegressionHead(cache: cache)
+    }
+
+    /// Convenience forward over arrays of B·T·FI features and B·T·O targets.
+    @discardableResult
+    public func forward(features: [Float], targets: [Float]?, batch: Int, seqLen: Int,
+                        cache: ActivationCache) -> Float? {
+        precondition(features.count == batch * seqLen * (config.inputFeatures ?? 0))
+        precondition(targets.map { $0.count == batch * seqLen * (config.outputs ?? 0) } ?? true)
+        return features.withUnsafeBufferPointer { x in
+            if let targets {
+                return targets.withUnsafeBufferPointer { y in
+                    forward(features: x.baseAddress!, targets: y.baseAddress!, batch: batch, seqLen: seqLen, cache: cache)
+                }
+            }
+            return forward(features: x.baseAddress!, targets: nil, batch: batch, seqLen: seqLen, cache: cache)
+        }
+    }
+
+    /// From `cache.residFinal` to the predictions (N, O) and, when the cache holds targets, the
+    /// per-position losses; returns their mean. Row-wise: row t reads only h_{L,t}.
+    func forwardRegressionHead(cache: ActivationCache) -> Float? {
+        guard case .continuous(_, _, let outWeight, let outBias) = heads else { preconditionFailure() }
+        let c = config.dModel, n = cache.batch * cache.seqLen, o = config.outputs ?? 0
+        let w = params.weights
+        LayerNorm.forward(out: cache.lnf, mean: cache.lnfMean, rstd: cache.lnfRstd, inp: cache.residFinal,
+                          weight: w + lnfWeight, bias: w + lnfBias, n: n, c: c, eps: Float(config.layerNormEps))
+        // predictions (N, O) = lnf (N, C) · output_proj.weight (C, O) + output_proj.bias (O)
+        Linear.forward(out: cache.predictions, inp: cache.lnf, weight: w + outWeight, bias: w + outBias,
+                       n: n, inC: c, outC: o)
+        guard cache.hasTargets else { return nil }
+        let mean = config.regressionLoss.forward(rowLoss: cache.rowLoss, predictions: cache.predictions,
+                                                 targets: cache.regressionTargets, rows: n, outputs: o)
+        cache.countedTargets = n
+        return Float(mean)
+    }
+
+    /// `backwardHead` for continuous heads: loss → dPredictions → output_proj → ln_f → cache.dResid.
+    /// The predictions are left as they were.
+    func backwardRegressionHead(cache: ActivationCache, lossScale: Float) {
+        guard case .continuous(_, _, let outWeight, let outBias) = heads else { preconditionFailure() }
+        let c = config.dModel, n = cache.batch * cache.seqLen, o = config.outputs ?? 0
+        let w = params.weights, g = params.grads
+        config.regressionLoss.backward(dPredictions: cache.dPredictions, predictions: cache.predictions,
+                                       targets: cache.regressionTargets, rows: n, outputs: o,
+                                       scale: lossScale / Float(max(1, cache.countedTargets)))
+        // dlnf (N, C) = dPred · Woutᵀ ; dWout (C, O) += lnfᵀ · dPred ; dbout += Σ_rows dPred
+        Linear.backward(dInp: cache.dLn, dWeight: g + outWeight, dBias: g + outBias, dOut: cache.dPredictions,
+                        inp: cache.lnf, weight: w + outWeight, n: n, inC: c, outC: o)
+        cache.dResid.update(repeating: 0, count: n * c)
+        LayerNorm.backward(dInp: cache.dResid, dWeight: g + lnfWeight, dBias: g + lnfBias, dOut: cache.dLn,
+                           inp: cache.residFinal, weight: w + lnfWeight, mean: cache.lnfMean, rstd: cache.lnfRstd,
+                           n: n, c: c)
+    }
+}
+
+/// The continuous input head: a projection of each position's features plus its learned position
+/// embedding, in place of the token embedding.
+enum FeatureEmbedding {
+    /// out (B, T, C) = features (B, T, FI) · weight (FI, C) + bias (C) + wpe[t].
+    static func forward(out: UnsafeMutablePointer<Float>, features: UnsafePointer<Float>,
+                        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, wpe: UnsafePointer<Float>,
+                        b: Int, t: Int, c: Int, fi: Int) {
+        Linear.forward(out: out, inp: features, weight: weight, bias: bias, n: b * t, inC: fi, outC: c)
+        Elementwise.forEachRowChunk(b * t) { r0, r1 in
+            for r in r0..<r1 {
+                let o = out + r * c, p = wpe + (r % t) * c
+                for j in 0..<c { o[j] += p[j] }
+            }
+        }
+    }
+
+    /// dWeight (FI, C) += featuresᵀ · dOut, dBias += Σ_rows dOut, dWpe[t] += dOut. The features are
+    /// data: no gradient flows to them. dWpe is summed serially, in a fixed order, as in `Embedding`.
+    static func backward(dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>,
+                         dWpe: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
+                         features: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                         b: Int, t: Int, c: Int, fi: Int) {
+        Linear.backward(dInp: nil, dWeight: dWeight, dBias: dBias, dOut: dOut, inp: features, weight: weight,
+                        n: b * t, inC: fi, outC: c)
+        for r in 0..<(b * t) {
+            let d = dOut + r * c, p = dWpe + (r % t) * c
+            for j in 0..<c { p[j] += d[j] }
+        }
     }
 }

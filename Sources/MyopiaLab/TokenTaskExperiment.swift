@@ -1,0 +1,240 @@
+import Foundation
+import Myopia
+
+/// `myopia synthetic recall|table-sum`: trains a model per gradient flow on a generated token task
+/// (fresh episodes every step, targets −1 except at the answers) and scores answer accuracy and loss
+/// on a fixed held-out set of episodes. Same seed ⇒ same initial weights, training episodes and
+/// held-out set for every flow, so the flows differ only in their gradient.
+public enum TokenTaskExperiment {
+    public struct Settings: Codable, Equatable, Sendable {
+        public var layers = 2
+        public var heads = 4
+        public var dModel = 64
+        public var batch = 32
+        public var steps = 2000
+        public var lr = 3e-3
+        public var minLR = 3e-4
+        public var warmup = 100
+        public var weightDecay = 0.1
+        public var clip = 1.0
+        public var seed: UInt64 = 1
+        /// Held-out episodes scored at every evaluation.
+        public var evalEpisodes = 512
+        /// Score the held-out set every N steps (and after the last).
+        public var evalEvery = 250
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case layers, heads, batch, steps, lr, warmup, clip, seed
+            case dModel = "d_model", minLR = "min_lr", weightDecay = "weight_decay"
+            case evalEpisodes = "eval_episodes", evalEvery = "eval_every"
+        }
+
+        /// The training run these settings describe for `task` under `flow` (optimiser, schedule,
+        /// model shape; checked by `TrainConfig.validate`).
+        public func trainConfig(for task: TokenTask, flow: GradientFlow) -> TrainConfig {
+            var c = TrainConfig()
+            c.data = task.name
+            c.flow = flow
+            c.layers = layers; c.heads = heads; c.dModel = dModel
+            c.seqLen = task.seqLen; c.batch = batch; c.steps = steps
+            c.lr = lr; c.minLR = minLR; c.warmup = warmup; c.weightDecay = weightDecay; c.clip = clip
+            c.seed = seed
+            c.evalEvery = evalEvery
+            return c
+        }
+
+        public func validate(for task: TokenTask) throws {
+            try trainConfig(for: task, flow: .vanilla).validate()
+            if evalEpisodes <= 0 {
+                throw FormatError.invalidValue(file: "flags", field: "eval_episodes", expected: "a positive integer", found: "\(evalEpisodes)")
+            }
+        }
+    }
+
+    /// Answer accuracy and loss on a set of episodes.
+    public struct Score: Codable, Equatable, Sendable {
+        /// Share of answers whose most likely token is right.
+        public var accuracy: Double
+        /// Mean cross-entropy over answers, nats.
+        public var loss: Double
+        /// Accuracy of the k-th answer of an episode (k = 0..<answersPerEpisode).
+        public var accuracyByAnswer: [Double]
+        public var answers: Int
+
+        enum CodingKeys: String, CodingKey {
+            case accuracy, loss, answers
+            case accuracyByAnswer = "accuracy_by_answer"
+        }
+    }
+
+    public struct CurvePoint: Codable, Equatable, Sendable {
+        public var step: Int
+        /// Mean training loss (over answers) since the previous point.
+        public var trainLoss: Double
+        public var accuracy: Double
+        public var loss: Double
+
+        enum CodingKeys: String, CodingKey {
+            case step, accuracy, loss
+            case trainLoss = "train_loss"
+        }
+    }
+
+    public struct FlowResult: Codable, Equatable, Sendable {
+        public var flow: String
+        public var accuracy: Double
+        public var loss: Double
+        public var accuracyByAnswer: [Double]
+        public var parameters: Int
+        public var seconds: Double
+        public var curve: [CurvePoint]
+
+        enum CodingKeys: String, CodingKey {
+            case flow, accuracy, loss, parameters, seconds, curve
+            case accuracyByAnswer = "accuracy_by_answer"
+        }
+    }
+
+    public struct Results: Codable, Equatable, Sendable {
+        public var task: TokenTaskSummary
+        public var settings: Settings
+        public var flows: [FlowResult]
+    }
+
+    public static let resultsFile = "results.json"
+
+    /// The held-out set: the same for every flow of a seed, and drawn from a stream the training
+    /// episodes never use.
+    public static func heldOut(_ task: TokenTask, episodes: Int, seed: UInt64) -> (inputs: [Int32], targets: [Int32]) {
+        var rng = SeededGenerator(seed: seed ^ 0xC0FF_EE00_D15E_A5E5)
+        return task.batch(episodes, rng: &rng)
+    }
+
+    /// Scores `model` on episodes laid out (count, T), `batch` episodes per forward pass.
+    public static func score(_ model: Transformer, task: TokenTask, inputs: [Int32], targets: [Int32],
+                             batch: Int, cache reuse: ActivationCache? = nil) -> Score {
+        let t = task.seqLen, v = model.config.vocabSize
+        let episodes = inputs.count / t
+        let b = max(1, min(batch, episodes))
+        let cache = reuse.flatMap { $0.capacityB >= b && $0.capacityT >= t ? $0 : nil } ?? model.makeCache(batch: b, seqLen: t)
+        var right = 0, answers = 0, total = 0.0
+        var rightByAnswer = [Int](repeating: 0, count: task.answersPerEpisode)
+        var countByAnswer = rightByAnswer
+        var e = 0
+        while e < episodes {
+            let nb = min(b, episodes - e)
+            let range = (e * t)..<((e + nb) * t)
+            model.forward(tokens: Array(inputs[range]), targets: Array(targets[range]), batch: nb, seqLen: t, cache: cache)
+            let logits = cache.logitsArray(), losses = cache.positionLosses()
+            for i in 0..<nb {
+                var k = 0
+                for j in 0..<t {
+                    let target = targets[(e + i) * t + j]
+                    guard target >= 0 else { continue }
+                    let row = (i * t + j) * v
+                    var best = 0
+                    for c in 1..<v where logits[row + c] > logits[row + best] { best = c }
+                    let ok = best == Int(target)
+                    if ok { right += 1 }
+                    if k < rightByAnswer.count {
+                        rightByAnswer[k] += ok ? 1 : 0
+                        countByAnswer[k] += 1
+                    }
+                    k += 1
+                    answers += 1
+                    total += Double(losses[i * t + j])
+                }
+            }
+            e += nb
+        }
+        return Score(accuracy: answers > 0 ? Double(right) / Double(answers) : .nan,
+                     loss: answers > 0 ? total / Double(answers) : .nan,
+                     accuracyByAnswer: zip(rightByAnswer, countByAnswer).map { $1 > 0 ? Double($0) / Double($1) : .nan },
+                     answers: answers)
+    }
+
+    /// Trains one model under `flow`; with `out`, saves it there (a Hugging Face folder whose
+    /// `myopia_tokenizer` names the task). `onLog` sees every evaluation.
+    public static func train(_ task: TokenTask, flow: GradientFlow, settings: Settings, out: URL? = nil,
+                             onLog: (CurvePoint) -> Void = { _ in }) throws -> FlowResult {
+        let config = settings.trainConfig(for: task, flow: flow)
+        try settings.validate(for: task)
+        let model = Transformer(config: config.modelConfig(vocabSize: task.vocabSize, tokenizer: task.name))
+        model.initialize(seed: config.seed)
+        model.flow = flow
+        let t = task.seqLen, b = config.batch
+        let cache = model.makeCache(batch: b, seqLen: t)
+        let heldOut = heldOut(task, episodes: settings.evalEpisodes, seed: settings.seed)
+        var rng = SeededGenerator(seed: config.seed)
+        let schedule = config.schedule, optimizer = config.optimizer
+        var curve: [CurvePoint] = []
+        var windowLoss = 0.0, windowSteps = 0
+        let started = Date()
+        var last = score(model, task: task, inputs: heldOut.inputs, targets: heldOut.targets, batch: b, cache: cache)
+        for step in 0..<config.steps {
+            let (inputs, targets) = task.batch(b, rng: &rng)
+            model.params.zeroGrads()
+            let loss = model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache) ?? .nan
+            guard loss.isFinite else { throw TrainingError.nonFinite(step: step + 1, what: "the training loss", lastCheckpoint: nil) }
+            model.backward(cache: cache)
+            let norm = GradientClipping.clip(model.params, maxNorm: config.clip)
+            guard norm.isFinite else { throw TrainingError.nonFinite(step: step + 1, what: "the gradient norm", lastCheckpoint: nil) }
+            optimizer.update(model.params, lr: schedule.rate(at: step), step: step + 1)
+            windowLoss += Double(loss)
+            windowSteps += 1
+            if (step + 1) % config.evalEvery == 0 || step + 1 == config.steps {
+                last = score(model, task: task, inputs: heldOut.inputs, targets: heldOut.targets, batch: b, cache: cache)
+                let point = CurvePoint(step: step + 1, trainLoss: windowLoss / Double(windowSteps), accuracy: last.accuracy, loss: last.loss)
+                curve.append(point)
+                onLog(point)
+                windowLoss = 0; windowSteps = 0
+            }
+        }
+        let seconds = Date().timeIntervalSince(started)
+        if let out {
+            try Checkpoint.saveModel(model, to: out, metadata: ["task": task.name, "flow": flow.description, "steps": "\(config.steps)"])
+        }
+        return FlowResult(flow: flow.description, accuracy: last.accuracy, loss: last.loss, accuracyByAnswer: last.accuracyByAnswer,
+                          parameters: model.params.count, seconds: seconds, curve: curve)
+    }
+
+    /// Trains one model per flow (in order) and, with `out`, writes `out/FLOW/` (the model) and
+    /// `out/results.json`.
+    public static func run(_ task: TokenTask, flows: [GradientFlow], settings: Settings, out: URL? = nil,
+                           onStart: (GradientFlow) -> Void = { _ in },
+                           onLog: (GradientFlow, CurvePoint) -> Void = { _, _ in }) throws -> Results {
+        try settings.validate(for: task)
+        var results = Results(task: task.summary, settings: settings, flows: [])
+        for flow in flows {
+            onStart(flow)
+            let result = try train(task, flow: flow, settings: settings, out: out?.appendingPathComponent(flow.description)) {
+                onLog(flow, $0)
+            }
+            results.flows.append(result)
+        }
+        if let out {
+            try LabFiles.createDirectory(out)
+            try LabFiles.writeJSON(results, to: out.appendingPathComponent(resultsFile))
+        }
+        return results
+    }
+}
+
+/// Small helpers shared by MyopiaLab's experiments.
+enum LabFiles {
+    static func createDirectory(_ dir: URL) throws {
+        do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
+            throw FormatError.io(file: dir.path, reason: "cannot create the folder: \(error.localizedDescription)")
+        }
+    }
+
+    /// Pretty, sorted JSON with NaN written as the string "nan" (JSON has no NaN).
+    static func writeJSON<T: Encodable>(_ value: T, to url: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        try AtomicFile.write(try encoder.encode(value), to: url)
+    }
+}

@@ -15,6 +15,7 @@ struct TrainCommand: ParsableCommand {
         Example:
           myopia train --data tinyshakespeare --out runs/shakespeare --layers 4 --d-model 128 --steps 2000
           myopia train --data tinyshakespeare --out runs/shakespeare-myopic --flow myopic --steps 2000
+          myopia train --data tinyshakespeare --out runs/split --steps 1000 --log-gradient-split 100
           myopia train --data tinyshakespeare --out runs/shakespeare --steps 4000 --resume
         """)
 
@@ -39,6 +40,7 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("eval-windows"), help: "Validation windows per evaluation.") var evalWindows: Int?
     @Option(name: .customLong("log-every"), help: "Log metrics every N steps.") var logEvery: Int?
     @Option(name: .customLong("checkpoint-every"), help: "Save a checkpoint every N steps.") var checkpointEvery: Int?
+    @Option(name: .customLong("log-gradient-split"), help: "Every N steps, log g_myopic and g_future per parameter group to metrics.jsonl.") var logGradientSplit: Int?
     @Flag(help: "Continue from the newest checkpoint in --out.") var resume = false
     @Flag(help: "Print only the final result.") var quiet = false
     @Flag(help: "Print the final metrics as JSON.") var json = false
@@ -64,6 +66,7 @@ struct TrainCommand: ParsableCommand {
         if let evalWindows { c.evalWindows = evalWindows }
         if let logEvery { c.logEvery = logEvery }
         if let checkpointEvery { c.checkpointEvery = checkpointEvery }
+        if let logGradientSplit { c.logGradientSplit = logGradientSplit }
         if minLR == nil, lr != nil, c.minLR > c.lr { c.minLR = c.lr / 10 }
         return c
     }

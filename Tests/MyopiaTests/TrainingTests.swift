@@ -57,6 +57,32 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(sa.filter { $0.step <= 6 }.map(\.trainLoss), sb.filter { $0.step <= 6 }.map(\.trainLoss))
     }
 
+    /// Logging the gradient split measures without touching the run: same weights, and the split
+    /// in metrics.jsonl at exactly those steps, for every parameter group.
+    func testGradientSplitIsLoggedAndChangesNothing() throws {
+        let plain = try Trainer(config: smallConfig(steps: 6), dataset: text, out: try temporaryDirectory(self))
+        try plain.run()
+        var config = smallConfig(steps: 6)
+        config.logGradientSplit = 3
+        config.flow = .myopic
+        let dir = try temporaryDirectory(self)
+        var myopicPlain = smallConfig(steps: 6)
+        myopicPlain.flow = .myopic
+        let reference = try Trainer(config: myopicPlain, dataset: text, out: try temporaryDirectory(self))
+        try reference.run()
+        let logged = try Trainer(config: config, dataset: text, out: dir)
+        try logged.run()
+        XCTAssertTrue(logged.model.params.weightArray() == reference.model.params.weightArray())
+        XCTAssertFalse(logged.model.params.weightArray() == plain.model.params.weightArray(), "myopic and vanilla runs should differ")
+        let lines = try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+        let metrics = try lines.map { try JSONDecoder().decode(TrainMetrics.self, from: Data($0.utf8)) }
+        XCTAssertEqual(metrics.filter { $0.gradientSplit != nil }.map(\.step), [3, 6])
+        let split = try XCTUnwrap(metrics.last?.gradientSplit)
+        XCTAssertEqual(Set(split.keys), ["embeddings", "h.0.attn", "h.0.mlp", "h.1.attn", "h.1.mlp", "final"])
+        XCTAssertEqual(split["final"]?.futureNorm, 0)
+        XCTAssertGreaterThan(split["embeddings"]?.futureNorm ?? 0, 0)
+    }
+
     func testResumeRefusesAChangedConfig() throws {
         let dir = try temporaryDirectory(self)
         try Trainer(config: smallConfig(steps: 5), dataset: text, out: dir).run()

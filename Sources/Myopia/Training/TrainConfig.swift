@@ -29,6 +29,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var evalWindows = 64
     public var logEvery = 10
     public var checkpointEvery = 500
+    /// Every this many steps, log the gradient split (g_myopic, g_future) per parameter group; 0: never.
+    public var logGradientSplit = 0
 
     public init() {}
 
@@ -37,6 +39,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         case dModel = "d_model", seqLen = "seq_len", minLR = "min_lr", weightDecay = "weight_decay"
         case noDecay = "no_decay", validationFraction = "validation_fraction", evalEvery = "eval_every"
         case evalWindows = "eval_windows", logEvery = "log_every", checkpointEvery = "checkpoint_every"
+        case logGradientSplit = "log_gradient_split"
     }
 
     /// Decodes a partial config on top of the defaults: absent keys keep their default values.
@@ -67,6 +70,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         evalWindows = try c.decodeIfPresent(Int.self, forKey: .evalWindows) ?? d.evalWindows
         logEvery = try c.decodeIfPresent(Int.self, forKey: .logEvery) ?? d.logEvery
         checkpointEvery = try c.decodeIfPresent(Int.self, forKey: .checkpointEvery) ?? d.checkpointEvery
+        logGradientSplit = try c.decodeIfPresent(Int.self, forKey: .logGradientSplit) ?? d.logGradientSplit
     }
 
     /// Reads a `--config FILE.json`; accepts `d-model` as well as `d_model`.
@@ -122,6 +126,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         try check(evalWindows > 0, "eval_windows", "a positive integer", evalWindows)
         try check(logEvery > 0, "log_every", "a positive integer", logEvery)
         try check(checkpointEvery > 0, "checkpoint_every", "a positive integer", checkpointEvery)
+        try check(logGradientSplit >= 0, "log_gradient_split", "zero (off) or a positive integer", logGradientSplit)
     }
 
     public func modelConfig(vocabSize: Int, tokenizer: String = ByteTokenizer.name) -> ModelConfig {

@@ -24,11 +24,13 @@ public struct TrainMetrics: Codable, Equatable, Sendable {
     public var gradNorm: Double
     public var tokensPerSecond: Double
     public var msPerStep: Double
+    /// At `log_gradient_split` steps: per parameter group, g_myopic and g_future on this step's batch.
+    public var gradientSplit: [String: GradientSplitStats]?
 
     enum CodingKeys: String, CodingKey {
         case step, lr
         case trainLoss = "train_loss", valLoss = "val_loss", gradNorm = "grad_norm"
-        case tokensPerSecond = "tokens_per_s", msPerStep = "ms_per_step"
+        case tokensPerSecond = "tokens_per_s", msPerStep = "ms_per_step", gradientSplit = "gradient_split"
     }
 }
 
@@ -90,6 +92,7 @@ public final class Trainer {
             saved.evalEvery = 0; now.evalEvery = 0
             saved.logEvery = 0; now.logEvery = 0
             saved.checkpointEvery = 0; now.checkpointEvery = 0
+            saved.logGradientSplit = 0; now.logGradientSplit = 0
             if saved != now {
                 throw TrainingError.resumeMismatch(file: stateURL.path, field: "config", saved: "\(state.config)", requested: "\(config)")
             }
@@ -136,6 +139,15 @@ public final class Trainer {
         let stop = min(config.steps, stoppingAfter ?? config.steps)
         while step < stop {
             batcher.next(from: dataset.train, inputs: &inputs, targets: &targets)
+            // The split costs two extra forward/backward passes, on the logged steps only.
+            var split: [String: GradientSplitStats]?
+            if config.logGradientSplit > 0 && (step + 1) % config.logGradientSplit == 0 {
+                split = GradientSplit.measure(model) {
+                    model.params.zeroGrads()
+                    model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache)
+                    model.backward(cache: cache)
+                }
+            }
             model.params.zeroGrads()
             let loss = model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache) ?? .nan
             guard loss.isFinite else {
@@ -154,12 +166,12 @@ public final class Trainer {
             windowSteps += 1
 
             let isLast = step == config.steps
-            if step % config.logEvery == 0 || step % config.evalEvery == 0 || isLast {
+            if step % config.logEvery == 0 || step % config.evalEvery == 0 || isLast || split != nil {
                 let now = DispatchTime.now().uptimeNanoseconds
                 let seconds = Double(now - windowStart) / 1e9
                 var m = TrainMetrics(step: step, trainLoss: windowLoss / Double(windowSteps), valLoss: nil, lr: lr,
                                      gradNorm: norm, tokensPerSecond: Double(windowSteps * b * t) / seconds,
-                                     msPerStep: 1000 * seconds / Double(windowSteps))
+                                     msPerStep: 1000 * seconds / Double(windowSteps), gradientSplit: split)
                 if step % config.evalEvery == 0 || isLast {
                     m.valLoss = Evaluation.run(model, tokens: dataset.validation, seqLen: t, batch: b,
                                                maxWindows: config.evalWindows, cache: cache).loss

@@ -29,10 +29,36 @@ public enum Horizon {
     public static func compute(_ model: Transformer, tokens: [Int32], seqLen t: Int, maxOffset: Int? = nil,
                                sequences: Int? = nil, flow: GradientFlow = .vanilla, batch: Int = 8,
                                progress: (Int, Int) -> Void = { _, _ in }) -> HorizonTable {
-        let k = min(maxOffset ?? (t - 1), t - 1)
-        let layers = model.config.nLayers
         var windows = TokenDataset.windows(tokens, seqLen: t)
         if let sequences { windows = min(windows, sequences) }
+        var inputs = [Int32](repeating: 0, count: max(1, min(batch, windows)) * t), targets = inputs
+        return accumulate(model, sequences: windows, seqLen: t, maxOffset: maxOffset, flow: flow, batch: batch,
+                          progress: progress) { first, count, cache in
+            TokenDataset.fillWindows(tokens, seqLen: t, first: first, count: count, inputs: &inputs, targets: &targets)
+            model.forward(tokens: Array(inputs[..<(count * t)]), targets: Array(targets[..<(count * t)]),
+                          batch: count, seqLen: t, cache: cache)
+        }
+    }
+
+    /// The horizon of a model with continuous heads on sequences of the sine task.
+    public static func compute(_ model: Transformer, sine data: SineBatch, maxOffset: Int? = nil,
+                               flow: GradientFlow = .vanilla, batch: Int = 8,
+                               progress: (Int, Int) -> Void = { _, _ in }) -> HorizonTable {
+        let t = data.seqLen, features = data.features.count / max(1, data.batch * t)
+        return accumulate(model, sequences: data.batch, seqLen: t, maxOffset: maxOffset, flow: flow, batch: batch,
+                          progress: progress) { first, count, cache in
+            model.forward(features: Array(data.features[(first * t * features)..<((first + count) * t * features)]),
+                          targets: Array(data.targets[(first * t)..<((first + count) * t)]),
+                          batch: count, seqLen: t, cache: cache)
+        }
+    }
+
+    /// The engine: `forward(first, count, cache)` runs sequences first..<first+count with targets.
+    static func accumulate(_ model: Transformer, sequences windows: Int, seqLen t: Int, maxOffset: Int?,
+                           flow: GradientFlow, batch: Int, progress: (Int, Int) -> Void,
+                           forward: (Int, Int, ActivationCache) -> Void) -> HorizonTable {
+        let k = min(maxOffset ?? (t - 1), t - 1)
+        let layers = model.config.nLayers
         let b = max(1, min(batch, windows))
         let cache = model.makeCache(batch: b, seqLen: t)
         // Per channel (b·T + t) sums, reduced in a fixed order after each batch.
@@ -40,14 +66,11 @@ public enum Horizon {
         var channelNorm = [Double](repeating: 0, count: b * t * stride)
         var channelSquares = channelNorm
         var sumNorm = [Double](repeating: 0, count: stride), sumSquares = sumNorm
-        var inputs = [Int32](repeating: 0, count: b * t), targets = inputs
         let c = model.config.dModel
         var done = 0
         while done < windows {
             let nb = min(b, windows - done)
-            TokenDataset.fillWindows(tokens, seqLen: t, first: done, count: nb, inputs: &inputs, targets: &targets)
-            model.forward(tokens: Array(inputs[..<(nb * t)]), targets: Array(targets[..<(nb * t)]),
-                          batch: nb, seqLen: t, cache: cache)
+            forward(done, nb, cache)
             for i in 0..<(nb * t * stride) { channelNorm[i] = 0; channelSquares[i] = 0 }
             channelNorm.withUnsafeMutableBufferPointer { norms in
                 channelSquares.withUnsafeMutableBufferPointer { squares in

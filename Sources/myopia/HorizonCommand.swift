@@ -14,14 +14,22 @@ struct HorizonCommand: ParsableCommand {
         Σ‖g‖² at each offset and its mean offset. Exact: one backward channel per target position.
         --max-offset K limits each channel to positions t−K…t (still exact for k ≤ K, and cheaper).
 
+        A model with continuous heads (the sine task) is measured on fresh sequences of that task
+        (--p, --frequency, --window, --seed); --data is then not needed.
+
         Example:
+          myopia horizon --checkpoint runs/sine-vanilla/checkpoint-1500 --seq-len 64 --p 1 --frequency 3 --max-offset 20
           myopia horizon --checkpoint runs/shakespeare --data tinyshakespeare --seq-len 128 \\
               --max-offset 16 --sequences 32
           myopia horizon --checkpoint runs/shakespeare --data tinyshakespeare --seq-len 128 --json > horizon.json
         """)
 
     @Option(help: "A checkpoint folder, or a run folder (its newest checkpoint).") var checkpoint: String
-    @Option(help: "A text file, or a known dataset name.") var data: String
+    @Option(help: "A text file, or a known dataset name (token models).") var data: String?
+    @Option(help: "Sine task: probability that z_n = 1 (continuous models).") var p = 1.0
+    @Option(help: "Sine task: frequency f.") var frequency = 3.0
+    @Option(help: "Sine task: window W.") var window = 10
+    @Option(help: "Sine task: seed of the sequences.") var seed: UInt64 = 12345
     @Option(name: .customLong("seq-len"), help: "Window length T.") var seqLen: Int
     @Option(name: .customLong("max-offset"), help: "Largest offset k = t − i (default T − 1).") var maxOffset: Int?
     @Option(help: "Use at most this many windows (default 16).") var sequences = 16
@@ -40,12 +48,27 @@ struct HorizonCommand: ParsableCommand {
         Terminal.quiet = json
         try reportingErrors {
             let gradientFlow = try GradientFlow(parsing: flow)
-            let (dir, model, tokenizer) = try loadCheckpoint(checkpoint, seqLen: seqLen)
-            let (_, tokens) = try DataSource.tokens(data, seqLen: seqLen, tokenizer: tokenizer, log: Terminal.info)
             let started = Date()
-            let table = Horizon.compute(model, tokens: tokens, seqLen: seqLen, maxOffset: maxOffset,
-                                        sequences: sequences, flow: gradientFlow, batch: batch) { done, total in
-                Terminal.progress(done, of: total, started: started, status: "sequences")
+            let report = { (done: Int, total: Int) in Terminal.progress(done, of: total, started: started, status: "sequences") }
+            let table: HorizonTable
+            let dir = try Checkpoint.resolve(URL(fileURLWithPath: checkpoint))
+            let probe = try ModelConfig.load(from: dir.appendingPathComponent(Checkpoint.configFile))
+            if probe.inputFeatures != nil {
+                let model = try Checkpoint.loadModel(from: dir)
+                guard seqLen <= model.config.maxPositions else {
+                    throw ValidationError("--seq-len \(seqLen) is longer than the model's \(model.config.maxPositions) positions")
+                }
+                let task = SineTask(p: p, frequency: frequency, window: window)
+                try task.validate()
+                var rng = SeededGenerator(seed: seed)
+                let data = task.makeBatch(batch: sequences, seqLen: seqLen, rng: &rng)
+                table = Horizon.compute(model, sine: data, maxOffset: maxOffset, flow: gradientFlow, batch: batch, progress: report)
+            } else {
+                guard let data else { throw ValidationError("--data is needed for a language model") }
+                let (_, model, tokenizer) = try loadCheckpoint(checkpoint, seqLen: seqLen)
+                let (_, tokens) = try DataSource.tokens(data, seqLen: seqLen, tokenizer: tokenizer, log: Terminal.info)
+                table = Horizon.compute(model, tokens: tokens, seqLen: seqLen, maxOffset: maxOffset,
+                                        sequences: sequences, flow: gradientFlow, batch: batch, progress: report)
             }
             if json { try printJSON(table); return }
             print("gradient horizon: mean ‖∂ℓ_t/∂h_{l,i}‖ by layer l and offset k = t − i (\(table.sequences) sequences of \(seqLen), \(table.flow))")

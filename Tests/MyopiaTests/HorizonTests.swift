@@ -166,3 +166,50 @@ extension HorizonTests {
         XCTAssertTrue(channelGradients(model, cache, maxOffset: 4) == first)
     }
 }
+
+extension HorizonTests {
+    /// The channels of a model with continuous heads (sine task) sum to its ordinary gradient of
+    /// the summed Huber loss, at every layer.
+    func testContinuousModelChannelsSumToTheOrdinaryGradient() throws {
+        let config = ModelConfig.continuous(inputFeatures: 2, outputs: 1, maxPositions: 12, dModel: 16, nLayers: 2, nHeads: 2)
+        let model = Transformer(config: config)
+        model.initialize(seed: 9)
+        let (b, t, c) = (2, 12, 16)
+        var rng = SeededGenerator(seed: 10)
+        let data = SineTask(p: 0.5, frequency: 3, window: 4).makeBatch(batch: b, seqLen: t, rng: &rng)
+        let cache = model.makeCache(batch: b, seqLen: t)
+        model.forward(features: data.features, targets: data.targets, batch: b, seqLen: t, cache: cache)
+        let layers = config.nLayers + 1
+        var summed = [Float](repeating: 0, count: b * layers * t * c)
+        summed.withUnsafeMutableBufferPointer { g in
+            // Serial sums per (sequence, layer) would race across channels: collect, then add.
+            var all = [Float](repeating: 0, count: b * t * layers * t * c)
+            all.withUnsafeMutableBufferPointer { a in
+                model.horizonBackward(cache: cache, maxOffset: t - 1) { rows in
+                    for r in 0...(rows.target - rows.firstPosition) {
+                        let i = rows.firstPosition + r
+                        for j in 0..<c { a[(((rows.sequence * t + rows.target) * layers + rows.layer) * t + i) * c + j] = rows.rows[r * c + j] }
+                    }
+                }
+            }
+            for bi in 0..<b { for target in 0..<t { for l in 0..<layers { for i in 0..<t { for j in 0..<c {
+                g[((bi * layers + l) * t + i) * c + j] += all[(((bi * t + target) * layers + l) * t + i) * c + j]
+            } } } } }
+        }
+        let plain = model.makeCache(batch: b, seqLen: t)
+        model.forward(features: data.features, targets: data.targets, batch: b, seqLen: t, cache: plain)
+        model.backwardHead(cache: plain, lossScale: Float(b * t))
+        var ordinary = [Float](repeating: 0, count: summed.count)
+        func record(_ l: Int) {
+            for bi in 0..<b { for i in 0..<t { for j in 0..<c { ordinary[((bi * layers + l) * t + i) * c + j] = plain.dResid[(bi * t + i) * c + j] } } }
+        }
+        record(config.nLayers)
+        for l in stride(from: config.nLayers - 1, through: 0, by: -1) {
+            Block.backward(plain.layers[l], scratch: plain, w: model.params.weights, g: model.params.grads, p: model.blocks[l],
+                           b: b, t: t, c: c, nh: config.nHeads, f: config.dMLP, inputShare: 1)
+            record(l)
+        }
+        XCTAssertLessThan(relativeError(summed, ordinary), 1e-5)
+        XCTAssertGreaterThan(ordinary.map(abs).max() ?? 0, 0)
+    }
+}

@@ -114,7 +114,7 @@ public enum Horizon {
     public static func format(_ table: HorizonTable, columns: Int = 12) -> String {
         let shown = min(table.maxOffset + 1, columns)
         var lines: [String] = []
-        let header = "layer   " + (0..<shown).map { String(format: "%9@", "k=\($0)") }.joined()
+        let header = "layer   " + (0..<shown).map { String(repeating: " ", count: max(0, 9 - "k=\($0)".count)) + "k=\($0)" }.joined()
             + (shown < table.maxOffset + 1 ? "      …" : "") + "   mean k"
         lines.append(header)
         for (l, row) in table.meanNorm.enumerated() {

@@ -13,11 +13,13 @@ struct SyntheticSineCommand: ParsableCommand {
         model (2 layers, d_model 128, 2 heads) with a continuous input and output head and Huber loss on \
         fresh sequences each step, then reports the validation Huber loss beside two baselines on the same \
         sequences: predict-zero, and the no-pre-caching floor (x_n where z_n = 0, 0 where z_n = 1), the \
-        best a model can do without caching sin(f·x) at earlier positions. Vanilla training can go below the \
-        floor; myopic training should not.
+        best a model can do without caching sin(f·x) at earlier positions. Vanilla training can pre-cache \
+        and go below the floor; myopic training cannot pre-cache.
 
-        The published runs use f = 10 and ~30M sequences; at CPU scale f = 3 separates the flows in \
-        minutes. Writes --out: run_config.json, metrics.jsonl, checkpoint-STEP/ (config.json + \
+        The published runs use f = 10 and ~30M sequences; at CPU scale f = 3 and p = 1 separate the flows \
+        in minutes. With p < 1 and a low f a myopic model also gets below the floor: what it computes at \
+        z_n = 0 positions to output x_n approximates sin(f·x_n) (breadcrumbs, not pre-caching); a high f \
+        rules that out. Writes --out: run_config.json, metrics.jsonl, checkpoint-STEP/ (config.json + \
         model.safetensors of a continuous-head model: Myopia loads it, transformers does not) and \
         results.json.
 

@@ -35,14 +35,14 @@ final class TokenTaskExperimentTests: XCTestCase {
     }
 
     /// Table sum needs pre-caching: vanilla learns it; myopic can only learn the part of the table
-    /// that is a sum of one-digit terms (for this 4×4 table about 2/3 of its variance, which caps it
-    /// near 0.6 accuracy). Measured: vanilla 0.99, myopic 0.40 after 1000 steps.
+    /// that is a sum of one-digit terms (for this 4×4 table about 2/3 of its variance).
+    /// Measured: vanilla 0.996 (loss 0.013), myopic 0.597 (loss 0.94) after 1000 steps.
     func testTableSumSeparatesFlows() throws {
         let task = try TableSumTask(digits: 4, pairs: 6, segments: 4)
         let r = try TokenTaskExperiment.run(task, flows: [.vanilla, .myopic], settings: smallSettings(steps: 1000))
         let vanilla = r.flows[0], myopic = r.flows[1]
         XCTAssertGreaterThan(vanilla.accuracy, 0.9)
-        XCTAssertLessThan(myopic.accuracy, 0.7)
+        XCTAssertLessThan(myopic.accuracy, vanilla.accuracy - 0.25)
         XCTAssertGreaterThan(myopic.loss, vanilla.loss + 0.5)
     }
 

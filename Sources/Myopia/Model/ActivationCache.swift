@@ -58,7 +58,7 @@ public final class ActivationCache {
     let dAct: UnsafeMutablePointer<Float>          // (N, F)
     let dPredictions: UnsafeMutablePointer<Float>  // (N, O)
 
-    private var owned: [UnsafeMutableRawPointer] = []
+    private let arena = BufferArena()
 
     public init(config: ModelConfig, batch: Int, seqLen: Int) {
         precondition(batch > 0 && seqLen > 0 && seqLen <= config.maxPositions)
@@ -69,21 +69,9 @@ public final class ActivationCache {
         let v = config.isContinuous ? 0 : config.vocabSize
         let fi = config.inputFeatures ?? 0, o = config.outputs ?? 0
         let att = batch * config.nHeads * seqLen * seqLen
-        var owned: [UnsafeMutableRawPointer] = []
-        func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
-            let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
-            owned.append(raw)
-            let p = raw.bindMemory(to: Float.self, capacity: max(count, 1))
-            p.initialize(repeating: 0, count: max(count, 1))
-            return p
-        }
-        func ints(_ count: Int) -> UnsafeMutablePointer<Int32> {
-            let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
-            owned.append(raw)
-            let p = raw.bindMemory(to: Int32.self, capacity: max(count, 1))
-            p.initialize(repeating: 0, count: max(count, 1))
-            return p
-        }
+        let arena = self.arena
+        func floats(_ count: Int) -> UnsafeMutablePointer<Float> { arena.floats(count) }
+        func ints(_ count: Int) -> UnsafeMutablePointer<Int32> { arena.ints(count) }
         tokens = ints(n)
         targets = ints(n)
         layers = (0..<config.nLayers).map { _ in
@@ -111,10 +99,8 @@ public final class ActivationCache {
         dZ = floats(n * c)
         dAct = floats(n * f)
         dPredictions = floats(n * o)
-        self.owned = owned
     }
 
-    deinit { for p in owned { p.deallocate() } }
 
     /// Logits (B, T, V) of the last forward pass (valid until backward overwrites them); empty for a
     /// model with continuous heads, which has none.

@@ -26,7 +26,7 @@ public final class KVCache {
     let scores: UnsafeMutablePointer<Float>    // (NH, n, P)
     /// Logits of the last call's rows, (n, V).
     public let logits: UnsafeMutablePointer<Float>
-    private var owned: [UnsafeMutableRawPointer] = []
+    private let arena = BufferArena()
 
     /// A cache for `config`'s model holding up to `capacity` positions (default: all it has),
     /// taking new tokens `chunk` rows at a time (prompt processing).
@@ -34,14 +34,8 @@ public final class KVCache {
         self.capacity = min(capacity ?? config.maxPositions, config.maxPositions)
         c = config.dModel; f = config.dMLP; v = config.vocabSize
         self.chunk = max(1, min(chunk, self.capacity))
-        var owned: [UnsafeMutableRawPointer] = []
-        func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
-            let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
-            owned.append(raw)
-            let p = raw.bindMemory(to: Float.self, capacity: max(count, 1))
-            p.initialize(repeating: 0, count: max(count, 1))
-            return p
-        }
+        let arena = self.arena
+        func floats(_ count: Int) -> UnsafeMutablePointer<Float> { arena.floats(count) }
         let n = self.chunk, p = self.capacity
         keys = floats(config.nLayers * p * c)
         values = floats(config.nLayers * p * c)
@@ -50,10 +44,7 @@ public final class KVCache {
         fc = floats(n * f); act = floats(n * f)
         scores = floats(config.nHeads * n * p)
         logits = floats(n * v)
-        self.owned = owned
     }
-
-    deinit { for p in owned { p.deallocate() } }
 
     public func reset() { length = 0 }
 }

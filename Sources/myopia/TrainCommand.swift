@@ -6,7 +6,7 @@ import MyopiaLab
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Train a byte-level GPT-2 on a text file.",
+        abstract: "Train a GPT-2 on a text file (bytes or GPT-2 BPE; vanilla, myopic, beta=β or bigram flow).",
         discussion: """
         Writes checkpoint-STEP folders (Hugging Face config.json + model.safetensors, plus optimizer and
         trainer state), metrics.jsonl and run_config.json into --out. Settings come from the defaults, then

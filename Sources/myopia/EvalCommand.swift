@@ -60,8 +60,9 @@ struct EvalCommand: ParsableCommand {
 func loadCheckpoint(_ path: String, seqLen: Int, tokenizer override: String? = nil) throws
     -> (dir: URL, model: Transformer, tokenizer: any Tokenizer) {
     let dir = try Checkpoint.resolve(URL(fileURLWithPath: path))
+    let config = try ModelConfig.load(from: dir.appendingPathComponent(Checkpoint.configFile))
+    let tokenizer = try checkpointTokenizer(config, dir: dir, override: override)
     let model = try Checkpoint.loadModel(from: dir)
-    let tokenizer = try checkpointTokenizer(model.config, dir: dir, override: override)
     guard seqLen <= model.config.maxPositions else {
         throw ValidationError("--seq-len \(seqLen) is longer than the model's \(model.config.maxPositions) positions")
     }
@@ -70,6 +71,10 @@ func loadCheckpoint(_ path: String, seqLen: Int, tokenizer override: String? = n
 
 /// The tokenizer a checkpoint was trained with, checked against its vocabulary size.
 func checkpointTokenizer(_ config: ModelConfig, dir: URL, override: String? = nil) throws -> any Tokenizer {
+    guard !config.isContinuous else {
+        throw FormatError.unsupported(file: dir.appendingPathComponent("config.json").path, field: "myopia_input_features",
+                                      value: "a model with continuous heads (sine task), which reads features, not text: use `myopia horizon` or `myopia synthetic sine` with it")
+    }
     let name = override ?? config.tokenizer ?? ByteTokenizer.name
     let tokenizer = try Tokenizers.load(name, log: Terminal.info)
     guard tokenizer.vocabSize <= config.vocabSize else {

@@ -31,8 +31,8 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let dir = try Checkpoint.resolve(URL(fileURLWithPath: checkpoint))
+            let tokenizer = try checkpointTokenizer(try ModelConfig.load(from: dir.appendingPathComponent(Checkpoint.configFile)), dir: dir)
             let model = try Checkpoint.loadModel(from: dir)
-            let tokenizer = try checkpointTokenizer(model.config, dir: dir)
             let options = SamplingOptions(temperature: greedy ? 0 : temperature, topK: topK, topP: topP, seed: seed,
                                           maxTokens: maxTokens)
             let out = FileHandle.standardOutput

@@ -118,6 +118,14 @@ final class CLITests: XCTestCase {
         XCTAssertNotEqual(eval.status, 0)
         XCTAssertTrue(eval.stderr.contains("config.json") && eval.stderr.contains("n_head"), eval.stderr)
         XCTAssertEqual(eval.stderr.split(separator: "\n").count, 1, eval.stderr)
+        // A continuous-head (sine) checkpoint is not a language model: one line saying so.
+        let sine = dir.appendingPathComponent("sine")
+        try FileManager.default.createDirectory(at: sine, withIntermediateDirectories: true)
+        try Data(#"{"model_type":"gpt2","vocab_size":1,"n_positions":8,"n_embd":16,"n_layer":1,"n_head":2,"myopia_input_features":2,"myopia_outputs":1}"#.utf8)
+            .write(to: sine.appendingPathComponent("config.json"))
+        let cont = try run(["eval", "--checkpoint", sine.path, "--data", "/etc/hostname", "--seq-len", "4"])
+        XCTAssertNotEqual(cont.status, 0)
+        XCTAssertTrue(cont.stderr.contains("continuous heads"), cont.stderr)
         // Out-of-range flags are refused by the parser.
         let neg = try run(["generate", "--checkpoint", ckpt.path, "--prompt", "x", "--top-p", "2"])
         XCTAssertNotEqual(neg.status, 0)

@@ -47,24 +47,12 @@ public enum SineExperiment {
 
         /// Rejects impossible settings before any work starts.
         public func validate(file: String = "flags") throws {
-            func check(_ ok: Bool, _ field: String, _ expected: String, _ found: Any) throws {
-                if !ok { throw FormatError.invalidValue(file: file, field: field, expected: expected, found: "\(found)") }
-            }
+            let settings = SettingsCheck(file: file)
+            let check = settings.check
             try task.validate(file: file)
-            try check(layers > 0, "layers", "a positive integer", layers)
-            try check(heads > 0, "heads", "a positive integer", heads)
-            try check(dModel > 0, "d_model", "a positive integer", dModel)
-            try check(heads > 0 && dModel % heads == 0, "heads", "a divisor of d_model (\(dModel))", heads)
-            try check(seqLen > 0, "seq_len", "a positive integer", seqLen)
-            try check(batch > 0, "batch", "a positive integer", batch)
-            try check(steps >= 0, "steps", "zero or more", steps)
-            try check(lr > 0 && lr.isFinite, "lr", "a positive number", lr)
-            try check(minLR >= 0 && minLR <= lr, "min_lr", "between 0 and lr (\(lr))", minLR)
-            try check(warmup >= 0, "warmup", "zero or more", warmup)
-            try check(weightDecay >= 0, "weight_decay", "zero or more", weightDecay)
-            try check((0..<1).contains(beta1), "beta1", "in [0, 1)", beta1)
-            try check((0..<1).contains(beta2), "beta2", "in [0, 1)", beta2)
-            try check(clip > 0, "clip", "a positive number", clip)
+            try settings.model(layers: layers, heads: heads, dModel: dModel, seqLen: seqLen)
+            try settings.optimisation(batch: batch, steps: steps, lr: lr, minLR: minLR, warmup: warmup,
+                                      weightDecay: weightDecay, beta1: beta1, beta2: beta2, clip: clip)
             try check(validationSequences > 0, "validation_sequences", "a positive integer", validationSequences)
             try check(evalEvery > 0, "eval_every", "a positive integer", evalEvery)
             try check(logEvery > 0, "log_every", "a positive integer", logEvery)

@@ -14,6 +14,9 @@ let package = Package(
         .library(name: "Myopia", targets: ["Myopia"]),
         .library(name: "MyopiaLab", targets: ["MyopiaLab"]),
         .executable(name: "myopia", targets: ["myopia"]),
+        // tools/fuzz: the mutation fuzzer (myopia-fuzz) and the libFuzzer entry (see tools/fuzz/README.md).
+        .executable(name: "myopia-fuzz", targets: ["myopia-fuzz"]),
+        .executable(name: "myopia-libfuzzer", targets: ["myopia-libfuzzer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -29,10 +32,14 @@ let package = Package(
                 "MyopiaLab",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        .target(name: "MyopiaFuzz", dependencies: ["Myopia"], path: "tools/fuzz/MyopiaFuzz"),
+        .executableTarget(name: "myopia-fuzz", dependencies: ["MyopiaFuzz"], path: "tools/fuzz/myopia-fuzz"),
+        .executableTarget(name: "myopia-libfuzzer", dependencies: ["MyopiaFuzz"], path: "tools/fuzz/myopia-libfuzzer"),
         .testTarget(name: "MyopiaKernelsTests", dependencies: ["MyopiaKernels"]),
         .testTarget(name: "MyopiaTests", dependencies: ["Myopia"]),
         .testTarget(name: "MyopiaLabTests", dependencies: ["MyopiaLab"]),
         .testTarget(name: "MyopiaCLITests", dependencies: ["myopia"]),
+        .testTarget(name: "MyopiaFuzzTests", dependencies: ["MyopiaFuzz", "myopia-fuzz"]),
     ],
     swiftLanguageModes: [.v5]
 )

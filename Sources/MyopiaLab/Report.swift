@@ -61,6 +61,12 @@ public enum Report {
                 throw FormatError.invalidHeader(file: run.appendingPathComponent(Gap.summaryFile).path, field: "(json)", reason: "\(error)")
             }
             out.append(gapSection(summary, folder: run))
+        } else if let data = try? Data(contentsOf: run.appendingPathComponent(Bonus.summaryFile)) {
+            let summary: Bonus.Summary
+            do { summary = try decoder.decode(Bonus.Summary.self, from: data) } catch {
+                throw FormatError.invalidHeader(file: run.appendingPathComponent(Bonus.summaryFile).path, field: "(json)", reason: "\(error)")
+            }
+            out.append(bonusSection(summary, folder: run))   // BonusReport.swift
         } else if FileManager.default.fileExists(atPath: run.appendingPathComponent(Trainer.runConfigFile).path) {
             out.append(trainSection(run))
         }

@@ -14,6 +14,11 @@ struct EvalCommand: ParsableCommand {
         Example:
           myopia eval --model runs/shakespeare --data tinyshakespeare --seq-len 128 --json
           myopia eval --model smollm2-135m --data tinyshakespeare --seq-len 256 --max-windows 8
+          myopia eval --model runs/local --flow local-myopic --reference runs/shakespeare --data tinyshakespeare --seq-len 128
+
+        With --flow local-myopic every layer's query at t attends, for s < t, to the keys and values that
+        the --reference model computed from its own hidden states, and to its own on the diagonal (the
+        local myopia bonus; see `myopia bonus`). With bigram each position attends only to itself.
         """)
 
     @Option(name: [.customLong("model"), .customLong("checkpoint")], help: modelOptionHelp) var checkpoint: String
@@ -22,12 +27,19 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Windows per forward pass.") var batch = 8
     @Option(name: .customLong("max-windows"), help: "Evaluate at most this many windows.") var maxWindows: Int?
     @Option(help: "Tokenizer: byte, gpt2 or a path (default: the one the checkpoint names).") var tokenizer: String?
+    @Option(help: "How the model attends: as trained (default), bigram (each position only itself), or local-myopic (needs --reference).")
+    var flow: String?
+    @Option(help: "Under --flow local-myopic: the frozen reference model whose keys and values earlier positions use.")
+    var reference: String?
     @Flag(help: "Print one JSON object.") var json = false
 
     func validate() throws {
         guard seqLen > 0 else { throw ValidationError("--seq-len must be positive") }
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
         if let maxWindows, maxWindows <= 0 { throw ValidationError("--max-windows must be positive") }
+        if reference != nil && flow != GradientFlow.localMyopic.description {
+            throw ValidationError("--reference is for --flow local-myopic")
+        }
     }
 
     struct Output: Encodable {
@@ -38,16 +50,31 @@ struct EvalCommand: ParsableCommand {
         let checkpoint: String
         let data: String
         let position_loss: [Double]
+        /// How the model attended (as trained unless --flow), and under local-myopic its reference.
+        let flow: String
+        let reference: String?
     }
 
     func run() throws {
         try reportingErrors {
             let (dir, model, tok) = try loadModel(checkpoint, seqLen: seqLen, tokenizer: tokenizer)
+            var referencePath: String?
+            if let flow {
+                model.flow = try GradientFlow(parsing: flow)
+                if model.flow == .localMyopic {
+                    guard let reference else { throw ValidationError("--flow local-myopic needs --reference DIR") }
+                    let (source, frozen, _) = try loadModel(reference, seqLen: seqLen, tokenizer: tokenizer)
+                    try model.checkReference(frozen, seqLen: seqLen, file: source.path)
+                    model.reference = frozen
+                    referencePath = source.path
+                }
+            }
             let (url, tokens) = try DataSource.tokens(data, seqLen: seqLen, tokenizer: tok, log: Terminal.info)
             let result = Evaluation.run(model, tokens: tokens, seqLen: seqLen, batch: batch, maxWindows: maxWindows)
             if json {
                 try printJSON(Output(loss: result.loss, tokens: result.tokens, windows: result.windows, seq_len: seqLen,
-                                     checkpoint: dir.path, data: url.path, position_loss: result.positionLoss))
+                                     checkpoint: dir.path, data: url.path, position_loss: result.positionLoss,
+                                     flow: model.flow.description, reference: referencePath))
             } else {
                 print(String(format: "loss %.4f nats/token (%.4f bits/token) over %d predictions in %d windows",
                              result.loss, result.loss / Foundation.log(2), result.tokens, result.windows))

@@ -43,7 +43,7 @@ struct GradientsCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let gradientFlow = try GradientFlow(parsing: flow)
+            let gradientFlow = try GradientFlow(parsing: flow, allowsLocalMyopic: false)
             let (dir, model, tokenizer) = try loadModel(checkpoint, seqLen: seqLen)
             let (url, tokens) = try DataSource.tokens(data, seqLen: seqLen, tokenizer: tokenizer, log: Terminal.info)
             let result = Gradients.compute(model, tokens: tokens, seqLen: seqLen, flow: gradientFlow, batch: batch,

@@ -47,7 +47,7 @@ struct HorizonCommand: ParsableCommand {
     func run() throws {
         Terminal.quiet = json
         try reportingErrors {
-            let gradientFlow = try GradientFlow(parsing: flow)
+            let gradientFlow = try GradientFlow(parsing: flow, allowsLocalMyopic: false)
             let started = Date()
             let report = { (done: Int, total: Int) in Terminal.progress(done, of: total, started: started, status: "sequences") }
             let table: HorizonTable

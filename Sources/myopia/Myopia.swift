@@ -10,8 +10,8 @@ struct MyopiaCommand: ParsableCommand {
         discussion: """
         Start with `myopia demo`: it fetches tiny-shakespeare, trains a small model and shows what it learned.
         """,
-        subcommands: [DemoCommand.self, TrainCommand.self, EvalCommand.self, GradientsCommand.self, HorizonCommand.self, GapCommand.self,
-                      SyntheticCommand.self, GenerateCommand.self, TokenizeCommand.self,
+        subcommands: [DemoCommand.self, TrainCommand.self, EvalCommand.self, GradientsCommand.self, HorizonCommand.self, GapCommand.self, BonusCommand.self,
+                      SyntheticCommand.self, GenerateCommand.self, TokenizeCommand.self, ProbeCommand.self, LensCommand.self,
                       FetchCommand.self, BenchCommand.self, RunsCommand.self, ReportCommand.self])
 }
 

@@ -57,7 +57,7 @@ struct SyntheticSineCommand: ParsableCommand {
     func options() throws -> SineExperiment.Options {
         var o = SineExperiment.Options()
         o.task = SineTask(p: p, frequency: frequency, window: window)
-        o.flow = try GradientFlow(parsing: flow)
+        o.flow = try GradientFlow(parsing: flow, allowsLocalMyopic: false)
         o.steps = steps
         o.batch = batch
         o.seqLen = seqLen

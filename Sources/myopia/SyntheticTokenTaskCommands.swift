@@ -44,10 +44,10 @@ struct TokenTaskTrainingOptions: ParsableArguments {
 
     func gradientFlows() throws -> [GradientFlow] {
         if flow != nil, flows != nil { throw ValidationError("give --flow or --flows, not both") }
-        if let flow { return [try GradientFlow(parsing: flow)] }
+        if let flow { return [try GradientFlow(parsing: flow, allowsLocalMyopic: false)] }
         let names = (flows ?? "vanilla,myopic").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         guard !names.isEmpty else { throw ValidationError("--flows lists no flow") }
-        return try names.map { try GradientFlow(parsing: $0) }
+        return try names.map { try GradientFlow(parsing: $0, allowsLocalMyopic: false) }
     }
 
     /// Trains every flow on `task`, writes the run folder and prints the table (or JSON).

@@ -18,13 +18,16 @@ struct TrainCommand: ParsableCommand {
           myopia train --data tinyshakespeare --out runs/llama --family llama --heads 4 --kv-heads 2 --steps 2000
           myopia train --data tinyshakespeare --out runs/split --steps 1000 --log-gradient-split 100
           myopia train --data tinyshakespeare --out runs/shakespeare --steps 4000 --resume
+          myopia train --data tinyshakespeare --out runs/local --flow local-myopic --reference runs/shakespeare --steps 300
         """)
 
     @Option(help: "The run folder to write.") var out: String
     @OptionGroup var settings: TrainingFlags
-    @Option(help: "Gradient flow: vanilla, myopic, beta=β (β in [0,1]) or bigram.") var flow: String?
+    @Option(help: "Gradient flow: vanilla, myopic, beta=β (β in [0,1]), bigram, or local-myopic (needs --reference).") var flow: String?
+    @Option(help: "Fine-tune this trained model (a checkpoint or run folder, .gguf file or model name) instead of a fresh one; under --flow local-myopic it also stays, frozen, as the source of earlier positions' keys and values. The shape and tokenizer are its own.")
+    var reference: String?
     @Option(help: "Seed for initialisation and batches.") var seed: UInt64?
-    @Option(name: .customLong("log-gradient-split"), help: "Every N steps, log g_myopic and g_future per parameter group to metrics.jsonl.") var logGradientSplit: Int?
+    @Option(name: .customLong("log-gradient-split"), parsing: .unconditional, help: "Every N steps, log g_myopic and g_future per parameter group to metrics.jsonl.") var logGradientSplit: Int?
     @Flag(help: "Continue from the newest checkpoint in --out.") var resume = false
     @Flag(help: "Print only the final result.") var quiet = false
     @Flag(help: "Print the final metrics as JSON.") var json = false
@@ -40,13 +43,19 @@ struct TrainCommand: ParsableCommand {
     func run() throws {
         Terminal.quiet = quiet || json
         try reportingErrors {
-            let config = try resolvedConfig()
+            var config = try resolvedConfig()
+            if settings.seqLen == nil && settings.config == nil && reference != nil { config.seqLen = 0 }   // the reference's
+            let referenceModel = try reference.map { try loadReference($0, settings: settings, config: &config).model }
+            // Impossible settings and an unwritable --out are refused before any work.
             try config.validate()
+            try config.checkMemory(vocabSize: 0, file: "flags")   // again with the tokenizer's vocabulary in Trainer
+            try Trainer.prepareOutput(URL(fileURLWithPath: out))
             let tok = try Tokenizers.load(config.tokenizer, log: Terminal.info)
             let dataset = try DataSource.load(config.data, tokenizer: tok, validationFraction: config.validationFraction,
                                               log: Terminal.info)
             let trainer = try Trainer(config: config, dataset: dataset, out: URL(fileURLWithPath: out),
-                                      vocabSize: tok.vocabSize, tokenizer: config.tokenizer, resume: resume)
+                                      vocabSize: referenceModel?.config.vocabSize ?? tok.vocabSize, tokenizer: config.tokenizer,
+                                      resume: resume, reference: referenceModel)
             Terminal.info("\(trainer.model.params.count) parameters; \(dataset.train.count) training tokens; "
                           + (trainer.step > 0 ? "resuming at step \(trainer.step)" : "\(config.steps) steps"))
             let started = Date(), firstStep = trainer.step

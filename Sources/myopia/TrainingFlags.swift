@@ -4,6 +4,8 @@ import Myopia
 
 /// The settings `train` and `gap` share: data, tokenizer, the model's shape and the optimiser. Each
 /// flag overrides `--config FILE.json`, whose keys are the flags' names with `_` for `-`.
+/// Numbers are parsed unconditionally, so `--lr -1` reaches the settings check and is refused
+/// there in one line naming the setting (rather than read as an unknown flag "-1").
 struct TrainingFlags: ParsableArguments {
     @Option(help: "A text file, or a known dataset name (tinyshakespeare).") var data: String?
     @Option(help: "Tokenizer: byte (default), gpt2, smollm2-135m, or a path (vocab.json+merges.txt, .tiktoken, .gguf).")
@@ -11,23 +13,23 @@ struct TrainingFlags: ParsableArguments {
     @Option(help: "A JSON file of settings whose keys match the flags.") var config: String?
     @Option(help: "Model family: gpt2 (LayerNorm, learned positions, GELU) or llama (RMSNorm, RoPE, SwiGLU).")
     var family: ModelConfig.Family?
-    @Option(help: "Transformer blocks.") var layers: Int?
-    @Option(help: "Attention heads per block.") var heads: Int?
-    @Option(name: .customLong("kv-heads"), help: "Key/value heads (llama: grouped-query attention; default one per head).")
+    @Option(parsing: .unconditional, help: "Transformer blocks.") var layers: Int?
+    @Option(parsing: .unconditional, help: "Attention heads per block.") var heads: Int?
+    @Option(name: .customLong("kv-heads"), parsing: .unconditional, help: "Key/value heads (llama: grouped-query attention; default one per head).")
     var kvHeads: Int?
-    @Option(name: .customLong("d-model"), help: "Residual stream width.") var dModel: Int?
-    @Option(name: .customLong("seq-len"), help: "Context length T (predictions per window).") var seqLen: Int?
-    @Option(help: "Sequences per step.") var batch: Int?
-    @Option(help: "Optimiser steps (per run).") var steps: Int?
-    @Option(help: "Peak learning rate.") var lr: Double?
-    @Option(name: .customLong("min-lr"), help: "Learning rate at the end of the cosine decay.") var minLR: Double?
-    @Option(help: "Linear warmup steps.") var warmup: Int?
-    @Option(name: .customLong("weight-decay"), help: "AdamW decoupled weight decay (matrices only).") var weightDecay: Double?
-    @Option(help: "Clip the global gradient norm to this value.") var clip: Double?
-    @Option(name: .customLong("eval-every"), help: "Log a validation loss every N steps.") var evalEvery: Int?
-    @Option(name: .customLong("eval-windows"), help: "Validation windows per logged evaluation.") var evalWindows: Int?
-    @Option(name: .customLong("log-every"), help: "Log metrics every N steps.") var logEvery: Int?
-    @Option(name: .customLong("checkpoint-every"), help: "Save a checkpoint every N steps.") var checkpointEvery: Int?
+    @Option(name: .customLong("d-model"), parsing: .unconditional, help: "Residual stream width.") var dModel: Int?
+    @Option(name: .customLong("seq-len"), parsing: .unconditional, help: "Context length T (predictions per window).") var seqLen: Int?
+    @Option(parsing: .unconditional, help: "Sequences per step.") var batch: Int?
+    @Option(parsing: .unconditional, help: "Optimiser steps (per run).") var steps: Int?
+    @Option(parsing: .unconditional, help: "Peak learning rate.") var lr: Double?
+    @Option(name: .customLong("min-lr"), parsing: .unconditional, help: "Learning rate at the end of the cosine decay.") var minLR: Double?
+    @Option(parsing: .unconditional, help: "Linear warmup steps.") var warmup: Int?
+    @Option(name: .customLong("weight-decay"), parsing: .unconditional, help: "AdamW decoupled weight decay (matrices only).") var weightDecay: Double?
+    @Option(parsing: .unconditional, help: "Clip the global gradient norm to this value.") var clip: Double?
+    @Option(name: .customLong("eval-every"), parsing: .unconditional, help: "Log a validation loss every N steps.") var evalEvery: Int?
+    @Option(name: .customLong("eval-windows"), parsing: .unconditional, help: "Validation windows per logged evaluation.") var evalWindows: Int?
+    @Option(name: .customLong("log-every"), parsing: .unconditional, help: "Log metrics every N steps.") var logEvery: Int?
+    @Option(name: .customLong("checkpoint-every"), parsing: .unconditional, help: "Save a checkpoint every N steps.") var checkpointEvery: Int?
 
     /// `--config` (or the defaults) with every given flag applied. A peak learning rate below the
     /// default minimum takes a tenth of itself as minimum; a warmup longer than half the steps

@@ -8,6 +8,7 @@
 //
 // It is shared by safetensors, GGUF, config.json, tokenizer files, corpora and assets.
 
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -82,6 +83,42 @@ public enum FormatError: Error, CustomStringConvertible, Equatable, Sendable {
 }
 
 extension FormatError {
+    /// Why `data` is not JSON, with where it stops ("Invalid value around character 8."), or nil
+    /// when it parses. JSONDecoder's own message says only that the data was not valid JSON.
+    public static func jsonSyntax(in data: Data, file: String) -> FormatError? {
+        do {
+            _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+            return nil
+        } catch {
+            let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? error.localizedDescription
+            return .invalidHeader(file: file, field: "(top level)", reason: "not valid JSON: \(detail)")
+        }
+    }
+
+    /// A decoding error naming the file and the field; for text that is not JSON at all, where it stops.
+    public static func decoding(_ error: DecodingError, data: Data, file: String) -> FormatError {
+        if case .dataCorrupted(let context) = error, context.codingPath.isEmpty, let syntax = jsonSyntax(in: data, file: file) {
+            return syntax
+        }
+        return FormatError(decoding: error, file: file)
+    }
+
+    /// The same error about `file`: for errors raised where the path is not known (inside a
+    /// decoder, which names only "flags" or "config.json"), re-filed by the caller that knows it.
+    public func filed(under file: String) -> FormatError {
+        switch self {
+        case .truncated(_, let field, let expected, let found): return .truncated(file: file, field: field, expected: expected, found: found)
+        case .invalidHeader(_, let field, let reason): return .invalidHeader(file: file, field: field, reason: reason)
+        case .invalidValue(_, let field, let expected, let found): return .invalidValue(file: file, field: field, expected: expected, found: found)
+        case .missing(_, let field): return .missing(file: file, field: field)
+        case .unsupported(_, let field, let value): return .unsupported(file: file, field: field, value: value)
+        case .checksumMismatch(_, let expected, let found): return .checksumMismatch(file: file, expected: expected, found: found)
+        case .io(_, let reason): return .io(file: file, reason: reason)
+        case .toolUnavailable(_, let tool, let hint): return .toolUnavailable(file: file, tool: tool, hint: hint)
+        case .fetchFailed(_, let reason): return .fetchFailed(file: file, reason: reason)
+        }
+    }
+
     /// A FormatError.io for a failed POSIX call, with strerror(errno) text.
     static func posix(_ file: String, _ what: String, errno code: Int32) -> FormatError {
         .io(file: file, reason: "\(what) failed: \(String(cString: strerror(code))) (errno \(code))")

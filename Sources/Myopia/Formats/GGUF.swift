@@ -14,7 +14,8 @@
 //
 // The file is untrusted and is checked before anything is sized by it: the counts in the header
 // and every array length are bounded by the bytes left to hold them, string lengths by the file,
-// shapes and byte counts use overflow-checked arithmetic, each tensor must lie aligned inside the
+// shapes and byte counts use overflow-checked arithmetic, metadata array elements are bounded in
+// total (maxMetadataValues), each tensor must lie aligned inside the
 // data section without overlapping another, and keys and names must be unique. Every failure is a
 // FormatError naming the file and the field (the checks are in GGUFParser.swift). The file is
 // memory-mapped; `floats` dequantises one tensor at a time (GGUFQuantization.swift).
@@ -46,6 +47,10 @@ public struct GGUFFile: Sendable {
     public static let maxArrayDepth = 8
     /// Longest metadata key or tensor name accepted (the spec bounds keys to 65535 bytes).
     public static let maxNameBytes = 65_535
+    /// Most metadata array elements accepted, all arrays together. Each element is held as a
+    /// GGUFValue of a few dozen bytes, so without a bound a file of one-byte elements would cost
+    /// thirty times its size in memory; real tokenizers hold a few hundred thousand.
+    public static let maxMetadataValues = 1 << 24
 
     /// The file path or caller-given name used in error messages.
     public let source: String

@@ -30,6 +30,7 @@ public enum GGUFModel {
 
     public static func load(_ file: GGUFFile, tokenizer: String?) throws -> Transformer {
         let config = try self.config(file, tokenizer: tokenizer)
+        try checkFileHoldsModel(config, file)
         let model = Transformer(config: config)
         let store = model.params
         var keys: [String: String] = [:]
@@ -85,8 +86,44 @@ public enum GGUFModel {
             throw FormatError.unsupported(file: file.source, field: "metadata \"llama.rope.scaling.type\"",
                                           value: "\(scaling) (Myopia implements plain RoPE)")
         }
-        try config.validate(file: file.source)
+        do { try config.validate(file: file.source) } catch let error as FormatError {
+            throw Self.namingMetadata(error)
+        }
+        try Checkpoint.checkRotaryTables(config, file: file.source, field: "metadata \"llama.context_length\"")
         return config
+    }
+
+    /// The metadata key each config.json field of a Llama model comes from here.
+    static let metadataKeys = [
+        "vocab_size": "tensor \"token_embd.weight\" shape", "max_position_embeddings": "llama.context_length",
+        "hidden_size": "llama.embedding_length", "num_hidden_layers": "llama.block_count",
+        "num_attention_heads": "llama.attention.head_count", "num_key_value_heads": "llama.attention.head_count_kv",
+        "head_dim": "llama.rope.dimension_count", "intermediate_size": "llama.feed_forward_length",
+        "rms_norm_eps": "llama.attention.layer_norm_rms_epsilon", "rope_theta": "llama.rope.freq_base",
+    ]
+
+    /// A config check's error, naming the GGUF metadata key rather than the config.json field.
+    static func namingMetadata(_ error: FormatError) -> FormatError {
+        guard case .invalidValue(let file, let field, let expected, let found) = error, let key = metadataKeys[field] else { return error }
+        return .invalidValue(file: file, field: key.hasPrefix("tensor") ? key : "metadata \"\(key)\"", expected: expected, found: found)
+    }
+
+    /// Every tensor the metadata implies must be in the file with its shape before the model is
+    /// allocated, so a header claiming a huge model is refused rather than allocated.
+    static func checkFileHoldsModel(_ config: ModelConfig, _ file: GGUFFile) throws {
+        guard config.nLayers <= file.tensors.count else {
+            throw FormatError.invalidValue(file: file.source, field: "metadata \"llama.block_count\"",
+                                           expected: "at most \(file.tensors.count) (the tensors in the file)", found: "\(config.nLayers)")
+        }
+        let shapes = Dictionary(Transformer.layout(config), uniquingKeysWith: { a, _ in a })
+        for (gguf, hf) in tensorNames(config) {
+            guard let shape = shapes[hf] else { continue }
+            guard let info = file[gguf] else { throw FormatError.missing(file: file.source, field: "tensor \"\(gguf)\"") }
+            guard info.torchShape == shape else {
+                throw FormatError.invalidValue(file: file.source, field: "tensor \"\(gguf)\" shape",
+                                               expected: "\(shape) (from the metadata)", found: "\(info.torchShape)")
+            }
+        }
     }
 
     /// (GGUF name, Hugging Face name) for every tensor of `config`'s model.

@@ -24,6 +24,8 @@ struct GGUFParser {
     let bytes: UnsafeRawBufferPointer
     let source: String
     var pos = 0
+    /// Metadata array elements read so far (bounded by GGUFFile.maxMetadataValues).
+    private var arrayValues = 0
 
     init(bytes: UnsafeRawBufferPointer, source: String) {
         self.bytes = bytes
@@ -258,6 +260,11 @@ struct GGUFParser {
                 throw FormatError.invalidValue(file: source, field: "\(field()) array count",
                                                expected: "at most \(fit) (\(element) values of ≥ \(element.minimumSize) bytes in the \(bytes.count - pos) bytes left)", found: "\(n)")
             }
+            guard Int(n) <= GGUFFile.maxMetadataValues - arrayValues else {
+                throw FormatError.invalidValue(file: source, field: "\(field()) array count",
+                                               expected: "at most \(GGUFFile.maxMetadataValues - arrayValues) (\(GGUFFile.maxMetadataValues) array values in all the metadata)", found: "\(n)")
+            }
+            arrayValues += Int(n)
             var items: [GGUFValue] = []
             items.reserveCapacity(Int(n))
             for i in 0..<Int(n) {

@@ -19,23 +19,26 @@ public enum SafeTensorsWriter {
         }
     }
 
-    /// Writes `tensors` (F32) to `url`, atomically.
-    public static func write(_ tensors: [Tensor], metadata: [String: String] = [:], to url: URL) throws {
+    /// Writes `tensors` (F32) to `url`, atomically; with `hashing`, returns the file's sha256.
+    @discardableResult
+    public static func write(_ tensors: [Tensor], metadata: [String: String] = [:], to url: URL, hashing: Bool = false) throws -> String? {
         let layout = tensors.map { (name: $0.name, shape: $0.shape, count: $0.data.count) }
         let header = try makeHeader(layout, metadata: metadata, file: url.path)
-        try AtomicFile.write(to: url) { writer in
+        return try AtomicFile.write(to: url, hashing: hashing) { writer in
             try writer.write(header)
             for t in tensors { try t.data.withUnsafeBufferPointer { try writer.write($0) } }
         }
     }
 
     /// Writes views into caller-owned memory (e.g. slices of one flat parameter buffer) without
-    /// copying them. The buffers must stay valid for the duration of the call.
+    /// copying them. The buffers must stay valid for the duration of the call. With `hashing`,
+    /// returns the file's sha256.
+    @discardableResult
     public static func write(_ tensors: [(name: String, shape: [Int], data: UnsafeBufferPointer<Float>)],
-                             metadata: [String: String] = [:], to url: URL) throws {
+                             metadata: [String: String] = [:], to url: URL, hashing: Bool = false) throws -> String? {
         let layout = tensors.map { (name: $0.name, shape: $0.shape, count: $0.data.count) }
         let header = try makeHeader(layout, metadata: metadata, file: url.path)
-        try AtomicFile.write(to: url) { writer in
+        return try AtomicFile.write(to: url, hashing: hashing) { writer in
             try writer.write(header)
             for t in tensors { try writer.write(t.data) }
         }

@@ -61,6 +61,9 @@ public final class ActivationCache {
     let dAct: UnsafeMutablePointer<Float>          // (N, F)
     let dUp: UnsafeMutablePointer<Float>           // (N, F) Llama only
     let dPredictions: UnsafeMutablePointer<Float>  // (N, O)
+    /// Local-myopic flow only: the reference model's keys and values for the last forward pass
+    /// (LocalMyopic.swift), allocated on first use.
+    var referencePast: ReferencePast?
 
     private let arena = BufferArena()
 
@@ -128,5 +131,13 @@ public final class ActivationCache {
     public func residual(layer l: Int) -> [Float] {
         let p = l == config.nLayers ? residFinal : layers[l].residIn
         return Array(UnsafeBufferPointer(start: p, count: batch * seqLen * config.dModel))
+    }
+
+    /// `residual(layer:)` without the copy: the residual stream h_l (B, T, C) of the last forward
+    /// pass, valid inside `body` until the next forward pass.
+    public func withResidual<R>(layer l: Int, _ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        precondition((0...config.nLayers).contains(l), "residual \(l) of a \(config.nLayers)-layer model")
+        let p = l == config.nLayers ? residFinal : layers[l].residIn
+        return try body(UnsafeBufferPointer(start: p, count: batch * seqLen * config.dModel))
     }
 }

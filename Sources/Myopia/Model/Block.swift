@@ -97,9 +97,11 @@ struct BlockShape {
 /// A pre-norm block: x + attn(norm_1(x)), then + mlp(norm_2(·)).
 enum Block {
     /// Reads a.residIn (N, C), writes every cached activation of the block and `residOut` (N, C).
+    /// With `past` (N, W), a reference model's [q | k | v] rows for this layer, attention is local-myopic:
+    /// earlier positions' keys and values come from `past` (LocalMyopic.swift).
     static func forward(_ a: ActivationCache.Layer, residOut: UnsafeMutablePointer<Float>,
                         w: UnsafeMutablePointer<Float>, p: BlockParameters, shape s: BlockShape,
-                        b: Int, t: Int, pattern: AttentionPattern) {
+                        b: Int, t: Int, pattern: AttentionPattern, past: UnsafePointer<Float>? = nil) {
         let n = b * t, c = s.c, f = s.f, width = s.attention.width
         p.norm1.forward(w: w, out: a.ln1, mean: a.ln1Mean, rstd: a.ln1Rstd, inp: a.residIn, n: n, c: c, eps: s.eps)
         for (dense, column) in p.qkv { dense.forward(w: w, out: a.qkv + column, ld: width, inp: a.ln1, n: n) }
@@ -110,7 +112,12 @@ enum Block {
                             firstPosition: r0, period: t)
             }
         }
-        Attention.forward(z: a.z, probs: a.probs, qkv: a.qkv, b: b, t: t, shape: s.attention, pattern: pattern)
+        if let past {
+            precondition(pattern == .causal, "local-myopic attention is causal")
+            Attention.forwardLocalMyopic(z: a.z, probs: a.probs, qkv: a.qkv, past: past, b: b, t: t, shape: s.attention)
+        } else {
+            Attention.forward(z: a.z, probs: a.probs, qkv: a.qkv, b: b, t: t, shape: s.attention, pattern: pattern)
+        }
         p.attnOut.forwardResidual(w: w, out: a.residMid, residual: a.residIn, inp: a.z, n: n)
         p.norm2.forward(w: w, out: a.ln2, mean: a.ln2Mean, rstd: a.ln2Rstd, inp: a.residMid, n: n, c: c, eps: s.eps)
         p.mlpIn.forward(w: w, out: a.fcPre, ld: f, inp: a.ln2, n: n)
@@ -125,18 +132,25 @@ enum Block {
 
     /// On entry `s.dResid` holds dL/d residOut; on exit dL/d residIn. Parameter gradients accumulate.
     /// `inputShare` is the flow's share of the off-diagonal key/value gradient that reaches the input.
+    /// `past` is the forward's: with it, attention's backward is local-myopic (and there is no
+    /// off-diagonal key/value gradient to share).
     static func backward(_ a: ActivationCache.Layer, scratch s: ActivationCache,
                          w: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>, p: BlockParameters,
-                         shape: BlockShape, b: Int, t: Int, inputShare: Float) {
+                         shape: BlockShape, b: Int, t: Int, inputShare: Float, past: UnsafePointer<Float>? = nil) {
         let n = b * t, width = shape.attention.width
         let rows = BlockRows(a, first: 0, count: n)
         backwardMLP(rows, dR: s.dResid, dAct: s.dAct, dUp: s.dUp, dLn: s.dLn, w: w, g: g, p: p, shape: shape)
         // Attention: dZ = dResid · Woᵀ, then through the heads, RoPE and the q/k/v projections into dLn.
         p.attnOut.backwardInput(w: w, dInp: s.dZ, dOut: s.dResid, ld: shape.c, n: n, accumulate: false)
         p.attnOut.backwardParameters(g: g, dOut: s.dResid, ld: shape.c, inp: a.z, n: n)
-        let split = inputShare < 1
-        Attention.backward(dqkv: s.dQkv, scratch: s.dScores, dz: s.dZ, qkv: a.qkv, probs: a.probs,
-                           b: b, t: t, shape: shape.attention, dqkvInput: split ? s.dQkvInput : nil, inputShare: inputShare)
+        let split = inputShare < 1 && past == nil
+        if let past {
+            Attention.backwardLocalMyopic(dqkv: s.dQkv, scratch: s.dScores, dz: s.dZ, qkv: a.qkv, past: past,
+                                          probs: a.probs, b: b, t: t, shape: shape.attention)
+        } else {
+            Attention.backward(dqkv: s.dQkv, scratch: s.dScores, dz: s.dZ, qkv: a.qkv, probs: a.probs,
+                               b: b, t: t, shape: shape.attention, dqkvInput: split ? s.dQkvInput : nil, inputShare: inputShare)
+        }
         if let rope = shape.rope {
             let heads = shape.attention.nh + shape.attention.nkv
             Elementwise.forEachRowChunk(n) { r0, r1 in

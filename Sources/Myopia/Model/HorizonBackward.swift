@@ -30,6 +30,8 @@ extension Transformer {
     /// included) are left as they were, so it may run again on the same forward pass.
     public func horizonBackward(cache: ActivationCache, maxOffset: Int, flow: GradientFlow = .vanilla,
                                 visit: (HorizonRows) -> Void) {
+        precondition(flow != .localMyopic && cache.referencePast?.isCurrent != true,
+                     "the gradient horizon does not support the local-myopic flow (its past is a reference model's)")
         let b = cache.batch, t = cache.seqLen
         let c = config.dModel, f = config.dMLP, sh = blockShape.attention
         let width = sh.width, k = min(max(0, maxOffset), t - 1), window = k + 1

@@ -57,6 +57,7 @@ extension Transformer {
     @discardableResult
     public func decode(_ tokens: [Int32], cache: KVCache) -> UnsafePointer<Float> {
         precondition(!config.isContinuous, "a model with continuous heads does not decode tokens")
+        precondition(flow != .localMyopic, "cached decoding does not support the local-myopic flow (its past is a reference model's)")
         precondition(!tokens.isEmpty && cache.length + tokens.count <= cache.capacity, "the KV cache is full")
         var start = 0
         while start < tokens.count {

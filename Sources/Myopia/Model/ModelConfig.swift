@@ -157,7 +157,9 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         dModel = try c.decode(Int.self, forKey: .dModel)
         nLayers = try c.decode(Int.self, forKey: .nLayers)
         nHeads = try c.decode(Int.self, forKey: .nHeads)
-        dMLP = try c.decodeIfPresent(Int.self, forKey: .dMLP) ?? 4 * dModel
+        // A hostile n_embd must not overflow here (validate then refuses it by name).
+        let (fourC, overflow) = dModel.multipliedReportingOverflow(by: 4)
+        dMLP = try c.decodeIfPresent(Int.self, forKey: .dMLP) ?? (overflow ? .max : fourC)
         layerNormEps = try c.decodeIfPresent(Double.self, forKey: .layerNormEps) ?? 1e-5
         activation = try c.decodeIfPresent(String.self, forKey: .activation) ?? "gelu_new"
         inputFeatures = try c.decodeIfPresent(Int.self, forKey: .inputFeatures)
@@ -358,7 +360,9 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         do {
             config = try JSONDecoder().decode(ModelConfig.self, from: data)
         } catch let error as DecodingError {
-            throw FormatError(decoding: error, file: file)
+            throw FormatError.decoding(error, data: data, file: file)
+        } catch let error as FormatError {
+            throw error.filed(under: file)   // raised inside the decoder, which names "config.json"
         } catch {
             throw FormatError.invalidHeader(file: file, field: "(json)", reason: "\(error)")
         }

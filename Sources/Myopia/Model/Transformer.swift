@@ -17,9 +17,14 @@ import MyopiaKernels
 public final class Transformer {
     public let config: ModelConfig
     public let params: ParameterStore
-    /// How backward treats the gradient through attention (and, for `bigram`, how forward attends).
-    /// Starts as the checkpoint's own pattern: `bigram` for a model saved as a transformer bigram.
+    /// How backward treats the gradient through attention (and, for `bigram` and `localMyopic`, how
+    /// forward attends). Starts as the checkpoint's own pattern: `bigram` for a model saved as a
+    /// transformer bigram.
     public var flow: GradientFlow
+    /// Under the `localMyopic` flow: the frozen model whose keys and values every layer attends to
+    /// for earlier positions (see LocalMyopic.swift). Never written to: its parameters get no
+    /// gradient. Must have this model's attention shape (`checkReference`).
+    public var reference: Transformer?
     /// The pattern forward uses: `bigram` flow or a bigram checkpoint means self-only attention.
     public var attentionPattern: AttentionPattern { flow == .bigram ? .selfOnly : config.attention }
     /// The config as it should be saved: it records a bigram flow, which changes the forward pass.
@@ -176,12 +181,14 @@ public final class Transformer {
         return counted > 0 ? Float(total / Double(counted)) : 0
     }
 
-    /// Every block, from `cache.layers[0].residIn` to `cache.residFinal`.
+    /// Every block, from `cache.layers[0].residIn` to `cache.residFinal`. Under the local-myopic flow
+    /// the reference model first runs on the same tokens, and each layer attends to its keys and values.
     func forwardBlocks(cache: ActivationCache) {
+        let past = referencePast(for: cache)
         for l in 0..<config.nLayers {
             let out = l + 1 < config.nLayers ? cache.layers[l + 1].residIn : cache.residFinal
             Block.forward(cache.layers[l], residOut: out, w: params.weights, p: blocks[l], shape: blockShape,
-                          b: cache.batch, t: cache.seqLen, pattern: attentionPattern)
+                          b: cache.batch, t: cache.seqLen, pattern: attentionPattern, past: past?.qkv[l])
         }
     }
 
@@ -233,9 +240,11 @@ public final class Transformer {
     public func backwardBlocks(cache: ActivationCache) {
         let b = cache.batch, t = cache.seqLen, c = config.dModel
         let w = params.weights, g = params.grads
+        // The forward pass decides: a local-myopic forward is differentiated as one.
+        let past = cache.referencePast.flatMap { $0.isCurrent ? $0 : nil }
         for l in stride(from: config.nLayers - 1, through: 0, by: -1) {
             Block.backward(cache.layers[l], scratch: cache, w: w, g: g, p: blocks[l], shape: blockShape, b: b, t: t,
-                           inputShare: flow.offDiagonalInputShare)
+                           inputShare: flow.offDiagonalInputShare, past: past?.qkv[l])
         }
         switch heads {
         case .tokens(let embedding, _):

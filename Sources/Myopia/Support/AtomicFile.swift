@@ -2,7 +2,12 @@
 //
 // Bytes go to `.NAME.tmp-PID-RANDOM` in the target's own folder (same file system, so the rename
 // is atomic), the file is fsync'd, renamed over the target, and the folder is fsync'd so the
-// rename itself survives a crash. Any failure removes the temporary file.
+// rename itself survives a crash. Any failure removes the temporary file. A whole folder (a
+// checkpoint) is replaced the same way by `commitFolder`: its files are written inside a hidden
+// temporary folder, which is fsync'd and renamed into place.
+//
+// A writer can hash what it writes (sha256), so a checkpoint records its own checksums without
+// reading its files back. Tests simulate a full disk through `faultInjector`.
 
 import Foundation
 #if canImport(Glibc)
@@ -14,15 +19,23 @@ import Darwin
 #endif
 
 public enum AtomicFile {
-    /// Replaces the file at `url` with `data`.
-    public static func write(_ data: Data, to url: URL) throws {
-        try write(to: url) { try $0.write(data) }
+    /// Test hook: called before every write(2) with the target path and the bytes about to be
+    /// written; a non-nil errno makes that write fail as the system call would (ENOSPC: a full
+    /// disk). Never set outside tests.
+    nonisolated(unsafe) static var faultInjector: ((_ path: String, _ count: Int) -> Int32?)?
+
+    /// Replaces the file at `url` with `data`; with `hashing`, returns the sha256 of `data`.
+    @discardableResult
+    public static func write(_ data: Data, to url: URL, hashing: Bool = false) throws -> String? {
+        try write(to: url, hashing: hashing) { try $0.write(data) }
     }
 
     /// Streams the new contents through `body`, then atomically replaces `url`.
     /// I/O failures throw `FormatError.io` naming `url`; errors thrown by `body` propagate
     /// unchanged (after the temporary file is removed), and the old file is left untouched.
-    public static func write(to url: URL, _ body: (AtomicFileWriter) throws -> Void) throws {
+    /// With `hashing`, returns the lowercase hex sha256 of the bytes written.
+    @discardableResult
+    public static func write(to url: URL, hashing: Bool = false, _ body: (AtomicFileWriter) throws -> Void) throws -> String? {
         let target = url.standardizedFileURL
         let folder = target.deletingLastPathComponent()
         let tempName = ".\(target.lastPathComponent).tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max) & 0xFFFF_FFFF)"
@@ -37,7 +50,7 @@ public enum AtomicFile {
             }
             throw FormatError.posix(target.path, "creating temporary file \(tempPath)", errno: code)
         }
-        let writer = AtomicFileWriter(fd: fd, file: target.path)
+        let writer = AtomicFileWriter(fd: fd, file: target.path, hashing: hashing)
         var committed = false
         defer {
             if !writer.isClosed { _ = close(fd) }
@@ -52,13 +65,41 @@ public enum AtomicFile {
             throw FormatError.posix(target.path, "rename from \(tempName)", errno: errno)
         }
         committed = true
-        // Persist the rename. Some file systems refuse fsync on a folder; the data is already
-        // safe in the renamed file, so that is not an error.
+        syncFolder(folder)
+        return writer.digest?.hexDigest()
+    }
+
+    /// Moves the finished folder `temporary` to `final` in one rename, after syncing its contents'
+    /// names to disk, then syncs the parent so the rename survives a crash. An existing `final`
+    /// (a checkpoint of the same step from an earlier attempt) is removed first. Failures throw
+    /// `FormatError.io` naming `final`.
+    public static func commitFolder(_ temporary: URL, to final: URL) throws {
+        syncFolder(temporary)
+        let fm = FileManager.default
+        if fm.fileExists(atPath: final.path) {
+            do { try fm.removeItem(at: final) } catch {
+                throw FormatError.io(file: final.path, reason: "cannot replace the existing folder: \(error.localizedDescription)")
+            }
+        }
+        if rename(temporary.path, final.path) != 0 {
+            throw FormatError.posix(final.path, "rename from \(temporary.lastPathComponent)", errno: errno)
+        }
+        syncFolder(final.deletingLastPathComponent())
+    }
+
+    /// Persists a folder's entries (creations, renames). Some file systems refuse fsync on a
+    /// folder; the files themselves are already synced, so that is not an error.
+    static func syncFolder(_ folder: URL) {
         let dirFD = open(folder.path, O_RDONLY | O_CLOEXEC)
         if dirFD >= 0 {
             _ = fsync(dirFD)
             _ = close(dirFD)
         }
+    }
+
+    /// True for the names of temporary files this type creates (left behind by a killed process).
+    public static func isTemporaryName(_ name: String) -> Bool {
+        name.hasPrefix(".") && name.contains(".tmp-")
     }
 }
 
@@ -72,11 +113,14 @@ public final class AtomicFileWriter {
     fileprivate var isClosed = false
     /// Bytes accepted so far (buffered or written).
     public private(set) var bytesWritten = 0
+    /// sha256 of the bytes accepted so far, when the file is being hashed.
+    fileprivate var digest: SHA256?
 
-    fileprivate init(fd: Int32, file: String) {
+    fileprivate init(fd: Int32, file: String, hashing: Bool) {
         self.fd = fd
         self.file = file
         self.buffer = .allocate(byteCount: 1 << 20, alignment: 16)
+        if hashing { digest = SHA256() }
     }
 
     deinit { buffer.deallocate() }
@@ -84,6 +128,7 @@ public final class AtomicFileWriter {
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
         bytesWritten += bytes.count
+        digest?.update(bytes)
         if buffered + bytes.count <= buffer.count {
             (buffer.baseAddress! + buffered).copyMemory(from: base, byteCount: bytes.count)
             buffered += bytes.count
@@ -144,6 +189,9 @@ public final class AtomicFileWriter {
         guard var p = bytes.baseAddress else { return }
         var left = bytes.count
         while left > 0 {
+            if let injected = AtomicFile.faultInjector?(file, left) {
+                throw FormatError.posix(file, "write", errno: injected)
+            }
             let n = systemWrite(fd, p, min(left, 1 << 30))
             if n < 0 {
                 if errno == EINTR { continue }

@@ -324,6 +324,9 @@ extension BPETokenizer {
     /// value (1.5, true) as bad JSON. JSONSerialization tells which it is.
     private static func vocabularyError(_ bytes: [UInt8], file: String, context: DecodingError.Context) -> FormatError {
         guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) else {
+            if case .invalidHeader(_, _, let reason)? = FormatError.jsonSyntax(in: Data(bytes), file: file) {
+                return .invalidHeader(file: file, field: "JSON", reason: reason)
+            }
             let cause = (context.underlyingError as? CustomStringConvertible)?.description ?? context.debugDescription
             return .invalidHeader(file: file, field: "JSON", reason: "not valid JSON (\(cause))")
         }

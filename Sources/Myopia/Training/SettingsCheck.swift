@@ -9,19 +9,24 @@ public struct SettingsCheck {
         if !ok { throw FormatError.invalidValue(file: file, field: field, expected: expected, found: "\(found)") }
     }
 
+    /// Largest value of any one size (as config.json's dimensions): keeps products of sizes far
+    /// from overflow; whether the whole run fits in memory is `TrainConfig.checkMemory`'s question.
+    public static let maxDimension = 1 << 20
+
     /// The model's shape: positive sizes, heads dividing d_model.
     public func model(layers: Int, heads: Int, dModel: Int, seqLen: Int) throws {
-        try check(layers > 0, "layers", "a positive integer", layers)
-        try check(heads > 0, "heads", "a positive integer", heads)
-        try check(dModel > 0, "d_model", "a positive integer", dModel)
+        let limit = Self.maxDimension
+        try check(layers > 0 && layers <= limit, "layers", "a positive integer up to \(limit)", layers)
+        try check(heads > 0 && heads <= limit, "heads", "a positive integer up to \(limit)", heads)
+        try check(dModel > 0 && dModel <= limit, "d_model", "a positive integer up to \(limit)", dModel)
         try check(heads > 0 && dModel % heads == 0, "heads", "a divisor of d_model (\(dModel))", heads)
-        try check(seqLen > 0, "seq_len", "a positive integer", seqLen)
+        try check(seqLen > 0 && seqLen <= limit, "seq_len", "a positive integer up to \(limit)", seqLen)
     }
 
     /// Batch, schedule and AdamW settings.
     public func optimisation(batch: Int, steps: Int, lr: Double, minLR: Double, warmup: Int, weightDecay: Double,
                              beta1: Double, beta2: Double, clip: Double) throws {
-        try check(batch > 0, "batch", "a positive integer", batch)
+        try check(batch > 0 && batch <= Self.maxDimension, "batch", "a positive integer up to \(Self.maxDimension)", batch)
         try check(steps >= 0, "steps", "zero or more", steps)
         try check(lr > 0 && lr.isFinite, "lr", "a positive number", lr)
         try check(minLR >= 0 && minLR <= lr, "min_lr", "between 0 and lr (\(lr))", minLR)

@@ -86,6 +86,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         do { data = try Data(contentsOf: url) } catch {
             throw FormatError.io(file: url.path, reason: "cannot read: \(error.localizedDescription)")
         }
+        if let syntax = FormatError.jsonSyntax(in: data, file: url.path) { throw syntax }
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw FormatError.invalidHeader(file: url.path, field: "(top level)", reason: "not a JSON object")
         }
@@ -94,7 +95,10 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         for (key, value) in object {
             let k = key.replacingOccurrences(of: "-", with: "_")
             guard known.contains(k) else {
-                throw FormatError.unsupported(file: url.path, field: key, value: "an unknown setting (known: \(known.sorted().joined(separator: ", ")))")
+                // The key as typed, unless it is empty or holds characters that would break the line.
+                let printable = !key.isEmpty && !key.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F || $0 == "\"" }
+                let field = printable ? key : "\"" + key.unicodeScalars.map { $0.escaped(asASCII: true) }.joined() + "\""
+                throw FormatError.unsupported(file: url.path, field: field, value: "an unknown setting (known: \(known.sorted().joined(separator: ", ")))")
             }
             normalised[k] = value
         }
@@ -105,6 +109,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
             return config
         } catch let error as DecodingError {
             throw FormatError(decoding: error, file: url.path)
+        } catch let error as FormatError where error.file != url.path {
+            // Raised inside the decoder (an unknown --flow), which does not know the file.
+            throw error.filed(under: url.path)
         }
     }
 
@@ -129,6 +136,30 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         try check(logEvery > 0, "log_every", "a positive integer", logEvery)
         try check(checkpointEvery > 0, "checkpoint_every", "a positive integer", checkpointEvery)
         try check(logGradientSplit >= 0, "log_gradient_split", "zero (off) or a positive integer", logGradientSplit)
+    }
+
+    /// Bytes a run of these settings needs, roughly: weights, gradients and both AdamW moments,
+    /// plus the activations kept for backward (per layer B·T·(16C + 3F) and the B·NH·T² attention
+    /// pattern; logits B·T·V). Computed in Double, so absurd settings cannot overflow it.
+    public func estimatedMemoryBytes(vocabSize: Int) -> Double {
+        let c = Double(dModel), l = Double(layers), t = Double(seqLen), b = Double(batch)
+        let v = Double(vocabSize), nh = Double(heads)
+        let f = family == .gpt2 ? 4 * c : (8 * c / 3).rounded(.up)
+        let mlpMatrices = family == .gpt2 ? 2.0 : 3.0
+        let parameters = v * c + (family == .gpt2 ? t * c : 0) + l * (4 * c * c + mlpMatrices * c * f + 10 * c)
+        let n = b * t, attention = b * nh * t * t
+        let activations = l * (n * (16 * c + 3 * f) + attention) + n * (13 * c + 2 * f + v) + attention
+        return 4 * (4 * parameters + activations)
+    }
+
+    /// Refuses a run that cannot fit in this machine's memory, before anything is allocated.
+    public func checkMemory(vocabSize: Int, file: String = "settings", available: Double = Double(ProcessInfo.processInfo.physicalMemory)) throws {
+        let need = estimatedMemoryBytes(vocabSize: vocabSize)
+        guard need <= available else {
+            let gb = { (x: Double) in String(format: "%.1f GB", x / 1e9) }
+            throw FormatError.invalidValue(file: file, field: "layers, d_model, seq_len, batch",
+                                           expected: "a run that fits in this machine's \(gb(available)) of memory", found: "one needing about \(gb(need))")
+        }
     }
 
     /// The model these settings train. GPT-2: MLP width 4C. Llama: SwiGLU width 8C/3 rounded up to a

@@ -1,0 +1,166 @@
+import Foundation
+import Myopia
+import MyopiaKernels
+
+// Dimensions: B windows per forward pass, T positions, C d_model, V vocab, R rows unembedded at once.
+
+/// The logit lens (DESIGN §5): the model's own final norm and unembedding applied to the residual
+/// stream h_{l,i} of every layer l, scored against the token at i+1+k for each offset k. Layer L (the
+/// residual after the last block) at offset 0 is the model's own prediction: its loss is the loss
+/// `myopia eval` reports on the same windows.
+public struct LensTable: Codable, Sendable {
+    /// Residual streams: l < L enters block l; l = L is the final one, before the final norm.
+    public var layers: [Int]
+    public var offsets: [Int]
+    /// Mean cross-entropy (nats) of the token at i+1+k under softmax(unembed(h_{l,i})), [layer][offset].
+    public var loss: [[Double]]
+    /// Share of positions whose arg-max token is the token at i+1+k, [layer][offset].
+    public var accuracy: [[Double]]
+    /// Predictions scored at each offset (positions whose i+1+k is still inside the file).
+    public var counts: [Int]
+    /// The unigram distribution of the whole file (add-one smoothing) scored on the same targets:
+    /// what a lens row must beat to say anything about the token.
+    public var unigramLoss: [Double]
+    public var modelLayers: Int
+    public var windows: Int
+    public var seqLen: Int
+
+    enum CodingKeys: String, CodingKey {
+        case layers, offsets, loss, accuracy, counts, windows
+        case unigramLoss = "unigram_loss", modelLayers = "model_layers", seqLen = "seq_len"
+    }
+}
+
+public enum LogitLens {
+    /// Scores `windows` consecutive windows of T+1 tokens (all if nil) — the windows `Evaluation.run`
+    /// uses — at residual streams `layers` (default 0…L) and `offsets`. The target of position i of
+    /// window w at offset k is tokens[w·(T+1) + i + 1 + k]: the text goes on past the window's end.
+    public static func compute(_ model: Transformer, tokens: [Int32], seqLen t: Int, layers requested: [Int]? = nil,
+                               offsets: [Int], windows maxWindows: Int? = nil, batch: Int = 8,
+                               progress: (Int, Int) -> Void = { _, _ in }) -> LensTable {
+        let config = model.config
+        precondition(!config.isContinuous, "the logit lens needs a language model")
+        let layers = requested ?? Array(0...config.nLayers)
+        precondition(!layers.isEmpty && layers.allSatisfy { (0...config.nLayers).contains($0) })
+        precondition(!offsets.isEmpty && offsets.allSatisfy { $0 >= 0 })
+        var windows = TokenDataset.windows(tokens, seqLen: t)
+        if let maxWindows { windows = min(windows, maxWindows) }
+        let b = max(1, min(batch, windows)), c = config.dModel, v = config.vocabSize
+        let cache = model.makeCache(batch: b, seqLen: t)
+        let deepest = layers.max()!
+        // Rows per unembedding: bounds the (R, V) logits buffer (SmolLM2: 256 × 49152 floats = 50 MB).
+        let rowsPerChunk = max(16, min(b * t, (1 << 24) / max(1, v)))
+        let logits = UnsafeMutablePointer<Float>.allocate(capacity: rowsPerChunk * v)
+        defer { logits.deallocate() }
+        let k = offsets.count
+        // Per row, per offset: the loss and whether the arg-max was right (NaN loss: no target).
+        var rowLoss = [Float](repeating: 0, count: rowsPerChunk * k)
+        var rowHit = [UInt8](repeating: 0, count: rowsPerChunk * k)
+        var lossSum = [[Double]](repeating: [Double](repeating: 0, count: k), count: layers.count)
+        var hits = [[Int]](repeating: [Int](repeating: 0, count: k), count: layers.count)
+        var counts = [Int](repeating: 0, count: k)
+        var inputs = [Int32](repeating: 0, count: b * t), unused = inputs
+        var targets = [Int32](repeating: -1, count: b * t * k)   // (rows, K): token at i+1+k or −1
+        var done = 0
+        while done < windows {
+            let nb = min(b, windows - done), n = nb * t
+            TokenDataset.fillWindows(tokens, seqLen: t, first: done, count: nb, inputs: &inputs, targets: &unused)
+            for r in 0..<n {
+                let start = (done + r / t) * (t + 1) + r % t + 1
+                for (j, offset) in offsets.enumerated() {
+                    let index = start + offset
+                    targets[r * k + j] = index < tokens.count ? tokens[index] : -1
+                    if index < tokens.count { counts[j] += 1 }
+                }
+            }
+            inputs.withUnsafeBufferPointer {
+                model.forwardResiduals(tokens: $0.baseAddress!, batch: nb, seqLen: t, blocks: deepest, cache: cache)
+            }
+            for (li, l) in layers.enumerated() {
+                cache.withResidual(layer: l) { h in
+                    var r0 = 0
+                    while r0 < n {
+                        let rows = min(rowsPerChunk, n - r0)
+                        model.unembed(h.baseAddress! + r0 * c, rows: rows, logits: logits)
+                        targets.withUnsafeBufferPointer { tg in
+                            rowLoss.withUnsafeMutableBufferPointer { lossB in
+                                rowHit.withUnsafeMutableBufferPointer { hitB in
+                                    score(logits: logits, rows: rows, v: v, targets: tg.baseAddress! + r0 * k, offsets: k,
+                                          loss: lossB.baseAddress!, hit: hitB.baseAddress!)
+                                }
+                            }
+                        }
+                        // Summed serially in row order: the table does not depend on the thread count.
+                        for r in 0..<rows {
+                            for j in 0..<k where targets[(r0 + r) * k + j] >= 0 {
+                                lossSum[li][j] += Double(rowLoss[r * k + j])
+                                hits[li][j] += Int(rowHit[r * k + j])
+                            }
+                        }
+                        r0 += rows
+                    }
+                }
+            }
+            done += nb
+            progress(done, windows)
+        }
+        var unigram: [Double] = []
+        for j in 0..<k {
+            var scored: [Int32] = []
+            for w in 0..<windows {
+                for i in 0..<t {
+                    let index = w * (t + 1) + i + 1 + offsets[j]
+                    if index < tokens.count { scored.append(tokens[index]) }
+                }
+            }
+            unigram.append(TokenStatistics.unigramCrossEntropy(train: tokens, eval: scored, vocabSize: v))
+        }
+        return LensTable(layers: layers, offsets: offsets,
+                         loss: lossSum.map { row in row.enumerated().map { $1 / Double(max(1, counts[$0])) } },
+                         accuracy: hits.map { row in row.enumerated().map { Double($1) / Double(max(1, counts[$0])) } },
+                         counts: counts, unigramLoss: unigram, modelLayers: config.nLayers, windows: windows, seqLen: t)
+    }
+
+    /// For each row of logits (rows, V): ℓ = logZ − logit[target] for each of the K targets, and
+    /// whether the arg-max (lowest id on ties) is the target. The logits are destroyed.
+    /// The loss is formed as `CrossEntropy` forms it (fp32 log-partition from the shared softmax), so
+    /// the final layer at offset 0 reproduces the model's own losses.
+    static func score(logits: UnsafeMutablePointer<Float>, rows: Int, v: Int, targets: UnsafePointer<Int32>, offsets k: Int,
+                      loss: UnsafeMutablePointer<Float>, hit: UnsafeMutablePointer<UInt8>) {
+        Parallel.forEach((rows + 15) / 16) { chunk in
+            for r in (chunk * 16)..<min(rows, chunk * 16 + 16) {
+                let x = logits + r * v
+                var best = 0
+                var bestValue = x[0]
+                for j in 1..<v where x[j] > bestValue { best = j; bestValue = x[j] }
+                // The target logits go into `loss` before the softmax overwrites the row.
+                for j in 0..<k {
+                    let target = targets[r * k + j]
+                    loss[r * k + j] = target >= 0 ? x[Int(target)] : 0
+                    hit[r * k + j] = target >= 0 && Int(target) == best ? 1 : 0
+                }
+                let logZ = RowOps.softmax(x, count: v)
+                for j in 0..<k where targets[r * k + j] >= 0 { loss[r * k + j] = logZ - loss[r * k + j] }
+            }
+        }
+    }
+
+    /// A readable layer × offset table of losses (and accuracies), with the unigram row.
+    public static func format(_ table: LensTable) -> String {
+        var lines: [String] = []
+        let head = "layer       " + table.offsets.map { pad("k=\($0) loss", 12) + pad("acc", 8) }.joined()
+        lines.append(head)
+        for (li, l) in table.layers.enumerated() {
+            let name = l == table.modelLayers ? "\(l) (final)" : "\(l)"
+            lines.append(name.padding(toLength: 12, withPad: " ", startingAt: 0) + table.offsets.indices.map {
+                pad(String(format: "%.3f", table.loss[li][$0]), 12) + pad(String(format: "%.1f%%", 100 * table.accuracy[li][$0]), 8)
+            }.joined())
+        }
+        lines.append("unigram     " + table.offsets.indices.map { pad(String(format: "%.3f", table.unigramLoss[$0]), 12) + pad("", 8) }.joined())
+        return lines.joined(separator: "\n")
+    }
+
+    static func pad(_ s: String, _ width: Int) -> String {
+        String(repeating: " ", count: max(0, width - s.count)) + s
+    }
+}

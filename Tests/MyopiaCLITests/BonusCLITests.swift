@@ -1,0 +1,96 @@
+import Foundation
+import XCTest
+
+/// The local-myopic flow through the command line: train --reference, eval --flow local-myopic,
+/// bonus, and the commands that refuse it.
+final class BonusCLITests: XCTestCase {
+    var binary: URL {
+        #if os(macOS)
+        let bundle = Bundle.allBundles.first { $0.bundlePath.hasSuffix(".xctest") }!.bundleURL
+        return bundle.deletingLastPathComponent().appendingPathComponent("myopia")
+        #else
+        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("myopia")
+        #endif
+    }
+
+    struct Result { let status: Int32; let stdout: String; let stderr: String }
+
+    func run(_ arguments: [String]) throws -> Result {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+                      stderr: String(decoding: e, as: UTF8.self))
+    }
+
+    func json(_ r: Result) throws -> [String: Any] {
+        try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
+    }
+
+    func testLocalMyopicTrainEvalBonus() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("myopia-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let corpus = dir.appendingPathComponent("corpus.txt")
+        try Data(String(repeating: "the quick brown fox jumps over the lazy dog. ", count: 60).utf8).write(to: corpus)
+        let reference = dir.appendingPathComponent("ref").path
+        let train = try run(["train", "--data", corpus.path, "--out", reference, "--family", "llama", "--layers", "2",
+                             "--heads", "4", "--kv-heads", "2", "--d-model", "16", "--seq-len", "16", "--batch", "4",
+                             "--steps", "10", "--warmup", "2", "--lr", "0.01", "--quiet"])
+        XCTAssertEqual(train.status, 0, train.stderr)
+
+        // Zero steps: local-myopic evaluation of the reference against itself is its own loss.
+        let common = ["--data", corpus.path, "--seq-len", "16", "--json"]
+        let own = try json(try run(["eval", "--model", reference] + common))
+        let itself = try json(try run(["eval", "--model", reference, "--flow", "local-myopic", "--reference", reference] + common))
+        XCTAssertEqual(itself["loss"] as? Double, own["loss"] as? Double)
+
+        // Fine-tune local-myopic from it (the shape is the reference's), then evaluate it both ways.
+        let local = dir.appendingPathComponent("local").path
+        let tuned = try run(["train", "--data", corpus.path, "--out", local, "--flow", "local-myopic", "--reference", reference,
+                             "--steps", "4", "--warmup", "1", "--lr", "0.003", "--batch", "4", "--json"])
+        XCTAssertEqual(tuned.status, 0, tuned.stderr)
+        let config = try String(contentsOfFile: local + "/checkpoint-4/config.json", encoding: .utf8)
+        XCTAssertTrue(config.contains("\"num_key_value_heads\" : 2"), config)
+        let lm = try json(try run(["eval", "--model", local, "--flow", "local-myopic", "--reference", reference] + common))
+        let plain = try json(try run(["eval", "--model", local] + common))
+        XCTAssertNotEqual(lm["loss"] as? Double, plain["loss"] as? Double)
+
+        // Without a reference, or where it has no meaning, a clear refusal.
+        let noReference = try run(["train", "--data", corpus.path, "--out", dir.appendingPathComponent("x").path,
+                                   "--flow", "local-myopic", "--steps", "2"])
+        XCTAssertNotEqual(noReference.status, 0)
+        XCTAssertTrue(noReference.stderr.contains("reference"), noReference.stderr)
+        let horizon = try run(["horizon", "--model", reference, "--data", corpus.path, "--seq-len", "16", "--flow", "local-myopic"])
+        XCTAssertNotEqual(horizon.status, 0)
+        XCTAssertTrue(horizon.stderr.contains("local-myopic"), horizon.stderr)
+        let shape = try run(["bonus", "--reference", reference, "--data", corpus.path, "--layers", "3", "--steps", "2"])
+        XCTAssertNotEqual(shape.status, 0)
+        XCTAssertTrue(shape.stderr.contains("layers"), shape.stderr)
+
+        // The bonus: one seed, a few steps; bonus.json and the run folders.
+        let out = dir.appendingPathComponent("bonus").path
+        let settings = ["--reference", reference, "--data", corpus.path, "--seeds", "1", "--steps", "3", "--warmup", "1",
+                        "--lr", "0.003", "--batch", "4", "--out", out]
+        let bonus = try run(["bonus", "--json"] + settings)
+        XCTAssertEqual(bonus.status, 0, bonus.stderr)
+        let summary = try json(bonus)
+        let score = try XCTUnwrap(summary["reference"] as? [String: Any])
+        XCTAssertEqual(score["val_loss"] as? Double, score["local_myopic_val_loss"] as? Double)
+        XCTAssertNotNil((summary["bonus"] as? [String: Any])?["val_loss"])
+        for run in ["vanilla-seed1", "local-myopic-seed1"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/\(run)/eval.json"), run)
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/bonus.json"))
+        let table = try run(["bonus", "--resume", "--quiet"] + settings)   // finished runs are only re-scored
+        XCTAssertEqual(table.status, 0, table.stderr)
+        XCTAssertTrue(table.stdout.contains("bonus (vanilla − local-myopic)"), table.stdout)
+    }
+}

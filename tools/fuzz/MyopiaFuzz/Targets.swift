@@ -1,0 +1,286 @@
+// The fuzz targets: every parser a user's file reaches (DESIGN §8), each driven the way the
+// command line drives it, from the file on disk to the object it becomes.
+//
+//   safetensors      SafeTensorsFile, then every tensor converted (floats or integers)
+//   gguf             GGUFFile, every metadata value read, every tensor dequantised
+//   gguf-model       GGUFModel.load: a llama GGUF -> a Transformer (metadata -> config -> weights)
+//   gguf-tokenizer   BPETokenizer(gguf:), then encode and decode a text
+//   config-json      Checkpoint.loadModel on a folder: config.json (the input) + model.safetensors
+//   train-config     TrainConfig.load (`--config FILE.json`)
+//   trainer-state    TrainerState.load (a checkpoint's trainer_state.json, read by --resume)
+//   vocab-json       BPETokenizer.load(vocabJSON:merges:) with a good merges.txt, then encode
+//   merges-txt       the same with a good vocab.json and the input as merges.txt
+//   tiktoken         BPETokenizer.load(tiktoken:), then encode
+//   corpus           TokenDataset.load with the byte tokenizer and with BPE (GPT-2's and SmolLM's
+//                    pre-tokenizers): invalid UTF-8, empty files, huge lines
+//
+// An input passes when it is accepted, or refused with a FormatError that names the input's file
+// (or a file beside it, such as the checkpoint's weights) and a field. Anything else — another
+// error type, a FormatError without a field, a trap, a hang — is a finding.
+
+import Foundation
+import Myopia
+
+public struct FuzzTarget: Sendable {
+    public let name: String
+    public let kind: Mutator.Kind
+    /// The name the input is written under (errors must name it).
+    public let fileName: String
+    public let dictionary: [String]
+    /// Inputs are cut to this size.
+    var maxBytes = 4 << 20
+    /// The integer fields of a seed's header (GGUF, safetensors), for the mutator to aim at.
+    var fields: @Sendable ([UInt8]) -> [(offset: Int, width: Int)] = { _ in [] }
+    let body: @Sendable (_ input: URL, _ bytes: [UInt8]) throws -> Void
+
+    init(name: String, kind: Mutator.Kind, fileName: String, dictionary: [String], maxBytes: Int = 4 << 20,
+         fields: @escaping @Sendable ([UInt8]) -> [(offset: Int, width: Int)] = { _ in [] },
+         body: @escaping @Sendable (_ input: URL, _ bytes: [UInt8]) throws -> Void) {
+        self.name = name
+        self.maxBytes = maxBytes
+        self.kind = kind
+        self.fileName = fileName
+        self.dictionary = dictionary
+        self.fields = fields
+        self.body = body
+    }
+
+    /// What one input did.
+    public enum Outcome: Equatable, Sendable {
+        case accepted
+        /// A well-formed refusal: the FormatError's case and field (numbers and names folded,
+        /// so that one kind of refusal counts once) and its message.
+        case rejected(kind: String, message: String)
+        /// A refusal that breaks the rules: not a FormatError, or one without file or field.
+        case badRejection(String)
+    }
+
+    /// Runs one input in `folder` (this target's own scratch folder).
+    public func run(_ bytes: [UInt8], in folder: URL) -> Outcome {
+        let url = folder.appendingPathComponent(fileName)
+        do {
+            try Data(bytes).write(to: url)
+        } catch {
+            return .badRejection("the fuzzer could not write its input \(url.path): \(error)")
+        }
+        do {
+            try body(url, bytes)
+            return .accepted
+        } catch let error as FormatError {
+            return Self.classify(error, folder: folder)
+        } catch {
+            return .badRejection("not a FormatError: \(type(of: error)): \(error)")
+        }
+    }
+
+    static func classify(_ error: FormatError, folder: URL) -> Outcome {
+        let message = error.description
+        guard error.file.hasPrefix(folder.path) || error.file.hasPrefix(folder.standardizedFileURL.path) else {
+            return .badRejection("names the file \(error.file), not the input: \(message)")
+        }
+        let caseName = Mirror(reflecting: error).children.first?.label ?? "\(error)"
+        switch error {
+        case .io:
+            return .badRejection("an I/O error on a readable input: \(message)")
+        case .checksumMismatch:
+            return .rejected(kind: caseName, message: message)
+        default:
+            guard let field = error.field, !field.trimmingCharacters(in: .whitespaces).isEmpty else {
+                return .badRejection("names no field: \(message)")
+            }
+            if case .unsupported(_, _, let value) = error, value.hasPrefix("an unknown setting") {
+                return .rejected(kind: "\(caseName): (an unknown setting)", message: message)
+            }
+            return .rejected(kind: "\(caseName): \(fold(field))", message: message)
+        }
+    }
+
+    /// A field with its particulars folded: quoted names become "…", numbers "#".
+    static func fold(_ field: String) -> String {
+        var out = "", inQuote = false, lastDigit = false
+        let field = field.count > 80 ? String(field.prefix(80)) + "…" : field
+        var previous: Character = " "
+        for c in field {
+            if c == "\"" && previous != "\\" {
+                if !inQuote { out += "\"…\"" }
+                inQuote.toggle()
+            } else if !inQuote {
+                if c.isASCII && c.isNumber {
+                    if !lastDigit { out += "#" }
+                    lastDigit = true
+                    previous = c
+                    continue
+                }
+                out.append(c)
+            }
+            lastDigit = false
+            previous = c
+        }
+        return out
+    }
+}
+
+extension FuzzTarget {
+    /// Every target, in the order the summary lists them.
+    public static let all: [FuzzTarget] = [
+        safetensors, gguf, ggufModel, ggufTokenizer, configJSON, trainConfig, trainerState, vocabJSON, mergesTXT, tiktoken, corpus,
+    ]
+
+    public static func named(_ name: String) -> FuzzTarget? { (all + [selfTest]).first { $0.name == name } }
+
+    /// Not a parser: checks the driver itself. Its seeds (Seeds.make("selftest")) are an input
+    /// that passes, one that traps, one that hangs, one that asks for 32 TB, and one refused with
+    /// an error that is not a FormatError.
+    static let selfTest = FuzzTarget(name: "selftest", kind: .binary, fileName: "input", dictionary: []) { _, bytes in
+        struct NotAFormatError: Error {}
+        switch String(decoding: bytes, as: UTF8.self) {
+        case "CRASH": fatalError("selftest: a trap")
+        case "HANG": while true { sleep(1) }
+        case "ALLOC":
+            let p = UnsafeMutableRawPointer.allocate(byteCount: 1 << 45, alignment: 64)
+            p.storeBytes(of: 1, as: UInt8.self)
+            p.deallocate()
+        case "BAD": throw NotAFormatError()
+        default: break
+        }
+    }
+
+    static let safetensors = FuzzTarget(name: "safetensors", kind: .headerJSON, fileName: "model.safetensors",
+                                        dictionary: ["__metadata__", "dtype", "shape", "data_offsets", "F32", "F16", "BF16", "I64", "U8", "BOOL"],
+                                        fields: { _ in [(0, 8), (0, 4)] }) { url, _ in
+        let file = try SafeTensorsFile(contentsOf: url)
+        for e in file.entries {
+            switch e.dtype {
+            case .f32, .f16, .bf16, .f64: _ = try file.floats(e.name)
+            case .i64, .i32, .i16, .i8, .u64, .u32, .u16, .u8, .bool: _ = try file.int64s(e.name)
+            default: _ = try file.withBytes(of: e.name) { $0.count }
+            }
+        }
+    }
+
+    static let gguf = FuzzTarget(name: "gguf", kind: .binary, fileName: "model.gguf", dictionary: [], fields: ggufHeaderFields) { url, _ in
+        let file = try GGUFFile(contentsOf: url)
+        for key in file.metadataKeys {
+            let value = try file.value(key)
+            _ = value.description
+            if value.intValue != nil { _ = try file.int(key) }
+            if value.doubleValue != nil { _ = try file.float(key) }
+            if case .array(let element, _) = value {
+                switch element {
+                case .string: _ = try file.stringArray(key)
+                case .float32, .float64: _ = try file.floatArray(key)
+                case .array, .bool: break
+                default: _ = try? file.intArray(key)   // a UINT64 above Int.max is a refusal, not a finding
+                }
+            }
+        }
+        for t in file.tensors where t.type.isDequantizable { _ = try file.floats(t.name) }
+    }
+
+    static let ggufModel = FuzzTarget(name: "gguf-model", kind: .binary, fileName: "llama.gguf", dictionary: [], fields: ggufHeaderFields) { url, _ in
+        let model = try GGUFModel.load(from: url, tokenizer: "byte")
+        _ = model.params.count
+    }
+
+    static let ggufTokenizer = FuzzTarget(name: "gguf-tokenizer", kind: .binary, fileName: "tokenizer.gguf", dictionary: [], fields: ggufHeaderFields) { url, _ in
+        let tokenizer = try BPETokenizer.load(gguf: url)
+        let ids = tokenizer.encode(Seeds.english, allowedSpecial: Set(tokenizer.specialTokens.keys))
+        _ = tokenizer.decode(ids)
+    }
+
+    static let configJSON = FuzzTarget(name: "config-json", kind: .json, fileName: "config.json",
+                                       dictionary: ["model_type", "gpt2", "llama", "vocab_size", "n_positions", "n_embd", "n_layer", "n_head",
+                                                    "n_inner", "layer_norm_epsilon", "activation_function", "tie_word_embeddings",
+                                                    "num_attention_heads", "num_key_value_heads", "hidden_size", "intermediate_size",
+                                                    "num_hidden_layers", "max_position_embeddings", "head_dim", "rope_theta", "rope_scaling",
+                                                    "rope_type", "rms_norm_eps", "hidden_act", "silu", "myopia_input_features",
+                                                    "myopia_outputs", "myopia_attention"]) { url, bytes in
+        // The input is the config of a checkpoint folder whose weights fit the seed it came from.
+        let folder = url.deletingLastPathComponent()
+        let weights = folder.appendingPathComponent(Checkpoint.modelFile)
+        let llama = String(decoding: bytes, as: UTF8.self).contains("llama")
+        try FileManager.default.copyItem(at: companion(llama ? "llama" : "gpt2"), to: weights)
+        defer { try? FileManager.default.removeItem(at: weights) }
+        let model = try Checkpoint.loadModel(from: folder)
+        _ = model.params.count
+    }
+
+    static let trainConfig = FuzzTarget(name: "train-config", kind: .json, fileName: "train.json",
+                                        dictionary: ["data", "tokenizer", "flow", "family", "layers", "heads", "kv_heads", "d_model", "seq_len",
+                                                     "batch", "steps", "lr", "min_lr", "warmup", "weight_decay", "beta1", "beta2", "eps",
+                                                     "no_decay", "clip", "seed", "validation_fraction", "eval_every", "eval_windows",
+                                                     "log_every", "checkpoint_every", "log_gradient_split", "myopic", "vanilla", "beta=",
+                                                     "bigram", "llama", "gpt2"]) { url, _ in
+        let config = try TrainConfig.load(from: url)
+        _ = config.modelConfig(vocabSize: 256)
+    }
+
+    static let trainerState = FuzzTarget(name: "trainer-state", kind: .json, fileName: "trainer_state.json",
+                                         dictionary: ["step", "rng", "tokens_seen", "config", "files", "sha256", "bytes", "model.safetensors",
+                                                      "d_model", "heads", "seq_len"]) { url, _ in
+        _ = try TrainerState.load(from: url)
+    }
+
+    static let vocabJSON = FuzzTarget(name: "vocab-json", kind: .json, fileName: "vocab.json",
+                                      dictionary: ["Ġ", "Ġthe", "<|endoftext|>", "\\u0120", "\\u00e9"]) { url, _ in
+        let merges = url.deletingLastPathComponent().appendingPathComponent("merges.txt")
+        try Data(Seeds.mergesTXT).write(to: merges)
+        defer { try? FileManager.default.removeItem(at: merges) }
+        try encodeSample(BPETokenizer.load(vocabJSON: url, merges: merges))
+    }
+
+    static let mergesTXT = FuzzTarget(name: "merges-txt", kind: .text, fileName: "merges.txt",
+                                      dictionary: ["#version: 0.2", "Ġ", "Ġt", "he", "Ġthe", "<|endoftext|>"]) { url, _ in
+        let vocab = url.deletingLastPathComponent().appendingPathComponent("vocab.json")
+        try Data(Seeds.vocabJSON).write(to: vocab)
+        defer { try? FileManager.default.removeItem(at: vocab) }
+        try encodeSample(BPETokenizer.load(vocabJSON: vocab, merges: url))
+    }
+
+    static let tiktoken = FuzzTarget(name: "tiktoken", kind: .text, fileName: "ranks.tiktoken",
+                                     dictionary: ["IA==", "dGhl", "=", "==", "===", "+", "/"]) { url, _ in
+        try encodeSample(BPETokenizer.load(tiktoken: url))
+    }
+
+    // Tokenizing is linear but not free: spaces, the slowest text, take about 1.3 s per MB for the
+    // three tokenizers here on an idle core (0.23 s for 250 KB, 3.0 s for 2 MB), and up to three
+    // times that on a loaded machine. Corpora are cut at 1 MB, which still holds megabyte-long
+    // lines, to stay inside the 5 s limit that marks a hang.
+    static let corpus = FuzzTarget(name: "corpus", kind: .text, fileName: "corpus.txt", dictionary: ["<|endoftext|>", "\r\n", "\u{FEFF}"],
+                                   maxBytes: 1 << 20) { url, _ in
+        _ = try TokenDataset.load(textFile: url)
+        for tokenizer in Self.corpusTokenizers {
+            let data = try TokenDataset.load(textFile: url, tokenizer: tokenizer, validationFraction: 0.1)
+            _ = tokenizer.decode(Array(data.train.prefix(64)))
+        }
+    }
+
+    static let corpusTokenizers: [BPETokenizer] = [try! Seeds.tokenizer(.gpt2), try! Seeds.tokenizer(.smollm)]
+
+    static func encodeSample(_ tokenizer: BPETokenizer) {
+        let ids = tokenizer.encode(Seeds.english + Seeds.unicode, allowedSpecial: Set(tokenizer.specialTokens.keys))
+        _ = tokenizer.decode(ids)
+    }
+
+    /// model.safetensors of the tiny GPT-2 or Llama seed config, written once per process.
+    static func companion(_ family: String) throws -> URL {
+        let url = companionFolder.appendingPathComponent("\(family).safetensors")
+        guard !FileManager.default.fileExists(atPath: url.path) else { return url }
+        let model = family == "llama" ? Seeds.tinyLlama() : Seeds.tinyGPT2()
+        let folder = companionFolder.appendingPathComponent(family)
+        try Checkpoint.saveModel(model, to: folder)
+        try FileManager.default.moveItem(at: folder.appendingPathComponent(Checkpoint.modelFile), to: url)
+        return url
+    }
+
+    /// Removes this process's companion files.
+    public static func removeCompanions() {
+        try? FileManager.default.removeItem(at: companionFolder)
+    }
+
+    static let companionFolder: URL = {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("myopia-fuzz-companions-\(getpid())")
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }()
+}

@@ -6,6 +6,8 @@ import Myopia
 /// share of Σ‖g‖² at each offset; and the mean offset under that share. Exact, from the channel
 /// backward (`Transformer.horizonBackward`).
 public struct HorizonTable: Codable, Sendable {
+    /// The file `myopia horizon` writes into a run folder (`--out`), where `myopia report` finds it.
+    public static let fileName = "horizon.json"
     /// Rows l = 0…L: the residual stream entering block l; l = L is the final one, before ln_f.
     public var meanNorm: [[Double]]
     public var share: [[Double]]

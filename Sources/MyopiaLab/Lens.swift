@@ -9,6 +9,8 @@ import MyopiaKernels
 /// residual after the last block) at offset 0 is the model's own prediction: its loss is the loss
 /// `myopia eval` reports on the same windows.
 public struct LensTable: Codable, Sendable {
+    /// The file `myopia lens` writes into a run folder (`--out`), where `myopia report` finds it.
+    public static let fileName = "lens.json"
     /// Residual streams: l < L enters block l; l = L is the final one, before the final norm.
     public var layers: [Int]
     public var offsets: [Int]

@@ -31,6 +31,8 @@ public struct ProbeData: Sendable {
 /// Classes are the `top` most frequent target tokens of the training rows plus "other" for the rest;
 /// every predictor (probe and baselines) is scored over these classes, so the numbers compare.
 public struct ProbeTable: Codable, Sendable {
+    /// The file `myopia probe` writes into a run folder (`--out`), where `myopia report` finds it.
+    public static let fileName = "probe.json"
     /// Residual streams probed: l < L enters block l; l = L is the final one, before the final norm.
     public var layers: [Int]
     public var offsets: [Int]

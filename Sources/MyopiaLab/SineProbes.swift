@@ -11,6 +11,8 @@ import Myopia
 /// it at n holds it for later positions. Layer 0 (input projection plus position) is the linear
 /// baseline from the inputs themselves.
 public struct SineProbeTable: Codable, Sendable {
+    /// The file `myopia probe` on a sine-task checkpoint writes into a run folder (`--out`), where `myopia report` finds it.
+    public static let fileName = "sine_probe.json"
     public var layers: [Int]
     public var lags: [Int]
     /// Held-out R² = 1 − Σ(y − ŷ)² / Σ(y − ȳ)², [layer][lag], over positions n ≥ lag.

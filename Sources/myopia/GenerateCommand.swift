@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Myopia
+import MyopiaLab
 
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -89,14 +90,13 @@ struct GenerateCommand: ParsableCommand {
 
             // One plain sample is only streamed; the metrics are for a set, a reference or --json.
             guard json || samples > 1 || reference != nil else { return }
-            let ids = drawn.map(\.tokens)
-            let repetition = RepetitionMetrics.report(ids)
-            let losses = ContinuationLoss.compare(model, prompt: promptTokens, reference: referenceTokens, samples: ids)
+            let study = GenerationStudy.study(model, tokenizer: tokenizer, source: source, prompt: prompt,
+                                              promptTokens: promptTokens, options: base, drawn: drawn,
+                                              reference: referenceTokens.map { (reference ?? "", $0) })
             if json {
-                try printJSON(output(source: source, model: model, promptTokens: promptTokens, options: base, drawn: drawn,
-                                     tokenizer: tokenizer, repetition: repetition, losses: losses))
+                try printJSON(study)
             } else {
-                printMetrics(repetition, losses, tokens: ids.reduce(0) { $0 + $1.count })
+                printMetrics(study)
             }
         }
     }
@@ -131,97 +131,22 @@ struct GenerateCommand: ParsableCommand {
         return sample
     }
 
-    private func printMetrics(_ repetition: RepetitionReport, _ losses: LossComparison, tokens: Int) {
+    private func printMetrics(_ study: GenerationStudy.Report) {
+        let m = study.metrics
         func number(_ x: Double?) -> String { x.map { String(format: "%.3f", $0) } ?? "–" }
         func row(_ label: String, _ values: [String]) -> String {
             label.padding(toLength: 30, withPad: " ", startingAt: 0) + values.joined(separator: "  ")
         }
-        var lines = ["metrics over \(repetition.samples) sample\(repetition.samples == 1 ? "" : "s") (\(tokens) tokens)"]
-        lines.append(row("  distinct-1..4 (pooled)", repetition.distinct.map { number($0.pooled) }))
-        lines.append(row("  distinct-1..4 (per sample)", repetition.distinct.map { number($0.perSampleMean) }))
-        let periods = repetition.loops.compactMap { $0?.period }.map(String.init).joined(separator: ", ")
-        lines.append(row("  ending in a loop", ["\(repetition.loopCount) of \(repetition.samples)"
+        var lines = ["metrics over \(m.samples) sample\(m.samples == 1 ? "" : "s") (\(m.tokens) tokens)"]
+        lines.append(row("  distinct-1..4 (pooled)", m.distinct.map { number($0.pooled) }))
+        lines.append(row("  distinct-1..4 (per sample)", m.distinct.map { number($0.perSampleMean) }))
+        let periods = study.samples.compactMap { $0.loop.value?.period }.map(String.init).joined(separator: ", ")
+        lines.append(row("  ending in a loop", ["\(m.loop_count) of \(m.samples)"
             + (periods.isEmpty ? "" : " (period \(periods))")]))
-        lines.append(row("  free-running loss", ["\(number(losses.freeRunning.loss)) nats/token over \(losses.freeRunning.tokens) tokens"]))
-        if let tf = losses.teacherForced {
+        lines.append(row("  free-running loss", ["\(number(m.free_running.loss)) nats/token over \(m.free_running.tokens) tokens"]))
+        if let tf = m.teacher_forced.value {
             lines.append(row("  teacher-forced loss", ["\(number(tf.loss)) nats/token over \(tf.tokens) tokens of the reference"]))
         }
         print(lines.joined(separator: "\n"))
-    }
-
-    // MARK: - JSON
-
-    /// An optional written as null rather than left out, so every object has the same keys.
-    struct Nullable<T: Encodable>: Encodable {
-        let value: T?
-        init(_ value: T?) { self.value = value }
-        func encode(to encoder: Encoder) throws {
-            var c = encoder.singleValueContainer()
-            if let value { try c.encode(value) } else { try c.encodeNil() }
-        }
-    }
-
-    struct Output: Encodable {
-        let model: String
-        let prompt: String
-        let prompt_tokens: [Int32]
-        let context: Int
-        let options: Options
-        let samples: [Sample]
-        let metrics: Metrics
-    }
-
-    struct Options: Encodable {
-        let greedy: Bool
-        let temperature: Double
-        let top_k: Nullable<Int>
-        let top_p: Nullable<Double>
-        let seed: UInt64
-        let samples: Int
-        let max_tokens: Int
-        let eos_token: Nullable<Int32>
-        let stop_at_context: Bool
-    }
-
-    struct Sample: Encodable {
-        let index: Int
-        let seed: UInt64
-        let text: String
-        let tokens: [Int32]
-        let stop_reason: StopReason
-        let loss: ContinuationScore
-        let loop: Nullable<Loop>
-    }
-
-    struct Metrics: Encodable {
-        let samples: Int
-        let tokens: Int
-        let distinct: [DistinctN]
-        let loop_count: Int
-        let loop_share: Nullable<Double>
-        let free_running: ContinuationScore
-        let teacher_forced: Nullable<ContinuationScore>
-        let reference: Nullable<String>
-    }
-
-    private func output(source: String, model: Transformer, promptTokens: [Int32], options: SamplingOptions,
-                        drawn: [GeneratedSample], tokenizer: any Tokenizer, repetition: RepetitionReport,
-                        losses: LossComparison) -> Output {
-        let samples = drawn.enumerated().map { i, sample in
-            let text = sample.stopReason == .endOfText ? Array(sample.tokens.dropLast()) : sample.tokens
-            return Sample(index: i, seed: options.seed &+ UInt64(i), text: tokenizer.decode(text), tokens: sample.tokens,
-                          stop_reason: sample.stopReason, loss: losses.perSample[i], loop: Nullable(repetition.loops[i]))
-        }
-        return Output(
-            model: source, prompt: prompt, prompt_tokens: promptTokens, context: model.config.maxPositions,
-            options: Options(greedy: options.temperature == 0, temperature: options.temperature, top_k: Nullable(options.topK),
-                             top_p: Nullable(options.topP), seed: options.seed, samples: drawn.count,
-                             max_tokens: options.maxTokens, eos_token: Nullable(options.stopToken),
-                             stop_at_context: options.stopAtContext),
-            samples: samples,
-            metrics: Metrics(samples: repetition.samples, tokens: drawn.reduce(0) { $0 + $1.tokens.count },
-                             distinct: repetition.distinct, loop_count: repetition.loopCount,
-                             loop_share: Nullable(repetition.loopShare), free_running: losses.freeRunning,
-                             teacher_forced: Nullable(losses.teacherForced), reference: Nullable(reference)))
     }
 }

@@ -1,0 +1,120 @@
+import Foundation
+import Myopia
+
+/// A generation study: samples drawn from one prompt, with their repetition metrics (distinct-n,
+/// loops) and losses (free-running on the samples, teacher-forced on a reference continuation).
+/// `myopia generate --json` prints one; a run folder keeps it as `generation.json`, which
+/// `myopia report` shows with each sample's loop highlighted.
+public enum GenerationStudy {
+    public static let fileName = "generation.json"
+
+    /// An optional written as null rather than left out, so every object has the same keys.
+    public struct Nullable<T: Codable & Sendable>: Codable, Sendable {
+        public var value: T?
+        public init(_ value: T?) { self.value = value }
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            value = c.decodeNil() ? nil : try c.decode(T.self)
+        }
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.singleValueContainer()
+            if let value { try c.encode(value) } else { try c.encodeNil() }
+        }
+    }
+
+    public struct Report: Codable, Sendable {
+        public var model: String
+        public var prompt: String
+        public var prompt_tokens: [Int32]
+        public var context: Int
+        public var options: Options
+        public var samples: [Sample]
+        public var metrics: Metrics
+    }
+
+    public struct Options: Codable, Sendable {
+        public var greedy: Bool
+        public var temperature: Double
+        public var top_k: Nullable<Int>
+        public var top_p: Nullable<Double>
+        public var seed: UInt64
+        public var samples: Int
+        public var max_tokens: Int
+        public var eos_token: Nullable<Int32>
+        public var stop_at_context: Bool
+    }
+
+    public struct Sample: Codable, Sendable {
+        public var index: Int
+        public var seed: UInt64
+        public var text: String
+        public var tokens: [Int32]
+        public var stop_reason: StopReason
+        public var loss: ContinuationScore
+        public var loop: Nullable<Loop>
+        /// Each token's text (decoded on its own; a token that splits a UTF-8 character shows U+FFFD).
+        /// The report uses it to mark the loop's tokens.
+        public var token_texts: [String]?
+    }
+
+    public struct Metrics: Codable, Sendable {
+        public var samples: Int
+        public var tokens: Int
+        public var distinct: [DistinctN]
+        public var loop_count: Int
+        public var loop_share: Nullable<Double>
+        public var free_running: ContinuationScore
+        public var teacher_forced: Nullable<ContinuationScore>
+        public var reference: Nullable<String>
+    }
+
+    /// Sample `count` continuations of `prompt` (sample i with seed `options.seed + i`) and study them.
+    public static func run(_ model: Transformer, tokenizer: any Tokenizer, source: String, prompt: String,
+                           options: SamplingOptions, count: Int, reference: (name: String, tokens: [Int32])? = nil,
+                           onSample: (Int) -> Void = { _ in }) -> Report {
+        let promptTokens = tokenizer.encode(prompt)
+        var drawn: [GeneratedSample] = []
+        for i in 0..<count {
+            var o = options
+            o.seed = options.seed &+ UInt64(i)
+            drawn.append(Generation.sample(model, prompt: promptTokens, options: o))
+            onSample(i + 1)
+        }
+        return study(model, tokenizer: tokenizer, source: source, prompt: prompt, promptTokens: promptTokens,
+                     options: options, drawn: drawn, reference: reference)
+    }
+
+    /// The metrics and losses of samples already drawn (sample i with seed `options.seed + i`).
+    public static func study(_ model: Transformer, tokenizer: any Tokenizer, source: String, prompt: String,
+                             promptTokens: [Int32], options: SamplingOptions, drawn: [GeneratedSample],
+                             reference: (name: String, tokens: [Int32])?) -> Report {
+        let ids = drawn.map(\.tokens)
+        let repetition = RepetitionMetrics.report(ids)
+        let losses = ContinuationLoss.compare(model, prompt: promptTokens, reference: reference?.tokens, samples: ids)
+        let samples = drawn.enumerated().map { i, sample in
+            let text = sample.stopReason == .endOfText ? Array(sample.tokens.dropLast()) : sample.tokens
+            return Sample(index: i, seed: options.seed &+ UInt64(i), text: tokenizer.decode(text), tokens: sample.tokens,
+                          stop_reason: sample.stopReason, loss: losses.perSample[i], loop: Nullable(repetition.loops[i]),
+                          token_texts: sample.tokens.map { tokenizer.decode([$0]) })
+        }
+        return Report(
+            model: source, prompt: prompt, prompt_tokens: promptTokens, context: model.config.maxPositions,
+            options: Options(greedy: options.temperature == 0, temperature: options.temperature, top_k: Nullable(options.topK),
+                             top_p: Nullable(options.topP), seed: options.seed, samples: drawn.count,
+                             max_tokens: options.maxTokens, eos_token: Nullable(options.stopToken),
+                             stop_at_context: options.stopAtContext),
+            samples: samples,
+            metrics: Metrics(samples: repetition.samples, tokens: ids.reduce(0) { $0 + $1.count },
+                             distinct: repetition.distinct, loop_count: repetition.loopCount,
+                             loop_share: Nullable(repetition.loopShare), free_running: losses.freeRunning,
+                             teacher_forced: Nullable(losses.teacherForced), reference: Nullable(reference?.name)))
+    }
+
+    /// Writes `report` as `generation.json` in `folder` (created when missing).
+    public static func write(_ report: Report, to folder: URL) throws {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try encoder.encode(report), to: folder.appendingPathComponent(fileName))
+    }
+}

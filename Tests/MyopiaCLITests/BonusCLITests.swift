@@ -3,41 +3,9 @@ import XCTest
 
 /// The local-myopic flow through the command line: train --reference, eval --flow local-myopic,
 /// bonus, and the commands that refuse it.
-final class BonusCLITests: XCTestCase {
-    var binary: URL {
-        #if os(macOS)
-        let bundle = Bundle.allBundles.first { $0.bundlePath.hasSuffix(".xctest") }!.bundleURL
-        return bundle.deletingLastPathComponent().appendingPathComponent("myopia")
-        #else
-        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("myopia")
-        #endif
-    }
-
-    struct Result { let status: Int32; let stdout: String; let stderr: String }
-
-    func run(_ arguments: [String]) throws -> Result {
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-                      stderr: String(decoding: e, as: UTF8.self))
-    }
-
-    func json(_ r: Result) throws -> [String: Any] {
-        try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
-    }
-
+final class BonusCLITests: CLITestCase {
     func testLocalMyopicTrainEvalBonus() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("myopia-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let dir = try temporaryDirectory()
         let corpus = dir.appendingPathComponent("corpus.txt")
         try Data(String(repeating: "the quick brown fox jumps over the lazy dog. ", count: 60).utf8).write(to: corpus)
         let reference = dir.appendingPathComponent("ref").path

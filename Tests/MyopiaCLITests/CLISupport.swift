@@ -32,3 +32,31 @@ func runMyopia(_ arguments: [String], environment: [String: String] = [:]) throw
     return CLIResult(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
                      stderr: String(decoding: e, as: UTF8.self))
 }
+
+/// A test case that runs the built `myopia`: its results, a temporary folder removed after the
+/// test, the committed fixtures, and the JSON a command printed.
+class CLITestCase: XCTestCase {
+    typealias Result = CLIResult
+
+    /// Where the committed reference fixtures live (Tests/Fixtures).
+    let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures")
+
+    func run(_ arguments: [String], environment: [String: String] = [:]) throws -> CLIResult {
+        try runMyopia(arguments, environment: environment)
+    }
+
+    func temporaryDirectory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("myopia-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        return url
+    }
+
+    /// The JSON object a successful run printed on stdout.
+    func json(_ r: CLIResult, file: StaticString = #filePath, line: UInt = #line) throws -> [String: Any] {
+        XCTAssertEqual(r.status, 0, r.stderr, file: file, line: line)
+        return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout,
+                             file: file, line: line)
+    }
+}

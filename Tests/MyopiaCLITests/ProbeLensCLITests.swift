@@ -4,26 +4,13 @@ import XCTest
 /// `myopia probe` and `myopia lens` through the command line: the lens's last layer at offset 0 is
 /// `myopia eval`'s loss, the probe's JSON carries its table and both baselines, a sine-task
 /// checkpoint gets regression probes, and bad flags get one line.
-final class ProbeLensCLITests: XCTestCase {
-    var binary: URL {
-        #if os(macOS)
-        let bundle = Bundle.allBundles.first { $0.bundlePath.hasSuffix(".xctest") }!.bundleURL
-        return bundle.deletingLastPathComponent().appendingPathComponent("myopia")
-        #else
-        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("myopia")
-        #endif
-    }
-
-    let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures")
+final class ProbeLensCLITests: CLITestCase {
     var model: String { fixtures.appendingPathComponent("gpt2_tiny/hf").path }
     var text = ""
 
     /// ~14 KB of seeded word salad, written once per test: enough windows for a probe.
     override func setUpWithError() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("myopia-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let dir = try temporaryDirectory()
         let words = ["the", "king", "is", "dead", "long", "live", "queen", "of", "night", "and", "day", "my", "lord",
                      "shall", "we", "go", "to", "war", "or", "peace", "now"]
         var state: UInt64 = 12345
@@ -35,28 +22,6 @@ final class ProbeLensCLITests: XCTestCase {
         let url = dir.appendingPathComponent("corpus.txt")
         try Data(parts.joined(separator: " ").utf8).write(to: url)
         text = url.path
-    }
-
-    struct Result { let status: Int32; let stdout: String; let stderr: String }
-
-    func run(_ arguments: [String]) throws -> Result {
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-                      stderr: String(decoding: e, as: UTF8.self))
-    }
-
-    func json(_ r: Result) throws -> [String: Any] {
-        XCTAssertEqual(r.status, 0, r.stderr)
-        return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
     }
 
     func testLensLastLayerAtOffsetZeroIsTheEvalLoss() throws {
@@ -105,9 +70,7 @@ final class ProbeLensCLITests: XCTestCase {
     }
 
     func testSineCheckpointGetsRegressionProbes() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("myopia-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let dir = try temporaryDirectory()
         let train = try run(["synthetic", "sine", "--steps", "3", "--layers", "1", "--heads", "2", "--d-model", "16",
                              "--seq-len", "16", "--batch", "4", "--val-sequences", "8", "--warmup", "1",
                              "--out", dir.path, "--quiet"])

@@ -5,38 +5,7 @@ import XCTest
 /// them in the middle of a save, always leaves a newest checkpoint that loads, and `--resume`
 /// carries the run to the same final weights as a run never interrupted; a NaN stops the run
 /// with one line and a non-zero exit; impossible settings are refused in one line before work.
-final class ReliabilityCLITests: XCTestCase {
-    var binary: URL {
-        #if os(macOS)
-        let bundle = Bundle.allBundles.first { $0.bundlePath.hasSuffix(".xctest") }!.bundleURL
-        return bundle.deletingLastPathComponent().appendingPathComponent("myopia")
-        #else
-        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("myopia")
-        #endif
-    }
-
-    func run(_ arguments: [String]) throws -> CLITests.Result {
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return CLITests.Result(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-                               stderr: String(decoding: e, as: UTF8.self))
-    }
-
-    func temporaryDirectory() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("myopia-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-        return url
-    }
-
+final class ReliabilityCLITests: CLITestCase {
     func corpus(in dir: URL) throws -> URL {
         let url = dir.appendingPathComponent("corpus.txt")
         try Data(String(repeating: "now is the winter of our discontent made glorious summer by this sun of york. ", count: 40).utf8)
@@ -81,7 +50,7 @@ final class ReliabilityCLITests: XCTestCase {
         var lastStep = 0
         while kills < 30 {
             let process = Process()
-            process.executableURL = binary
+            process.executableURL = myopiaBinary
             process.arguments = trainArguments(corpus: text, out: killed, steps: steps) + ["--resume"]
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice

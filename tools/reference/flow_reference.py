@@ -52,6 +52,8 @@ from safetensors.torch import load_file, save_file
 import transformers
 from transformers import GPT2LMHeadModel
 
+from refutil import Checker, file_sha256, maxabs, rel, sig
+
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEFAULT_DIR = os.path.join(REPO_ROOT, "Tests", "Fixtures", "gpt2_tiny")
 
@@ -178,44 +180,6 @@ def run_flow(init, keys, tok, cfg, dtype, flow, beta=None):
     for l, g in enumerate(gs[len(keys):]):
         gin["final" if l == n_layer else str(l)] = g.detach()
     return {"loss": loss.detach(), "logits": logits.detach(), "grads": grads, "gin": gin}
-
-
-# ============================================================================ helpers
-
-def rel(a, b):
-    """||a − b|| / ||b|| in float64 (0 when both are 0)."""
-    a, b = a.double(), b.double()
-    nb = b.norm().item()
-    nd = (a - b).norm().item()
-    return 0.0 if nd == 0.0 else (nd / nb if nb > 0 else float("inf"))
-
-
-def maxabs(a, b):
-    return (a.double() - b.double()).abs().max().item()
-
-
-def file_sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def sig(x, n=4):
-    """Round a float for the JSON (keeps the file readable and stable)."""
-    return float(f"{x:.{n}g}")
-
-
-class Checker:
-    def __init__(self):
-        self.failures = []
-
-    def __call__(self, cond, what):
-        if not cond:
-            self.failures.append(what)
-            print("CHECK FAILED:", what)
-        return cond
 
 
 # ============================================================================ main

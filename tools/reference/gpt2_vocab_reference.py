@@ -49,6 +49,8 @@ import transformers
 from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.pytorch_utils import Conv1D
 
+from refutil import file_sha256
+
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEFAULT_OUT = os.path.join(REPO_ROOT, "Tests", "Fixtures", "gpt2_vocab")
 
@@ -104,14 +106,6 @@ def gpt2_encoding(assets):
     enc = tiktoken.Encoding(name="gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=load_tiktoken_bpe(path),
                             special_tokens={ENDOFTEXT: 50256})
     return enc, path
-
-
-def file_sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def mean_ce(model, ids):

@@ -65,6 +65,8 @@ from safetensors.torch import load_file, save_file
 import transformers
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from refutil import ce_rows, Checker, file_sha256, maxabs, rel, sig
+
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEFAULT_OUT = os.path.join(REPO_ROOT, "Tests", "Fixtures", "llama_tiny")
 
@@ -115,12 +117,6 @@ def build_model(tied, seed_model, seed_init):
                 p.copy_(INIT_STD * torch.randn(p.shape, generator=g))
     assert (model.lm_head.weight is model.model.embed_tokens.weight) == tied
     return model
-
-
-def ce_rows(logits, targets):
-    """Per-prediction cross-entropy, [B,T]."""
-    Bn, Tn, V = logits.shape
-    return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), reduction="none").view(Bn, Tn)
 
 
 def hf_forward(model, inputs):
@@ -334,40 +330,6 @@ def gguf_permutation_check(init, tok, hf_logits, check):
 
 
 # ============================================================================ helpers
-
-def rel(a, b):
-    """||a − b|| / ||b|| in float64 (0 when both are 0)."""
-    a, b = a.double(), b.double()
-    nb, nd = b.norm().item(), (a - b).norm().item()
-    return 0.0 if nd == 0.0 else (nd / nb if nb > 0 else float("inf"))
-
-
-def maxabs(a, b):
-    return (a.double() - b.double()).abs().max().item()
-
-
-def sig(x, n=4):
-    return float(f"{x:.{n}g}")
-
-
-def file_sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-class Checker:
-    def __init__(self):
-        self.failures = []
-
-    def __call__(self, cond, what):
-        if not cond:
-            self.failures.append(what)
-            print("CHECK FAILED:", what)
-        return cond
-
 
 def save_tensors(tensors, path):
     for k, v in tensors.items():

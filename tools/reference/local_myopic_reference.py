@@ -53,6 +53,8 @@ import safetensors
 from safetensors.torch import load_file, save_file
 import transformers
 
+from refutil import ce_rows, Checker, file_sha256, maxabs, rel, sig
+
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FIXTURES = os.path.join(REPO_ROOT, "Tests", "Fixtures")
 SEED_PERTURB = {"gpt2": 11, "llama": 12}
@@ -170,11 +172,6 @@ def llama_forward(P, tok, cfg, past=None, mode="literal"):
 
 # ============================================================================ runs
 
-def ce_rows(logits, targets):
-    Bn, Tn, V = logits.shape
-    return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), reduction="none").view(Bn, Tn)
-
-
 def reference_past(forward, R, tok, cfg, dtype):
     """The frozen reference's keys and values on the inputs: constants."""
     with torch.no_grad():
@@ -212,39 +209,6 @@ def perturb(R, seed):
             d = 0.5 * v.std() * torch.randn(v.shape, generator=g, dtype=torch.float64)
         out[k] = (v + d).to(torch.float16)
     return out
-
-
-def rel(a, b):
-    a, b = a.double(), b.double()
-    nd, nb = (a - b).norm().item(), b.norm().item()
-    return 0.0 if nd == 0.0 else (nd / nb if nb > 0 else float("inf"))
-
-
-def maxabs(a, b):
-    return (a.double() - b.double()).abs().max().item()
-
-
-def sig(x, n=4):
-    return float(f"{x:.{n}g}")
-
-
-def file_sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-class Checker:
-    def __init__(self):
-        self.failures = []
-
-    def __call__(self, cond, what):
-        if not cond:
-            self.failures.append(what)
-            print("CHECK FAILED:", what)
-        return cond
 
 
 def family(name, folder, out, check):

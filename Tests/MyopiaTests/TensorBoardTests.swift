@@ -68,4 +68,91 @@ final class TensorBoardTests: XCTestCase {
         q.varint(2, UInt64(bitPattern: -1))
         XCTAssertEqual(q.bytes.count, 11)   // key + ten bytes, as protobuf encodes negative int64
     }
+
+    /// The reader against TensorBoard's own reading of the fixture: the same tags, steps, values and times.
+    func testReaderAgreesWithTensorBoardOnTheFixture() throws {
+        let events = try TensorBoardReader.read(folder.appendingPathComponent("events.out.tfevents.1700000000.fixture"))
+        XCTAssertEqual(events.first?.fileVersion, "brain.Event:2")
+        XCTAssertEqual(events.first?.wallTime, Self.wallTime)
+        XCTAssertEqual(events.count, 6)
+        for (event, step) in zip(events.dropFirst(), stride(from: 0, through: 40, by: 10)) {
+            XCTAssertEqual(event.step, step)
+            XCTAssertEqual(event.wallTime, Self.wallTime + Double(step))
+            XCTAssertEqual(event.scalars.map(\.tag), Self.scalars(step).map(\.tag))
+            XCTAssertEqual(event.scalars.map(\.value), Self.scalars(step).map { Float($0.value) })
+        }
+    }
+
+    func testDamagedEventsFilesAreTypedErrors() throws {
+        let dir = try temporaryDirectory(self)
+        let url = try writeLog(to: dir)
+        var bytes = [UInt8](try Data(contentsOf: url))
+        try Data(bytes.dropLast(3)).write(to: url)
+        XCTAssertThrowsError(try TensorBoardReader.read(url)) { error in
+            guard case .truncated(let file, let field, _, _)? = error as? FormatError else { return XCTFail("\(error)") }
+            XCTAssertEqual(file, url.path)
+            XCTAssertEqual(field, "record 5")
+        }
+        bytes[40] ^= 0x10   // inside the first step's event
+        try Data(bytes).write(to: url)
+        XCTAssertThrowsError(try TensorBoardReader.read(url)) { error in
+            guard case .checksumMismatch(let file, _, _)? = error as? FormatError else { return XCTFail("\(error)") }
+            XCTAssertEqual(file, url.path)
+        }
+    }
+
+    /// A training run writes one event per logged step holding exactly what metrics.jsonl holds;
+    /// a run resumed from an earlier checkpoint (the steps after it logged once already) continues
+    /// in a second file and the folder still reads as the log, each step once.
+    func testTrainingWritesTheMetricsAsScalarsAndResumesInANewFile() throws {
+        var config = TrainConfig()
+        config.layers = 1; config.heads = 2; config.dModel = 16; config.seqLen = 8; config.batch = 2
+        config.steps = 10; config.warmup = 2; config.evalEvery = 5; config.evalWindows = 2; config.logEvery = 2
+        config.checkpointEvery = 5; config.logGradientSplit = 4
+        let text = TokenDataset.split(ByteTokenizer().encode(String(repeating: "a rose by any other name. ", count: 30)),
+                                      validationFraction: 0.2, source: "inline")
+        let dir = try temporaryDirectory(self)
+        try Trainer(config: config, dataset: text, out: dir).run()
+
+        func metrics() throws -> [TrainMetrics] {
+            try String(contentsOf: dir.appendingPathComponent(Trainer.metricsFile), encoding: .utf8).split(separator: "\n")
+                .map { try JSONDecoder().decode(TrainMetrics.self, from: Data($0.utf8)) }
+        }
+        func checkEventsMatchMetrics(files: Int) throws {
+            let logged = try metrics()
+            XCTAssertEqual(TensorBoardReader.eventFiles(in: dir).count, files)
+            let events = try TensorBoardReader.eventFiles(in: dir).flatMap { try TensorBoardReader.read($0) }
+            XCTAssertEqual(events.filter { $0.fileVersion == "brain.Event:2" }.count, files)
+            let steps = events.filter { $0.fileVersion == nil }
+            XCTAssertEqual(steps.map(\.step), logged.map(\.step))
+            for (event, m) in zip(steps, logged) {
+                let byTag = Dictionary(uniqueKeysWithValues: event.scalars.map { ($0.tag, $0.value) })
+                XCTAssertEqual(byTag["train/loss"], Float(m.trainLoss))
+                XCTAssertEqual(byTag["val/loss"], m.valLoss.map(Float.init))
+                XCTAssertEqual(byTag["train/lr"], Float(m.lr))
+                XCTAssertEqual(byTag["train/grad_norm"], Float(m.gradNorm))
+                XCTAssertEqual(byTag["perf/tokens_per_s"], Float(m.tokensPerSecond))
+                let split = m.gradientSplit?["h.0.attn"]
+                XCTAssertEqual(byTag["gradient_split/h.0.attn/future_norm"], split.map { Float($0.futureNorm) })
+                XCTAssertEqual(byTag["gradient_split/h.0.attn/future_share"], split.map { Float($0.futureNorm / $0.vanillaNorm) })
+                XCTAssertEqual(event.scalars.count, m.tensorBoardScalars.count)
+            }
+        }
+        XCTAssertEqual(try metrics().map(\.step), [2, 4, 5, 6, 8, 10])
+        XCTAssertEqual(try metrics().filter { $0.gradientSplit != nil }.map(\.step), [4, 8])
+        try checkEventsMatchMetrics(files: 1)
+        XCTAssertEqual(try TensorBoardReader.scalars(in: dir)["val/loss"]?.map(\.step), [5, 10])
+
+        // As if killed after step 8's log but before the checkpoint at 10 was complete.
+        try FileManager.default.removeItem(at: dir.appendingPathComponent("checkpoint-10"))
+        let resumed = try Trainer(config: config, dataset: text, out: dir, resume: true)
+        XCTAssertEqual(resumed.step, 5)
+        XCTAssertEqual(try TensorBoardReader.scalars(in: dir)["train/loss"]?.map(\.step), [2, 4, 5])
+        try resumed.run()
+        try checkEventsMatchMetrics(files: 2)
+
+        // A fresh run in the same folder starts the log over.
+        try Trainer(config: config, dataset: text, out: dir).run()
+        try checkEventsMatchMetrics(files: 1)
+    }
 }

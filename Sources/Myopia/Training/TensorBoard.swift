@@ -15,14 +15,24 @@ import Foundation
 
 /// Writes TensorBoard scalar events into a run folder, one record per logged step, flushed as written.
 public final class TensorBoardWriter {
+    /// Every events file's name starts with this.
+    public static let filePrefix = "events.out.tfevents."
     public let url: URL
     private let handle: FileHandle
 
     /// Creates `events.out.tfevents.SECONDS.HOST` in `folder` (which must exist). `wallTime` (seconds
     /// since 1970) names the file and stamps the header; a test passes a fixed value.
+    /// An existing file of that name is never overwritten: the new one takes a `.1`, `.2`, …
+    /// suffix, which sorts after it, as TensorBoard reads a folder's files in name order.
     public init(folder: URL, wallTime: Double = Date().timeIntervalSince1970, host: String = ProcessInfo.processInfo.hostName) throws {
         let safeHost = host.isEmpty ? "localhost" : host.replacingOccurrences(of: "/", with: "_")
-        url = folder.appendingPathComponent("events.out.tfevents.\(Int(wallTime)).\(safeHost)")
+        let base = "\(Self.filePrefix)\(Int(wallTime)).\(safeHost)"
+        var name = base, n = 0
+        while FileManager.default.fileExists(atPath: folder.appendingPathComponent(name).path) {
+            n += 1
+            name = "\(base).\(n)"
+        }
+        url = folder.appendingPathComponent(name)
         guard FileManager.default.createFile(atPath: url.path, contents: nil) else {
             throw FormatError.io(file: url.path, reason: "cannot create the TensorBoard event file")
         }
@@ -55,6 +65,13 @@ public final class TensorBoardWriter {
     }
 
     private func write(record data: [UInt8]) throws {
+        do { try handle.write(contentsOf: Self.frame(data)) } catch {
+            throw FormatError.io(file: url.path, reason: "cannot write: \(error.localizedDescription)")
+        }
+    }
+
+    /// One TFRecord: length, its masked CRC, the data, its masked CRC.
+    static func frame(_ data: [UInt8]) -> [UInt8] {
         var out = [UInt8]()
         out.reserveCapacity(data.count + 16)
         let length = UInt64(data.count)
@@ -63,9 +80,7 @@ public final class TensorBoardWriter {
         out += Self.littleEndian(CRC32C.masked(lengthBytes))
         out += data
         out += Self.littleEndian(CRC32C.masked(data))
-        do { try handle.write(contentsOf: out) } catch {
-            throw FormatError.io(file: url.path, reason: "cannot write: \(error.localizedDescription)")
-        }
+        return out
     }
 
     private static func littleEndian(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
@@ -132,5 +147,24 @@ enum CRC32C {
     static func masked(_ data: [UInt8]) -> UInt32 {
         let c = checksum(data)
         return ((c >> 15) | (c << 17)) &+ 0xA282_EAD8
+    }
+}
+
+extension TrainMetrics {
+    /// This step's scalars as the Trainer writes them to TensorBoard: `train/loss`, `val/loss` (when
+    /// evaluated), `train/lr`, `train/grad_norm`, `perf/tokens_per_s`, `perf/ms_per_step`, and at
+    /// gradient-split steps `gradient_split/GROUP/{vanilla_norm,myopic_norm,future_norm,cosine,future_share}`
+    /// (future_share = ‖g_future‖ / ‖g_vanilla‖, 0 when g_vanilla is zero).
+    public var tensorBoardScalars: [(tag: String, value: Double)] {
+        var s: [(tag: String, value: Double)] = [("train/loss", trainLoss)]
+        if let valLoss { s.append(("val/loss", valLoss)) }
+        s += [("train/lr", lr), ("train/grad_norm", gradNorm), ("perf/tokens_per_s", tokensPerSecond), ("perf/ms_per_step", msPerStep)]
+        for (group, g) in (gradientSplit ?? [:]).sorted(by: { $0.key < $1.key }) {
+            let prefix = "gradient_split/\(group)/"
+            s += [(prefix + "vanilla_norm", g.vanillaNorm), (prefix + "myopic_norm", g.myopicNorm),
+                  (prefix + "future_norm", g.futureNorm), (prefix + "cosine", g.cosine),
+                  (prefix + "future_share", g.vanillaNorm > 0 ? g.futureNorm / g.vanillaNorm : 0)]
+        }
+        return s
     }
 }

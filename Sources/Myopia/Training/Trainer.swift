@@ -86,8 +86,8 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// Trains a model on a token dataset, logging to `metrics.jsonl` and writing `checkpoint-STEP`
-/// folders into `out`.
+/// Trains a model on a token dataset, logging to `metrics.jsonl` and TensorBoard scalars
+/// (`events.out.tfevents.*`) and writing `checkpoint-STEP` folders into `out`.
 public final class Trainer {
     public let config: TrainConfig
     public let model: Transformer
@@ -146,6 +146,7 @@ public final class Trainer {
             step = state.step
             tokensSeen = state.tokensSeen
             try Self.truncateMetrics(in: out, after: step)
+            try TensorBoardReader.truncate(in: out, after: step)
         } else if let reference {
             model = reference.copy()
         } else {
@@ -164,7 +165,10 @@ public final class Trainer {
         try Self.prepareOutput(out)
         try Self.removeInterruptedSaves(in: out)
         // A run from step 0 (new, or resumed before its first checkpoint) logs from scratch.
-        if step == 0 { try Self.truncateMetrics(in: out, after: 0) }
+        if step == 0 {
+            try Self.truncateMetrics(in: out, after: 0)
+            for file in TensorBoardReader.eventFiles(in: out) { try? FileManager.default.removeItem(at: file) }
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try encoder.encode(config), to: out.appendingPathComponent(Self.runConfigFile))
@@ -180,6 +184,9 @@ public final class Trainer {
             throw FormatError.io(file: metricsURL.path, reason: "cannot open for appending: \(error.localizedDescription)")
         }
         defer { try? metrics.close() }
+        // TensorBoard scalars beside metrics.jsonl: a new events file per call (a resume continues in
+        // the next one; TensorBoard merges a folder's files).
+        let events = try TensorBoardWriter(folder: out)
 
         let t = config.seqLen, b = config.batch
         var inputs = [Int32](repeating: 0, count: b * t), targets = inputs
@@ -248,6 +255,7 @@ public final class Trainer {
                 do { try metrics.write(contentsOf: try lineEncoder.encode(m) + Data("\n".utf8)) } catch {
                     throw FormatError.io(file: metricsURL.path, reason: "cannot append: \(error.localizedDescription)")
                 }
+                try events.add(step: m.step, scalars: m.tensorBoardScalars)
                 onLog(m)
                 last = m
                 windowLoss = 0; windowSteps = 0

@@ -2,21 +2,31 @@ import Foundation
 import Myopia
 
 /// One self-contained HTML report (inline SVG and CSS, no scripts, no network) built from run
-/// folders: gap studies (gap.json and their runs' metrics), training runs (metrics.jsonl, with the
-/// gradient split when it was logged) and horizon tables (horizon*.json), with each run's settings.
+/// folders: gap studies (gap.json and their runs' metrics), bonus studies (bonus.json), training runs
+/// (metrics.jsonl, with the gradient split when it was logged), horizon tables (horizon*.json) and
+/// what the analysis commands leave with `--out` (eval.json, probe.json, sine_probe.json, lens.json,
+/// generation.json; AnalysisReport.swift), with each run's settings. Several runs of the same kind
+/// are also drawn together (ReportComparisons.swift). A folder with nothing of its own to show
+/// stands for the run folders inside it (a demo's, say).
 public enum Report {
     public static let defaultFile = "report.html"
 
     /// The report for `runs` (folders); a folder that holds nothing reportable is a typed error.
     public static func build(runs: [URL], title: String = "Myopia report") throws -> String {
-        var sections: [String] = []
+        var sections: [String] = [], shown: [URL] = []
         for run in runs {
-            let found = try section(for: run)
+            var found = try section(for: run), folders = [run]
+            if found.isEmpty {
+                folders = childRuns(of: run)
+                for child in folders { found += try section(for: child) }
+            }
             guard !found.isEmpty else {
-                throw FormatError.invalidValue(file: run.path, field: "(folder)", expected: "a run folder (gap.json, run_config.json + metrics.jsonl, or horizon*.json)", found: "none of these")
+                throw FormatError.invalidValue(file: run.path, field: "(folder)", expected: "a run folder (\(reportableFiles)) or a folder of them", found: "none of these")
             }
             sections += found
+            shown += folders
         }
+        sections = try comparisonSections(shown) + sections
         let generated = ISO8601DateFormatter().string(from: Date())
         return """
         <!DOCTYPE html>
@@ -31,6 +41,15 @@ public enum Report {
         """
     }
 
+    static let reportableFiles = "gap.json, bonus.json, run_config.json + metrics.jsonl, horizon*.json, eval.json, probe.json, sine_probe.json, lens.json or generation.json"
+
+    /// The folders directly inside `folder` that hold something to show, by name (checkpoints skipped).
+    static func childRuns(of folder: URL) -> [URL] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+        return names.sorted().filter { !$0.hasPrefix("checkpoint-") && !$0.hasPrefix(".") }.map { folder.appendingPathComponent($0) }
+            .filter { (try? section(for: $0).isEmpty) == false }
+    }
+
     static let css = """
     body{font:15px/1.45 -apple-system,system-ui,"Segoe UI",sans-serif;max-width:1100px;margin:0 auto;padding:16px 24px;color:#222}
     h1{font-size:24px;margin:8px 0} h2{font-size:19px;margin:28px 0 6px;border-bottom:1px solid #ddd;padding-bottom:4px}
@@ -40,6 +59,8 @@ public enum Report {
     .chart{max-width:100%;height:auto;display:block;margin:4px 0} .chart text{font-size:11px;fill:#333} .chart .title{font-size:13px;font-weight:600}
     .chart .label{font-size:12px} .chart .legend{font-size:11px} .axis line{stroke:#444} .axis line.grid{stroke:#e6e6e6}
     .series{stroke-width:2} .band{opacity:.18} .cellvalue{font-size:10px} .charts{display:flex;flex-wrap:wrap;gap:8px}
+    .sample{margin:8px 0 12px} .samplehead{font-size:13px;color:#555} .sample pre{white-space:pre-wrap;word-break:break-word;margin:2px 0}
+    mark.loopa{background:#ffd166} mark.loopb{background:#f4a259} sub{font-size:75%}
     """
 
     static let decoder: JSONDecoder = {
@@ -48,9 +69,30 @@ public enum Report {
         return d
     }()
 
-    static func metrics(_ run: URL) -> [TrainMetrics] {
+    /// What the report reads of a metrics.jsonl line: the token models' log and the sine task's
+    /// (which has no tokens/s) both have these.
+    struct LoggedStep: Decodable {
+        var step: Int
+        var trainLoss: Double
+        var valLoss: Double?
+        var gradientSplit: [String: GradientSplitStats]?
+
+        enum CodingKeys: String, CodingKey {
+            case step
+            case trainLoss = "train_loss", valLoss = "val_loss", gradientSplit = "gradient_split"
+        }
+    }
+
+    static func metrics(_ run: URL) -> [LoggedStep] {
         guard let text = try? String(contentsOf: run.appendingPathComponent(Trainer.metricsFile), encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").compactMap { try? decoder.decode(TrainMetrics.self, from: Data($0.utf8)) }
+        return text.split(separator: "\n").compactMap { try? decoder.decode(LoggedStep.self, from: Data($0.utf8)) }
+    }
+
+    /// The unit of a run's loss: nats per token, or the regression loss its run_config.json names.
+    static func lossUnit(_ run: URL) -> String {
+        let config = (try? Data(contentsOf: run.appendingPathComponent(Trainer.runConfigFile)))
+            .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
+        return (config?["loss"] as? String).map { "loss (\($0))" } ?? "loss (nats/token)"
     }
 
     static func section(for run: URL) throws -> [String] {
@@ -70,13 +112,13 @@ public enum Report {
         } else if FileManager.default.fileExists(atPath: run.appendingPathComponent(Trainer.runConfigFile).path) {
             out.append(trainSection(run))
         }
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: run.path)) ?? []
-        for name in files.sorted() where name.hasPrefix("horizon") && name.hasSuffix(".json") {
-            let url = run.appendingPathComponent(name)
-            guard let table = try? decoder.decode(HorizonTable.self, from: Data(contentsOf: url)) else { continue }
-            out.append(horizonSection(table, file: url))
+        let records = try RunFolder.records(in: run)
+        for (name, table) in horizonTables(run) {
+            out.append(horizonSection(table, file: run.appendingPathComponent(name))
+                       + (records[name].map { settingsBlock(try? RunFolder.encoder.encode($0), title: "how \(name) was made: myopia \($0.command)") } ?? "")
+                       + "</section>")
         }
-        return out
+        return out + (try analysisSections(run))
     }
 
     // MARK: - Gap
@@ -141,7 +183,7 @@ public enum Report {
         var html = "<section class=\"train\"><h2>Training run — \(SVG.escape(run.lastPathComponent))</h2>"
         let train = SVG.Series(name: "train", points: m.map { (x: Double($0.step), y: $0.trainLoss) })
         let val = SVG.Series(name: "validation", points: m.compactMap { r in r.valLoss.map { (x: Double(r.step), y: $0) } })
-        html += SVG.lineChart(title: "Loss during training", xLabel: "step", yLabel: "loss (nats/token)", series: [train, val])
+        html += SVG.lineChart(title: "Loss during training", xLabel: "step", yLabel: lossUnit(run), series: [train, val])
         let splits = m.compactMap { r in r.gradientSplit.map { (step: r.step, split: $0) } }
         if !splits.isEmpty {
             let groups = Set(splits.flatMap { $0.split.keys }).sorted()
@@ -169,7 +211,9 @@ public enum Report {
                             rows: rows, columns: columns, values: t.meanNorm, unit: "‖∂ℓ/∂h‖", logScale: true)
         let share = t.share.enumerated().map { l, r in SVG.Series(name: rows[l], points: r.enumerated().map { (x: Double($0.offset), y: $0.element) }) }
         html += SVG.lineChart(title: "Share of each layer's signal by offset", xLabel: "offset k", yLabel: "share of Σ_k norm", series: share)
-        return html + "</section>"
+        html += caption("Mean offset by layer: " + t.meanOffset.enumerated().map { "\(rows[$0.offset]) \(String(format: "%.2f", $0.element))" }.joined(separator: ", ")
+                        + ". Under the vanilla flow every layer but the last gets part of its signal from later tokens (k &gt; 0); the last stream's signal is all k = 0.")
+        return html
     }
 
     static func settingsBlock(_ data: Data?, title: String) -> String {

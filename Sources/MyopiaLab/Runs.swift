@@ -2,9 +2,10 @@ import Foundation
 import Myopia
 
 /// The run folders under a directory and their key figures (`myopia runs`): training runs
-/// (run_config.json + metrics.jsonl), gap studies (gap.json) and demos (summary.json).
+/// (run_config.json + metrics.jsonl), gap studies (gap.json), demos (summary.json), and folders of
+/// analysis results (`--out` of horizon, probe, lens, generate, eval), with one figure per result.
 public enum Runs {
-    public enum Kind: String, Codable, Sendable { case train, gap, demo }
+    public enum Kind: String, Codable, Sendable { case train, gap, demo, analysis }
 
     public struct Entry: Codable, Equatable, Sendable {
         public var path: String
@@ -23,9 +24,12 @@ public enum Runs {
         public var data: String?
         /// Last change to the folder's results (seconds since 1970).
         public var modified: Double
+        /// The analysis results in the folder and one key figure of each, by file name
+        /// ("probe.json": "k=1 gain over the current token +0.123 nats (layer 2)").
+        public var results: [String: String]?
 
         enum CodingKeys: String, CodingKey {
-            case path, kind, family, flow, steps, gap, seeds, data, modified
+            case path, kind, family, flow, steps, gap, seeds, data, modified, results
             case trainLoss = "train_loss", valLoss = "val_loss", gapStd = "gap_std"
         }
     }
@@ -53,18 +57,69 @@ public enum Runs {
         return found.sorted { $0.path < $1.path }
     }
 
-    /// The entry of one folder, or nil when it holds no run.
+    /// The entry of one folder, or nil when it holds no run: its run (if any) with the key figure of
+    /// each analysis result beside it.
     public static func read(_ dir: URL, root: URL) -> Entry? {
-        let fm = FileManager.default
+        let results = figures(dir)
+        guard var entry = run(dir, root: root) else {
+            guard !results.isEmpty else { return nil }
+            let record = (try? RunFolder.records(in: dir))?.values.sorted { $0.created < $1.created }.last
+            return Entry(path: relativePath(dir, root: root), kind: .analysis, flow: nil, data: record?.data,
+                         modified: results.keys.map { modifiedTime(dir.appendingPathComponent($0)) }.max() ?? 0, results: results)
+        }
+        if !results.isEmpty { entry.results = results }
+        return entry
+    }
+
+    static func relativePath(_ dir: URL, root: URL) -> String {
         let relative = dir.standardizedFileURL.path.hasPrefix(root.standardizedFileURL.path)
             ? String(dir.standardizedFileURL.path.dropFirst(root.standardizedFileURL.path.count)).trimmingCharacters(in: ["/"])
             : dir.path
-        let path = relative.isEmpty ? "." : relative
-        func modified(_ file: URL) -> Double {
-            ((try? fm.attributesOfItem(atPath: file.path)[.modificationDate]) as? Date)?.timeIntervalSince1970 ?? 0
+        return relative.isEmpty ? "." : relative
+    }
+
+    static func modifiedTime(_ file: URL) -> Double {
+        ((try? FileManager.default.attributesOfItem(atPath: file.path)[.modificationDate]) as? Date)?.timeIntervalSince1970 ?? 0
+    }
+
+    /// One key figure per analysis result in `dir` (files that do not decode are left out).
+    public static func figures(_ dir: URL) -> [String: String] {
+        var out: [String: String] = [:]
+        func load<T: Decodable>(_ type: T.Type, _ name: String) -> T? { (try? RunFolder.load(type, name, in: dir)).flatMap { $0 } }
+        if let t = load(HorizonTable.self, HorizonTable.fileName), let offset = t.meanOffset.first {
+            out[HorizonTable.fileName] = String(format: "mean offset %.2f at layer 0 (%@)", offset, t.flow)
         }
-        let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        if let t = load(ProbeTable.self, ProbeTable.fileName), !t.offsets.isEmpty {
+            let k = t.offsets.firstIndex(of: 1) ?? t.offsets.indices.last!
+            let gains = t.layers.indices.map { t.currentTokenLoss[k] - t.loss[$0][k] }
+            if let best = gains.indices.max(by: { gains[$0] < gains[$1] }) {
+                out[ProbeTable.fileName] = String(format: "k=%d gain over the current token %+.3f nats (layer %d)", t.offsets[k], gains[best], t.layers[best])
+            }
+        }
+        if let t = load(SineProbeTable.self, SineProbeTable.fileName), let lag0 = t.lags.firstIndex(of: 0) {
+            let rows = t.layers.indices.filter { t.layers[$0] > 0 }
+            if let best = rows.max(by: { t.r2[$0][lag0] < t.r2[$1][lag0] }) {
+                out[SineProbeTable.fileName] = String(format: "R² of sin(f·x_n) %.3f (layer %d)", t.r2[best][lag0], t.layers[best])
+            }
+        }
+        if let t = load(LensTable.self, LensTable.fileName), let last = t.layers.indices.last, let k0 = t.offsets.firstIndex(of: 0) {
+            out[LensTable.fileName] = String(format: "layer %d at k=0: %.3f nats", t.layers[last], t.loss[last][k0])
+        }
+        if let g = load(GenerationStudy.Report.self, GenerationStudy.fileName) {
+            let m = g.metrics
+            out[GenerationStudy.fileName] = "\(m.loop_count)/\(m.samples) in a loop, distinct-4 " + (m.distinct.last?.pooled.map { String(format: "%.3f", $0) } ?? "–")
+        }
+        if let e = load(EvaluationResult.self, EvaluationResult.fileName) {
+            out[EvaluationResult.fileName] = String(format: "loss %.4f over %d tokens", e.loss, e.tokens)
+        }
+        return out
+    }
+
+    /// The training run, gap study or demo in `dir`, or nil.
+    static func run(_ dir: URL, root: URL) -> Entry? {
+        let path = relativePath(dir, root: root)
+        let modified = modifiedTime
+        let decoder = RunFolder.decoder
 
         let gapFile = dir.appendingPathComponent(Gap.summaryFile)
         if let data = try? Data(contentsOf: gapFile), let s = try? decoder.decode(Gap.Summary.self, from: data) {
@@ -78,13 +133,13 @@ public enum Runs {
             var entry = Entry(path: path, kind: .train, family: config.family.rawValue, flow: config.flow.description,
                               data: config.data, modified: modified(configFile))
             if let text = try? String(contentsOf: metricsFile, encoding: .utf8) {
-                let metrics = text.split(separator: "\n").compactMap { try? decoder.decode(TrainMetrics.self, from: Data($0.utf8)) }
+                let metrics = text.split(separator: "\n").compactMap { try? decoder.decode(Report.LoggedStep.self, from: Data($0.utf8)) }
                 entry.steps = metrics.last?.step
                 entry.trainLoss = metrics.last?.trainLoss
                 entry.valLoss = metrics.last(where: { $0.valLoss != nil })?.valLoss
                 entry.modified = max(entry.modified, modified(metricsFile))
             }
-            let eval = dir.appendingPathComponent("eval.json")
+            let eval = dir.appendingPathComponent(EvaluationResult.fileName)
             if let data = try? Data(contentsOf: eval), let result = try? decoder.decode(EvaluationResult.self, from: data) {
                 entry.valLoss = result.loss   // the final score over the whole validation split
             }
@@ -102,10 +157,12 @@ public enum Runs {
         func f(_ v: Double?) -> String { v.map { String(format: "%.4f", $0) } ?? "–" }
         let rows = entries.map { e -> [String] in
             let gap = e.gap.map { g in String(format: "%+.4f", g) + (e.gapStd.map { String(format: " ± %.4f", $0) } ?? "") } ?? ""
+            let results = (e.results ?? [:]).sorted { $0.key < $1.key }
+                .map { "\($0.key.replacingOccurrences(of: ".json", with: "")): \($0.value)" }.joined(separator: "; ")
             return [e.path, e.kind.rawValue, e.family ?? "", e.flow ?? "", e.steps.map(String.init) ?? "",
-                    f(e.trainLoss), f(e.valLoss), gap]
+                    f(e.trainLoss), f(e.valLoss), gap, results]
         }
-        let header = ["run", "kind", "family", "flow", "steps", "train loss", "val loss", "gap (myopic − vanilla)"]
+        let header = ["run", "kind", "family", "flow", "steps", "train loss", "val loss", "gap (myopic − vanilla)", "results"]
         let widths = header.indices.map { i in ([header] + rows).map { $0[i].count }.max() ?? 0 }
         func line(_ cells: [String]) -> String {
             zip(cells, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")

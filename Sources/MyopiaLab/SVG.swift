@@ -103,7 +103,10 @@ public enum SVG {
             svg += "<line class=\"grid\" x1=\"\(number(left))\" y1=\"\(number(y))\" x2=\"\(number(left + plotW))\" y2=\"\(number(y))\"/>"
             svg += "<text x=\"\(number(left - 6))\" y=\"\(number(y + 4))\" text-anchor=\"end\">\(tickLabel(t, in: yTicks))</text>"
         }
-        let xTicks = logX ? Array(Int(floor(x0))...Int(ceil(x1))).map { pow(10, Double($0)) } : ticks(x0, x1, count: 6)
+        // Whole-number x (steps, offsets, layers) gets whole-number ticks.
+        let integral = series.allSatisfy { $0.points.allSatisfy { $0.x == $0.x.rounded() } }
+        let xTicks = logX ? Array(Int(floor(x0))...Int(ceil(x1))).map { pow(10, Double($0)) }
+            : ticks(x0, x1, count: 6).filter { !integral || $0 == $0.rounded() }
         for t in xTicks where tx(t) >= x0 - 1e-9 && tx(t) <= x1 + 1e-9 {
             let x = px(t)
             svg += "<line x1=\"\(number(x))\" y1=\"\(number(top + plotH))\" x2=\"\(number(x))\" y2=\"\(number(top + plotH + 4))\"/>"
@@ -141,12 +144,17 @@ public enum SVG {
     }
 
     /// A heatmap of `values[row][column]` with row and column labels and a colour scale bar.
-    /// Colours run from white (the minimum) to `hue` (the maximum); `logScale` maps log10(value).
+    /// Colours run from white (the minimum) to dark blue (the maximum); `logScale` maps log10(value).
+    /// Cells show their value with `decimals` decimals (default: as `label` writes it); the cells
+    /// widen to fit the longest.
     public static func heatmap(title: String, rowLabel: String, columnLabel: String, rows: [String], columns: [String],
-                               values: [[Double]], unit: String, logScale: Bool = false, cellWidth: Double = 44,
+                               values: [[Double]], unit: String, logScale: Bool = false, decimals: Int? = nil,
                                cellHeight: Double = 26) -> String {
-        let left = 90.0, top = 36.0, bottom = 56.0, right = 90.0
-        let width = left + Double(columns.count) * cellWidth + right
+        func text(_ v: Double) -> String { decimals.map { v.isFinite ? String(format: "%.\($0)f", v) : label(v) } ?? label(v) }
+        let longest = values.flatMap { $0.map { text($0).count } }.max() ?? 4
+        let cellWidth = max(40, 6.5 * Double(longest) + 12, 6.5 * Double(columns.map(\.count).max() ?? 0) + 8)
+        let left = 16 + 6.5 * Double(rows.map(\.count).max() ?? 8) + 12, top = 36.0, bottom = 56.0, right = 90.0
+        let width = max(left + Double(columns.count) * cellWidth + right, 7.5 * Double(title.count) + 24)
         let height = top + Double(rows.count) * cellHeight + bottom
         func f(_ v: Double) -> Double { logScale ? (v > 0 ? log10(v) : -.infinity) : v }
         let finite = values.flatMap { $0 }.map(f).filter(\.isFinite)
@@ -164,9 +172,10 @@ public enum SVG {
         for (r, row) in values.enumerated() {
             for (c, v) in row.enumerated() {
                 let x = left + Double(c) * cellWidth, y = top + Double(r) * cellHeight
-                svg += "<rect class=\"cell\" x=\"\(number(x))\" y=\"\(number(y))\" width=\"\(number(cellWidth))\" height=\"\(number(cellHeight))\" fill=\"\(shade(v))\"><title>\(escape(rows[r])), \(escape(columns[c])): \(label(v)) \(escape(unit))</title></rect>"
+                svg += "<rect class=\"cell\" x=\"\(number(x))\" y=\"\(number(y))\" width=\"\(number(cellWidth))\" height=\"\(number(cellHeight))\" fill=\"\(shade(v))\"><title>\(escape(rows[r])), \(escape(columns[c])): \(text(v)) \(escape(unit))</title></rect>"
                 let dark = hi > lo && (f(v) - lo) / (hi - lo) > 0.55
-                svg += "<text x=\"\(number(x + cellWidth / 2))\" y=\"\(number(y + cellHeight / 2 + 4))\" text-anchor=\"middle\" class=\"cellvalue\" fill=\"\(dark ? "#fff" : "#222")\">\(label(v))</text>"
+                // An inline style: the stylesheet's text colour would override a fill attribute.
+                svg += "<text x=\"\(number(x + cellWidth / 2))\" y=\"\(number(y + cellHeight / 2 + 4))\" text-anchor=\"middle\" class=\"cellvalue\" style=\"fill:\(dark ? "#fff" : "#222")\">\(text(v))</text>"
             }
         }
         for (r, name) in rows.enumerated() {

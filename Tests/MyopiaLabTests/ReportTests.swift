@@ -24,18 +24,21 @@ final class ReportTests: XCTestCase {
         let html = try Report.build(runs: [out, out.appendingPathComponent("vanilla-seed1")], title: "test report")
         for section in ["The myopia gap", "Validation loss during training", "Loss by position in the window",
                         "The gap by position", "Gradient horizon", "Mean gradient norm", "Share of each layer",
-                        "Training run", "Loss during training", "g_future", "run_config.json"] {
+                        "Training run", "Loss during training", "g_future", "run_config.json", "Evaluation — vanilla-seed1"] {
             XCTAssertTrue(html.contains(section), "missing: \(section)")
         }
-        XCTAssertEqual(html.components(separatedBy: "<svg").count - 1, 7)   // 3 gap, 2 horizon, 2 training run
+        XCTAssertEqual(html.components(separatedBy: "<svg").count - 1, 8)   // 3 gap, 2 horizon, 2 training run, 1 its eval.json
         XCTAssertGreaterThanOrEqual(html.components(separatedBy: "<polyline").count - 1, 10)
         XCTAssertEqual(html.components(separatedBy: "class=\"cell\"").count - 1, 2 * 7)
         XCTAssertFalse(html.contains("no data"))
         XCTAssertFalse(html.contains("<script"))
         XCTAssertFalse(html.replacingOccurrences(of: "http://www.w3.org/2000/svg", with: "").contains("http"))
 
-        XCTAssertThrowsError(try Report.build(runs: [root])) { error in
-            XCTAssertTrue("\(error)".contains(root.path), "\(error)")
+        // A folder with no run in it, nor in the folders inside it.
+        let empty = root.appendingPathComponent("empty/inside")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        XCTAssertThrowsError(try Report.build(runs: [empty.deletingLastPathComponent()])) { error in
+            XCTAssertTrue("\(error)".contains(empty.deletingLastPathComponent().path), "\(error)")
         }
     }
 

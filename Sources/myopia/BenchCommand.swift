@@ -3,7 +3,7 @@ import Foundation
 import MyopiaKernels
 import MyopiaLab
 
-struct BenchCommand: ParsableCommand {
+struct BenchCommand: ConfigFileCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure GEMM throughput, the training step against the machine's FMA peak, tokenizer and decoding speed.",
@@ -32,6 +32,8 @@ struct BenchCommand: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Measure tokenizer encode/decode MB/s (gpt2, smollm2-135m).") var tokenizers = true
     @Flag(inversion: .prefixedNo, help: "Measure cached decoding of smollm2-135m (tokens/s).") var decode = true
     @Flag(help: "Print one JSON object.") var json = false
+    @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
+    @OptionGroup var configFile: ConfigFileOption
 
     func validate() throws {
         guard steps > 0 else { throw ValidationError("--steps must be positive") }
@@ -41,7 +43,7 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let counts = threads.isEmpty ? Array(Set([1, cores])).sorted() : threads
-        Terminal.quiet = json
+        Terminal.quiet = quiet || json
         Terminal.info("kernel: \(GEMM.kernelName), \(cores) cores")
         let report = Bench.run(threads: counts, gemm: gemm, training: training, horizon: horizon, tokenizers: tokenizers,
                                decode: decode, trainSteps: steps, log: Terminal.info)

@@ -3,7 +3,7 @@ import Foundation
 import Myopia
 import MyopiaLab
 
-struct EvalCommand: ParsableCommand {
+struct EvalCommand: ConfigFileCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
         abstract: "Mean next-token loss of a model on a text file.",
@@ -15,6 +15,7 @@ struct EvalCommand: ParsableCommand {
           myopia eval --model runs/shakespeare --data tinyshakespeare --seq-len 128 --json
           myopia eval --model smollm2-135m --data tinyshakespeare --seq-len 256 --max-windows 8
           myopia eval --model runs/local --flow local-myopic --reference runs/shakespeare --data tinyshakespeare --seq-len 128
+          myopia eval --model runs/shakespeare --data tinyshakespeare --seq-len 128 --out runs/shakespeare   # eval.json: `myopia runs` shows it
 
         With --flow local-myopic every layer's query at t attends, for s < t, to the keys and values that
         the --reference model computed from its own hidden states, and to its own on the diagonal (the
@@ -31,7 +32,11 @@ struct EvalCommand: ParsableCommand {
     var flow: String?
     @Option(help: "Under --flow local-myopic: the frozen reference model whose keys and values earlier positions use.")
     var reference: String?
+    @Option(help: "A run folder to write eval.json into (and commands.json: how it was made), for `myopia report` and `myopia runs`.")
+    var out: String?
     @Flag(help: "Print one JSON object.") var json = false
+    @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
+    @OptionGroup var configFile: ConfigFileOption
 
     func validate() throws {
         guard seqLen > 0 else { throw ValidationError("--seq-len must be positive") }
@@ -56,6 +61,7 @@ struct EvalCommand: ParsableCommand {
     }
 
     func run() throws {
+        Terminal.quiet = quiet || json
         try reportingErrors {
             let (dir, model, tok) = try loadModel(checkpoint, seqLen: seqLen, tokenizer: tokenizer)
             var referencePath: String?
@@ -70,7 +76,17 @@ struct EvalCommand: ParsableCommand {
                 }
             }
             let (url, tokens) = try DataSource.tokens(data, seqLen: seqLen, tokenizer: tok, log: Terminal.info)
+            let started = Date()
             let result = Evaluation.run(model, tokens: tokens, seqLen: seqLen, batch: batch, maxWindows: maxWindows)
+            if let out {
+                var settings = ["seq_len": "\(seqLen)", "batch": "\(batch)", "flow": model.flow.description, "tokenizer": tok.name]
+                settings["max_windows"] = maxWindows.map(String.init)
+                settings["reference"] = referencePath
+                let file = try RunFolder.write(result, as: EvaluationResult.fileName, record: AnalysisRecord(
+                    command: "eval", model: dir.path, data: url.path, settings: settings, seconds: Date().timeIntervalSince(started)),
+                    to: URL(fileURLWithPath: out))
+                Terminal.info("wrote \(file.path)")
+            }
             if json {
                 try printJSON(Output(loss: result.loss, tokens: result.tokens, windows: result.windows, seq_len: seqLen,
                                      checkpoint: dir.path, data: url.path, position_loss: result.positionLoss,

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Myopia
 
-struct FetchCommand: ParsableCommand {
+struct FetchCommand: ConfigFileCommand {
     static let configuration = CommandConfiguration(
         commandName: "fetch",
         abstract: "Download the data, tokenizers and models Myopia knows by name.",
@@ -17,8 +17,11 @@ struct FetchCommand: ParsableCommand {
 
     @Argument(help: "Asset names (default: tinyshakespeare).") var names: [String] = []
     @Flag(help: "List the known assets and whether they are cached.") var list = false
+    @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
+    @OptionGroup var configFile: ConfigFileOption
 
     func run() throws {
+        Terminal.quiet = quiet
         try reportingErrors {
             let store = AssetStore()
             if list {

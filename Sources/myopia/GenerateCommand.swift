@@ -3,7 +3,7 @@ import Foundation
 import Myopia
 import MyopiaLab
 
-struct GenerateCommand: ParsableCommand {
+struct GenerateCommand: ConfigFileCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
         abstract: "Continue a prompt with a trained checkpoint, streaming to the terminal; measure repetition over samples.",
@@ -35,6 +35,8 @@ struct GenerateCommand: ParsableCommand {
         Examples:
           myopia generate --checkpoint runs/shakespeare --prompt "ROMEO:" --max-tokens 300 --temperature 0.8 --top-k 40
           myopia generate --checkpoint runs/shakespeare --prompt "ROMEO:" --samples 20 --max-tokens 100 --reference romeo.txt --json
+          myopia generate --model runs/shakespeare --prompt "ROMEO:" --samples 8 --max-tokens 200 --out runs/shakespeare
+          myopia report runs/shakespeare      # the samples with their loops highlighted
         """)
 
     @Option(name: [.customLong("model"), .customLong("checkpoint")], help: modelOptionHelp) var checkpoint: String
@@ -50,7 +52,11 @@ struct GenerateCommand: ParsableCommand {
     var reference: String?
     @Flag(name: .customLong("stop-at-context"), help: "Stop a sample when the model's context is full.") var stopAtContext = false
     @Flag(name: .customLong("ignore-eos"), help: "Do not stop at the end-of-text token.") var ignoreEOS = false
+    @Option(help: "A run folder to write generation.json into (samples, loops, metrics; and commands.json: how it was made), for `myopia report` and `myopia runs`.")
+    var out: String?
     @Flag(help: "Print one JSON object (no streaming).") var json = false
+    @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
+    @OptionGroup var configFile: ConfigFileOption
 
     func validate() throws {
         guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be zero or more") }
@@ -62,6 +68,7 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
+        Terminal.quiet = quiet
         try reportingErrors {
             let (location, model, tokenizer) = try loadModel(checkpoint)
             let source = location.path
@@ -82,17 +89,27 @@ struct GenerateCommand: ParsableCommand {
                 options.seed = seed &+ UInt64(i)
                 if json {
                     drawn.append(Generation.sample(model, prompt: promptTokens, options: options))
-                    if Terminal.isTTY && samples > 1 { Terminal.progress(i + 1, of: samples, started: started, status: "samples") }
+                    if samples > 1 { Terminal.progress(i + 1, of: samples, started: started, status: "samples") }
                 } else {
                     drawn.append(stream(model, prompt: promptTokens, options: options, index: i, tokenizer: tokenizer))
                 }
             }
 
             // One plain sample is only streamed; the metrics are for a set, a reference or --json.
-            guard json || samples > 1 || reference != nil else { return }
+            guard json || samples > 1 || reference != nil || out != nil else { return }
             let study = GenerationStudy.study(model, tokenizer: tokenizer, source: source, prompt: prompt,
                                               promptTokens: promptTokens, options: base, drawn: drawn,
                                               reference: referenceTokens.map { (reference ?? "", $0) })
+            if let out {
+                var settings = ["max_tokens": "\(maxTokens)", "temperature": "\(base.temperature)", "seed": "\(seed)",
+                                "samples": "\(samples)", "prompt": prompt, "stop_at_context": "\(stopAtContext)", "ignore_eos": "\(ignoreEOS)"]
+                settings["top_k"] = topK.map(String.init)
+                settings["top_p"] = topP.map { "\($0)" }
+                let file = try RunFolder.write(study, as: GenerationStudy.fileName, record: AnalysisRecord(
+                    command: "generate", model: source, data: reference, settings: settings,
+                    seconds: Date().timeIntervalSince(started)), to: URL(fileURLWithPath: out))
+                Terminal.info("wrote \(file.path)")
+            }
             if json {
                 try printJSON(study)
             } else {

@@ -3,7 +3,7 @@ import Foundation
 import Myopia
 import MyopiaLab
 
-struct GradientsCommand: ParsableCommand {
+struct GradientsCommand: ConfigFileCommand {
     static let configuration = CommandConfiguration(
         commandName: "gradients",
         abstract: "Save the gradient of the eval loss with respect to every parameter, under a gradient flow.",
@@ -25,6 +25,8 @@ struct GradientsCommand: ParsableCommand {
     @Option(name: .customLong("max-windows"), help: "Use at most this many windows.") var maxWindows: Int?
     @Option(help: "The safetensors file to write.") var out: String
     @Flag(help: "Print a JSON summary.") var json = false
+    @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
+    @OptionGroup var configFile: ConfigFileOption
 
     func validate() throws {
         guard seqLen > 0 else { throw ValidationError("--seq-len must be positive") }
@@ -42,6 +44,7 @@ struct GradientsCommand: ParsableCommand {
     }
 
     func run() throws {
+        Terminal.quiet = quiet || json
         try reportingErrors {
             let gradientFlow = try GradientFlow(parsing: flow, allowsLocalMyopic: false)
             let (dir, model, tokenizer) = try loadModel(checkpoint, seqLen: seqLen)

@@ -3,7 +3,7 @@ import Foundation
 import Myopia
 import MyopiaLab
 
-struct HorizonCommand: ParsableCommand {
+struct HorizonCommand: ConfigFileCommand {
     static let configuration = CommandConfiguration(
         commandName: "horizon",
         abstract: "Which future token each layer's training signal serves: the exact gradient horizon.",
@@ -22,6 +22,8 @@ struct HorizonCommand: ParsableCommand {
           myopia horizon --checkpoint runs/shakespeare --data tinyshakespeare --seq-len 128 \\
               --max-offset 16 --sequences 32
           myopia horizon --checkpoint runs/shakespeare --data tinyshakespeare --seq-len 128 --json > horizon.json
+          myopia horizon --model runs/shakespeare --data tinyshakespeare --seq-len 128 --out runs/shakespeare
+          myopia report runs/shakespeare      # the horizon heatmap and share curves beside the training curves
         """)
 
     @Option(name: [.customLong("model"), .customLong("checkpoint")], help: modelOptionHelp) var checkpoint: String
@@ -35,7 +37,11 @@ struct HorizonCommand: ParsableCommand {
     @Option(help: "Use at most this many windows (default 16).") var sequences = 16
     @Option(help: "Gradient flow (vanilla: the true derivative).") var flow = "vanilla"
     @Option(help: "Windows per forward pass.") var batch = 8
+    @Option(help: "A run folder to write horizon.json into (and commands.json: how it was made), for `myopia report` and `myopia runs`.")
+    var out: String?
     @Flag(help: "Print one JSON object.") var json = false
+    @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
+    @OptionGroup var configFile: ConfigFileOption
 
     func validate() throws {
         guard seqLen > 0 else { throw ValidationError("--seq-len must be positive") }
@@ -45,12 +51,13 @@ struct HorizonCommand: ParsableCommand {
     }
 
     func run() throws {
-        Terminal.quiet = json
+        Terminal.quiet = quiet || json
         try reportingErrors {
             let gradientFlow = try GradientFlow(parsing: flow, allowsLocalMyopic: false)
             let started = Date()
             let report = { (done: Int, total: Int) in Terminal.progress(done, of: total, started: started, status: "sequences") }
             let table: HorizonTable
+            var dataPath: String?
             let location = try ModelSource.locate(checkpoint, log: Terminal.info)
             if try ModelSource.config(at: location).isContinuous {
                 let model = try ModelSource.load(location)
@@ -65,9 +72,18 @@ struct HorizonCommand: ParsableCommand {
             } else {
                 guard let data else { throw ValidationError("--data is needed for a language model") }
                 let (_, model, tokenizer) = try loadModel(checkpoint, seqLen: seqLen)
-                let (_, tokens) = try DataSource.tokens(data, seqLen: seqLen, tokenizer: tokenizer, log: Terminal.info)
+                let (url, tokens) = try DataSource.tokens(data, seqLen: seqLen, tokenizer: tokenizer, log: Terminal.info)
+                dataPath = url.path
                 table = Horizon.compute(model, tokens: tokens, seqLen: seqLen, maxOffset: maxOffset,
                                         sequences: sequences, flow: gradientFlow, batch: batch, progress: report)
+            }
+            if let out {
+                let file = try RunFolder.write(table, as: HorizonTable.fileName, record: AnalysisRecord(
+                    command: "horizon", model: location.url.path, data: dataPath,
+                    settings: ["seq_len": "\(seqLen)", "max_offset": "\(table.maxOffset)", "sequences": "\(table.sequences)",
+                               "flow": flow, "batch": "\(batch)", "p": "\(p)", "frequency": "\(frequency)", "window": "\(window)", "seed": "\(seed)"],
+                    seconds: Date().timeIntervalSince(started)), to: URL(fileURLWithPath: out))
+                Terminal.info("wrote \(file.path)")
             }
             if json { try printJSON(table); return }
             print("gradient horizon: mean ‖∂ℓ_t/∂h_{l,i}‖ by layer l and offset k = t − i (\(table.sequences) sequences of \(seqLen), \(table.flow))")

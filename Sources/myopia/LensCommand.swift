@@ -3,7 +3,7 @@ import Foundation
 import Myopia
 import MyopiaLab
 
-struct LensCommand: ParsableCommand {
+struct LensCommand: ConfigFileCommand {
     static let configuration = CommandConfiguration(
         commandName: "lens",
         abstract: "The logit lens: the model's own head read off every layer's residual stream.",
@@ -19,6 +19,7 @@ struct LensCommand: ParsableCommand {
           myopia lens --model runs/shakespeare --data tinyshakespeare --seq-len 128 --offsets 0..3
           myopia lens --model smollm2-135m --data tinyshakespeare --seq-len 128 --layers 0,6,12,18,24,30 \\
               --offsets 0..3 --max-windows 64 --json
+          myopia lens --model runs/shakespeare --data tinyshakespeare --seq-len 128 --out runs/shakespeare
         """)
 
     @Option(name: [.customLong("model"), .customLong("checkpoint")], help: modelOptionHelp) var checkpoint: String
@@ -31,7 +32,11 @@ struct LensCommand: ParsableCommand {
     @Option(help: "Use at most this many positions, rounded up to whole windows.") var positions: Int?
     @Option(help: "Windows per forward pass.") var batch = 8
     @Option(help: "Tokenizer: byte, gpt2 or a path (default: the one the model names).") var tokenizer: String?
+    @Option(help: "A run folder to write lens.json into (and commands.json: how it was made), for `myopia report` and `myopia runs`.")
+    var out: String?
     @Flag(help: "Print one JSON object.") var json = false
+    @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
+    @OptionGroup var configFile: ConfigFileOption
 
     func validate() throws {
         guard seqLen > 0 else { throw ValidationError("--seq-len must be positive") }
@@ -50,7 +55,7 @@ struct LensCommand: ParsableCommand {
     }
 
     func run() throws {
-        Terminal.quiet = json
+        Terminal.quiet = quiet || json
         try reportingErrors {
             let (source, model, tok) = try loadModel(checkpoint, seqLen: seqLen, tokenizer: tokenizer)
             let layerList = try parseIndexList(layers, option: "--layers", range: 0...model.config.nLayers)
@@ -63,6 +68,13 @@ struct LensCommand: ParsableCommand {
                 Terminal.progress(done, of: total, started: started, status: "windows")
             }
             let seconds = Date().timeIntervalSince(started)
+            if let out {
+                let file = try RunFolder.write(table, as: LensTable.fileName, record: AnalysisRecord(
+                    command: "lens", model: source.path, data: url.path,
+                    settings: ["seq_len": "\(seqLen)", "layers": layers, "offsets": offsets, "windows": "\(table.windows)",
+                               "batch": "\(batch)", "tokenizer": tok.name], seconds: seconds), to: URL(fileURLWithPath: out))
+                Terminal.info("wrote \(file.path)")
+            }
             if json {
                 try printJSON(Output(checkpoint: source.path, data: url.path, seq_len: seqLen, seconds: seconds, lens: table))
                 return

@@ -3,7 +3,7 @@ import Foundation
 import Myopia
 import MyopiaLab
 
-struct ProbeCommand: ParsableCommand {
+struct ProbeCommand: ConfigFileCommand {
     static let configuration = CommandConfiguration(
         commandName: "probe",
         abstract: "Linear probes: how much each layer's hidden state knows about the tokens ahead.",
@@ -31,6 +31,7 @@ struct ProbeCommand: ParsableCommand {
           myopia probe --model smollm2-135m --data tinyshakespeare --seq-len 128 --layers 0,6,12,18,24,30 \\
               --offsets 0..3 --positions 20000 --json
           myopia probe --checkpoint runs/sine-vanilla-p1-f3 --seq-len 64 --p 1 --frequency 3 --lags 0..10
+          myopia probe --model runs/shakespeare --data tinyshakespeare --seq-len 128 --out runs/shakespeare
         """)
 
     @Option(name: [.customLong("model"), .customLong("checkpoint")], help: modelOptionHelp) var checkpoint: String
@@ -56,7 +57,11 @@ struct ProbeCommand: ParsableCommand {
     @Option(help: "Sine task: seed of the sequences.") var seed: UInt64 = 12345
     @Option(help: "Sine task: sequences (train and held out).") var sequences = 1024
     @Option(help: "Sine task: ridge penalty (× training rows) on the standardised normal equations.") var ridge = 1e-4
+    @Option(help: "A run folder to write probe.json (sine_probe.json for a sine-task model) into, with commands.json (how it was made), for `myopia report` and `myopia runs`.")
+    var out: String?
     @Flag(help: "Print one JSON object.") var json = false
+    @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
+    @OptionGroup var configFile: ConfigFileOption
 
     func validate() throws {
         guard seqLen > 0 else { throw ValidationError("--seq-len must be positive") }
@@ -98,7 +103,7 @@ struct ProbeCommand: ParsableCommand {
     }
 
     func run() throws {
-        Terminal.quiet = json
+        Terminal.quiet = quiet || json
         try reportingErrors {
             let location = try ModelSource.locate(checkpoint, log: Terminal.info)
             if try ModelSource.config(at: location).isContinuous {
@@ -125,6 +130,10 @@ struct ProbeCommand: ParsableCommand {
         Terminal.info("hidden states of \(probeData.current.count) positions × \(layerList.count) layers in \(String(format: "%.1f", featureSeconds)) s")
         let table = TokenProbes.run(probeData, layers: layerList, offsets: offsetList, top: top, heldOut: heldOut,
                                     settings: settings, progress: Terminal.info)
+        try write(table, as: ProbeTable.fileName, model: source.path, data: url.path,
+                  extra: ["layers": layers, "offsets": offsets, "top": "\(top)", "positions": "\(positions)", "held_out": "\(heldOut)",
+                          "epochs": "\(epochs)", "probe_batch": "\(probeBatch)", "lr": "\(lr)", "weight_decay": "\(weightDecay)",
+                          "shuffle_seed": "\(shuffleSeed)", "tokenizer": tok.name], seconds: featureSeconds + table.seconds)
         if json {
             try printJSON(TokenOutput(checkpoint: source.path, data: url.path, seq_len: seqLen, windows: windows,
                                       model_layers: model.config.nLayers, seconds_features: featureSeconds, probe: table))
@@ -149,12 +158,26 @@ struct ProbeCommand: ParsableCommand {
         let batchData = task.makeBatch(batch: sequences, seqLen: seqLen, rng: &rng)
         let table = SineProbes.compute(model, data: batchData, layers: layerList, lags: lagList, heldOut: heldOut,
                                        ridge: ridge, seed: seed)
+        try write(table, as: SineProbeTable.fileName, model: location.url.path, data: nil,
+                  extra: ["layers": layers, "lags": lags, "p": "\(p)", "frequency": "\(frequency)", "window": "\(window)",
+                          "seed": "\(seed)", "sequences": "\(sequences)", "held_out": "\(heldOut)", "ridge": "\(ridge)"], seconds: nil)
         if json {
             try printJSON(SineOutput(checkpoint: location.url.path, model_layers: model.config.nLayers, probe: table))
             return
         }
         print("regression probes: held-out R² of sin(\(frequency)·x_{n−i}) from h_{l,n} (\(table.trainSequences) training / \(table.heldOutSequences) held-out sequences of \(seqLen), p \(p))")
         print(SineProbes.format(table, modelLayers: model.config.nLayers))
+    }
+}
+
+extension ProbeCommand {
+    /// With --out, keeps `table` in the run folder with how it was made.
+    func write<T: Encodable>(_ table: T, as fileName: String, model: String, data: String?, extra: [String: String], seconds: Double?) throws {
+        guard let out else { return }
+        let record = AnalysisRecord(command: "probe", model: model, data: data,
+                                    settings: extra.merging(["seq_len": "\(seqLen)", "batch": "\(batch)"]) { a, _ in a }, seconds: seconds)
+        let file = try RunFolder.write(table, as: fileName, record: record, to: URL(fileURLWithPath: out))
+        Terminal.info("wrote \(file.path)")
     }
 }
 

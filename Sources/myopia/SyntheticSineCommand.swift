@@ -3,7 +3,7 @@ import Foundation
 import Myopia
 import MyopiaLab
 
-struct SyntheticSineCommand: ParsableCommand {
+struct SyntheticSineCommand: ConfigFileCommand {
     static let configuration = CommandConfiguration(
         commandName: "sine",
         abstract: "The synthetic pre-caching task: does a model compute at n what only later positions need?",
@@ -53,6 +53,7 @@ struct SyntheticSineCommand: ParsableCommand {
     @Option(name: .customLong("time-limit"), help: "Stop after this many seconds of training (the steps done are reported).") var timeLimit: Double?
     @Flag(help: "Print only the final table.") var quiet = false
     @Flag(help: "Print results.json's content as one line of JSON.") var json = false
+    @OptionGroup var configFile: ConfigFileOption
 
     func options() throws -> SineExperiment.Options {
         var o = SineExperiment.Options()

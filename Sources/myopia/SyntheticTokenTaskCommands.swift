@@ -22,6 +22,7 @@ struct TokenTaskTrainingOptions: ParsableArguments {
     @Option(help: "The run folder: one model folder per flow and results.json.") var out: String?
     @Flag(help: "Print only the table.") var quiet = false
     @Flag(help: "Print the results as JSON.") var json = false
+    @OptionGroup var configFile: ConfigFileOption
 
     func settings() -> TokenTaskExperiment.Settings {
         var s = TokenTaskExperiment.Settings()
@@ -91,7 +92,7 @@ struct TokenTaskTrainingOptions: ParsableArguments {
     }
 }
 
-struct SyntheticRecallCommand: ParsableCommand {
+struct SyntheticRecallCommand: ConfigFileCommand {
     static let configuration = CommandConfiguration(
         commandName: "recall",
         abstract: "Delayed recall: a name seen early must be repeated after each later cue (breadcrumbs suffice).",
@@ -129,7 +130,7 @@ struct SyntheticRecallCommand: ParsableCommand {
     }
 }
 
-struct SyntheticTableSumCommand: ParsableCommand {
+struct SyntheticTableSumCommand: ConfigFileCommand {
     static let configuration = CommandConfiguration(
         commandName: "table-sum",
         abstract: "Table sum: each answer sums a random table of adjacent digit pairs (needs pre-caching).",

@@ -6,7 +6,8 @@ import Darwin
 #endif
 
 /// Progress and messages on stderr: a redrawn bar with rate and ETA on a terminal, plain periodic
-/// lines otherwise (CI, pipes, logs). Results go to stdout.
+/// lines otherwise (CI, pipes, logs: the first update, one per tenth of the work or per 30 s, and
+/// the last). Results go to stdout.
 enum Terminal {
     nonisolated(unsafe) static var quiet = false
     static let isTTY = isatty(STDERR_FILENO) == 1
@@ -45,9 +46,23 @@ enum Terminal {
             FileHandle.standardError.write(Data("\r\u{1B}[2K\(bar) \(done)/\(total)  \(status)  \(timing)".utf8))
             barShown = true
             if done == total { clearLine() }
-        } else {
+        } else if plainLineDue(done, of: total) {
             FileHandle.standardError.write(Data("[\(done)/\(total)] \(status)  \(timing)\n".utf8))
         }
+    }
+
+    nonisolated(unsafe) private static var lastLine: (done: Int, total: Int, tenth: Int, time: Date)?
+
+    /// Whether a plain progress line is due: a new task (first update), a new tenth of the work,
+    /// 30 s since the last line, or the end.
+    static func plainLineDue(_ done: Int, of total: Int, now: Date = Date()) -> Bool {
+        let tenth = total > 0 ? 10 * done / total : 10
+        var due = true
+        if let l = lastLine, l.total == total, l.done <= done {
+            due = done == total || tenth != l.tenth || now.timeIntervalSince(l.time) >= 30
+        }
+        if due { lastLine = (done, total, tenth, now) }
+        return due
     }
 
     static func duration(_ seconds: Double) -> String {

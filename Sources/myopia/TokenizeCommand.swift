@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Myopia
 
-struct TokenizeCommand: ParsableCommand {
+struct TokenizeCommand: ConfigFileCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenize",
         abstract: "Encode a text file and print its token ids.",
@@ -26,11 +26,14 @@ struct TokenizeCommand: ParsableCommand {
     @Option(help: "byte, gpt2, gpt2-tiktoken, smollm2-135m, or a path to tokenizer files (or a .gguf).") var tokenizer = "gpt2"
     @Argument(help: "A UTF-8 text file (- reads stdin); with --decode, a file of ids.") var file: String
     @Flag(help: "Print one JSON array.") var json = false
+    @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
+    @OptionGroup var configFile: ConfigFileOption
     @Flag(name: .customLong("allow-special"), help: "Encode special tokens written in the text (<|endoftext|>) as their ids.")
     var allowSpecial = false
     @Flag(help: "Read ids (whitespace, comma or JSON-array separated) and print the text they decode to.") var decode = false
 
     func run() throws {
+        Terminal.quiet = quiet
         try reportingErrors {
             let tok = try Tokenizers.load(tokenizer, log: Terminal.info)
             let data = try read(file)

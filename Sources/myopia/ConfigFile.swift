@@ -1,0 +1,142 @@
+import ArgumentParser
+import Foundation
+import Myopia
+
+// `--config FILE.json` for every command: a JSON object whose keys are the command's flags
+// ("seq_len" or "seq-len" for --seq-len) is expanded into `--key value` arguments placed before the
+// command line's own, so a flag given on the command line wins (the parser keeps an option's last
+// value). `true` turns a flag on, `false` leaves it off (or gives --no-KEY where the flag has one),
+// an array repeats a repeatable option. A key the command has no flag for is refused in one line
+// naming the file and the key. `train`, `gap` and `bonus` read their --config themselves, as a
+// training configuration (TrainConfig), and are left alone.
+
+/// A command whose `--config` is expanded into its flags before parsing.
+protocol ConfigFileCommand: ParsableCommand {}
+
+/// The `--config` option of a ConfigFileCommand, for its help (the file is read before parsing).
+struct ConfigFileOption: ParsableArguments {
+    @Option(help: "A JSON file of settings whose keys are this command's flags, e.g. {\"seq_len\": 128}; flags on the command line win.")
+    var config: String?
+}
+
+enum ConfigFile {
+    /// `arguments` (after `myopia`) with the --config file of a ConfigFileCommand expanded.
+    static func expand(_ arguments: [String], root: ParsableCommand.Type) throws -> [String] {
+        // The subcommand path: leading words that name subcommands.
+        var command: ParsableCommand.Type = root, depth = 0
+        while depth < arguments.count,
+              let sub = command.configuration.subcommands.first(where: { $0.configuration.commandName == arguments[depth] }) {
+            command = sub
+            depth += 1
+        }
+        guard command is ConfigFileCommand.Type else { return arguments }
+        var rest = Array(arguments[depth...]), file: String?
+        if let i = rest.firstIndex(of: "--config"), i + 1 < rest.count {
+            file = rest[i + 1]
+        } else if let arg = rest.first(where: { $0.hasPrefix("--config=") }) {
+            file = String(arg.dropFirst("--config=".count))
+            rest.removeAll { $0 == arg }
+            rest += ["--config", file!]
+        }
+        guard let file else { return arguments }
+        let expanded = try flags(from: file, for: command)
+        return Array(arguments[..<depth]) + expanded + rest
+    }
+
+    /// The `--key value` arguments that `file` stands for, checked against `command`'s flags.
+    static func flags(from file: String, for command: ParsableCommand.Type) throws -> [String] {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: (file as NSString).expandingTildeInPath)) } catch {
+            throw FormatError.io(file: file, reason: "cannot read the config file: \(error.localizedDescription)")
+        }
+        let object: [String: Any]
+        do {
+            guard let parsed = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw FormatError.invalidValue(file: file, field: "(top level)", expected: "a JSON object of flag names and values", found: "another JSON value")
+            }
+            object = parsed
+        } catch let error as FormatError { throw error } catch {
+            throw FormatError.invalidHeader(file: file, field: "(json)", reason: "not valid JSON: \(error.localizedDescription)")
+        }
+        let known = try arguments(of: command)
+        let name = command.configuration.commandName ?? "this command"
+        var out: [String] = []
+        for key in object.keys.sorted() {
+            let flag = key.replacingOccurrences(of: "_", with: "-")
+            guard flag != "config" else {
+                throw FormatError.invalidValue(file: file, field: key, expected: "a flag of `myopia \(name)`", found: "config (a config file cannot name another)")
+            }
+            guard let argument = known[flag] else {
+                throw FormatError.invalidValue(file: file, field: key, expected: "a flag of `myopia \(name)` (see --help)", found: "no flag --\(flag)")
+            }
+            let value = object[key]!
+            if argument.isFlag {
+                guard let on = value as? Bool else {
+                    throw FormatError.invalidValue(file: file, field: key, expected: "true or false (--\(flag) is a flag)", found: "\(value)")
+                }
+                if on { out.append("--\(flag)") } else if known["no-\(flag)"] != nil { out.append("--no-\(flag)") }
+                continue
+            }
+            let values: [Any]
+            if let list = value as? [Any] {
+                guard argument.isRepeating else {
+                    throw FormatError.invalidValue(file: file, field: key, expected: "one value (--\(flag) takes one)", found: "a list")
+                }
+                values = list
+            } else {
+                values = [value]
+            }
+            for v in values {
+                out.append("--\(flag)=" + (try text(v, file: file, key: key)))   // = form: a value may start with "-"
+            }
+        }
+        return out
+    }
+
+    static func text(_ value: Any, file: String, key: String) throws -> String {
+        switch value {
+        case let s as String: return s
+        case let n as NSNumber where String(cString: n.objCType) != "c": return n.stringValue   // "c": a JSON true/false
+        default:
+            throw FormatError.invalidValue(file: file, field: key, expected: "a string or a number", found: "\(value)")
+        }
+    }
+
+    struct Argument { var isFlag: Bool; var isRepeating: Bool }
+
+    /// The long names of `command`'s options and flags, from swift-argument-parser's description of it.
+    static func arguments(of command: ParsableCommand.Type) throws -> [String: Argument] {
+        guard let info = try JSONSerialization.jsonObject(with: Data(command._dumpHelp().utf8)) as? [String: Any],
+              let described = info["command"] as? [String: Any] else { return [:] }
+        var out: [String: Argument] = [:]
+        for argument in described["arguments"] as? [[String: Any]] ?? [] {
+            let kind = argument["kind"] as? String
+            guard kind == "option" || kind == "flag" else { continue }
+            for name in argument["names"] as? [[String: Any]] ?? [] where name["kind"] as? String == "long" {
+                if let long = name["name"] as? String {
+                    out[long] = Argument(isFlag: kind == "flag", isRepeating: argument["isRepeating"] as? Bool ?? false)
+                }
+            }
+        }
+        return out
+    }
+}
+
+extension MyopiaCommand {
+    /// Parses the command line (with any --config file expanded) and runs the command.
+    static func main() {
+        let arguments: [String]
+        do {
+            arguments = try ConfigFile.expand(Array(CommandLine.arguments.dropFirst()), root: MyopiaCommand.self)
+        } catch {
+            Terminal.error("\(error)")
+            Foundation.exit(ExitCode.validationFailure.rawValue)
+        }
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
+}

@@ -60,7 +60,7 @@ extension Report {
             notes.append("Training runs: one line per run; vanilla blue, myopic red, bigram green when each run has its own flow.")
         }
 
-        let evals = try runs.indices.compactMap { i in try RunFolder.load(EvaluationResult.self, EvaluationResult.fileName, in: runs[i]).map { (i, $0) } }
+        let evals = try loaded(EvaluationResult.self, EvaluationResult.fileName, in: runs)
         if evals.count > 1 {
             charts.append(overlay(evals.map { Compared(label: names[$0.0], flow: flow(of: runs[$0.0]), points: positionSeries("", $0.1.positionLoss).points) },
                                   title: "Eval loss by position", xLabel: "position + 1 (log scale)", yLabel: "loss (nats/token)", logX: true))
@@ -85,7 +85,7 @@ extension Report {
             notes.append("Horizons: how far ahead each layer's training signal reaches. A myopic flow keeps only offset 0 from the parameters' point of view; the mean offset says how much of the vanilla signal serves later tokens.")
         }
 
-        let probes = try runs.indices.compactMap { i in try RunFolder.load(ProbeTable.self, ProbeTable.fileName, in: runs[i]).map { (i, $0) } }
+        let probes = try loaded(ProbeTable.self, ProbeTable.fileName, in: runs)
         if probes.count > 1 {
             charts.append(overlay(probes.map { i, t in
                 Compared(label: names[i], flow: flow(of: runs[i]), points: t.offsets.indices.map { k in
@@ -95,14 +95,14 @@ extension Report {
             notes.append("Probes: at k ≥ 1 a higher gain means more information about later tokens in the hidden states.")
         }
 
-        let lenses = try runs.indices.compactMap { i in try RunFolder.load(LensTable.self, LensTable.fileName, in: runs[i]).map { (i, $0) } }
+        let lenses = try loaded(LensTable.self, LensTable.fileName, in: runs)
         if lenses.count > 1 {
             charts.append(overlay(lenses.map { i, t in
                 Compared(label: names[i], flow: flow(of: runs[i]), points: t.layers.indices.map { (x: Double(t.layers[$0]), y: t.loss[$0][0]) })
             }, title: "Lens loss of the next token by layer", xLabel: "residual stream l", yLabel: "loss at k = 0 (nats/token)"))
         }
 
-        let sines = try runs.indices.compactMap { i in try RunFolder.load(SineProbeTable.self, SineProbeTable.fileName, in: runs[i]).map { (i, $0) } }
+        let sines = try loaded(SineProbeTable.self, SineProbeTable.fileName, in: runs)
         if sines.count > 1, sines.allSatisfy({ $0.1.lags.first == 0 }) {
             charts.append(overlay(sines.map { i, t in
                 Compared(label: names[i], flow: flow(of: runs[i]), points: t.layers.indices.map { (x: Double(t.layers[$0]), y: t.r2[$0][0]) })
@@ -111,7 +111,7 @@ extension Report {
         }
 
         var table = ""
-        let generations = try runs.indices.compactMap { i in try RunFolder.load(GenerationStudy.Report.self, GenerationStudy.fileName, in: runs[i]).map { (i, $0) } }
+        let generations = try loaded(GenerationStudy.Report.self, GenerationStudy.fileName, in: runs)
         if generations.count > 1 {
             table = "<table><tr><th>run</th><th>samples</th><th>distinct-1</th><th>distinct-4</th><th>ending in a loop</th><th>free-running loss</th><th>teacher-forced loss</th></tr>"
             for (i, g) in generations {
@@ -125,6 +125,11 @@ extension Report {
         return ["<section class=\"compare\"><h2>Comparison of \(runs.count) runs</h2>"
                 + caption(notes.map(SVG.escape).joined(separator: " "))
                 + "<div class=\"charts\">\(charts.joined())</div>\(table)</section>"]
+    }
+
+    /// (index, result) of each run that holds `fileName`.
+    static func loaded<T: Decodable>(_ type: T.Type, _ fileName: String, in runs: [URL]) throws -> [(Int, T)] {
+        try runs.indices.compactMap { i in try RunFolder.load(type, fileName, in: runs[i]).map { (i, $0) } }
     }
 
     /// The horizon tables of a folder (horizon*.json), by file name.

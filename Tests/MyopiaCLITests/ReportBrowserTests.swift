@@ -6,12 +6,12 @@ import XCTest
 /// generate and a sine-task probe with --out), `myopia runs` lists them and `myopia report` renders
 /// them; the HTML is then opened in headless Chromium, which must lay out every chart with a
 /// non-empty box and drawn marks, and a screenshot is written for a person to look at.
-final class ReportBrowserTests: XCTestCase {
+final class ReportBrowserTests: CLITestCase {
     /// The package root (Tests/MyopiaCLITests/ is two levels below it).
     let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     func myopia(_ arguments: [String]) throws -> CLIResult {
-        let r = try runMyopia(arguments)
+        let r = try run(arguments)
         XCTAssertEqual(r.status, 0, "myopia \(arguments.joined(separator: " ")): \(r.stderr)")
         return r
     }
@@ -50,9 +50,7 @@ final class ReportBrowserTests: XCTestCase {
             }
             throw XCTSkip("chromium not installed (apt-get install chromium); CI installs it and fails without it")
         }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("myopia-browser-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try temporaryDirectory()
         let runs = try makeRuns(in: dir)
 
         // `myopia runs` lists the analysis results with a figure each.

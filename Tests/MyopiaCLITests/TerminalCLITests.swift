@@ -4,10 +4,10 @@ import XCTest
 /// The command line as a whole: every subcommand's help has a worked example and the common flags;
 /// `--config FILE.json` stands for flags (the command line winning, unknown keys refused);
 /// progress is plain lines in a pipe and nothing with --quiet.
-final class TerminalCLITests: XCTestCase {
+final class TerminalCLITests: CLITestCase {
     /// Every leaf command as swift-argument-parser describes it: (path, discussion, long flag names).
     func commands() throws -> [(path: String, discussion: String, flags: Set<String>)] {
-        let dump = try runMyopia(["--experimental-dump-help"])
+        let dump = try run(["--experimental-dump-help"])
         XCTAssertEqual(dump.status, 0, dump.stderr)
         let root = try XCTUnwrap((JSONSerialization.jsonObject(with: Data(dump.stdout.utf8)) as? [String: Any])?["command"] as? [String: Any])
         var out: [(String, String, Set<String>)] = []
@@ -44,38 +44,33 @@ final class TerminalCLITests: XCTestCase {
             // demo's flags are its own (Demo.swift's command); every other command reads --config.
             if c.path != "demo" { XCTAssertTrue(c.flags.contains("config"), "\(c.path) has no --config") }
         }
-        let help = try runMyopia(["lens", "--help"])
+        let help = try run(["lens", "--help"])
         XCTAssertTrue(help.stdout.contains("--config <config>") && help.stdout.contains("--out <out>"), help.stdout)
     }
 
     func testConfigFileKeysAreFlagsAndTheCommandLineWins() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("myopia-config-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try temporaryDirectory()
         let corpus = dir.appendingPathComponent("corpus.txt")
         try Data(String(repeating: "a config file stands for flags. ", count: 40).utf8).write(to: corpus)
-        let run = dir.appendingPathComponent("run").path
-        let train = try runMyopia(["train", "--data", corpus.path, "--out", run, "--layers", "1", "--heads", "2", "--d-model", "16",
+        let model = dir.appendingPathComponent("run").path
+        let train = try run(["train", "--data", corpus.path, "--out", model, "--layers", "1", "--heads", "2", "--d-model", "16",
                                    "--seq-len", "16", "--batch", "4", "--steps", "4", "--log-every", "2", "--quiet"])
         XCTAssertEqual(train.status, 0, train.stderr)
 
         let config = dir.appendingPathComponent("eval.json")
-        try Data(#"{"model": "\#(run)", "data": "\#(corpus.path)", "seq_len": 16, "max-windows": 3, "json": true, "quiet": false}"#.utf8)
+        try Data(#"{"model": "\#(model)", "data": "\#(corpus.path)", "seq_len": 16, "max-windows": 3, "json": true, "quiet": false}"#.utf8)
             .write(to: config)
-        func tokens(_ r: CLIResult) throws -> Int? {
-            XCTAssertEqual(r.status, 0, r.stderr)
-            return (try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["tokens"] as? Int
-        }
-        XCTAssertEqual(try tokens(runMyopia(["eval", "--config", config.path])), 3 * 16)
-        XCTAssertEqual(try tokens(runMyopia(["eval", "--config", config.path, "--seq-len", "8"])), 3 * 8, "the command line wins")
-        XCTAssertEqual(try tokens(runMyopia(["eval", "--config=\(config.path)", "--max-windows", "2", "--json"])), 2 * 16)
+        func tokens(_ r: CLIResult) throws -> Int? { try json(r)["tokens"] as? Int }
+        XCTAssertEqual(try tokens(run(["eval", "--config", config.path])), 3 * 16)
+        XCTAssertEqual(try tokens(run(["eval", "--config", config.path, "--seq-len", "8"])), 3 * 8, "the command line wins")
+        XCTAssertEqual(try tokens(run(["eval", "--config=\(config.path)", "--max-windows", "2", "--json"])), 2 * 16)
 
         for (json, field, why) in [(#"{"sequence_length": 8}"#, "sequence_length", "no flag --sequence-length"),
                                    (#"{"json": "yes"}"#, "json", "true or false"),
                                    (#"{"seq_len": [8, 16]}"#, "seq_len", "one value"),
                                    (#"[1, 2]"#, "(top level)", "a JSON object")] {
             try Data(json.utf8).write(to: config)
-            let r = try runMyopia(["eval", "--config", config.path])
+            let r = try run(["eval", "--config", config.path])
             XCTAssertNotEqual(r.status, 0)
             XCTAssertTrue(r.stderr.hasPrefix("error: \(config.path): \(field): "), r.stderr)
             XCTAssertTrue(r.stderr.contains(why), r.stderr)
@@ -85,31 +80,29 @@ final class TerminalCLITests: XCTestCase {
         // train keeps its own --config (a training configuration, keys as run_config.json's).
         let trainConfig = dir.appendingPathComponent("train.json")
         try Data(#"{"layers": 1, "heads": 2, "d_model": 16, "seq_len": 16, "batch": 4, "steps": 2, "log_every": 1}"#.utf8).write(to: trainConfig)
-        let trained = try runMyopia(["train", "--config", trainConfig.path, "--data", corpus.path, "--out", dir.appendingPathComponent("t").path, "--json"])
+        let trained = try run(["train", "--config", trainConfig.path, "--data", corpus.path, "--out", dir.appendingPathComponent("t").path, "--json"])
         XCTAssertEqual(trained.status, 0, trained.stderr)
         XCTAssertTrue(trained.stdout.contains("\"step\":2"), trained.stdout)
     }
 
     /// In a pipe, training progress is plain lines, one per logged step; --quiet leaves stderr empty.
     func testProgressIsPlainLinesInAPipeAndQuietIsQuiet() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("myopia-progress-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try temporaryDirectory()
         let corpus = dir.appendingPathComponent("corpus.txt")
         try Data(String(repeating: "progress goes to stderr. ", count: 40).utf8).write(to: corpus)
         let args = ["train", "--data", corpus.path, "--layers", "1", "--heads", "2", "--d-model", "16", "--seq-len", "16",
                     "--batch", "4", "--steps", "6", "--log-every", "2"]
-        let loud = try runMyopia(args + ["--out", dir.appendingPathComponent("a").path])
+        let loud = try run(args + ["--out", dir.appendingPathComponent("a").path])
         XCTAssertEqual(loud.status, 0, loud.stderr)
         let lines = loud.stderr.split(separator: "\n").filter { $0.hasPrefix("[") }
         XCTAssertEqual(lines.map { String($0.prefix(5)) }, ["[2/6]", "[4/6]", "[6/6]"], loud.stderr)
         XCTAssertTrue(lines.allSatisfy { $0.contains("it/s, ETA ") }, loud.stderr)
         XCTAssertFalse(loud.stderr.contains("\u{1B}["), "no terminal escapes in a pipe")
-        let quiet = try runMyopia(args + ["--out", dir.appendingPathComponent("b").path, "--quiet"])
+        let quiet = try run(args + ["--out", dir.appendingPathComponent("b").path, "--quiet"])
         XCTAssertEqual(quiet.status, 0, quiet.stderr)
         XCTAssertEqual(quiet.stderr, "")
         XCTAssertTrue(quiet.stdout.hasPrefix("step 6: train loss"), quiet.stdout)
-        let horizon = try runMyopia(["horizon", "--model", dir.appendingPathComponent("b").path, "--data", corpus.path,
+        let horizon = try run(["horizon", "--model", dir.appendingPathComponent("b").path, "--data", corpus.path,
                                      "--seq-len", "16", "--sequences", "2", "--quiet"])
         XCTAssertEqual(horizon.status, 0, horizon.stderr)
         XCTAssertEqual(horizon.stderr, "")

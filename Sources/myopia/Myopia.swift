@@ -9,6 +9,8 @@ struct MyopiaCommand: ParsableCommand {
         abstract: "Train, measure and look inside transformers trained with and without myopic gradient flow.",
         discussion: """
         Start with `myopia demo`: it fetches tiny-shakespeare, trains a small model and shows what it learned.
+
+        Every command takes --config FILE.json whose keys are its flags (flags on the command line win), --json where it reports numbers and --quiet where it shows progress. `myopia runs` lists what the commands wrote; `myopia report RUN...` draws it in one HTML file.
         """,
         subcommands: [DemoCommand.self, TrainCommand.self, EvalCommand.self, GradientsCommand.self, HorizonCommand.self, GapCommand.self, BonusCommand.self,
                       SyntheticCommand.self, GenerateCommand.self, TokenizeCommand.self, ProbeCommand.self, LensCommand.self,

@@ -111,8 +111,8 @@ public enum Demo {
         public var textAnalysis: AnalysisPlan
         public var smollm2: AnalysisPlan
         public var budgetSeconds: Double
-        /// Expected seconds of each stage (measured on the 2-core machine of KERNEL-NOTES.md); the
-        /// SmolLM2 decision scales them by how fast the earlier stages actually ran.
+        /// Expected seconds of each stage (measured with `myopia demo` on a shared 2-core machine at
+        /// load average 4–5); the SmolLM2 decision scales them by how fast the earlier stages ran.
         public var expectedSeconds: [String: Double]
         /// Expected seconds to download and verify SmolLM2 (about 270 MB) when it is not cached.
         public var smollm2FetchSeconds: Double
@@ -150,7 +150,7 @@ public enum Demo {
                 return Plan(quick: true, seed: seed, sine: sine, sineHorizonSequences: 4, sineProbeSequences: 128,
                             sineProbeLags: Array(0...4), text: text, textSeeds: seeds, syntheticBytes: 100_000,
                             textAnalysis: textAnalysis, smollm2: smollm2, budgetSeconds: 180,
-                            expectedSeconds: ["sine": 4, "gap": 6, "analyses": 6, "smollm2": 15], smollm2FetchSeconds: 0)
+                            expectedSeconds: ["sine": 1, "gap": 5, "analyses": 2, "smollm2": 18], smollm2FetchSeconds: 0)
             }
             // Wu et al.'s task at CPU scale: f = 3, p = 1 separates the flows in 800 steps of a
             // d_model 64 model (vanilla ≈ 0.15 × the floor, myopic 1.00 ×).
@@ -160,9 +160,9 @@ public enum Demo {
             text.layers = 4; text.heads = 4; text.dModel = 128; text.seqLen = 64; text.batch = 16
             text.steps = 600; text.warmup = 60; text.lr = 2e-3; text.minLR = 2e-4
             text.evalEvery = 100; text.evalWindows = 32; text.logEvery = 10; text.checkpointEvery = 600; text.logGradientSplit = 50
-            let textAnalysis = AnalysisPlan(seqLen: 64, horizonSequences: 16, horizonMaxOffset: 16, layers: nil,
-                                            probeOffsets: [0, 1, 2, 3], probePositions: 16_384, probeTop: 256, probeBatch: 1024,
-                                            lensOffsets: [0, 1, 2, 3], lensWindows: 64, samples: 8, maxTokens: 200,
+            let textAnalysis = AnalysisPlan(seqLen: 64, horizonSequences: 32, horizonMaxOffset: 16, layers: nil,
+                                            probeOffsets: [0, 1, 2, 3], probePositions: 65_536, probeTop: 256, probeBatch: 1024,
+                                            lensOffsets: [0, 1, 2, 3], lensWindows: 256, samples: 16, maxTokens: 200,
                                             temperature: 0.8, topK: 40)
             let smollm2 = AnalysisPlan(seqLen: 64, horizonSequences: 4, horizonMaxOffset: 16, layers: [0, 10, 20, 30],
                                        probeOffsets: [0, 1, 2], probePositions: 8192, probeTop: 256, probeBatch: 256,
@@ -171,7 +171,7 @@ public enum Demo {
             return Plan(quick: false, seed: seed, sine: sine, sineHorizonSequences: 16, sineProbeSequences: 1024,
                         sineProbeLags: Array(0...10), text: text, textSeeds: seeds, syntheticBytes: 1_000_000,
                         textAnalysis: textAnalysis, smollm2: smollm2, budgetSeconds: 900,
-                        expectedSeconds: ["sine": 90, "gap": 330, "analyses": 90, "smollm2": 150], smollm2FetchSeconds: 120)
+                        expectedSeconds: ["sine": 50, "gap": 300, "analyses": 30, "smollm2": 100], smollm2FetchSeconds: 120)
         }
 
         /// Rejects a plan that could not run, before any work starts.

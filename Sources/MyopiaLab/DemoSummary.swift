@@ -184,54 +184,60 @@ extension Demo {
             String(format: signed ? "%+.3f" : "%.3f", x.mean) + (x.std.map { String(format: " ± %.3f", $0) } ?? "")
         }
         func offsets(_ xs: [Double]) -> String { xs.map { f($0, 2) }.joined(separator: " ") }
-        func pad(_ text: String, _ n: Int) -> String { text.padding(toLength: max(n, text.count), withPad: " ", startingAt: 0) }
-        func row(_ label: String, _ vanilla: String, _ myopic: String, _ note: String = "") -> String {
-            "  " + pad(label, 36) + pad(vanilla, 20) + pad(myopic, 20) + note
-        }
         func probe(_ p: ProbeSummary) -> String { "layer \(p.bestLayer): \(f(p.bestLoss))" }
         func loops(_ g: GenerationSummary) -> String {
             "\(Int((g.loopShare * Double(g.samples)).rounded()))/\(g.samples) (\(f(100 * g.loopShare, 0))%)"
         }
-        let load = { (l: [Double]) in l.map { f($0, 1) }.joined(separator: " ") }
-        var lines: [String] = []
-        lines.append("Myopia demo\(s.quick ? " (--quick)" : "") — \(Self.duration(s.seconds)) on \(s.cores) cores, load average \(load(s.loadAverageStart)) → \(load(s.loadAverageEnd)); seed \(s.seed)")
-        if s.offline { lines.append("offline: the text stages ran on synthetic text (\(s.offlineReason ?? "no registry"))") }
-        lines.append("")
-        lines.append("  " + pad("", 36) + pad("vanilla", 20) + pad("myopic", 20))
+        // Rows are [label, vanilla, myopic, note] or a heading (one cell); columns fit their widest cell.
+        var rows: [[String]] = []
+        func row(_ label: String, _ vanilla: String, _ myopic: String, _ note: String = "") { rows.append([label, vanilla, myopic, note]) }
+        func heading(_ text: String) { rows.append([text]) }
+
+        row("", "vanilla", "myopic")
         let sine = s.sine
-        lines.append("sine task (p \(sine.p.formatted0), f \(sine.frequency.formatted0)), \(sine.steps) steps")
-        lines.append(row("val Huber loss (/ floor)", "\(f(sine.valLoss.vanilla)) (\(f(sine.ratio.vanilla, 2)))",
-                         "\(f(sine.valLoss.myopic)) (\(f(sine.ratio.myopic, 2)))", "floor \(f(sine.floorLoss))"))
+        heading("sine task (p \(sine.p.formatted0), f \(sine.frequency.formatted0)), \(sine.steps) steps")
+        row("val Huber loss (/ floor)", "\(f(sine.valLoss.vanilla)) (\(f(sine.ratio.vanilla, 2)))",
+            "\(f(sine.valLoss.myopic)) (\(f(sine.ratio.myopic, 2)))", "floor \(f(sine.floorLoss))")
         if sine.lag0R2.vanilla.count > 1 {
             let l = sine.lag0R2.vanilla.indices.dropFirst().max { sine.lag0R2.vanilla[$0] < sine.lag0R2.vanilla[$1] } ?? 1
-            lines.append(row("R² of sin(f·x_n) at layer \(l)", f(sine.lag0R2.vanilla[l]), f(sine.lag0R2.myopic[l]),
-                             "cached for later positions"))
+            row("R² of sin(f·x_n) at layer \(l)", f(sine.lag0R2.vanilla[l]), f(sine.lag0R2.myopic[l]), "cached for later positions")
         }
-        lines.append(row("horizon mean offset by layer", offsets(sine.horizonMeanOffset.vanilla), offsets(sine.horizonMeanOffset.myopic)))
+        row("horizon mean offset by layer", offsets(sine.horizonMeanOffset.vanilla), offsets(sine.horizonMeanOffset.myopic))
         let t = s.text
-        lines.append("\(t.data), \(t.seeds.count) seeds × \(t.steps) steps")
-        lines.append(row("val loss (mean ± std)", spread(t.valLoss.vanilla), spread(t.valLoss.myopic),
-                         "gap \(spread(t.gap, signed: true)); unigram \(f(t.unigramLoss))"))
-        lines.append(row("horizon mean offset by layer", offsets(t.analysis.vanilla.horizonMeanOffset),
-                         offsets(t.analysis.myopic.horizonMeanOffset)))
-        lines.append(row("‖g_future‖ / ‖g_vanilla‖", f(t.futureGradientShare.vanilla), f(t.futureGradientShare.myopic)))
+        heading("\(t.data), \(t.seeds.count) seeds × \(t.steps) steps")
+        row("val loss (mean ± std)", spread(t.valLoss.vanilla), spread(t.valLoss.myopic),
+            "gap \(spread(t.gap, signed: true)); unigram \(f(t.unigramLoss))")
+        row("horizon mean offset by layer", offsets(t.analysis.vanilla.horizonMeanOffset), offsets(t.analysis.myopic.horizonMeanOffset))
+        row("‖g_future‖ / ‖g_vanilla‖", f(t.futureGradientShare.vanilla), f(t.futureGradientShare.myopic))
         let pv = t.analysis.vanilla.probe, pm = t.analysis.myopic.probe
-        lines.append(row("probe k=\(pv.offset): best layer, loss", probe(pv), probe(pm), "current token \(f(pv.currentTokenLoss))"))
-        lines.append(row("generation: samples in a loop", loops(t.analysis.vanilla.generation), loops(t.analysis.myopic.generation)))
-        lines.append(row("free-running / teacher-forced loss",
-                         "\(opt(t.analysis.vanilla.generation.freeRunningLoss)) / \(opt(t.analysis.vanilla.generation.teacherForcedLoss))",
-                         "\(opt(t.analysis.myopic.generation.freeRunningLoss)) / \(opt(t.analysis.myopic.generation.teacherForcedLoss))"))
+        row("probe k=\(pv.offset): best layer, loss", probe(pv), probe(pm), "current token \(f(pv.currentTokenLoss))")
+        row("generation: samples in a loop", loops(t.analysis.vanilla.generation), loops(t.analysis.myopic.generation))
+        row("free-running / teacher-forced loss",
+            "\(opt(t.analysis.vanilla.generation.freeRunningLoss)) / \(opt(t.analysis.vanilla.generation.teacherForcedLoss))",
+            "\(opt(t.analysis.myopic.generation.freeRunningLoss)) / \(opt(t.analysis.myopic.generation.teacherForcedLoss))")
         if let m = s.smollm2 {
             // A deep model's horizon: about five layers, the last one included.
             let n = m.horizonMeanOffset.count, step = max(1, (n - 1 + 3) / 4)
             let shown = Array(Swift.stride(from: 0, to: n - 1, by: step)) + [n - 1]
-            lines.append("smollm2-135m")
-            lines.append(row("horizon mean offset by layer", shown.map { f(m.horizonMeanOffset[$0], 2) }.joined(separator: " "), "",
-                             "(layers " + shown.map(String.init).joined(separator: ", ") + ")"))
-            lines.append(row("probe k=\(m.probe.offset): best layer, loss", probe(m.probe), "", "current token \(f(m.probe.currentTokenLoss))"))
-            lines.append(row("generation: samples in a loop", loops(m.generation), ""))
+            heading("smollm2-135m (pretrained)")
+            row("horizon mean offset by layer", shown.map { f(m.horizonMeanOffset[$0], 2) }.joined(separator: " "), "",
+                "(layers " + shown.map(String.init).joined(separator: ", ") + ")")
+            row("probe k=\(m.probe.offset): best layer, loss", probe(m.probe), "", "current token \(f(m.probe.currentTokenLoss))")
+            row("generation: samples in a loop", loops(m.generation), "")
         } else {
-            lines.append("smollm2-135m: skipped (\(s.smollm2Skipped ?? "not run"))")
+            heading("smollm2-135m: skipped (\(s.smollm2Skipped ?? "not run"))")
+        }
+
+        let widths = (0..<3).map { c in rows.filter { $0.count == 4 }.map { $0[c].count }.max() ?? 0 }
+        func pad(_ text: String, _ n: Int) -> String { text.padding(toLength: max(n, text.count), withPad: " ", startingAt: 0) }
+        let load = { (l: [Double]) in l.map { f($0, 1) }.joined(separator: " ") }
+        var lines = ["Myopia demo\(s.quick ? " (--quick)" : "") — \(Self.duration(s.seconds)) on \(s.cores) cores, load average \(load(s.loadAverageStart)) → \(load(s.loadAverageEnd)); seed \(s.seed)"]
+        if s.offline { lines.append("offline: the text stages ran on synthetic text (\(s.offlineReason ?? "no registry"))") }
+        lines.append("")
+        for r in rows {
+            guard r.count == 4 else { lines.append(r[0]); continue }
+            let cells = "  " + pad(r[0], widths[0] + 2) + pad(r[1], widths[1] + 3) + pad(r[2], widths[2] + 3) + r[3]
+            lines.append(cells.replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression))
         }
         lines.append("")
         lines.append("report: \(s.report)")

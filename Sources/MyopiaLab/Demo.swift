@@ -1,115 +1,248 @@
 import Foundation
 import Myopia
 
-/// `myopia demo`: the main job. Fetches tiny-shakespeare (or falls back to offline synthetic text),
-/// trains a small byte-level GPT-2, evaluates it against the unigram baseline, samples from it and
-/// writes everything into a run folder.
+/// `myopia demo`: the main job. A plan of stages, each writing into its own folder of `out`:
+///
+///     sine/sine-vanilla, sine-myopic  the synthetic pre-caching task (SineExperiment), each run with
+///                                   horizon.json and sine_probe.json
+///     shakespeare/                  a myopia gap over seeds (gap.json; FLOW-seedS/ runs with the
+///                                   gradient split in metrics.jsonl); the first seed's run of each
+///                                   flow also gets horizon.json, probe.json, lens.json, generation.json
+///     smollm2/                      SmolLM2-135M: horizon, probe, lens and generation study
+///     report.html, summary.json, plan.json
+///
+/// Without a package registry the text stages run on `SyntheticText` (folder `synthetic-text/`)
+/// and SmolLM2 is skipped unless cached; the sine task needs no data. Everything but the decision
+/// to run SmolLM2 (which depends on the time left) is deterministic given the seed.
 public enum Demo {
     public struct Options: Sendable {
         public var out: URL
-        /// A few steps of a tiny model: for tests and a quick look.
+        /// Every stage with tiny settings (seconds): for tests and a first look. Never downloads SmolLM2.
         public var quick: Bool
         public var seed: UInt64
-        public init(out: URL = URL(fileURLWithPath: "runs/demo"), quick: Bool = false, seed: UInt64 = 1) {
+        /// Skip the registry: the text stages use offline synthetic text.
+        public var offline: Bool
+        public var skipSmolLM2: Bool
+        /// Wall-time budget in seconds (default: the plan's); SmolLM2 runs only if it fits.
+        public var budget: Double?
+        public var store: AssetStore
+
+        public init(out: URL = URL(fileURLWithPath: "runs/demo"), quick: Bool = false, seed: UInt64 = 1,
+                    offline: Bool = false, skipSmolLM2: Bool = false, budget: Double? = nil, store: AssetStore = AssetStore()) {
             self.out = out
             self.quick = quick
             self.seed = seed
+            self.offline = offline
+            self.skipSmolLM2 = skipSmolLM2
+            self.budget = budget
+            self.store = store
         }
     }
 
-    public struct Summary: Codable, Sendable {
-        public var data: String
-        public var offline: Bool
-        public var steps: Int
-        public var parameters: Int
-        public var valLoss: Double
-        public var unigramLoss: Double
-        public var secondsTraining: Double
-        public var tokensPerSecond: Double
-        public var prompt: String
-        public var sample: String
-        public var checkpoint: String
+    /// The stages, in order.
+    public enum Stage: String, Codable, CaseIterable, Sendable {
+        case data, sine, gap, analyses, smollm2, report
+
+        public var title: String {
+            switch self {
+            case .data: return "data: tiny-shakespeare, or offline synthetic text"
+            case .sine: return "sine task: vanilla and myopic training, horizon, regression probes"
+            case .gap: return "text: the myopia gap over seeds, gradient split logged"
+            case .analyses: return "text: horizon, probes, logit lens and generation study for each flow"
+            case .smollm2: return "SmolLM2-135M: horizon, probes, logit lens and generation study"
+            case .report: return "report.html and summary.json"
+            }
+        }
+    }
+
+    /// What `progress` reports: `done` of `total` within a part of a stage (one training run, one
+    /// analysis). Each part starts with `done` 0; milestones (validation steps, finished parts) are
+    /// what a log without a terminal should show.
+    public struct Progress: Sendable {
+        public var stage: Stage
+        public var done: Int
+        public var total: Int
+        public var status: String
+        public var milestone: Bool
+    }
+
+    /// What the analysis of one language model measures (DESIGN §4–5).
+    public struct AnalysisPlan: Codable, Equatable, Sendable {
+        /// Window length T for every analysis.
+        public var seqLen: Int
+        public var horizonSequences: Int
+        public var horizonMaxOffset: Int
+        /// Residual streams to probe and lens (nil: all, 0…L).
+        public var layers: [Int]?
+        public var probeOffsets: [Int]
+        public var probePositions: Int
+        public var probeTop: Int
+        public var probeBatch: Int
+        public var lensOffsets: [Int]
+        public var lensWindows: Int
+        public var samples: Int
+        public var maxTokens: Int
+        public var temperature: Double
+        public var topK: Int?
 
         enum CodingKeys: String, CodingKey {
-            case data, offline, steps, parameters, prompt, sample, checkpoint
-            case valLoss = "val_loss", unigramLoss = "unigram_loss", secondsTraining = "seconds_training"
-            case tokensPerSecond = "tokens_per_s"
+            case layers, samples, temperature
+            case seqLen = "seq_len", horizonSequences = "horizon_sequences", horizonMaxOffset = "horizon_max_offset"
+            case probeOffsets = "probe_offsets", probePositions = "probe_positions", probeTop = "probe_top"
+            case probeBatch = "probe_batch", lensOffsets = "lens_offsets", lensWindows = "lens_windows"
+            case maxTokens = "max_tokens", topK = "top_k"
         }
     }
 
-    public static func trainConfig(quick: Bool, seed: UInt64) -> TrainConfig {
-        var c = TrainConfig()
-        c.seed = seed
-        if quick {
-            c.layers = 2; c.heads = 2; c.dModel = 32; c.seqLen = 32; c.batch = 8
-            c.steps = 30; c.warmup = 5; c.lr = 3e-3; c.minLR = 3e-4
-            c.evalEvery = 15; c.evalWindows = 16; c.logEvery = 5; c.checkpointEvery = 30
-        } else {
-            c.layers = 4; c.heads = 4; c.dModel = 128; c.seqLen = 128; c.batch = 16
-            c.steps = 1200; c.warmup = 100; c.lr = 2e-3; c.minLR = 2e-4
-            c.evalEvery = 200; c.evalWindows = 64; c.logEvery = 20; c.checkpointEvery = 600
+    /// Every setting of a demo: the full demo or `--quick`.
+    public struct Plan: Codable, Equatable, Sendable {
+        public var quick: Bool
+        public var seed: UInt64
+        /// Flow and seed are set per run.
+        public var sine: SineExperiment.Options
+        public var sineHorizonSequences: Int
+        public var sineProbeSequences: Int
+        public var sineProbeLags: [Int]
+        /// Data, flow and seed are set per run.
+        public var text: TrainConfig
+        public var textSeeds: [UInt64]
+        /// Bytes of offline text when no registry is reachable.
+        public var syntheticBytes: Int
+        public var textAnalysis: AnalysisPlan
+        public var smollm2: AnalysisPlan
+        public var budgetSeconds: Double
+        /// Expected seconds of each stage (`myopia demo` on a shared 2-core machine at load average
+        /// 4–6, the mean of two runs); the SmolLM2 decision scales them by how fast the earlier stages ran.
+        public var expectedSeconds: [String: Double]
+        /// Expected seconds to download and verify SmolLM2 (about 270 MB) when it is not cached.
+        public var smollm2FetchSeconds: Double
+
+        enum CodingKeys: String, CodingKey {
+            case quick, seed, sine, text, smollm2
+            case sineHorizonSequences = "sine_horizon_sequences", sineProbeSequences = "sine_probe_sequences"
+            case sineProbeLags = "sine_probe_lags", textSeeds = "text_seeds", syntheticBytes = "synthetic_bytes"
+            case textAnalysis = "text_analysis", budgetSeconds = "budget_seconds", expectedSeconds = "expected_seconds"
+            case smollm2FetchSeconds = "smollm2_fetch_seconds"
         }
-        return c
+
+        public static func make(quick: Bool, seed: UInt64) -> Plan {
+            var sine = SineExperiment.Options()
+            sine.task = SineTask(p: 1, frequency: 3, window: SineTask.publishedWindow)
+            sine.seed = seed
+            var text = TrainConfig()
+            text.seed = seed
+            text.data = "tinyshakespeare"
+            let seeds = [seed, seed &+ 1]
+            if quick {
+                sine.layers = 2; sine.heads = 2; sine.dModel = 32; sine.seqLen = 16; sine.batch = 16
+                sine.steps = 60; sine.warmup = 5; sine.evalEvery = 30; sine.logEvery = 10; sine.validationSequences = 64
+                text.layers = 2; text.heads = 2; text.dModel = 32; text.seqLen = 32; text.batch = 8
+                text.steps = 40; text.warmup = 5; text.lr = 3e-3; text.minLR = 3e-4
+                text.evalEvery = 20; text.evalWindows = 8; text.logEvery = 5; text.checkpointEvery = 40; text.logGradientSplit = 10
+                let textAnalysis = AnalysisPlan(seqLen: 32, horizonSequences: 4, horizonMaxOffset: 8, layers: nil,
+                                                probeOffsets: [0, 1, 2], probePositions: 2048, probeTop: 256, probeBatch: 256,
+                                                lensOffsets: [0, 1, 2], lensWindows: 8, samples: 4, maxTokens: 40,
+                                                temperature: 0.8, topK: 40)
+                let smollm2 = AnalysisPlan(seqLen: 32, horizonSequences: 1, horizonMaxOffset: 4, layers: [0, 15, 30],
+                                           probeOffsets: [0, 1], probePositions: 512, probeTop: 32, probeBatch: 128,
+                                           lensOffsets: [0, 1], lensWindows: 2, samples: 2, maxTokens: 12,
+                                           temperature: 0.8, topK: 40)
+                return Plan(quick: true, seed: seed, sine: sine, sineHorizonSequences: 4, sineProbeSequences: 128,
+                            sineProbeLags: Array(0...4), text: text, textSeeds: seeds, syntheticBytes: 100_000,
+                            textAnalysis: textAnalysis, smollm2: smollm2, budgetSeconds: 180,
+                            expectedSeconds: ["sine": 1, "gap": 5, "analyses": 2, "smollm2": 18], smollm2FetchSeconds: 0)
+            }
+            // Wu et al.'s task at CPU scale: f = 3, p = 1 separates the flows in 800 steps of a
+            // d_model 64 model (vanilla ≈ 0.15 × the floor, myopic 1.00 ×).
+            sine.layers = 2; sine.heads = 2; sine.dModel = 64; sine.seqLen = 32; sine.batch = 64
+            sine.steps = 800; sine.warmup = 50; sine.lr = 3e-3; sine.minLR = 3e-4
+            sine.evalEvery = 100; sine.logEvery = 20; sine.validationSequences = 512
+            text.layers = 4; text.heads = 4; text.dModel = 128; text.seqLen = 64; text.batch = 16
+            text.steps = 600; text.warmup = 60; text.lr = 2e-3; text.minLR = 2e-4
+            text.evalEvery = 100; text.evalWindows = 32; text.logEvery = 10; text.checkpointEvery = 600; text.logGradientSplit = 50
+            let textAnalysis = AnalysisPlan(seqLen: 64, horizonSequences: 32, horizonMaxOffset: 16, layers: nil,
+                                            probeOffsets: [0, 1, 2, 3], probePositions: 65_536, probeTop: 256, probeBatch: 1024,
+                                            lensOffsets: [0, 1, 2, 3], lensWindows: 256, samples: 16, maxTokens: 200,
+                                            temperature: 0.8, topK: 40)
+            let smollm2 = AnalysisPlan(seqLen: 64, horizonSequences: 4, horizonMaxOffset: 16, layers: [0, 10, 20, 30],
+                                       probeOffsets: [0, 1, 2], probePositions: 8192, probeTop: 256, probeBatch: 256,
+                                       lensOffsets: [0, 1, 2], lensWindows: 32, samples: 4, maxTokens: 64,
+                                       temperature: 0.8, topK: 40)
+            return Plan(quick: false, seed: seed, sine: sine, sineHorizonSequences: 16, sineProbeSequences: 1024,
+                        sineProbeLags: Array(0...10), text: text, textSeeds: seeds, syntheticBytes: 1_000_000,
+                        textAnalysis: textAnalysis, smollm2: smollm2, budgetSeconds: 900,
+                        expectedSeconds: ["sine": 70, "gap": 370, "analyses": 60, "smollm2": 100], smollm2FetchSeconds: 120)
+        }
+
+        /// Rejects a plan that could not run, before any work starts.
+        public func validate() throws {
+            try sine.validate(file: "demo plan (sine)")
+            try text.validate(file: "demo plan (text)")
+            let check = SettingsCheck(file: "demo plan").check
+            try check(!textSeeds.isEmpty, "text_seeds", "at least one seed", textSeeds.count)
+            try check(sineHorizonSequences > 0, "sine_horizon_sequences", "a positive integer", sineHorizonSequences)
+            try check(sineProbeSequences > 1, "sine_probe_sequences", "at least 2 (train and held out)", sineProbeSequences)
+            try check(sineProbeLags.allSatisfy { (0..<sine.seqLen).contains($0) }, "sine_probe_lags",
+                      "lags in 0..<\(sine.seqLen)", sineProbeLags)
+            try check(textAnalysis.seqLen <= text.seqLen, "text_analysis.seq_len",
+                      "at most the trained models' \(text.seqLen) positions", textAnalysis.seqLen)
+            for (name, a) in [("text_analysis", textAnalysis), ("smollm2", smollm2)] {
+                try check(a.seqLen > 0 && a.horizonSequences > 0 && a.horizonMaxOffset >= 0, "\(name).seq_len, horizon",
+                          "positive window, sequences and a non-negative offset", "\(a.seqLen), \(a.horizonSequences), \(a.horizonMaxOffset)")
+                try check(!a.probeOffsets.isEmpty && a.probeOffsets.allSatisfy { $0 >= 0 }, "\(name).probe_offsets",
+                          "offsets ≥ 0", a.probeOffsets)
+                try check(!a.lensOffsets.isEmpty && a.lensOffsets.allSatisfy { $0 >= 0 }, "\(name).lens_offsets",
+                          "offsets ≥ 0", a.lensOffsets)
+                try check(a.probePositions > 0 && a.probeTop > 0 && a.probeBatch > 0, "\(name).probe_positions, top, batch",
+                          "positive integers", "\(a.probePositions), \(a.probeTop), \(a.probeBatch)")
+                try check(a.lensWindows > 0 && a.samples > 0 && a.maxTokens > 0, "\(name).lens_windows, samples, max_tokens",
+                          "positive integers", "\(a.lensWindows), \(a.samples), \(a.maxTokens)")
+            }
+        }
     }
 
-    public static func run(_ options: Options, log: (String) -> Void,
-                           onTrainLog: (TrainMetrics, Int) -> Void = { _, _ in }) throws -> Summary {
-        var config = trainConfig(quick: options.quick, seed: options.seed)
-        var offline = false
-        let dataset: TokenDataset
-        do {
-            dataset = try DataSource.load("tinyshakespeare", log: log)
-            config.data = "tinyshakespeare"
-        } catch {
-            log("could not fetch tiny-shakespeare (\(error)); using offline synthetic text instead")
-            offline = true
-            config.data = "synthetic-text"
-            dataset = TokenDataset.split(ByteTokenizer().encode(SyntheticText.generate(bytes: 400_000, seed: options.seed)),
-                                         validationFraction: config.validationFraction, source: "synthetic-text")
-        }
-        let trainDir = options.out.appendingPathComponent("train")
-        try? FileManager.default.removeItem(at: trainDir)
-        let trainer = try Trainer(config: config, dataset: dataset, out: trainDir)
-        log("training a \(config.layers)-layer, d_model \(config.dModel) byte-level GPT-2 (\(trainer.model.params.count) parameters) for \(config.steps) steps")
-        let start = Date()
-        let last = try trainer.run { onTrainLog($0, config.steps) }
-        let seconds = Date().timeIntervalSince(start)
-        let unigram = TokenStatistics.unigramCrossEntropy(train: dataset.train, eval: dataset.validation, vocabSize: 256)
-        let val = Evaluation.run(trainer.model, tokens: dataset.validation, seqLen: config.seqLen, batch: config.batch)
-        let prompt = offline ? "the " : "ROMEO:\n"
-        let tokenizer = ByteTokenizer()
-        let sample = Generation.generate(trainer.model, prompt: tokenizer.encode(prompt),
-                                         options: SamplingOptions(temperature: 0.8, topK: 40, seed: options.seed,
-                                                                  maxTokens: options.quick ? 40 : 300))
-        let summary = Summary(data: config.data, offline: offline, steps: config.steps, parameters: trainer.model.params.count,
-                              valLoss: val.loss, unigramLoss: unigram, secondsTraining: seconds,
-                              tokensPerSecond: last?.tokensPerSecond ?? 0, prompt: prompt,
-                              sample: tokenizer.decode(sample),
-                              checkpoint: trainDir.appendingPathComponent("checkpoint-\(config.steps)").path)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try AtomicFile.write(try encoder.encode(summary), to: options.out.appendingPathComponent("summary.json"))
-        return summary
+    /// Whether the SmolLM2 stage runs, and why not.
+    public enum SmolLM2Decision: Equatable, Sendable {
+        case run(fetch: Bool)
+        case skip(reason: String)
     }
-}
 
-/// Offline English-like text for when no package registry can be reached: seeded sentences from a
-/// small grammar, enough structure for a byte model to learn words and spacing.
-public enum SyntheticText {
-    static let subjects = ["the king", "a servant", "my lord", "the queen", "our friend", "this man", "the people", "a soldier"]
-    static let verbs = ["speaks of", "looks upon", "remembers", "forgets", "loves", "fears", "waits for", "calls"]
-    static let objects = ["the crown", "his brother", "the night", "a letter", "the city", "her father", "the sea", "an old song"]
-    static let endings = [".", "!", "?", ", and then is silent.", " in the morning."]
-
-    public static func generate(bytes: Int, seed: UInt64) -> String {
-        var rng = SeededGenerator(seed: seed)
-        var out = ""
-        while out.utf8.count < bytes {
-            var s = subjects[rng.nextInt(below: subjects.count)] + " " + verbs[rng.nextInt(below: verbs.count)] + " "
-                + objects[rng.nextInt(below: objects.count)] + endings[rng.nextInt(below: endings.count)]
-            s = s.prefix(1).uppercased() + s.dropFirst()
-            out += s + (rng.nextInt(below: 4) == 0 ? "\n" : " ")
+    /// The SmolLM2 decision. `quick` never downloads; without a registry there is nothing to fetch;
+    /// otherwise the stage runs when its estimate (and the download's, when not cached) fits in the
+    /// seconds left. `slowdown` scales the plan's estimates by how the earlier stages actually ran.
+    public static func smolLM2Decision(plan: Plan, skip: Bool, offline: Bool, cached: Bool,
+                                       secondsLeft: Double, slowdown: Double) -> SmolLM2Decision {
+        if skip { return .skip(reason: "--skip-smollm2") }
+        if !cached && plan.quick {
+            return .skip(reason: "not in the local cache, and --quick never downloads it (`myopia fetch smollm2-135m` once, ~270 MB)")
         }
-        return out
+        if !cached && offline { return .skip(reason: "not in the local cache, and no package registry is reachable") }
+        let analysis = (plan.expectedSeconds[Stage.smollm2.rawValue] ?? 0) * slowdown
+        let need = analysis + (cached ? 0 : plan.smollm2FetchSeconds)
+        if !plan.quick && need > secondsLeft {
+            return .skip(reason: String(format: "needs about %.0f s%@, %.0f s of the %.0f s budget left (--budget SECONDS to allow more)",
+                                        need, cached ? "" : " with the ~270 MB download", max(0, secondsLeft), plan.budgetSeconds))
+        }
+        return .run(fetch: !cached)
     }
+
+    /// How much slower than the plan's estimates the finished stages ran (clamped to 0.5…4).
+    public static func slowdown(plan: Plan, finished: [(stage: Stage, seconds: Double)]) -> Double {
+        var expected = 0.0, actual = 0.0
+        for f in finished {
+            guard let e = plan.expectedSeconds[f.stage.rawValue] else { continue }
+            expected += e
+            actual += f.seconds
+        }
+        guard expected > 0 else { return 1 }
+        return min(4, max(0.5, actual / expected))
+    }
+
+    /// The folders this demo writes into `out` (removed before a new run; nothing else is touched).
+    public static let stageFolders = ["sine", "shakespeare", SyntheticText.sourceName, "smollm2"]
+    public static let summaryFile = "summary.json"
+    public static let planFile = "plan.json"
+
+    /// The text-stage folder: named after the data it trains on.
+    public static func textFolder(offline: Bool) -> String { offline ? SyntheticText.sourceName : "shakespeare" }
 }

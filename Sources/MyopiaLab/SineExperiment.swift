@@ -75,19 +75,23 @@ public enum SineExperiment {
         }
     }
 
-    /// One logged step, as written to `metrics.jsonl`.
+    /// One logged step, as written to `metrics.jsonl`. The keys are a superset of a token run's
+    /// (`TrainMetrics`), so `myopia report` draws a sine run's curves like any training run's.
     public struct Metrics: Codable, Equatable, Sendable {
         public var step: Int
         public var trainLoss: Double
         public var valLoss: Double?
         public var lr: Double
         public var gradNorm: Double
+        /// Positions (the task's tokens) trained on per second over the logged window.
+        public var tokensPerSecond: Double
         public var msPerStep: Double
         public var seconds: Double
 
         enum CodingKeys: String, CodingKey {
             case step, lr, seconds
             case trainLoss = "train_loss", valLoss = "val_loss", gradNorm = "grad_norm", msPerStep = "ms_per_step"
+            case tokensPerSecond = "tokens_per_s"
         }
     }
 
@@ -225,8 +229,10 @@ public enum SineExperiment {
             let isLast = step == options.steps || stoppedByTime
             guard step % options.logEvery == 0 || step % options.evalEvery == 0 || isLast else { continue }
             trainLoss = windowLoss / Double(windowSteps)
+            let windowSeconds = seconds - windowStart
             var m = Metrics(step: step, trainLoss: trainLoss, valLoss: nil, lr: lr, gradNorm: norm,
-                            msPerStep: 1000 * (seconds - windowStart) / Double(windowSteps), seconds: seconds)
+                            tokensPerSecond: windowSeconds > 0 ? Double(windowSteps * b * t) / windowSeconds : 0,
+                            msPerStep: 1000 * windowSeconds / Double(windowSteps), seconds: seconds)
             if isLast {
                 final = evaluate(model, on: validation, batch: b, cache: cache)
                 m.valLoss = final?.loss

@@ -5,46 +5,57 @@ import MyopiaLab
 struct DemoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "The main job: fetch tiny-shakespeare, train a small model, evaluate it and sample from it.",
+        abstract: "The main job: train vanilla and myopic models, measure the gap, the horizon, probes and generation, write a report.",
         discussion: """
-        Runs end to end with no arguments (a few minutes on 2 cores) and writes runs/demo/: the training run
-        (checkpoints, metrics.jsonl) and summary.json. Without a package registry it trains on offline
-        synthetic text instead, and says so.
+        With no arguments, about 10 minutes on 2 cores (budget 15), in stages, each in its own folder of --out:
+          sine/          the synthetic pre-caching task: a vanilla and a myopic model (p 1, f 3) against the
+                         no-pre-caching floor; the horizon and regression probes of sin(f·x_{n−i}) for each
+          shakespeare/   tiny-shakespeare: the myopia gap over 2 seeds, the gradient split logged while training;
+                         for each flow's first-seed model the horizon, linear probes, the logit lens and a
+                         generation study (loops, distinct-n, free-running vs teacher-forced loss)
+          smollm2/       SmolLM2-135M: horizon, probes, lens and generation, when it is cached or its
+                         ~270 MB download fits in the time left (--budget)
+        then report.html over all of them, summary.json and plan.json (every setting), and a summary table.
+        Progress goes to stderr, the table to stdout.
+
+        Without a package registry the text stages train on offline synthetic text (folder
+        synthetic-text/) and say so in one line; the sine task needs no data. --quick runs every stage
+        with tiny models (under a minute) and never downloads SmolLM2. Results are deterministic for a
+        --seed, except whether SmolLM2 fits in the budget.
 
         Example:
           myopia demo
           myopia demo --quick --out /tmp/demo
+          myopia demo --offline --skip-smollm2 --seed 2 --out runs/demo-seed2
         """)
 
-    @Option(help: "Where to write the demo run.") var out = "runs/demo"
-    @Option(help: "Seed for everything.") var seed: UInt64 = 1
-    @Flag(help: "A tiny model for a few steps (seconds): for tests and a first look.") var quick = false
-    @Flag(help: "Print the summary as JSON.") var json = false
+    @Option(help: "Where to write the demo's folders, report.html and summary.json.") var out = "runs/demo"
+    @Option(help: "Seed for everything (the text gap uses this seed and the next).") var seed: UInt64 = 1
+    @Flag(help: "Every stage with tiny models (under a minute): for tests and a first look.") var quick = false
+    @Flag(help: "Do not use the package registry: train the text stages on offline synthetic text.") var offline = false
+    @Flag(name: .customLong("skip-smollm2"), help: "Do not run the SmolLM2-135M stage.") var skipSmolLM2 = false
+    @Option(help: "Wall-time budget in seconds; the SmolLM2 stage runs only if it fits (default 900; --quick 180).")
+    var budget: Double?
+    @Flag(help: "Print summary.json's contents instead of the table.") var json = false
+
+    func validate() throws {
+        if let budget, !(budget > 0) { throw ValidationError("--budget must be a positive number of seconds") }
+    }
 
     func run() throws {
         Terminal.quiet = json
         try reportingErrors {
-            let started = Date()
-            let summary = try Demo.run(Demo.Options(out: URL(fileURLWithPath: out), quick: quick, seed: seed),
-                                       log: Terminal.info) { m, total in
-                let val = m.valLoss.map { String(format: " val %.3f", $0) } ?? ""
-                Terminal.progress(m.step, of: total, started: started,
-                                  status: String(format: "loss %.3f%@  %.0f tok/s", m.trainLoss, val, m.tokensPerSecond))
+            var partStarted = Date()
+            let options = Demo.Options(out: URL(fileURLWithPath: out), quick: quick, seed: seed, offline: offline,
+                                       skipSmolLM2: skipSmolLM2, budget: budget)
+            let summary = try Demo.run(options, log: Terminal.info) { p in
+                if p.done == 0 { partStarted = Date(); return }   // a new part: its own rate and ETA
+                guard Terminal.isTTY || p.milestone else { return }   // logs: one line per milestone
+                Terminal.progress(p.done, of: p.total, started: partStarted, status: p.status)
             }
             if json { try printJSON(summary); return }
-            print("""
-
-            Myopia demo — \(summary.data)\(summary.offline ? " (offline fallback)" : "")
-              model            \(summary.parameters) parameters, \(summary.steps) steps in \(Terminal.duration(summary.secondsTraining)) (\(Int(summary.tokensPerSecond)) tokens/s)
-              validation loss  \(String(format: "%.3f", summary.valLoss)) nats/byte
-              unigram baseline \(String(format: "%.3f", summary.unigramLoss)) nats/byte
-              checkpoint       \(summary.checkpoint)
-
-            sample (temperature 0.8, top-k 40):
-            \(summary.prompt)\(summary.sample)
-
-            summary: \(out)/summary.json
-            """)
+            print("")
+            print(Demo.format(summary))
         }
     }
 }

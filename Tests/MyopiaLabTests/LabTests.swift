@@ -15,16 +15,4 @@ final class LabTests: XCTestCase {
         XCTAssertNotEqual(SyntheticText.generate(bytes: 500, seed: 3), SyntheticText.generate(bytes: 500, seed: 4))
         XCTAssertGreaterThanOrEqual(SyntheticText.generate(bytes: 500, seed: 3).utf8.count, 500)
     }
-
-    func testQuickDemoWritesItsRun() throws {
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("myopia-demo-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: out) }
-        let summary = try Demo.run(Demo.Options(out: out, quick: true), log: { _ in })
-        XCTAssertEqual(summary.steps, 30)
-        XCTAssertTrue(summary.valLoss.isFinite)
-        XCTAssertLessThan(summary.valLoss, Foundation.log(256.0))
-        XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("summary.json").path))
-        XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("train/checkpoint-30/model.safetensors").path))
-        XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("train/metrics.jsonl").path))
-    }
 }

@@ -61,6 +61,10 @@ final class SineExperimentTests: XCTestCase {
         XCTAssertEqual(metrics.map(\.step), [10, 20, 30])
         XCTAssertEqual(metrics.map { $0.valLoss != nil }, [false, true, true])
         XCTAssertEqual(metrics.last?.valLoss, first.valLoss)
+        // The same lines read as a token run's metrics (what `myopia report` draws).
+        let asTraining = try lines.map { try JSONDecoder().decode(TrainMetrics.self, from: Data($0.utf8)) }
+        XCTAssertEqual(asTraining.map(\.trainLoss), metrics.map(\.trainLoss))
+        XCTAssertTrue(metrics.allSatisfy { $0.tokensPerSecond > 0 })
         let results = try JSONDecoder().decode(SineExperiment.Result.self,
                                                from: Data(contentsOf: out.appendingPathComponent(SineExperiment.resultsFile)))
         XCTAssertEqual(results, first)

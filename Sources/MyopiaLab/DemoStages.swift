@@ -224,10 +224,13 @@ extension Demo {
             var rng = SeededGenerator(seed: plan.seed ^ 0x0005_1E0F_5EED)
             let horizonData = options.task.makeBatch(batch: plan.sineHorizonSequences, seqLen: options.seqLen, rng: &rng)
             let horizon = Horizon.compute(model, sine: horizonData)
-            try LabFiles.writeJSON(horizon, to: folder.appendingPathComponent(HorizonTable.fileName))
+            let record = AnalysisRecord(command: "demo", model: result.checkpoint, data: "sine task (fresh sequences)",
+                                        settings: ["p": "\(options.task.p)", "frequency": "\(options.task.frequency)",
+                                                   "seq_len": "\(options.seqLen)", "seed": "\(plan.seed)"])
+            try RunFolder.write(horizon, as: HorizonTable.fileName, record: record, to: folder)
             let probeData = options.task.makeBatch(batch: plan.sineProbeSequences, seqLen: options.seqLen, rng: &rng)
             let probe = SineProbes.compute(model, data: probeData, lags: plan.sineProbeLags, seed: plan.seed)
-            try LabFiles.writeJSON(probe, to: folder.appendingPathComponent(SineProbeTable.fileName))
+            try RunFolder.write(probe, as: SineProbeTable.fileName, record: record, to: folder)
             guard let lagZero = probe.lags.firstIndex(of: 0) else {
                 throw FormatError.missing(file: folder.appendingPathComponent(SineProbeTable.fileName).path, field: "lags (lag 0)")
             }
@@ -280,16 +283,27 @@ extension Demo {
             throw FormatError.invalidValue(file: source, field: "layers", expected: "residual streams in 0…\(config.nLayers)", found: "\(layers)")
         }
         try LabFiles.createDirectory(folder)
+        /// Writes a result where `myopia report` finds it, with how it was made (commands.json).
+        @discardableResult
+        func save<T: Encodable>(_ result: T, as fileName: String, since: Date, _ settings: [String: String]) throws -> URL {
+            let record = AnalysisRecord(command: "demo", model: source, data: "held-out text",
+                                        settings: settings.merging(["seq_len": "\(t)", "seed": "\(seed)"]) { a, _ in a },
+                                        seconds: Date().timeIntervalSince(since))
+            return try RunFolder.write(result, as: fileName, record: record, to: folder)
+        }
         func report(_ what: String, _ done: Int, _ total: Int) {
             progress(Progress(stage: stage, done: done, total: total, status: "\(source): \(what)", milestone: done == total))
         }
 
+        var stepStarted = Date()
         report("horizon", 0, a.horizonSequences)
         log("\(source): gradient horizon (\(a.horizonSequences) windows of \(t), offsets 0…\(a.horizonMaxOffset))")
         let horizon = Horizon.compute(model, tokens: tokens, seqLen: t, maxOffset: a.horizonMaxOffset,
                                       sequences: a.horizonSequences, flow: .vanilla, progress: { report("horizon", $0, $1) })
-        try LabFiles.writeJSON(horizon, to: folder.appendingPathComponent(HorizonTable.fileName))
+        try save(horizon, as: HorizonTable.fileName, since: stepStarted,
+                 ["sequences": "\(a.horizonSequences)", "max_offset": "\(a.horizonMaxOffset)"])
 
+        stepStarted = Date()
         report("probe hidden states", 0, 1)
         log("\(source): probes (layers \(layers.map(String.init).joined(separator: ",")), offsets \(a.probeOffsets.map(String.init).joined(separator: ",")), \(a.probePositions) positions)")
         let data = TokenProbes.extract(model, tokens: tokens, seqLen: t, layers: layers, offsets: a.probeOffsets,
@@ -298,15 +312,21 @@ extension Demo {
         settings.batch = a.probeBatch
         settings.seed = seed
         let probe = TokenProbes.run(data, layers: layers, offsets: a.probeOffsets, top: a.probeTop, settings: settings)
-        let probeFile = folder.appendingPathComponent(ProbeTable.fileName)
-        try LabFiles.writeJSON(probe, to: probeFile)
+        let probeFile = try save(probe, as: ProbeTable.fileName, since: stepStarted,
+                                 ["layers": layers.map(String.init).joined(separator: ","),
+                                  "offsets": a.probeOffsets.map(String.init).joined(separator: ","),
+                                  "positions": "\(a.probePositions)", "top": "\(a.probeTop)"])
 
+        stepStarted = Date()
         report("logit lens", 0, a.lensWindows)
         log("\(source): logit lens (\(a.lensWindows) windows)")
         let lens = LogitLens.compute(model, tokens: tokens, seqLen: t, layers: layers, offsets: a.lensOffsets,
                                      windows: a.lensWindows, progress: { report("logit lens", $0, $1) })
-        try LabFiles.writeJSON(lens, to: folder.appendingPathComponent(LensTable.fileName))
+        try save(lens, as: LensTable.fileName, since: stepStarted,
+                 ["layers": layers.map(String.init).joined(separator: ","),
+                  "offsets": a.lensOffsets.map(String.init).joined(separator: ","), "windows": "\(a.lensWindows)"])
 
+        stepStarted = Date()
         let (prompt, referenceText) = promptAndReference(in: heldOutText)
         let reference = Array(tokenizer.encode(referenceText).prefix(a.maxTokens))
         report("generation", 0, a.samples)
@@ -317,7 +337,9 @@ extension Demo {
         let study = GenerationStudy.run(model, tokenizer: tokenizer, source: source, prompt: prompt, options: sampling,
                                         count: a.samples, reference: reference.isEmpty ? nil : ("held-out continuation", reference),
                                         onSample: { report("generation", $0, a.samples) })
-        try GenerationStudy.write(study, to: folder)
+        try save(study, as: GenerationStudy.fileName, since: stepStarted,
+                 ["samples": "\(a.samples)", "max_tokens": "\(a.maxTokens)", "temperature": "\(a.temperature)",
+                  "top_k": a.topK.map(String.init) ?? "none"])
 
         let probeOffset = a.probeOffsets.firstIndex(of: 1) ?? 0
         let scored = probe.loss.indices.filter { probe.loss[$0][probeOffset].isFinite }
@@ -353,8 +375,10 @@ extension Demo {
                 throw FormatError.invalidHeader(file: file.path, field: "line \(n + 1)", reason: "\(error)")
             }
             guard let split = m.gradientSplit else { continue }
-            let future = split.values.reduce(0) { $0 + $1.futureNorm * $1.futureNorm }
-            let vanilla = split.values.reduce(0) { $0 + $1.vanillaNorm * $1.vanillaNorm }
+            // Summed in key order: a dictionary's own order differs between instances, and so would the last bit.
+            let groups = split.keys.sorted().compactMap { split[$0] }
+            let future = groups.reduce(0) { $0 + $1.futureNorm * $1.futureNorm }
+            let vanilla = groups.reduce(0) { $0 + $1.vanillaNorm * $1.vanillaNorm }
             if vanilla > 0 { ratios.append((future / vanilla).squareRoot()) }
         }
         guard !ratios.isEmpty else { throw FormatError.missing(file: file.path, field: "gradient_split") }

@@ -109,12 +109,4 @@ public enum GenerationStudy {
                              loop_share: Nullable(repetition.loopShare), free_running: losses.freeRunning,
                              teacher_forced: Nullable(losses.teacherForced), reference: Nullable(reference?.name)))
     }
-
-    /// Writes `report` as `generation.json` in `folder` (created when missing).
-    public static func write(_ report: Report, to folder: URL) throws {
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try AtomicFile.write(try encoder.encode(report), to: folder.appendingPathComponent(fileName))
-    }
 }

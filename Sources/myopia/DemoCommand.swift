@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import MyopiaLab
 
-struct DemoCommand: ParsableCommand {
+struct DemoCommand: ConfigFileCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
         abstract: "The main job: train vanilla and myopic models, measure the gap, the horizon, probes and generation, write a report.",
@@ -37,13 +37,15 @@ struct DemoCommand: ParsableCommand {
     @Option(help: "Wall-time budget in seconds; the SmolLM2 stage runs only if it fits (default 900; --quick 180).")
     var budget: Double?
     @Flag(help: "Print summary.json's contents instead of the table.") var json = false
+    @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
+    @OptionGroup var configFile: ConfigFileOption
 
     func validate() throws {
         if let budget, !(budget > 0) { throw ValidationError("--budget must be a positive number of seconds") }
     }
 
     func run() throws {
-        Terminal.quiet = json
+        Terminal.quiet = quiet || json
         try reportingErrors {
             var partStarted = Date()
             let options = Demo.Options(out: URL(fileURLWithPath: out), quick: quick, seed: seed, offline: offline,

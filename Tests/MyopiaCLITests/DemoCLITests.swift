@@ -4,10 +4,7 @@ import XCTest
 /// `myopia demo --quick` end to end: every stage's files, a report with every section, a summary
 /// with finite figures, the terminal table; and the offline fallback when no registry answers.
 final class DemoCLITests: XCTestCase {
-    /// The report branch renders probe.json, lens.json, sine_probe.json and generation.json. Until it
-    /// is merged the test checks those files in the run folders; on merging, set this to true and make
-    /// `analysisSectionMarkers` the markers Report.swift emits.
-    static let reportRendersAnalysisSections = false
+    /// The sections the analyses of every model add to the report.
     static let analysisSectionMarkers = ["<section class=\"probe\"", "<section class=\"lens\"",
                                          "<section class=\"sine-probe\"", "<section class=\"generation\""]
 
@@ -100,10 +97,8 @@ final class DemoCLITests: XCTestCase {
         if ranSmolLM2 { XCTAssertTrue(html.contains("Gradient horizon — smollm2/horizon.json")) }
         XCTAssertFalse(html.contains("no data"))
         XCTAssertFalse(html.contains("<script"))
-        if Self.reportRendersAnalysisSections {
-            for marker in Self.analysisSectionMarkers {
-                XCTAssertTrue(html.contains(marker), "report lacks \(marker)")
-            }
+        for marker in Self.analysisSectionMarkers {
+            XCTAssertTrue(html.contains(marker), "report lacks \(marker)")
         }
 
         // The terminal: stage names on stderr, the table on stdout.

@@ -31,7 +31,7 @@ final class TerminalCLITests: CLITestCase {
                                               "fetch", "bench", "runs", "report"])
         let reportsNumbers: Set = ["train", "eval", "gradients", "horizon", "gap", "bonus", "synthetic sine", "synthetic recall",
                                    "synthetic table-sum", "generate", "tokenize", "probe", "lens", "bench", "runs", "demo"]
-        let showsProgress: Set = ["train", "eval", "gradients", "horizon", "gap", "bonus", "synthetic sine", "synthetic recall",
+        let showsProgress: Set = ["demo", "train", "eval", "gradients", "horizon", "gap", "bonus", "synthetic sine", "synthetic recall",
                                   "synthetic table-sum", "generate", "tokenize", "probe", "lens", "fetch", "bench"]
         for c in all {
             let example = c.discussion.range(of: "Example")
@@ -41,8 +41,7 @@ final class TerminalCLITests: CLITestCase {
             }
             if reportsNumbers.contains(c.path) { XCTAssertTrue(c.flags.contains("json"), "\(c.path) has no --json") }
             if showsProgress.contains(c.path) { XCTAssertTrue(c.flags.contains("quiet"), "\(c.path) has no --quiet") }
-            // demo's flags are its own (Demo.swift's command); every other command reads --config.
-            if c.path != "demo" { XCTAssertTrue(c.flags.contains("config"), "\(c.path) has no --config") }
+            XCTAssertTrue(c.flags.contains("config"), "\(c.path) has no --config")
         }
         let help = try run(["lens", "--help"])
         XCTAssertTrue(help.stdout.contains("--config <config>") && help.stdout.contains("--out <out>"), help.stdout)

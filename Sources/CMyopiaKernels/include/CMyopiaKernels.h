@@ -60,6 +60,24 @@ void myopia_gelu_forward_avx2(float *out, const float *in, long count);
 /// dx[i] = dy[i] * gelu_tanh'(x[i]); dx may alias dy.
 void myopia_gelu_backward_avx2(float *dx, const float *x, const float *dy, long count);
 
+/// One AdamW step's constants (see AdamW.swift) and the clipping factor applied to the gradient.
+typedef struct {
+    float grad_scale;             // 1: gradients unchanged; else g ← g·grad_scale, stored back
+    float decay;                  // 1 − lr·weight_decay (1 without decay)
+    float lerp_weight;            // 1 − β1
+    float beta2;
+    float one_minus_beta2;
+    float step_size;              // lr / (1 − β1ᵗ)
+    float bias_correction2_sqrt;  // √(1 − β2ᵗ)
+    float eps;
+} myopia_adamw_params;
+
+/// One fused AdamW update of `count` elements (single-threaded; AVX2 where available). Both paths
+/// round every operation as written in optim.c and give bitwise identical results.
+void myopia_adamw(float *w, float *g, float *m, float *v, long count, const myopia_adamw_params *p);
+/// The scalar path of myopia_adamw (tests compare the two).
+void myopia_adamw_portable(float *w, float *g, float *m, float *v, long count, const myopia_adamw_params *p);
+
 /// Work item callback of the thread pool.
 typedef void (*myopia_task_fn)(void *ctx, long index);
 

@@ -195,6 +195,9 @@ public enum Bench {
                                           c: out, ldc: ldc, accumulate: false)
                         }
                         if let blas {
+                            // OpenBLAS's idle workers busy-wait for a while after each call; let them
+                            // sleep before the next Myopia measurement, or it runs beside a spinning core.
+                            defer { if t > 1 { Thread.sleep(forTimeInterval: 0.3) } }
                             c.openblasGflops = measureGEMM(m: m, k: k, n: n, layout: layout) { a, lda, ta, b, ldb, tb, out, ldc in
                                 blas.multiply(m: m, n: n, k: k, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb,
                                               c: out, ldc: ldc, accumulate: false)

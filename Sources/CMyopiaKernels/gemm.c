@@ -300,7 +300,18 @@ static void pack_a_avx2(long mc, long kc, const float *a, long lda, int trans, f
 AVX2_FMA
 static void pack_b_avx2(long kc, long nc, const float *b, long ldb, int trans, float *out) {
     if (!trans) {
-        pack_b_portable(kc, nc, b, ldb, trans, out);
+        // Rows of 16 contiguous floats: two unaligned loads and two aligned stores each (a memcpy
+        // call per row cost ~8% of a small-M, long-K product, where B is packed for few rows of A).
+        long j = 0;
+        for (; j + NR <= nc; j += NR) {
+            const float *src = b + j;
+            for (long p = 0; p < kc; p++) {
+                _mm256_store_ps(out + p * NR, _mm256_loadu_ps(src + p * ldb));
+                _mm256_store_ps(out + p * NR + 8, _mm256_loadu_ps(src + p * ldb + 8));
+            }
+            out += kc * NR;
+        }
+        if (j < nc) pack_b_portable(kc, nc - j, b + j, ldb, trans, out);
         return;
     }
     for (long j = 0; j < nc; j += NR) {
@@ -338,8 +349,35 @@ int myopia_cpu_has_avx2_fma(void) {
 
 // MARK: - Driver
 
+// The k range [k0, k1) of this K block [pc, pc + kc) that a row tile [r0, r1) needs under `tri`,
+// or 0 when the tile is skipped altogether (MYOPIA_TRI_OUTPUT_LOWER, tile above the diagonal).
+// Dropping the terms of a triangular A's zero half leaves every sum as it was: each is a sequential
+// FMA chain from zero, and a zero term (0·b, b finite) adds nothing to it.
+static inline int tile_k_range(int tri, long r0, long r1, long c0, long pc, long kc, long *k0, long *k1) {
+    *k0 = 0;
+    *k1 = kc;
+    switch (tri) {
+    case MYOPIA_TRI_OUTPUT_LOWER:
+        return c0 <= r1 - 1;
+    case MYOPIA_TRI_A_LOWER: {
+        long end = r1 - pc;
+        *k1 = end < 0 ? 0 : end > kc ? kc : end;
+        return 1;
+    }
+    case MYOPIA_TRI_A_UPPER: {
+        long start = r0 - pc;
+        *k0 = start < 0 ? 0 : start > kc ? kc : start;
+        return 1;
+    }
+    default:
+        return 1;
+    }
+}
+
+// Tile (ic + i, jc + j) of C for every MR x NR tile of an mc x nc block; `tri` as in myopia_sgemm_tri.
 static void macro_kernel(micro_kernel_fn kernel, long mc, long nc, long kc, const float *apack,
-                         const float *bpack, float *c, long ldc, int overwrite) {
+                         const float *bpack, float *c, long ldc, int overwrite,
+                         int tri, long ic, long jc, long pc) {
     float tile[MR * NR] __attribute__((aligned(64)));
     for (long j = 0; j < nc; j += NR) {
         long nb = nc - j < NR ? nc - j : NR;
@@ -348,10 +386,14 @@ static void macro_kernel(micro_kernel_fn kernel, long mc, long nc, long kc, cons
             long mb = mc - i < MR ? mc - i : MR;
             const float *ap = apack + (i / MR) * kc * MR;
             float *cp = c + i * ldc + j;
+            long k0 = 0, k1 = kc;
+            if (tri && !tile_k_range(tri, ic + i, ic + i + mb, jc + j, pc, kc, &k0, &k1)) continue;
+            if (k1 <= k0 && !overwrite) continue;  // nothing to add
+            long kk = k1 > k0 ? k1 - k0 : 0;       // kk == 0 with overwrite stores zeros
             if (mb == MR && nb == NR) {
-                kernel(kc, ap, bp, cp, ldc, overwrite);
+                kernel(kk, ap + k0 * MR, bp + k0 * NR, cp, ldc, overwrite);
             } else {
-                kernel(kc, ap, bp, tile, NR, 1);
+                kernel(kk, ap + k0 * MR, bp + k0 * NR, tile, NR, 1);
                 for (long r = 0; r < mb; r++) {
                     float *cr = cp + r * ldc;
                     const float *tr = tile + r * NR;
@@ -366,10 +408,10 @@ static void macro_kernel(micro_kernel_fn kernel, long mc, long nc, long kc, cons
     }
 }
 
-void myopia_sgemm(int kernel_id, long m, long n, long k,
+static void sgemm(int kernel_id, long m, long n, long k,
                   const float *a, long lda, int transA,
                   const float *b, long ldb, int transB,
-                  float *c, long ldc, int accumulate) {
+                  float *c, long ldc, int accumulate, int tri) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
         if (!accumulate)
@@ -409,12 +451,28 @@ void myopia_sgemm(int kernel_id, long m, long n, long k,
             int overwrite = (pc == 0) && !accumulate;
             for (long ic = 0; ic < m; ic += MC) {
                 long mc = m - ic < MC ? m - ic : MC;
+                // Triangular output: rows whose every tile lies above the diagonal are skipped.
+                if (tri == MYOPIA_TRI_OUTPUT_LOWER && jc > ic + mc - 1) continue;
                 const float *asrc = transA ? a + pc * lda + ic : a + ic * lda + pc;
                 pack_a(mc, kc, asrc, lda, transA, apack);
-                macro_kernel(kernel, mc, nc, kc, apack, bpack, c + ic * ldc + jc, ldc, overwrite);
+                macro_kernel(kernel, mc, nc, kc, apack, bpack, c + ic * ldc + jc, ldc, overwrite, tri, ic, jc, pc);
             }
         }
     }
+}
+
+void myopia_sgemm(int kernel_id, long m, long n, long k,
+                  const float *a, long lda, int transA,
+                  const float *b, long ldb, int transB,
+                  float *c, long ldc, int accumulate) {
+    sgemm(kernel_id, m, n, k, a, lda, transA, b, ldb, transB, c, ldc, accumulate, MYOPIA_TRI_NONE);
+}
+
+void myopia_sgemm_tri(int kernel_id, int tri, long m, long n, long k,
+                      const float *a, long lda, int transA,
+                      const float *b, long ldb, int transB,
+                      float *c, long ldc, int accumulate) {
+    sgemm(kernel_id, m, n, k, a, lda, transA, b, ldb, transB, c, ldc, accumulate, tri);
 }
 
 // MARK: - FMA peak

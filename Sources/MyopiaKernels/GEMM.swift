@@ -49,6 +49,38 @@ public enum GEMM {
         }
     }
 
+    /// Triangular structure `multiplyTriangular` can exploit (causal attention; i row, j column of C,
+    /// p the summed index).
+    public enum Triangle: Sendable {
+        /// Only C's lower triangle (j ≤ i) is wanted; register tiles wholly above it are not written.
+        case outputLower
+        /// op(A) is lower triangular (zero for p > i, and those zeros are stored).
+        case aLower
+        /// op(A) is upper triangular (zero for p < i, and those zeros are stored).
+        case aUpper
+    }
+
+    /// `multiply` on the calling thread, skipping the work `triangle` makes unnecessary: about half
+    /// of a causal attention's products. Every element it writes equals `multiply`'s.
+    public static func multiplyTriangular(_ triangle: Triangle, m: Int, n: Int, k: Int,
+                                          a: UnsafePointer<Float>, lda: Int, transA: Bool,
+                                          b: UnsafePointer<Float>, ldb: Int, transB: Bool,
+                                          c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        precondition(m >= 0 && n >= 0 && k >= 0, "GEMM: negative dimension")
+        guard m > 0, n > 0 else { return }
+        precondition(ldc >= n, "GEMM: ldc too small")
+        precondition(k == 0 || (transA ? lda >= m : lda >= k), "GEMM: lda too small")
+        precondition(k == 0 || (transB ? ldb >= k : ldb >= n), "GEMM: ldb too small")
+        let tri: Int32
+        switch triangle {
+        case .outputLower: tri = Int32(MYOPIA_TRI_OUTPUT_LOWER)
+        case .aLower: tri = Int32(MYOPIA_TRI_A_LOWER)
+        case .aUpper: tri = Int32(MYOPIA_TRI_A_UPPER)
+        }
+        myopia_sgemm_tri(activeKernel, tri, m, n, k, a, lda, transA ? 1 : 0, b, ldb, transB ? 1 : 0,
+                         c, ldc, accumulate ? 1 : 0)
+    }
+
     /// A few rows of C (decoding one token): B streamed once, unpacked, its columns split between
     /// threads. Bitwise identical to the packed path, so which path ran never shows in the results.
     private static func multiplySmallM(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,

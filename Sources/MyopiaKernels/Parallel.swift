@@ -30,15 +30,23 @@ public enum Parallel {
             for i in 0..<count { body(i) }
             return
         }
+        // The closure travels to the C pool inside a struct: a function-typed field keeps its own
+        // representation, where a bare closure passed as a generic value would be re-abstracted
+        // through a heap-allocated thunk on every call (the training step allocates nothing).
         withoutActuallyEscaping(body) { body in
-            var task = body
+            var task = ParallelTask(body: body)
             withUnsafeMutablePointer(to: &task) { taskPointer in
                 myopia_parallel_run(workers, count, dynamic ? 1 : 0, { context, index in
-                    context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(index)
+                    context!.assumingMemoryBound(to: ParallelTask.self).pointee.body(index)
                 }, taskPointer)
             }
         }
     }
+}
+
+/// A parallel-for body as the C pool sees it (see `Parallel.run`).
+private struct ParallelTask {
+    let body: (Int) -> Void
 }
 
 /// A raw pointer captured by parallel-for bodies (Sendable, so the bodies stay valid if they ever

@@ -65,4 +65,25 @@ extension RowOps {
         while i < count { let a = Double(x[i]); s0 += a * a; i += 1 }
         return (s0 + s1) + (s2 + s3)
     }
+
+    /// Elements per work item of `fill` and `scale`: large buffers (gradients) stream on every core.
+    static let streamChunk = 1 << 16
+
+    /// x[i] = value for i in 0..<count, spread over the threads.
+    public static func fill(_ x: UnsafeMutablePointer<Float>, count: Int, with value: Float) {
+        let xP = SendablePointer(x)
+        Parallel.forEach((count + streamChunk - 1) / streamChunk) { c in
+            let start = c * streamChunk
+            (xP.pointer + start).update(repeating: value, count: min(streamChunk, count - start))
+        }
+    }
+
+    /// x[i] *= s for i in 0..<count, spread over the threads.
+    public static func scale(_ x: UnsafeMutablePointer<Float>, count: Int, by s: Float) {
+        let xP = SendablePointer(x)
+        Parallel.forEach((count + streamChunk - 1) / streamChunk) { c in
+            let p = xP.pointer + c * streamChunk
+            for i in 0..<min(streamChunk, count - c * streamChunk) { p[i] *= s }
+        }
+    }
 }

@@ -36,12 +36,53 @@ public enum Bench {
         public var gflops: Double
         /// Model FLOP utilisation against the measured FMA peak at this thread count.
         public var mfu: Double
+        /// Medians of the step's phases: forward (with the loss), backward, and the optimiser
+        /// (clipping + AdamW), with zeroing the gradients counted in the optimiser.
+        public var forwardMs: Double
+        public var backwardMs: Double
+        public var optimizerMs: Double
+        /// Peak resident set of the process while this configuration was built and stepped (VmHWM
+        /// from /proc/self/status after resetting it through /proc/self/clear_refs just before the
+        /// model was built), MiB; nil where /proc cannot tell. Includes the process's own baseline
+        /// (`baselineRSSMiB`, VmRSS before the model was built).
+        public var peakRSSMiB: Double?
+        public var baselineRSSMiB: Double?
 
         enum CodingKeys: String, CodingKey {
             case name, config, flow, threads, gflops, mfu
             case gflopPerStep = "gflop_per_step", msPerStep = "ms_per_step", tokensPerSecond = "tokens_per_s"
+            case forwardMs = "forward_ms", backwardMs = "backward_ms", optimizerMs = "optimizer_ms"
+            case peakRSSMiB = "peak_rss_mib", baselineRSSMiB = "baseline_rss_mib"
         }
     }
+
+    /// A training configuration `myopia bench` steps: a GPT-2-family model built in memory.
+    public struct TrainingConfig: Sendable {
+        public var name: String
+        public var model: ModelConfig
+        public var batch: Int
+        public var seqLen: Int
+        public var summary: String {
+            "vocab \(model.vocabSize), seq \(seqLen), \(model.nLayers) layers, \(model.nHeads) heads, "
+                + "d_model \(model.dModel), batch \(batch)"
+        }
+    }
+
+    /// SMALL: vocab 8192, seq 256, 4 layers, 4 heads, d_model 256, batch 8 (70.9 GFLOP/step).
+    public static let smallConfig = TrainingConfig(
+        name: "SMALL",
+        model: ModelConfig(vocabSize: 8192, maxPositions: 256, dModel: 256, nLayers: 4, nHeads: 4, tokenizer: nil),
+        batch: 8, seqLen: 256)
+
+    /// GPT-2 124M (vocab 50257, n_ctx 1024, 12 layers, 12 heads, d_model 768) at batch 4, seq 64,
+    /// the setting of Wu et al. (191.6 GFLOP/step).
+    public static let gpt2Config = TrainingConfig(
+        name: "GPT2-124M",
+        model: ModelConfig(vocabSize: 50257, maxPositions: 1024, dModel: 768, nLayers: 12, nHeads: 12, tokenizer: nil),
+        batch: 4, seqLen: 64)
+
+    /// The configurations `--models` names (lower-cased).
+    public static let trainingConfigs: [String: TrainingConfig] = ["small": smallConfig, "gpt2-124m": gpt2Config]
 
     /// What the exact horizon costs next to one ordinary backward pass and to the brute-force loop
     /// of single-target backward passes it replaces.
@@ -105,7 +146,7 @@ public enum Bench {
         public var gemm: [GEMMCase]
         public var gemmGeomeanRatio: [String: Double]  // threads -> geometric mean of Myopia/OpenBLAS
         public var training: [TrainStep]
-        /// threads -> myopic step time / vanilla step time (target ≤ 1.03)
+        /// "CONFIG/threads" -> myopic step time / vanilla step time (target ≤ 1.03)
         public var myopicOverVanilla: [String: Double]
         public var horizon: HorizonCost?
         public var tokenizers: [TokenizerThroughput]
@@ -123,13 +164,11 @@ public enum Bench {
         (2048, 256, 768), (2048, 768, 256), (2048, 256, 1024), (2048, 1024, 256), (2048, 256, 8192), (256, 2048, 768),
     ]
 
-    /// SMALL: vocab 8192, seq 256, 4 layers, 4 heads, d_model 256, batch 8.
-    public static let small = (vocab: 8192, seqLen: 256, layers: 4, heads: 4, dModel: 256, batch: 8)
-
     /// The tokenizers `run` measures, each skipped (with a log line) when its files cannot be had.
     public static let benchTokenizers = ["gpt2", "smollm2-135m"]
 
-    public static func run(threads: [Int], gemm: Bool = true, training: Bool = true, horizon: Bool = true,
+    public static func run(threads: [Int], gemm: Bool = true, training: Bool = true,
+                           models: [TrainingConfig] = [smallConfig, gpt2Config], horizon: Bool = true,
                            tokenizers: Bool = true, decode: Bool = true, store: AssetStore = AssetStore(),
                            trainSteps: Int = 5, log: (String) -> Void = { _ in }) -> Report {
         let saved = Parallel.threadCount
@@ -156,6 +195,9 @@ public enum Bench {
                                           c: out, ldc: ldc, accumulate: false)
                         }
                         if let blas {
+                            // OpenBLAS's idle workers busy-wait for a while after each call; let them
+                            // sleep before the next Myopia measurement, or it runs beside a spinning core.
+                            defer { if t > 1 { Thread.sleep(forTimeInterval: 0.3) } }
                             c.openblasGflops = measureGEMM(m: m, k: k, n: n, layout: layout) { a, lda, ta, b, ldb, tb, out, ldc in
                                 blas.multiply(m: m, n: n, k: k, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb,
                                               c: out, ldc: ldc, accumulate: false)
@@ -173,20 +215,25 @@ public enum Bench {
         var steps: [TrainStep] = []
         var ratios: [String: Double] = [:]
         if training {
-            for t in threads {
-                Parallel.threadCount = t
-                var byFlow: [String: Double] = [:]
-                for flow in [GradientFlow.vanilla, .myopic] {
-                    var step = measureTrainingStep(steps: trainSteps, flow: flow)
-                    step.threads = t
-                    step.mfu = step.gflops / (peaks["\(t)"] ?? .nan)
-                    log(String(format: "train step SMALL %@ %dT: %.1f ms/step, %.0f tokens/s, %.1f GFLOP/s, MFU %.2f",
-                               flow.description, t, step.msPerStep, step.tokensPerSecond, step.gflops, step.mfu))
-                    steps.append(step)
-                    byFlow[flow.description] = step.msPerStep
+            for config in models {
+                for t in threads {
+                    Parallel.threadCount = t
+                    var byFlow: [String: Double] = [:]
+                    for flow in [GradientFlow.vanilla, .myopic] {
+                        var step = measureTrainingStep(config, steps: trainSteps, flow: flow)
+                        step.mfu = step.gflops / (peaks["\(t)"] ?? .nan)
+                        log(String(format: "train step %@ %@ %dT: %.1f ms/step (forward %.1f, backward %.1f, optimiser %.1f), "
+                                   + "%.0f tokens/s, %.1f GFLOP/s, MFU %.2f, peak RSS %@",
+                                   config.name, flow.description, t, step.msPerStep, step.forwardMs, step.backwardMs,
+                                   step.optimizerMs, step.tokensPerSecond, step.gflops, step.mfu,
+                                   step.peakRSSMiB.map { String(format: "%.0f MiB", $0) } ?? "n/a"))
+                        steps.append(step)
+                        byFlow[flow.description] = step.msPerStep
+                    }
+                    let key = "\(config.name)/\(t)"
+                    ratios[key] = byFlow["myopic"]! / byFlow["vanilla"]!
+                    log(String(format: "myopic / vanilla step time, %@ %dT: %.3f", config.name, t, ratios[key]!))
                 }
-                ratios["\(t)"] = byFlow["myopic"]! / byFlow["vanilla"]!
-                log(String(format: "myopic / vanilla step time, %dT: %.3f", t, ratios["\(t)"]!))
             }
         }
         var horizonCost: HorizonCost?
@@ -380,35 +427,74 @@ public enum Bench {
         return 6 * matrices * tokens + attention
     }
 
-    /// Median step time of SMALL (random tokens, AdamW, clipping) after one warm-up step.
-    static func measureTrainingStep(steps: Int, flow: GradientFlow = .vanilla) -> TrainStep {
-        let s = small
-        let config = ModelConfig(vocabSize: s.vocab, maxPositions: s.seqLen, dModel: s.dModel, nLayers: s.layers,
-                                 nHeads: s.heads, tokenizer: nil)
+    /// Median step time of a configuration (random tokens, AdamW, clipping) after one warm-up step,
+    /// with the medians of its phases and the process's peak resident set.
+    public static func measureTrainingStep(_ bench: TrainingConfig, steps: Int, flow: GradientFlow = .vanilla) -> TrainStep {
+        let rssBaseline = ResidentSet.resetPeak()
+        let config = bench.model
         let model = Transformer(config: config)
         model.initialize(seed: 1)
         model.flow = flow
-        let cache = model.makeCache(batch: s.batch, seqLen: s.seqLen)
+        let cache = model.makeCache(batch: bench.batch, seqLen: bench.seqLen)
         var rng = SeededGenerator(seed: 7)
-        let n = s.batch * s.seqLen
-        let tokens = (0..<n).map { _ in Int32(rng.nextInt(below: s.vocab)) }
-        let targets = (0..<n).map { _ in Int32(rng.nextInt(below: s.vocab)) }
+        let n = bench.batch * bench.seqLen
+        let tokens = (0..<n).map { _ in Int32(rng.nextInt(below: config.vocabSize)) }
+        let targets = (0..<n).map { _ in Int32(rng.nextInt(below: config.vocabSize)) }
         let optimizer = AdamW()
-        var times: [Double] = []
+        var times: [Double] = [], forward: [Double] = [], backward: [Double] = [], update: [Double] = []
+        func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
         for i in 0...steps {
-            let start = DispatchTime.now().uptimeNanoseconds
+            let start = now()
             model.params.zeroGrads()
-            model.forward(tokens: tokens, targets: targets, batch: s.batch, seqLen: s.seqLen, cache: cache)
+            let t0 = now()
+            model.forward(tokens: tokens, targets: targets, batch: bench.batch, seqLen: bench.seqLen, cache: cache)
+            let t1 = now()
             model.backward(cache: cache)
-            GradientClipping.clip(model.params, maxNorm: 1)
-            optimizer.update(model.params, lr: 1e-4, step: i + 1)
-            if i > 0 { times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6) }
+            let t2 = now()
+            let norm = GradientClipping.globalNorm(model.params)
+            optimizer.update(model.params, lr: 1e-4, step: i + 1, gradScale: GradientClipping.factor(norm: norm, maxNorm: 1))
+            let end = now()
+            if i > 0 {
+                times.append(Double(end - start) / 1e6)
+                forward.append(Double(t1 - t0) / 1e6)
+                backward.append(Double(t2 - t1) / 1e6)
+                update.append(Double(end - t2 + t0 - start) / 1e6)
+            }
         }
-        times.sort()
-        let ms = times[times.count / 2]
-        let flop = trainingFLOPs(config, batch: s.batch, seqLen: s.seqLen)
-        return TrainStep(name: "SMALL", config: "vocab 8192, seq 256, 4 layers, 4 heads, d_model 256, batch 8",
-                         flow: flow.description, threads: Parallel.threadCount, gflopPerStep: flop / 1e9, msPerStep: ms,
-                         tokensPerSecond: Double(n) / (ms / 1000), gflops: flop / 1e9 / (ms / 1000), mfu: 0)
+        func median(_ x: [Double]) -> Double { x.sorted()[x.count / 2] }
+        let ms = median(times)
+        let flop = trainingFLOPs(config, batch: bench.batch, seqLen: bench.seqLen)
+        return TrainStep(name: bench.name, config: bench.summary, flow: flow.description, threads: Parallel.threadCount,
+                         gflopPerStep: flop / 1e9, msPerStep: ms, tokensPerSecond: Double(n) / (ms / 1000),
+                         gflops: flop / 1e9 / (ms / 1000), mfu: 0, forwardMs: median(forward),
+                         backwardMs: median(backward), optimizerMs: median(update),
+                         peakRSSMiB: ResidentSet.peakMiB(), baselineRSSMiB: rssBaseline)
     }
+}
+
+/// The process's resident set, from /proc/self/status (Linux; nil elsewhere).
+public enum ResidentSet {
+    /// A field of /proc/self/status in kB ("VmRSS", "VmHWM"), as MiB.
+    static func statusMiB(_ field: String) -> Double? {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix(field + ":") {
+            let kb = line.dropFirst(field.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" }).first.flatMap { Double($0) }
+            return kb.map { $0 / 1024 }
+        }
+        return nil
+    }
+
+    /// Resets the peak (VmHWM) to the current resident set (writing 5 to /proc/self/clear_refs);
+    /// returns the current resident set, MiB.
+    @discardableResult
+    public static func resetPeak() -> Double? {
+        if let handle = FileHandle(forWritingAtPath: "/proc/self/clear_refs") {
+            try? handle.write(contentsOf: Data("5".utf8))
+            try? handle.close()
+        }
+        return statusMiB("VmRSS")
+    }
+
+    /// The peak resident set since the process started or the last `resetPeak`, MiB.
+    public static func peakMiB() -> Double? { statusMiB("VmHWM") }
 }

@@ -216,10 +216,10 @@ public enum SineExperiment {
             let loss = model.forward(features: data.features, targets: data.targets, batch: b, seqLen: t, cache: cache) ?? .nan
             guard loss.isFinite else { throw TrainingError.nonFinite(step: step + 1, what: "the training loss", lastCheckpoint: nil) }
             model.backward(cache: cache)
-            let norm = GradientClipping.clip(model.params, maxNorm: options.clip)
+            let norm = GradientClipping.globalNorm(model.params)
             guard norm.isFinite else { throw TrainingError.nonFinite(step: step + 1, what: "the gradient norm", lastCheckpoint: nil) }
             let lr = schedule.rate(at: step)
-            optimizer.update(model.params, lr: lr, step: step + 1)
+            optimizer.update(model.params, lr: lr, step: step + 1, gradScale: GradientClipping.factor(norm: norm, maxNorm: options.clip))
             step += 1
             windowLoss += Double(loss)
             windowSteps += 1

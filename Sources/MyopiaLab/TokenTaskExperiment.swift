@@ -179,9 +179,10 @@ public enum TokenTaskExperiment {
             let loss = model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache) ?? .nan
             guard loss.isFinite else { throw TrainingError.nonFinite(step: step + 1, what: "the training loss", lastCheckpoint: nil) }
             model.backward(cache: cache)
-            let norm = GradientClipping.clip(model.params, maxNorm: config.clip)
+            let norm = GradientClipping.globalNorm(model.params)
             guard norm.isFinite else { throw TrainingError.nonFinite(step: step + 1, what: "the gradient norm", lastCheckpoint: nil) }
-            optimizer.update(model.params, lr: schedule.rate(at: step), step: step + 1)
+            optimizer.update(model.params, lr: schedule.rate(at: step), step: step + 1,
+                             gradScale: GradientClipping.factor(norm: norm, maxNorm: config.clip))
             windowLoss += Double(loss)
             windowSteps += 1
             if (step + 1) % config.evalEvery == 0 || step + 1 == config.steps {

@@ -11,7 +11,8 @@ struct BenchCommand: ConfigFileCommand {
         GEMM on the transformer shapes (M,K,N) = (2048,256,768), (2048,768,256), (2048,256,1024),
         (2048,1024,256), (2048,256,8192), (256,2048,768) in the layouts A·B, A·Bᵀ, Aᵀ·B, beside OpenBLAS
         when libopenblas is installed; then the training step of SMALL (vocab 8192, seq 256, 4 layers,
-        4 heads, d_model 256, batch 8); the exact gradient horizon against backward passes; and
+        4 heads, d_model 256, batch 8) and of GPT-2 124M (batch 4, seq 64), vanilla and myopic, with
+        the phases, model FLOP utilisation and peak resident set of each; the exact gradient horizon against backward passes; and
         encode/decode MB/s of the gpt2 and smollm2-135m tokenizers on tiny-shakespeare repeated to
         4 MB; and greedy cached decoding of smollm2-135m, one token at a time, with the fp32 weights it
         streams per second (each skipped when its asset cannot be fetched). Figures only: run it on a
@@ -28,6 +29,7 @@ struct BenchCommand: ConfigFileCommand {
     @Option(help: "Training steps to time (the median is reported).") var steps = 5
     @Flag(inversion: .prefixedNo, help: "Measure GEMM.") var gemm = true
     @Flag(inversion: .prefixedNo, help: "Measure the training step (vanilla and myopic).") var training = true
+    @Option(help: "Training configurations to step: small, gpt2-124m (default: both).") var models: [String] = ["small", "gpt2-124m"]
     @Flag(inversion: .prefixedNo, help: "Measure the gradient horizon against backward passes.") var horizon = true
     @Flag(inversion: .prefixedNo, help: "Measure tokenizer encode/decode MB/s (gpt2, smollm2-135m).") var tokenizers = true
     @Flag(inversion: .prefixedNo, help: "Measure cached decoding of smollm2-135m (tokens/s).") var decode = true
@@ -38,6 +40,9 @@ struct BenchCommand: ConfigFileCommand {
     func validate() throws {
         guard steps > 0 else { throw ValidationError("--steps must be positive") }
         guard threads.allSatisfy({ $0 > 0 }) else { throw ValidationError("--threads must be positive") }
+        for m in models where Bench.trainingConfigs[m.lowercased()] == nil {
+            throw ValidationError("unknown --models entry '\(m)' (expected small or gpt2-124m)")
+        }
     }
 
     func run() throws {
@@ -45,7 +50,8 @@ struct BenchCommand: ConfigFileCommand {
         let counts = threads.isEmpty ? Array(Set([1, cores])).sorted() : threads
         Terminal.quiet = quiet || json
         Terminal.info("kernel: \(GEMM.kernelName), \(cores) cores")
-        let report = Bench.run(threads: counts, gemm: gemm, training: training, horizon: horizon, tokenizers: tokenizers,
+        let report = Bench.run(threads: counts, gemm: gemm, training: training,
+                               models: models.compactMap { Bench.trainingConfigs[$0.lowercased()] }, horizon: horizon, tokenizers: tokenizers,
                                decode: decode, trainSteps: steps, log: Terminal.info)
         if json { try printJSON(report) }
         else {
@@ -53,11 +59,14 @@ struct BenchCommand: ConfigFileCommand {
                 print(String(format: "GEMM vs OpenBLAS, %@ thread(s): geometric mean ratio %.2f", t, r))
             }
             for s in report.training {
-                print(String(format: "SMALL train step, %@, %d thread(s): %.1f ms/step, %.0f tokens/s, %.1f GFLOP/s (MFU %.2f of %.0f peak)",
-                             s.flow, s.threads, s.msPerStep, s.tokensPerSecond, s.gflops, s.mfu, report.fmaPeakGflops["\(s.threads)"] ?? 0))
+                print(String(format: "%@ train step, %@, %d thread(s): %.1f ms/step (forward %.1f, backward %.1f, optimiser %.1f), "
+                             + "%.0f tokens/s, %.1f GFLOP/s (MFU %.2f of %.0f peak), peak RSS %@",
+                             s.name, s.flow, s.threads, s.msPerStep, s.forwardMs, s.backwardMs, s.optimizerMs, s.tokensPerSecond,
+                             s.gflops, s.mfu, report.fmaPeakGflops["\(s.threads)"] ?? 0,
+                             s.peakRSSMiB.map { String(format: "%.0f MiB", $0) } ?? "n/a"))
             }
             for (t, r) in report.myopicOverVanilla.sorted(by: { $0.key < $1.key }) {
-                print(String(format: "myopic / vanilla step time, %@ thread(s): %.3f", t, r))
+                print(String(format: "myopic / vanilla step time, %@ thread(s): %.3f", t.replacingOccurrences(of: "/", with: ", "), r))
             }
             if let h = report.horizon {
                 let ks = h.horizonMs.keys.compactMap(Int.init).sorted()

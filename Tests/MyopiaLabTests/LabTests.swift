@@ -4,10 +4,22 @@ import Myopia
 
 final class LabTests: XCTestCase {
     /// The FLOP count `myopia bench` divides by is the one the speed targets are stated in.
-    func testSmallStepFLOPs() {
-        let s = Bench.small
-        let config = ModelConfig(vocabSize: s.vocab, maxPositions: s.seqLen, dModel: s.dModel, nLayers: s.layers, nHeads: s.heads)
-        XCTAssertEqual(Bench.trainingFLOPs(config, batch: s.batch, seqLen: s.seqLen) / 1e9, 70.9, accuracy: 0.1)
+    func testBenchStepFLOPs() {
+        let s = Bench.smallConfig, g = Bench.gpt2Config
+        XCTAssertEqual(Bench.trainingFLOPs(s.model, batch: s.batch, seqLen: s.seqLen) / 1e9, 70.9, accuracy: 0.1)
+        XCTAssertEqual(Bench.trainingFLOPs(g.model, batch: g.batch, seqLen: g.seqLen) / 1e9, 191.6, accuracy: 0.1)
+        XCTAssertEqual(Transformer(config: g.model).params.count, 124_439_808)
+    }
+
+    /// The bench's peak-RSS figure reads /proc: after a reset the peak covers a fresh allocation.
+    func testResidentSetPeakSeesAnAllocation() throws {
+        guard let before = ResidentSet.resetPeak() else { throw XCTSkip("no /proc/self/status") }
+        let bytes = 64 << 20
+        let p = UnsafeMutablePointer<UInt8>.allocate(capacity: bytes)
+        p.initialize(repeating: 1, count: bytes)
+        let peak = try XCTUnwrap(ResidentSet.peakMiB())
+        p.deallocate()
+        XCTAssertGreaterThanOrEqual(peak, before + 60)
     }
 
     func testSyntheticTextIsSeeded() {

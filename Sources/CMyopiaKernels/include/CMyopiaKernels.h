@@ -40,6 +40,29 @@ void myopia_sgemm(int kernel, long m, long n, long k,
                   const float *b, long ldb, int transB,
                   float *c, long ldc, int accumulate);
 
+/// Triangular structure `myopia_sgemm_tri` exploits (causal attention), with row i and column j of
+/// C and p the summed index.
+enum {
+    MYOPIA_TRI_NONE = 0,
+    /// Only C's lower triangle (j ≤ i) is wanted: MR x NR tiles wholly above the diagonal are left
+    /// as they were (S = Q·Kᵀ, dP = dZ·Vᵀ).
+    MYOPIA_TRI_OUTPUT_LOWER = 1,
+    /// op(A) is lower triangular (zero for p > i): each row tile sums p < its last row + 1 only
+    /// (Z = P·V, dQ = dS·K). The zeros must be there: tiles still read up to MR − 1 of them.
+    MYOPIA_TRI_A_LOWER = 2,
+    /// op(A) is upper triangular (zero for p < i): each row tile sums p ≥ its first row only
+    /// (dV = Pᵀ·dZ, dK = dSᵀ·Q).
+    MYOPIA_TRI_A_UPPER = 3,
+};
+
+/// myopia_sgemm with the work a triangular structure makes unnecessary skipped. Every element it
+/// computes equals myopia_sgemm's (skipped terms are exact zeros of a sequential chain); with
+/// MYOPIA_TRI_OUTPUT_LOWER the tiles above the diagonal are not written.
+void myopia_sgemm_tri(int kernel, int tri, long m, long n, long k,
+                      const float *a, long lda, int transA,
+                      const float *b, long ldb, int transB,
+                      float *c, long ldc, int accumulate);
+
 /// The same product for 1 ≤ m ≤ MYOPIA_GEMM_SMALL_M rows of an untransposed A, streaming B
 /// without packing (decoding: one new token). Bitwise identical to myopia_sgemm with the AVX2+FMA
 /// kernel. Returns 0, doing nothing, where it does not apply (m out of range, no AVX2+FMA).
@@ -59,6 +82,24 @@ float myopia_softmax_avx2(float *x, long count, float scale, float *max_out);
 void myopia_gelu_forward_avx2(float *out, const float *in, long count);
 /// dx[i] = dy[i] * gelu_tanh'(x[i]); dx may alias dy.
 void myopia_gelu_backward_avx2(float *dx, const float *x, const float *dy, long count);
+
+/// One AdamW step's constants (see AdamW.swift) and the clipping factor applied to the gradient.
+typedef struct {
+    float grad_scale;             // 1: gradients unchanged; else g ← g·grad_scale, stored back
+    float decay;                  // 1 − lr·weight_decay (1 without decay)
+    float lerp_weight;            // 1 − β1
+    float beta2;
+    float one_minus_beta2;
+    float step_size;              // lr / (1 − β1ᵗ)
+    float bias_correction2_sqrt;  // √(1 − β2ᵗ)
+    float eps;
+} myopia_adamw_params;
+
+/// One fused AdamW update of `count` elements (single-threaded; AVX2 where available). Both paths
+/// round every operation as written in optim.c and give bitwise identical results.
+void myopia_adamw(float *w, float *g, float *m, float *v, long count, const myopia_adamw_params *p);
+/// The scalar path of myopia_adamw (tests compare the two).
+void myopia_adamw_portable(float *w, float *g, float *m, float *v, long count, const myopia_adamw_params *p);
 
 /// Work item callback of the thread pool.
 typedef void (*myopia_task_fn)(void *ctx, long index);

@@ -47,17 +47,17 @@ enum Attention {
                 }
                 return
             }
-            // scores (T, T) = q (T, HS) · kᵀ
-            GEMM.multiply(m: t, n: t, k: hs, a: q, lda: w, transA: false,
-                          b: k, ldb: w, transB: true, c: p, ldc: t, accumulate: false, parallel: false)
+            // scores (T, T) = q (T, HS) · kᵀ, lower triangle only (tiles above it are skipped)
+            GEMM.multiplyTriangular(.outputLower, m: t, n: t, k: hs, a: q, lda: w, transA: false,
+                                    b: k, ldb: w, transB: true, c: p, ldc: t, accumulate: false)
             for row in 0..<t {
                 let r = p + row * t
                 RowOps.softmax(r, count: row + 1, scale: scale)
                 if row + 1 < t { (r + row + 1).update(repeating: 0, count: t - row - 1) }
             }
-            // z (T, HS) = probs (T, T) · v (T, HS)
-            GEMM.multiply(m: t, n: hs, k: t, a: p, lda: t, transA: false,
-                          b: v, ldb: w, transB: false, c: zh, ldc: a, accumulate: false, parallel: false)
+            // z (T, HS) = probs (T, T) · v (T, HS); probs is lower triangular: row t sums s ≤ t only
+            GEMM.multiplyTriangular(.aLower, m: t, n: hs, k: t, a: p, lda: t, transA: false,
+                                    b: v, ldb: w, transB: false, c: zh, ldc: a, accumulate: false)
         }
     }
 
@@ -84,17 +84,19 @@ enum Attention {
                 let p = probs + (bi * nh + h) * t * t                      // (T, T)
                 let ds = scratch + (bi * nh + h) * t * t                   // (T, T)
                 let dzh = dz + bi * t * a + h * hs                         // (T, HS), row stride A
-                // dprobs (T, T) = dz · vᵀ ; dv (T, HS) (+)= probsᵀ · dz
-                GEMM.multiply(m: t, n: t, k: hs, a: dzh, lda: a, transA: false,
-                              b: v, ldb: w, transB: true, c: ds, ldc: t, accumulate: false, parallel: false)
-                GEMM.multiply(m: t, n: hs, k: t, a: p, lda: t, transA: true,
-                              b: dzh, ldb: a, transB: false, c: dv, ldc: w, accumulate: !first, parallel: false)
+                // Causal: probs and dscores are lower triangular (zeros stored), so every product
+                // below skips their upper half.
+                // dprobs (T, T) = dz · vᵀ (lower triangle) ; dv (T, HS) (+)= probsᵀ · dz
+                GEMM.multiplyTriangular(.outputLower, m: t, n: t, k: hs, a: dzh, lda: a, transA: false,
+                                        b: v, ldb: w, transB: true, c: ds, ldc: t, accumulate: false)
+                GEMM.multiplyTriangular(.aUpper, m: t, n: hs, k: t, a: p, lda: t, transA: true,
+                                        b: dzh, ldb: a, transB: false, c: dv, ldc: w, accumulate: !first)
                 softmaxBackward(ds, probs: p, rows: t, firstQuery: 0, keys: t, probsStride: t, scale: scale)
                 // dq (T, HS) = dscores · k ; dk (T, HS) (+)= dscoresᵀ · q
-                GEMM.multiply(m: t, n: hs, k: t, a: ds, lda: t, transA: false,
-                              b: k, ldb: w, transB: false, c: dq, ldc: w, accumulate: false, parallel: false)
-                GEMM.multiply(m: t, n: hs, k: t, a: ds, lda: t, transA: true,
-                              b: q, ldb: w, transB: false, c: dk, ldc: w, accumulate: !first, parallel: false)
+                GEMM.multiplyTriangular(.aLower, m: t, n: hs, k: t, a: ds, lda: t, transA: false,
+                                        b: k, ldb: w, transB: false, c: dq, ldc: w, accumulate: false)
+                GEMM.multiplyTriangular(.aUpper, m: t, n: hs, k: t, a: ds, lda: t, transA: true,
+                                        b: q, ldb: w, transB: false, c: dk, ldc: w, accumulate: !first)
             }
             guard let dqkvInput else { return }
             let ibase = dqkvInput + bi * t * w

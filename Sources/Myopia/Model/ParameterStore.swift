@@ -1,4 +1,5 @@
 import Foundation
+import MyopiaKernels
 
 /// All parameters of a model in one flat fp32 buffer, with gradients and AdamW moments in buffers
 /// that mirror it, and an ordered registry `name -> (offset, shape)` whose names are the Hugging Face
@@ -61,7 +62,7 @@ public final class ParameterStore {
     public func weight(_ name: String) -> UnsafeMutablePointer<Float> { weights + offset(name) }
     public func grad(_ name: String) -> UnsafeMutablePointer<Float> { grads + offset(name) }
 
-    public func zeroGrads() { grads.update(repeating: 0, count: count) }
+    public func zeroGrads() { RowOps.fill(grads, count: count, with: 0) }
 
     /// Allocates the AdamW moments (zeroed) if they are not there yet.
     public func ensureMoments() {

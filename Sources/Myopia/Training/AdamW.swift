@@ -27,31 +27,18 @@ public struct AdamW: Codable, Equatable, Sendable {
     }
 
     /// One update at 1-based step `step` with learning rate `lr`, over every registered parameter.
-    public func update(_ store: ParameterStore, lr: Double, step: Int) {
+    /// With `gradScale` ≠ 1 the gradients are first scaled by it (and left scaled), in the same pass:
+    /// `update(store, lr:, step:, gradScale: GradientClipping.factor(norm:maxNorm:))` is bit for bit
+    /// `GradientClipping.clip` followed by `update`, with one trip through memory instead of two.
+    public func update(_ store: ParameterStore, lr: Double, step: Int, gradScale: Float = 1) {
         store.ensureMoments()
         guard let m = store.moment1, let v = store.moment2 else { return }
         let w = store.weights, g = store.grads
-        let b2 = Float(beta2)
-        let lerpWeight = Float(1 - beta1), oneMinusB2 = Float(1 - beta2)
-        let stepSize = Float(lr / (1 - Foundation.pow(beta1, Double(step))))
-        let bc2Sqrt = Float((1 - Foundation.pow(beta2, Double(step))).squareRoot())
-        let epsF = Float(eps)
         for e in store.entries {
             let decay = decays(e) ? Float(1 - lr * weightDecay) : 1
-            let lo = e.offset, hi = e.offset + e.count
-            let chunk = 1 << 14
-            Parallel.forEach((e.count + chunk - 1) / chunk) { c in
-                let start = lo + c * chunk, end = min(hi, start + chunk)
-                for i in start..<end {
-                    let gi = g[i]
-                    w[i] *= decay
-                    let mi = m[i] + lerpWeight * (gi - m[i])
-                    let vi = v[i] * b2 + oneMinusB2 * gi * gi
-                    m[i] = mi
-                    v[i] = vi
-                    w[i] -= stepSize * (mi / (vi.squareRoot() / bc2Sqrt + epsF))
-                }
-            }
+            let k = AdamWConstants(gradScale: gradScale, decay: decay, beta1: beta1, beta2: beta2, eps: eps, lr: lr, step: step)
+            RowOps.adamW(weights: w + e.offset, grads: g + e.offset, moment1: m + e.offset, moment2: v + e.offset,
+                         count: e.count, k)
         }
     }
 }
@@ -66,12 +53,16 @@ public enum GradientClipping {
     @discardableResult
     public static func clip(_ store: ParameterStore, maxNorm: Double) -> Double {
         let norm = globalNorm(store)
-        let coef = maxNorm / (norm + 1e-6)
-        if coef < 1 {
-            let s = Float(coef), g = store.grads
-            for i in 0..<store.count { g[i] *= s }
-        }
+        let s = factor(norm: norm, maxNorm: maxNorm)
+        if s != 1 { RowOps.scale(store.grads, count: store.count, by: s) }
         return norm
+    }
+
+    /// What `clip` multiplies the gradients by: max/(norm + 1e-6) when that is below one, else 1.
+    /// Pass it to `AdamW.update(gradScale:)` to clip inside the optimiser's pass.
+    public static func factor(norm: Double, maxNorm: Double) -> Float {
+        let coef = maxNorm / (norm + 1e-6)
+        return coef < 1 ? Float(coef) : 1
     }
 }
 

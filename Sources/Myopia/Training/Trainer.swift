@@ -221,13 +221,14 @@ public final class Trainer {
             if let bad = Self.firstNonFinite(params, params.grads) {
                 throw TrainingError.nonFinite(step: step + 1, what: "the gradient of \(bad)", lastCheckpoint: lastCheckpoint?.path)
             }
-            let norm = GradientClipping.clip(params, maxNorm: config.clip)
+            // Clipping happens inside the optimiser's pass (the same bits as clip, then update).
+            let norm = GradientClipping.globalNorm(params)
             guard norm.isFinite else {
                 throw TrainingError.nonFinite(step: step + 1, what: "the gradient norm (\(norm); every element is finite, their squares overflow)",
                                               lastCheckpoint: lastCheckpoint?.path)
             }
             let lr = schedule.rate(at: step)
-            optimizer.update(params, lr: lr, step: step + 1)
+            optimizer.update(params, lr: lr, step: step + 1, gradScale: GradientClipping.factor(norm: norm, maxNorm: config.clip))
             // What the next checkpoint would save must be finite too.
             for (buffer, what) in [(params.weights, "the weight"), (params.moment1, "the AdamW first moment"),
                                    (params.moment2, "the AdamW second moment")] {

@@ -57,7 +57,9 @@ extension Report {
             charts.append(overlay(trained.map { i in
                 Compared(label: names[i], flow: flow(of: runs[i]), points: metrics(runs[i]).map { (x: Double($0.step), y: $0.trainLoss) })
             }, title: "Training loss", xLabel: "step", yLabel: unit))
-            notes.append("Training runs: one line per run; vanilla blue, myopic red, bigram green when each run has its own flow.")
+        }
+        if charts.count > 0 {
+            notes.append("Training runs: one line per run (one pair of charts per loss unit); vanilla blue, myopic red, bigram green when each run has its own flow.")
         }
 
         let evals = try loaded(EvaluationResult.self, EvaluationResult.fileName, in: runs)

@@ -2,24 +2,7 @@ import Foundation
 import XCTest
 
 /// Runs the built `myopia` executable and checks what a user sees.
-final class CLITests: XCTestCase {
-    typealias Result = CLIResult
-
-    /// Where the committed reference fixtures live (Tests/Fixtures).
-    let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures")
-
-    func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
-        try runMyopia(arguments, environment: environment)
-    }
-
-    func temporaryDirectory() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("myopia-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-        return url
-    }
-
+final class CLITests: CLITestCase {
     func testHelpForEverySubcommand() throws {
         for sub in ["demo", "train", "eval", "generate", "fetch", "bench"] {
             let r = try run([sub, "--help"])

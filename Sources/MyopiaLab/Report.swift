@@ -123,6 +123,23 @@ public enum Report {
 
     // MARK: - Gap
 
+    /// Validation loss against step for each flow's runs in a gap or bonus folder, mean over seeds,
+    /// with each flow's colour.
+    static func meanValidationCurves(_ folder: URL, flows: [String], seeds: [UInt64]) -> (series: [SVG.Series], colors: [String]) {
+        var curves: [SVG.Series] = [], colors: [String] = []
+        for (i, name) in flows.enumerated() {
+            guard let flow = try? GradientFlow(parsing: name) else { continue }
+            var byStep: [Int: [Double]] = [:]
+            for seed in seeds {
+                for m in metrics(Gap.runFolder(folder, flow: flow, seed: seed)) { if let v = m.valLoss { byStep[m.step, default: []].append(v) } }
+            }
+            let pts = byStep.keys.sorted().map { (x: Double($0), y: byStep[$0]!.reduce(0, +) / Double(byStep[$0]!.count)) }
+            curves.append(SVG.Series(name: name, points: pts))
+            colors.append(SVG.color(forFlow: name, fallback: i))
+        }
+        return (curves, colors)
+    }
+
     static func gapSection(_ s: Gap.Summary, folder: URL) -> String {
         let c = s.settings
         var html = "<section class=\"gap\"><h2>The myopia gap — \(SVG.escape(folder.lastPathComponent))</h2>"
@@ -139,17 +156,7 @@ public enum Report {
             html += "<p class=\"caption\">The gap is what a model loses when no position is trained to help later ones: myopic − vanilla = <b>\(String(format: "%+.4f", gap.valLoss.mean))</b> nats/token\(gap.valLoss.std.map { String(format: " (± %.4f over seeds)", $0) } ?? "").</p>"
         }
         // Training curves: validation loss against step, mean over seeds.
-        var curves: [SVG.Series] = [], colors: [String] = []
-        for (i, f) in s.flows.enumerated() {
-            guard let flow = try? GradientFlow(parsing: f.flow) else { continue }
-            var byStep: [Int: [Double]] = [:]
-            for seed in s.seeds {
-                for m in metrics(Gap.runFolder(folder, flow: flow, seed: seed)) { if let v = m.valLoss { byStep[m.step, default: []].append(v) } }
-            }
-            let pts = byStep.keys.sorted().map { (x: Double($0), y: byStep[$0]!.reduce(0, +) / Double(byStep[$0]!.count)) }
-            curves.append(SVG.Series(name: f.flow, points: pts))
-            colors.append(SVG.color(forFlow: f.flow, fallback: i))
-        }
+        let (curves, colors) = meanValidationCurves(folder, flows: s.flows.map(\.flow), seeds: s.seeds)
         html += "<div class=\"charts\">"
         html += SVG.lineChart(title: "Validation loss during training", xLabel: "step", yLabel: "loss (nats/token)",
                               series: curves, colors: colors, width: 520)

@@ -63,12 +63,6 @@ public enum Report {
     mark.loopa{background:#ffd166} mark.loopb{background:#f4a259} sub{font-size:75%}
     """
 
-    static let decoder: JSONDecoder = {
-        let d = JSONDecoder()
-        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return d
-    }()
-
     /// What the report reads of a metrics.jsonl line: the token models' log and the sine task's
     /// (which has no tokens/s) both have these.
     struct LoggedStep: Decodable {
@@ -85,6 +79,7 @@ public enum Report {
 
     static func metrics(_ run: URL) -> [LoggedStep] {
         guard let text = try? String(contentsOf: run.appendingPathComponent(Trainer.metricsFile), encoding: .utf8) else { return [] }
+        let decoder = RunFolder.decoder
         return text.split(separator: "\n").compactMap { try? decoder.decode(LoggedStep.self, from: Data($0.utf8)) }
     }
 
@@ -99,13 +94,13 @@ public enum Report {
         var out: [String] = []
         if let data = try? Data(contentsOf: run.appendingPathComponent(Gap.summaryFile)) {
             let summary: Gap.Summary
-            do { summary = try decoder.decode(Gap.Summary.self, from: data) } catch {
+            do { summary = try RunFolder.decoder.decode(Gap.Summary.self, from: data) } catch {
                 throw FormatError.invalidHeader(file: run.appendingPathComponent(Gap.summaryFile).path, field: "(json)", reason: "\(error)")
             }
             out.append(gapSection(summary, folder: run))
         } else if let data = try? Data(contentsOf: run.appendingPathComponent(Bonus.summaryFile)) {
             let summary: Bonus.Summary
-            do { summary = try decoder.decode(Bonus.Summary.self, from: data) } catch {
+            do { summary = try RunFolder.decoder.decode(Bonus.Summary.self, from: data) } catch {
                 throw FormatError.invalidHeader(file: run.appendingPathComponent(Bonus.summaryFile).path, field: "(json)", reason: "\(error)")
             }
             out.append(bonusSection(summary, folder: run))   // BonusReport.swift

@@ -132,8 +132,8 @@ public enum Runs {
         if let data = try? Data(contentsOf: configFile), let config = try? decoder.decode(TrainConfig.self, from: data) {
             var entry = Entry(path: path, kind: .train, family: config.family.rawValue, flow: config.flow.description,
                               data: config.data, modified: modified(configFile))
-            if let text = try? String(contentsOf: metricsFile, encoding: .utf8) {
-                let metrics = text.split(separator: "\n").compactMap { try? decoder.decode(Report.LoggedStep.self, from: Data($0.utf8)) }
+            if FileManager.default.fileExists(atPath: metricsFile.path) {
+                let metrics = Report.metrics(dir)
                 entry.steps = metrics.last?.step
                 entry.trainLoss = metrics.last?.trainLoss
                 entry.valLoss = metrics.last(where: { $0.valLoss != nil })?.valLoss

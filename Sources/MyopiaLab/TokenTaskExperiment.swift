@@ -231,11 +231,8 @@ enum LabFiles {
         }
     }
 
-    /// Pretty, sorted JSON with NaN written as the string "nan" (JSON has no NaN).
+    /// Pretty, sorted JSON with NaN written as the string "nan" (JSON has no NaN), as every run-folder file.
     static func writeJSON<T: Encodable>(_ value: T, to url: URL) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        try AtomicFile.write(try encoder.encode(value), to: url)
+        try AtomicFile.write(try RunFolder.encoder.encode(value), to: url)
     }
 }

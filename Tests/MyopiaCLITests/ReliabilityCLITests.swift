@@ -63,7 +63,12 @@ final class ReliabilityCLITests: CLITestCase {
             }
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
-            XCTAssertEqual(process.terminationReason, .uncaughtSignal)
+            // `isRunning` is updated asynchronously: a run that finished just before the kill
+            // reads as running, and the kill then finds it already gone.
+            if process.terminationReason == .exit {
+                XCTAssertEqual(process.terminationStatus, 0, "after \(kills) kills the resumed run failed")
+                break
+            }
             kills += 1
 
             let names = (try? FileManager.default.contentsOfDirectory(atPath: killed.path)) ?? []

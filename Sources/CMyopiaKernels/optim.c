@@ -6,6 +6,8 @@
 // their scalar forms), so the vector and scalar paths agree bit for bit:
 //   g ← g·scale (when scale ≠ 1);  w ← w·decay;  m ← m + a·(g − m);  v ← v·b2 + (c·g)·g;
 //   w ← w − step·(m / (√v / bc2 + eps)).
+// The same pass checks that the new w, m and v are finite (x − x is 0 for a finite x and NaN
+// otherwise), so training needs no separate pass over them to stop on a NaN or an overflow.
 #include "CMyopiaKernels.h"
 
 #include <math.h>
@@ -18,12 +20,13 @@
 #define AVX2_FMA __attribute__((target("avx2,fma")))
 
 AVX2_FMA
-static void adamw_avx2(float *w, float *g, float *m, float *v, long count, const myopia_adamw_params *p) {
+static int adamw_avx2(float *w, float *g, float *m, float *v, long count, const myopia_adamw_params *p) {
     const __m256 scale = _mm256_set1_ps(p->grad_scale), decay = _mm256_set1_ps(p->decay);
     const __m256 a = _mm256_set1_ps(p->lerp_weight), b2 = _mm256_set1_ps(p->beta2);
     const __m256 c = _mm256_set1_ps(p->one_minus_beta2), step = _mm256_set1_ps(p->step_size);
     const __m256 bc2 = _mm256_set1_ps(p->bias_correction2_sqrt), eps = _mm256_set1_ps(p->eps);
     const int scaled = p->grad_scale != 1.0f;
+    __m256 finite = _mm256_setzero_ps();
     long i = 0;
     for (; i + 8 <= count; i += 8) {
         __m256 gi = _mm256_loadu_ps(g + i);
@@ -40,15 +43,21 @@ static void adamw_avx2(float *w, float *g, float *m, float *v, long count, const
         __m256 den = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), bc2), eps);
         wi = _mm256_sub_ps(wi, _mm256_mul_ps(step, _mm256_div_ps(mi, den)));
         _mm256_storeu_ps(w + i, wi);
+        finite = _mm256_add_ps(finite, _mm256_add_ps(_mm256_sub_ps(wi, wi),
+                                                     _mm256_add_ps(_mm256_sub_ps(mi, mi), _mm256_sub_ps(vi, vi))));
     }
-    if (i < count) myopia_adamw_portable(w + i, g + i, m + i, v + i, count - i, p);
+    // Zero in every lane exactly when every element so far was finite (NaN ≠ NaN).
+    int ok = _mm256_movemask_ps(_mm256_cmp_ps(finite, _mm256_setzero_ps(), _CMP_NEQ_UQ)) == 0;
+    if (i < count) ok &= myopia_adamw_portable(w + i, g + i, m + i, v + i, count - i, p);
+    return ok;
 }
 #endif
 
-void myopia_adamw_portable(float *w, float *g, float *m, float *v, long count, const myopia_adamw_params *p) {
+int myopia_adamw_portable(float *w, float *g, float *m, float *v, long count, const myopia_adamw_params *p) {
     const float scale = p->grad_scale, decay = p->decay, a = p->lerp_weight, b2 = p->beta2;
     const float c = p->one_minus_beta2, step = p->step_size, bc2 = p->bias_correction2_sqrt, eps = p->eps;
     const int scaled = scale != 1.0f;
+    float finite = 0;
     for (long i = 0; i < count; i++) {
         float gi = g[i];
         if (scaled) {
@@ -62,15 +71,14 @@ void myopia_adamw_portable(float *w, float *g, float *m, float *v, long count, c
         v[i] = vi;
         wi = wi - step * (mi / (sqrtf(vi) / bc2 + eps));
         w[i] = wi;
+        finite += (wi - wi) + ((mi - mi) + (vi - vi));
     }
+    return finite == 0;
 }
 
-void myopia_adamw(float *w, float *g, float *m, float *v, long count, const myopia_adamw_params *p) {
+int myopia_adamw(float *w, float *g, float *m, float *v, long count, const myopia_adamw_params *p) {
 #if defined(__x86_64__)
-    if (myopia_cpu_has_avx2_fma()) {
-        adamw_avx2(w, g, m, v, count, p);
-        return;
-    }
+    if (myopia_cpu_has_avx2_fma()) return adamw_avx2(w, g, m, v, count, p);
 #endif
-    myopia_adamw_portable(w, g, m, v, count, p);
+    return myopia_adamw_portable(w, g, m, v, count, p);
 }

@@ -35,24 +35,29 @@ extension RowOps {
 
     /// One fused AdamW update of w, g, m, v (each `count` floats), spread over the threads. Every
     /// element's arithmetic is independent of the others, so any thread count gives the same bits.
+    /// Returns true when every updated weight and moment is finite (checked in the same pass).
+    @discardableResult
     public static func adamW(weights w: UnsafeMutablePointer<Float>, grads g: UnsafeMutablePointer<Float>,
                              moment1 m: UnsafeMutablePointer<Float>, moment2 v: UnsafeMutablePointer<Float>,
-                             count: Int, _ k: AdamWConstants) {
+                             count: Int, _ k: AdamWConstants) -> Bool {
         var p = myopia_adamw_params(grad_scale: k.gradScale, decay: k.decay, lerp_weight: k.lerpWeight, beta2: k.beta2,
                                     one_minus_beta2: k.oneMinusBeta2, step_size: k.stepSize,
                                     bias_correction2_sqrt: k.biasCorrection2Sqrt, eps: k.eps)
+        var allFinite: Int32 = 1
         let wP = SendablePointer(w), gP = SendablePointer(g), mP = SendablePointer(m), vP = SendablePointer(v)
         let portable = k.portable
         withUnsafePointer(to: &p) { pp in
-            let ppP = SendablePointer(pp)
-            Parallel.forEach((count + adamWChunk - 1) / adamWChunk) { c in
-                let s = c * adamWChunk, n = min(adamWChunk, count - s)
-                if portable {
-                    myopia_adamw_portable(wP.pointer + s, gP.pointer + s, mP.pointer + s, vP.pointer + s, n, ppP.pointer)
-                } else {
-                    myopia_adamw(wP.pointer + s, gP.pointer + s, mP.pointer + s, vP.pointer + s, n, ppP.pointer)
+            withUnsafeMutablePointer(to: &allFinite) { flag in
+                let ppP = SendablePointer(pp), flagP = SendablePointer(flag)
+                Parallel.forEach((count + adamWChunk - 1) / adamWChunk) { c in
+                    let s = c * adamWChunk, n = min(adamWChunk, count - s)
+                    let finite = portable
+                        ? myopia_adamw_portable(wP.pointer + s, gP.pointer + s, mP.pointer + s, vP.pointer + s, n, ppP.pointer)
+                        : myopia_adamw(wP.pointer + s, gP.pointer + s, mP.pointer + s, vP.pointer + s, n, ppP.pointer)
+                    if finite == 0 { myopia_flag_clear(flagP.pointer) }
                 }
             }
         }
+        return allFinite != 0
     }
 }

@@ -164,6 +164,9 @@ public enum Bench {
         (2048, 256, 768), (2048, 768, 256), (2048, 256, 1024), (2048, 1024, 256), (2048, 256, 8192), (256, 2048, 768),
     ]
 
+    /// Rounds of the GEMM comparison with OpenBLAS (see `run`).
+    public static let gemmRounds = 3
+
     /// The tokenizers `run` measures, each skipped (with a log line) when its files cannot be had.
     public static let benchTokenizers = ["gpt2", "smollm2-135m"]
 
@@ -190,22 +193,28 @@ public enum Bench {
                 for (m, k, n) in gemmShapes {
                     for layout in ["NN", "NT", "TN"] {
                         var c = GEMMCase(m: m, k: k, n: n, layout: layout, threads: t, gflops: 0, openblasGflops: nil)
-                        c.gflops = measureGEMM(m: m, k: k, n: n, layout: layout) { a, lda, ta, b, ldb, tb, out, ldc in
+                        let ours = GEMMContender(pause: 0) { a, lda, ta, b, ldb, tb, out, ldc in
                             GEMM.multiply(m: m, n: n, k: k, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb,
                                           c: out, ldc: ldc, accumulate: false)
                         }
-                        if let blas {
-                            // OpenBLAS's idle workers busy-wait for a while after each call; let them
-                            // sleep before the next Myopia measurement, or it runs beside a spinning core.
-                            defer { if t > 1 { Thread.sleep(forTimeInterval: 0.3) } }
-                            c.openblasGflops = measureGEMM(m: m, k: k, n: n, layout: layout) { a, lda, ta, b, ldb, tb, out, ldc in
-                                blas.multiply(m: m, n: n, k: k, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb,
-                                              c: out, ldc: ldc, accumulate: false)
-                            }
+                        guard let blas else {
+                            c.gflops = measureGEMM(m: m, k: k, n: n, layout: layout, rounds: 1, [ours])[0]
+                            cases.append(c)
+                            log(String(format: "GEMM %4d×%4d×%4d %@ %dT: %6.1f GFLOP/s", m, k, n, layout, t, c.gflops))
+                            continue
                         }
+                        // OpenBLAS's idle workers busy-wait for a while after each call; they are let
+                        // sleep before the next measurement, or it would run beside a spinning core.
+                        let openblas = GEMMContender(pause: t > 1 ? 0.3 : 0) { a, lda, ta, b, ldb, tb, out, ldc in
+                            blas.multiply(m: m, n: n, k: k, a: a, lda: lda, transA: ta, b: b, ldb: ldb, transB: tb,
+                                          c: out, ldc: ldc, accumulate: false)
+                        }
+                        let best = measureGEMM(m: m, k: k, n: n, layout: layout, rounds: gemmRounds, [ours, openblas])
+                        c.gflops = best[0]
+                        c.openblasGflops = best[1]
                         if let r = c.ratio { logSum += Foundation.log(r); counted += 1 }
-                        log(String(format: "GEMM %4d×%4d×%4d %@ %dT: %6.1f GFLOP/s%@", m, k, n, layout, t, c.gflops,
-                                   c.openblasGflops.map { String(format: "  (OpenBLAS %.1f, ratio %.2f)", $0, c.gflops / $0) } ?? ""))
+                        log(String(format: "GEMM %4d×%4d×%4d %@ %dT: %6.1f GFLOP/s  (OpenBLAS %.1f, ratio %.2f)",
+                                   m, k, n, layout, t, c.gflops, best[1], c.gflops / best[1]))
                         cases.append(c)
                     }
                 }
@@ -390,23 +399,40 @@ public enum Bench {
 
     typealias GEMMCall = (UnsafePointer<Float>, Int, Bool, UnsafePointer<Float>, Int, Bool, UnsafeMutablePointer<Float>, Int) -> Void
 
-    /// Best-of-repeats GFLOP/s for C (M×N) = op(A)·op(B) in the given layout.
-    static func measureGEMM(m: Int, k: Int, n: Int, layout: String, _ call: GEMMCall) -> Double {
+    /// A GEMM implementation `measureGEMM` times, and the seconds to wait after timing it.
+    struct GEMMContender {
+        let pause: Double
+        let call: GEMMCall
+        init(pause: Double, _ call: @escaping GEMMCall) { self.pause = pause; self.call = call }
+    }
+
+    /// Best-of-repeats GFLOP/s of each contender for C (M×N) = op(A)·op(B) in the given layout, on
+    /// the same operands. Over `rounds` rounds the contenders take turns going first and each keeps
+    /// its best round: a moment of interference from elsewhere on the machine costs a round, not the
+    /// comparison.
+    static func measureGEMM(m: Int, k: Int, n: Int, layout: String, rounds: Int, _ contenders: [GEMMContender]) -> [Double] {
         let transA = layout.hasPrefix("T"), transB = layout.hasSuffix("T")
         let a = randomBuffer(m * k, seed: 1), b = randomBuffer(k * n, seed: 2)
         let c = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
         defer { a.deallocate(); b.deallocate(); c.deallocate() }
         let lda = transA ? m : k, ldb = transB ? k : n
         let flop = 2.0 * Double(m) * Double(n) * Double(k)
-        call(a, lda, transA, b, ldb, transB, c, n)   // warm-up: packing buffers, caches, threads
         let reps = max(3, Int(2e9 / flop))
-        var best = Double.infinity
-        for _ in 0..<reps {
-            let start = DispatchTime.now().uptimeNanoseconds
-            call(a, lda, transA, b, ldb, transB, c, n)
-            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        var best = [Double](repeating: .infinity, count: contenders.count)
+        for round in 0..<rounds {
+            for turn in 0..<contenders.count {
+                let index = (turn + round) % contenders.count
+                let contender = contenders[index]
+                contender.call(a, lda, transA, b, ldb, transB, c, n)   // warm-up: packing buffers, caches, threads
+                for _ in 0..<reps {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    contender.call(a, lda, transA, b, ldb, transB, c, n)
+                    best[index] = min(best[index], Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+                }
+                if contender.pause > 0 { Thread.sleep(forTimeInterval: contender.pause) }
+            }
         }
-        return flop / best / 1e9
+        return best.map { flop / $0 / 1e9 }
     }
 
     static func randomBuffer(_ count: Int, seed: UInt64) -> UnsafeMutablePointer<Float> {

@@ -57,6 +57,41 @@ final class AdamWKernelTests: XCTestCase {
         }
     }
 
+    /// The fused pass reports whether every updated weight and moment is finite: a NaN or
+    /// infinite weight anywhere (vector body or scalar tail), and a second moment that overflows
+    /// from finite inputs, all read false; finite updates read true.
+    func testFusedStepReportsNonFiniteResults() {
+        let count = 70_003
+        let k = AdamWConstants(gradScale: 1, decay: 1, beta1: 0.9, beta2: 0.95, eps: 1e-8, lr: 1e-3, step: 1)
+        func finite(portable: Bool, threads: Int, _ plant: (inout [Float], inout [Float]) -> Void) -> Bool {
+            let saved = Parallel.threadCount
+            defer { Parallel.threadCount = saved }
+            Parallel.threadCount = threads
+            var w = [Float](repeating: 0.5, count: count), g = [Float](repeating: 0.25, count: count)
+            var m = [Float](repeating: 0, count: count), v = [Float](repeating: 0, count: count)
+            plant(&w, &g)
+            var kk = k
+            kk.portable = portable
+            return w.withUnsafeMutableBufferPointer { pw in
+                g.withUnsafeMutableBufferPointer { pg in
+                    m.withUnsafeMutableBufferPointer { pm in
+                        v.withUnsafeMutableBufferPointer { pv in
+                            RowOps.adamW(weights: pw.baseAddress!, grads: pg.baseAddress!, moment1: pm.baseAddress!,
+                                         moment2: pv.baseAddress!, count: count, kk)
+                        }
+                    }
+                }
+            }
+        }
+        for (portable, threads) in [(false, 1), (false, 2), (true, 2)] {
+            let label = "portable \(portable), \(threads) thread(s)"
+            XCTAssertTrue(finite(portable: portable, threads: threads) { _, _ in }, label)
+            XCTAssertFalse(finite(portable: portable, threads: threads) { w, _ in w[40_000] = .nan }, label)
+            XCTAssertFalse(finite(portable: portable, threads: threads) { w, _ in w[count - 1] = .infinity }, label)
+            XCTAssertFalse(finite(portable: portable, threads: threads) { _, g in g[123] = 1e30 }, label)  // g² overflows v
+        }
+    }
+
     func testFillAndScaleCoverEveryElement() {
         let count = (1 << 16) * 3 + 5
         var x = [Float](repeating: 2, count: count)

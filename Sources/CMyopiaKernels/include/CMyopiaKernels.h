@@ -96,10 +96,14 @@ typedef struct {
 } myopia_adamw_params;
 
 /// One fused AdamW update of `count` elements (single-threaded; AVX2 where available). Both paths
-/// round every operation as written in optim.c and give bitwise identical results.
-void myopia_adamw(float *w, float *g, float *m, float *v, long count, const myopia_adamw_params *p);
+/// round every operation as written in optim.c and give bitwise identical results. Returns 1 when
+/// every updated weight and moment is finite, 0 otherwise.
+int myopia_adamw(float *w, float *g, float *m, float *v, long count, const myopia_adamw_params *p);
 /// The scalar path of myopia_adamw (tests compare the two).
-void myopia_adamw_portable(float *w, float *g, float *m, float *v, long count, const myopia_adamw_params *p);
+int myopia_adamw_portable(float *w, float *g, float *m, float *v, long count, const myopia_adamw_params *p);
+
+/// Sets *flag to 0 from any thread (work items reporting a failure into one shared flag).
+static inline void myopia_flag_clear(int *flag) { __atomic_store_n(flag, 0, __ATOMIC_RELAXED); }
 
 /// Work item callback of the thread pool.
 typedef void (*myopia_task_fn)(void *ctx, long index);

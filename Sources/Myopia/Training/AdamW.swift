@@ -30,16 +30,21 @@ public struct AdamW: Codable, Equatable, Sendable {
     /// With `gradScale` ≠ 1 the gradients are first scaled by it (and left scaled), in the same pass:
     /// `update(store, lr:, step:, gradScale: GradientClipping.factor(norm:maxNorm:))` is bit for bit
     /// `GradientClipping.clip` followed by `update`, with one trip through memory instead of two.
-    public func update(_ store: ParameterStore, lr: Double, step: Int, gradScale: Float = 1) {
+    /// Returns true when every weight and moment is finite after the update (checked in that pass).
+    @discardableResult
+    public func update(_ store: ParameterStore, lr: Double, step: Int, gradScale: Float = 1) -> Bool {
         store.ensureMoments()
-        guard let m = store.moment1, let v = store.moment2 else { return }
+        guard let m = store.moment1, let v = store.moment2 else { return true }
         let w = store.weights, g = store.grads
+        var allFinite = true
         for e in store.entries {
             let decay = decays(e) ? Float(1 - lr * weightDecay) : 1
             let k = AdamWConstants(gradScale: gradScale, decay: decay, beta1: beta1, beta2: beta2, eps: eps, lr: lr, step: step)
-            RowOps.adamW(weights: w + e.offset, grads: g + e.offset, moment1: m + e.offset, moment2: v + e.offset,
-                         count: e.count, k)
+            let finite = RowOps.adamW(weights: w + e.offset, grads: g + e.offset, moment1: m + e.offset,
+                                      moment2: v + e.offset, count: e.count, k)
+            allFinite = allFinite && finite
         }
+        return allFinite
     }
 }
 

@@ -216,25 +216,28 @@ public final class Trainer {
             }
             model.backward(cache: cache)
             faultHook?(step + 1, model)
-            // A non-finite gradient is named before clipping spreads it to every element.
+            // A non-finite gradient makes the norm non-finite; it is named before the optimiser's
+            // pass, where clipping would spread it to every element. (The searches for names run
+            // only once something is wrong: the step itself makes no extra pass over memory.)
             let params = model.params
-            if let bad = Self.firstNonFinite(params, params.grads) {
-                throw TrainingError.nonFinite(step: step + 1, what: "the gradient of \(bad)", lastCheckpoint: lastCheckpoint?.path)
-            }
-            // Clipping happens inside the optimiser's pass (the same bits as clip, then update).
             let norm = GradientClipping.globalNorm(params)
             guard norm.isFinite else {
-                throw TrainingError.nonFinite(step: step + 1, what: "the gradient norm (\(norm); every element is finite, their squares overflow)",
-                                              lastCheckpoint: lastCheckpoint?.path)
+                let what = Self.firstNonFinite(params, params.grads).map { "the gradient of \($0)" }
+                    ?? "the gradient norm (\(norm); every element is finite, their squares overflow)"
+                throw TrainingError.nonFinite(step: step + 1, what: what, lastCheckpoint: lastCheckpoint?.path)
             }
             let lr = schedule.rate(at: step)
-            optimizer.update(params, lr: lr, step: step + 1, gradScale: GradientClipping.factor(norm: norm, maxNorm: config.clip))
-            // What the next checkpoint would save must be finite too.
-            for (buffer, what) in [(params.weights, "the weight"), (params.moment1, "the AdamW first moment"),
-                                   (params.moment2, "the AdamW second moment")] {
-                if let buffer, let bad = Self.firstNonFinite(params, buffer) {
-                    throw TrainingError.nonFinite(step: step + 1, what: "\(what) of \(bad) after the update (lr \(lr))",
-                                                  lastCheckpoint: lastCheckpoint?.path)
+            // Clipping happens inside the optimiser's pass (the same bits as clip, then update),
+            // which also checks that what the next checkpoint would save is finite.
+            let finite = optimizer.update(params, lr: lr, step: step + 1,
+                                          gradScale: GradientClipping.factor(norm: norm, maxNorm: config.clip))
+            if !finite {
+                for (buffer, what) in [(params.weights, "the weight"), (params.moment1, "the AdamW first moment"),
+                                       (params.moment2, "the AdamW second moment")] {
+                    if let buffer, let bad = Self.firstNonFinite(params, buffer) {
+                        throw TrainingError.nonFinite(step: step + 1, what: "\(what) of \(bad) after the update (lr \(lr))",
+                                                      lastCheckpoint: lastCheckpoint?.path)
+                    }
                 }
             }
             step += 1

@@ -121,6 +121,7 @@ public enum Bonus {
                 var config = settings
                 config.flow = flow
                 config.seed = seed
+                config.reference = referenceSource
                 let folder = Gap.runFolder(options.out, flow: flow, seed: seed)
                 if !options.resume { try? FileManager.default.removeItem(at: folder) }
                 onStart(flow, seed)

@@ -28,9 +28,9 @@ struct EvalCommand: ConfigFileCommand {
     @Option(help: "Windows per forward pass.") var batch = 8
     @Option(name: .customLong("max-windows"), help: "Evaluate at most this many windows.") var maxWindows: Int?
     @Option(help: "Tokenizer: byte, gpt2 or a path (default: the one the checkpoint names).") var tokenizer: String?
-    @Option(help: "How the model attends: as trained (default), bigram (each position only itself), or local-myopic (needs --reference).")
+    @Option(help: "How the model attends: as trained (default), bigram (each position only itself), or local-myopic (with --reference, or the reference the run recorded).")
     var flow: String?
-    @Option(help: "Under --flow local-myopic: the frozen reference model whose keys and values earlier positions use.")
+    @Option(help: "Under --flow local-myopic: the frozen reference model whose keys and values earlier positions use (default: the one the run was trained with).")
     var reference: String?
     @Option(help: "A run folder to write eval.json into (and commands.json: how it was made), for `myopia report` and `myopia runs`.")
     var out: String?
@@ -65,10 +65,19 @@ struct EvalCommand: ConfigFileCommand {
         try reportingErrors {
             let (dir, model, tok) = try loadModel(checkpoint, seqLen: seqLen, tokenizer: tokenizer)
             var referencePath: String?
+            let trained = Trainer.recordedConfig(in: dir)
+            if flow == nil, let trained, trained.flow == .localMyopic {
+                let ref = trained.reference ?? "DIR"
+                Terminal.warning("\(dir.path) was trained local-myopically (attending to \(ref)'s keys and values); this evaluates "
+                                 + "it as an ordinary model: add --flow local-myopic --reference \(ref) to evaluate it as trained")
+            }
             if let flow {
                 model.flow = try GradientFlow(parsing: flow)
                 if model.flow == .localMyopic {
-                    guard let reference else { throw ValidationError("--flow local-myopic needs --reference DIR") }
+                    // --reference, else the one the run recorded.
+                    guard let reference = reference ?? trained?.reference else {
+                        throw ValidationError("--flow local-myopic needs --reference DIR")
+                    }
                     let (source, frozen, _) = try loadModel(reference, seqLen: seqLen, tokenizer: tokenizer)
                     try model.checkReference(frozen, seqLen: seqLen, file: source.path)
                     model.reference = frozen

@@ -18,6 +18,12 @@ enum Terminal {
         FileHandle.standardError.write(Data((message + "\n").utf8))
     }
 
+    /// Shown even with --quiet and --json (stderr): something about the result the user should know.
+    static func warning(_ message: String) {
+        clearLine()
+        FileHandle.standardError.write(Data(("warning: " + message + "\n").utf8))
+    }
+
     static func error(_ message: String) {
         clearLine()
         FileHandle.standardError.write(Data(("error: " + message + "\n").utf8))

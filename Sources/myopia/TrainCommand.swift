@@ -24,7 +24,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "The run folder to write.") var out: String
     @OptionGroup var settings: TrainingFlags
     @Option(help: "Gradient flow: vanilla, myopic, beta=β (β in [0,1]), bigram, or local-myopic (needs --reference).") var flow: String?
-    @Option(help: "Fine-tune this trained model (a checkpoint or run folder, .gguf file or model name) instead of a fresh one; under --flow local-myopic it also stays, frozen, as the source of earlier positions' keys and values. The shape and tokenizer are its own.")
+    @Option(help: "Fine-tune this trained model (a checkpoint or run folder, .gguf file or model name) instead of a fresh one; under --flow local-myopic it also stays, frozen, as the source of earlier positions' keys and values. The shape and tokenizer are its own. The run records it: --resume finds it again.")
     var reference: String?
     @Option(help: "Seed for initialisation and batches.") var seed: UInt64?
     @Option(name: .customLong("log-gradient-split"), parsing: .unconditional, help: "Every N steps, log g_myopic and g_future per parameter group to metrics.jsonl.") var logGradientSplit: Int?
@@ -44,8 +44,13 @@ struct TrainCommand: ParsableCommand {
         Terminal.quiet = quiet || json
         try reportingErrors {
             var config = try resolvedConfig()
-            if settings.seqLen == nil && settings.config == nil && reference != nil { config.seqLen = 0 }   // the reference's
-            let referenceModel = try reference.map { try loadReference($0, settings: settings, config: &config).model }
+            // --reference, else the --config file's, else (resuming) the one the run recorded.
+            var referenceName = reference ?? config.reference
+            if referenceName == nil && resume { referenceName = Trainer.recordedConfig(in: URL(fileURLWithPath: out))?.reference }
+            if settings.seqLen == nil && settings.config == nil && referenceName != nil { config.seqLen = 0 }   // the reference's
+            let loaded = try referenceName.map { try loadReference($0, settings: settings, config: &config) }
+            let referenceModel = loaded?.model
+            config.reference = loaded?.source.path
             // Impossible settings and an unwritable --out are refused before any work.
             try config.validate()
             try config.checkMemory(vocabSize: 0, file: "flags")   // again with the tokenizer's vocabulary in Trainer

@@ -28,8 +28,19 @@ final class BonusCLITests: CLITestCase {
         let config = try String(contentsOfFile: local + "/checkpoint-4/config.json", encoding: .utf8)
         XCTAssertTrue(config.contains("\"num_key_value_heads\" : 2"), config)
         let lm = try json(try run(["eval", "--model", local, "--flow", "local-myopic", "--reference", reference] + common))
-        let plain = try json(try run(["eval", "--model", local] + common))
+        let plainRun = try run(["eval", "--model", local] + common)
+        let plain = try json(plainRun)
         XCTAssertNotEqual(lm["loss"] as? Double, plain["loss"] as? Double)
+        // An ordinary evaluation of a local-myopic run says so; the recorded reference is the default.
+        XCTAssertTrue(plainRun.stderr.contains("warning:") && plainRun.stderr.contains("--flow local-myopic --reference"), plainRun.stderr)
+        let recorded = try json(try run(["eval", "--model", local, "--flow", "local-myopic"] + common))
+        XCTAssertEqual(recorded["loss"] as? Double, lm["loss"] as? Double)
+
+        // --resume finds the recorded reference: four more steps, no --reference.
+        let resumed = try run(["train", "--data", corpus.path, "--out", local, "--flow", "local-myopic", "--steps", "8",
+                               "--warmup", "1", "--lr", "0.003", "--batch", "4", "--resume", "--quiet"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: local + "/checkpoint-8/model.safetensors"))
 
         // Without a reference, or where it has no meaning, a clear refusal.
         let noReference = try run(["train", "--data", corpus.path, "--out", dir.appendingPathComponent("x").path,

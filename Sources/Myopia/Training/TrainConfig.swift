@@ -35,6 +35,10 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var checkpointEvery = 500
     /// Every this many steps, log the gradient split (g_myopic, g_future) per parameter group; 0: never.
     public var logGradientSplit = 0
+    /// The trained model this run fine-tunes (and, under the local-myopic flow, attends to): a run
+    /// folder, checkpoint or .gguf path (absolute), or a model name; nil for a run from scratch.
+    /// Recorded so that `--resume` finds it again.
+    public var reference: String? = nil
 
     public init() {}
 
@@ -45,6 +49,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         case noDecay = "no_decay", validationFraction = "validation_fraction", evalEvery = "eval_every"
         case evalWindows = "eval_windows", logEvery = "log_every", checkpointEvery = "checkpoint_every"
         case logGradientSplit = "log_gradient_split"
+        case reference
     }
 
     /// Decodes a partial config on top of the defaults: absent keys keep their default values.
@@ -78,6 +83,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         logEvery = try c.decodeIfPresent(Int.self, forKey: .logEvery) ?? d.logEvery
         checkpointEvery = try c.decodeIfPresent(Int.self, forKey: .checkpointEvery) ?? d.checkpointEvery
         logGradientSplit = try c.decodeIfPresent(Int.self, forKey: .logGradientSplit) ?? d.logGradientSplit
+        reference = try c.decodeIfPresent(String.self, forKey: .reference) ?? d.reference
     }
 
     /// Reads a `--config FILE.json`; accepts `d-model` as well as `d_model`.

@@ -130,6 +130,7 @@ public final class Trainer {
             saved.logEvery = 0; now.logEvery = 0
             saved.checkpointEvery = 0; now.checkpointEvery = 0
             saved.logGradientSplit = 0; now.logGradientSplit = 0
+            if saved.reference == nil { now.reference = nil }   // runs saved before the reference was recorded
             if saved != now {
                 let (fields, before, after) = Self.differences(saved, now)
                 throw TrainingError.resumeMismatch(file: stateURL.path, field: fields, saved: before, requested: after)
@@ -156,6 +157,18 @@ public final class Trainer {
         model.flow = config.flow
         try Self.attach(reference, to: model, config: config)
         cache = model.makeCache(batch: config.batch, seqLen: config.seqLen)
+    }
+
+    /// The training settings saved with a checkpoint folder, or with the newest checkpoint of a run
+    /// folder; nil when there are none to read (a model from elsewhere, or a damaged checkpoint,
+    /// which loading it reports).
+    public static func recordedConfig(in folder: URL) -> TrainConfig? {
+        var state = folder.appendingPathComponent(Checkpoint.stateFile)
+        if !FileManager.default.fileExists(atPath: state.path) {
+            guard let latest = try? Checkpoint.latestCheckpoint(in: folder) else { return nil }
+            state = latest.appendingPathComponent(Checkpoint.stateFile)
+        }
+        return (try? TrainerState.load(from: state))?.config
     }
 
     /// Runs to `config.steps` (or stops early after step `stoppingAfter`, as an interrupted run would,

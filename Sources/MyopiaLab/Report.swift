@@ -108,7 +108,7 @@ public enum Report {
             out.append(trainSection(run))
         }
         let records = try RunFolder.records(in: run)
-        for (name, table) in horizonTables(run) {
+        for (name, table) in try horizonTables(run) {
             out.append(horizonSection(table, file: run.appendingPathComponent(name))
                        + (records[name].map { settingsBlock(try? RunFolder.encoder.encode($0), title: "how \(name) was made: myopia \($0.command)") } ?? "")
                        + "</section>")

@@ -73,7 +73,7 @@ extension Report {
         // derivative measured, normally the true one).
         var horizons: [(label: String, flow: String, table: HorizonTable)] = []
         for (i, run) in runs.enumerated() {
-            for (file, table) in horizonTables(run) {
+            for (file, table) in try horizonTables(run) {
                 horizons.append((names[i] + (file == HorizonTable.fileName ? "" : "/" + file), flow(of: run) ?? table.flow, table))
             }
         }
@@ -135,10 +135,11 @@ extension Report {
     }
 
     /// The horizon tables of a folder (horizon*.json), by file name.
-    static func horizonTables(_ run: URL) -> [(file: String, table: HorizonTable)] {
+    /// Every horizon*.json in `run`; a damaged one is an error naming the file, as for the other tables.
+    static func horizonTables(_ run: URL) throws -> [(file: String, table: HorizonTable)] {
         let files = (try? FileManager.default.contentsOfDirectory(atPath: run.path)) ?? []
-        return files.sorted().filter { $0.hasPrefix("horizon") && $0.hasSuffix(".json") }.compactMap { name in
-            (try? RunFolder.load(HorizonTable.self, name, in: run)).flatMap { $0 }.map { (name, $0) }
+        return try files.sorted().filter { $0.hasPrefix("horizon") && $0.hasSuffix(".json") }.compactMap { name in
+            try RunFolder.load(HorizonTable.self, name, in: run).map { (name, $0) }
         }
     }
 }

@@ -34,6 +34,14 @@ final class ReportTests: XCTestCase {
         XCTAssertFalse(html.contains("<script"))
         XCTAssertFalse(html.replacingOccurrences(of: "http://www.w3.org/2000/svg", with: "").contains("http"))
 
+        // A damaged horizon table is an error naming the file, not a section quietly left out.
+        let damaged = out.appendingPathComponent("horizon-damaged.json")
+        try Data("{\"layers\": [1, 2".utf8).write(to: damaged)
+        XCTAssertThrowsError(try Report.build(runs: [out])) { error in
+            XCTAssertTrue("\(error)".contains(damaged.path), "\(error)")
+        }
+        try FileManager.default.removeItem(at: damaged)
+
         // A folder with no run in it, nor in the folders inside it.
         let empty = root.appendingPathComponent("empty/inside")
         try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)

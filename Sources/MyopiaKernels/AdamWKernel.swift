@@ -44,8 +44,10 @@ extension RowOps {
         let wP = SendablePointer(w), gP = SendablePointer(g), mP = SendablePointer(m), vP = SendablePointer(v)
         let portable = k.portable
         withUnsafePointer(to: &p) { pp in
-            let ppP = SendablePointer(pp)
-            Parallel.forEach((count + adamWChunk - 1) / adamWChunk) { c in
+            // The body captures nothing (its inputs travel as the args tuple), so the parallel-for allocates nothing.
+            let args = (wP, gP, mP, vP, SendablePointer(pp), count, portable)
+            Parallel.forEach((count + adamWChunk - 1) / adamWChunk, args) { args, c in
+                let (wP, gP, mP, vP, ppP, count, portable) = args
                 let s = c * adamWChunk, n = min(adamWChunk, count - s)
                 if portable {
                     myopia_adamw_portable(wP.pointer + s, gP.pointer + s, mP.pointer + s, vP.pointer + s, n, ppP.pointer)

@@ -18,7 +18,7 @@ public enum Peak {
         let perThreadSeconds = max(seconds, 0.02)
         let runIterations = max(1, Int(Double(iterations) * perThreadSeconds / max(elapsed, 1e-9)))
         let start = DispatchTime.now().uptimeNanoseconds
-        Parallel.forEachStatic(threads, threads: threads) { _ in
+        Parallel.forEachStatic(threads, threads: threads, runIterations) { runIterations, _ in
             _ = myopia_fma_peak_loop(runIterations)
         }
         let wall = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9

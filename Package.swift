@@ -2,6 +2,8 @@
 import PackageDescription
 
 // Layers point one way: myopia (CLI) -> MyopiaLab -> Myopia -> MyopiaKernels -> CMyopiaKernels.
+// CMyopiaAllocCounter replaces malloc to count allocations (the step allocates nothing): it links
+// only into executables (the CLI, the tests), never into the Myopia / MyopiaLab libraries.
 //
 // No unsafe flags: the FMA/AVX2 GEMM micro-kernel lives in the small C target CMyopiaKernels,
 // compiled with `__attribute__((target("avx2,fma")))` and chosen at run time by a CPU check, so a
@@ -23,6 +25,7 @@ let package = Package(
     ],
     targets: [
         .target(name: "CMyopiaKernels"),
+        .target(name: "CMyopiaAllocCounter"),
         .target(name: "MyopiaKernels", dependencies: ["CMyopiaKernels"]),
         .target(name: "Myopia", dependencies: ["MyopiaKernels"]),
         .target(name: "MyopiaLab", dependencies: ["Myopia"]),
@@ -30,6 +33,7 @@ let package = Package(
             name: "myopia",
             dependencies: [
                 "MyopiaLab",
+                "CMyopiaAllocCounter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .target(name: "MyopiaFuzz", dependencies: ["Myopia"], path: "tools/fuzz/MyopiaFuzz"),
@@ -37,7 +41,7 @@ let package = Package(
         .executableTarget(name: "myopia-libfuzzer", dependencies: ["MyopiaFuzz"], path: "tools/fuzz/myopia-libfuzzer"),
         .testTarget(name: "MyopiaKernelsTests", dependencies: ["MyopiaKernels"]),
         .testTarget(name: "MyopiaTests", dependencies: ["Myopia"]),
-        .testTarget(name: "MyopiaLabTests", dependencies: ["MyopiaLab"]),
+        .testTarget(name: "MyopiaLabTests", dependencies: ["MyopiaLab", "CMyopiaAllocCounter"]),
         .testTarget(name: "MyopiaCLITests", dependencies: ["myopia"]),
         .testTarget(name: "MyopiaFuzzTests", dependencies: ["MyopiaFuzz", "myopia-fuzz"]),
     ],

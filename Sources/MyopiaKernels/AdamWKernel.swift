@@ -48,8 +48,10 @@ extension RowOps {
         let portable = k.portable
         withUnsafePointer(to: &p) { pp in
             withUnsafeMutablePointer(to: &allFinite) { flag in
-                let ppP = SendablePointer(pp), flagP = SendablePointer(flag)
-                Parallel.forEach((count + adamWChunk - 1) / adamWChunk) { c in
+                // The body captures nothing (its inputs travel as the args tuple), so the parallel-for allocates nothing.
+                let args = (wP, gP, mP, vP, SendablePointer(pp), SendablePointer(flag), count, portable)
+                Parallel.forEach((count + adamWChunk - 1) / adamWChunk, args) { args, c in
+                    let (wP, gP, mP, vP, ppP, flagP, count, portable) = args
                     let s = c * adamWChunk, n = min(adamWChunk, count - s)
                     let finite = portable
                         ? myopia_adamw_portable(wP.pointer + s, gP.pointer + s, mP.pointer + s, vP.pointer + s, n, ppP.pointer)

@@ -9,7 +9,9 @@ extension RowOps {
     /// 0.5*x*(1+tanh(sqrt(2/pi)*(x+0.044715x^3))). Max abs error vs double ≤ 1e-6 on |x| ≤ 10. Parallel.
     public static func geluForward(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, count: Int) {
         let outP = SendablePointer(out), inP = SendablePointer(input)
-        Parallel.forEach((count + elementsPerItem - 1) / elementsPerItem) { item in
+        // The body captures nothing (its inputs travel as the args tuple), so the parallel-for allocates nothing.
+        Parallel.forEach((count + elementsPerItem - 1) / elementsPerItem, (outP, inP, count)) { args, item in
+            let (outP, inP, count) = args
             let start = item * elementsPerItem, end = min(count, start + elementsPerItem)
             let x = inP.pointer, y = outP.pointer
             if usesAVX2 { return myopia_gelu_forward_avx2(y + start, x + start, end - start) }
@@ -26,7 +28,8 @@ extension RowOps {
     public static func geluBackward(dInput: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
         dOut: UnsafePointer<Float>, count: Int) {
         let dxP = SendablePointer(dInput), inP = SendablePointer(input), dyP = SendablePointer(dOut)
-        Parallel.forEach((count + elementsPerItem - 1) / elementsPerItem) { item in
+        Parallel.forEach((count + elementsPerItem - 1) / elementsPerItem, (dxP, inP, dyP, count)) { args, item in
+            let (dxP, inP, dyP, count) = args
             let start = item * elementsPerItem, end = min(count, start + elementsPerItem)
             let x = inP.pointer, dy = dyP.pointer, dx = dxP.pointer
             if usesAVX2 { return myopia_gelu_backward_avx2(dx + start, x + start, dy + start, end - start) }

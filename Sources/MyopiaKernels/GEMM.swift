@@ -38,7 +38,10 @@ public enum GEMM {
         let rowsPerJob = (tilesM + grid.pm - 1) / grid.pm * mr
         let colsPerJob = (tilesN + grid.pn - 1) / grid.pn * nr
         let aP = SendablePointer(a), bP = SendablePointer(b), cP = SendablePointer(c)
-        Parallel.forEachStatic(grid.pm * grid.pn) { job in
+        // The body captures nothing (its inputs travel as the args tuple), so the parallel-for allocates nothing.
+        let args = (aP, bP, cP, kernel, m, n, k, lda, ldb, ldc, transA, transB, accumulate, grid, rowsPerJob, colsPerJob)
+        Parallel.forEachStatic(grid.pm * grid.pn, args) { args, job in
+            let (aP, bP, cP, kernel, m, n, k, lda, ldb, ldc, transA, transB, accumulate, grid, rowsPerJob, colsPerJob) = args
             let i0 = (job / grid.pn) * rowsPerJob, j0 = (job % grid.pn) * colsPerJob
             let rows = min(rowsPerJob, m - i0), cols = min(colsPerJob, n - j0)
             guard rows > 0, cols > 0 else { return }
@@ -93,7 +96,9 @@ public enum GEMM {
         }
         let cols = ((n + threads - 1) / threads + 15) / 16 * 16
         let aP = SendablePointer(a), bP = SendablePointer(b), cP = SendablePointer(c)
-        Parallel.forEachStatic(threads) { t in
+        let args = (aP, bP, cP, m, n, k, lda, ldb, ldc, transB, accumulate, cols)
+        Parallel.forEachStatic(threads, args) { args, t in
+            let (aP, bP, cP, m, n, k, lda, ldb, ldc, transB, accumulate, cols) = args
             let j0 = t * cols, width = min(cols, n - j0)
             guard width > 0 else { return }
             _ = myopia_sgemm_small_m(m, width, k, aP.pointer, lda, transB ? bP.pointer + j0 * ldb : bP.pointer + j0, ldb,

@@ -1,3 +1,4 @@
+import CMyopiaKernels
 import Foundation
 
 extension RowOps {
@@ -14,7 +15,10 @@ extension RowOps {
         let outP = SendablePointer(out), meanP = SendablePointer(mean), rstdP = SendablePointer(rstd)
         let inP = SendablePointer(input), wP = SendablePointer(weight), bP = SendablePointer(bias)
         let rowsPerItem = max(1, elementsPerItem / (4 * cols))
-        Parallel.forEach((rows + rowsPerItem - 1) / rowsPerItem) { item in
+        // The body captures nothing (its inputs travel as the args tuple), so the parallel-for allocates nothing.
+        let args = (outP, meanP, rstdP, inP, wP, bP, rows, cols, eps, rowsPerItem)
+        Parallel.forEach((rows + rowsPerItem - 1) / rowsPerItem, args) { args, item in
+            let (outP, meanP, rstdP, inP, wP, bP, rows, cols, eps, rowsPerItem) = args
             let r0 = item * rowsPerItem
             for r in r0..<min(rows, r0 + rowsPerItem) {
                 layerNormRow(out: outP.pointer + r * cols, mean: meanP.pointer + r, rstd: rstdP.pointer + r,
@@ -60,13 +64,14 @@ extension RowOps {
         weight: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, rows: Int, cols: Int) {
         guard rows > 0, cols > 0 else { return }
         let blocks = (rows + reductionBlockRows - 1) / reductionBlockRows
-        // partials[block] = [dWeight part (cols) | dBias part (cols)]
-        let partials = UnsafeMutablePointer<Float>.allocate(capacity: blocks * 2 * cols)
-        defer { partials.deallocate() }
+        // partials[block] = [dWeight part (cols) | dBias part (cols)], in this thread's scratch
+        let partials = threadScratch(Float.self, count: blocks * 2 * cols)
         let pP = SendablePointer(partials), dInP = SendablePointer(dInput), dOutP = SendablePointer(dOut)
         let inP = SendablePointer(input), wP = SendablePointer(weight)
         let meanP = SendablePointer(mean), rstdP = SendablePointer(rstd)
-        Parallel.forEach(blocks) { block in
+        let args = (pP, dInP, dOutP, inP, wP, meanP, rstdP, rows, cols)
+        Parallel.forEach(blocks, args) { args, block in
+            let (pP, dInP, dOutP, inP, wP, meanP, rstdP, rows, cols) = args
             let dW = pP.pointer + block * 2 * cols, dB = dW + cols
             dW.initialize(repeating: 0, count: 2 * cols)
             let r0 = block * reductionBlockRows

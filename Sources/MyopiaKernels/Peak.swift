@@ -23,7 +23,7 @@ public enum Peak {
         var best = 0.0
         for _ in 0..<max(1, rounds) {
             let start = DispatchTime.now().uptimeNanoseconds
-            Parallel.forEachStatic(threads, threads: threads) { _ in
+            Parallel.forEachStatic(threads, threads: threads, runIterations) { runIterations, _ in
                 _ = myopia_fma_peak_loop(runIterations)
             }
             let wall = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9

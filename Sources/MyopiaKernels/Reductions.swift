@@ -1,14 +1,24 @@
+import CMyopiaKernels
+
+/// This thread's scratch memory (`myopia_thread_scratch`) as `count` values of T: allocated only
+/// when it must grow, so a reduction's block partials cost no allocation after the first step. Valid
+/// until the thread's next call: hold it only where no other caller on this thread can run.
+func threadScratch<T>(_ type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
+    myopia_thread_scratch(max(count, 1) * MemoryLayout<T>.stride)!.bindMemory(to: T.self, capacity: max(count, 1))
+}
+
 extension RowOps {
     /// dst[j] += sum over r of src[r*cols + j] (bias gradients). Deterministic like layerNormBackward:
     /// fixed row blocks -> partials -> summed in block order.
     public static func addColumnSums(into dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, rows: Int, cols: Int) {
         guard rows > 0, cols > 0 else { return }
         let blocks = (rows + reductionBlockRows - 1) / reductionBlockRows
-        let partials = UnsafeMutablePointer<Float>.allocate(capacity: blocks * cols)
-        defer { partials.deallocate() }
+        let partials = threadScratch(Float.self, count: blocks * cols)
         let pP = SendablePointer(partials), srcP = SendablePointer(src)
         let body = cols & ~7
-        Parallel.forEach(blocks) { block in
+        // The body captures nothing (its inputs travel as the args tuple), so the parallel-for allocates nothing.
+        Parallel.forEach(blocks, (pP, srcP, rows, cols, body)) { args, block in
+            let (pP, srcP, rows, cols, body) = args
             let part = pP.pointer + block * cols
             let r0 = block * reductionBlockRows, r1 = min(rows, r0 + reductionBlockRows)
             let first = srcP.pointer + r0 * cols
@@ -37,10 +47,10 @@ extension RowOps {
         guard count > 0 else { return 0 }
         let blocks = (count + sumOfSquaresBlock - 1) / sumOfSquaresBlock
         if blocks == 1 { return sumOfSquaresBlockValue(x, count: count) }
-        let partials = UnsafeMutablePointer<Double>.allocate(capacity: blocks)
-        defer { partials.deallocate() }
+        let partials = threadScratch(Double.self, count: blocks)
         let pP = SendablePointer(partials), xP = SendablePointer(x)
-        Parallel.forEach(blocks) { block in
+        Parallel.forEach(blocks, (pP, xP, count)) { args, block in
+            let (pP, xP, count) = args
             let start = block * sumOfSquaresBlock
             pP.pointer[block] = sumOfSquaresBlockValue(xP.pointer + start,
                                                        count: min(sumOfSquaresBlock, count - start))
@@ -72,7 +82,8 @@ extension RowOps {
     /// x[i] = value for i in 0..<count, spread over the threads.
     public static func fill(_ x: UnsafeMutablePointer<Float>, count: Int, with value: Float) {
         let xP = SendablePointer(x)
-        Parallel.forEach((count + streamChunk - 1) / streamChunk) { c in
+        Parallel.forEach((count + streamChunk - 1) / streamChunk, (xP, count, value)) { args, c in
+            let (xP, count, value) = args
             let start = c * streamChunk
             (xP.pointer + start).update(repeating: value, count: min(streamChunk, count - start))
         }
@@ -81,7 +92,8 @@ extension RowOps {
     /// x[i] *= s for i in 0..<count, spread over the threads.
     public static func scale(_ x: UnsafeMutablePointer<Float>, count: Int, by s: Float) {
         let xP = SendablePointer(x)
-        Parallel.forEach((count + streamChunk - 1) / streamChunk) { c in
+        Parallel.forEach((count + streamChunk - 1) / streamChunk, (xP, count, s)) { args, c in
+            let (xP, count, s) = args
             let p = xP.pointer + c * streamChunk
             for i in 0..<min(streamChunk, count - c * streamChunk) { p[i] *= s }
         }

@@ -47,12 +47,22 @@ public enum Bench {
         /// (`baselineRSSMiB`, VmRSS before the model was built).
         public var peakRSSMiB: Double?
         public var baselineRSSMiB: Double?
+        /// Heap allocations per timed step (the mean; any thread), which should be 0; nil where the
+        /// bench was given no `AllocationCounter`.
+        public var allocationsPerStep: Double?
 
         enum CodingKeys: String, CodingKey {
             case name, config, flow, threads, gflops, mfu
             case gflopPerStep = "gflop_per_step", msPerStep = "ms_per_step", tokensPerSecond = "tokens_per_s"
             case forwardMs = "forward_ms", backwardMs = "backward_ms", optimizerMs = "optimizer_ms"
             case peakRSSMiB = "peak_rss_mib", baselineRSSMiB = "baseline_rss_mib"
+            case allocationsPerStep = "allocations_per_step"
+        }
+
+        /// `allocationsPerStep` for a log line: "0", "160", "0.4", or "n/a".
+        public var allocationsText: String {
+            guard let a = allocationsPerStep else { return "n/a" }
+            return a == a.rounded() ? String(Int(a)) : String(format: "%.1f", a)
         }
     }
 
@@ -173,7 +183,8 @@ public enum Bench {
     public static func run(threads: [Int], gemm: Bool = true, training: Bool = true,
                            models: [TrainingConfig] = [smallConfig, gpt2Config], horizon: Bool = true,
                            tokenizers: Bool = true, decode: Bool = true, store: AssetStore = AssetStore(),
-                           trainSteps: Int = 5, log: (String) -> Void = { _ in }) -> Report {
+                           trainSteps: Int = 5, allocationCounter: AllocationCounter? = nil,
+                           log: (String) -> Void = { _ in }) -> Report {
         let saved = Parallel.threadCount
         defer { Parallel.threadCount = saved }
         var peaks: [String: Double] = [:]
@@ -229,13 +240,14 @@ public enum Bench {
                     Parallel.threadCount = t
                     var byFlow: [String: Double] = [:]
                     for flow in [GradientFlow.vanilla, .myopic] {
-                        var step = measureTrainingStep(config, steps: trainSteps, flow: flow)
+                        var step = measureTrainingStep(config, steps: trainSteps, flow: flow,
+                                                       allocationCounter: allocationCounter)
                         step.mfu = step.gflops / (peaks["\(t)"] ?? .nan)
                         log(String(format: "train step %@ %@ %dT: %.1f ms/step (forward %.1f, backward %.1f, optimiser %.1f), "
-                                   + "%.0f tokens/s, %.1f GFLOP/s, MFU %.2f, peak RSS %@",
+                                   + "%.0f tokens/s, %.1f GFLOP/s, MFU %.2f, peak RSS %@, allocations/step %@",
                                    config.name, flow.description, t, step.msPerStep, step.forwardMs, step.backwardMs,
                                    step.optimizerMs, step.tokensPerSecond, step.gflops, step.mfu,
-                                   step.peakRSSMiB.map { String(format: "%.0f MiB", $0) } ?? "n/a"))
+                                   step.peakRSSMiB.map { String(format: "%.0f MiB", $0) } ?? "n/a", step.allocationsText))
                         steps.append(step)
                         byFlow[flow.description] = step.msPerStep
                     }
@@ -454,8 +466,10 @@ public enum Bench {
     }
 
     /// Median step time of a configuration (random tokens, AdamW, clipping) after one warm-up step,
-    /// with the medians of its phases and the process's peak resident set.
-    public static func measureTrainingStep(_ bench: TrainingConfig, steps: Int, flow: GradientFlow = .vanilla) -> TrainStep {
+    /// with the medians of its phases, the process's peak resident set and the heap allocations of
+    /// the timed steps when given a counter (counting brackets exactly the timed work).
+    public static func measureTrainingStep(_ bench: TrainingConfig, steps: Int, flow: GradientFlow = .vanilla,
+                                           allocationCounter: AllocationCounter? = nil) -> TrainStep {
         let rssBaseline = ResidentSet.resetPeak()
         let config = bench.model
         let model = Transformer(config: config)
@@ -469,7 +483,9 @@ public enum Bench {
         let optimizer = AdamW()
         var times: [Double] = [], forward: [Double] = [], backward: [Double] = [], update: [Double] = []
         func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+        let allocationsBefore = allocationCounter?.total
         for i in 0...steps {
+            if i > 0 { allocationCounter?.start() }
             let start = now()
             model.params.zeroGrads()
             let t0 = now()
@@ -480,6 +496,7 @@ public enum Bench {
             let norm = GradientClipping.globalNorm(model.params)
             optimizer.update(model.params, lr: 1e-4, step: i + 1, gradScale: GradientClipping.factor(norm: norm, maxNorm: 1))
             let end = now()
+            allocationCounter?.stop()
             if i > 0 {
                 times.append(Double(end - start) / 1e6)
                 forward.append(Double(t1 - t0) / 1e6)
@@ -487,6 +504,7 @@ public enum Bench {
                 update.append(Double(end - t2 + t0 - start) / 1e6)
             }
         }
+        let allocations = allocationCounter.map { Double($0.total - allocationsBefore!) / Double(steps) }
         func median(_ x: [Double]) -> Double { x.sorted()[x.count / 2] }
         let ms = median(times)
         let flop = trainingFLOPs(config, batch: bench.batch, seqLen: bench.seqLen)
@@ -494,7 +512,7 @@ public enum Bench {
                          gflopPerStep: flop / 1e9, msPerStep: ms, tokensPerSecond: Double(n) / (ms / 1000),
                          gflops: flop / 1e9 / (ms / 1000), mfu: 0, forwardMs: median(forward),
                          backwardMs: median(backward), optimizerMs: median(update),
-                         peakRSSMiB: ResidentSet.peakMiB(), baselineRSSMiB: rssBaseline)
+                         peakRSSMiB: ResidentSet.peakMiB(), baselineRSSMiB: rssBaseline, allocationsPerStep: allocations)
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CMyopiaAllocCounter
 import Foundation
 import MyopiaKernels
 import MyopiaLab
@@ -12,7 +13,8 @@ struct BenchCommand: ConfigFileCommand {
         (2048,1024,256), (2048,256,8192), (256,2048,768) in the layouts A·B, A·Bᵀ, Aᵀ·B, beside OpenBLAS
         when libopenblas is installed; then the training step of SMALL (vocab 8192, seq 256, 4 layers,
         4 heads, d_model 256, batch 8) and of GPT-2 124M (batch 4, seq 64), vanilla and myopic, with
-        the phases, model FLOP utilisation and peak resident set of each; the exact gradient horizon against backward passes; and
+        the phases, model FLOP utilisation, peak resident set and heap allocations per step (0: the
+        step allocates nothing) of each; the exact gradient horizon against backward passes; and
         encode/decode MB/s of the gpt2 and smollm2-135m tokenizers on tiny-shakespeare repeated to
         4 MB; and greedy cached decoding of smollm2-135m, one token at a time, with the fp32 weights it
         streams per second (each skipped when its asset cannot be fetched). Figures only: run it on a
@@ -52,7 +54,7 @@ struct BenchCommand: ConfigFileCommand {
         Terminal.info("kernel: \(GEMM.kernelName), \(cores) cores")
         let report = Bench.run(threads: counts, gemm: gemm, training: training,
                                models: models.compactMap { Bench.trainingConfigs[$0.lowercased()] }, horizon: horizon, tokenizers: tokenizers,
-                               decode: decode, trainSteps: steps, log: Terminal.info)
+                               decode: decode, trainSteps: steps, allocationCounter: .process, log: Terminal.info)
         if json { try printJSON(report) }
         else {
             for (t, r) in report.gemmGeomeanRatio.sorted(by: { $0.key < $1.key }) {
@@ -60,10 +62,10 @@ struct BenchCommand: ConfigFileCommand {
             }
             for s in report.training {
                 print(String(format: "%@ train step, %@, %d thread(s): %.1f ms/step (forward %.1f, backward %.1f, optimiser %.1f), "
-                             + "%.0f tokens/s, %.1f GFLOP/s (MFU %.2f of %.0f peak), peak RSS %@",
+                             + "%.0f tokens/s, %.1f GFLOP/s (MFU %.2f of %.0f peak), peak RSS %@, allocations per step %@",
                              s.name, s.flow, s.threads, s.msPerStep, s.forwardMs, s.backwardMs, s.optimizerMs, s.tokensPerSecond,
                              s.gflops, s.mfu, report.fmaPeakGflops["\(s.threads)"] ?? 0,
-                             s.peakRSSMiB.map { String(format: "%.0f MiB", $0) } ?? "n/a"))
+                             s.peakRSSMiB.map { String(format: "%.0f MiB", $0) } ?? "n/a", s.allocationsText))
             }
             for (t, r) in report.myopicOverVanilla.sorted(by: { $0.key < $1.key }) {
                 print(String(format: "myopic / vanilla step time, %@ thread(s): %.3f", t.replacingOccurrences(of: "/", with: ", "), r))
@@ -84,5 +86,14 @@ struct BenchCommand: ConfigFileCommand {
                              d.promptTokensPerSecond))
             }
         }
+    }
+}
+
+extension AllocationCounter {
+    /// This process's allocation counter (CMyopiaAllocCounter, linked into the CLI); nil where it
+    /// cannot replace malloc (not Linux with glibc).
+    static var process: AllocationCounter? {
+        guard myopia_alloc_counter_available() != 0 else { return nil }
+        return AllocationCounter(setCounting: { myopia_alloc_counting($0 ? 1 : 0) }, total: { Int(myopia_alloc_count()) })
     }
 }

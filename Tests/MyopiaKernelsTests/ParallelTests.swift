@@ -16,6 +16,27 @@ final class ParallelTests: KernelTestCase {
         }
     }
 
+    func testArgsFormsVisitEveryIndexOnce() {
+        for threads in [1, 2, 3] {
+            Parallel.threadCount = threads
+            for count in [0, 1, 7, 100, 1000] {
+                var hits = [Int](repeating: 0, count: count)
+                hits.withUnsafeMutableBufferPointer { buf in
+                    let p = SendablePointer(buf.baseAddress ?? UnsafeMutablePointer<Int>.allocate(capacity: 1))
+                    Parallel.forEach(count, (p, 1)) { args, i in args.0.pointer[i] += args.1 }
+                    Parallel.forEachStatic(count, threads: threads, (p, 10)) { args, i in args.0.pointer[i] += args.1 }
+                    for chunk in [1, 3, 64] {
+                        Parallel.forEachChunk(of: count, chunk: chunk, p) { p, lo, hi in
+                            precondition(lo < hi && hi - lo <= chunk && (lo % chunk == 0))
+                            for i in lo..<hi { p.pointer[i] += 100 }
+                        }
+                    }
+                }
+                XCTAssertEqual(hits, [Int](repeating: 311, count: count), "threads \(threads) count \(count)")
+            }
+        }
+    }
+
     func testNestedAndConcurrentForEachRunEveryItemOnce() {
         Parallel.threadCount = 2
         var hits = [Int](repeating: 0, count: 4 * 50)

@@ -114,6 +114,12 @@ typedef void (*myopia_task_fn)(void *ctx, long index);
 /// (nested, or from another thread at the same time) runs all items inline on the caller.
 void myopia_parallel_run(long threads, long count, int dynamic, myopia_task_fn fn, void *ctx);
 
+/// Scratch memory of the calling thread: at least `bytes` bytes, 64-byte aligned, grown when too
+/// small (the only time it allocates) and freed when the thread exits. Valid until the same
+/// thread's next call, so one user at a time per thread: a reduction holds it for its block
+/// partials while its work items (which never call this) run.
+void *myopia_thread_scratch(long bytes);
+
 /// Atomic fetch-and-add on a shared counter (used by the Swift parallel-for for dynamic scheduling).
 static inline long myopia_atomic_fetch_add(long *counter, long value) {
     return __atomic_fetch_add(counter, value, __ATOMIC_RELAXED);

@@ -33,7 +33,9 @@ enum Attention {
                         pattern: AttentionPattern = .causal) {
         let hs = sh.hs, w = sh.width, a = sh.out, nh = sh.nh
         let scale = 1 / Float(hs).squareRoot()
-        Parallel.forEach(b * nh) { item in
+        // The body captures nothing (its inputs travel as the args tuple), so the parallel-for allocates nothing.
+        Parallel.forEach(b * nh, (z, probs, qkv, t, sh, pattern, hs, w, a, nh, scale)) { args, item in
+            let (z, probs, qkv, t, sh, pattern, hs, w, a, nh, scale) = args
             let bi = item / nh, h = item % nh, kvh = h / sh.group
             let base = qkv + bi * t * w
             let q = base + h * hs, k = base + sh.keyColumn + kvh * hs, v = base + sh.valueColumn + kvh * hs
@@ -73,7 +75,9 @@ enum Attention {
                          dqkvInput: UnsafeMutablePointer<Float>? = nil, inputShare: Float = 1) {
         let hs = sh.hs, w = sh.width, a = sh.out, nh = sh.nh
         let scale = 1 / Float(hs).squareRoot()
-        Parallel.forEach(b * sh.nkv) { item in
+        let args = (dqkv, scratch, dz, qkv, probs, t, sh, dqkvInput, inputShare, hs, w, a, nh, scale)
+        Parallel.forEach(b * sh.nkv, args) { args, item in
+            let (dqkv, scratch, dz, qkv, probs, t, sh, dqkvInput, inputShare, hs, w, a, nh, scale) = args
             let bi = item / sh.nkv, kvh = item % sh.nkv
             let base = qkv + bi * t * w, dbase = dqkv + bi * t * w
             let k = base + sh.keyColumn + kvh * hs, v = base + sh.valueColumn + kvh * hs

@@ -107,9 +107,9 @@ enum Block {
         for (dense, column) in p.qkv { dense.forward(w: w, out: a.qkv + column, ld: width, inp: a.ln1, n: n) }
         if let rope = s.rope {
             // q and k are the first NH + NKV heads of each row.
-            Elementwise.forEachRowChunk(n) { r0, r1 in
-                rope.rotate(a.qkv + r0 * width, ld: width, rows: r1 - r0, heads: s.attention.nh + s.attention.nkv,
-                            firstPosition: r0, period: t)
+            Elementwise.forEachRowChunk(n, (rope, a.qkv, width, s.attention.nh + s.attention.nkv, t)) { args, r0, r1 in
+                let (rope, qkv, width, heads, t) = args
+                rope.rotate(qkv + r0 * width, ld: width, rows: r1 - r0, heads: heads, firstPosition: r0, period: t)
             }
         }
         if let past {
@@ -153,11 +153,12 @@ enum Block {
         }
         if let rope = shape.rope {
             let heads = shape.attention.nh + shape.attention.nkv
-            Elementwise.forEachRowChunk(n) { r0, r1 in
-                rope.rotate(s.dQkv + r0 * width, ld: width, rows: r1 - r0, heads: heads, firstPosition: r0,
+            Elementwise.forEachRowChunk(n, (rope, s.dQkv, s.dQkvInput, width, heads, t, split)) { args, r0, r1 in
+                let (rope, dQkv, dQkvInput, width, heads, t, split) = args
+                rope.rotate(dQkv + r0 * width, ld: width, rows: r1 - r0, heads: heads, firstPosition: r0,
                             period: t, inverse: true)
                 if split {
-                    rope.rotate(s.dQkvInput + r0 * width, ld: width, rows: r1 - r0, heads: heads, firstPosition: r0,
+                    rope.rotate(dQkvInput + r0 * width, ld: width, rows: r1 - r0, heads: heads, firstPosition: r0,
                                 period: t, inverse: true)
                 }
             }

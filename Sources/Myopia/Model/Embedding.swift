@@ -6,7 +6,8 @@ enum Embedding {
     /// out (B, T, C) = wte[tokens[b, t]] (+ wpe[t]). Tokens are checked against V when data is loaded.
     static func forward(out: UnsafeMutablePointer<Float>, tokens: UnsafePointer<Int32>,
                         wte: UnsafePointer<Float>, wpe: UnsafePointer<Float>?, b: Int, t: Int, c: Int) {
-        Elementwise.forEachRowChunk(b * t) { r0, r1 in
+        Elementwise.forEachRowChunk(b * t, (out, tokens, wte, wpe, t, c)) { args, r0, r1 in
+            let (out, tokens, wte, wpe, t, c) = args
             for r in r0..<r1 {
                 let o = out + r * c
                 let e = wte + Int(tokens[r]) * c

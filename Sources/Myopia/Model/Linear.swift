@@ -46,12 +46,14 @@ enum Linear {
     }
 }
 
-/// Small fused elementwise passes the layers need; parallel over rows.
+/// Small fused elementwise passes the layers need; parallel over rows. Their parallel bodies capture
+/// nothing (their inputs travel as an args tuple), so they allocate nothing (`Parallel.forEach`).
 enum Elementwise {
     /// out[r, :] = inp[r, :] + row[:]  (out may alias inp).
     static func addRowVector(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
                              row: UnsafePointer<Float>, rows: Int, cols: Int) {
-        forEachRowChunk(rows) { r0, r1 in
+        forEachRowChunk(rows, (out, inp, row, cols)) { args, r0, r1 in
+            let (out, inp, row, cols) = args
             for r in r0..<r1 {
                 let o = out + r * cols, x = inp + r * cols
                 for j in 0..<cols { o[j] = x[j] + row[j] }
@@ -62,18 +64,18 @@ enum Elementwise {
     /// out[i] += inp[i].
     static func add(into out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, count: Int) {
         let chunk = 1 << 16
-        Parallel.forEach((count + chunk - 1) / chunk) { c in
+        Parallel.forEach((count + chunk - 1) / chunk, (out, inp, count, chunk)) { args, c in
+            let (out, inp, count, chunk) = args
             let lo = c * chunk, hi = min(count, lo + chunk)
             for i in lo..<hi { out[i] += inp[i] }
         }
     }
 
-    /// Runs body(r0, r1) over row ranges; chunking is fixed by `rows`, never by thread count.
-    static func forEachRowChunk(_ rows: Int, rowsPerChunk: Int = 64, _ body: (Int, Int) -> Void) {
-        let chunks = (rows + rowsPerChunk - 1) / rowsPerChunk
-        Parallel.forEach(chunks) { c in
-            body(c * rowsPerChunk, min(rows, (c + 1) * rowsPerChunk))
-        }
+    /// Runs body(args, r0, r1) over row ranges; chunking is fixed by `rows`, never by thread count.
+    /// Allocates nothing when `body` captures nothing (everything it needs travels in `args`).
+    static func forEachRowChunk<Args>(_ rows: Int, rowsPerChunk: Int = 64, _ args: Args,
+                                      _ body: @escaping (Args, Int, Int) -> Void) {
+        Parallel.forEachChunk(of: rows, chunk: rowsPerChunk, args, body)
     }
 }
 

@@ -34,7 +34,9 @@ extension Attention {
                                    b: Int, t: Int, shape sh: AttentionShape) {
         let hs = sh.hs, w = sh.width, a = sh.out, nh = sh.nh
         let scale = 1 / Float(hs).squareRoot()
-        Parallel.forEach(b * nh) { item in
+        // The body captures nothing (its inputs travel as the args tuple), so the parallel-for allocates nothing.
+        Parallel.forEach(b * nh, (z, probs, qkv, past, t, sh, hs, w, a, nh, scale)) { args, item in
+            let (z, probs, qkv, past, t, sh, hs, w, a, nh, scale) = args
             let bi = item / nh, h = item % nh, kvh = h / sh.group
             let base = qkv + bi * t * w, pastBase = past + bi * t * w
             let q = base + h * hs, k = base + sh.keyColumn + kvh * hs, v = base + sh.valueColumn + kvh * hs
@@ -68,7 +70,8 @@ extension Attention {
                                     probs: UnsafePointer<Float>, b: Int, t: Int, shape sh: AttentionShape) {
         let hs = sh.hs, w = sh.width, a = sh.out, nh = sh.nh
         let scale = 1 / Float(hs).squareRoot()
-        Parallel.forEach(b * sh.nkv) { item in
+        Parallel.forEach(b * sh.nkv, (dqkv, scratch, dz, qkv, past, probs, t, sh, hs, w, a, nh, scale)) { args, item in
+            let (dqkv, scratch, dz, qkv, past, probs, t, sh, hs, w, a, nh, scale) = args
             let bi = item / sh.nkv, kvh = item % sh.nkv
             let base = qkv + bi * t * w, pastBase = past + bi * t * w, dbase = dqkv + bi * t * w
             let k = base + sh.keyColumn + kvh * hs, v = base + sh.valueColumn + kvh * hs

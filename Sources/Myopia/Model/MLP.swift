@@ -28,7 +28,8 @@ enum SwiGLU {
     /// act (N·F) from gate and up (N·F).
     static func forward(act: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
                         count: Int) {
-        Elementwise.forEachRowChunk(count, rowsPerChunk: 1 << 14) { i0, i1 in
+        Elementwise.forEachRowChunk(count, rowsPerChunk: 1 << 14, (act, gate, up)) { args, i0, i1 in
+            let (act, gate, up) = args
             let e = act + i0
             for i in i0..<i1 { act[i] = -gate[i] }
             RowOps.exp(e, e, count: i1 - i0)                         // e^(−gate)
@@ -40,7 +41,8 @@ enum SwiGLU {
     /// silu'(x) = σ(x)·(1 + x·(1 − σ(x))).
     static func backward(dGate: UnsafeMutablePointer<Float>, dUp: UnsafeMutablePointer<Float>,
                          dAct: UnsafePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int) {
-        Elementwise.forEachRowChunk(count, rowsPerChunk: 1 << 14) { i0, i1 in
+        Elementwise.forEachRowChunk(count, rowsPerChunk: 1 << 14, (dGate, dUp, dAct, gate, up)) { args, i0, i1 in
+            let (dGate, dUp, dAct, gate, up) = args
             let e = dUp + i0
             for i in i0..<i1 { dUp[i] = -gate[i] }
             RowOps.exp(e, e, count: i1 - i0)

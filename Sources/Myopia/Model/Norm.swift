@@ -28,7 +28,8 @@ enum RMSNorm {
     /// out (N, C) and rstd (N) from inp (N, C).
     static func forward(out: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
                         inp: UnsafePointer<Float>, weight: UnsafePointer<Float>, n: Int, c: Int, eps: Float) {
-        Elementwise.forEachRowChunk(n) { r0, r1 in
+        Elementwise.forEachRowChunk(n, (out, rstd, inp, weight, c, eps)) { args, r0, r1 in
+            let (out, rstd, inp, weight, c, eps) = args
             for r in r0..<r1 {
                 let x = inp + r * c, o = out + r * c
                 let s = Float(RowOps.sumOfSquares(x, count: c))
@@ -45,7 +46,8 @@ enum RMSNorm {
     static func backward(dInp: UnsafeMutablePointer<Float>, dWeight: UnsafeMutablePointer<Float>,
                          dOut: UnsafePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                          rstd: UnsafePointer<Float>, n: Int, c: Int) {
-        Elementwise.forEachRowChunk(n) { r0, r1 in
+        Elementwise.forEachRowChunk(n, (dInp, dOut, inp, weight, rstd, c)) { args, r0, r1 in
+            let (dInp, dOut, inp, weight, rstd, c) = args
             for r in r0..<r1 {
                 let x = inp + r * c, d = dOut + r * c, dx = dInp + r * c
                 var dot: Float = 0
@@ -55,7 +57,9 @@ enum RMSNorm {
             }
         }
         let block = 64
-        Parallel.forEach((c + block - 1) / block) { chunk in
+        // The body captures nothing (its inputs travel as the args tuple), so the parallel-for allocates nothing.
+        Parallel.forEach((c + block - 1) / block, (dWeight, dOut, inp, rstd, n, c, block)) { args, chunk in
+            let (dWeight, dOut, inp, rstd, n, c, block) = args
             let j0 = chunk * block, j1 = min(c, j0 + block)
             for r in 0..<n {
                 let x = inp + r * c, d = dOut + r * c, inv = rstd[r]

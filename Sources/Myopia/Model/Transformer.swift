@@ -346,7 +346,8 @@ enum FeatureEmbedding {
                         weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, wpe: UnsafePointer<Float>,
                         b: Int, t: Int, c: Int, fi: Int) {
         Linear.forward(out: out, inp: features, weight: weight, bias: bias, n: b * t, inC: fi, outC: c)
-        Elementwise.forEachRowChunk(b * t) { r0, r1 in
+        Elementwise.forEachRowChunk(b * t, (out, wpe, t, c)) { args, r0, r1 in
+            let (out, wpe, t, c) = args
             for r in r0..<r1 {
                 let o = out + r * c, p = wpe + (r % t) * c
                 for j in 0..<c { o[j] += p[j] }

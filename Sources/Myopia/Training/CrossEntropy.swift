@@ -16,7 +16,9 @@ enum CrossEntropy {
                         logits: UnsafePointer<Float>, targets: UnsafePointer<Int32>,
                         rows: Int, v: Int, scratch: UnsafeMutablePointer<Float>) {
         let perChunk = (rows + chunks - 1) / chunks
-        Parallel.forEach(chunks) { chunk in
+        // The body captures nothing (its inputs travel as the args tuple), so the parallel-for allocates nothing.
+        Parallel.forEach(chunks, (rowLoss, logZ, logits, targets, rows, v, scratch, perChunk)) { args, chunk in
+            let (rowLoss, logZ, logits, targets, rows, v, scratch, perChunk) = args
             let row = scratch + chunk * v
             let lo = min(rows, chunk * perChunk), hi = min(rows, lo + perChunk)
             for r in lo..<hi {
@@ -32,7 +34,8 @@ enum CrossEntropy {
     /// `scale` is dL/dℓ_r (1/N for a mean loss).
     static func backward(logits: UnsafeMutablePointer<Float>, logZ: UnsafePointer<Float>,
                          targets: UnsafePointer<Int32>, rows: Int, v: Int, scale: Float) {
-        Elementwise.forEachRowChunk(rows, rowsPerChunk: 16) { r0, r1 in
+        Elementwise.forEachRowChunk(rows, rowsPerChunk: 16, (logits, logZ, targets, v, scale)) { args, r0, r1 in
+            let (logits, logZ, targets, v, scale) = args
             for r in r0..<r1 {
                 let x = logits + r * v
                 if targets[r] < 0 {

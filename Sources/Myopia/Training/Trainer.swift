@@ -244,14 +244,9 @@ public final class Trainer {
             // which also checks that what the next checkpoint would save is finite.
             let finite = optimizer.update(params, lr: lr, step: step + 1,
                                           gradScale: GradientClipping.factor(norm: norm, maxNorm: config.clip))
-            if !finite {
-                for (buffer, what) in [(params.weights, "the weight"), (params.moment1, "the AdamW first moment"),
-                                       (params.moment2, "the AdamW second moment")] {
-                    if let buffer, let bad = Self.firstNonFinite(params, buffer) {
-                        throw TrainingError.nonFinite(step: step + 1, what: "\(what) of \(bad) after the update (lr \(lr))",
-                                                      lastCheckpoint: lastCheckpoint?.path)
-                    }
-                }
+            if !finite, let bad = Self.firstNonFiniteSaved(params) {
+                throw TrainingError.nonFinite(step: step + 1, what: "\(bad) after the update (lr \(lr))",
+                                              lastCheckpoint: lastCheckpoint?.path)
             }
             step += 1
             tokensSeen += b * t
@@ -344,6 +339,17 @@ public final class Trainer {
     /// Test hook: called after each backward pass with the step (from 1) and the model, before
     /// the gradients are checked (tests plant a NaN here).
     var faultHook: ((Int, Transformer) -> Void)?
+
+    /// "the weight of NAME (…)" (or "the AdamW first moment of", "… second moment of") for the first
+    /// non-finite value a checkpoint would save, weights first; nil when all are finite. Checked
+    /// buffer by buffer, with no array of them (it runs only after the optimiser's pass found a
+    /// non-finite value, but a step allocates nothing either way).
+    static func firstNonFiniteSaved(_ store: ParameterStore) -> String? {
+        if let bad = firstNonFinite(store, store.weights) { return "the weight of \(bad)" }
+        if let m = store.moment1, let bad = firstNonFinite(store, m) { return "the AdamW first moment of \(bad)" }
+        if let v = store.moment2, let bad = firstNonFinite(store, v) { return "the AdamW second moment of \(bad)" }
+        return nil
+    }
 
     /// "NAME (nan at element I)" for the first parameter, in registry order, whose values in
     /// `buffer` (weights, gradients or a moment) are not all finite; nil when all are.

@@ -175,7 +175,7 @@ public enum Bench {
     ]
 
     /// Rounds of the GEMM comparison with OpenBLAS (see `run`).
-    public static let gemmRounds = 3
+    public static let gemmRounds = 5
 
     /// The tokenizers `run` measures, each skipped (with a log line) when its files cannot be had.
     public static let benchTokenizers = ["gpt2", "smollm2-135m"]

@@ -13,8 +13,8 @@
 // a full tile (one add of the block sum into C), so the result of every C element depends only on
 // k, never on how the caller cut C into blocks or threads.
 #include "CMyopiaKernels.h"
+#include "scratch.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,49 +31,6 @@
 typedef void (*micro_kernel_fn)(long kc, const float *a, const float *b, float *c, long ldc,
                                 int overwrite);
 typedef void (*pack_fn)(long rows, long cols, const float *src, long ld, int trans, float *out);
-
-// MARK: - Per-thread packing buffers
-
-typedef struct {
-    float *a;
-    size_t a_cap;
-    float *b;
-    size_t b_cap;
-} workspace;
-
-static pthread_key_t workspace_key;
-static pthread_once_t workspace_once = PTHREAD_ONCE_INIT;
-
-static void workspace_free(void *p) {
-    workspace *w = (workspace *)p;
-    free(w->a);
-    free(w->b);
-    free(w);
-}
-
-static void workspace_make_key(void) { pthread_key_create(&workspace_key, workspace_free); }
-
-static workspace *workspace_get(void) {
-    pthread_once(&workspace_once, workspace_make_key);
-    workspace *w = (workspace *)pthread_getspecific(workspace_key);
-    if (!w) {
-        w = (workspace *)calloc(1, sizeof(workspace));
-        if (!w) abort();
-        pthread_setspecific(workspace_key, w);
-    }
-    return w;
-}
-
-static float *buffer_reserve(float **buf, size_t *cap, size_t count) {
-    if (*cap < count) {
-        free(*buf);
-        size_t bytes = (count * sizeof(float) + 63) & ~(size_t)63;
-        *buf = (float *)aligned_alloc(64, bytes);
-        if (!*buf) abort();
-        *cap = count;
-    }
-    return *buf;
-}
 
 // MARK: - Packing (portable)
 
@@ -436,11 +393,11 @@ static void sgemm(int kernel_id, long m, long n, long k,
 
     long nc_max = n < NC ? n : NC;
     long mc_max = m < MC ? m : MC;
-    workspace *w = workspace_get();
-    float *apack = buffer_reserve(&w->a, &w->a_cap,
-                                  (size_t)((mc_max + MR - 1) / MR * MR) * (size_t)kcb + 8);
-    float *bpack = buffer_reserve(&w->b, &w->b_cap,
-                                  (size_t)((nc_max + NR - 1) / NR * NR) * (size_t)kcb);
+    // Per-thread packing buffers (scratch.c), grown once and reused.
+    float *apack = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_GEMM_A,
+        ((size_t)((mc_max + MR - 1) / MR * MR) * (size_t)kcb + 8) * sizeof(float));
+    float *bpack = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_GEMM_B,
+        (size_t)((nc_max + NR - 1) / NR * NR) * (size_t)kcb * sizeof(float));
 
     for (long jc = 0; jc < n; jc += NC) {
         long nc = n - jc < NC ? n - jc : NC;

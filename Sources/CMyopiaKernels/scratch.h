@@ -1,0 +1,18 @@
+// Private to CMyopiaKernels: the per-thread buffers of scratch.c.
+#ifndef MYOPIA_SCRATCH_H
+#define MYOPIA_SCRATCH_H
+
+#include <stddef.h>
+
+enum {
+    MYOPIA_SCRATCH_GEMM_A = 0,      // gemm.c's packed block of A
+    MYOPIA_SCRATCH_GEMM_B = 1,      // gemm.c's packed panel of B
+    MYOPIA_SCRATCH_REDUCTIONS = 2,  // myopia_thread_scratch
+    MYOPIA_SCRATCH_SLOTS = 3,
+};
+
+/// This thread's buffer `slot`, at least `bytes` long and 64-byte aligned; its contents are kept
+/// only until the next call for a larger size.
+void *myopia_thread_buffer(int slot, size_t bytes);
+
+#endif

@@ -49,10 +49,10 @@ extension RowOps {
         withUnsafePointer(to: &p) { pp in
             withUnsafeMutablePointer(to: &allFinite) { flag in
                 // The body captures nothing (its inputs travel as the args tuple), so the parallel-for allocates nothing.
-                let args = (wP, gP, mP, vP, SendablePointer(pp), SendablePointer(flag), count, portable)
-                Parallel.forEach((count + adamWChunk - 1) / adamWChunk, args) { args, c in
-                    let (wP, gP, mP, vP, ppP, flagP, count, portable) = args
-                    let s = c * adamWChunk, n = min(adamWChunk, count - s)
+                let args = (wP, gP, mP, vP, SendablePointer(pp), SendablePointer(flag), portable)
+                Parallel.forEachChunk(of: count, chunk: adamWChunk, args) { args, s, end in
+                    let (wP, gP, mP, vP, ppP, flagP, portable) = args
+                    let n = end - s
                     let finite = portable
                         ? myopia_adamw_portable(wP.pointer + s, gP.pointer + s, mP.pointer + s, vP.pointer + s, n, ppP.pointer)
                         : myopia_adamw(wP.pointer + s, gP.pointer + s, mP.pointer + s, vP.pointer + s, n, ppP.pointer)

@@ -10,9 +10,8 @@ extension RowOps {
     public static func geluForward(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, count: Int) {
         let outP = SendablePointer(out), inP = SendablePointer(input)
         // The body captures nothing (its inputs travel as the args tuple), so the parallel-for allocates nothing.
-        Parallel.forEach((count + elementsPerItem - 1) / elementsPerItem, (outP, inP, count)) { args, item in
-            let (outP, inP, count) = args
-            let start = item * elementsPerItem, end = min(count, start + elementsPerItem)
+        Parallel.forEachChunk(of: count, chunk: elementsPerItem, (outP, inP)) { args, start, end in
+            let (outP, inP) = args
             let x = inP.pointer, y = outP.pointer
             if usesAVX2 { return myopia_gelu_forward_avx2(y + start, x + start, end - start) }
             var i = start
@@ -28,9 +27,8 @@ extension RowOps {
     public static func geluBackward(dInput: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
         dOut: UnsafePointer<Float>, count: Int) {
         let dxP = SendablePointer(dInput), inP = SendablePointer(input), dyP = SendablePointer(dOut)
-        Parallel.forEach((count + elementsPerItem - 1) / elementsPerItem, (dxP, inP, dyP, count)) { args, item in
-            let (dxP, inP, dyP, count) = args
-            let start = item * elementsPerItem, end = min(count, start + elementsPerItem)
+        Parallel.forEachChunk(of: count, chunk: elementsPerItem, (dxP, inP, dyP)) { args, start, end in
+            let (dxP, inP, dyP) = args
             let x = inP.pointer, dy = dyP.pointer, dx = dxP.pointer
             if usesAVX2 { return myopia_gelu_backward_avx2(dx + start, x + start, dy + start, end - start) }
             var i = start

@@ -82,20 +82,18 @@ extension RowOps {
     /// x[i] = value for i in 0..<count, spread over the threads.
     public static func fill(_ x: UnsafeMutablePointer<Float>, count: Int, with value: Float) {
         let xP = SendablePointer(x)
-        Parallel.forEach((count + streamChunk - 1) / streamChunk, (xP, count, value)) { args, c in
-            let (xP, count, value) = args
-            let start = c * streamChunk
-            (xP.pointer + start).update(repeating: value, count: min(streamChunk, count - start))
+        Parallel.forEachChunk(of: count, chunk: streamChunk, (xP, value)) { args, start, end in
+            let (xP, value) = args
+            (xP.pointer + start).update(repeating: value, count: end - start)
         }
     }
 
     /// x[i] *= s for i in 0..<count, spread over the threads.
     public static func scale(_ x: UnsafeMutablePointer<Float>, count: Int, by s: Float) {
         let xP = SendablePointer(x)
-        Parallel.forEach((count + streamChunk - 1) / streamChunk, (xP, count, s)) { args, c in
-            let (xP, count, s) = args
-            let p = xP.pointer + c * streamChunk
-            for i in 0..<min(streamChunk, count - c * streamChunk) { p[i] *= s }
+        Parallel.forEachChunk(of: count, chunk: streamChunk, (xP, s)) { args, start, end in
+            let (xP, s) = args
+            for i in start..<end { xP.pointer[i] *= s }
         }
     }
 }

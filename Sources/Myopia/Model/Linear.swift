@@ -63,10 +63,8 @@ enum Elementwise {
 
     /// out[i] += inp[i].
     static func add(into out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, count: Int) {
-        let chunk = 1 << 16
-        Parallel.forEach((count + chunk - 1) / chunk, (out, inp, count, chunk)) { args, c in
-            let (out, inp, count, chunk) = args
-            let lo = c * chunk, hi = min(count, lo + chunk)
+        Parallel.forEachChunk(of: count, chunk: 1 << 16, (out, inp)) { args, lo, hi in
+            let (out, inp) = args
             for i in lo..<hi { out[i] += inp[i] }
         }
     }

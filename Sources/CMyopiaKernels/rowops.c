@@ -121,6 +121,26 @@ static float softmax_avx2(float *x, long count, float scale, float *max_out) {
     return sum;
 }
 
+// softmax_avx2's row again from its statistics: x = exp(scale·x − max) · inverse, with the same
+// operations in the same order (scale, subtract, exp256, multiply), so every value is bitwise the
+// one softmax_avx2 wrote. Attention's backward uses it to rebuild probabilities it did not keep.
+AVX2_FMA
+static void softmax_recompute_avx2(float *x, long count, float scale, float m, float inverse) {
+    long body = count & ~7L, tail = count - body;
+    const __m256 vscale = _mm256_set1_ps(scale), vm = _mm256_set1_ps(m), vinv = _mm256_set1_ps(inverse);
+    for (long i = 0; i < body; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        if (scale != 1.0f) v = _mm256_mul_ps(v, vscale);
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(exp256(_mm256_sub_ps(v, vm)), vinv));
+    }
+    if (tail) {
+        if (scale != 1.0f)
+            for (long i = body; i < count; i++) x[i] *= scale;
+        __m256 e = exp256(_mm256_sub_ps(load_partial(x + body, tail, -INFINITY), vm));
+        store_partial(x + body, _mm256_mul_ps(e, vinv), tail);
+    }
+}
+
 // gelu(x) = x · σ(2z) = x / (1 + e^{−2z}),  z = √(2/π)(x + 0.044715 x³)
 #define GELU_K0 0.7978845608028654f
 #define GELU_K1 0.044715f
@@ -174,6 +194,10 @@ float myopia_softmax_avx2(float *x, long count, float scale, float *max_out) {
     return softmax_avx2(x, count, scale, max_out);
 }
 
+void myopia_softmax_recompute_avx2(float *x, long count, float scale, float max, float inverse) {
+    softmax_recompute_avx2(x, count, scale, max, inverse);
+}
+
 void myopia_gelu_forward_avx2(float *out, const float *in, long count) { gelu_forward_avx2(out, in, count); }
 
 void myopia_gelu_backward_avx2(float *dx, const float *x, const float *dy, long count) {
@@ -193,6 +217,10 @@ float myopia_softmax_avx2(float *x, long count, float scale, float *max_out) {
     for (long i = 0; i < count; i++) x[i] /= sum;
     *max_out = m;
     return sum;
+}
+
+void myopia_softmax_recompute_avx2(float *x, long count, float scale, float max, float inverse) {
+    for (long i = 0; i < count; i++) x[i] = expf(x[i] * scale - max) * inverse;
 }
 
 void myopia_gelu_forward_avx2(float *out, const float *in, long count) {

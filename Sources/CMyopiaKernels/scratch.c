@@ -1,6 +1,7 @@
-// Per-thread scratch memory, one growing buffer per use: GEMM's packing buffers (gemm.c) and the
-// block partials of MyopiaKernels' reductions. A buffer grows when a call needs more (the warm-up
-// step), so that a training step allocates nothing, and is freed when its thread exits.
+// Per-thread scratch memory, one growing buffer per use: GEMM's packing buffers (gemm.c), the
+// block partials of MyopiaKernels' reductions and attention's strips of scores. A buffer grows
+// when a call needs more (the warm-up step), so that a training step allocates nothing, and is
+// freed when its thread exits.
 #include "CMyopiaKernels.h"
 #include "scratch.h"
 
@@ -44,4 +45,8 @@ void *myopia_thread_buffer(int slot, size_t bytes) {
 
 void *myopia_thread_scratch(long bytes) {
     return myopia_thread_buffer(MYOPIA_SCRATCH_REDUCTIONS, bytes > 0 ? (size_t)bytes : 1);
+}
+
+void *myopia_attention_scratch(long bytes) {
+    return myopia_thread_buffer(MYOPIA_SCRATCH_ATTENTION, bytes > 0 ? (size_t)bytes : 1);
 }

@@ -53,8 +53,10 @@ public enum Parallel {
     }
 
     /// Like forEach (args form), but item i runs on participant i % threads (with count == threads:
-    /// one item per thread, none taken over by the caller when a worker starts late).
-    static func forEachStatic<Args>(_ count: Int, threads: Int = threadCount, _ args: Args,
+    /// one item per thread, none taken over by the caller when a worker starts late). For items of
+    /// equal cost, and where every participant must see some (per-thread scratch sized in a
+    /// warm-up step).
+    public static func forEachStatic<Args>(_ count: Int, threads: Int = threadCount, _ args: Args,
                                     _ body: @escaping (Args, Int) -> Void) {
         run(count, threads: threads, dynamic: false, ItemTask(args: args, body: body))
     }

@@ -7,6 +7,16 @@ func threadScratch<T>(_ type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
     myopia_thread_scratch(max(count, 1) * MemoryLayout<T>.stride)!.bindMemory(to: T.self, capacity: max(count, 1))
 }
 
+/// Per-thread scratch for callers outside this module (CMyopiaKernels/scratch.c).
+public enum ThreadScratch {
+    /// `count` floats of the calling thread's attention buffer: 64-byte aligned, grown when too small
+    /// (the only time it allocates), valid until the same thread's next call. Attention's work items
+    /// hold their strips of scores in it while their GEMMs, which use other buffers, run.
+    public static func attention(_ count: Int) -> UnsafeMutablePointer<Float> {
+        myopia_attention_scratch(max(count, 1) * MemoryLayout<Float>.stride)!.bindMemory(to: Float.self, capacity: max(count, 1))
+    }
+}
+
 extension RowOps {
     /// dst[j] += sum over r of src[r*cols + j] (bias gradients). Deterministic like layerNormBackward:
     /// fixed row blocks -> partials -> summed in block order.

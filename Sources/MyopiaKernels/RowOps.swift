@@ -35,10 +35,66 @@ public enum RowOps {
     @discardableResult
     public static func softmax(_ x: UnsafeMutablePointer<Float>, count: Int, scale: Float = 1) -> Float {
         guard count > 0 else { return -.infinity }
+        let (maxValue, sum) = softmaxInPlace(x, count: count, scale: scale)
+        return maxValue + Foundation.log(sum)
+    }
+
+    /// `softmax` that stores the row's statistics instead: statistics[0] = max_j scale·x_j and
+    /// statistics[1] = 1 / Σ_j exp(scale·x_j − max), from which `softmaxRecompute` rebuilds the row
+    /// bitwise. count ≥ 1.
+    public static func softmax(_ x: UnsafeMutablePointer<Float>, count: Int, scale: Float,
+                               statistics: UnsafeMutablePointer<Float>) {
+        precondition(count > 0, "softmax of an empty row")
+        let (maxValue, sum) = softmaxInPlace(x, count: count, scale: scale)
+        statistics[0] = maxValue
+        statistics[1] = 1 / sum
+    }
+
+    /// In place: x[0..<count] = exp(scale·x − max) / Σ from the statistics `softmax(_:count:scale:statistics:)`
+    /// stored for the same input: every value is bitwise the one it wrote (the same operations in
+    /// the same order, on the AVX2 and the portable path alike).
+    public static func softmaxRecompute(_ x: UnsafeMutablePointer<Float>, count: Int, scale: Float,
+                                        statistics: UnsafePointer<Float>) {
+        guard count > 0 else { return }
+        let maxValue = statistics[0], inverse = statistics[1]
+        if usesAVX2 { return myopia_softmax_recompute_avx2(x, count, scale, maxValue, inverse) }
+        let tail = count & 7, body = count - tail
+        var i = 0
+        while i < body {
+            var v = load8(x + i)
+            if scale != 1 { v *= scale }
+            store8(exp8(v - maxValue) * inverse, x + i)
+            i += 8
+        }
+        if tail > 0 {
+            if scale != 1 { for j in body..<count { x[j] *= scale } }
+            let e = exp8(loadPartial8(x + body, tail, fill: -.infinity) - maxValue)
+            storePartial8(e * inverse, x + body, tail)
+        }
+    }
+
+    /// In place: d[j] = scale · p[j] · (d[j] − Σ_i p[i]·d[i]) for j < count, the backward of a
+    /// softmax row p (scaled: attention's scores are q·k/√HS) from d = ∂L/∂p.
+    public static func softmaxBackward(_ d: UnsafeMutablePointer<Float>, probs p: UnsafePointer<Float>, count: Int,
+                                       scale: Float) {
+        let body = count & ~7
+        var dot8 = Float8()
+        var j = 0
+        while j < body { dot8 += load8(p + j) * load8(d + j); j += 8 }
+        var dot = horizontalSum(dot8)
+        for i in body..<count { dot += p[i] * d[i] }
+        let scale8 = Float8(repeating: scale), dot8v = Float8(repeating: dot)
+        j = 0
+        while j < body { store8(scale8 * load8(p + j) * (load8(d + j) - dot8v), d + j); j += 8 }
+        for i in body..<count { d[i] = scale * p[i] * (d[i] - dot) }
+    }
+
+    /// The softmax itself, in place; returns (max_j scale·x_j, Σ_j exp(scale·x_j − max)). count ≥ 1.
+    private static func softmaxInPlace(_ x: UnsafeMutablePointer<Float>, count: Int, scale: Float) -> (Float, Float) {
         if usesAVX2 {
             var maxValue: Float = 0
             let sum = myopia_softmax_avx2(x, count, scale, &maxValue)
-            return maxValue + Foundation.log(sum)
+            return (maxValue, sum)
         }
         let tail = count & 7, body = count - tail
         // Pass 1: scale in place and find the maximum.
@@ -85,6 +141,6 @@ public enum RowOps {
             i += 8
         }
         for j in body..<count { x[j] *= inverse }
-        return maxValue + Foundation.log(sum)
+        return (maxValue, sum)
     }
 }

@@ -87,6 +87,27 @@ final class ExpSoftmaxTests: KernelTestCase {
         }
     }
 
+    /// Attention's backward rebuilds probabilities from the row statistics instead of keeping them:
+    /// the rebuilt row must be bitwise the softmax's, on both paths, for body and tail lengths.
+    func testSoftmaxRecomputedFromStatisticsIsBitwiseTheSoftmax() {
+        forEachRowOpsPath { path in
+            var rng = TestRandom(seed: 21)
+            for count in [1, 5, 8, 13, 64, 100, 257] {
+                for scale: Float in [1, 0.125] {
+                    let x = rng.floats(count, -8, 8)
+                    var y = x, again = x, statistics: [Float] = [0, 0]
+                    RowOps.softmax(&y, count: count, scale: scale, statistics: &statistics)
+                    var plain = x
+                    RowOps.softmax(&plain, count: count, scale: scale)
+                    RowOps.softmaxRecompute(&again, count: count, scale: scale, statistics: statistics)
+                    XCTAssertEqual(y.map(\.bitPattern), plain.map(\.bitPattern), "\(path) count \(count) scale \(scale)")
+                    XCTAssertEqual(again.map(\.bitPattern), y.map(\.bitPattern), "\(path) count \(count) scale \(scale)")
+                    XCTAssertEqual(Double(statistics[0]), Double(x.map { $0 * scale }.max()!), "\(path) max")
+                }
+            }
+        }
+    }
+
     func testSoftmaxHandlesMaskedEntriesAndEmptyRows() {
         forEachRowOpsPath { path in checkSoftmaxHandlesMaskedEntriesAndEmptyRows(path) }
     }

@@ -41,9 +41,10 @@ final class GradientCheckTests: XCTestCase {
     func testCausalAttention() {
         let b = 2, t = 5, c = 8, nh = 2
         let qkv = Buffer(randomFloats(b * t * 3 * c, seed: 9)), r = randomFloats(b * t * c, seed: 10)
-        let z = Buffer(zeros: b * t * c), probs = Buffer(zeros: b * nh * t * t)
+        let z = Buffer(zeros: b * t * c), probs = Buffer(zeros: b * nh * t * t), stats = Buffer(zeros: b * nh * t * 2)
         func f() -> Double {
-            Attention.forward(z: z.p, probs: probs.p, qkv: qkv.p, b: b, t: t, shape: AttentionShape(nh: nh, nkv: nh, hs: c / nh))
+            Attention.forward(z: z.p, statistics: stats.p, probs: probs.p, qkv: qkv.p, b: b, t: t,
+                              shape: AttentionShape(nh: nh, nkv: nh, hs: c / nh))
             return dot(z.p, r)
         }
         _ = f()
@@ -55,9 +56,9 @@ final class GradientCheckTests: XCTestCase {
             XCTAssertEqual(r.prefix(q + 1).reduce(0, +), 1, accuracy: 1e-5)
             XCTAssertEqual(r.dropFirst(q + 1).reduce(0) { $0 + abs($1) }, 0)
         }
-        let dqkv = Buffer(zeros: qkv.count), scratch = Buffer(zeros: probs.count)
-        Attention.backward(dqkv: dqkv.p, scratch: scratch.p, dz: r, qkv: qkv.p, probs: probs.p, b: b, t: t,
-                           shape: AttentionShape(nh: nh, nkv: nh, hs: c / nh))
+        let dqkv = Buffer(zeros: qkv.count), scores = Buffer(zeros: probs.count)
+        Attention.backward(dqkv: dqkv.p, dz: r, qkv: qkv.p, statistics: stats.p, probs: probs.p, scoreGradients: scores.p,
+                           b: b, t: t, shape: AttentionShape(nh: nh, nkv: nh, hs: c / nh))
         assertGradientsClose(dqkv.doubles, numericalGradient(qkv.p, indices: qkv.all, eps: 1e-2, f), "dqkv")
     }
 

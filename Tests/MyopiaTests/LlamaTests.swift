@@ -94,14 +94,15 @@ final class LlamaLayerTests: XCTestCase {
         let b = 2, t = 5, nh = 4, nkv = 2, hs = 3
         let shape = AttentionShape(nh: nh, nkv: nkv, hs: hs)
         let qkv = Buffer(randomFloats(b * t * shape.width, seed: 10)), r = randomFloats(b * t * shape.out, seed: 11)
-        let z = Buffer(zeros: b * t * shape.out), probs = Buffer(zeros: b * nh * t * t)
+        let z = Buffer(zeros: b * t * shape.out), stats = Buffer(zeros: b * nh * t * 2)
         func f() -> Double {
-            Attention.forward(z: z.p, probs: probs.p, qkv: qkv.p, b: b, t: t, shape: shape)
+            Attention.forward(z: z.p, statistics: stats.p, probs: nil, qkv: qkv.p, b: b, t: t, shape: shape)
             return dot(z.p, r)
         }
         _ = f()
-        let dqkv = Buffer(zeros: qkv.count), scratch = Buffer(zeros: probs.count)
-        Attention.backward(dqkv: dqkv.p, scratch: scratch.p, dz: r, qkv: qkv.p, probs: probs.p, b: b, t: t, shape: shape)
+        let dqkv = Buffer(zeros: qkv.count)
+        Attention.backward(dqkv: dqkv.p, dz: r, qkv: qkv.p, statistics: stats.p, probs: nil, scoreGradients: nil,
+                           b: b, t: t, shape: shape)
         assertGradientsClose(dqkv.doubles, numericalGradient(qkv.p, indices: qkv.all, eps: 1e-2, f), "dqkv")
         _ = f()  // z at the unperturbed input
 
@@ -118,9 +119,9 @@ final class LlamaLayerTests: XCTestCase {
                 }
             }
         }
-        let zWide = Buffer(zeros: z.count), probsWide = Buffer(zeros: probs.count)
+        let zWide = Buffer(zeros: z.count), statsWide = Buffer(zeros: stats.count)
         wide.withUnsafeBufferPointer {
-            Attention.forward(z: zWide.p, probs: probsWide.p, qkv: $0.baseAddress!, b: b, t: t, shape: mha)
+            Attention.forward(z: zWide.p, statistics: statsWide.p, probs: nil, qkv: $0.baseAddress!, b: b, t: t, shape: mha)
         }
         XCTAssertLessThan(maxRelativeError(z.array, zWide.array), 1e-6)
     }
@@ -130,14 +131,14 @@ final class LlamaLayerTests: XCTestCase {
     func testGroupedInputShare() {
         let b = 1, t = 4, shape = AttentionShape(nh: 4, nkv: 2, hs: 3)
         let qkv = Buffer(randomFloats(b * t * shape.width, seed: 12)), dz = randomFloats(b * t * shape.out, seed: 13)
-        let z = Buffer(zeros: b * t * shape.out), probs = Buffer(zeros: b * 4 * t * t)
-        Attention.forward(z: z.p, probs: probs.p, qkv: qkv.p, b: b, t: t, shape: shape)
-        let full = Buffer(zeros: qkv.count), input = Buffer(zeros: qkv.count), scratch = Buffer(zeros: probs.count)
-        Attention.backward(dqkv: full.p, scratch: scratch.p, dz: dz, qkv: qkv.p, probs: probs.p, b: b, t: t, shape: shape,
-                           dqkvInput: input.p, inputShare: 1)
+        let z = Buffer(zeros: b * t * shape.out), stats = Buffer(zeros: b * 4 * t * 2)
+        Attention.forward(z: z.p, statistics: stats.p, probs: nil, qkv: qkv.p, b: b, t: t, shape: shape)
+        let full = Buffer(zeros: qkv.count), input = Buffer(zeros: qkv.count)
+        Attention.backward(dqkv: full.p, dz: dz, qkv: qkv.p, statistics: stats.p, probs: nil, scoreGradients: nil,
+                           b: b, t: t, shape: shape, dqkvInput: input.p, inputShare: 1)
         XCTAssertEqual(full.array, input.array)
-        Attention.backward(dqkv: full.p, scratch: scratch.p, dz: dz, qkv: qkv.p, probs: probs.p, b: b, t: t, shape: shape,
-                           dqkvInput: input.p, inputShare: 0)
+        Attention.backward(dqkv: full.p, dz: dz, qkv: qkv.p, statistics: stats.p, probs: nil, scoreGradients: nil,
+                           b: b, t: t, shape: shape, dqkvInput: input.p, inputShare: 0)
         // The last position's keys and values are read by no later query: their gradient is all diagonal.
         let last = (t - 1) * shape.width
         for j in shape.keyColumn..<shape.width {

@@ -158,7 +158,8 @@ final class LocalMyopicTests: XCTestCase {
         }
         // With past = own rows it is ordinary attention.
         let zVanilla = Buffer(zeros: z.count), probsVanilla = Buffer(zeros: probs.count)
-        Attention.forward(z: zVanilla.p, probs: probsVanilla.p, qkv: qkv.p, b: b, t: t, shape: shape)
+        let stats = Buffer(zeros: b * shape.nh * t * 2)
+        Attention.forward(z: zVanilla.p, statistics: stats.p, probs: probsVanilla.p, qkv: qkv.p, b: b, t: t, shape: shape)
         Attention.forwardLocalMyopic(z: z.p, probs: probs.p, qkv: qkv.p, past: qkv.p, b: b, t: t, shape: shape)
         XCTAssertTrue(z.array == zVanilla.array && probs.array == probsVanilla.array)
     }

@@ -78,6 +78,9 @@ double myopia_fma_peak_loop(long iterations);
 void myopia_exp_avx2(const float *x, float *y, long count);
 /// In place x = softmax(scale * x); returns sum_j exp(scale*x_j - max) and writes max = max_j scale*x_j.
 float myopia_softmax_avx2(float *x, long count, float scale, float *max_out);
+/// In place x = exp(scale * x - max) * inverse: the row myopia_softmax_avx2 wrote, bitwise, from its
+/// max and 1 / sum.
+void myopia_softmax_recompute_avx2(float *x, long count, float scale, float max, float inverse);
 /// out[i] = gelu_tanh(in[i]).
 void myopia_gelu_forward_avx2(float *out, const float *in, long count);
 /// dx[i] = dy[i] * gelu_tanh'(x[i]); dx may alias dy.
@@ -119,6 +122,10 @@ void myopia_parallel_run(long threads, long count, int dynamic, myopia_task_fn f
 /// thread's next call, so one user at a time per thread: a reduction holds it for its block
 /// partials while its work items (which never call this) run.
 void *myopia_thread_scratch(long bytes);
+
+/// Like myopia_thread_scratch, a second buffer of the calling thread: the strips of scores one
+/// attention work item holds while its GEMMs (which use their own buffers) run.
+void *myopia_attention_scratch(long bytes);
 
 /// Atomic fetch-and-add on a shared counter (used by the Swift parallel-for for dynamic scheduling).
 static inline long myopia_atomic_fetch_add(long *counter, long value) {

@@ -13,7 +13,7 @@ public final class ActivationCache {
         let ln1Mean: UnsafeMutablePointer<Float>   // (N)
         let ln1Rstd: UnsafeMutablePointer<Float>   // (N)
         let qkv: UnsafeMutablePointer<Float>       // (N, W)   hook_q | hook_k | hook_v (Llama: after RoPE)
-        let probs: UnsafeMutablePointer<Float>     // (B, NH, T, T) blocks.l.attn.hook_pattern
+        let attnStats: UnsafeMutablePointer<Float> // (B, NH, T, 2) each attention row's softmax max and 1/Σ
         let z: UnsafeMutablePointer<Float>         // (N, A)   blocks.l.attn.hook_z
         let residMid: UnsafeMutablePointer<Float>  // (N, C)   blocks.l.hook_resid_mid
         let ln2: UnsafeMutablePointer<Float>       // (N, C)
@@ -56,11 +56,22 @@ public final class ActivationCache {
     let dLn: UnsafeMutablePointer<Float>           // (N, C)
     let dQkv: UnsafeMutablePointer<Float>          // (N, W)
     let dQkvInput: UnsafeMutablePointer<Float>     // (N, W) what myopic flows send to the q/k/v projections' input
-    let dScores: UnsafeMutablePointer<Float>       // (B, NH, T, T)
     let dZ: UnsafeMutablePointer<Float>            // (N, A)
     let dAct: UnsafeMutablePointer<Float>          // (N, F)
     let dUp: UnsafeMutablePointer<Float>           // (N, F) Llama only
     let dPredictions: UnsafeMutablePointer<Float>  // (N, O)
+    /// Whether forward keeps every layer's attention pattern (B, NH, T, T), and backward the scores'
+    /// gradients, in memory. Off (the default), attention keeps only each row's softmax statistics
+    /// and rebuilds what it needs strip by strip (Attention); `pattern(layer:)` rebuilds a layer's
+    /// pattern on demand. The results are bitwise the same either way. Forced on where the pattern
+    /// is an input of its own: the local-myopic flow and self-only (bigram) attention.
+    public var keepsPattern = false
+    /// The attention patterns, (B, NH, T, T) per layer, and the scores' gradients of one layer,
+    /// (B, NH, T, T): allocated on first use.
+    private(set) var patterns: [UnsafeMutablePointer<Float>] = []
+    private(set) var scoreGradients: UnsafeMutablePointer<Float>?
+    /// Per layer: `patterns[l]` holds the last forward pass's (kept by it, or rebuilt since).
+    var patternIsCurrent: [Bool]
     /// Local-myopic flow only: the reference model's keys and values for the last forward pass
     /// (LocalMyopic.swift), allocated on first use.
     var referencePast: ReferencePast?
@@ -76,7 +87,6 @@ public final class ActivationCache {
         let width = config.qkvWidth, a = config.attentionWidth, gated = config.family == .llama
         let v = config.isContinuous ? 0 : config.vocabSize
         let fi = config.inputFeatures ?? 0, o = config.outputs ?? 0
-        let att = batch * config.nHeads * seqLen * seqLen
         let arena = self.arena
         func floats(_ count: Int) -> UnsafeMutablePointer<Float> { arena.floats(count) }
         func ints(_ count: Int) -> UnsafeMutablePointer<Int32> { arena.ints(count) }
@@ -84,10 +94,11 @@ public final class ActivationCache {
         targets = ints(n)
         layers = (0..<config.nLayers).map { _ in
             Layer(c: c, f: f, residIn: floats(n * c), ln1: floats(n * c), ln1Mean: floats(n), ln1Rstd: floats(n),
-                  qkv: floats(n * width), probs: floats(att), z: floats(n * a), residMid: floats(n * c),
+                  qkv: floats(n * width), attnStats: floats(batch * config.nHeads * seqLen * 2), z: floats(n * a), residMid: floats(n * c),
                   ln2: floats(n * c), ln2Mean: floats(n), ln2Rstd: floats(n), fcPre: floats(n * f),
                   up: floats(gated ? n * f : 0), act: floats(n * f))
         }
+        patternIsCurrent = Array(repeating: false, count: config.nLayers)
         residFinal = floats(n * c)
         lnf = floats(n * c)
         lnfMean = floats(n)
@@ -103,13 +114,38 @@ public final class ActivationCache {
         dLn = floats(n * c)
         dQkv = floats(n * width)
         dQkvInput = floats(n * width)
-        dScores = floats(att)
         dZ = floats(n * a)
         dAct = floats(n * f)
         dUp = floats(gated ? n * f : 0)
         dPredictions = floats(n * o)
     }
 
+
+    /// Allocates `patterns` and `scoreGradients` if they are not yet (the first step that keeps them).
+    func allocatePatterns() {
+        guard patterns.isEmpty else { return }
+        let count = capacityB * config.nHeads * capacityT * capacityT
+        patterns = (0..<config.nLayers).map { _ in arena.floats(count) }
+        scoreGradients = arena.floats(count)
+    }
+
+    /// Layer l's attention pattern of the last forward pass if it is in memory (kept, or rebuilt since).
+    func keptPattern(layer l: Int) -> UnsafeMutablePointer<Float>? {
+        patternIsCurrent[l] ? patterns[l] : nil
+    }
+
+    /// Layer l's attention pattern (B, NH, T, T) of the last forward pass, rebuilt from the kept
+    /// statistics (bitwise what a forward keeping it writes) unless the forward kept it. Valid
+    /// until the next forward pass.
+    func pattern(layer l: Int, shape: AttentionShape) -> UnsafeMutablePointer<Float> {
+        if !patternIsCurrent[l] {
+            allocatePatterns()
+            Attention.rebuildPattern(patterns[l], statistics: layers[l].attnStats, qkv: layers[l].qkv, b: batch,
+                                     t: seqLen, shape: shape)
+            patternIsCurrent[l] = true
+        }
+        return patterns[l]
+    }
 
     /// Logits (B, T, V) of the last forward pass (valid until backward overwrites them); empty for a
     /// model with continuous heads, which has none.

@@ -24,83 +24,216 @@ struct AttentionShape {
 }
 
 /// Causal multi-head self-attention: o_t = Σ_{s≤t} a_ts v_s, a_ts = softmax_s(q_t·k_s / √HS).
-/// Work is spread over (sequence, head) pairs; each runs single-threaded GEMMs.
+///
+/// Work is spread over (sequence, head) pairs; each runs single-threaded GEMMs over strips of
+/// `stripRows` queries against the keys up to the strip's last query (the part of a causal T × T
+/// product a strip needs; tiles above the diagonal are skipped). The probabilities a (B, NH, T, T)
+/// are kept only when asked for (`probs` non-nil): otherwise a strip lives in per-thread scratch,
+/// forward keeps each row's softmax statistics (its maximum and 1/Σ, 2 floats per row), and
+/// backward rebuilds the strip from them, bitwise, after recomputing its q·kᵀ. Kept or not, every
+/// result is the same to the bit: the same code runs on the same values either way.
 enum Attention {
-    /// z (B, T, A) and probs (B, NH, T, T) from qkv (B, T, W). Entries above the diagonal are 0.
-    /// With the `selfOnly` pattern each position attends only to itself: probs = I, z = v.
-    static func forward(z: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
-                        qkv: UnsafePointer<Float>, b: Int, t: Int, shape sh: AttentionShape,
-                        pattern: AttentionPattern = .causal) {
+    /// Query rows per strip. A strip of scores (stripRows × T floats) and its gradient stay in L2.
+    static let stripRows = 64
+
+    /// The per-thread scratch (floats) one work item of forward or backward asks for: two strips and
+    /// the group's diagonals. Both ask for the same, and both hand out items statically (every
+    /// thread gets some), so one warm-up step sizes every thread's buffer for good.
+    static func scratchFloats(t: Int, shape sh: AttentionShape) -> Int {
+        2 * stripRows * t + 2 * sh.group * t
+    }
+
+    /// Strip [i0, i1) of an attention-like product, causal: c (rows × i1, row stride ldc) =
+    /// x[i0..<i1] · y[0..<i1]ᵀ for keys j ≤ query i0 + r; the rest of each row is left unset or
+    /// garbage (callers mask it). x and y are rows of HS floats with strides ldx and ldy.
+    @inline(__always)
+    static func causalStrip(_ c: UnsafeMutablePointer<Float>, ldc: Int, x: UnsafePointer<Float>, ldx: Int,
+                            y: UnsafePointer<Float>, ldy: Int, hs: Int, i0: Int, i1: Int) {
+        let rows = i1 - i0
+        if i0 > 0 {
+            GEMM.multiply(m: rows, n: i0, k: hs, a: x + i0 * ldx, lda: ldx, transA: false,
+                          b: y, ldb: ldy, transB: true, c: c, ldc: ldc, accumulate: false, parallel: false)
+        }
+        GEMM.multiplyTriangular(.outputLower, m: rows, n: rows, k: hs, a: x + i0 * ldx, lda: ldx, transA: false,
+                                b: y + i0 * ldy, ldb: ldy, transB: true, c: c + i0, ldc: ldc, accumulate: false)
+    }
+
+    /// out[i0..<i1] (rows × HS, row stride ldo) (+)= a · y[0..<i1] for a strip a (rows × i1, row
+    /// stride lda) that is zero for keys j > i0 + r (zeros stored in its diagonal block).
+    @inline(__always)
+    static func stripTimesRows(_ out: UnsafeMutablePointer<Float>, ldo: Int, a: UnsafePointer<Float>, lda: Int,
+                               y: UnsafePointer<Float>, ldy: Int, hs: Int, i0: Int, i1: Int, accumulate: Bool) {
+        let rows = i1 - i0
+        if i0 > 0 {
+            GEMM.multiply(m: rows, n: hs, k: i0, a: a, lda: lda, transA: false, b: y, ldb: ldy, transB: false,
+                          c: out, ldc: ldo, accumulate: accumulate, parallel: false)
+        }
+        GEMM.multiplyTriangular(.aLower, m: rows, n: hs, k: rows, a: a + i0, lda: lda, transA: false,
+                                b: y + i0 * ldy, ldb: ldy, transB: false, c: out, ldc: ldo, accumulate: accumulate || i0 > 0)
+    }
+
+    /// out[0..<i1] (row stride ldo) (+)= aᵀ · x[i0..<i1] for a strip a as in `stripTimesRows`:
+    /// keys before i0 always accumulate (earlier strips wrote them); keys i0..<i1 are written when
+    /// `accumulate` is false (this strip is the first to reach them).
+    @inline(__always)
+    static func stripTransposedTimesRows(_ out: UnsafeMutablePointer<Float>, ldo: Int, a: UnsafePointer<Float>,
+                                         lda: Int, x: UnsafePointer<Float>, ldx: Int, hs: Int, i0: Int, i1: Int,
+                                         accumulate: Bool) {
+        let rows = i1 - i0
+        if i0 > 0 {
+            GEMM.multiply(m: i0, n: hs, k: rows, a: a, lda: lda, transA: true, b: x + i0 * ldx, ldb: ldx,
+                          transB: false, c: out, ldc: ldo, accumulate: true, parallel: false)
+        }
+        GEMM.multiplyTriangular(.aUpper, m: rows, n: hs, k: rows, a: a + i0, lda: lda, transA: true,
+                                b: x + i0 * ldx, ldb: ldx, transB: false, c: out + i0 * ldo, ldc: ldo,
+                                accumulate: accumulate)
+    }
+
+    /// z (B, T, A) and the softmax statistics (B, NH, T, 2) from qkv (B, T, W); with `probs`, also
+    /// the probabilities (B, NH, T, T), entries above the diagonal 0. With the `selfOnly` pattern each
+    /// position attends only to itself: probabilities = I (which it needs kept), z = v.
+    static func forward(z: UnsafeMutablePointer<Float>, statistics: UnsafeMutablePointer<Float>,
+                        probs: UnsafeMutablePointer<Float>?, qkv: UnsafePointer<Float>, b: Int, t: Int,
+                        shape sh: AttentionShape, pattern kind: AttentionPattern = .causal) {
+        precondition(kind == .causal || probs != nil, "self-only attention keeps its (identity) pattern")
         let hs = sh.hs, w = sh.width, a = sh.out, nh = sh.nh
         let scale = 1 / Float(hs).squareRoot()
         // The body captures nothing (its inputs travel as the args tuple), so the parallel-for allocates nothing.
-        Parallel.forEach(b * nh, (z, probs, qkv, t, sh, pattern, hs, w, a, nh, scale)) { args, item in
-            let (z, probs, qkv, t, sh, pattern, hs, w, a, nh, scale) = args
+        Parallel.forEachStatic(b * nh, (z, statistics, probs, qkv, t, sh, kind, hs, w, a, nh, scale)) { args, item in
+            let (z, statistics, probs, qkv, t, sh, kind, hs, w, a, nh, scale) = args
             let bi = item / nh, h = item % nh, kvh = h / sh.group
             let base = qkv + bi * t * w
             let q = base + h * hs, k = base + sh.keyColumn + kvh * hs, v = base + sh.valueColumn + kvh * hs
-            let p = probs + item * t * t                                    // (T, T)
             let zh = z + bi * t * a + h * hs                                // (T, HS), row stride A
-            if pattern == .selfOnly {
+            let stats = statistics + item * t * 2                           // (T, 2)
+            if kind == .selfOnly, let probs {
+                let p = probs + item * t * t
                 p.update(repeating: 0, count: t * t)
                 for row in 0..<t {
                     p[row * t + row] = 1
+                    stats[2 * row] = 0
+                    stats[2 * row + 1] = 1
                     (zh + row * a).update(from: v + row * w, count: hs)
                 }
                 return
             }
-            // scores (T, T) = q (T, HS) · kᵀ, lower triangle only (tiles above it are skipped)
-            GEMM.multiplyTriangular(.outputLower, m: t, n: t, k: hs, a: q, lda: w, transA: false,
-                                    b: k, ldb: w, transB: true, c: p, ldc: t, accumulate: false)
-            for row in 0..<t {
-                let r = p + row * t
-                RowOps.softmax(r, count: row + 1, scale: scale)
-                if row + 1 < t { (r + row + 1).update(repeating: 0, count: t - row - 1) }
+            let scratch = ThreadScratch.attention(scratchFloats(t: t, shape: sh))
+            var i0 = 0
+            while i0 < t {
+                let i1 = min(t, i0 + stripRows)
+                // The strip's probabilities: kept rows of (T, T), or scratch (rows × i1).
+                let (p, ld) = probs.map { ($0 + item * t * t + i0 * t, t) } ?? (scratch, i1)
+                causalStrip(p, ldc: ld, x: q, ldx: w, y: k, ldy: w, hs: hs, i0: i0, i1: i1)
+                for r in 0..<(i1 - i0) {
+                    let row = p + r * ld, keys = i0 + r + 1
+                    RowOps.softmax(row, count: keys, scale: scale, statistics: stats + 2 * (i0 + r))
+                    if keys < ld { (row + keys).update(repeating: 0, count: ld - keys) }
+                }
+                // z[i0..<i1] = p · v[0..<i1]
+                stripTimesRows(zh + i0 * a, ldo: a, a: p, lda: ld, y: v, ldy: w, hs: hs, i0: i0, i1: i1,
+                               accumulate: false)
+                i0 = i1
             }
-            // z (T, HS) = probs (T, T) · v (T, HS); probs is lower triangular: row t sums s ≤ t only
-            GEMM.multiplyTriangular(.aLower, m: t, n: hs, k: t, a: p, lda: t, transA: false,
-                                    b: v, ldb: w, transB: false, c: zh, ldc: a, accumulate: false)
         }
     }
 
-    /// dqkv (B, T, W) (written) from dz (B, T, A); `scratch` holds B·NH·T·T floats.
+    /// The probabilities (B, NH, T, T) of the last forward, rebuilt from qkv and the statistics it
+    /// kept: bitwise those a forward with a kept pattern writes.
+    static func rebuildPattern(_ probs: UnsafeMutablePointer<Float>, statistics: UnsafePointer<Float>,
+                               qkv: UnsafePointer<Float>, b: Int, t: Int, shape sh: AttentionShape) {
+        let scale = 1 / Float(sh.hs).squareRoot()
+        Parallel.forEach(b * sh.nh, (probs, statistics, qkv, t, sh, scale)) { args, item in
+            let (probs, statistics, qkv, t, sh, scale) = args
+            let bi = item / sh.nh, h = item % sh.nh, kvh = h / sh.group, w = sh.width
+            let base = qkv + bi * t * w
+            var i0 = 0
+            while i0 < t {
+                let i1 = min(t, i0 + stripRows)
+                rebuildStrip(probs + item * t * t + i0 * t, ld: t, q: base + h * sh.hs, k: base + sh.keyColumn + kvh * sh.hs,
+                             w: w, hs: sh.hs, statistics: statistics + item * t * 2, scale: scale, i0: i0, i1: i1)
+                i0 = i1
+            }
+        }
+    }
+
+    /// Strip [i0, i1) of one head's probabilities (row stride ld ≥ i1), from the statistics
+    /// (T, 2) its forward kept: the forward's scores, then its softmax again. Entries right of the
+    /// diagonal, up to ld, are 0.
+    @inline(__always)
+    static func rebuildStrip(_ p: UnsafeMutablePointer<Float>, ld: Int, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
+                             w: Int, hs: Int, statistics: UnsafePointer<Float>, scale: Float, i0: Int, i1: Int) {
+        causalStrip(p, ldc: ld, x: q, ldx: w, y: k, ldy: w, hs: hs, i0: i0, i1: i1)
+        for r in 0..<(i1 - i0) {
+            let row = p + r * ld, keys = i0 + r + 1
+            RowOps.softmaxRecompute(row, count: keys, scale: scale, statistics: statistics + 2 * (i0 + r))
+            if keys < ld { (row + keys).update(repeating: 0, count: ld - keys) }
+        }
+    }
+
+    /// dqkv (B, T, W) (written) from dz (B, T, A). With `probs` (the forward's kept probabilities)
+    /// the scores' gradients are written to `scoreGradients` (B, NH, T, T), entries above the
+    /// diagonal 0; without, both are rebuilt strip by strip in per-thread scratch.
     ///
     /// dqkv is the ordinary gradient: the one the projection weights get. When `inputShare` < 1,
     /// `dqkvInput` receives the gradient the attention *input* gets instead: for keys and values,
     /// the diagonal term (t = s) plus `inputShare` times the off-diagonal terms from later queries
     /// (GradientFlow); queries are unchanged. A key/value head sums over the G query heads that read it.
-    static func backward(dqkv: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
-                         dz: UnsafePointer<Float>, qkv: UnsafePointer<Float>, probs: UnsafePointer<Float>,
-                         b: Int, t: Int, shape sh: AttentionShape,
+    static func backward(dqkv: UnsafeMutablePointer<Float>, dz: UnsafePointer<Float>, qkv: UnsafePointer<Float>,
+                         statistics: UnsafePointer<Float>, probs: UnsafePointer<Float>?,
+                         scoreGradients: UnsafeMutablePointer<Float>?, b: Int, t: Int, shape sh: AttentionShape,
                          dqkvInput: UnsafeMutablePointer<Float>? = nil, inputShare: Float = 1) {
+        precondition((probs == nil) == (scoreGradients == nil), "a kept pattern comes with its scores' gradients")
         let hs = sh.hs, w = sh.width, a = sh.out, nh = sh.nh
         let scale = 1 / Float(hs).squareRoot()
-        let args = (dqkv, scratch, dz, qkv, probs, t, sh, dqkvInput, inputShare, hs, w, a, nh, scale)
-        Parallel.forEach(b * sh.nkv, args) { args, item in
-            let (dqkv, scratch, dz, qkv, probs, t, sh, dqkvInput, inputShare, hs, w, a, nh, scale) = args
+        let args = (dqkv, dz, qkv, statistics, probs, scoreGradients, t, sh, dqkvInput, inputShare, hs, w, a, nh, scale)
+        Parallel.forEachStatic(b * sh.nkv, args) { args, item in
+            let (dqkv, dz, qkv, statistics, probs, scoreGradients, t, sh, dqkvInput, inputShare, hs, w, a, nh, scale) = args
             let bi = item / sh.nkv, kvh = item % sh.nkv
             let base = qkv + bi * t * w, dbase = dqkv + bi * t * w
             let k = base + sh.keyColumn + kvh * hs, v = base + sh.valueColumn + kvh * hs
             let dk = dbase + sh.keyColumn + kvh * hs, dv = dbase + sh.valueColumn + kvh * hs
+            // Scratch: a strip of probabilities and one of their gradients (when not kept), then the
+            // diagonal p_ss and ds_ss of every head in the group (for a myopic flow's input share).
+            let strip = stripRows * t, split = dqkvInput != nil
+            let scratch = ThreadScratch.attention(scratchFloats(t: t, shape: sh))
+            let diagonals = scratch + 2 * strip                            // (G, T) of p_ss, then (G, T) of ds_ss
             for g in 0..<sh.group {
-                let h = kvh * sh.group + g, first = g == 0
+                let h = kvh * sh.group + g, item = bi * nh + h
                 let q = base + h * hs, dq = dbase + h * hs
-                let p = probs + (bi * nh + h) * t * t                      // (T, T)
-                let ds = scratch + (bi * nh + h) * t * t                   // (T, T)
                 let dzh = dz + bi * t * a + h * hs                         // (T, HS), row stride A
-                // Causal: probs and dscores are lower triangular (zeros stored), so every product
-                // below skips their upper half.
-                // dprobs (T, T) = dz · vᵀ (lower triangle) ; dv (T, HS) (+)= probsᵀ · dz
-                GEMM.multiplyTriangular(.outputLower, m: t, n: t, k: hs, a: dzh, lda: a, transA: false,
-                                        b: v, ldb: w, transB: true, c: ds, ldc: t, accumulate: false)
-                GEMM.multiplyTriangular(.aUpper, m: t, n: hs, k: t, a: p, lda: t, transA: true,
-                                        b: dzh, ldb: a, transB: false, c: dv, ldc: w, accumulate: !first)
-                softmaxBackward(ds, probs: p, rows: t, firstQuery: 0, keys: t, probsStride: t, scale: scale)
-                // dq (T, HS) = dscores · k ; dk (T, HS) (+)= dscoresᵀ · q
-                GEMM.multiplyTriangular(.aLower, m: t, n: hs, k: t, a: ds, lda: t, transA: false,
-                                        b: k, ldb: w, transB: false, c: dq, ldc: w, accumulate: false)
-                GEMM.multiplyTriangular(.aUpper, m: t, n: hs, k: t, a: ds, lda: t, transA: true,
-                                        b: q, ldb: w, transB: false, c: dk, ldc: w, accumulate: !first)
+                var i0 = 0
+                while i0 < t {
+                    let i1 = min(t, i0 + stripRows), rows = i1 - i0
+                    let p: UnsafePointer<Float>, ds: UnsafeMutablePointer<Float>, ld: Int
+                    if let probs, let scoreGradients {
+                        p = probs + item * t * t + i0 * t
+                        ds = scoreGradients + item * t * t + i0 * t
+                        ld = t
+                    } else {
+                        rebuildStrip(scratch, ld: i1, q: q, k: k, w: w, hs: hs, statistics: statistics + item * t * 2,
+                                     scale: scale, i0: i0, i1: i1)
+                        p = UnsafePointer(scratch)
+                        ds = scratch + strip
+                        ld = i1
+                    }
+                    // dp (rows × i1) = dz[i0..<i1] · vᵀ, then the softmax backward into ds
+                    causalStrip(ds, ldc: ld, x: dzh, ldx: a, y: v, ldy: w, hs: hs, i0: i0, i1: i1)
+                    softmaxBackward(ds, probs: p, rows: rows, firstQuery: i0, keys: ld, probsStride: ld, scale: scale)
+                    // dq[i0..<i1] = ds · k ; dk (+)= dsᵀ · q[i0..<i1] ; dv (+)= pᵀ · dz[i0..<i1]
+                    stripTimesRows(dq + i0 * w, ldo: w, a: ds, lda: ld, y: k, ldy: w, hs: hs, i0: i0, i1: i1,
+                                   accumulate: false)
+                    stripTransposedTimesRows(dk, ldo: w, a: ds, lda: ld, x: q, ldx: w, hs: hs, i0: i0, i1: i1,
+                                             accumulate: g > 0)
+                    stripTransposedTimesRows(dv, ldo: w, a: p, lda: ld, x: dzh, ldx: a, hs: hs, i0: i0, i1: i1,
+                                             accumulate: g > 0)
+                    if split {
+                        for r in 0..<rows {
+                            diagonals[g * t + i0 + r] = p[r * ld + i0 + r]
+                            diagonals[(sh.group + g) * t + i0 + r] = ds[r * ld + i0 + r]
+                        }
+                    }
+                    i0 = i1
+                }
             }
             guard let dqkvInput else { return }
             let ibase = dqkvInput + bi * t * w
@@ -110,24 +243,23 @@ enum Attention {
             }
             inputShareOfKeysAndValues(dkIn: ibase + sh.keyColumn + kvh * hs, dvIn: ibase + sh.valueColumn + kvh * hs,
                        dk: dk, dv: dv, ld: w, rows: t, hs: hs, share: inputShare, group: sh.group) { g in
-                let h = kvh * sh.group + g, item = bi * nh + h
-                return HeadRows(q: base + h * hs, qStride: w, ds: scratch + item * t * t, dsStride: t,
-                                p: probs + item * t * t, pStride: t, dz: dz + bi * t * a + h * hs, dzStride: a)
+                // The diagonals as rows of stride 0: row r's diagonal is at r.
+                HeadRows(q: base + (kvh * sh.group + g) * hs, qStride: w, ds: diagonals + (sh.group + g) * t, dsStride: 0,
+                         p: diagonals + g * t, pStride: 0, dz: dz + bi * t * a + (kvh * sh.group + g) * hs, dzStride: a)
             }
         }
     }
 
     /// In place over `rows` query rows of `ds` (row stride `keys`): dscores = scale · p ⊙ (dp − Σ p·dp),
-    /// causal: row r (query firstQuery + r) keeps keys 0…firstQuery + r and zeroes the rest.
+    /// causal: row r (query firstQuery + r) keeps keys 0…firstQuery + r and zeroes the rest. `probs`
+    /// holds the same rows' probabilities (row stride probsStride), starting at query firstQuery.
     static func softmaxBackward(_ ds: UnsafeMutablePointer<Float>, probs: UnsafePointer<Float>, rows: Int,
                                 firstQuery: Int, keys: Int, probsStride: Int, scale: Float) {
         for r in 0..<rows {
-            let query = firstQuery + r
-            let pr = probs + query * probsStride, dr = ds + r * keys
-            var dot: Float = 0
-            for j in 0...query { dot += pr[j] * dr[j] }
-            for j in 0...query { dr[j] = scale * pr[j] * (dr[j] - dot) }
-            if query + 1 < keys { (dr + query + 1).update(repeating: 0, count: keys - query - 1) }
+            let query = firstQuery + r, count = query + 1
+            let dr = ds + r * keys
+            RowOps.softmaxBackward(dr, probs: probs + r * probsStride, count: count, scale: scale)
+            if count < keys { (dr + count).update(repeating: 0, count: keys - count) }
         }
     }
 

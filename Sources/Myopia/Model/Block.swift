@@ -97,11 +97,14 @@ struct BlockShape {
 /// A pre-norm block: x + attn(norm_1(x)), then + mlp(norm_2(·)).
 enum Block {
     /// Reads a.residIn (N, C), writes every cached activation of the block and `residOut` (N, C).
-    /// With `past` (N, W), a reference model's [q | k | v] rows for this layer, attention is local-myopic:
-    /// earlier positions' keys and values come from `past` (LocalMyopic.swift).
+    /// `probs` (B, NH, T, T), if given, receives the attention pattern (which self-only and
+    /// local-myopic attention need). With `past` (N, W), a reference model's [q | k | v] rows for
+    /// this layer, attention is local-myopic: earlier positions' keys and values come from `past`
+    /// (LocalMyopic.swift).
     static func forward(_ a: ActivationCache.Layer, residOut: UnsafeMutablePointer<Float>,
                         w: UnsafeMutablePointer<Float>, p: BlockParameters, shape s: BlockShape,
-                        b: Int, t: Int, pattern: AttentionPattern, past: UnsafePointer<Float>? = nil) {
+                        b: Int, t: Int, pattern: AttentionPattern, probs: UnsafeMutablePointer<Float>?,
+                        past: UnsafePointer<Float>? = nil) {
         let n = b * t, c = s.c, f = s.f, width = s.attention.width
         p.norm1.forward(w: w, out: a.ln1, mean: a.ln1Mean, rstd: a.ln1Rstd, inp: a.residIn, n: n, c: c, eps: s.eps)
         for (dense, column) in p.qkv { dense.forward(w: w, out: a.qkv + column, ld: width, inp: a.ln1, n: n) }
@@ -114,9 +117,11 @@ enum Block {
         }
         if let past {
             precondition(pattern == .causal, "local-myopic attention is causal")
-            Attention.forwardLocalMyopic(z: a.z, probs: a.probs, qkv: a.qkv, past: past, b: b, t: t, shape: s.attention)
+            guard let probs else { preconditionFailure("local-myopic attention keeps its pattern") }
+            Attention.forwardLocalMyopic(z: a.z, probs: probs, qkv: a.qkv, past: past, b: b, t: t, shape: s.attention)
         } else {
-            Attention.forward(z: a.z, probs: a.probs, qkv: a.qkv, b: b, t: t, shape: s.attention, pattern: pattern)
+            Attention.forward(z: a.z, statistics: a.attnStats, probs: probs, qkv: a.qkv, b: b, t: t,
+                              shape: s.attention, pattern: pattern)
         }
         p.attnOut.forwardResidual(w: w, out: a.residMid, residual: a.residIn, inp: a.z, n: n)
         p.norm2.forward(w: w, out: a.ln2, mean: a.ln2Mean, rstd: a.ln2Rstd, inp: a.residMid, n: n, c: c, eps: s.eps)
@@ -132,11 +137,13 @@ enum Block {
 
     /// On entry `s.dResid` holds dL/d residOut; on exit dL/d residIn. Parameter gradients accumulate.
     /// `inputShare` is the flow's share of the off-diagonal key/value gradient that reaches the input.
-    /// `past` is the forward's: with it, attention's backward is local-myopic (and there is no
-    /// off-diagonal key/value gradient to share).
+    /// `probs` is the pattern the forward kept, if it did; then the scores' gradients are left in
+    /// `s.scoreGradients`. `past` is the forward's: with it, attention's backward is local-myopic (and
+    /// there is no off-diagonal key/value gradient to share).
     static func backward(_ a: ActivationCache.Layer, scratch s: ActivationCache,
                          w: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>, p: BlockParameters,
-                         shape: BlockShape, b: Int, t: Int, inputShare: Float, past: UnsafePointer<Float>? = nil) {
+                         shape: BlockShape, b: Int, t: Int, inputShare: Float, probs: UnsafePointer<Float>?,
+                         past: UnsafePointer<Float>? = nil) {
         let n = b * t, width = shape.attention.width
         let rows = BlockRows(a, first: 0, count: n)
         backwardMLP(rows, dR: s.dResid, dAct: s.dAct, dUp: s.dUp, dLn: s.dLn, w: w, g: g, p: p, shape: shape)
@@ -145,11 +152,13 @@ enum Block {
         p.attnOut.backwardParameters(g: g, dOut: s.dResid, ld: shape.c, inp: a.z, n: n)
         let split = inputShare < 1 && past == nil
         if let past {
-            Attention.backwardLocalMyopic(dqkv: s.dQkv, scratch: s.dScores, dz: s.dZ, qkv: a.qkv, past: past,
-                                          probs: a.probs, b: b, t: t, shape: shape.attention)
+            guard let probs, let scores = s.scoreGradients else { preconditionFailure("local-myopic attention keeps its pattern") }
+            Attention.backwardLocalMyopic(dqkv: s.dQkv, scratch: scores, dz: s.dZ, qkv: a.qkv, past: past,
+                                          probs: probs, b: b, t: t, shape: shape.attention)
         } else {
-            Attention.backward(dqkv: s.dQkv, scratch: s.dScores, dz: s.dZ, qkv: a.qkv, probs: a.probs,
-                               b: b, t: t, shape: shape.attention, dqkvInput: split ? s.dQkvInput : nil, inputShare: inputShare)
+            Attention.backward(dqkv: s.dQkv, dz: s.dZ, qkv: a.qkv, statistics: a.attnStats, probs: probs,
+                               scoreGradients: probs == nil ? nil : s.scoreGradients, b: b, t: t, shape: shape.attention,
+                               dqkvInput: split ? s.dQkvInput : nil, inputShare: inputShare)
         }
         if let rope = shape.rope {
             let heads = shape.attention.nh + shape.attention.nkv

@@ -47,6 +47,7 @@ extension Transformer {
         savedGrads.withUnsafeBufferPointer { params.grads.update(from: $0.baseAddress!, count: params.count) }
         savedLogits.withUnsafeBufferPointer { cache.logits.update(from: $0.baseAddress!, count: $0.count) }
         let seeds = cache.dResid                                          // (B·T, C)
+        let patterns = (0..<config.nLayers).map { cache.pattern(layer: $0, shape: sh) }
 
         // Fixed slots, each with its own scratch; channel j goes to slot j % slots. Every channel is
         // computed alone, so the results do not depend on the thread count.
@@ -80,7 +81,7 @@ extension Transformer {
                     // Attention: dZ = dR · Woᵀ, through the heads and RoPE into dQKV, then q/k/v and norm_1.
                     p.attnOut.backwardInput(w: w, dInp: dZ, dOut: dR, ld: c, n: rows, accumulate: false, parallel: false)
                     for kvh in 0..<sh.nkv {
-                        attentionWindowBackward(dQKV: dQKV, dP: dP, dZ: dZ, layer: a, sequence: bi, kvHead: kvh,
+                        attentionWindowBackward(dQKV: dQKV, dP: dP, dZ: dZ, layer: a, probs: patterns[l], sequence: bi, kvHead: kvh,
                                                 firstQuery: i0, lastQuery: target, t: t, inputShare: share)
                     }
                     blockShape.rope?.rotate(dQKV, ld: width, rows: rows, heads: sh.nh + sh.nkv, firstPosition: i0,
@@ -105,6 +106,7 @@ extension Transformer {
     /// identity, for which the softmax backward is exactly zero.
     private func attentionWindowBackward(dQKV: UnsafeMutablePointer<Float>, dP: UnsafeMutablePointer<Float>,
                                          dZ: UnsafePointer<Float>, layer a: ActivationCache.Layer,
+                                         probs allProbs: UnsafePointer<Float>,
                                          sequence bi: Int, kvHead kvh: Int, firstQuery i0: Int, lastQuery last: Int,
                                          t: Int, inputShare: Float) {
         let sh = blockShape.attention, hs = sh.hs, width = sh.width, out = sh.out
@@ -116,14 +118,14 @@ extension Transformer {
         for g in 0..<sh.group {
             let h = kvh * sh.group + g, first = g == 0
             let q = seq + h * hs
-            let probs = a.probs + (bi * sh.nh + h) * t * t                              // (T, T)
+            let probs = allProbs + (bi * sh.nh + h) * t * t                             // (T, T)
             let dq = dQKV + h * hs                                                      // (rows, HS), row stride W
             let dzh = dZ + h * hs                                                       // (rows, HS), row stride A
             let ds = dP + g * rows * keys                                               // (rows, keys)
             // dP (rows, keys) = dZ · vᵀ, then the softmax backward per query row
             GEMM.multiply(m: rows, n: keys, k: hs, a: dzh, lda: out, transA: false, b: v, ldb: width, transB: true,
                           c: ds, ldc: keys, accumulate: false, parallel: false)
-            Attention.softmaxBackward(ds, probs: probs, rows: rows, firstQuery: i0, keys: keys, probsStride: t,
+            Attention.softmaxBackward(ds, probs: probs + i0 * t, rows: rows, firstQuery: i0, keys: keys, probsStride: t,
                                       scale: scale)
             // dq = dS · k[0…t] ; dk (+)= dS[:, i0…t]ᵀ · q[i0…t] ; dv (+)= p[i0…t, i0…t]ᵀ · dZ
             GEMM.multiply(m: rows, n: hs, k: keys, a: ds, lda: keys, transA: false, b: kk, ldb: width, transB: false,
@@ -140,7 +142,7 @@ extension Transformer {
             let h = kvh * sh.group + g
             return Attention.HeadRows(q: seq + i0 * width + h * hs, qStride: width,
                                       ds: dP + g * rows * keys + i0, dsStride: keys,
-                                      p: a.probs + (bi * sh.nh + h) * t * t + i0 * t + i0, pStride: t,
+                                      p: allProbs + (bi * sh.nh + h) * t * t + i0 * t + i0, pStride: t,
                                       dz: dZ + h * hs, dzStride: out)
         }
     }

@@ -144,13 +144,13 @@ final class ReferencePast {
         qkv = (0..<config.nLayers).map { _ in floats(n * config.qkvWidth) }
         resid = [floats(n * c), floats(n * c)]
         let ln1 = floats(n * c), ln1Mean = floats(n), ln1Rstd = floats(n)
-        let probs = floats(batch * config.nHeads * seqLen * seqLen), z = floats(n * config.attentionWidth)
+        let attnStats = floats(batch * config.nHeads * seqLen * 2), z = floats(n * config.attentionWidth)
         let residMid = floats(n * c), ln2 = floats(n * c), ln2Mean = floats(n), ln2Rstd = floats(n)
         let fcPre = floats(n * f), up = floats(gated ? n * f : 0), act = floats(n * f)
         let qkv = self.qkv, resid = self.resid
         layers = (0..<config.nLayers).map { l in
             ActivationCache.Layer(c: c, f: f, residIn: resid[l % 2], ln1: ln1, ln1Mean: ln1Mean, ln1Rstd: ln1Rstd,
-                                  qkv: qkv[l], probs: probs, z: z, residMid: residMid, ln2: ln2, ln2Mean: ln2Mean,
+                                  qkv: qkv[l], attnStats: attnStats, z: z, residMid: residMid, ln2: ln2, ln2Mean: ln2Mean,
                                   ln2Rstd: ln2Rstd, fcPre: fcPre, up: up, act: act)
         }
     }
@@ -167,7 +167,7 @@ final class ReferencePast {
                           wpe: reference.wpe.map { w + $0 }, b: b, t: t, c: config.dModel)
         for l in 0..<config.nLayers {
             Block.forward(layers[l], residOut: resid[(l + 1) % 2], w: w, p: reference.blocks[l],
-                          shape: reference.blockShape, b: b, t: t, pattern: .causal)
+                          shape: reference.blockShape, b: b, t: t, pattern: .causal, probs: nil)
         }
         isCurrent = true
     }

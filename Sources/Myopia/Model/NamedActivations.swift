@@ -142,7 +142,7 @@ extension Transformer {
             }
         case .attnScores:
             return filled(b * sh.nh * t * t) { out in attentionScores(out, layer: a!, b: b, t: t) }
-        case .pattern: return copy(a!.probs, b * sh.nh * t * t)
+        case .pattern: return copy(cache.pattern(layer: hook.layer!, shape: sh), b * sh.nh * t * t)
         case .z: return copy(a!.z, n * sh.out)
         case .attnOut:
             return filled(n * c) { out in blocks[hook.layer!].attnOut.forward(w: w, out: out, ld: c, inp: a!.z, n: n) }
@@ -231,8 +231,10 @@ extension Transformer {
                 for kind in [HookPoint.Kind.residMid, .attnOut] where wants(kind, l) { out[HookPoint(kind, layer: l)] = dMid }
                 if wants(.ln2, l) { out[HookPoint(.ln2, layer: l)] = dLn2 }
             }
+            // The scores' gradients are left in the cache when backward runs on a pattern in memory.
+            let probs = wants(.attnScores, l) ? cache.pattern(layer: l, shape: sh) : cache.keptPattern(layer: l)
             Block.backward(a, scratch: cache, w: w, g: g, p: p, shape: blockShape, b: b, t: t,
-                           inputShare: flow.offDiagonalInputShare, past: past?.qkv[l])
+                           inputShare: flow.offDiagonalInputShare, probs: probs, past: past?.qkv[l])
             // After the block: dZ, dQkv (q and k rotated back to before RoPE), dScores (of the raw
             // q·k), dLn (of ln_1's output), dAct (of the MLP's pre-activation), dUp, and dResid (of resid_pre).
             if wants(.residPre, l) { out[HookPoint(.residPre, layer: l)] = copy(cache.dResid, n * c) }
@@ -252,7 +254,8 @@ extension Transformer {
             if wants(.attnScores, l) {
                 let inverseScale = Float(sh.hs).squareRoot()
                 out[HookPoint(.attnScores, layer: l)] = filled(b * sh.nh * t * t) { d in
-                    for i in 0..<(b * sh.nh * t * t) { d[i] = cache.dScores[i] * inverseScale }
+                    let scores = cache.scoreGradients!
+                    for i in 0..<(b * sh.nh * t * t) { d[i] = scores[i] * inverseScale }
                 }
             }
             if wants(.pattern, l) {
@@ -354,17 +357,6 @@ extension Transformer {
         cache.seqLen = t
         cache.hasTargets = false
         cache.countedTargets = 0
-    }
-
-    /// `forwardBlocks(cache:)` stopped after `count` blocks (the local-myopic flow included).
-    private func forwardBlocks(upTo count: Int, cache: ActivationCache) {
-        precondition((0...config.nLayers).contains(count))
-        let past = referencePast(for: cache)
-        for l in 0..<count {
-            let out = l + 1 < config.nLayers ? cache.layers[l + 1].residIn : cache.residFinal
-            Block.forward(cache.layers[l], residOut: out, w: params.weights, p: blocks[l], shape: blockShape,
-                          b: cache.batch, t: cache.seqLen, pattern: attentionPattern, past: past?.qkv[l])
-        }
     }
 
     /// The model's own head applied to any residual stream (the logit lens): logits (rows, V) =

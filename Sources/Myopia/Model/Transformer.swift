@@ -184,11 +184,22 @@ public final class Transformer {
     /// Every block, from `cache.layers[0].residIn` to `cache.residFinal`. Under the local-myopic flow
     /// the reference model first runs on the same tokens, and each layer attends to its keys and values.
     func forwardBlocks(cache: ActivationCache) {
+        forwardBlocks(upTo: config.nLayers, cache: cache)
+    }
+
+    /// `forwardBlocks(cache:)` stopped after `count` blocks. The attention patterns are kept when the
+    /// cache asks for them or attention reads them (self-only, local-myopic).
+    func forwardBlocks(upTo count: Int, cache: ActivationCache) {
+        precondition((0...config.nLayers).contains(count))
         let past = referencePast(for: cache)
-        for l in 0..<config.nLayers {
+        let keep = cache.keepsPattern || past != nil || attentionPattern == .selfOnly
+        if keep { cache.allocatePatterns() }
+        for l in 0..<config.nLayers { cache.patternIsCurrent[l] = keep && l < count }
+        for l in 0..<count {
             let out = l + 1 < config.nLayers ? cache.layers[l + 1].residIn : cache.residFinal
             Block.forward(cache.layers[l], residOut: out, w: params.weights, p: blocks[l], shape: blockShape,
-                          b: cache.batch, t: cache.seqLen, pattern: attentionPattern, past: past?.qkv[l])
+                          b: cache.batch, t: cache.seqLen, pattern: attentionPattern,
+                          probs: keep ? cache.patterns[l] : nil, past: past?.qkv[l])
         }
     }
 
@@ -244,7 +255,8 @@ public final class Transformer {
         let past = cache.referencePast.flatMap { $0.isCurrent ? $0 : nil }
         for l in stride(from: config.nLayers - 1, through: 0, by: -1) {
             Block.backward(cache.layers[l], scratch: cache, w: w, g: g, p: blocks[l], shape: blockShape, b: b, t: t,
-                           inputShare: flow.offDiagonalInputShare, past: past?.qkv[l])
+                           inputShare: flow.offDiagonalInputShare, probs: cache.keptPattern(layer: l),
+                           past: past?.qkv[l])
         }
         switch heads {
         case .tokens(let embedding, _):

@@ -132,15 +132,55 @@ public enum SVG {
             }
         }
         if series.count > 1 {
-            var y = top + 8
+            // The legend goes in the plot corner its box covers the fewest drawn points of, on a
+            // light backing, so that it hides as little of the lines as it can.
+            let boxW = 34 + 6.5 * Double(series.map(\.name.count).max() ?? 0), boxH = 16 * Double(series.count) + 6
+            let drawn = series.map { s in
+                s.points.filter { $0.y.isFinite && tx($0.x).isFinite }.map { (x: px($0.x), y: py($0.y)) }
+            }
+            let corner = legendCorner(lines: drawn, box: (boxW, boxH),
+                                      plot: (x: left, y: top, width: plotW, height: plotH))
+            svg += "<rect class=\"legend-box\" x=\"\(number(corner.x))\" y=\"\(number(corner.y))\" width=\"\(number(boxW))\" height=\"\(number(boxH))\" fill=\"#ffffff\" fill-opacity=\"0.85\" stroke=\"#dddddd\"/>"
+            var y = corner.y + 11
             for (i, s) in series.enumerated() {
                 let color = chosen?[i % (chosen?.count ?? 1)] ?? colors[i % colors.count]
-                svg += "<line x1=\"\(number(left + plotW - 150))\" y1=\"\(number(y))\" x2=\"\(number(left + plotW - 130))\" y2=\"\(number(y))\" stroke=\"\(color)\" stroke-width=\"3\"/>"
-                svg += "<text x=\"\(number(left + plotW - 124))\" y=\"\(number(y + 4))\" class=\"legend\">\(escape(s.name))</text>"
+                svg += "<line x1=\"\(number(corner.x + 6))\" y1=\"\(number(y))\" x2=\"\(number(corner.x + 26))\" y2=\"\(number(y))\" stroke=\"\(color)\" stroke-width=\"3\"/>"
+                svg += "<text x=\"\(number(corner.x + 32))\" y=\"\(number(y + 4))\" class=\"legend\">\(escape(s.name))</text>"
                 y += 16
             }
         }
         return svg + "</svg>"
+    }
+
+    /// The top-left point of a legend box of `box` size inside the plot area: the corner (top right
+    /// first, then top left, bottom right, bottom left) whose box holds the fewest points of
+    /// `lines` (each series' pixel positions), with the segments between a line's consecutive
+    /// points sampled too, so that a line crossing the box counts even when its points lie outside it.
+    static func legendCorner(lines: [[(x: Double, y: Double)]], box: (width: Double, height: Double),
+                             plot: (x: Double, y: Double, width: Double, height: Double)) -> (x: Double, y: Double) {
+        let inset = 6.0
+        let corners = [(plot.x + plot.width - box.width - inset, plot.y + inset),
+                       (plot.x + inset, plot.y + inset),
+                       (plot.x + plot.width - box.width - inset, plot.y + plot.height - box.height - inset),
+                       (plot.x + inset, plot.y + plot.height - box.height - inset)]
+        var samples: [(x: Double, y: Double)] = lines.flatMap { $0 }
+        for points in lines {
+            for (a, b) in zip(points, points.dropFirst()) {
+                let steps = Int(min(200, (abs(b.x - a.x) + abs(b.y - a.y)) / 4))
+                guard steps > 1 else { continue }
+                for k in 1..<steps {
+                    let f = Double(k) / Double(steps)
+                    samples.append((a.x + (b.x - a.x) * f, a.y + (b.y - a.y) * f))
+                }
+            }
+        }
+        func covered(_ corner: (Double, Double)) -> Int {
+            samples.reduce(0) { n, p in
+                n + (p.x >= corner.0 && p.x <= corner.0 + box.width && p.y >= corner.1 && p.y <= corner.1 + box.height ? 1 : 0)
+            }
+        }
+        let best = corners.min { covered($0) < covered($1) } ?? corners[0]
+        return (best.0, best.1)
     }
 
     /// A heatmap of `values[row][column]` with row and column labels and a colour scale bar.

@@ -114,12 +114,13 @@ struct EvalCommand: ConfigFileCommand {
 func loadModel(_ nameOrPath: String, seqLen: Int? = nil, tokenizer override: String? = nil) throws
     -> (source: URL, model: Transformer, tokenizer: any Tokenizer) {
     let location = try ModelSource.locate(nameOrPath, log: Terminal.info)
-    let tokenizer = try modelTokenizer(try ModelSource.config(at: location), source: location.url, override: override)
-    let model = try ModelSource.load(location)
-    if let seqLen, seqLen > model.config.maxPositions {
-        throw ValidationError("--seq-len \(seqLen) is longer than the model's \(model.config.maxPositions) positions")
+    let config = try ModelSource.config(at: location)
+    // Checked on the config, before the weights are read (seconds for a large model).
+    if let seqLen, seqLen > config.maxPositions {
+        throw ValidationError("--seq-len \(seqLen) is longer than the model's \(config.maxPositions) positions")
     }
-    return (location.url, model, tokenizer)
+    let tokenizer = try modelTokenizer(config, source: location.url, override: override)
+    return (location.url, try ModelSource.load(location), tokenizer)
 }
 
 /// The tokenizer a model was trained with (or `override`), checked against its vocabulary size.

@@ -57,5 +57,17 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(SVG.label(0.000012), "1.2e-05")
         XCTAssertEqual(SVG.label(1200), "1200")
         XCTAssertEqual(SVG.escape("a<b & \"c\""), "a&lt;b &amp; &quot;c&quot;")
+        // The legend takes the corner its box hides the fewest drawn points in: a rising line
+        // (top right busy) leaves the top left; a line across the top leaves the bottom right.
+        let plot = (x: 0.0, y: 0.0, width: 400.0, height: 200.0), box = (width: 100.0, height: 40.0)
+        let rising = [[(x: 0.0, y: 200.0), (x: 400.0, y: 0.0)]]
+        XCTAssertEqual(SVG.legendCorner(lines: rising, box: box, plot: plot).x, 6)
+        XCTAssertEqual(SVG.legendCorner(lines: rising, box: box, plot: plot).y, 6)
+        let acrossTheTop = [[(x: 0.0, y: 10.0), (x: 400.0, y: 10.0)], [(x: 0.0, y: 190.0), (x: 150.0, y: 190.0)]]
+        let corner = SVG.legendCorner(lines: acrossTheTop, box: box, plot: plot)
+        XCTAssertEqual(corner.x, 294)
+        XCTAssertEqual(corner.y, 154)
+        // An empty plot keeps the top right.
+        XCTAssertEqual(SVG.legendCorner(lines: [], box: box, plot: plot).x, 294)
     }
 }

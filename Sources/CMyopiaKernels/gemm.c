@@ -217,8 +217,10 @@ static inline void transpose8x8(__m256 *r) {
     r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-// Same result as pack_a_portable. The untransposed case writes 8 floats per k step (6 valid): the
-// 2 extra land on the next step's slot, rewritten right after, or in the buffer's slack at the end.
+// Same result as pack_a_portable, and like it writes nothing outside its panels (threads may pack
+// neighbouring panels of one block at once). The untransposed case stores 8 floats per k step (6
+// valid): the 2 extra land on the next step's slot, rewritten right after; a panel's last step
+// stores only its 6.
 AVX2_FMA
 static void pack_a_avx2(long mc, long kc, const float *a, long lda, int trans, float *out) {
     for (long i = 0; i < mc; i += MR) {
@@ -234,7 +236,14 @@ static void pack_a_avx2(long mc, long kc, const float *a, long lda, int trans, f
                 v[6] = _mm256_setzero_ps();
                 v[7] = _mm256_setzero_ps();
                 transpose8x8(v);
-                for (long q = 0; q < 8; q++) _mm256_storeu_ps(out + (p + q) * MR, v[q]);
+                for (long q = 0; q < 7; q++) _mm256_storeu_ps(out + (p + q) * MR, v[q]);
+                float *last = out + (p + 7) * MR;
+                if (p + 8 < kc) {
+                    _mm256_storeu_ps(last, v[7]);
+                } else {
+                    _mm_storeu_ps(last, _mm256_castps256_ps128(v[7]));
+                    _mm_storel_pi((__m64 *)(last + 4), _mm256_extractf128_ps(v[7], 1));
+                }
             }
             for (; p < kc; p++)
                 for (long r = 0; r < MR; r++) out[p * MR + r] = r < ib ? rows[r][p] : 0.0f;
@@ -395,7 +404,7 @@ static void sgemm(int kernel_id, long m, long n, long k,
     long mc_max = m < MC ? m : MC;
     // Per-thread packing buffers (scratch.c), grown once and reused.
     float *apack = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_GEMM_A,
-        ((size_t)((mc_max + MR - 1) / MR * MR) * (size_t)kcb + 8) * sizeof(float));
+        (size_t)((mc_max + MR - 1) / MR * MR) * (size_t)kcb * sizeof(float));
     float *bpack = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_GEMM_B,
         (size_t)((nc_max + NR - 1) / NR * NR) * (size_t)kcb * sizeof(float));
 

@@ -13,8 +13,10 @@
 // a full tile (one add of the block sum into C), so the result of every C element depends only on
 // k, never on how the caller cut C into blocks or threads.
 #include "CMyopiaKernels.h"
+#include "pool.h"
 #include "scratch.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -374,6 +376,28 @@ static void macro_kernel(micro_kernel_fn kernel, long mc, long nc, long kc, cons
     }
 }
 
+static void select_kernel(int kernel_id, micro_kernel_fn *kernel, pack_fn *pack_a, pack_fn *pack_b) {
+    *kernel = kernel_portable;
+    *pack_a = pack_a_portable;
+    *pack_b = pack_b_portable;
+#if defined(__x86_64__)
+    if (kernel_id == MYOPIA_KERNEL_AVX2_FMA) {
+        *kernel = kernel_avx2_fma;
+        *pack_a = pack_a_avx2;
+        *pack_b = pack_b_avx2;
+    }
+#else
+    (void)kernel_id;
+#endif
+}
+
+// K blocks of (nearly) equal size; a function of k alone, so the order in which each C element
+// sums its k products never depends on the caller's partition of C.
+static long k_block(long k) {
+    long kblocks = (k + KC_MAX - 1) / KC_MAX;
+    return (k + kblocks - 1) / kblocks;
+}
+
 static void sgemm(int kernel_id, long m, long n, long k,
                   const float *a, long lda, int transA,
                   const float *b, long ldb, int transB,
@@ -385,20 +409,10 @@ static void sgemm(int kernel_id, long m, long n, long k,
         return;
     }
 
-    micro_kernel_fn kernel = kernel_portable;
-    pack_fn pack_a = pack_a_portable, pack_b = pack_b_portable;
-#if defined(__x86_64__)
-    if (kernel_id == MYOPIA_KERNEL_AVX2_FMA) {
-        kernel = kernel_avx2_fma;
-        pack_a = pack_a_avx2;
-        pack_b = pack_b_avx2;
-    }
-#endif
-
-    // K blocks of (nearly) equal size; a function of k alone, so the order in which each C
-    // element sums its k products never depends on the caller's partition of C.
-    long kblocks = (k + KC_MAX - 1) / KC_MAX;
-    long kcb = (k + kblocks - 1) / kblocks;
+    micro_kernel_fn kernel;
+    pack_fn pack_a, pack_b;
+    select_kernel(kernel_id, &kernel, &pack_a, &pack_b);
+    long kcb = k_block(k);
 
     long nc_max = n < NC ? n : NC;
     long mc_max = m < MC ? m : MC;
@@ -439,6 +453,174 @@ void myopia_sgemm_tri(int kernel_id, int tri, long m, long n, long k,
                       const float *b, long ldb, int transB,
                       float *c, long ldc, int accumulate) {
     sgemm(kernel_id, m, n, k, a, lda, transA, b, ldb, transB, c, ldc, accumulate, tri);
+}
+
+// MARK: - Threads sharing packed panels
+//
+// myopia_sgemm_parallel gives each thread of a pool gang one band of C, whole register tiles of
+// rows or of columns. Every thread reads all of the other operand's side: all of B's panels when
+// the bands are rows, all of A's blocks when they are columns. Rather than each packing all of it,
+// each packs a share of its micro-panels into one buffer the team shares; they meet at a barrier,
+// then each computes its band from it. Two shared buffers alternate, so one barrier per shared
+// panel suffices: a thread packing step s + 1 has passed the barrier of step s, which every thread
+// reached only after computing step s − 1, the last reader of that buffer.
+//
+// Every C element is summed as myopia_sgemm sums it (same K blocks, same micro-kernel, one add of
+// each block sum into C), so the result is the same whatever the number of threads.
+
+typedef struct {
+    micro_kernel_fn kernel;
+    pack_fn pack_a, pack_b;
+    long m, n, k, kcb;
+    const float *a;
+    long lda;
+    int transA;
+    const float *b;
+    long ldb;
+    int transB;
+    float *c;
+    long ldc;
+    int accumulate;
+    long threads;
+    long band;          /* rows (split_rows) or columns of C per thread, whole tiles */
+    int split_rows;
+    float *shared[2];   /* the shared packed panels, used in turn */
+    myopia_barrier barrier;
+} team_t;
+
+// Bands of rows: thread t owns rows [t·band, (t+1)·band) and shares the packing of each B panel.
+static void team_rows(team_t *tm, long t) {
+    const long m = tm->m, n = tm->n, k = tm->k, kcb = tm->kcb;
+    long r0 = t * tm->band, r1 = r0 + tm->band < m ? r0 + tm->band : m;  // r1 <= r0: no rows, yet it packs and waits
+    float *apack = NULL;
+    if (r1 > r0) {
+        long mc_max = r1 - r0 < MC ? r1 - r0 : MC;
+        apack = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_GEMM_A,
+            (size_t)((mc_max + MR - 1) / MR * MR) * (size_t)kcb * sizeof(float));
+    }
+    long step = 0;
+    for (long jc = 0; jc < n; jc += NC) {
+        long nc = n - jc < NC ? n - jc : NC;
+        // This thread's micro-panels of the B panel: [p0, p1), columns [j0, j1) of it.
+        long panels = (nc + NR - 1) / NR;
+        long p0 = panels * t / tm->threads, p1 = panels * (t + 1) / tm->threads;
+        long j0 = p0 * NR, j1 = p1 * NR < nc ? p1 * NR : nc;
+        for (long pc = 0; pc < k; pc += kcb) {
+            long kc = k - pc < kcb ? k - pc : kcb;
+            float *bpack = tm->shared[step++ & 1];
+            if (j1 > j0) {
+                long col = jc + j0;
+                const float *bsrc = tm->transB ? tm->b + col * tm->ldb + pc : tm->b + pc * tm->ldb + col;
+                tm->pack_b(kc, j1 - j0, bsrc, tm->ldb, tm->transB, bpack + p0 * kc * NR);
+            }
+            myopia_barrier_wait(&tm->barrier);
+            int overwrite = (pc == 0) && !tm->accumulate;
+            for (long ic = r0; ic < r1; ic += MC) {
+                long mc = r1 - ic < MC ? r1 - ic : MC;
+                const float *asrc = tm->transA ? tm->a + pc * tm->lda + ic : tm->a + ic * tm->lda + pc;
+                tm->pack_a(mc, kc, asrc, tm->lda, tm->transA, apack);
+                macro_kernel(tm->kernel, mc, nc, kc, apack, bpack, tm->c + ic * tm->ldc + jc, tm->ldc, overwrite,
+                             MYOPIA_TRI_NONE, ic, jc, pc);
+            }
+        }
+    }
+}
+
+// Bands of columns: thread t owns columns [t·band, (t+1)·band) and shares the packing of each A block.
+static void team_columns(team_t *tm, long t) {
+    const long m = tm->m, n = tm->n, k = tm->k, kcb = tm->kcb;
+    long c0 = t * tm->band, c1 = c0 + tm->band < n ? c0 + tm->band : n;  // c1 <= c0: no columns, yet it packs and waits
+    float *bpack = NULL;
+    if (c1 > c0) {
+        long nc_max = c1 - c0 < NC ? c1 - c0 : NC;
+        bpack = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_GEMM_B,
+            (size_t)((nc_max + NR - 1) / NR * NR) * (size_t)kcb * sizeof(float));
+    }
+    long step = 0;
+    for (long jb = 0; jb < tm->band; jb += NC) {  // the same steps in every thread
+        long jc = c0 + jb, nc = c1 - jc < NC ? c1 - jc : NC;
+        for (long pc = 0; pc < k; pc += kcb) {
+            long kc = k - pc < kcb ? k - pc : kcb;
+            if (nc > 0) {
+                const float *bsrc = tm->transB ? tm->b + jc * tm->ldb + pc : tm->b + pc * tm->ldb + jc;
+                tm->pack_b(kc, nc, bsrc, tm->ldb, tm->transB, bpack);
+            }
+            int overwrite = (pc == 0) && !tm->accumulate;
+            for (long ic = 0; ic < m; ic += MC) {
+                long mc = m - ic < MC ? m - ic : MC;
+                // This thread's micro-panels of the A block: [p0, p1), rows [i0, i1) of it.
+                long panels = (mc + MR - 1) / MR;
+                long p0 = panels * t / tm->threads, p1 = panels * (t + 1) / tm->threads;
+                long i0 = p0 * MR, i1 = p1 * MR < mc ? p1 * MR : mc;
+                float *apack = tm->shared[step++ & 1];
+                if (i1 > i0) {
+                    long row = ic + i0;
+                    const float *asrc = tm->transA ? tm->a + pc * tm->lda + row : tm->a + row * tm->lda + pc;
+                    tm->pack_a(i1 - i0, kc, asrc, tm->lda, tm->transA, apack + p0 * kc * MR);
+                }
+                myopia_barrier_wait(&tm->barrier);
+                if (nc > 0)
+                    macro_kernel(tm->kernel, mc, nc, kc, apack, bpack, tm->c + ic * tm->ldc + jc, tm->ldc, overwrite,
+                                 MYOPIA_TRI_NONE, ic, jc, pc);
+            }
+        }
+    }
+}
+
+static void team_member(void *ctx, long t) {
+    team_t *tm = (team_t *)ctx;
+    if (tm->split_rows) team_rows(tm, t);
+    else team_columns(tm, t);
+}
+
+// Whether bands of rows beat bands of columns, by the cycles of the slowest thread: its
+// multiply-adds (16 a cycle) plus its packing (about one element a cycle), that is the operand of
+// its own band and its share of the one the team shares.
+static int split_rows_faster(long m, long n, long k, long threads) {
+    double tiles_m = (double)((m + MR - 1) / MR), tiles_n = (double)((n + NR - 1) / NR), kd = (double)k;
+    double rows = ceil(tiles_m / (double)threads) * MR, cols = ceil(tiles_n / (double)threads) * NR;
+    double by_rows = rows * tiles_n * NR * kd / 16 + rows * kd * ceil((double)n / NC) + (double)n * kd / (double)threads;
+    double by_cols = tiles_m * MR * cols * kd / 16 + cols * kd + (double)m * kd * ceil(cols / NC) / (double)threads;
+    return by_rows <= by_cols;
+}
+
+int myopia_sgemm_parallel(int kernel_id, long threads, long m, long n, long k,
+                          const float *a, long lda, int transA,
+                          const float *b, long ldb, int transB,
+                          float *c, long ldc, int accumulate) {
+    if (threads < 2 || m <= 0 || n <= 0 || k <= 0) return 0;
+    team_t team = {0};
+    select_kernel(kernel_id, &team.kernel, &team.pack_a, &team.pack_b);
+    team.m = m;
+    team.n = n;
+    team.k = k;
+    team.kcb = k_block(k);
+    team.a = a;
+    team.lda = lda;
+    team.transA = transA;
+    team.b = b;
+    team.ldb = ldb;
+    team.transB = transB;
+    team.c = c;
+    team.ldc = ldc;
+    team.accumulate = accumulate;
+    team.threads = threads;
+    team.barrier.threads = threads;
+    team.split_rows = split_rows_faster(m, n, k, threads);
+    size_t panel;  // floats of one shared packed panel
+    if (team.split_rows) {
+        team.band = ((m + MR - 1) / MR + threads - 1) / threads * MR;
+        long nc_max = n < NC ? n : NC;
+        panel = (size_t)((nc_max + NR - 1) / NR * NR) * (size_t)team.kcb;
+    } else {
+        team.band = ((n + NR - 1) / NR + threads - 1) / threads * NR;
+        long mc_max = m < MC ? m : MC;
+        panel = ((size_t)((mc_max + MR - 1) / MR * MR) * (size_t)team.kcb + 15) / 16 * 16;  // keeps the second 64-byte aligned
+    }
+    // The caller's buffer: its thread runs the team's first member and nothing else until the team is done.
+    team.shared[0] = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_GEMM_SHARED, 2 * panel * sizeof(float));
+    team.shared[1] = team.shared[0] + panel;
+    return myopia_parallel_gang(threads, team_member, &team);
 }
 
 // MARK: - FMA peak

@@ -8,7 +8,8 @@ enum {
     MYOPIA_SCRATCH_GEMM_A = 0,      // gemm.c's packed block of A
     MYOPIA_SCRATCH_GEMM_B = 1,      // gemm.c's packed panel of B
     MYOPIA_SCRATCH_REDUCTIONS = 2,  // myopia_thread_scratch
-    MYOPIA_SCRATCH_SLOTS = 3,
+    MYOPIA_SCRATCH_GEMM_SHARED = 3, // gemm.c's panels shared by a team of threads (the caller's)
+    MYOPIA_SCRATCH_SLOTS = 4,
 };
 
 /// This thread's buffer `slot`, at least `bytes` long and 64-byte aligned; its contents are kept

@@ -8,9 +8,9 @@
 //
 // One job at a time: a call made while the pool is busy (a nested parallel-for, or a second thread
 // calling at the same moment) runs its items inline on the calling thread. A gang (GEMM threads
-// sharing packed panels) needs its items to run at the same time, since they wait for one another
-// at barriers: it starts only when the pool is free and has a worker for every item, and is
-// refused otherwise (myopia_parallel_gang returns 0), never run inline.
+// sharing packed panels) needs its items to run at the same time, since they wait for one another:
+// it starts only when the pool is free and has a worker for every item, and is refused otherwise
+// (myopia_parallel_gang returns 0), never run inline.
 #include "CMyopiaKernels.h"
 #include "pool.h"
 
@@ -166,17 +166,9 @@ int myopia_parallel_gang(long threads, myopia_task_fn fn, void *ctx) {
     return 1;
 }
 
-void myopia_barrier_wait(myopia_barrier *barrier) {
-    long round = __atomic_load_n(&barrier->round, __ATOMIC_ACQUIRE);
-    if (__atomic_add_fetch(&barrier->arrived, 1, __ATOMIC_ACQ_REL) == barrier->threads) {
-        // Last to arrive: reset the count for the next round, then release this one. No item can
-        // arrive at the next round before it sees the new round number, which comes after the reset.
-        __atomic_store_n(&barrier->arrived, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&barrier->round, round + 1, __ATOMIC_RELEASE);
-        return;
-    }
+void myopia_wait_at_least(const long *counter, long value) {
     long spins = 0;
-    while (__atomic_load_n(&barrier->round, __ATOMIC_ACQUIRE) == round) {
+    while (__atomic_load_n(counter, __ATOMIC_ACQUIRE) < value) {
         if (++spins < 4096) CPU_RELAX();
         else sched_yield();  // the item we wait for may be waiting for this core
     }

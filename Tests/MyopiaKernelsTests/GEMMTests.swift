@@ -191,9 +191,9 @@ final class GEMMTests: KernelTestCase {
         // (m, n, k); which band each thread count gets is in the comment.
         let shapes = [
             (60, 4200, 20),   // 2: rows, two B panels; 3, 4: columns
-            (13, 9000, 20),   // 2, 4: columns, two or more B panels per band; 3: rows, three B panels
+            (13, 9000, 20),   // 2: columns, two B panels per band; 3: rows, three B panels; 4: columns
             (7, 2000, 100),   // 2: rows of one tile each; 3, 4: columns
-            (200, 300, 520),  // 2, 3: rows, three K blocks; 4: columns
+            (200, 300, 520),  // rows, three K blocks
             (30, 700, 300),   // columns, two K blocks
             (5, 10, 30000),   // rows: one row tile, so the other threads only pack
         ]

@@ -219,10 +219,9 @@ static inline void transpose8x8(__m256 *r) {
     r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-// Same result as pack_a_portable, and like it writes nothing outside its panels (threads may pack
-// neighbouring panels of one block at once). The untransposed case stores 8 floats per k step (6
-// valid): the 2 extra land on the next step's slot, rewritten right after; a panel's last step
-// stores only its 6.
+// Same result as pack_a_portable, and like it writes nothing outside its panels, so its buffers
+// need no slack. The untransposed case stores 8 floats per k step (6 valid): the 2 extra land on
+// the next step's slot, rewritten right after; a panel's last step stores only its 6.
 AVX2_FMA
 static void pack_a_avx2(long mc, long kc, const float *a, long lda, int trans, float *out) {
     for (long i = 0; i < mc; i += MR) {
@@ -458,13 +457,19 @@ void myopia_sgemm_tri(int kernel_id, int tri, long m, long n, long k,
 // MARK: - Threads sharing packed panels
 //
 // myopia_sgemm_parallel gives each thread of a pool gang one band of C, whole register tiles of
-// rows or of columns. Every thread reads all of the other operand's side: all of B's panels when
-// the bands are rows, all of A's blocks when they are columns. Rather than each packing all of it,
-// each packs a share of its micro-panels into one buffer the team shares, then computes its band
-// from the whole buffer, its own share first and then the others' as they are announced ready.
-// Nobody waits at a barrier: a thread waits only for a share it needs that is not packed yet, or,
-// before packing step s into the buffer that steps s − 2, s − 4, ... used, for the threads still
-// computing step s − 2. Two buffers alternate, so a thread can pack one step ahead of the others.
+// rows or of columns.
+//
+// Bands of rows all read every panel of B. Rather than each packing all of it, each packs a share
+// of its micro-panels into one buffer the team shares, then computes its rows from the whole
+// buffer, its own share first and then the others' as they are announced ready. Nobody waits at a
+// barrier: a thread waits only for a share it needs that is not packed yet, or, before packing step
+// s into the buffer that steps s − 2, s − 4, ... used, for the threads still computing step s − 2.
+// Two buffers alternate, so a thread can pack one step ahead of the others.
+//
+// Bands of columns all read every block of A, but each packs its own, as myopia_sgemm does: an A
+// block is read from L2 over and over, and shared blocks, half packed by another core and pulled
+// from its cache, measured slower than packing them twice (2 threads: 1–3% at m = 256, more for
+// m = 2048).
 //
 // Every C element is summed as myopia_sgemm sums it (same K blocks, same micro-kernel, one add of
 // each block sum into C), so the result is the same whatever the number of threads.
@@ -476,6 +481,7 @@ typedef struct {
 } __attribute__((aligned(64))) team_counter;
 
 typedef struct {
+    int kernel_id;
     micro_kernel_fn kernel;
     pack_fn pack_a, pack_b;
     long m, n, k, kcb;
@@ -491,7 +497,7 @@ typedef struct {
     long threads;
     long band;             /* rows (split_rows) or columns of C per thread, whole tiles */
     int split_rows;
-    float *shared[2];      /* the shared packed panels: step s uses shared[s & 1] */
+    float *shared[2];      /* bands of rows: the shared B panels, step s uses shared[s & 1] */
     team_counter used[2];  /* per buffer: thread-steps computed from it */
     team_counter *packed;  /* per thread: steps whose share it has packed into the buffers */
 } team_t;
@@ -567,52 +573,13 @@ static void team_rows(team_t *tm, long t) {
     }
 }
 
-// Bands of columns: thread t owns columns [t·band, (t+1)·band) and packs a share of each A block.
+// Bands of columns: thread t computes columns [t·band, (t+1)·band) on its own.
 static void team_columns(team_t *tm, long t) {
-    const long m = tm->m, n = tm->n, k = tm->k, kcb = tm->kcb, threads = tm->threads;
-    long c0 = t * tm->band, c1 = c0 + tm->band < n ? c0 + tm->band : n;  // c1 <= c0: no columns, it only packs
-    float *bpack = NULL;
-    if (c1 > c0) {
-        long nc_max = c1 - c0 < NC ? c1 - c0 : NC;
-        bpack = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_GEMM_B,
-            (size_t)((nc_max + NR - 1) / NR * NR) * (size_t)kcb * sizeof(float));
-    }
-    long s = 0;
-    for (long jb = 0; jb < tm->band; jb += NC) {  // the same steps in every thread
-        long jc = c0 + jb, nc = c1 - jc < NC ? c1 - jc : NC;
-        for (long pc = 0; pc < k; pc += kcb) {
-            long kc = k - pc < kcb ? k - pc : kcb;
-            if (nc > 0) {
-                const float *bsrc = tm->transB ? tm->b + jc * tm->ldb + pc : tm->b + pc * tm->ldb + jc;
-                tm->pack_b(kc, nc, bsrc, tm->ldb, tm->transB, bpack);
-            }
-            int overwrite = (pc == 0) && !tm->accumulate;
-            for (long ic = 0; ic < m; ic += MC, s++) {
-                long mc = m - ic < MC ? m - ic : MC;
-                long panels = (mc + MR - 1) / MR;
-                float *apack = tm->shared[s & 1];
-                long p0, p1;
-                team_share(tm, panels, t, &p0, &p1);
-                team_claim(tm, s);
-                if (p1 > p0) {
-                    long i0 = p0 * MR, i1 = p1 * MR < mc ? p1 * MR : mc, row = ic + i0;
-                    const float *asrc = tm->transA ? tm->a + pc * tm->lda + row : tm->a + row * tm->lda + pc;
-                    tm->pack_a(i1 - i0, kc, asrc, tm->lda, tm->transA, apack + p0 * kc * MR);
-                }
-                team_packed(tm, t, s);
-                for (long q = 0; q < threads && nc > 0; q++) {  // this thread's share first
-                    long u = (t + q) % threads;
-                    team_share(tm, panels, u, &p0, &p1);
-                    if (p1 == p0) continue;
-                    team_await(tm, u, s);
-                    long i0 = p0 * MR, i1 = p1 * MR < mc ? p1 * MR : mc;
-                    macro_kernel(tm->kernel, i1 - i0, nc, kc, apack + p0 * kc * MR, bpack,
-                                 tm->c + (ic + i0) * tm->ldc + jc, tm->ldc, overwrite, MYOPIA_TRI_NONE, ic + i0, jc, pc);
-                }
-                team_computed(tm, s);
-            }
-        }
-    }
+    long c0 = t * tm->band, c1 = c0 + tm->band < tm->n ? c0 + tm->band : tm->n;
+    if (c1 <= c0) return;
+    const float *b = tm->transB ? tm->b + c0 * tm->ldb : tm->b + c0;
+    sgemm(tm->kernel_id, tm->m, c1 - c0, tm->k, tm->a, tm->lda, tm->transA, b, tm->ldb, tm->transB, tm->c + c0,
+          tm->ldc, tm->accumulate, MYOPIA_TRI_NONE);
 }
 
 static void team_member(void *ctx, long t) {
@@ -622,19 +589,14 @@ static void team_member(void *ctx, long t) {
 }
 
 // Whether bands of rows beat bands of columns, by the cycles of the slowest thread: its
-// multiply-adds (16 a cycle) plus the operands it moves, at about one element a cycle. Each packs
-// the operand of its own band and its share of the other. Bands of rows share B's panels, which
-// the micro-kernels read from L3 in any case; bands of columns share A's blocks, which they would
-// read from L2, so each thread also pulls the others' shares of every A block into its own L2:
-// that is counted like packing. (Measured: without it, columns looked as fast as rows for tall
-// products, where they ran 3–10% slower.) Near-ties go to rows, whose threads may wait for one
-// another once per B panel, where columns' may once per A block.
+// multiply-adds (16 a cycle) plus its packing (about one element a cycle): with rows, its own rows
+// of A and its share of B; with columns, its own columns of B and all of A.
 static int split_rows_faster(long m, long n, long k, long threads) {
     double tiles_m = (double)((m + MR - 1) / MR), tiles_n = (double)((n + NR - 1) / NR), kd = (double)k;
     double rows = ceil(tiles_m / (double)threads) * MR, cols = ceil(tiles_n / (double)threads) * NR;
     double by_rows = rows * tiles_n * NR * kd / 16 + rows * kd * ceil((double)n / NC) + (double)n * kd / (double)threads;
-    double by_cols = tiles_m * MR * cols * kd / 16 + cols * kd + (double)m * kd * ceil(cols / NC);
-    return by_rows <= 1.01 * by_cols;
+    double by_cols = tiles_m * MR * cols * kd / 16 + cols * kd + tiles_m * MR * kd * ceil(cols / NC);
+    return by_rows <= by_cols;
 }
 
 int myopia_sgemm_parallel(int kernel_id, long threads, long m, long n, long k,
@@ -643,6 +605,7 @@ int myopia_sgemm_parallel(int kernel_id, long threads, long m, long n, long k,
                           float *c, long ldc, int accumulate) {
     if (threads < 2 || m <= 0 || n <= 0 || k <= 0) return 0;
     team_t team = {0};
+    team.kernel_id = kernel_id;
     select_kernel(kernel_id, &team.kernel, &team.pack_a, &team.pack_b);
     team.m = m;
     team.n = n;
@@ -659,17 +622,15 @@ int myopia_sgemm_parallel(int kernel_id, long threads, long m, long n, long k,
     team.accumulate = accumulate;
     team.threads = threads;
     team.split_rows = split_rows_faster(m, n, k, threads);
-    size_t panel;  // floats of one shared packed panel
-    if (team.split_rows) {
-        team.band = ((m + MR - 1) / MR + threads - 1) / threads * MR;
-        long nc_max = n < NC ? n : NC;
-        panel = (size_t)((nc_max + NR - 1) / NR * NR) * (size_t)team.kcb;
-    } else {
+    if (!team.split_rows) {
         team.band = ((n + NR - 1) / NR + threads - 1) / threads * NR;
-        long mc_max = m < MC ? m : MC;
-        panel = ((size_t)((mc_max + MR - 1) / MR * MR) * (size_t)team.kcb + 15) / 16 * 16;  // keeps the second 64-byte aligned
+        return myopia_parallel_gang(threads, team_member, &team);
     }
-    // The caller's buffer: its thread runs the team's first member and nothing else until the team is done.
+    team.band = ((m + MR - 1) / MR + threads - 1) / threads * MR;
+    // The shared B panels live in the caller's buffer: its thread runs the team's first member and
+    // nothing else until the team is done.
+    long nc_max = n < NC ? n : NC;
+    size_t panel = (size_t)((nc_max + NR - 1) / NR * NR) * (size_t)team.kcb;
     team.shared[0] = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_GEMM_SHARED, 2 * panel * sizeof(float));
     team.shared[1] = team.shared[0] + panel;
     team_counter packed[threads];

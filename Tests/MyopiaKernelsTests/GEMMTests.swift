@@ -183,10 +183,10 @@ final class GEMMTests: KernelTestCase {
         }
     }
 
-    /// The threads of a parallel product share packed panels: bands of rows sharing B's panels, or
-    /// of columns sharing A's blocks, panels shared out unevenly, bands wider than one B panel
-    /// (4096 columns), several K blocks, bands left empty (more threads than tiles). Every thread
-    /// count gives the serial result bit for bit.
+    /// The threads of a parallel product take bands of rows, which share B's packed panels, or of
+    /// columns: panels shared out unevenly, bands wider than one B panel (4096 columns), several K
+    /// blocks, threads with no rows that only pack. Every thread count gives the serial result bit
+    /// for bit.
     func testSharedPackingIsBitwiseIdenticalToSerial() {
         // (m, n, k); which band each thread count gets is in the comment.
         let shapes = [

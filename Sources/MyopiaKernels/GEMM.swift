@@ -1,9 +1,9 @@
 import CMyopiaKernels
 
 /// Single-precision matrix multiply: a packed, register-tiled 6×16 kernel (AVX2+FMA in C, chosen at
-/// run time; a portable C kernel elsewhere). Threads split C into bands of whole tiles, share the
-/// packing of the operand they all read and never split k, so results are bitwise identical for any
-/// thread count.
+/// run time; a portable C kernel elsewhere). Threads split C into bands of whole tiles (bands of
+/// rows share B's packed panels) and never split k, so results are bitwise identical for any thread
+/// count.
 public enum GEMM {
     /// C[m×n] = (accumulate ? C : 0) + op(A)·op(B), op(A) m×k, op(B) k×n, row-major with leading dims.
     /// transA: A is stored k×m (lda ≥ m) and used transposed; else A is m×k (lda ≥ k). Same for B
@@ -34,8 +34,8 @@ public enum GEMM {
                          c, ldc, accumulate ? 1 : 0)
             return
         }
-        // The threads share packed panels and wait for one another (gemm.c), so they must all run at
-        // once. Where the pool cannot promise that (a call inside a parallel-for, another thread's
+        // The threads may share packed panels and wait for one another (gemm.c), so they must all run
+        // at once. Where the pool cannot promise that (a call inside a parallel-for, another thread's
         // parallel work running), this thread computes C alone, as a parallel-for would run inline.
         if myopia_sgemm_parallel(kernel, threads, m, n, k, a, lda, transA ? 1 : 0, b, ldb, transB ? 1 : 0,
                                  c, ldc, accumulate ? 1 : 0) == 0 {

@@ -13,8 +13,10 @@
 // a full tile (one add of the block sum into C), so the result of every C element depends only on
 // k, never on how the caller cut C into blocks or threads.
 #include "CMyopiaKernels.h"
+#include "pool.h"
 #include "scratch.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -217,8 +219,9 @@ static inline void transpose8x8(__m256 *r) {
     r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-// Same result as pack_a_portable. The untransposed case writes 8 floats per k step (6 valid): the
-// 2 extra land on the next step's slot, rewritten right after, or in the buffer's slack at the end.
+// Same result as pack_a_portable, and like it writes nothing outside its panels, so its buffers
+// need no slack. The untransposed case stores 8 floats per k step (6 valid): the 2 extra land on
+// the next step's slot, rewritten right after; a panel's last step stores only its 6.
 AVX2_FMA
 static void pack_a_avx2(long mc, long kc, const float *a, long lda, int trans, float *out) {
     for (long i = 0; i < mc; i += MR) {
@@ -234,7 +237,14 @@ static void pack_a_avx2(long mc, long kc, const float *a, long lda, int trans, f
                 v[6] = _mm256_setzero_ps();
                 v[7] = _mm256_setzero_ps();
                 transpose8x8(v);
-                for (long q = 0; q < 8; q++) _mm256_storeu_ps(out + (p + q) * MR, v[q]);
+                for (long q = 0; q < 7; q++) _mm256_storeu_ps(out + (p + q) * MR, v[q]);
+                float *last = out + (p + 7) * MR;
+                if (p + 8 < kc) {
+                    _mm256_storeu_ps(last, v[7]);
+                } else {
+                    _mm_storeu_ps(last, _mm256_castps256_ps128(v[7]));
+                    _mm_storel_pi((__m64 *)(last + 4), _mm256_extractf128_ps(v[7], 1));
+                }
             }
             for (; p < kc; p++)
                 for (long r = 0; r < MR; r++) out[p * MR + r] = r < ib ? rows[r][p] : 0.0f;
@@ -365,6 +375,28 @@ static void macro_kernel(micro_kernel_fn kernel, long mc, long nc, long kc, cons
     }
 }
 
+static void select_kernel(int kernel_id, micro_kernel_fn *kernel, pack_fn *pack_a, pack_fn *pack_b) {
+    *kernel = kernel_portable;
+    *pack_a = pack_a_portable;
+    *pack_b = pack_b_portable;
+#if defined(__x86_64__)
+    if (kernel_id == MYOPIA_KERNEL_AVX2_FMA) {
+        *kernel = kernel_avx2_fma;
+        *pack_a = pack_a_avx2;
+        *pack_b = pack_b_avx2;
+    }
+#else
+    (void)kernel_id;
+#endif
+}
+
+// K blocks of (nearly) equal size; a function of k alone, so the order in which each C element
+// sums its k products never depends on the caller's partition of C.
+static long k_block(long k) {
+    long kblocks = (k + KC_MAX - 1) / KC_MAX;
+    return (k + kblocks - 1) / kblocks;
+}
+
 static void sgemm(int kernel_id, long m, long n, long k,
                   const float *a, long lda, int transA,
                   const float *b, long ldb, int transB,
@@ -376,26 +408,16 @@ static void sgemm(int kernel_id, long m, long n, long k,
         return;
     }
 
-    micro_kernel_fn kernel = kernel_portable;
-    pack_fn pack_a = pack_a_portable, pack_b = pack_b_portable;
-#if defined(__x86_64__)
-    if (kernel_id == MYOPIA_KERNEL_AVX2_FMA) {
-        kernel = kernel_avx2_fma;
-        pack_a = pack_a_avx2;
-        pack_b = pack_b_avx2;
-    }
-#endif
-
-    // K blocks of (nearly) equal size; a function of k alone, so the order in which each C
-    // element sums its k products never depends on the caller's partition of C.
-    long kblocks = (k + KC_MAX - 1) / KC_MAX;
-    long kcb = (k + kblocks - 1) / kblocks;
+    micro_kernel_fn kernel;
+    pack_fn pack_a, pack_b;
+    select_kernel(kernel_id, &kernel, &pack_a, &pack_b);
+    long kcb = k_block(k);
 
     long nc_max = n < NC ? n : NC;
     long mc_max = m < MC ? m : MC;
     // Per-thread packing buffers (scratch.c), grown once and reused.
     float *apack = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_GEMM_A,
-        ((size_t)((mc_max + MR - 1) / MR * MR) * (size_t)kcb + 8) * sizeof(float));
+        (size_t)((mc_max + MR - 1) / MR * MR) * (size_t)kcb * sizeof(float));
     float *bpack = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_GEMM_B,
         (size_t)((nc_max + NR - 1) / NR * NR) * (size_t)kcb * sizeof(float));
 
@@ -430,6 +452,191 @@ void myopia_sgemm_tri(int kernel_id, int tri, long m, long n, long k,
                       const float *b, long ldb, int transB,
                       float *c, long ldc, int accumulate) {
     sgemm(kernel_id, m, n, k, a, lda, transA, b, ldb, transB, c, ldc, accumulate, tri);
+}
+
+// MARK: - Threads sharing packed panels
+//
+// myopia_sgemm_parallel gives each thread of a pool gang one band of C, whole register tiles of
+// rows or of columns.
+//
+// Bands of rows all read every panel of B. Rather than each packing all of it, each packs a share
+// of its micro-panels into one buffer the team shares, then computes its rows from the whole
+// buffer, its own share first and then the others' as they are announced ready. Nobody waits at a
+// barrier: a thread waits only for a share it needs that is not packed yet, or, before packing step
+// s into the buffer that steps s − 2, s − 4, ... used, for the threads still computing step s − 2.
+// Two buffers alternate, so a thread can pack one step ahead of the others.
+//
+// Bands of columns all read every block of A, but each packs its own, as myopia_sgemm does: an A
+// block is read from L2 over and over, and shared blocks, half packed by another core and pulled
+// from its cache, measured slower than packing them twice (2 threads: 1–3% at m = 256, more for
+// m = 2048).
+//
+// Every C element is summed as myopia_sgemm sums it (same K blocks, same micro-kernel, one add of
+// each block sum into C), so the result is the same whatever the number of threads.
+
+// One counter per cache line: a thread's packed steps, or a shared buffer's finished uses.
+typedef struct {
+    long value;
+    char pad[64 - sizeof(long)];
+} __attribute__((aligned(64))) team_counter;
+
+typedef struct {
+    int kernel_id;
+    micro_kernel_fn kernel;
+    pack_fn pack_a, pack_b;
+    long m, n, k, kcb;
+    const float *a;
+    long lda;
+    int transA;
+    const float *b;
+    long ldb;
+    int transB;
+    float *c;
+    long ldc;
+    int accumulate;
+    long threads;
+    long band;             /* rows (split_rows) or columns of C per thread, whole tiles */
+    int split_rows;
+    float *shared[2];      /* bands of rows: the shared B panels, step s uses shared[s & 1] */
+    team_counter used[2];  /* per buffer: thread-steps computed from it */
+    team_counter *packed;  /* per thread: steps whose share it has packed into the buffers */
+} team_t;
+
+// Share `t` of `count` micro-panels among the team's threads: [*p0, *p1).
+static inline void team_share(const team_t *tm, long count, long t, long *p0, long *p1) {
+    *p0 = count * t / tm->threads;
+    *p1 = count * (t + 1) / tm->threads;
+}
+
+// Before a thread packs its share of step s into that step's buffer: every thread is done with the
+// steps that used the buffer before, s − 2, s − 4, ... (s / 2 of them).
+static inline void team_claim(team_t *tm, long s) {
+    myopia_wait_at_least(&tm->used[s & 1].value, tm->threads * (s / 2));
+}
+
+// After thread t packed its share of step s, and after a thread computed its part of step s.
+static inline void team_packed(team_t *tm, long t, long s) {
+    __atomic_store_n(&tm->packed[t].value, s + 1, __ATOMIC_RELEASE);
+}
+static inline void team_computed(team_t *tm, long s) {
+    __atomic_fetch_add(&tm->used[s & 1].value, 1, __ATOMIC_RELEASE);
+}
+
+// Before reading thread u's share of step s.
+static inline void team_await(team_t *tm, long u, long s) {
+    myopia_wait_at_least(&tm->packed[u].value, s + 1);
+}
+
+// Bands of rows: thread t owns rows [t·band, (t+1)·band) and packs a share of each B panel.
+static void team_rows(team_t *tm, long t) {
+    const long m = tm->m, n = tm->n, k = tm->k, kcb = tm->kcb, threads = tm->threads;
+    long r0 = t * tm->band, r1 = r0 + tm->band < m ? r0 + tm->band : m;  // r1 <= r0: no rows, it only packs
+    float *apack = NULL;
+    if (r1 > r0) {
+        long mc_max = r1 - r0 < MC ? r1 - r0 : MC;
+        apack = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_GEMM_A,
+            (size_t)((mc_max + MR - 1) / MR * MR) * (size_t)kcb * sizeof(float));
+    }
+    long s = 0;
+    for (long jc = 0; jc < n; jc += NC) {
+        long nc = n - jc < NC ? n - jc : NC;
+        long panels = (nc + NR - 1) / NR;
+        for (long pc = 0; pc < k; pc += kcb, s++) {
+            long kc = k - pc < kcb ? k - pc : kcb;
+            float *bpack = tm->shared[s & 1];
+            long p0, p1;
+            team_share(tm, panels, t, &p0, &p1);
+            team_claim(tm, s);
+            if (p1 > p0) {
+                long j0 = p0 * NR, j1 = p1 * NR < nc ? p1 * NR : nc, col = jc + j0;
+                const float *bsrc = tm->transB ? tm->b + col * tm->ldb + pc : tm->b + pc * tm->ldb + col;
+                tm->pack_b(kc, j1 - j0, bsrc, tm->ldb, tm->transB, bpack + p0 * kc * NR);
+            }
+            team_packed(tm, t, s);
+            int overwrite = (pc == 0) && !tm->accumulate;
+            for (long ic = r0; ic < r1; ic += MC) {
+                long mc = r1 - ic < MC ? r1 - ic : MC;
+                const float *asrc = tm->transA ? tm->a + pc * tm->lda + ic : tm->a + ic * tm->lda + pc;
+                tm->pack_a(mc, kc, asrc, tm->lda, tm->transA, apack);
+                for (long q = 0; q < threads; q++) {  // this thread's share first
+                    long u = (t + q) % threads;
+                    team_share(tm, panels, u, &p0, &p1);
+                    if (p1 == p0) continue;
+                    team_await(tm, u, s);
+                    long j0 = p0 * NR, j1 = p1 * NR < nc ? p1 * NR : nc;
+                    macro_kernel(tm->kernel, mc, j1 - j0, kc, apack, bpack + p0 * kc * NR,
+                                 tm->c + ic * tm->ldc + jc + j0, tm->ldc, overwrite, MYOPIA_TRI_NONE, ic, jc + j0, pc);
+                }
+            }
+            team_computed(tm, s);
+        }
+    }
+}
+
+// Bands of columns: thread t computes columns [t·band, (t+1)·band) on its own.
+static void team_columns(team_t *tm, long t) {
+    long c0 = t * tm->band, c1 = c0 + tm->band < tm->n ? c0 + tm->band : tm->n;
+    if (c1 <= c0) return;
+    const float *b = tm->transB ? tm->b + c0 * tm->ldb : tm->b + c0;
+    sgemm(tm->kernel_id, tm->m, c1 - c0, tm->k, tm->a, tm->lda, tm->transA, b, tm->ldb, tm->transB, tm->c + c0,
+          tm->ldc, tm->accumulate, MYOPIA_TRI_NONE);
+}
+
+static void team_member(void *ctx, long t) {
+    team_t *tm = (team_t *)ctx;
+    if (tm->split_rows) team_rows(tm, t);
+    else team_columns(tm, t);
+}
+
+// Whether bands of rows beat bands of columns, by the cycles of the slowest thread: its
+// multiply-adds (16 a cycle) plus its packing (about one element a cycle): with rows, its own rows
+// of A and its share of B; with columns, its own columns of B and all of A.
+static int split_rows_faster(long m, long n, long k, long threads) {
+    double tiles_m = (double)((m + MR - 1) / MR), tiles_n = (double)((n + NR - 1) / NR), kd = (double)k;
+    double rows = ceil(tiles_m / (double)threads) * MR, cols = ceil(tiles_n / (double)threads) * NR;
+    double by_rows = rows * tiles_n * NR * kd / 16 + rows * kd * ceil((double)n / NC) + (double)n * kd / (double)threads;
+    double by_cols = tiles_m * MR * cols * kd / 16 + cols * kd + tiles_m * MR * kd * ceil(cols / NC);
+    return by_rows <= by_cols;
+}
+
+int myopia_sgemm_parallel(int kernel_id, long threads, long m, long n, long k,
+                          const float *a, long lda, int transA,
+                          const float *b, long ldb, int transB,
+                          float *c, long ldc, int accumulate) {
+    if (threads < 2 || m <= 0 || n <= 0 || k <= 0) return 0;
+    team_t team = {0};
+    team.kernel_id = kernel_id;
+    select_kernel(kernel_id, &team.kernel, &team.pack_a, &team.pack_b);
+    team.m = m;
+    team.n = n;
+    team.k = k;
+    team.kcb = k_block(k);
+    team.a = a;
+    team.lda = lda;
+    team.transA = transA;
+    team.b = b;
+    team.ldb = ldb;
+    team.transB = transB;
+    team.c = c;
+    team.ldc = ldc;
+    team.accumulate = accumulate;
+    team.threads = threads;
+    team.split_rows = split_rows_faster(m, n, k, threads);
+    if (!team.split_rows) {
+        team.band = ((n + NR - 1) / NR + threads - 1) / threads * NR;
+        return myopia_parallel_gang(threads, team_member, &team);
+    }
+    team.band = ((m + MR - 1) / MR + threads - 1) / threads * MR;
+    // The shared B panels live in the caller's buffer: its thread runs the team's first member and
+    // nothing else until the team is done.
+    long nc_max = n < NC ? n : NC;
+    size_t panel = (size_t)((nc_max + NR - 1) / NR * NR) * (size_t)team.kcb;
+    team.shared[0] = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_GEMM_SHARED, 2 * panel * sizeof(float));
+    team.shared[1] = team.shared[0] + panel;
+    team_counter packed[threads];
+    memset(packed, 0, sizeof(packed));
+    team.packed = packed;
+    return myopia_parallel_gang(threads, team_member, &team);
 }
 
 // MARK: - FMA peak

@@ -7,8 +7,12 @@
 // so the caller never takes a late worker's share.
 //
 // One job at a time: a call made while the pool is busy (a nested parallel-for, or a second thread
-// calling at the same moment) runs its items inline on the calling thread.
+// calling at the same moment) runs its items inline on the calling thread. A gang (GEMM threads
+// sharing packed panels) needs its items to run at the same time, since they wait for one another:
+// it starts only when the pool is free and has a worker for every item, and is refused otherwise
+// (myopia_parallel_gang returns 0), never run inline.
 #include "CMyopiaKernels.h"
+#include "pool.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -110,6 +114,31 @@ static long ensure_workers(long wanted) {
     return pool_workers;
 }
 
+// Runs `job` on its participants: the caller (participant 0) and workers 1..participants-1. The
+// caller holds pool_busy, released here once every worker is done.
+static void run_job(job_t *job) {
+    long threads = job->participants;
+    for (long w = 1; w < threads; w++) {
+        mailboxes[w].job = job;
+        __atomic_fetch_add(&mailboxes[w].posted, 1, __ATOMIC_RELEASE);
+    }
+    // Taking the lock orders the posts before any sleeping worker's re-check.
+    if (threads > 1) {
+        pthread_mutex_lock(&pool_lock);
+        pthread_cond_broadcast(&pool_wake);
+        pthread_mutex_unlock(&pool_lock);
+    }
+
+    run_share(job, 0);
+
+    long spins = 0;
+    while (__atomic_load_n(&job->active, __ATOMIC_ACQUIRE) > 0) {
+        if (++spins < 4096) CPU_RELAX();
+        else sched_yield();  // a worker may be waiting for this core (threads > cores)
+    }
+    pthread_mutex_unlock(&pool_busy);
+}
+
 void myopia_parallel_run(long threads, long count, int dynamic, myopia_task_fn fn, void *ctx) {
     if (count <= 0) return;
     if (threads > count) threads = count;
@@ -120,23 +149,27 @@ void myopia_parallel_run(long threads, long count, int dynamic, myopia_task_fn f
     long workers = ensure_workers(threads - 1);
     if (threads > workers + 1) threads = workers + 1;
     job_t job = {fn, ctx, count, threads, dynamic, 0, threads - 1};
-    for (long w = 1; w < threads; w++) {
-        mailboxes[w].job = &job;
-        __atomic_fetch_add(&mailboxes[w].posted, 1, __ATOMIC_RELEASE);
-    }
-    // Taking the lock orders the posts before any sleeping worker's re-check.
-    if (threads > 1) {
-        pthread_mutex_lock(&pool_lock);
-        pthread_cond_broadcast(&pool_wake);
-        pthread_mutex_unlock(&pool_lock);
-    }
+    run_job(&job);
+}
 
-    run_share(&job, 0);
+// Every item runs on its own thread: the static schedule with count == participants binds item t
+// to participant t, and each worker taking part was idle (the previous job ended before pool_busy
+// was released), so it picks its item up as soon as it sees the post.
+int myopia_parallel_gang(long threads, myopia_task_fn fn, void *ctx) {
+    if (threads < 2 || pthread_mutex_trylock(&pool_busy) != 0) return 0;
+    if (ensure_workers(threads - 1) < threads - 1) {
+        pthread_mutex_unlock(&pool_busy);
+        return 0;
+    }
+    job_t job = {fn, ctx, threads, threads, 0, 0, threads - 1};
+    run_job(&job);
+    return 1;
+}
 
+void myopia_wait_at_least(const long *counter, long value) {
     long spins = 0;
-    while (__atomic_load_n(&job.active, __ATOMIC_ACQUIRE) > 0) {
+    while (__atomic_load_n(counter, __ATOMIC_ACQUIRE) < value) {
         if (++spins < 4096) CPU_RELAX();
-        else sched_yield();  // a worker may be waiting for this core (threads > cores)
+        else sched_yield();  // the item we wait for may be waiting for this core
     }
-    pthread_mutex_unlock(&pool_busy);
 }

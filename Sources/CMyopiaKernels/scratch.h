@@ -9,7 +9,8 @@ enum {
     MYOPIA_SCRATCH_GEMM_B = 1,      // gemm.c's packed panel of B
     MYOPIA_SCRATCH_REDUCTIONS = 2,  // myopia_thread_scratch
     MYOPIA_SCRATCH_ATTENTION = 3,   // myopia_attention_scratch
-    MYOPIA_SCRATCH_SLOTS = 4,
+    MYOPIA_SCRATCH_GEMM_SHARED = 4, // gemm.c's panels shared by a team of threads (the caller's)
+    MYOPIA_SCRATCH_SLOTS = 5,
 };
 
 /// This thread's buffer `slot`, at least `bytes` long and 64-byte aligned; its contents are kept

@@ -1,15 +1,17 @@
 import CMyopiaKernels
 
 /// Single-precision matrix multiply: a packed, register-tiled 6×16 kernel (AVX2+FMA in C, chosen at
-/// run time; a portable C kernel elsewhere). Threads split C into blocks of whole tiles and never
-/// split k, so results are bitwise identical for any thread count.
+/// run time; a portable C kernel elsewhere). Threads split C into bands of whole tiles (bands of
+/// rows share B's packed panels) and never split k, so results are bitwise identical for any thread
+/// count.
 public enum GEMM {
     /// C[m×n] = (accumulate ? C : 0) + op(A)·op(B), op(A) m×k, op(B) k×n, row-major with leading dims.
     /// transA: A is stored k×m (lda ≥ m) and used transposed; else A is m×k (lda ≥ k). Same for B
     /// (transB: stored n×k, ldb ≥ k; else k×n, ldb ≥ n). k == 0 with accumulate == false zeroes C.
     /// parallel == true spreads work over Parallel.threadCount; false runs on the calling thread.
-    /// Safe to call concurrently from several threads with parallel == false (packing buffers are
-    /// per thread, grown once and reused). Deterministic for any thread count.
+    /// Safe to call concurrently from several threads (packing buffers are per thread, grown once and
+    /// reused; a parallel call made while the pool is busy runs on its own thread). Deterministic for
+    /// any thread count.
     public static func multiply(m: Int, n: Int, k: Int,
                                 a: UnsafePointer<Float>, lda: Int, transA: Bool,
                                 b: UnsafePointer<Float>, ldb: Int, transB: Bool,
@@ -32,23 +34,12 @@ public enum GEMM {
                          c, ldc, accumulate ? 1 : 0)
             return
         }
-        let grid = partition(m: m, n: n, k: k, threads: threads)
-        let mr = Int(MYOPIA_GEMM_MR), nr = Int(MYOPIA_GEMM_NR)
-        let tilesM = (m + mr - 1) / mr, tilesN = (n + nr - 1) / nr
-        let rowsPerJob = (tilesM + grid.pm - 1) / grid.pm * mr
-        let colsPerJob = (tilesN + grid.pn - 1) / grid.pn * nr
-        let aP = SendablePointer(a), bP = SendablePointer(b), cP = SendablePointer(c)
-        // The body captures nothing (its inputs travel as the args tuple), so the parallel-for allocates nothing.
-        let args = (aP, bP, cP, kernel, m, n, k, lda, ldb, ldc, transA, transB, accumulate, grid, rowsPerJob, colsPerJob)
-        Parallel.forEachStatic(grid.pm * grid.pn, args) { args, job in
-            let (aP, bP, cP, kernel, m, n, k, lda, ldb, ldc, transA, transB, accumulate, grid, rowsPerJob, colsPerJob) = args
-            let i0 = (job / grid.pn) * rowsPerJob, j0 = (job % grid.pn) * colsPerJob
-            let rows = min(rowsPerJob, m - i0), cols = min(colsPerJob, n - j0)
-            guard rows > 0, cols > 0 else { return }
-            let aSub = UnsafePointer(transA ? aP.pointer + i0 : aP.pointer + i0 * lda)
-            let bSub = UnsafePointer(transB ? bP.pointer + j0 * ldb : bP.pointer + j0)
-            myopia_sgemm(kernel, rows, cols, k, aSub, lda, transA ? 1 : 0, bSub, ldb, transB ? 1 : 0,
-                         cP.pointer + i0 * ldc + j0, ldc, accumulate ? 1 : 0)
+        // The threads may share packed panels and wait for one another (gemm.c), so they must all run
+        // at once. Where the pool cannot promise that (a call inside a parallel-for, another thread's
+        // parallel work running), this thread computes C alone, as a parallel-for would run inline.
+        if myopia_sgemm_parallel(kernel, threads, m, n, k, a, lda, transA ? 1 : 0, b, ldb, transB ? 1 : 0,
+                                 c, ldc, accumulate ? 1 : 0) == 0 {
+            myopia_sgemm(kernel, m, n, k, a, lda, transA ? 1 : 0, b, ldb, transB ? 1 : 0, c, ldc, accumulate ? 1 : 0)
         }
     }
 
@@ -125,24 +116,4 @@ public enum GEMM {
     }
 
     static let minParallelWork = 1 << 20
-
-    /// Splits C into pm × pn blocks (pm · pn == threads) minimising the slowest block's time:
-    /// its multiply-adds plus the packing it repeats (each block packs its own A rows and B columns).
-    static func partition(m: Int, n: Int, k: Int, threads: Int) -> (pm: Int, pn: Int) {
-        let mr = Int(MYOPIA_GEMM_MR), nr = Int(MYOPIA_GEMM_NR)
-        let tilesM = (m + mr - 1) / mr, tilesN = (n + nr - 1) / nr
-        var best = (pm: 1, pn: threads)
-        var bestCost = Double.infinity
-        for pm in 1...threads where threads % pm == 0 {
-            let pn = threads / pm
-            let rows = Double((tilesM + pm - 1) / pm * mr), cols = Double((tilesN + pn - 1) / pn * nr)
-            let kd = Double(k)
-            let nBlocks = (cols / 4096).rounded(.up)
-            // cycles: 16 multiply-adds per cycle; packing ~1 element per cycle.
-            var cost = rows * cols * kd / 16 + rows * kd * nBlocks + cols * kd
-            if pm > tilesM || pn > tilesN { cost *= 4 }  // idle threads
-            if cost < bestCost { bestCost = cost; best = (pm, pn) }
-        }
-        return best
-    }
 }

@@ -6,6 +6,8 @@ import Foundation
 /// calling thread alone). Callers make each item's result independent of which thread runs it;
 /// every kernel in this module does, which is what makes results bitwise identical for any thread
 /// count. A parallel-for started inside another (or while another thread's is running) runs inline.
+/// GEMM's threads, which wait for one another, take the pool as a gang instead (all at once or not
+/// at all; see myopia_sgemm_parallel).
 public enum Parallel {
     /// Worker threads the kernels use (default: ProcessInfo.activeProcessorCount). Tests set it to 1/2/3.
     nonisolated(unsafe) public static var threadCount: Int =

@@ -183,6 +183,66 @@ final class GEMMTests: KernelTestCase {
         }
     }
 
+    /// The threads of a parallel product take bands of rows, which share B's packed panels, or of
+    /// columns: panels shared out unevenly, bands wider than one B panel (4096 columns), several K
+    /// blocks, threads with no rows that only pack. Every thread count gives the serial result bit
+    /// for bit.
+    func testSharedPackingIsBitwiseIdenticalToSerial() {
+        // (m, n, k); which band each thread count gets is in the comment.
+        let shapes = [
+            (60, 4200, 20),   // 2: rows, two B panels; 3, 4: columns
+            (13, 9000, 20),   // 2: columns, two B panels per band; 3: rows, three B panels; 4: columns
+            (7, 2000, 100),   // 2: rows of one tile each; 3, 4: columns
+            (200, 300, 520),  // rows, three K blocks
+            (30, 700, 300),   // columns, two K blocks
+            (5, 10, 30000),   // rows: one row tile, so the other threads only pack
+        ]
+        for (m, n, k) in shapes {
+            for (transA, transB) in [(false, false), (false, true), (true, false), (true, true)] {
+                for accumulate in [false, true] {
+                    let p = GEMMProblem(m: m, n: n, k: k, transA: transA, transB: transB, pad: 1, seed: UInt64(m + n))
+                    let serial = p.run(accumulate: accumulate, parallel: false)
+                    for threads in [2, 3, 4] {
+                        Parallel.threadCount = threads
+                        assertBitwiseEqual(p.run(accumulate: accumulate), serial,
+                                           "\(m)x\(n)x\(k) tA=\(transA) tB=\(transB) acc=\(accumulate) \(threads) threads")
+                    }
+                }
+            }
+        }
+    }
+
+    /// A parallel product started where the pool cannot give it all its threads at once (inside a
+    /// parallel-for, or from several threads at the same time) runs on its calling thread instead of
+    /// waiting for threads that would never come, with the same result.
+    func testParallelCallsInsideParallelForAndFromSeveralThreads() {
+        Parallel.threadCount = 2
+        let problems = (0..<6).map { i in
+            GEMMProblem(m: 120 + 10 * i, n: 130, k: 200, transA: i % 2 == 1, transB: i % 3 == 1, pad: 1,
+                        seed: UInt64(200 + i))
+        }
+        let expected = problems.map { $0.run(accumulate: true, parallel: false) }
+        var nested = [[Float]](repeating: [], count: problems.count)
+        nested.withUnsafeMutableBufferPointer { buf in
+            let out = SendablePointer(buf.baseAddress!)
+            Parallel.forEach(problems.count) { i in out.pointer[i] = problems[i].run(accumulate: true) }
+        }
+        let callers = 4
+        var concurrent = [[Float]](repeating: [], count: callers * problems.count)
+        concurrent.withUnsafeMutableBufferPointer { buf in
+            let out = SendablePointer(buf.baseAddress!)
+            DispatchQueue.concurrentPerform(iterations: callers) { caller in
+                for i in problems.indices { out.pointer[caller * problems.count + i] = problems[i].run(accumulate: true) }
+            }
+        }
+        for i in problems.indices {
+            assertBitwiseEqual(nested[i], expected[i], "problem \(i) inside a parallel-for")
+            for caller in 0..<callers {
+                assertBitwiseEqual(concurrent[caller * problems.count + i], expected[i], "problem \(i), caller \(caller)")
+            }
+        }
+    }
+
     func testConcurrentSerialCallsFromParallelForEach() {
         Parallel.threadCount = 3
         let problems = (0..<12).map { i in

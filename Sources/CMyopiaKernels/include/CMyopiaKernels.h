@@ -3,7 +3,9 @@
 // It holds what Swift cannot express without unsafe compiler flags: an AVX2+FMA GEMM micro-kernel
 // compiled with `__attribute__((target("avx2,fma")))` and chosen at run time by a CPU check, next to
 // a portable kernel that builds on any machine (arm64 included). The Swift module `MyopiaKernels`
-// owns the public API and the threading; everything here is single-threaded and thread-safe.
+// owns the public API. The thread pool behind its parallel-for is here (pool.c), and so is the
+// multi-threaded GEMM driver, whose threads share packed panels and wait for one another; everything
+// else is single-threaded and thread-safe.
 #ifndef CMYOPIAKERNELS_H
 #define CMYOPIAKERNELS_H
 
@@ -39,6 +41,18 @@ void myopia_sgemm(int kernel, long m, long n, long k,
                   const float *a, long lda, int transA,
                   const float *b, long ldb, int transB,
                   float *c, long ldc, int accumulate);
+
+/// myopia_sgemm on `threads` threads at once (a gang of the pool, see myopia_parallel_run): each
+/// computes one band of C, whole register tiles of rows or of columns, whichever is faster for the
+/// shape; bands of rows share the packing of B's panels (gemm.c). Bitwise identical to
+/// myopia_sgemm. Returns 0 at once, having done nothing, when the pool cannot run `threads` threads
+/// at the same time (a call inside a parallel-for, another thread's parallel work running,
+/// threads < 2) or k ≤ 0: the caller then computes C some other way. The shared panels live in a
+/// buffer of the calling thread, grown once and reused.
+int myopia_sgemm_parallel(int kernel, long threads, long m, long n, long k,
+                          const float *a, long lda, int transA,
+                          const float *b, long ldb, int transB,
+                          float *c, long ldc, int accumulate);
 
 /// Triangular structure `myopia_sgemm_tri` exploits (causal attention), with row i and column j of
 /// C and p the summed index.

@@ -239,9 +239,16 @@ public enum Bench {
                 for t in threads {
                     Parallel.threadCount = t
                     var byFlow: [String: Double] = [:]
+                    // Two passes per flow in the order vanilla, myopic, myopic, vanilla: a later pass
+                    // reads a few percent slower than an earlier one on this machine (measured with
+                    // either flow first), and the mirrored order gives both flows the same share of it.
+                    var samples: [String: [StepSamples]] = [:]
+                    for flow in [GradientFlow.vanilla, .myopic, .myopic, .vanilla] {
+                        samples[flow.description, default: []].append(
+                            sampleTrainingSteps(config, steps: trainSteps, flow: flow, allocationCounter: allocationCounter))
+                    }
                     for flow in [GradientFlow.vanilla, .myopic] {
-                        var step = measureTrainingStep(config, steps: trainSteps, flow: flow,
-                                                       allocationCounter: allocationCounter)
+                        var step = summarize(samples[flow.description]!, config, flow: flow)
                         step.mfu = step.gflops / (peaks["\(t)"] ?? .nan)
                         log(String(format: "train step %@ %@ %dT: %.1f ms/step (forward %.1f, backward %.1f, optimiser %.1f), "
                                    + "%.0f tokens/s, %.1f GFLOP/s, MFU %.2f, peak RSS %@, allocations/step %@",
@@ -468,8 +475,24 @@ public enum Bench {
     /// Median step time of a configuration (random tokens, AdamW, clipping) after one warm-up step,
     /// with the medians of its phases, the process's peak resident set and the heap allocations of
     /// the timed steps when given a counter (counting brackets exactly the timed work).
+    /// The timed steps of one pass, and what the pass saw of memory and allocation.
+    struct StepSamples {
+        var total: [Double] = [], forward: [Double] = [], backward: [Double] = [], update: [Double] = []
+        var peakRSSMiB: Double?, baselineRSSMiB: Double?
+        var allocationsPerStep: Double?
+    }
+
+    /// One training step of `bench` under `flow`, timed over `steps` steps after a warm-up step:
+    /// medians of the step and its phases.
     public static func measureTrainingStep(_ bench: TrainingConfig, steps: Int, flow: GradientFlow = .vanilla,
                                            allocationCounter: AllocationCounter? = nil) -> TrainStep {
+        summarize([sampleTrainingSteps(bench, steps: steps, flow: flow, allocationCounter: allocationCounter)],
+                  bench, flow: flow)
+    }
+
+    /// A fresh model, cache and optimizer, one warm-up step, then `steps` timed steps.
+    static func sampleTrainingSteps(_ bench: TrainingConfig, steps: Int, flow: GradientFlow,
+                                    allocationCounter: AllocationCounter?) -> StepSamples {
         let rssBaseline = ResidentSet.resetPeak()
         let config = bench.model
         let model = Transformer(config: config)
@@ -481,7 +504,7 @@ public enum Bench {
         let tokens = (0..<n).map { _ in Int32(rng.nextInt(below: config.vocabSize)) }
         let targets = (0..<n).map { _ in Int32(rng.nextInt(below: config.vocabSize)) }
         let optimizer = AdamW()
-        var times: [Double] = [], forward: [Double] = [], backward: [Double] = [], update: [Double] = []
+        var samples = StepSamples()
         func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
         let allocationsBefore = allocationCounter?.total
         for i in 0...steps {
@@ -498,21 +521,33 @@ public enum Bench {
             let end = now()
             allocationCounter?.stop()
             if i > 0 {
-                times.append(Double(end - start) / 1e6)
-                forward.append(Double(t1 - t0) / 1e6)
-                backward.append(Double(t2 - t1) / 1e6)
-                update.append(Double(end - t2 + t0 - start) / 1e6)
+                samples.total.append(Double(end - start) / 1e6)
+                samples.forward.append(Double(t1 - t0) / 1e6)
+                samples.backward.append(Double(t2 - t1) / 1e6)
+                samples.update.append(Double(end - t2 + t0 - start) / 1e6)
             }
         }
-        let allocations = allocationCounter.map { Double($0.total - allocationsBefore!) / Double(steps) }
+        samples.allocationsPerStep = allocationCounter.map { Double($0.total - allocationsBefore!) / Double(steps) }
+        samples.peakRSSMiB = ResidentSet.peakMiB()
+        samples.baselineRSSMiB = rssBaseline
+        return samples
+    }
+
+    /// One figure from several passes of the same flow: medians over all their timed steps, the
+    /// largest peak RSS (each pass's own, from its own baseline) and the most allocations per step.
+    static func summarize(_ passes: [StepSamples], _ bench: TrainingConfig, flow: GradientFlow) -> TrainStep {
         func median(_ x: [Double]) -> Double { x.sorted()[x.count / 2] }
-        let ms = median(times)
-        let flop = trainingFLOPs(config, batch: bench.batch, seqLen: bench.seqLen)
+        let ms = median(passes.flatMap(\.total))
+        let n = bench.batch * bench.seqLen
+        let flop = trainingFLOPs(bench.model, batch: bench.batch, seqLen: bench.seqLen)
+        let peak = passes.compactMap(\.peakRSSMiB).max()
+        let baseline = passes.first { $0.peakRSSMiB == peak }?.baselineRSSMiB ?? passes.first?.baselineRSSMiB
+        let allocations = passes.compactMap(\.allocationsPerStep).max()
         return TrainStep(name: bench.name, config: bench.summary, flow: flow.description, threads: Parallel.threadCount,
                          gflopPerStep: flop / 1e9, msPerStep: ms, tokensPerSecond: Double(n) / (ms / 1000),
-                         gflops: flop / 1e9 / (ms / 1000), mfu: 0, forwardMs: median(forward),
-                         backwardMs: median(backward), optimizerMs: median(update),
-                         peakRSSMiB: ResidentSet.peakMiB(), baselineRSSMiB: rssBaseline, allocationsPerStep: allocations)
+                         gflops: flop / 1e9 / (ms / 1000), mfu: 0, forwardMs: median(passes.flatMap(\.forward)),
+                         backwardMs: median(passes.flatMap(\.backward)), optimizerMs: median(passes.flatMap(\.update)),
+                         peakRSSMiB: peak, baselineRSSMiB: baseline, allocationsPerStep: allocations)
     }
 }
 

@@ -482,14 +482,6 @@ public enum Bench {
         var allocationsPerStep: Double?
     }
 
-    /// One training step of `bench` under `flow`, timed over `steps` steps after a warm-up step:
-    /// medians of the step and its phases.
-    public static func measureTrainingStep(_ bench: TrainingConfig, steps: Int, flow: GradientFlow = .vanilla,
-                                           allocationCounter: AllocationCounter? = nil) -> TrainStep {
-        summarize([sampleTrainingSteps(bench, steps: steps, flow: flow, allocationCounter: allocationCounter)],
-                  bench, flow: flow)
-    }
-
     /// A fresh model, cache and optimizer, one warm-up step, then `steps` timed steps.
     static func sampleTrainingSteps(_ bench: TrainingConfig, steps: Int, flow: GradientFlow,
                                     allocationCounter: AllocationCounter?) -> StepSamples {

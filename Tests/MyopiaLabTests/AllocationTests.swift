@@ -60,7 +60,7 @@ final class AllocationTests: XCTestCase {
     }
 
     /// Allocations over three training steps after two warm-up steps (AdamW's moments, scratch
-    /// buffers, pool threads): the work `Bench.measureTrainingStep` times. A small model, but large
+    /// buffers, pool threads): the work `Bench.sampleTrainingSteps` times. A small model, but large
     /// enough that every kernel splits its work (GEMMs past the parallel threshold, several AdamW
     /// chunks per matrix, several blocks of the gradient norm).
     func stepAllocations(family: ModelConfig.Family, flow: GradientFlow) -> Int {

@@ -92,11 +92,12 @@ public final class ActivationCache {
         func ints(_ count: Int) -> UnsafeMutablePointer<Int32> { arena.ints(count) }
         tokens = ints(n)
         targets = ints(n)
+        let rowsOfAttention = batch * config.nHeads * seqLen
         layers = (0..<config.nLayers).map { _ in
             Layer(c: c, f: f, residIn: floats(n * c), ln1: floats(n * c), ln1Mean: floats(n), ln1Rstd: floats(n),
-                  qkv: floats(n * width), attnStats: floats(batch * config.nHeads * seqLen * 2), z: floats(n * a), residMid: floats(n * c),
-                  ln2: floats(n * c), ln2Mean: floats(n), ln2Rstd: floats(n), fcPre: floats(n * f),
-                  up: floats(gated ? n * f : 0), act: floats(n * f))
+                  qkv: floats(n * width), attnStats: floats(rowsOfAttention * 2), z: floats(n * a),
+                  residMid: floats(n * c), ln2: floats(n * c), ln2Mean: floats(n), ln2Rstd: floats(n),
+                  fcPre: floats(n * f), up: floats(gated ? n * f : 0), act: floats(n * f))
         }
         patternIsCurrent = Array(repeating: false, count: config.nLayers)
         residFinal = floats(n * c)
@@ -119,7 +120,6 @@ public final class ActivationCache {
         dUp = floats(gated ? n * f : 0)
         dPredictions = floats(n * o)
     }
-
 
     /// Allocates `patterns` and `scoreGradients` if they are not yet (the first step that keeps them).
     func allocatePatterns() {

@@ -27,7 +27,25 @@ let package = Package(
         .target(name: "CMyopiaKernels"),
         .target(name: "CMyopiaAllocCounter"),
         .target(name: "MyopiaKernels", dependencies: ["CMyopiaKernels"]),
-        .target(name: "Myopia", dependencies: ["MyopiaKernels"]),
+        // (a) user-input errors and file utilities; (b) the model, no file I/O;
+        // (c) assets, formats, tokenizers, data; (d) training and generation. docs/DESIGN.md §1.
+        .target(name: "MyopiaSupport"),
+        .target(name: "MyopiaModel", dependencies: ["MyopiaSupport", "MyopiaKernels"]),
+        .target(name: "MyopiaAssets", dependencies: ["MyopiaSupport"]),
+        .target(name: "MyopiaFormats", dependencies: ["MyopiaSupport", "MyopiaModel", "MyopiaAssets"]),
+        // The GGUF tokenizer reads its vocabulary from a container that MyopiaFormats parses.
+        .target(name: "MyopiaTokenizers", dependencies: ["MyopiaSupport", "MyopiaAssets", "MyopiaFormats"]),
+        // A text corpus becomes tokens through a tokenizer.
+        .target(name: "MyopiaData", dependencies: ["MyopiaSupport", "MyopiaModel", "MyopiaTokenizers"]),
+        .target(name: "MyopiaTraining", dependencies: [
+            "MyopiaSupport", "MyopiaKernels", "MyopiaModel", "MyopiaFormats", "MyopiaTokenizers", "MyopiaData",
+        ]),
+        .target(name: "MyopiaGeneration", dependencies: ["MyopiaSupport", "MyopiaKernels", "MyopiaModel"]),
+        // The umbrella: `import Myopia` re-exports every layer above.
+        .target(name: "Myopia", dependencies: [
+            "MyopiaKernels", "MyopiaSupport", "MyopiaModel", "MyopiaAssets", "MyopiaFormats",
+            "MyopiaTokenizers", "MyopiaData", "MyopiaTraining", "MyopiaGeneration",
+        ]),
         .target(name: "MyopiaLab", dependencies: ["Myopia"]),
         .executableTarget(
             name: "myopia",

@@ -93,7 +93,7 @@ public enum Bonus {
         settings.adoptShape(of: reference.config)
         try settings.validate()
         guard !options.seeds.isEmpty else {
-            throw FormatError.invalidValue(file: "flags", field: "seeds", expected: "at least one seed", found: "none")
+            throw InputError.invalidValue(file: "flags", field: "seeds", expected: "at least one seed", found: "none")
         }
         let t = settings.seqLen, b = settings.batch
         // A causal language model with at least T positions (its own shape trivially matches).

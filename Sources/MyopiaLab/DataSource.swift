@@ -16,11 +16,11 @@ public enum DataSource {
         let url = try resolveTextFile(nameOrPath, log: log)
         let text: Data
         do { text = try Data(contentsOf: url) } catch {
-            throw FormatError.io(file: url.path, reason: "cannot read: \(error.localizedDescription)")
+            throw InputError.io(file: url.path, reason: "cannot read: \(error.localizedDescription)")
         }
         let tokens = tokenizer is ByteTokenizer ? ByteTokenizer().encode(text) : tokenizer.encode(String(decoding: text, as: UTF8.self))
         guard tokens.count >= seqLen + 1 else {
-            throw FormatError.invalidValue(file: url.path, field: "(contents)", expected: "at least one window of \(seqLen + 1) tokens", found: "\(tokens.count) tokens")
+            throw InputError.invalidValue(file: url.path, field: "(contents)", expected: "at least one window of \(seqLen + 1) tokens", found: "\(tokens.count) tokens")
         }
         return (url, tokens)
     }

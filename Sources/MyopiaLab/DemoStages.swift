@@ -75,7 +75,7 @@ extension Demo {
             for flow in [GradientFlow.vanilla, .myopic] {
                 let folder = Gap.runFolder(textOut, flow: flow, seed: firstSeed)
                 guard let checkpoint = try Checkpoint.latestCheckpoint(in: folder) else {
-                    throw FormatError.missing(file: folder.path, field: "checkpoint-STEP")
+                    throw InputError.missing(file: folder.path, field: "checkpoint-STEP")
                 }
                 let model = try Checkpoint.loadModel(from: checkpoint)
                 found.append(try analyse(model, tokenizer: ByteTokenizer(), source: "\(textName)/\(folder.lastPathComponent)",
@@ -135,7 +135,7 @@ extension Demo {
         }
         guard let vanilla = gap.flow(GradientFlow.vanilla.description), let myopic = gap.flow(GradientFlow.myopic.description),
               let difference = gap.gap else {
-            throw FormatError.missing(file: textOut.appendingPathComponent(Gap.summaryFile).path, field: "flows vanilla, myopic and gap")
+            throw InputError.missing(file: textOut.appendingPathComponent(Gap.summaryFile).path, field: "flows vanilla, myopic and gap")
         }
         let textSummary = TextSummary(
             data: text.name, steps: config.steps, seeds: plan.textSeeds,
@@ -173,9 +173,9 @@ extension Demo {
                 do {
                     return TextSource(data: try Data(contentsOf: url), name: "tinyshakespeare", offline: false, reason: nil)
                 } catch {
-                    throw FormatError.io(file: url.path, reason: "cannot read: \(error.localizedDescription)")
+                    throw InputError.io(file: url.path, reason: "cannot read: \(error.localizedDescription)")
                 }
-            } catch let error as FormatError where error.isUnavailable {
+            } catch let error as InputError where error.isUnavailable {
                 reason = shortReason(error)
             }
         }
@@ -187,7 +187,7 @@ extension Demo {
     /// One short clause for an asset that could not be had (pip's own output can run to many lines).
     static func shortReason(_ error: Error) -> String {
         let text: String
-        switch error as? FormatError {
+        switch error as? InputError {
         case .fetchFailed(_, let reason)? where reason.contains("could not be reached"):
             return "no package registry could be reached"
         case .toolUnavailable(_, let tool, _)?:
@@ -232,7 +232,7 @@ extension Demo {
             let probe = SineProbes.compute(model, data: probeData, lags: plan.sineProbeLags, seed: plan.seed)
             try RunFolder.write(probe, as: SineProbeTable.fileName, record: record, to: folder)
             guard let lagZero = probe.lags.firstIndex(of: 0) else {
-                throw FormatError.missing(file: folder.appendingPathComponent(SineProbeTable.fileName).path, field: "lags (lag 0)")
+                throw InputError.missing(file: folder.appendingPathComponent(SineProbeTable.fileName).path, field: "lags (lag 0)")
             }
             log(String(format: "sine %@: validation %.4f, %.3f × the floor %.4f", flow.description, result.valLoss, result.ratio, result.floorLoss))
             results.append(result)
@@ -272,15 +272,15 @@ extension Demo {
         let started = Date()
         let t = a.seqLen, config = model.config
         guard t <= config.maxPositions else {
-            throw FormatError.invalidValue(file: source, field: "seq_len", expected: "at most the model's \(config.maxPositions) positions", found: "\(t)")
+            throw InputError.invalidValue(file: source, field: "seq_len", expected: "at most the model's \(config.maxPositions) positions", found: "\(t)")
         }
         guard TokenDataset.windows(tokens, seqLen: t) >= 2 else {
-            throw FormatError.invalidValue(file: source, field: "(held-out text)", expected: "at least 2 windows of \(t + 1) tokens",
+            throw InputError.invalidValue(file: source, field: "(held-out text)", expected: "at least 2 windows of \(t + 1) tokens",
                                            found: "\(tokens.count) tokens")
         }
         let layers = a.layers ?? Array(0...config.nLayers)
         guard !layers.isEmpty, layers.allSatisfy({ (0...config.nLayers).contains($0) }) else {
-            throw FormatError.invalidValue(file: source, field: "layers", expected: "residual streams in 0…\(config.nLayers)", found: "\(layers)")
+            throw InputError.invalidValue(file: source, field: "layers", expected: "residual streams in 0…\(config.nLayers)", found: "\(layers)")
         }
         try LabFiles.createDirectory(folder)
         /// Writes a result where `myopia report` finds it, with how it was made (commands.json).
@@ -344,7 +344,7 @@ extension Demo {
         let probeOffset = a.probeOffsets.firstIndex(of: 1) ?? 0
         let scored = probe.loss.indices.filter { probe.loss[$0][probeOffset].isFinite }
         guard let best = scored.min(by: { probe.loss[$0][probeOffset] < probe.loss[$1][probeOffset] }) else {
-            throw FormatError.invalidValue(file: probeFile.path, field: "loss", expected: "a finite held-out loss for some layer", found: "none")
+            throw InputError.invalidValue(file: probeFile.path, field: "loss", expected: "a finite held-out loss for some layer", found: "none")
         }
         let m = study.metrics
         let relative = folder.path.hasPrefix(root.path + "/") ? String(folder.path.dropFirst(root.path.count + 1)) : folder.path
@@ -366,13 +366,13 @@ extension Demo {
         let file = run.appendingPathComponent(Trainer.metricsFile)
         let text: String
         do { text = try String(contentsOf: file, encoding: .utf8) } catch {
-            throw FormatError.io(file: file.path, reason: "cannot read: \(error.localizedDescription)")
+            throw InputError.io(file: file.path, reason: "cannot read: \(error.localizedDescription)")
         }
         var ratios: [Double] = []
         for (n, line) in text.split(separator: "\n").enumerated() {
             let m: TrainMetrics
             do { m = try JSONDecoder().decode(TrainMetrics.self, from: Data(line.utf8)) } catch {
-                throw FormatError.invalidHeader(file: file.path, field: "line \(n + 1)", reason: "\(error)")
+                throw InputError.invalidHeader(file: file.path, field: "line \(n + 1)", reason: "\(error)")
             }
             guard let split = m.gradientSplit else { continue }
             // Summed in key order: a dictionary's own order differs between instances, and so would the last bit.
@@ -381,7 +381,7 @@ extension Demo {
             let vanilla = groups.reduce(0) { $0 + $1.vanillaNorm * $1.vanillaNorm }
             if vanilla > 0 { ratios.append((future / vanilla).squareRoot()) }
         }
-        guard !ratios.isEmpty else { throw FormatError.missing(file: file.path, field: "gradient_split") }
+        guard !ratios.isEmpty else { throw InputError.missing(file: file.path, field: "gradient_split") }
         return ratios.reduce(0, +) / Double(ratios.count)
     }
 
@@ -393,7 +393,7 @@ extension Demo {
     }
 }
 
-extension FormatError {
+extension InputError {
     /// An asset that could not be obtained (no registry, no pip), as opposed to a broken one.
     var isUnavailable: Bool {
         switch self {

@@ -145,10 +145,10 @@ public enum Gap {
                            onTrainLog: (TrainMetrics) -> Void = { _ in }) throws -> Summary {
         try options.config.validate()
         guard !options.seeds.isEmpty else {
-            throw FormatError.invalidValue(file: "flags", field: "seeds", expected: "at least one seed", found: "none")
+            throw InputError.invalidValue(file: "flags", field: "seeds", expected: "at least one seed", found: "none")
         }
         guard !options.flows.isEmpty else {
-            throw FormatError.invalidValue(file: "flags", field: "flows", expected: "at least one flow", found: "none")
+            throw InputError.invalidValue(file: "flags", field: "flows", expected: "at least one flow", found: "none")
         }
         let t = options.config.seqLen
         let started = Date()

@@ -21,7 +21,7 @@ public enum Report {
                 for child in folders { found += try section(for: child) }
             }
             guard !found.isEmpty else {
-                throw FormatError.invalidValue(file: run.path, field: "(folder)", expected: "a run folder (\(reportableFiles)) or a folder of them", found: "none of these")
+                throw InputError.invalidValue(file: run.path, field: "(folder)", expected: "a run folder (\(reportableFiles)) or a folder of them", found: "none of these")
             }
             sections += found
             shown += folders
@@ -95,13 +95,13 @@ public enum Report {
         if let data = try? Data(contentsOf: run.appendingPathComponent(Gap.summaryFile)) {
             let summary: Gap.Summary
             do { summary = try RunFolder.decoder.decode(Gap.Summary.self, from: data) } catch {
-                throw FormatError.invalidHeader(file: run.appendingPathComponent(Gap.summaryFile).path, field: "(json)", reason: "\(error)")
+                throw InputError.invalidHeader(file: run.appendingPathComponent(Gap.summaryFile).path, field: "(json)", reason: "\(error)")
             }
             out.append(gapSection(summary, folder: run))
         } else if let data = try? Data(contentsOf: run.appendingPathComponent(Bonus.summaryFile)) {
             let summary: Bonus.Summary
             do { summary = try RunFolder.decoder.decode(Bonus.Summary.self, from: data) } catch {
-                throw FormatError.invalidHeader(file: run.appendingPathComponent(Bonus.summaryFile).path, field: "(json)", reason: "\(error)")
+                throw InputError.invalidHeader(file: run.appendingPathComponent(Bonus.summaryFile).path, field: "(json)", reason: "\(error)")
             }
             out.append(bonusSection(summary, folder: run))   // BonusReport.swift
         } else if FileManager.default.fileExists(atPath: run.appendingPathComponent(Trainer.runConfigFile).path) {

@@ -66,7 +66,7 @@ public enum RunFolder {
         let url = folder.appendingPathComponent(recordsFile)
         guard let data = try? Data(contentsOf: url) else { return [:] }
         do { return try decoder.decode([String: AnalysisRecord].self, from: data) } catch let error as DecodingError {
-            throw FormatError.decoding(error, data: data, file: url.path)
+            throw InputError.decoding(error, data: data, file: url.path)
         }
     }
 
@@ -77,12 +77,12 @@ public enum RunFolder {
         guard FileManager.default.fileExists(atPath: url.path) else { return nil }
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw FormatError.io(file: url.path, reason: "cannot read: \(error.localizedDescription)")
+            throw InputError.io(file: url.path, reason: "cannot read: \(error.localizedDescription)")
         }
         do { return try decoder.decode(T.self, from: data) } catch let error as DecodingError {
-            throw FormatError.decoding(error, data: data, file: url.path)
+            throw InputError.decoding(error, data: data, file: url.path)
         } catch {
-            throw FormatError.invalidHeader(file: url.path, field: "(json)", reason: "\(error)")
+            throw InputError.invalidHeader(file: url.path, field: "(json)", reason: "\(error)")
         }
     }
 }

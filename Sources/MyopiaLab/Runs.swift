@@ -39,7 +39,7 @@ public enum Runs {
     public static func list(_ root: URL, maxDepth: Int = 3) throws -> [Entry] {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: root.path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw FormatError.io(file: root.path, reason: "no such folder")
+            throw InputError.io(file: root.path, reason: "no such folder")
         }
         var found: [Entry] = []
         func visit(_ dir: URL, depth: Int) {

@@ -170,7 +170,7 @@ public enum SineExperiment {
         try options.validate()
         let fm = FileManager.default
         do { try fm.createDirectory(at: out, withIntermediateDirectories: true) } catch {
-            throw FormatError.io(file: out.path, reason: "cannot create the folder: \(error.localizedDescription)")
+            throw InputError.io(file: out.path, reason: "cannot create the folder: \(error.localizedDescription)")
         }
         // A rerun into the same folder replaces the previous run's files.
         for name in (try? fm.contentsOfDirectory(atPath: out.path)) ?? [] where name.hasPrefix("checkpoint-") {
@@ -182,7 +182,7 @@ public enum SineExperiment {
         try AtomicFile.write(try pretty.encode(options), to: out.appendingPathComponent(runConfigFile))
         let metricsURL = out.appendingPathComponent(metricsFile)
         guard fm.createFile(atPath: metricsURL.path, contents: nil) else {
-            throw FormatError.io(file: metricsURL.path, reason: "cannot create the file")
+            throw InputError.io(file: metricsURL.path, reason: "cannot create the file")
         }
         let metrics = try FileHandle(forWritingTo: metricsURL)
         defer { try? metrics.close() }

@@ -48,7 +48,7 @@ public enum TokenTaskExperiment {
         public func validate(for task: TokenTask) throws {
             try trainConfig(for: task, flow: .vanilla).validate()
             if evalEpisodes <= 0 {
-                throw FormatError.invalidValue(file: "flags", field: "eval_episodes", expected: "a positive integer", found: "\(evalEpisodes)")
+                throw InputError.invalidValue(file: "flags", field: "eval_episodes", expected: "a positive integer", found: "\(evalEpisodes)")
             }
         }
     }
@@ -227,7 +227,7 @@ public enum TokenTaskExperiment {
 enum LabFiles {
     static func createDirectory(_ dir: URL) throws {
         do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
-            throw FormatError.io(file: dir.path, reason: "cannot create the folder: \(error.localizedDescription)")
+            throw InputError.io(file: dir.path, reason: "cannot create the folder: \(error.localizedDescription)")
         }
     }
 

@@ -47,16 +47,16 @@ enum ConfigFile {
     static func flags(from file: String, for command: ParsableCommand.Type) throws -> [String] {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: (file as NSString).expandingTildeInPath)) } catch {
-            throw FormatError.io(file: file, reason: "cannot read the config file: \(error.localizedDescription)")
+            throw InputError.io(file: file, reason: "cannot read the config file: \(error.localizedDescription)")
         }
         let object: [String: Any]
         do {
             guard let parsed = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-                throw FormatError.invalidValue(file: file, field: "(top level)", expected: "a JSON object of flag names and values", found: "another JSON value")
+                throw InputError.invalidValue(file: file, field: "(top level)", expected: "a JSON object of flag names and values", found: "another JSON value")
             }
             object = parsed
-        } catch let error as FormatError { throw error } catch {
-            throw FormatError.invalidHeader(file: file, field: "(json)", reason: "not valid JSON: \(error.localizedDescription)")
+        } catch let error as InputError { throw error } catch {
+            throw InputError.invalidHeader(file: file, field: "(json)", reason: "not valid JSON: \(error.localizedDescription)")
         }
         let known = try arguments(of: command)
         let name = command.configuration.commandName ?? "this command"
@@ -64,15 +64,15 @@ enum ConfigFile {
         for key in object.keys.sorted() {
             let flag = key.replacingOccurrences(of: "_", with: "-")
             guard flag != "config" else {
-                throw FormatError.invalidValue(file: file, field: key, expected: "a flag of `myopia \(name)`", found: "config (a config file cannot name another)")
+                throw InputError.invalidValue(file: file, field: key, expected: "a flag of `myopia \(name)`", found: "config (a config file cannot name another)")
             }
             guard let argument = known[flag] else {
-                throw FormatError.invalidValue(file: file, field: key, expected: "a flag of `myopia \(name)` (see --help)", found: "no flag --\(flag)")
+                throw InputError.invalidValue(file: file, field: key, expected: "a flag of `myopia \(name)` (see --help)", found: "no flag --\(flag)")
             }
             let value = object[key]!
             if argument.isFlag {
                 guard let on = value as? Bool else {
-                    throw FormatError.invalidValue(file: file, field: key, expected: "true or false (--\(flag) is a flag)", found: "\(value)")
+                    throw InputError.invalidValue(file: file, field: key, expected: "true or false (--\(flag) is a flag)", found: "\(value)")
                 }
                 if on { out.append("--\(flag)") } else if known["no-\(flag)"] != nil { out.append("--no-\(flag)") }
                 continue
@@ -80,7 +80,7 @@ enum ConfigFile {
             let values: [Any]
             if let list = value as? [Any] {
                 guard argument.isRepeating else {
-                    throw FormatError.invalidValue(file: file, field: key, expected: "one value (--\(flag) takes one)", found: "a list")
+                    throw InputError.invalidValue(file: file, field: key, expected: "one value (--\(flag) takes one)", found: "a list")
                 }
                 values = list
             } else {
@@ -98,7 +98,7 @@ enum ConfigFile {
         case let s as String: return s
         case let n as NSNumber where String(cString: n.objCType) != "c": return n.stringValue   // "c": a JSON true/false
         default:
-            throw FormatError.invalidValue(file: file, field: key, expected: "a string or a number", found: "\(value)")
+            throw InputError.invalidValue(file: file, field: key, expected: "a string or a number", found: "\(value)")
         }
     }
 

@@ -129,13 +129,13 @@ func modelTokenizer(_ config: ModelConfig, source: URL, override: String? = nil)
     let file = source.hasDirectoryPath || source.pathExtension.isEmpty
         ? source.appendingPathComponent(Checkpoint.configFile).path : source.path
     guard !config.isContinuous else {
-        throw FormatError.unsupported(file: file, field: "myopia_input_features",
+        throw InputError.unsupported(file: file, field: "myopia_input_features",
                                       value: "a model with continuous heads (sine task), which reads features, not text: use `myopia horizon` or `myopia synthetic sine` with it")
     }
     let name = override ?? config.tokenizer ?? ByteTokenizer.name
     let tokenizer = try Tokenizers.load(name, log: Terminal.info)
     guard tokenizer.vocabSize <= config.vocabSize else {
-        throw FormatError.invalidValue(file: file, field: "vocab_size",
+        throw InputError.invalidValue(file: file, field: "vocab_size",
                                        expected: "at least \(tokenizer.vocabSize) (the vocabulary of tokenizer \(name))",
                                        found: "\(config.vocabSize)")
     }

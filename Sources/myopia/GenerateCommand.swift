@@ -124,11 +124,11 @@ struct GenerateCommand: ConfigFileCommand {
         do {
             text = try String(contentsOfFile: (path as NSString).expandingTildeInPath, encoding: .utf8)
         } catch {
-            throw FormatError.io(file: path, reason: "cannot read the reference text (\(error.localizedDescription))")
+            throw InputError.io(file: path, reason: "cannot read the reference text (\(error.localizedDescription))")
         }
         let tokens = tokenizer.encode(text)
         guard !tokens.isEmpty else {
-            throw FormatError.invalidValue(file: path, field: "text", expected: "at least one token of reference text", found: "none")
+            throw InputError.invalidValue(file: path, field: "text", expected: "at least one token of reference text", found: "none")
         }
         return Array(tokens.prefix(maxTokens))
     }

@@ -21,7 +21,7 @@ struct MyopiaCommand: ParsableCommand {
 func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
-    } catch let error as FormatError {
+    } catch let error as InputError {
         Terminal.error("\(error)")
         throw ExitCode.failure
     } catch let error as TrainingError {

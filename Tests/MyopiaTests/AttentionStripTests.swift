@@ -1,5 +1,6 @@
 import XCTest
-@testable import Myopia
+import Myopia
+@testable import MyopiaModel
 
 /// Attention over strips of queries (Attention.swift): with the pattern kept in memory or rebuilt
 /// from the row statistics, every result is bitwise the same; and both match a direct

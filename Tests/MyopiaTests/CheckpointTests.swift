@@ -1,5 +1,5 @@
 import XCTest
-@testable import Myopia
+import Myopia
 
 /// Checkpoint folders: round trips, the folder transformers loaded, and typed errors for bad files.
 final class CheckpointTests: XCTestCase {
@@ -82,7 +82,7 @@ final class CheckpointTests: XCTestCase {
         let dir = try temporaryDirectory(self)
         try writeConfig(dir, json)
         XCTAssertThrowsError(try ModelConfig.load(from: dir.appendingPathComponent("config.json")), file: file, line: line) { error in
-            guard let e = error as? FormatError else { return XCTFail("not a FormatError: \(error)", file: file, line: line) }
+            guard let e = error as? InputError else { return XCTFail("not an InputError: \(error)", file: file, line: line) }
             XCTAssertEqual(e.file, dir.appendingPathComponent("config.json").path, file: file, line: line)
             XCTAssertEqual(e.field, field, "\(e)", file: file, line: line)
         }
@@ -117,31 +117,31 @@ final class CheckpointTests: XCTestCase {
         // Missing tensor.
         let missing = try write(Array(tensors.dropLast()))
         XCTAssertThrowsError(try Checkpoint.loadWeights(into: Transformer(config: model.config).params, from: missing)) {
-            XCTAssertEqual($0 as? FormatError, .missing(file: missing.path, field: "ln_f.bias"))
+            XCTAssertEqual($0 as? InputError, .missing(file: missing.path, field: "ln_f.bias"))
         }
         // Wrong shape.
         tensors[0] = SafeTensorsWriter.Tensor(name: "wte.weight", shape: [64, 256], data: tensors[0].data)
         let wrong = try write(tensors)
         XCTAssertThrowsError(try Checkpoint.loadWeights(into: Transformer(config: model.config).params, from: wrong)) {
-            XCTAssertEqual(($0 as? FormatError)?.field, "wte.weight")
+            XCTAssertEqual(($0 as? InputError)?.field, "wte.weight")
         }
         // An untied head.
         tensors[0] = SafeTensorsWriter.Tensor(name: "wte.weight", shape: [256, 64], data: tensors[0].data)
         let untied = try write(tensors + [SafeTensorsWriter.Tensor(name: "lm_head.weight", shape: [256, 64], data: [Float](repeating: 0, count: 256 * 64))])
         XCTAssertThrowsError(try Checkpoint.loadWeights(into: Transformer(config: model.config).params, from: untied)) {
-            XCTAssertEqual(($0 as? FormatError)?.field, "lm_head.weight")
+            XCTAssertEqual(($0 as? InputError)?.field, "lm_head.weight")
         }
         // An unknown tensor.
         let unknown = try write(tensors + [SafeTensorsWriter.Tensor(name: "h.9.mlp.c_fc.weight", shape: [1], data: [0])])
         XCTAssertThrowsError(try Checkpoint.loadWeights(into: Transformer(config: model.config).params, from: unknown)) {
-            XCTAssertEqual(($0 as? FormatError)?.field, "h.9.mlp.c_fc.weight")
+            XCTAssertEqual(($0 as? InputError)?.field, "h.9.mlp.c_fc.weight")
         }
         // A truncated file.
         let good = try write(tensors)
         let bytes = try Data(contentsOf: good)
         try bytes.prefix(bytes.count / 2).write(to: good)
         XCTAssertThrowsError(try Checkpoint.loadWeights(into: Transformer(config: model.config).params, from: good)) {
-            XCTAssertNotNil($0 as? FormatError)
+            XCTAssertNotNil($0 as? InputError)
         }
     }
 }

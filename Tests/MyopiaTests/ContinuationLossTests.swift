@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import Myopia
+import Myopia
 
 /// A random byte-vocabulary-sized model small enough to score by hand, with weights large enough
 /// (N(0, 0.3²)) that its next-token distributions are far from uniform.

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
-@testable import Myopia
+import Myopia
+@testable import MyopiaModel
 
 /// The continuous heads (DESIGN §3): input projection, output projection, Huber/MSE loss — values,
 /// finite-difference gradients, flow invariants, config and checkpoint round trips.

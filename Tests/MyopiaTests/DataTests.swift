@@ -1,5 +1,5 @@
 import XCTest
-@testable import Myopia
+import Myopia
 
 final class DataTests: XCTestCase {
     func testByteTokenizerRoundTrip() {

@@ -1,5 +1,5 @@
 import XCTest
-@testable import Myopia
+import Myopia
 
 /// SmolLM2-135M-Instruct from its Q4_1 GGUF (the `smollm2-135m` asset) against Hugging Face
 /// transformers running the same file (tools/reference/smollm2_reference.py), and the loader's
@@ -98,7 +98,7 @@ final class GGUFModelTests: XCTestCase {
     func testIncompleteModelIsATypedError() throws {
         let url = fixturesURL.appendingPathComponent("gguf/tiny.gguf")
         XCTAssertThrowsError(try GGUFModel.load(from: url)) { error in
-            guard case FormatError.missing(let file, let field)? = error as? FormatError else { return XCTFail("\(error)") }
+            guard case InputError.missing(let file, let field)? = error as? InputError else { return XCTFail("\(error)") }
             XCTAssertEqual(file, url.path)
             XCTAssertTrue(field.contains("llama.") || field.contains("token_embd"), field)
         }

@@ -1,7 +1,7 @@
 import Foundation
 import MyopiaKernels
 import XCTest
-@testable import Myopia
+import Myopia
 
 /// GGUF reader: the tiny fixture written by llama.cpp's `gguf` package
 /// (tools/reference/gguf_reference.py), hand-built blocks, one test per malformed case, a random
@@ -58,11 +58,11 @@ final class GGUFTests: XCTestCase {
         XCTAssertEqual(try f.intArray("test.int32s"), [1, -2, 3])
         XCTAssertEqual(try f.floatArray("test.float32s"), [0.5, -1.25])
         XCTAssertEqual(try f.int("llama.rope.dimension_count", default: 64), 64)
-        assertFormatError(try f.int("test.uint64"), "invalidValue", field: "metadata \"test.uint64\"")   // > Int.max
-        assertFormatError(try f.string("test.int32"), "invalidValue", field: "metadata \"test.int32\"", reason: "INT32")
-        assertFormatError(try f.stringArray("test.int32s"), "invalidValue", field: "metadata \"test.int32s\"[0]")
-        assertFormatError(try f.intArray("test.string"), "invalidValue", field: "metadata \"test.string\"", reason: "ARRAY")
-        assertFormatError(try f.int("llama.nope"), "missing", field: "metadata \"llama.nope\"")
+        assertInputError(try f.int("test.uint64"), "invalidValue", field: "metadata \"test.uint64\"")   // > Int.max
+        assertInputError(try f.string("test.int32"), "invalidValue", field: "metadata \"test.int32\"", reason: "INT32")
+        assertInputError(try f.stringArray("test.int32s"), "invalidValue", field: "metadata \"test.int32s\"[0]")
+        assertInputError(try f.intArray("test.string"), "invalidValue", field: "metadata \"test.string\"", reason: "ARRAY")
+        assertInputError(try f.int("llama.nope"), "missing", field: "metadata \"llama.nope\"")
     }
 
     func testTinyFixtureTensorsMatchGGUFPy() throws {
@@ -115,8 +115,8 @@ final class GGUFTests: XCTestCase {
         var buffer = [Float](repeating: .nan, count: 64)
         try buffer.withUnsafeMutableBufferPointer { try f.copyFloats("c", into: $0) }
         XCTAssertEqual(buffer, q4)
-        assertFormatError(try buffer.withUnsafeMutableBufferPointer { try f.copyFloats("b", into: $0) }, "invalidValue", field: "tensor \"b\"")
-        assertFormatError(try f.floats("nope"), "missing", field: "tensor \"nope\"")
+        assertInputError(try buffer.withUnsafeMutableBufferPointer { try f.copyFloats("b", into: $0) }, "invalidValue", field: "tensor \"b\"")
+        assertInputError(try f.floats("nope"), "missing", field: "tensor \"nope\"")
         XCTAssertEqual(try f.withBytes(of: "b") { $0.count }, 34)
         // Empty arrays (the Python writer refuses them; the format allows them) and a zero-sized tensor.
         var b = Builder.valid()
@@ -138,7 +138,7 @@ final class GGUFTests: XCTestCase {
         let f = try GGUFFile(data: Data(b.bytes()), source: "k.gguf")
         XCTAssertEqual(f["k"]?.type, .q4_K)
         XCTAssertEqual(f["k"]?.byteCount, 144)
-        assertFormatError(try f.floats("k"), "unsupported", field: "tensor \"k\" type", reason: "Q4_K (12)")
+        assertInputError(try f.floats("k"), "unsupported", field: "tensor \"k\" type", reason: "Q4_K (12)")
         XCTAssertEqual(GGUFTensorType.q8_0.description, "Q8_0 (8)")
         XCTAssertEqual(GGUFTensorType.iq2_XXS.description, "IQ2_XXS (16)")
     }
@@ -149,26 +149,26 @@ final class GGUFTests: XCTestCase {
     private func parse(_ bytes: [UInt8]) throws -> GGUFFile { try GGUFFile(data: Data(bytes), source: "bad.gguf") }
 
     func testHeaderErrors() {
-        assertFormatError(try parse([]), "truncated", field: "header magic")
-        assertFormatError(try parse(Array("GGU".utf8)), "truncated", field: "header magic")
+        assertInputError(try parse([]), "truncated", field: "header magic")
+        assertInputError(try parse(Array("GGU".utf8)), "truncated", field: "header magic")
         var bytes = Builder.valid().bytes()
         bytes[0] = UInt8(ascii: "X")
-        assertFormatError(try parse(bytes), "invalidHeader", field: "header magic", reason: "58 47 55 46")
-        assertFormatError(try parse(Array("GGUF\u{3}\0".utf8)), "truncated", field: "header version")
+        assertInputError(try parse(bytes), "invalidHeader", field: "header magic", reason: "58 47 55 46")
+        assertInputError(try parse(Array("GGUF\u{3}\0".utf8)), "truncated", field: "header version")
         var b = Builder.valid()
         b.version = 1
-        assertFormatError(try parse(b), "unsupported", field: "header version", reason: "1")
+        assertInputError(try parse(b), "unsupported", field: "header version", reason: "1")
         b.version = 3 << 24
-        assertFormatError(try parse(b), "unsupported", field: "header version", reason: "big-endian")
+        assertInputError(try parse(b), "unsupported", field: "header version", reason: "big-endian")
         b = Builder.valid()
         b.tensorCount = 1 << 60
-        assertFormatError(try parse(b), "invalidValue", field: "header tensor_count", reason: "\(1 << 60)")
+        assertInputError(try parse(b), "invalidValue", field: "header tensor_count", reason: "\(1 << 60)")
         b = Builder.valid()
         b.kvCount = UInt64.max
-        assertFormatError(try parse(b), "invalidValue", field: "header metadata_kv_count")
+        assertInputError(try parse(b), "invalidValue", field: "header metadata_kv_count")
         b = Builder.valid()
         b.kvCount = 2   // one more entry than the file holds: the tensor table is read as an entry
-        XCTAssertThrowsError(try parse(b)) { XCTAssertTrue($0 is FormatError, "\($0)") }
+        XCTAssertThrowsError(try parse(b)) { XCTAssertTrue($0 is InputError, "\($0)") }
     }
 
     func testMetadataErrors() {
@@ -176,57 +176,57 @@ final class GGUFTests: XCTestCase {
         // Key length absurd / past the end, empty and not UTF-8.
         var b = Builder.valid()
         b.rawKeyLength = UInt64.max
-        assertFormatError(try parse(b), "invalidValue", field: "metadata entry 0 key length")
+        assertInputError(try parse(b), "invalidValue", field: "metadata entry 0 key length")
         b.rawKeyLength = 1_000
-        assertFormatError(try parse(b), "truncated", field: "metadata entry 0 key", reason: "1000 bytes")
-        assertFormatError(try parse(with(("", Builder.u32Value(1)))), "invalidValue", field: "metadata entry 1 key", reason: "non-empty")
+        assertInputError(try parse(b), "truncated", field: "metadata entry 0 key", reason: "1000 bytes")
+        assertInputError(try parse(with(("", Builder.u32Value(1)))), "invalidValue", field: "metadata entry 1 key", reason: "non-empty")
         b = Builder.valid()
         b.kvs.append((String(decoding: [0x6B], as: UTF8.self), Builder.u32Value(1)))
         var bytes = b.bytes()
         bytes[bytes.firstIndex(of: 0x6B, after: 24)!] = 0xFF
-        assertFormatError(try parse(bytes), "invalidValue", field: "metadata entry 1 key", reason: "not valid UTF-8")
+        assertInputError(try parse(bytes), "invalidValue", field: "metadata entry 1 key", reason: "not valid UTF-8")
         // Unknown value type, bad bool, string value past the end.
-        assertFormatError(try parse(with(("k", Builder.le32(13) + Builder.le32(0)))), "unsupported", field: "metadata \"k\" type", reason: "13")
-        assertFormatError(try parse(with(("k", Builder.le32(7) + [2]))), "invalidValue", field: "metadata \"k\"", reason: "BOOL")
-        assertFormatError(try parse(with(("k", Builder.le32(8) + Builder.le64(1 << 40)))), "truncated", field: "metadata \"k\"")
+        assertInputError(try parse(with(("k", Builder.le32(13) + Builder.le32(0)))), "unsupported", field: "metadata \"k\" type", reason: "13")
+        assertInputError(try parse(with(("k", Builder.le32(7) + [2]))), "invalidValue", field: "metadata \"k\"", reason: "BOOL")
+        assertInputError(try parse(with(("k", Builder.le32(8) + Builder.le64(1 << 40)))), "truncated", field: "metadata \"k\"")
         // Arrays: absurd count, unknown element type, element past the end, nesting too deep.
-        assertFormatError(try parse(with(("k", Builder.array(of: 4, count: 1 << 40, [])))), "invalidValue", field: "metadata \"k\" array count")
-        assertFormatError(try parse(with(("k", Builder.array(of: 9, count: UInt64.max, [])))), "invalidValue", field: "metadata \"k\" array count")
-        assertFormatError(try parse(with(("k", Builder.array(of: 42, count: 1, [0]))))  , "unsupported", field: "metadata \"k\" array type", reason: "42")
-        assertFormatError(try parse(with(("k", Builder.array(of: 8, count: 2, Builder.gstr("a") + Builder.le64(1 << 20))))), "truncated", field: "metadata \"k\"[1]")
+        assertInputError(try parse(with(("k", Builder.array(of: 4, count: 1 << 40, [])))), "invalidValue", field: "metadata \"k\" array count")
+        assertInputError(try parse(with(("k", Builder.array(of: 9, count: UInt64.max, [])))), "invalidValue", field: "metadata \"k\" array count")
+        assertInputError(try parse(with(("k", Builder.array(of: 42, count: 1, [0]))))  , "unsupported", field: "metadata \"k\" array type", reason: "42")
+        assertInputError(try parse(with(("k", Builder.array(of: 8, count: 2, Builder.gstr("a") + Builder.le64(1 << 20))))), "truncated", field: "metadata \"k\"[1]")
         var deep = Builder.array(of: 4, count: 0, [])
         for _ in 0..<GGUFFile.maxArrayDepth { deep = Builder.array(of: 9, count: 1, Array(deep.dropFirst(4))) }
-        assertFormatError(try parse(with(("k", deep))), "invalidValue", field: "metadata \"k\"[0]", reason: "nested")
+        assertInputError(try parse(with(("k", deep))), "invalidValue", field: "metadata \"k\"[0]", reason: "nested")
         // Duplicate key.
-        assertFormatError(try parse(with(("general.architecture", Builder.stringValue("x")))), "invalidHeader", field: "metadata \"general.architecture\"", reason: "more than once")
+        assertInputError(try parse(with(("general.architecture", Builder.stringValue("x")))), "invalidHeader", field: "metadata \"general.architecture\"", reason: "more than once")
         // general.alignment must be a power of two integer.
-        assertFormatError(try parse(with(("general.alignment", Builder.u32Value(48)))), "invalidValue", field: "general.alignment", reason: "48")
-        assertFormatError(try parse(with(("general.alignment", Builder.stringValue("32")))), "invalidValue", field: "general.alignment")
+        assertInputError(try parse(with(("general.alignment", Builder.u32Value(48)))), "invalidValue", field: "general.alignment", reason: "48")
+        assertInputError(try parse(with(("general.alignment", Builder.stringValue("32")))), "invalidValue", field: "general.alignment")
     }
 
     func testTensorTableErrors() {
         func with(_ mutate: (inout Builder) -> Void) -> Builder { var b = Builder.valid(); mutate(&b); return b }
-        assertFormatError(try parse(with { $0.tensors[1].name = "a" }), "invalidHeader", field: "tensor \"a\"", reason: "more than once")
-        assertFormatError(try parse(with { $0.tensors[0].ne = [1, 1, 1, 1, 8] }), "invalidValue", field: "tensor \"a\" n_dims", reason: "5")
-        assertFormatError(try parse(with { $0.tensors[0].ne = [UInt64.max] }), "invalidValue", field: "tensor \"a\" ne[0]")
-        assertFormatError(try parse(with { $0.tensors[0].ne = [1 << 32, 1 << 32, 1 << 32] }), "invalidValue", field: "tensor \"a\" shape", reason: "overflow")
-        assertFormatError(try parse(with { $0.tensors[0].type = 28; $0.tensors[0].ne = [UInt64(Int64.max)] }), "invalidValue", field: "tensor \"a\" shape", reason: "overflow")   // F64
-        assertFormatError(try parse(with { $0.tensors[2].type = 99 }), "unsupported", field: "tensor \"c\" type", reason: "99")
-        assertFormatError(try parse(with { $0.tensors[1].ne = [33, 1] }), "invalidValue", field: "tensor \"b\" shape [33, 1]", reason: "multiple of 32")
-        assertFormatError(try parse(with { $0.tensors[2].ne = [16, 4] }), "invalidValue", field: "tensor \"c\" shape", reason: "Q4_1 block size")
-        assertFormatError(try parse(with { $0.tensors[1].offset = 40 }), "invalidValue", field: "tensor \"b\" offset", reason: "multiple of 32")
-        assertFormatError(try parse(with { $0.tensors[2].offset = 128 }), "truncated", field: "tensor \"c\" data")
-        assertFormatError(try parse(with { $0.tensors[2].offset = UInt64.max - 31 }), "truncated", field: "tensor \"c\" data")
-        assertFormatError(try parse(with { $0.tensors[2].ne = [32, 1 << 50] }), "truncated", field: "tensor \"c\" data")
-        assertFormatError(try parse(with { $0.tensors[1].offset = 0 }), "invalidValue", field: "offset", reason: "overlapping tensor")
-        assertFormatError(try parse(with { $0.tensors[0].ne = [16, 2] }), "invalidValue", field: "tensor \"b\" offset", reason: "overlapping tensor \"a\"")
-        assertFormatError(try parse(with { $0.tensors[0].name = "" }), "invalidValue", field: "tensor info 0 name")
-        assertFormatError(try parse(with { $0.alignment = 64 }), "invalidValue", field: "tensor \"b\" offset", reason: "multiple of 64")
+        assertInputError(try parse(with { $0.tensors[1].name = "a" }), "invalidHeader", field: "tensor \"a\"", reason: "more than once")
+        assertInputError(try parse(with { $0.tensors[0].ne = [1, 1, 1, 1, 8] }), "invalidValue", field: "tensor \"a\" n_dims", reason: "5")
+        assertInputError(try parse(with { $0.tensors[0].ne = [UInt64.max] }), "invalidValue", field: "tensor \"a\" ne[0]")
+        assertInputError(try parse(with { $0.tensors[0].ne = [1 << 32, 1 << 32, 1 << 32] }), "invalidValue", field: "tensor \"a\" shape", reason: "overflow")
+        assertInputError(try parse(with { $0.tensors[0].type = 28; $0.tensors[0].ne = [UInt64(Int64.max)] }), "invalidValue", field: "tensor \"a\" shape", reason: "overflow")   // F64
+        assertInputError(try parse(with { $0.tensors[2].type = 99 }), "unsupported", field: "tensor \"c\" type", reason: "99")
+        assertInputError(try parse(with { $0.tensors[1].ne = [33, 1] }), "invalidValue", field: "tensor \"b\" shape [33, 1]", reason: "multiple of 32")
+        assertInputError(try parse(with { $0.tensors[2].ne = [16, 4] }), "invalidValue", field: "tensor \"c\" shape", reason: "Q4_1 block size")
+        assertInputError(try parse(with { $0.tensors[1].offset = 40 }), "invalidValue", field: "tensor \"b\" offset", reason: "multiple of 32")
+        assertInputError(try parse(with { $0.tensors[2].offset = 128 }), "truncated", field: "tensor \"c\" data")
+        assertInputError(try parse(with { $0.tensors[2].offset = UInt64.max - 31 }), "truncated", field: "tensor \"c\" data")
+        assertInputError(try parse(with { $0.tensors[2].ne = [32, 1 << 50] }), "truncated", field: "tensor \"c\" data")
+        assertInputError(try parse(with { $0.tensors[1].offset = 0 }), "invalidValue", field: "offset", reason: "overlapping tensor")
+        assertInputError(try parse(with { $0.tensors[0].ne = [16, 2] }), "invalidValue", field: "tensor \"b\" offset", reason: "overlapping tensor \"a\"")
+        assertInputError(try parse(with { $0.tensors[0].name = "" }), "invalidValue", field: "tensor info 0 name")
+        assertInputError(try parse(with { $0.alignment = 64 }), "invalidValue", field: "tensor \"b\" offset", reason: "multiple of 64")
         // Data cut short.
-        assertFormatError(try parse(with { $0.data.removeLast() }), "truncated", field: "tensor \"c\" data", reason: "136")
+        assertInputError(try parse(with { $0.data.removeLast() }), "truncated", field: "tensor \"c\" data", reason: "136")
     }
 
-    /// Every prefix of the fixture is refused with a FormatError, until the data of the last tensor is complete.
+    /// Every prefix of the fixture is refused with an InputError, until the data of the last tensor is complete.
     func testEveryTruncationIsATypedError() throws {
         let bytes = [UInt8](try Data(contentsOf: Self.fixtures.appendingPathComponent("tiny.gguf")))
         let full = try parse(bytes)
@@ -235,7 +235,7 @@ final class GGUFTests: XCTestCase {
             do {
                 _ = try parse(Array(bytes[0..<n]))
                 XCTAssertGreaterThanOrEqual(n, end, "a prefix of \(n) bytes parsed")
-            } catch let error as FormatError {
+            } catch let error as InputError {
                 XCTAssertLessThan(n, end, "\(n): \(error)")
                 XCTAssertEqual(error.file, "bad.gguf")
             }
@@ -272,10 +272,10 @@ final class GGUFTests: XCTestCase {
                     if t.type.isDequantizable { XCTAssertEqual(try f.floats(t.name).count, t.elementCount) }
                 }
                 parsed += 1
-            } catch is FormatError {
+            } catch is InputError {
                 rejected += 1
             } catch {
-                XCTFail("non-FormatError: \(error)")
+                XCTFail("non-InputError: \(error)")
             }
         }
         XCTAssertGreaterThan(rejected, 1000)

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
-@testable import Myopia
+import Myopia
+@testable import MyopiaTokenizers
 
 /// The tokenizer embedded in a GGUF file, against the real SmolLM2 tokenizer. The reference ids are
 /// in Tests/Fixtures/tokenizer/smollm2_reference.json, made by tools/reference/smollm2_tokenizer_reference.py
@@ -221,29 +222,29 @@ final class GGUFTokenizerTests: XCTestCase {
         func load(_ overrides: [String: [UInt8]?]) throws -> BPETokenizer { try BPETokenizer.load(gguf: tinyGGUF(dir, replacing: overrides)) }
         let model = "metadata \"tokenizer.ggml.model\"", pre = "metadata \"tokenizer.ggml.pre\""
 
-        assertFormatError(try load(["tokenizer.ggml.model": nil]), "missing", field: model)
-        assertFormatError(try load(["tokenizer.ggml.model": MiniGGUF.string("llama")]), "unsupported", field: model, reason: "\"llama\"")
-        assertFormatError(try load(["tokenizer.ggml.model": MiniGGUF.uint32(2)]), "invalidValue", field: model, reason: "a STRING")
-        assertFormatError(try load(["tokenizer.ggml.pre": nil]), "missing", field: pre)
-        assertFormatError(try load(["tokenizer.ggml.pre": MiniGGUF.string("qwen2")]), "unsupported", field: pre, reason: "known: gpt2, smollm")
-        assertFormatError(try load(["tokenizer.ggml.tokens": nil]), "missing", field: "metadata \"tokenizer.ggml.tokens\"")
-        assertFormatError(try load(["tokenizer.ggml.tokens": MiniGGUF.string("x")]), "invalidValue", field: "metadata \"tokenizer.ggml.tokens\"",
+        assertInputError(try load(["tokenizer.ggml.model": nil]), "missing", field: model)
+        assertInputError(try load(["tokenizer.ggml.model": MiniGGUF.string("llama")]), "unsupported", field: model, reason: "\"llama\"")
+        assertInputError(try load(["tokenizer.ggml.model": MiniGGUF.uint32(2)]), "invalidValue", field: model, reason: "a STRING")
+        assertInputError(try load(["tokenizer.ggml.pre": nil]), "missing", field: pre)
+        assertInputError(try load(["tokenizer.ggml.pre": MiniGGUF.string("qwen2")]), "unsupported", field: pre, reason: "known: gpt2, smollm")
+        assertInputError(try load(["tokenizer.ggml.tokens": nil]), "missing", field: "metadata \"tokenizer.ggml.tokens\"")
+        assertInputError(try load(["tokenizer.ggml.tokens": MiniGGUF.string("x")]), "invalidValue", field: "metadata \"tokenizer.ggml.tokens\"",
                           reason: "an ARRAY of STRING")
-        assertFormatError(try load(["tokenizer.ggml.merges": MiniGGUF.strings(["Ġ t", "he"])]), "invalidValue",
+        assertInputError(try load(["tokenizer.ggml.merges": MiniGGUF.strings(["Ġ t", "he"])]), "invalidValue",
                           field: "metadata \"tokenizer.ggml.merges\"[1]", reason: "two tokens separated by one space")
-        assertFormatError(try load(["tokenizer.ggml.merges": MiniGGUF.strings(["Ġ t", "t h"])]), "invalidValue",
+        assertInputError(try load(["tokenizer.ggml.merges": MiniGGUF.strings(["Ġ t", "t h"])]), "invalidValue",
                           field: "metadata \"tokenizer.ggml.merges\"[1]", reason: "\"th\", which is not a token")
-        assertFormatError(try load(["tokenizer.ggml.merges": MiniGGUF.int32s([1])]), "invalidValue",
+        assertInputError(try load(["tokenizer.ggml.merges": MiniGGUF.int32s([1])]), "invalidValue",
                           field: "metadata \"tokenizer.ggml.merges\"", reason: "STRING")
-        assertFormatError(try load(["tokenizer.ggml.token_type": MiniGGUF.int32s([1, 1])]), "invalidValue",
+        assertInputError(try load(["tokenizer.ggml.token_type": MiniGGUF.int32s([1, 1])]), "invalidValue",
                           field: "metadata \"tokenizer.ggml.token_type\"", reason: "261 entries")
-        assertFormatError(try load(["tokenizer.ggml.token_type": MiniGGUF.int32s([Int32](repeating: 1, count: 260) + [9])]), "invalidValue",
+        assertInputError(try load(["tokenizer.ggml.token_type": MiniGGUF.int32s([Int32](repeating: 1, count: 260) + [9])]), "invalidValue",
                           field: "metadata \"tokenizer.ggml.token_type\"[260]", reason: "1...6")
-        assertFormatError(try load(["tokenizer.ggml.eos_token_id": MiniGGUF.uint32(261)]), "invalidValue",
+        assertInputError(try load(["tokenizer.ggml.eos_token_id": MiniGGUF.uint32(261)]), "invalidValue",
                           field: "metadata \"tokenizer.ggml.eos_token_id\"", reason: "0..<261")
-        assertFormatError(try load(["tokenizer.ggml.bos_token_id": MiniGGUF.string("1")]), "invalidValue",
+        assertInputError(try load(["tokenizer.ggml.bos_token_id": MiniGGUF.string("1")]), "invalidValue",
                           field: "metadata \"tokenizer.ggml.bos_token_id\"", reason: "an integer")
-        assertFormatError(try load(["tokenizer.ggml.tokens": MiniGGUF.strings(["a", "b"])]), "invalidValue",
+        assertInputError(try load(["tokenizer.ggml.tokens": MiniGGUF.strings(["a", "b"])]), "invalidValue",
                           field: "metadata \"tokenizer.ggml.tokens\"", reason: "at least 256 tokens")
 
         // A byte without a token is left out before the merges (as Hugging Face does): "x" here,
@@ -263,11 +264,11 @@ final class GGUFTokenizerTests: XCTestCase {
 
         // The error names the file; a missing file is a typed error too.
         let bad = try tinyGGUF(dir, replacing: ["tokenizer.ggml.pre": MiniGGUF.string("qwen2")])
-        XCTAssertEqual(assertFormatError(try Tokenizers.load(bad.path), "unsupported", field: pre)?.file, bad.path)
-        XCTAssertEqual(assertFormatError(try BPETokenizer.load(gguf: dir.appendingPathComponent("gone.gguf")), "missing", field: "file")?.file,
+        XCTAssertEqual(assertInputError(try Tokenizers.load(bad.path), "unsupported", field: pre)?.file, bad.path)
+        XCTAssertEqual(assertInputError(try BPETokenizer.load(gguf: dir.appendingPathComponent("gone.gguf")), "missing", field: "file")?.file,
                        dir.appendingPathComponent("gone.gguf").path)
         try Data("GGUF".utf8).write(to: dir.appendingPathComponent("short.gguf"))
-        assertFormatError(try Tokenizers.load(dir.appendingPathComponent("short.gguf").path), "truncated", field: "header")
+        assertInputError(try Tokenizers.load(dir.appendingPathComponent("short.gguf").path), "truncated", field: "header")
     }
 }
 

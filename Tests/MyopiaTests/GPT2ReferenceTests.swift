@@ -1,5 +1,5 @@
 import XCTest
-@testable import Myopia
+import Myopia
 
 /// Myopia against PyTorch + transformers on a random, non-square GPT-2 (3 layers, 3 heads, d_model 96,
 /// vocab 256, 64 positions, B 3, T 40). Fixtures: tools/reference/gpt2_reference.py.

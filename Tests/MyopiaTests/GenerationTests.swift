@@ -1,5 +1,5 @@
 import XCTest
-@testable import Myopia
+import Myopia
 
 /// Why and where `Generation.sample` stops, and that a seed fixes the sample.
 final class GenerationTests: XCTestCase {

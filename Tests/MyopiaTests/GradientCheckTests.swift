@@ -1,5 +1,6 @@
 import XCTest
-@testable import Myopia
+import Myopia
+@testable import MyopiaModel
 
 /// Finite-difference checks of every layer's backward, and of the whole model.
 final class GradientCheckTests: XCTestCase {

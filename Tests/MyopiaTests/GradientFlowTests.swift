@@ -1,5 +1,7 @@
 import XCTest
-@testable import Myopia
+import Myopia
+@testable import MyopiaTraining
+@testable import MyopiaModel
 
 /// Invariants of the gradient flows (DESIGN §4) on the random GPT-2 fixture.
 final class GradientFlowTests: XCTestCase {

@@ -1,5 +1,5 @@
 import XCTest
-@testable import Myopia
+import Myopia
 
 final class GradientSplitTests: XCTestCase {
     struct Tokens: Decodable { let tokens: [[Int32]] }

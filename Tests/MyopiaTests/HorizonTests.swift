@@ -1,5 +1,8 @@
 import XCTest
-@testable import Myopia
+import Myopia
+@testable import MyopiaTraining
+@testable import MyopiaKernels
+@testable import MyopiaModel
 
 /// The channel backward of the gradient horizon against a brute-force loop of single-target
 /// backward passes, against torch.autograd, and against itself with a smaller window.

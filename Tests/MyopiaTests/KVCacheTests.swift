@@ -1,5 +1,5 @@
 import XCTest
-@testable import Myopia
+import Myopia
 
 final class KVCacheTests: XCTestCase {
     /// Cached decoding gives the full forward's logits at every position, whether the tokens come

@@ -1,5 +1,5 @@
 import XCTest
-@testable import Myopia
+import Myopia
 
 /// Myopia against PyTorch + transformers on a random `LlamaForCausalLM` with grouped-query attention
 /// (4 query heads, 2 key/value heads, head_dim 8), an untied head, RoPE θ 1000 and RMSNorm eps 1e-6;

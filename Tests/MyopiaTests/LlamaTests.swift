@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
-@testable import Myopia
+import Myopia
+@testable import MyopiaModel
 
 /// The Llama family's layers (RMSNorm, RoPE, SwiGLU, grouped-query attention) against finite
 /// differences, the whole model's gradient, its KV cache, and the gradient flows and horizon on it.

@@ -1,5 +1,6 @@
 import XCTest
-@testable import Myopia
+import Myopia
+@testable import MyopiaModel
 
 /// The local-myopic flow (LocalMyopic.swift): at zero fine-tuning steps it is the reference bit for
 /// bit; its gradients match PyTorch (tools/reference/local_myopic_reference.py) for GPT-2 and Llama

@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import Myopia
+import Myopia
 
 /// Named activations (TransformerLens names) and their gradients, on the PyTorch reference models:
 /// the residual streams and their gradients against transformers + autograd under every flow; the
@@ -60,7 +60,7 @@ final class NamedActivationsTests: XCTestCase {
         XCTAssertEqual(try ActivationName(parsing: "blocks.2.hook_resid_post.grad", config: gpt2).description, "blocks.2.hook_resid_post.grad")
         for bad in ["blocks.3.hook_resid_pre", "blocks.x.hook_resid_pre", "hook_resid_pre", "blocks.0.hook_nothing",
                     "blocks.0.attn.hook_rot_q", "blocks.0.mlp.hook_pre_linear", "ln_final", ""] {
-            XCTAssertThrowsError(try ActivationName(parsing: bad, config: gpt2), bad) { XCTAssertTrue($0 is FormatError) }
+            XCTAssertThrowsError(try ActivationName(parsing: bad, config: gpt2), bad) { XCTAssertTrue($0 is InputError) }
         }
         XCTAssertThrowsError(try HookPoint(parsing: "hook_pos_embed", config: llama))
     }

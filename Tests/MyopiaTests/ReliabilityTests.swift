@@ -1,6 +1,8 @@
 import Foundation
 import XCTest
-@testable import Myopia
+import Myopia
+@testable import MyopiaSupport
+@testable import MyopiaTraining
 
 /// DESIGN §8 for training runs: exact resume from any step, checkpoints that verify their own
 /// checksums, a full disk that leaves the previous checkpoint as it was, a NaN that stops the run
@@ -85,19 +87,19 @@ final class ReliabilityTests: XCTestCase {
             bad[bad.count - 3] ^= 0x10
             try bad.write(to: url)
             XCTAssertThrowsError(try Trainer(config: config(steps: 8), dataset: data, out: dir, resume: true)) {
-                guard case .checksumMismatch(let file, let expected, _) = $0 as? FormatError else { return XCTFail("\($0)") }
+                guard case .checksumMismatch(let file, let expected, _) = $0 as? InputError else { return XCTFail("\($0)") }
                 XCTAssertEqual(file, url.path)
                 XCTAssertEqual(expected, files[name]?.sha256)
             }
             if name == Checkpoint.modelFile {
                 XCTAssertThrowsError(try Checkpoint.loadModel(from: checkpoint)) {
-                    XCTAssertEqual(($0 as? FormatError)?.file, url.path, "\($0)")
+                    XCTAssertEqual(($0 as? InputError)?.file, url.path, "\($0)")
                 }
             }
             // Cut short: refused by size before hashing.
             try good.prefix(good.count - 8).write(to: url)
             XCTAssertThrowsError(try Trainer(config: config(steps: 8), dataset: data, out: dir, resume: true)) {
-                guard case .checksumMismatch(let file, _, let found) = $0 as? FormatError else { return XCTFail("\($0)") }
+                guard case .checksumMismatch(let file, _, let found) = $0 as? InputError else { return XCTFail("\($0)") }
                 XCTAssertEqual(file, url.path)
                 XCTAssertTrue(found.contains("bytes"), found)
             }
@@ -146,7 +148,7 @@ final class ReliabilityTests: XCTestCase {
             AtomicFile.faultInjector = { path, _ in path.hasSuffix(".partial/\(failing)") ? ENOSPC : nil }
             let trainer = try Trainer(config: config(steps: 8), dataset: data, out: dir, resume: true)
             XCTAssertThrowsError(try trainer.run(), failing) {
-                guard case .io(let file, let reason) = $0 as? FormatError else { return XCTFail("\($0)") }
+                guard case .io(let file, let reason) = $0 as? InputError else { return XCTFail("\($0)") }
                 XCTAssertTrue(file.hasSuffix(failing), file)
                 XCTAssertTrue(reason.contains("No space left on device"), reason)
             }
@@ -172,7 +174,7 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertEqual(try AtomicFile.write(old, to: url, hashing: true), SHA256.hash(old))
         AtomicFile.faultInjector = { _, _ in EIO }
         XCTAssertThrowsError(try AtomicFile.write(Data(count: 3 << 20), to: url)) {
-            XCTAssertTrue(($0 as? FormatError)?.description.contains("write failed") == true, "\($0)")
+            XCTAssertTrue(($0 as? InputError)?.description.contains("write failed") == true, "\($0)")
         }
         AtomicFile.faultInjector = nil
         XCTAssertEqual(try Data(contentsOf: url), old)
@@ -240,7 +242,7 @@ final class ReliabilityTests: XCTestCase {
             var c = config(steps: 10)
             change(&c)
             XCTAssertThrowsError(try c.validate(), file: file, line: line) {
-                XCTAssertEqual(($0 as? FormatError)?.field, field, "\($0)", file: file, line: line)
+                XCTAssertEqual(($0 as? InputError)?.field, field, "\($0)", file: file, line: line)
             }
         }
         refused({ $0.heads = 3 }, "heads")             // 16 is not a multiple of 3
@@ -261,7 +263,7 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertNoThrow(try c.checkMemory(vocabSize: 256))
         c.layers = 48; c.dModel = 8192; c.heads = 64; c.seqLen = 4096; c.batch = 64
         XCTAssertThrowsError(try c.checkMemory(vocabSize: 50257, available: 64e9)) {
-            XCTAssertEqual(($0 as? FormatError)?.field, "layers, d_model, seq_len, batch", "\($0)")
+            XCTAssertEqual(($0 as? InputError)?.field, "layers, d_model, seq_len, batch", "\($0)")
             XCTAssertTrue("\($0)".contains("64.0 GB"), "\($0)")
         }
         XCTAssertThrowsError(try Trainer(config: { var d = c; d.layers = 100_000; return d }(), dataset: data, out: try temporaryDirectory(self)))
@@ -278,7 +280,7 @@ final class ReliabilityTests: XCTestCase {
         try Data("x".utf8).write(to: file)
         for out in [file, file.appendingPathComponent("run")] {
             XCTAssertThrowsError(try Trainer.prepareOutput(out)) {
-                XCTAssertEqual(($0 as? FormatError)?.file, out.path, "\($0)")
+                XCTAssertEqual(($0 as? InputError)?.file, out.path, "\($0)")
             }
         }
         if getuid() != 0 {   // root writes anywhere
@@ -304,8 +306,8 @@ final class ReliabilityTests: XCTestCase {
             change(&state)
             try JSONSerialization.data(withJSONObject: state).write(to: url)
             XCTAssertThrowsError(try TrainerState.load(from: url), file: file, line: line) {
-                XCTAssertEqual(($0 as? FormatError)?.file, url.path, "\($0)", file: file, line: line)
-                XCTAssertEqual(($0 as? FormatError)?.field, field, "\($0)", file: file, line: line)
+                XCTAssertEqual(($0 as? InputError)?.file, url.path, "\($0)", file: file, line: line)
+                XCTAssertEqual(($0 as? InputError)?.field, field, "\($0)", file: file, line: line)
             }
         }
         try refused({ $0["step"] = -3 }, "step")

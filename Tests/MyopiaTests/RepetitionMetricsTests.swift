@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import Myopia
+import Myopia
 
 final class RepetitionMetricsTests: XCTestCase {
     // MARK: distinct-n

@@ -1,6 +1,8 @@
 import Foundation
 import XCTest
-@testable import Myopia
+import Myopia
+@testable import MyopiaFormats
+@testable import MyopiaSupport
 
 final class SHA256Tests: XCTestCase {
     // FIPS 180-4 / NIST CAVP example vectors.
@@ -45,7 +47,7 @@ final class SHA256Tests: XCTestCase {
         try AtomicFile.write(data, to: url)
         XCTAssertEqual(try SHA256.hash(fileAt: url), SHA256.hash(data))
         XCTAssertThrowsError(try SHA256.hash(fileAt: url.appendingPathExtension("missing"))) { error in
-            guard case FormatError.io(let file, _)? = error as? FormatError else { return XCTFail("\(error)") }
+            guard case InputError.io(let file, _)? = error as? InputError else { return XCTFail("\(error)") }
             XCTAssertTrue(file.hasSuffix(".missing"))
         }
     }

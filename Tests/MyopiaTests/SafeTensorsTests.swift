@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import Myopia
+import Myopia
 
 final class SafeTensorsTests: XCTestCase {
     private var tempDir: URL!
@@ -74,22 +74,22 @@ final class SafeTensorsTests: XCTestCase {
         try b.withUnsafeMutableBufferPointer { try file.copyFloats("b", into: $0) }
         XCTAssertEqual(b, [6, 7, 8, 9])
         var wrong = [Float](repeating: 0, count: 3)
-        assertFormatError(try wrong.withUnsafeMutableBufferPointer { try file.copyFloats("b", into: $0) }, "invalidValue", field: "tensor \"b\"")
-        assertFormatError(try file.floats("nope"), "missing", field: "tensor \"nope\"")
+        assertInputError(try wrong.withUnsafeMutableBufferPointer { try file.copyFloats("b", into: $0) }, "invalidValue", field: "tensor \"b\"")
+        assertInputError(try file.floats("nope"), "missing", field: "tensor \"nope\"")
     }
 
     func testWriterRejectsBadInputAndKeepsOldFile() throws {
         let url = tempDir.appendingPathComponent("keep.safetensors")
         try SafeTensorsWriter.write([.init(name: "x", shape: [1], data: [1])], to: url)
         let before = try Data(contentsOf: url)
-        assertFormatError(try SafeTensorsWriter.write([.init(name: "x", shape: [2], data: [1])], to: url), "invalidValue", field: "tensor \"x\" shape")
-        assertFormatError(try SafeTensorsWriter.write([.init(name: "x", shape: [1], data: [1]), .init(name: "x", shape: [1], data: [2])], to: url), "invalidValue", field: "tensor \"x\"")
-        assertFormatError(try SafeTensorsWriter.write([.init(name: "x", shape: [-1], data: [])], to: url), "invalidValue", field: "shape")
+        assertInputError(try SafeTensorsWriter.write([.init(name: "x", shape: [2], data: [1])], to: url), "invalidValue", field: "tensor \"x\" shape")
+        assertInputError(try SafeTensorsWriter.write([.init(name: "x", shape: [1], data: [1]), .init(name: "x", shape: [1], data: [2])], to: url), "invalidValue", field: "tensor \"x\"")
+        assertInputError(try SafeTensorsWriter.write([.init(name: "x", shape: [-1], data: [])], to: url), "invalidValue", field: "shape")
         struct Interrupted: Error {}
         XCTAssertThrowsError(try AtomicFile.write(to: url) { w in try w.write([1, 2, 3]); throw Interrupted() }) { XCTAssertTrue($0 is Interrupted) }
         XCTAssertEqual(try Data(contentsOf: url), before)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tempDir.path), ["keep.safetensors"])
-        assertFormatError(try AtomicFile.write(Data([1]), to: tempDir.appendingPathComponent("no/such/dir/f")), "io", field: nil)
+        assertInputError(try AtomicFile.write(Data([1]), to: tempDir.appendingPathComponent("no/such/dir/f")), "io", field: nil)
     }
 
     // MARK: - Reading files written by Python safetensors
@@ -117,9 +117,9 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(try file.int64s("i64"), [1, -2, 1 << 40])
         XCTAssertEqual(try file.int32s("i32"), [7, -9])
         XCTAssertEqual(try file.int64s("u8"), [0, 255])
-        assertFormatError(try file.int32s("i64"), "invalidValue", field: "tensor \"i64\" element 2")
-        assertFormatError(try file.floats("i64"), "unsupported", field: "tensor \"i64\" dtype")
-        assertFormatError(try file.int64s("f32"), "unsupported", field: "tensor \"f32\" dtype")
+        assertInputError(try file.int32s("i64"), "invalidValue", field: "tensor \"i64\" element 2")
+        assertInputError(try file.floats("i64"), "unsupported", field: "tensor \"i64\" dtype")
+        assertInputError(try file.int64s("f32"), "unsupported", field: "tensor \"f32\" dtype")
     }
 
     // MARK: - Half / bfloat16 bit conversion
@@ -189,99 +189,99 @@ final class SafeTensorsTests: XCTestCase {
     private let eight = [UInt8](repeating: 0, count: 8)
 
     func testFileShorterThanEightBytes() {
-        assertFormatError(try parse(Data([1, 2, 3])), "truncated", field: "header length")
-        assertFormatError(try parse(Data()), "truncated", field: "header length")
+        assertInputError(try parse(Data([1, 2, 3])), "truncated", field: "header length")
+        assertInputError(try parse(Data()), "truncated", field: "header length")
     }
 
     func testHeaderLengthPastEndOfFile() {
-        assertFormatError(try parse(file("{}", length: 1000)), "truncated", field: "header")
+        assertInputError(try parse(file("{}", length: 1000)), "truncated", field: "header")
     }
 
     func testHeaderLengthAbsurdlyHuge() {
-        assertFormatError(try parse(file("{}", length: UInt64.max)), "invalidValue", field: "header length")
-        assertFormatError(try parse(file("{}", length: 1 << 40)), "invalidValue", field: "header length")
+        assertInputError(try parse(file("{}", length: UInt64.max)), "invalidValue", field: "header length")
+        assertInputError(try parse(file("{}", length: 1 << 40)), "invalidValue", field: "header length")
     }
 
     func testHeaderNotUTF8OrNotJSON() {
-        assertFormatError(try parse(file(bytes: [0x7B, 0xFF, 0xFE, 0x7D])), "invalidHeader", field: "header", reason: "UTF-8")
-        assertFormatError(try parse(file("{\"a\":")), "invalidHeader", field: "header", reason: "invalid JSON")
-        assertFormatError(try parse(file("{\"a\":1,}")), "invalidHeader", field: "header", reason: "invalid JSON")
-        assertFormatError(try parse(file("{} x")), "invalidHeader", field: "header", reason: "after the end")
-        assertFormatError(try parse(file("")), "invalidHeader", field: "header", reason: "invalid JSON")
-        assertFormatError(try parse(file(String(repeating: "[", count: 100_000))), "invalidHeader", field: "header", reason: "nested")
+        assertInputError(try parse(file(bytes: [0x7B, 0xFF, 0xFE, 0x7D])), "invalidHeader", field: "header", reason: "UTF-8")
+        assertInputError(try parse(file("{\"a\":")), "invalidHeader", field: "header", reason: "invalid JSON")
+        assertInputError(try parse(file("{\"a\":1,}")), "invalidHeader", field: "header", reason: "invalid JSON")
+        assertInputError(try parse(file("{} x")), "invalidHeader", field: "header", reason: "after the end")
+        assertInputError(try parse(file("")), "invalidHeader", field: "header", reason: "invalid JSON")
+        assertInputError(try parse(file(String(repeating: "[", count: 100_000))), "invalidHeader", field: "header", reason: "nested")
     }
 
     func testHeaderNotAnObject() {
-        assertFormatError(try parse(file("[1, 2]")), "invalidHeader", field: "header", reason: "expected a JSON object")
-        assertFormatError(try parse(file("{\"w\": [1]}")), "invalidValue", field: "tensor \"w\"")
+        assertInputError(try parse(file("[1, 2]")), "invalidHeader", field: "header", reason: "expected a JSON object")
+        assertInputError(try parse(file("{\"w\": [1]}")), "invalidValue", field: "tensor \"w\"")
     }
 
     func testMissingFields() {
-        assertFormatError(try parse(file(#"{"w":{"shape":[2],"data_offsets":[0,8]}}"#, data: eight)), "missing", field: "tensor \"w\" dtype")
-        assertFormatError(try parse(file(#"{"w":{"dtype":"F32","data_offsets":[0,8]}}"#, data: eight)), "missing", field: "tensor \"w\" shape")
-        assertFormatError(try parse(file(#"{"w":{"dtype":"F32","shape":[2]}}"#, data: eight)), "missing", field: "tensor \"w\" data_offsets")
+        assertInputError(try parse(file(#"{"w":{"shape":[2],"data_offsets":[0,8]}}"#, data: eight)), "missing", field: "tensor \"w\" dtype")
+        assertInputError(try parse(file(#"{"w":{"dtype":"F32","data_offsets":[0,8]}}"#, data: eight)), "missing", field: "tensor \"w\" shape")
+        assertInputError(try parse(file(#"{"w":{"dtype":"F32","shape":[2]}}"#, data: eight)), "missing", field: "tensor \"w\" data_offsets")
     }
 
     func testUnknownDType() {
-        assertFormatError(try parse(file(#"{"w":{"dtype":"F17","shape":[2],"data_offsets":[0,8]}}"#, data: eight)), "unsupported", field: "tensor \"w\" dtype")
-        assertFormatError(try parse(file(#"{"w":{"dtype":32,"shape":[2],"data_offsets":[0,8]}}"#, data: eight)), "invalidValue", field: "tensor \"w\" dtype")
+        assertInputError(try parse(file(#"{"w":{"dtype":"F17","shape":[2],"data_offsets":[0,8]}}"#, data: eight)), "unsupported", field: "tensor \"w\" dtype")
+        assertInputError(try parse(file(#"{"w":{"dtype":32,"shape":[2],"data_offsets":[0,8]}}"#, data: eight)), "invalidValue", field: "tensor \"w\" dtype")
     }
 
     func testBadShape() {
         for shape in ["[-2]", "[1.5]", "[2e0]", "[\"2\"]", "2", "[99999999999999999999]", "[4611686018427387904, 4611686018427387904]"] {
-            assertFormatError(try parse(file(#"{"w":{"dtype":"F32","shape":\#(shape),"data_offsets":[0,8]}}"#, data: eight)), "invalidValue", field: "tensor \"w\" shape")
+            assertInputError(try parse(file(#"{"w":{"dtype":"F32","shape":\#(shape),"data_offsets":[0,8]}}"#, data: eight)), "invalidValue", field: "tensor \"w\" shape")
         }
     }
 
     func testBadDataOffsets() {
-        assertFormatError(try parse(file(#"{"w":{"dtype":"F32","shape":[0],"data_offsets":[8,4]}}"#, data: eight)), "invalidValue", field: "tensor \"w\" data_offsets [8, 4]")
+        assertInputError(try parse(file(#"{"w":{"dtype":"F32","shape":[0],"data_offsets":[8,4]}}"#, data: eight)), "invalidValue", field: "tensor \"w\" data_offsets [8, 4]")
         for offsets in ["[0]", "[0,8,9]", "[-1,7]", "[0,8.0]", "\"0,8\""] {
-            assertFormatError(try parse(file(#"{"w":{"dtype":"F32","shape":[2],"data_offsets":\#(offsets)}}"#, data: eight)), "invalidValue", field: "tensor \"w\" data_offsets")
+            assertInputError(try parse(file(#"{"w":{"dtype":"F32","shape":[2],"data_offsets":\#(offsets)}}"#, data: eight)), "invalidValue", field: "tensor \"w\" data_offsets")
         }
     }
 
     func testOffsetsOutOfBounds() {
-        assertFormatError(try parse(file(#"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, data: eight)), "truncated", field: "tensor \"w\" data_offsets [0, 16]")
-        assertFormatError(try parse(file(#"{"w":{"dtype":"F32","shape":[0],"data_offsets":[9223372036854775807,9223372036854775807]}}"#, data: eight)), "truncated", field: "tensor \"w\"")
+        assertInputError(try parse(file(#"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, data: eight)), "truncated", field: "tensor \"w\" data_offsets [0, 16]")
+        assertInputError(try parse(file(#"{"w":{"dtype":"F32","shape":[0],"data_offsets":[9223372036854775807,9223372036854775807]}}"#, data: eight)), "truncated", field: "tensor \"w\"")
     }
 
     func testOverlappingEntries() {
         let header = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#
-        assertFormatError(try parse(file(header, data: [UInt8](repeating: 0, count: 12))), "invalidValue", field: "tensor \"b\" data_offsets [4, 12]", reason: "overlapping tensor \"a\"")
+        assertInputError(try parse(file(header, data: [UInt8](repeating: 0, count: 12))), "invalidValue", field: "tensor \"b\" data_offsets [4, 12]", reason: "overlapping tensor \"a\"")
     }
 
     func testGapBetweenEntries() {
         let header = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}}"#
-        assertFormatError(try parse(file(header, data: [UInt8](repeating: 0, count: 20))), "invalidValue", field: "tensor \"b\" data_offsets [12, 20]", reason: "gap of 4 bytes after tensor \"a\"")
+        assertInputError(try parse(file(header, data: [UInt8](repeating: 0, count: 20))), "invalidValue", field: "tensor \"b\" data_offsets [12, 20]", reason: "gap of 4 bytes after tensor \"a\"")
         let late = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#
-        assertFormatError(try parse(file(late, data: [UInt8](repeating: 0, count: 12))), "invalidValue", field: "tensor \"a\"", reason: "at the start")
+        assertInputError(try parse(file(late, data: [UInt8](repeating: 0, count: 12))), "invalidValue", field: "tensor \"a\"", reason: "at the start")
     }
 
     func testByteCountNotNumelTimesSize() throws {
         let header = #"{"h.0.attn.c_attn.weight":{"dtype":"F32","shape":[96,288],"data_offsets":[0,100]}}"#
-        let error = assertFormatError(try parse(file(header, data: [UInt8](repeating: 0, count: 100))), "invalidValue", field: "tensor \"h.0.attn.c_attn.weight\" data_offsets [0, 100]")
+        let error = assertInputError(try parse(file(header, data: [UInt8](repeating: 0, count: 100))), "invalidValue", field: "tensor \"h.0.attn.c_attn.weight\" data_offsets [0, 100]")
         XCTAssertEqual(error?.description, "bad.safetensors: tensor \"h.0.attn.c_attn.weight\" data_offsets [0, 100]: expected 110592 bytes (F32 × [96, 288]), found 100")
-        assertFormatError(try parse(file(#"{"w":{"dtype":"BF16","shape":[3],"data_offsets":[0,8]}}"#, data: eight)), "invalidValue", field: "tensor \"w\"", reason: "6 bytes (BF16 × [3])")
+        assertInputError(try parse(file(#"{"w":{"dtype":"BF16","shape":[3],"data_offsets":[0,8]}}"#, data: eight)), "invalidValue", field: "tensor \"w\"", reason: "6 bytes (BF16 × [3])")
     }
 
     func testDuplicateTensorName() {
         let header = #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#
-        assertFormatError(try parse(file(header, data: eight)), "invalidHeader", field: "tensor \"a\"", reason: "more than once")
+        assertInputError(try parse(file(header, data: eight)), "invalidHeader", field: "tensor \"a\"", reason: "more than once")
         let dupKey = #"{"a":{"dtype":"F32","dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#
-        assertFormatError(try parse(file(dupKey, data: eight)), "invalidHeader", field: "tensor \"a\" dtype", reason: "more than once")
+        assertInputError(try parse(file(dupKey, data: eight)), "invalidHeader", field: "tensor \"a\" dtype", reason: "more than once")
     }
 
     func testBadMetadata() {
-        assertFormatError(try parse(file(#"{"__metadata__":{"a":1}}"#)), "invalidValue", field: "__metadata__[\"a\"]")
-        assertFormatError(try parse(file(#"{"__metadata__":["a"]}"#)), "invalidValue", field: "__metadata__")
-        assertFormatError(try parse(file(#"{"__metadata__":{"a":"x","a":"y"}}"#)), "invalidHeader", field: "__metadata__[\"a\"]")
-        assertFormatError(try parse(file(#"{"__metadata__":{},"__metadata__":{}}"#)), "invalidHeader", field: "__metadata__")
+        assertInputError(try parse(file(#"{"__metadata__":{"a":1}}"#)), "invalidValue", field: "__metadata__[\"a\"]")
+        assertInputError(try parse(file(#"{"__metadata__":["a"]}"#)), "invalidValue", field: "__metadata__")
+        assertInputError(try parse(file(#"{"__metadata__":{"a":"x","a":"y"}}"#)), "invalidHeader", field: "__metadata__[\"a\"]")
+        assertInputError(try parse(file(#"{"__metadata__":{},"__metadata__":{}}"#)), "invalidHeader", field: "__metadata__")
     }
 
     func testTrailingDataBeyondLastTensor() {
         let header = #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#
-        assertFormatError(try parse(file(header, data: eight)), "invalidValue", field: "data section", reason: "4 trailing bytes")
-        assertFormatError(try parse(file("{}", data: [0])), "invalidValue", field: "data section")
+        assertInputError(try parse(file(header, data: eight)), "invalidValue", field: "data section", reason: "4 trailing bytes")
+        assertInputError(try parse(file("{}", data: [0])), "invalidValue", field: "data section")
     }
 
     func testAcceptedEdgeCases() throws {
@@ -333,10 +333,10 @@ final class SafeTensorsTests: XCTestCase {
                     _ = try? f.floats(e.name)
                 }
                 parsed += 1
-            } catch is FormatError {
+            } catch is InputError {
                 rejected += 1
             } catch {
-                XCTFail("non-FormatError: \(error)")
+                XCTFail("non-InputError: \(error)")
             }
         }
         XCTAssertEqual(parsed + rejected, 3000)
@@ -358,16 +358,16 @@ private struct FormatFuzzRNG {
     }
 }
 
-/// Asserts that `expression` throws a FormatError of the named case whose field contains `field`
+/// Asserts that `expression` throws an InputError of the named case whose field contains `field`
 /// and whose message contains `reason`; returns the error.
 @discardableResult
-func assertFormatError<T>(_ expression: @autoclosure () throws -> T, _ caseName: String, field: String?, reason: String? = nil,
-                          file: StaticString = #filePath, line: UInt = #line) -> FormatError? {
+func assertInputError<T>(_ expression: @autoclosure () throws -> T, _ caseName: String, field: String?, reason: String? = nil,
+                          file: StaticString = #filePath, line: UInt = #line) -> InputError? {
     do {
         _ = try expression()
-        XCTFail("expected FormatError.\(caseName), got success", file: file, line: line)
+        XCTFail("expected InputError.\(caseName), got success", file: file, line: line)
         return nil
-    } catch let error as FormatError {
+    } catch let error as InputError {
         let name = Mirror(reflecting: error).children.first?.label ?? "\(error)"
         XCTAssertEqual(name, caseName, "\(error)", file: file, line: line)
         if let field { XCTAssertTrue(error.field?.contains(field) == true, "field \(error.field ?? "nil") lacks \(field): \(error)", file: file, line: line) }
@@ -375,7 +375,7 @@ func assertFormatError<T>(_ expression: @autoclosure () throws -> T, _ caseName:
         XCTAssertFalse(error.description.isEmpty)
         return error
     } catch {
-        XCTFail("expected FormatError.\(caseName), got \(error)", file: file, line: line)
+        XCTFail("expected InputError.\(caseName), got \(error)", file: file, line: line)
         return nil
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import Myopia
+import Myopia
 
 /// The synthetic pre-caching task's generator and its exact baselines (DESIGN §5).
 final class SineTaskTests: XCTestCase {

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
-@testable import Myopia
+import Myopia
+@testable import MyopiaTraining
 
 /// The TensorBoard event writer against TensorBoard's own reader: Tests/Fixtures/tensorboard holds an
 /// events file this writer made (regenerate with MYOPIA_WRITE_FIXTURES=1) and what
@@ -89,14 +90,14 @@ final class TensorBoardTests: XCTestCase {
         var bytes = [UInt8](try Data(contentsOf: url))
         try Data(bytes.dropLast(3)).write(to: url)
         XCTAssertThrowsError(try TensorBoardReader.read(url)) { error in
-            guard case .truncated(let file, let field, _, _)? = error as? FormatError else { return XCTFail("\(error)") }
+            guard case .truncated(let file, let field, _, _)? = error as? InputError else { return XCTFail("\(error)") }
             XCTAssertEqual(file, url.path)
             XCTAssertEqual(field, "record 5")
         }
         bytes[40] ^= 0x10   // inside the first step's event
         try Data(bytes).write(to: url)
         XCTAssertThrowsError(try TensorBoardReader.read(url)) { error in
-            guard case .checksumMismatch(let file, _, _)? = error as? FormatError else { return XCTFail("\(error)") }
+            guard case .checksumMismatch(let file, _, _)? = error as? InputError else { return XCTFail("\(error)") }
             XCTAssertEqual(file, url.path)
         }
     }

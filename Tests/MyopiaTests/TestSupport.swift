@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import Myopia
+import Myopia
 
 /// Where the committed reference fixtures live (Tests/Fixtures).
 let fixturesURL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -1,5 +1,5 @@
 import XCTest
-@testable import Myopia
+import Myopia
 
 /// The token-task generators: seeded, and every answer equal to one recomputed here from the inputs alone.
 final class TokenTaskTests: XCTestCase {

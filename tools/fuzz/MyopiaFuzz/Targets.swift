@@ -14,9 +14,9 @@
 //   corpus           TokenDataset.load with the byte tokenizer and with BPE (GPT-2's and SmolLM's
 //                    pre-tokenizers): invalid UTF-8, empty files, huge lines
 //
-// An input passes when it is accepted, or refused with a FormatError that names the input's file
+// An input passes when it is accepted, or refused with an InputError that names the input's file
 // (or a file beside it, such as the checkpoint's weights) and a field. Anything else — another
-// error type, a FormatError without a field, a trap, a hang — is a finding.
+// error type, an InputError without a field, a trap, a hang — is a finding.
 
 import Foundation
 import Myopia
@@ -48,10 +48,10 @@ public struct FuzzTarget: Sendable {
     /// What one input did.
     public enum Outcome: Equatable, Sendable {
         case accepted
-        /// A well-formed refusal: the FormatError's case and field (numbers and names folded,
+        /// A well-formed refusal: the InputError's case and field (numbers and names folded,
         /// so that one kind of refusal counts once) and its message.
         case rejected(kind: String, message: String)
-        /// A refusal that breaks the rules: not a FormatError, or one without file or field.
+        /// A refusal that breaks the rules: not an InputError, or one without file or field.
         case badRejection(String)
     }
 
@@ -66,14 +66,14 @@ public struct FuzzTarget: Sendable {
         do {
             try body(url, bytes)
             return .accepted
-        } catch let error as FormatError {
+        } catch let error as InputError {
             return Self.classify(error, folder: folder)
         } catch {
-            return .badRejection("not a FormatError: \(type(of: error)): \(error)")
+            return .badRejection("not an InputError: \(type(of: error)): \(error)")
         }
     }
 
-    static func classify(_ error: FormatError, folder: URL) -> Outcome {
+    static func classify(_ error: InputError, folder: URL) -> Outcome {
         let message = error.description
         guard error.file.hasPrefix(folder.path) || error.file.hasPrefix(folder.standardizedFileURL.path) else {
             return .badRejection("names the file \(error.file), not the input: \(message)")
@@ -130,9 +130,9 @@ extension FuzzTarget {
 
     /// Not a parser: checks the driver itself. Its seeds (Seeds.make("selftest")) are an input
     /// that passes, one that traps, one that hangs, one that asks for 32 TB, and one refused with
-    /// an error that is not a FormatError.
+    /// an error that is not an InputError.
     static let selfTest = FuzzTarget(name: "selftest", kind: .binary, fileName: "input", dictionary: []) { _, bytes in
-        struct NotAFormatError: Error {}
+        struct NotAnInputError: Error {}
         switch String(decoding: bytes, as: UTF8.self) {
         case "CRASH": fatalError("selftest: a trap")
         case "HANG": while true { sleep(1) }
@@ -140,7 +140,7 @@ extension FuzzTarget {
             let p = UnsafeMutableRawPointer.allocate(byteCount: 1 << 45, alignment: 64)
             p.storeBytes(of: 1, as: UInt8.self)
             p.deallocate()
-        case "BAD": throw NotAFormatError()
+        case "BAD": throw NotAnInputError()
         default: break
         }
     }

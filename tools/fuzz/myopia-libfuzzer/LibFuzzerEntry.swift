@@ -2,7 +2,7 @@
 // `--sanitize fuzzer -Xswiftc -DMYOPIA_LIBFUZZER`; libFuzzer then supplies `main`).
 //
 // MYOPIA_FUZZ_TARGET names the target (one of `myopia-fuzz list`). Each input goes through the
-// same harness as the mutation fuzzer; a refusal that is not a FormatError naming the file and a
+// same harness as the mutation fuzzer; a refusal that is not an InputError naming the file and a
 // field stops the run as a crash, so libFuzzer saves it as crash-*. Traps, timeouts (-timeout) and
 // oversized allocations (-malloc_limit_mb) are libFuzzer's own findings.
 //

@@ -1,0 +1,258 @@
+import Foundation
+import MyopiaSupport
+import MyopiaModel
+
+/// A checkpoint is a Hugging Face folder: `config.json` + `model.safetensors` (fp32; GPT-2 keys
+/// unprefixed, Llama keys as `LlamaForCausalLM` names them), loadable by `GPT2LMHeadModel` /
+/// `LlamaForCausalLM.from_pretrained(dir)`. A training checkpoint adds
+/// `optimizer.safetensors` (AdamW moments under `exp_avg.KEY`, `exp_avg_sq.KEY`) and
+/// `trainer_state.json`, which records the sha256 and size of the other three files under
+/// `"files"`; loading verifies every file listed there (DESIGN §8), so a damaged checkpoint is
+/// refused with `InputError.checksumMismatch` naming the file rather than trained on.
+///
+/// Nothing is allocated from config.json alone: every parameter the config implies must be in
+/// model.safetensors with its shape before the model is built, so the model is never larger than
+/// the file.
+public enum Checkpoint {
+    public static let configFile = "config.json"
+    public static let modelFile = "model.safetensors"
+    public static let optimizerFile = "optimizer.safetensors"
+    public static let stateFile = "trainer_state.json"
+
+    /// Largest positions × head size of a rotary model (its cos and sin tables hold that many
+    /// floats together: 256 MB). Llama-3 (131072 × 128) is an eighth of it.
+    public static let maxRotaryValues = 1 << 26
+
+    /// What a checkpoint records about each of its files.
+    public struct FileChecksum: Codable, Equatable, Sendable {
+        public var sha256: String
+        public var bytes: Int
+        public init(sha256: String, bytes: Int) {
+            self.sha256 = sha256
+            self.bytes = bytes
+        }
+    }
+
+    /// Writes config.json and model.safetensors into `dir` (created if needed), each file
+    /// atomically; returns their checksums (for trainer_state.json).
+    @discardableResult
+    public static func saveModel(_ model: Transformer, to dir: URL, metadata: [String: String] = [:]) throws -> [String: FileChecksum] {
+        try createDirectory(dir)
+        let config = try model.savedConfig.jsonData()
+        let configURL = dir.appendingPathComponent(configFile)
+        let configHash = try AtomicFile.write(config, to: configURL, hashing: true)
+        let store = model.params
+        let tensors = store.entries.map { e in
+            (name: e.name, shape: e.shape, data: store.buffer(store.weights, e))
+        }
+        var meta = metadata
+        meta["format"] = "pt"
+        let modelURL = dir.appendingPathComponent(modelFile)
+        let modelHash = try SafeTensorsWriter.write(tensors, metadata: meta, to: modelURL, hashing: true)
+        return [configFile: FileChecksum(sha256: configHash ?? "", bytes: config.count),
+                modelFile: FileChecksum(sha256: modelHash ?? "", bytes: try fileSize(modelURL))]
+    }
+
+    /// Reads a Hugging Face GPT-2 or Llama folder (Myopia's or one saved by `transformers`),
+    /// verifying config.json and model.safetensors against trainer_state.json when it lists them.
+    public static func loadModel(from dir: URL) throws -> Transformer {
+        try verify([configFile, modelFile], in: dir)
+        let configURL = dir.appendingPathComponent(configFile), weightsURL = dir.appendingPathComponent(modelFile)
+        let config = try ModelConfig.load(from: configURL)
+        let file = try SafeTensorsFile(contentsOf: weightsURL)
+        try checkFileHoldsModel(config, file, config: configURL.path)
+        let model = Transformer(config: config)
+        model.checkpointKeys = try loadWeights(into: model.params, from: file, url: weightsURL)
+        return model
+    }
+
+    /// Refuses a config whose model the weights file cannot hold: every parameter must be in the
+    /// file with its shape (so the model is no larger than the file), and a rotary model's tables
+    /// are bounded. Called before anything is allocated from the config.
+    static func checkFileHoldsModel(_ config: ModelConfig, _ file: SafeTensorsFile, config configPath: String) throws {
+        // Every layer has tensors, so a layer count beyond the file's tensor count is refused
+        // before the layout (a list as long as the layer count) is built.
+        guard config.nLayers <= file.entries.count else {
+            throw InputError.invalidValue(file: configPath, field: config.family == .llama ? "num_hidden_layers" : "n_layer",
+                                           expected: "at most \(file.entries.count) (the tensors in \(file.source))", found: "\(config.nLayers)")
+        }
+        try checkRotaryTables(config, file: configPath)
+        var entries: [String: SafeTensorsFile.Entry] = [:]
+        for e in file.entries {
+            entries[e.name.hasPrefix("transformer.") ? String(e.name.dropFirst("transformer.".count)) : e.name] = e
+        }
+        for (name, shape) in Transformer.layout(config) {
+            guard let entry = entries[name] else { throw InputError.missing(file: file.source, field: name) }
+            guard entry.shape == shape else {
+                throw InputError.invalidValue(file: file.source, field: entry.name, expected: "shape \(shape) (from \(configPath))", found: "\(entry.shape)")
+            }
+        }
+    }
+
+    /// A rotary model's cos/sin tables hold positions × head size floats; refuse absurd ones.
+    public static func checkRotaryTables(_ config: ModelConfig, file: String, field: String = "max_position_embeddings") throws {
+        guard config.family == .llama else { return }
+        let (values, overflow) = config.maxPositions.multipliedReportingOverflow(by: config.headSize)
+        guard !overflow, values <= maxRotaryValues else {
+            throw InputError.invalidValue(file: file, field: field,
+                                           expected: "at most \(maxRotaryValues / max(1, config.headSize)) positions for head size \(config.headSize) (rotary tables of at most \(maxRotaryValues) values)",
+                                           found: "\(config.maxPositions)")
+        }
+    }
+
+    /// Reads `url`'s weights into `store` (see `loadWeights(into:from:url:)`).
+    @discardableResult
+    public static func loadWeights(into store: ParameterStore, from url: URL) throws -> [String: String] {
+        try loadWeights(into: store, from: SafeTensorsFile(contentsOf: url), url: url)
+    }
+
+    /// Maps checkpoint keys onto the registry: accepts a `transformer.` prefix and, for a tied model,
+    /// a redundant `lm_head.weight` (which must equal the embedding), skips the `attn.bias` /
+    /// `attn.masked_bias` buffers old checkpoints carry, and rejects anything else it does not know.
+    /// Returns the file's own key for each parameter.
+    @discardableResult
+    static func loadWeights(into store: ParameterStore, from file: SafeTensorsFile, url: URL) throws -> [String: String] {
+        var seen: [String: String] = [:]
+        var head: [Float]?
+        for entry in file.entries {
+            var key = entry.name
+            if key.hasPrefix("transformer.") { key.removeFirst("transformer.".count) }
+            if key.hasSuffix(".attn.bias") || key.hasSuffix(".attn.masked_bias") { continue }
+            if key == "lm_head.weight" && store.entry(key) == nil {
+                head = try file.floats(entry.name)
+                continue
+            }
+            guard let target = store.entry(key) else {
+                throw InputError.unsupported(file: url.path, field: entry.name, value: "a tensor this model does not have")
+            }
+            guard entry.shape == target.shape else {
+                throw InputError.invalidValue(file: url.path, field: entry.name, expected: "shape \(target.shape) (from config.json)", found: "\(entry.shape)")
+            }
+            let dst = UnsafeMutableBufferPointer(start: store.weights + target.offset, count: target.count)
+            try file.copyFloats(entry.name, into: dst)
+            seen[key] = entry.name
+        }
+        for e in store.entries where seen[e.name] == nil {
+            throw InputError.missing(file: url.path, field: e.name)
+        }
+        if let head, let embedding = store.entry("wte.weight") ?? store.entry("model.embed_tokens.weight") {
+            let tied = head.count == embedding.count && head.elementsEqual(store.buffer(store.weights, embedding))
+            guard tied else {
+                throw InputError.unsupported(file: url.path, field: "lm_head.weight", value: "a head that differs from \(embedding.name) in a model whose config ties them (tie_word_embeddings)")
+            }
+        }
+        return seen
+    }
+
+    /// AdamW moments beside the model; returns the file's checksum.
+    @discardableResult
+    public static func saveOptimizer(_ store: ParameterStore, to dir: URL) throws -> [String: FileChecksum] {
+        store.ensureMoments()
+        guard let m = store.moment1, let v = store.moment2 else { return [:] }
+        let tensors = store.entries.flatMap { e in [
+            (name: "exp_avg." + e.name, shape: e.shape, data: store.buffer(m, e)),
+            (name: "exp_avg_sq." + e.name, shape: e.shape, data: store.buffer(v, e)),
+        ] }
+        let url = dir.appendingPathComponent(optimizerFile)
+        let hash = try SafeTensorsWriter.write(tensors, metadata: ["format": "myopia-adamw"], to: url, hashing: true)
+        return [optimizerFile: FileChecksum(sha256: hash ?? "", bytes: try fileSize(url))]
+    }
+
+    /// AdamW moments from `dir`, verified against trainer_state.json when it lists them.
+    public static func loadOptimizer(into store: ParameterStore, from dir: URL) throws {
+        try verify([optimizerFile], in: dir)
+        let url = dir.appendingPathComponent(optimizerFile)
+        let file = try SafeTensorsFile(contentsOf: url)
+        store.ensureMoments()
+        guard let m = store.moment1, let v = store.moment2 else { return }
+        for e in store.entries {
+            for (prefix, buffer) in [("exp_avg.", m), ("exp_avg_sq.", v)] {
+                let name = prefix + e.name
+                guard let entry = file[name] else { throw InputError.missing(file: url.path, field: name) }
+                guard entry.shape == e.shape else {
+                    throw InputError.invalidValue(file: url.path, field: name, expected: "shape \(e.shape)", found: "\(entry.shape)")
+                }
+                try file.copyFloats(name, into: UnsafeMutableBufferPointer(start: buffer + e.offset, count: e.count))
+            }
+        }
+    }
+
+    /// Resolves a path that is either a checkpoint folder or a run folder holding `checkpoint-STEP`
+    /// folders (the newest one wins).
+    public static func resolve(_ url: URL) throws -> URL {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: url.appendingPathComponent(configFile).path) { return url }
+        if let latest = try? latestCheckpoint(in: url) { return latest }
+        throw InputError.missing(file: url.path, field: "config.json (not a checkpoint folder, and no checkpoint-STEP folder inside)")
+    }
+
+    /// The `checkpoint-STEP` folder with the highest STEP in a run folder. Only complete
+    /// checkpoints have that name: a save in progress is a hidden `.checkpoint-STEP.partial`.
+    public static func latestCheckpoint(in run: URL) throws -> URL? {
+        try checkpointSteps(in: run).last.map { run.appendingPathComponent("checkpoint-\($0)") }
+    }
+
+    /// The STEPs of the `checkpoint-STEP` folders in a run folder, ascending.
+    public static func checkpointSteps(in run: URL) throws -> [Int] {
+        let names = try FileManager.default.contentsOfDirectory(atPath: run.path)
+        return names.compactMap { name -> Int? in
+            guard name.hasPrefix("checkpoint-") else { return nil }
+            let digits = name.dropFirst("checkpoint-".count)
+            guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber) else { return nil }
+            return Int(digits)
+        }.sorted()
+    }
+
+    // MARK: - Checksums
+
+    /// The `files` table of a checkpoint's trainer_state.json (nil when the folder has no
+    /// trainer_state.json, as a folder saved by `transformers`, or an older Myopia one, has none).
+    public static func recordedChecksums(in dir: URL) throws -> [String: FileChecksum]? {
+        let url = dir.appendingPathComponent(stateFile)
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        struct Manifest: Decodable { var files: [String: FileChecksum]? }
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw InputError.io(file: url.path, reason: "cannot read: \(error.localizedDescription)")
+        }
+        do { return try JSONDecoder().decode(Manifest.self, from: data).files } catch let error as DecodingError {
+            throw InputError.decoding(error, data: data, file: url.path)
+        } catch {
+            throw InputError.invalidHeader(file: url.path, field: "(json)", reason: "\(error)")
+        }
+    }
+
+    /// Checks each of `names` in `dir` against the size and sha256 trainer_state.json records for
+    /// it; names it does not list (or a folder without one) pass unchecked.
+    public static func verify(_ names: [String], in dir: URL) throws {
+        guard let files = try recordedChecksums(in: dir) else { return }
+        for name in names {
+            guard let want = files[name] else { continue }
+            let url = dir.appendingPathComponent(name)
+            guard FileManager.default.fileExists(atPath: url.path) else { throw InputError.missing(file: url.path, field: "file") }
+            let size = try fileSize(url)
+            guard size == want.bytes else {
+                throw InputError.checksumMismatch(file: url.path, expected: "\(want.bytes) bytes (\(stateFile))", found: "\(size) bytes")
+            }
+            let found = try SHA256.hash(fileAt: url)
+            guard found == want.sha256 else {
+                throw InputError.checksumMismatch(file: url.path, expected: want.sha256, found: found)
+            }
+        }
+    }
+
+    static func fileSize(_ url: URL) throws -> Int {
+        do {
+            let attributes = try FileManager.default.attributesOfItem(atPath: url.path)
+            return (attributes[.size] as? NSNumber)?.intValue ?? 0
+        } catch {
+            throw InputError.io(file: url.path, reason: "cannot read its size: \(error.localizedDescription)")
+        }
+    }
+
+    static func createDirectory(_ dir: URL) throws {
+        do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
+            throw InputError.io(file: dir.path, reason: "cannot create the folder: \(error.localizedDescription)")
+        }
+    }
+}

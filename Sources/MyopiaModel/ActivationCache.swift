@@ -1,0 +1,179 @@
+// Dimensions: B batch, T time, C d_model, NH heads, F MLP width, V vocab, L layers, N = B·T;
+// for a model with continuous heads, FI input features and O outputs per position.
+
+/// The activations one forward pass keeps for backward, and the scratch backward works in.
+/// Allocated once for a capacity (B, T) and reused every step: nothing is allocated in the step.
+public final class ActivationCache {
+    /// What each block keeps. Widths: W = (NH + 2·NKV)·HS for [q | k | v], A = NH·HS for z
+    /// (GPT-2: 3C and C).
+    struct Layer {
+        let c: Int, f: Int
+        let residIn: UnsafeMutablePointer<Float>   // (N, C)   blocks.l.hook_resid_pre
+        let ln1: UnsafeMutablePointer<Float>       // (N, C)   blocks.l.ln1.hook_normalized
+        let ln1Mean: UnsafeMutablePointer<Float>   // (N)
+        let ln1Rstd: UnsafeMutablePointer<Float>   // (N)
+        let qkv: UnsafeMutablePointer<Float>       // (N, W)   hook_q | hook_k | hook_v (Llama: after RoPE)
+        let attnStats: UnsafeMutablePointer<Float> // (B, NH, T, 2) each attention row's softmax max and 1/Σ
+        let z: UnsafeMutablePointer<Float>         // (N, A)   blocks.l.attn.hook_z
+        let residMid: UnsafeMutablePointer<Float>  // (N, C)   blocks.l.hook_resid_mid
+        let ln2: UnsafeMutablePointer<Float>       // (N, C)
+        let ln2Mean: UnsafeMutablePointer<Float>   // (N)
+        let ln2Rstd: UnsafeMutablePointer<Float>   // (N)
+        let fcPre: UnsafeMutablePointer<Float>     // (N, F)   blocks.l.mlp.hook_pre (Llama: the gate)
+        let up: UnsafeMutablePointer<Float>        // (N, F)   Llama's up_proj output (GPT-2: empty)
+        let act: UnsafeMutablePointer<Float>       // (N, F)   blocks.l.mlp.hook_post
+    }
+
+    public let config: ModelConfig
+    public let capacityB: Int
+    public let capacityT: Int
+    /// The (B, T) of the last forward pass.
+    public internal(set) var batch = 0
+    public internal(set) var seqLen = 0
+
+    let tokens: UnsafeMutablePointer<Int32>        // (N)
+    let targets: UnsafeMutablePointer<Int32>       // (N)
+    var hasTargets = false
+    /// Positions of the last forward whose target counts (not the ignore index).
+    var countedTargets = 0
+    let layers: [Layer]
+    let residFinal: UnsafeMutablePointer<Float>    // (N, C)   the residual after the last block
+    let lnf: UnsafeMutablePointer<Float>           // (N, C)   ln_final.hook_normalized
+    let lnfMean: UnsafeMutablePointer<Float>       // (N)
+    let lnfRstd: UnsafeMutablePointer<Float>       // (N)
+    let logits: UnsafeMutablePointer<Float>        // (N, V)   overwritten by dlogits in backward
+    public let rowLoss: UnsafeMutablePointer<Float>       // (N)      ℓ_t per position
+    let logZ: UnsafeMutablePointer<Float>          // (N)      log-partition of each row of logits
+    let lossScratch: UnsafeMutablePointer<Float>   // (CrossEntropy.chunks, V)
+    // Continuous heads only (a language model's cache holds them empty, and its logits are empty
+    // for a continuous model).
+    let features: UnsafeMutablePointer<Float>      // (N, FI)  the inputs, which input_proj's backward reads
+    let regressionTargets: UnsafeMutablePointer<Float> // (N, O)
+    let predictions: UnsafeMutablePointer<Float>   // (N, O)   output_proj(ln_f(x)); kept through backward
+
+    // Backward scratch, shared by all layers.
+    let dResid: UnsafeMutablePointer<Float>        // (N, C)
+    let dLn: UnsafeMutablePointer<Float>           // (N, C)
+    let dQkv: UnsafeMutablePointer<Float>          // (N, W)
+    let dQkvInput: UnsafeMutablePointer<Float>     // (N, W) what myopic flows send to the q/k/v projections' input
+    let dZ: UnsafeMutablePointer<Float>            // (N, A)
+    let dAct: UnsafeMutablePointer<Float>          // (N, F)
+    let dUp: UnsafeMutablePointer<Float>           // (N, F) Llama only
+    let dPredictions: UnsafeMutablePointer<Float>  // (N, O)
+    /// Whether forward keeps every layer's attention pattern (B, NH, T, T), and backward the scores'
+    /// gradients, in memory. Off (the default), attention keeps only each row's softmax statistics
+    /// and rebuilds what it needs strip by strip (Attention); `pattern(layer:)` rebuilds a layer's
+    /// pattern on demand. The results are bitwise the same either way. Forced on where the pattern
+    /// is an input of its own: the local-myopic flow and self-only (bigram) attention.
+    public var keepsPattern = false
+    /// The attention patterns, (B, NH, T, T) per layer, and the scores' gradients of one layer,
+    /// (B, NH, T, T): allocated on first use.
+    private(set) var patterns: [UnsafeMutablePointer<Float>] = []
+    private(set) var scoreGradients: UnsafeMutablePointer<Float>?
+    /// Per layer: `patterns[l]` holds the last forward pass's (kept by it, or rebuilt since).
+    var patternIsCurrent: [Bool]
+    /// Local-myopic flow only: the reference model's keys and values for the last forward pass
+    /// (LocalMyopic.swift), allocated on first use.
+    var referencePast: ReferencePast?
+
+    private let arena = BufferArena()
+
+    public init(config: ModelConfig, batch: Int, seqLen: Int) {
+        precondition(batch > 0 && seqLen > 0 && seqLen <= config.maxPositions)
+        self.config = config
+        capacityB = batch
+        capacityT = seqLen
+        let n = batch * seqLen, c = config.dModel, f = config.dMLP
+        let width = config.qkvWidth, a = config.attentionWidth, gated = config.family == .llama
+        let v = config.isContinuous ? 0 : config.vocabSize
+        let fi = config.inputFeatures ?? 0, o = config.outputs ?? 0
+        let arena = self.arena
+        func floats(_ count: Int) -> UnsafeMutablePointer<Float> { arena.floats(count) }
+        func ints(_ count: Int) -> UnsafeMutablePointer<Int32> { arena.ints(count) }
+        tokens = ints(n)
+        targets = ints(n)
+        let rowsOfAttention = batch * config.nHeads * seqLen
+        layers = (0..<config.nLayers).map { _ in
+            Layer(c: c, f: f, residIn: floats(n * c), ln1: floats(n * c), ln1Mean: floats(n), ln1Rstd: floats(n),
+                  qkv: floats(n * width), attnStats: floats(rowsOfAttention * 2), z: floats(n * a),
+                  residMid: floats(n * c), ln2: floats(n * c), ln2Mean: floats(n), ln2Rstd: floats(n),
+                  fcPre: floats(n * f), up: floats(gated ? n * f : 0), act: floats(n * f))
+        }
+        patternIsCurrent = Array(repeating: false, count: config.nLayers)
+        residFinal = floats(n * c)
+        lnf = floats(n * c)
+        lnfMean = floats(n)
+        lnfRstd = floats(n)
+        logits = floats(n * v)
+        rowLoss = floats(n)
+        logZ = floats(n)
+        lossScratch = floats(CrossEntropy.chunks * v)
+        features = floats(n * fi)
+        regressionTargets = floats(n * o)
+        predictions = floats(n * o)
+        dResid = floats(n * c)
+        dLn = floats(n * c)
+        dQkv = floats(n * width)
+        dQkvInput = floats(n * width)
+        dZ = floats(n * a)
+        dAct = floats(n * f)
+        dUp = floats(gated ? n * f : 0)
+        dPredictions = floats(n * o)
+    }
+
+    /// Allocates `patterns` and `scoreGradients` if they are not yet (the first step that keeps them).
+    func allocatePatterns() {
+        guard patterns.isEmpty else { return }
+        let count = capacityB * config.nHeads * capacityT * capacityT
+        patterns = (0..<config.nLayers).map { _ in arena.floats(count) }
+        scoreGradients = arena.floats(count)
+    }
+
+    /// Layer l's attention pattern of the last forward pass if it is in memory (kept, or rebuilt since).
+    func keptPattern(layer l: Int) -> UnsafeMutablePointer<Float>? {
+        patternIsCurrent[l] ? patterns[l] : nil
+    }
+
+    /// Layer l's attention pattern (B, NH, T, T) of the last forward pass, rebuilt from the kept
+    /// statistics (bitwise what a forward keeping it writes) unless the forward kept it. Valid
+    /// until the next forward pass.
+    func pattern(layer l: Int, shape: AttentionShape) -> UnsafeMutablePointer<Float> {
+        if !patternIsCurrent[l] {
+            allocatePatterns()
+            Attention.rebuildPattern(patterns[l], statistics: layers[l].attnStats, qkv: layers[l].qkv, b: batch,
+                                     t: seqLen, shape: shape)
+            patternIsCurrent[l] = true
+        }
+        return patterns[l]
+    }
+
+    /// Logits (B, T, V) of the last forward pass (valid until backward overwrites them); empty for a
+    /// model with continuous heads, which has none.
+    public func logitsArray() -> [Float] {
+        Array(UnsafeBufferPointer(start: logits, count: config.isContinuous ? 0 : batch * seqLen * config.vocabSize))
+    }
+
+    /// Predictions (B, T, O) of the last forward pass of a model with continuous heads.
+    public func predictionsArray() -> [Float] {
+        Array(UnsafeBufferPointer(start: predictions, count: batch * seqLen * (config.outputs ?? 0)))
+    }
+
+    /// ℓ_t for every position of the last forward pass with targets, (B, T).
+    public func positionLosses() -> [Float] {
+        Array(UnsafeBufferPointer(start: rowLoss, count: batch * seqLen))
+    }
+
+    /// The residual stream entering block l (l = 0..L−1), or after the last block (l = L), (B, T, C).
+    public func residual(layer l: Int) -> [Float] {
+        let p = l == config.nLayers ? residFinal : layers[l].residIn
+        return Array(UnsafeBufferPointer(start: p, count: batch * seqLen * config.dModel))
+    }
+
+    /// `residual(layer:)` without the copy: the residual stream h_l (B, T, C) of the last forward
+    /// pass, valid inside `body` until the next forward pass.
+    public func withResidual<R>(layer l: Int, _ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        precondition((0...config.nLayers).contains(l), "residual \(l) of a \(config.nLayers)-layer model")
+        let p = l == config.nLayers ? residFinal : layers[l].residIn
+        return try body(UnsafeBufferPointer(start: p, count: batch * seqLen * config.dModel))
+    }
+}

@@ -1,0 +1,384 @@
+import Foundation
+import MyopiaKernels
+import MyopiaSupport
+
+// Dimensions: B batch, T time, C d_model, NH heads, HS head size, F MLP width, V vocab, L layers,
+// N = B·T; FI input features and O outputs for continuous heads. Parameters (checkpoint keys):
+//   GPT-2: wte.weight (V, C)  wpe.weight (maxT, C)  h.{l}.*  ln_f.{weight,bias} (C); the head is tied:
+//          logits = ln_f(x) · wteᵀ.
+//   Llama: model.embed_tokens.weight (V, C)  model.layers.{l}.*  model.norm.weight (C)
+//          lm_head.weight (V, C) unless tied; logits = norm(x) · lm_headᵀ. Positions enter by RoPE.
+// (Block.swift lists each block's parameters.)
+// With continuous heads (GPT-2 only, DESIGN §3) wte and the tied head give way to two Conv1D-style
+// projections:
+//   input_proj.weight (FI, C)  input_proj.bias (C)     x_0 = features · W + b + wpe[t]
+//   output_proj.weight (C, O)  output_proj.bias (O)    predictions = ln_f(x) · W + b, Huber or MSE loss
+
+/// A decoder-only transformer of the GPT-2 or Llama family with an explicit backward pass.
+public final class Transformer {
+    public let config: ModelConfig
+    public let params: ParameterStore
+    /// How backward treats the gradient through attention (and, for `bigram` and `localMyopic`, how
+    /// forward attends). Starts as the checkpoint's own pattern: `bigram` for a model saved as a
+    /// transformer bigram.
+    public var flow: GradientFlow
+    /// Under the `localMyopic` flow: the frozen model whose keys and values every layer attends to
+    /// for earlier positions (see LocalMyopic.swift). Never written to: its parameters get no
+    /// gradient. Must have this model's attention shape (`checkReference`).
+    public var reference: Transformer?
+    /// The pattern forward uses: `bigram` flow or a bigram checkpoint means self-only attention.
+    public var attentionPattern: AttentionPattern { flow == .bigram ? .selfOnly : config.attention }
+    /// The config as it should be saved: it records a bigram flow, which changes the forward pass.
+    public var savedConfig: ModelConfig {
+        var c = config
+        c.attention = attentionPattern
+        return c
+    }
+    /// The key each parameter had in the file it was loaded from (e.g. with a `transformer.`
+    /// prefix), so results can be saved under the checkpoint's own names.
+    public var checkpointKeys: [String: String] = [:]
+    let blocks: [BlockParameters]
+    let blockShape: BlockShape
+    /// GPT-2's learned positions (Llama: none).
+    let wpe: Int?
+    let finalNorm: NormParameters
+    let heads: Heads
+
+    /// Where the input and output heads sit in the parameter buffer.
+    enum Heads {
+        /// Token embedding in, logits out through `head` (V, C): the embedding itself when tied.
+        case tokens(embedding: Int, head: Int)
+        /// Features in through input_proj, numbers out through output_proj.
+        case continuous(inWeight: Int, inBias: Int, outWeight: Int, outBias: Int)
+    }
+
+    /// Offset of the token embedding (wte / embed_tokens): a language model's (a model with
+    /// continuous heads has none).
+    var wte: Int {
+        guard case .tokens(let embedding, _) = heads else { preconditionFailure("a model with continuous heads has no wte") }
+        return embedding
+    }
+
+    /// Offset of the output head (V, C): wte when tied.
+    var lmHead: Int {
+        guard case .tokens(_, let head) = heads else { preconditionFailure("a model with continuous heads has no lm_head") }
+        return head
+    }
+
+    public init(config: ModelConfig) {
+        self.config = config
+        flow = config.attention == .selfOnly ? .bigram : .vanilla
+        let params = ParameterStore(layout: Transformer.layout(config))
+        self.params = params
+        blocks = (0..<config.nLayers).map { BlockParameters(params, config: config, layer: $0) }
+        let names = Transformer.names(config.family)
+        if config.isContinuous {
+            heads = .continuous(inWeight: params.offset("input_proj.weight"), inBias: params.offset("input_proj.bias"),
+                                outWeight: params.offset("output_proj.weight"), outBias: params.offset("output_proj.bias"))
+        } else {
+            let embedding = params.offset(names.embedding)
+            heads = .tokens(embedding: embedding, head: config.tiedEmbeddings ? embedding : params.offset(names.head))
+        }
+        wpe = config.family == .gpt2 ? params.offset("wpe.weight") : nil
+        finalNorm = NormParameters(weight: params.offset(names.norm + ".weight"),
+                                   bias: config.family == .gpt2 ? params.offset(names.norm + ".bias") : nil)
+        let rope = config.family == .llama
+            ? RotaryEmbedding(headSize: config.headSize, positions: config.maxPositions, theta: config.ropeTheta,
+                              interleaved: config.ropeInterleaved)
+            : nil
+        blockShape = BlockShape(c: config.dModel, f: config.dMLP, eps: Float(config.layerNormEps),
+                                attention: AttentionShape(config), rope: rope)
+    }
+
+    /// Checkpoint names of the embedding, the final norm (without `.weight`) and the untied head.
+    static func names(_ family: ModelConfig.Family) -> (embedding: String, norm: String, head: String) {
+        switch family {
+        case .gpt2: return ("wte.weight", "ln_f", "lm_head.weight")
+        case .llama: return ("model.embed_tokens.weight", "model.norm", "lm_head.weight")
+        }
+    }
+
+    /// The parameter layout in checkpoint order. GPT-2: wte, wpe, blocks, ln_f (with continuous
+    /// heads: input_proj in place of wte, output_proj after ln_f). Llama: embed_tokens, blocks,
+    /// norm, and lm_head unless tied.
+    public static func layout(_ config: ModelConfig) -> [(String, [Int])] {
+        let c = config.dModel
+        var layout: [(String, [Int])]
+        let names = names(config.family)
+        if let fi = config.inputFeatures {
+            layout = [("input_proj.weight", [fi, c]), ("input_proj.bias", [c])]
+        } else {
+            layout = [(names.embedding, [config.vocabSize, c])]
+        }
+        if config.family == .gpt2 { layout.append(("wpe.weight", [config.maxPositions, c])) }
+        for l in 0..<config.nLayers { layout += BlockParameters.layout(config, layer: l) }
+        layout.append((names.norm + ".weight", [c]))
+        if config.family == .gpt2 { layout.append((names.norm + ".bias", [c])) }
+        if let o = config.outputs {
+            layout += [("output_proj.weight", [c, o]), ("output_proj.bias", [o])]
+        }
+        if config.family == .llama && !config.tiedEmbeddings { layout.append((names.head, [config.vocabSize, c])) }
+        return layout
+    }
+
+    /// GPT-2 initialisation: weights and embeddings N(0, 0.02²), residual projections (attn.c_proj,
+    /// mlp.c_proj) N(0, (0.02/√(2L))²), biases 0, norm weights 1. The continuous projections are
+    /// weights like any other: N(0, 0.02²). Llama (as `LlamaPreTrainedModel`): every matrix
+    /// N(0, 0.02²), norm weights 1.
+    public func initialize(seed: UInt64) {
+        var rng = SeededGenerator(seed: seed)
+        let residualStd = Float(0.02 / (2.0 * Double(config.nLayers)).squareRoot())
+        for e in params.entries {
+            let p = params.weights + e.offset
+            if e.name.hasSuffix(".bias") {
+                p.update(repeating: 0, count: e.count)
+            } else if e.name.hasPrefix("ln_f.") || e.name.contains(".ln_") || e.name.hasSuffix("norm.weight") {
+                p.update(repeating: 1, count: e.count)
+            } else if config.family == .gpt2 && e.name.hasSuffix("c_proj.weight") {
+                rng.fillNormal(p, count: e.count, std: residualStd)
+            } else {
+                rng.fillNormal(p, count: e.count, std: 0.02)
+            }
+        }
+    }
+
+    public func makeCache(batch: Int, seqLen: Int) -> ActivationCache {
+        ActivationCache(config: config, batch: batch, seqLen: seqLen)
+    }
+
+    /// Forward over tokens (B, T). With targets (B, T), computes ℓ_t for every position and returns
+    /// the mean loss over positions whose target is not negative (−1 marks a position with no
+    /// loss); without, returns nil and leaves only the logits.
+    @discardableResult
+    public func forward(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>?,
+                        batch b: Int, seqLen t: Int, cache: ActivationCache) -> Float? {
+        precondition(!config.isContinuous, "a model with continuous heads reads features: forward(features:...)")
+        precondition(b <= cache.capacityB && t <= cache.capacityT && t <= config.maxPositions)
+        let c = config.dModel, n = b * t, v = config.vocabSize
+        let w = params.weights
+        cache.batch = b
+        cache.seqLen = t
+        cache.tokens.update(from: tokens, count: n)
+        cache.hasTargets = targets != nil
+        if let targets { cache.targets.update(from: targets, count: n) }
+
+        Embedding.forward(out: cache.layers.first?.residIn ?? cache.residFinal, tokens: tokens,
+                          wte: w + wte, wpe: wpe.map { w + $0 }, b: b, t: t, c: c)
+        forwardBlocks(cache: cache)
+        finalNorm.forward(w: w, out: cache.lnf, mean: cache.lnfMean, rstd: cache.lnfRstd, inp: cache.residFinal,
+                          n: n, c: c, eps: blockShape.eps)
+        // logits (N, V) = lnf (N, C) · headᵀ
+        GEMM.multiply(m: n, n: v, k: c, a: cache.lnf, lda: c, transA: false,
+                      b: w + lmHead, ldb: c, transB: true, c: cache.logits, ldc: v, accumulate: false)
+        guard let targets else { return nil }
+        CrossEntropy.forward(rowLoss: cache.rowLoss, logZ: cache.logZ, logits: cache.logits, targets: targets,
+                             rows: n, v: v, scratch: cache.lossScratch)
+        var total = 0.0, counted = 0
+        for r in 0..<n where targets[r] >= 0 {
+            total += Double(cache.rowLoss[r])
+            counted += 1
+        }
+        cache.countedTargets = counted
+        return counted > 0 ? Float(total / Double(counted)) : 0
+    }
+
+    /// Every block, from `cache.layers[0].residIn` to `cache.residFinal`. Under the local-myopic flow
+    /// the reference model first runs on the same tokens, and each layer attends to its keys and values.
+    func forwardBlocks(cache: ActivationCache) {
+        forwardBlocks(upTo: config.nLayers, cache: cache)
+    }
+
+    /// `forwardBlocks(cache:)` stopped after `count` blocks. The attention patterns are kept when the
+    /// cache asks for them or attention reads them (self-only, local-myopic).
+    func forwardBlocks(upTo count: Int, cache: ActivationCache) {
+        precondition((0...config.nLayers).contains(count))
+        let past = referencePast(for: cache)
+        let keep = cache.keepsPattern || past != nil || attentionPattern == .selfOnly
+        if keep { cache.allocatePatterns() }
+        for l in 0..<config.nLayers { cache.patternIsCurrent[l] = keep && l < count }
+        for l in 0..<count {
+            let out = l + 1 < config.nLayers ? cache.layers[l + 1].residIn : cache.residFinal
+            Block.forward(cache.layers[l], residOut: out, w: params.weights, p: blocks[l], shape: blockShape,
+                          b: cache.batch, t: cache.seqLen, pattern: attentionPattern,
+                          probs: keep ? cache.patterns[l] : nil, past: past?.qkv[l])
+        }
+    }
+
+    /// Convenience forward over arrays of B·T tokens.
+    @discardableResult
+    public func forward(tokens: [Int32], targets: [Int32]?, batch: Int, seqLen: Int,
+                        cache: ActivationCache) -> Float? {
+        tokens.withUnsafeBufferPointer { tok in
+            if let targets {
+                return targets.withUnsafeBufferPointer { tgt in
+                    forward(tokens: tok.baseAddress!, targets: tgt.baseAddress!, batch: batch, seqLen: seqLen, cache: cache)
+                }
+            }
+            return forward(tokens: tok.baseAddress!, targets: nil, batch: batch, seqLen: seqLen, cache: cache)
+        }
+    }
+
+    /// Backward of the mean loss of the last forward (which must have had targets), accumulating
+    /// into `params.grads`, under `flow`. `lossScale` multiplies dL (1 for the mean loss).
+    /// Overwrites the logits.
+    public func backward(cache: ActivationCache, lossScale: Float = 1) {
+        backwardHead(cache: cache, lossScale: lossScale)
+        backwardBlocks(cache: cache)
+    }
+
+    /// The head's half of backward: from the loss to `cache.dResid` = dL/d(residual after the last
+    /// block) (N, C), accumulating the head's and ln_f's parameter gradients. Row-wise: with
+    /// `lossScale` = N (the number of counted targets) row t holds ∂ℓ_t/∂h_{L,t}.
+    public func backwardHead(cache: ActivationCache, lossScale: Float = 1) {
+        precondition(cache.hasTargets, "backward needs a forward pass with targets")
+        if case .continuous = heads { return backwardRegressionHead(cache: cache, lossScale: lossScale) }
+        let b = cache.batch, t = cache.seqLen
+        let c = config.dModel, n = b * t, v = config.vocabSize
+        let w = params.weights, g = params.grads
+        CrossEntropy.backward(logits: cache.logits, logZ: cache.logZ, targets: cache.targets,
+                              rows: n, v: v, scale: lossScale / Float(max(1, cache.countedTargets)))
+        // dlnf (N, C) = dlogits · head ; dhead (V, C) += dlogitsᵀ · lnf
+        GEMM.multiply(m: n, n: c, k: v, a: cache.logits, lda: v, transA: false,
+                      b: w + lmHead, ldb: c, transB: false, c: cache.dLn, ldc: c, accumulate: false)
+        GEMM.multiply(m: v, n: c, k: n, a: cache.logits, lda: v, transA: true,
+                      b: cache.lnf, ldb: c, transB: false, c: g + lmHead, ldc: c, accumulate: true)
+        cache.dResid.update(repeating: 0, count: n * c)
+        finalNorm.backward(w: w, g: g, dInp: cache.dResid, dOut: cache.dLn, inp: cache.residFinal,
+                           mean: cache.lnfMean, rstd: cache.lnfRstd, n: n, c: c)
+    }
+
+    /// The blocks' half of backward: from `cache.dResid` = dL/d(residual after the last block) down
+    /// through every block and the embeddings, accumulating parameter gradients.
+    public func backwardBlocks(cache: ActivationCache) {
+        let b = cache.batch, t = cache.seqLen, c = config.dModel
+        let w = params.weights, g = params.grads
+        // The forward pass decides: a local-myopic forward is differentiated as one.
+        let past = cache.referencePast.flatMap { $0.isCurrent ? $0 : nil }
+        for l in stride(from: config.nLayers - 1, through: 0, by: -1) {
+            Block.backward(cache.layers[l], scratch: cache, w: w, g: g, p: blocks[l], shape: blockShape, b: b, t: t,
+                           inputShare: flow.offDiagonalInputShare, probs: cache.keptPattern(layer: l),
+                           past: past?.qkv[l])
+        }
+        switch heads {
+        case .tokens(let embedding, _):
+            Embedding.backward(dWte: g + embedding, dWpe: wpe.map { g + $0 }, dOut: cache.dResid, tokens: cache.tokens,
+                               b: b, t: t, c: c)
+        case .continuous(let inWeight, let inBias, _, _):
+            FeatureEmbedding.backward(dWeight: g + inWeight, dBias: g + inBias, dWpe: g + wpe!, dOut: cache.dResid,
+                                      features: cache.features, weight: w + inWeight, b: b, t: t, c: c,
+                                      fi: config.inputFeatures ?? 0)
+        }
+    }
+}
+
+// MARK: - Continuous heads
+
+extension Transformer {
+    /// Forward over features (B, T, FI) for a model with continuous heads. With targets (B, T, O),
+    /// computes ℓ_t (the loss averaged over position t's O outputs) for every position and returns
+    /// the mean over positions (= the mean over all B·T·O elements, as `F.huber_loss`); without,
+    /// returns nil and leaves only the predictions.
+    @discardableResult
+    public func forward(features: UnsafePointer<Float>, targets: UnsafePointer<Float>?,
+                        batch b: Int, seqLen t: Int, cache: ActivationCache) -> Float? {
+        guard case .continuous(let inWeight, let inBias, _, _) = heads else {
+            preconditionFailure("a language model reads tokens: forward(tokens:...)")
+        }
+        precondition(b <= cache.capacityB && t <= cache.capacityT && t <= config.maxPositions)
+        let c = config.dModel, n = b * t, fi = config.inputFeatures ?? 0, o = config.outputs ?? 0
+        let w = params.weights
+        cache.batch = b
+        cache.seqLen = t
+        cache.features.update(from: features, count: n * fi)
+        cache.hasTargets = targets != nil
+        if let targets { cache.regressionTargets.update(from: targets, count: n * o) }
+
+        FeatureEmbedding.forward(out: cache.layers.first?.residIn ?? cache.residFinal, features: features,
+                                 weight: w + inWeight, bias: w + inBias, wpe: w + wpe!, b: b, t: t, c: c, fi: fi)
+        forwardBlocks(cache: cache)
+        return forwardRegressionHead(cache: cache)
+    }
+
+    /// Convenience forward over arrays of B·T·FI features and B·T·O targets.
+    @discardableResult
+    public func forward(features: [Float], targets: [Float]?, batch: Int, seqLen: Int,
+                        cache: ActivationCache) -> Float? {
+        precondition(features.count == batch * seqLen * (config.inputFeatures ?? 0))
+        precondition(targets.map { $0.count == batch * seqLen * (config.outputs ?? 0) } ?? true)
+        return features.withUnsafeBufferPointer { x in
+            if let targets {
+                return targets.withUnsafeBufferPointer { y in
+                    forward(features: x.baseAddress!, targets: y.baseAddress!, batch: batch, seqLen: seqLen, cache: cache)
+                }
+            }
+            return forward(features: x.baseAddress!, targets: nil, batch: batch, seqLen: seqLen, cache: cache)
+        }
+    }
+
+    /// From `cache.residFinal` to the predictions (N, O) and, when the cache holds targets, the
+    /// per-position losses; returns their mean. Row-wise: row t reads only h_{L,t}.
+    func forwardRegressionHead(cache: ActivationCache) -> Float? {
+        guard case .continuous(_, _, let outWeight, let outBias) = heads else { preconditionFailure() }
+        let c = config.dModel, n = cache.batch * cache.seqLen, o = config.outputs ?? 0
+        let w = params.weights
+        finalNorm.forward(w: w, out: cache.lnf, mean: cache.lnfMean, rstd: cache.lnfRstd, inp: cache.residFinal,
+                          n: n, c: c, eps: blockShape.eps)
+        // predictions (N, O) = lnf (N, C) · output_proj.weight (C, O) + output_proj.bias (O)
+        Linear.forward(out: cache.predictions, inp: cache.lnf, weight: w + outWeight, bias: w + outBias,
+                       n: n, inC: c, outC: o)
+        guard cache.hasTargets else { return nil }
+        let mean = config.regressionLoss.forward(rowLoss: cache.rowLoss, predictions: cache.predictions,
+                                                 targets: cache.regressionTargets, rows: n, outputs: o)
+        cache.countedTargets = n
+        return Float(mean)
+    }
+
+    /// `backwardHead` for continuous heads: loss → dPredictions → output_proj → ln_f → cache.dResid.
+    /// The predictions are left as they were.
+    func backwardRegressionHead(cache: ActivationCache, lossScale: Float) {
+        guard case .continuous(_, _, let outWeight, let outBias) = heads else { preconditionFailure() }
+        let c = config.dModel, n = cache.batch * cache.seqLen, o = config.outputs ?? 0
+        let w = params.weights, g = params.grads
+        config.regressionLoss.backward(dPredictions: cache.dPredictions, predictions: cache.predictions,
+                                       targets: cache.regressionTargets, rows: n, outputs: o,
+                                       scale: lossScale / Float(max(1, cache.countedTargets)))
+        // dlnf (N, C) = dPred · Woutᵀ ; dWout (C, O) += lnfᵀ · dPred ; dbout += Σ_rows dPred
+        Linear.backward(dInp: cache.dLn, dWeight: g + outWeight, dBias: g + outBias, dOut: cache.dPredictions,
+                        inp: cache.lnf, weight: w + outWeight, n: n, inC: c, outC: o)
+        cache.dResid.update(repeating: 0, count: n * c)
+        finalNorm.backward(w: w, g: g, dInp: cache.dResid, dOut: cache.dLn, inp: cache.residFinal,
+                           mean: cache.lnfMean, rstd: cache.lnfRstd, n: n, c: c)
+    }
+}
+
+/// The continuous input head: a projection of each position's features plus its learned position
+/// embedding, in place of the token embedding.
+enum FeatureEmbedding {
+    /// out (B, T, C) = features (B, T, FI) · weight (FI, C) + bias (C) + wpe[t].
+    static func forward(out: UnsafeMutablePointer<Float>, features: UnsafePointer<Float>,
+                        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, wpe: UnsafePointer<Float>,
+                        b: Int, t: Int, c: Int, fi: Int) {
+        Linear.forward(out: out, inp: features, weight: weight, bias: bias, n: b * t, inC: fi, outC: c)
+        Elementwise.forEachRowChunk(b * t, (out, wpe, t, c)) { args, r0, r1 in
+            let (out, wpe, t, c) = args
+            for r in r0..<r1 {
+                let o = out + r * c, p = wpe + (r % t) * c
+                for j in 0..<c { o[j] += p[j] }
+            }
+        }
+    }
+
+    /// dWeight (FI, C) += featuresᵀ · dOut, dBias += Σ_rows dOut, dWpe[t] += dOut. The features are
+    /// data: no gradient flows to them. dWpe is summed serially, in a fixed order, as in `Embedding`.
+    static func backward(dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>,
+                         dWpe: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
+                         features: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                         b: Int, t: Int, c: Int, fi: Int) {
+        Linear.backward(dInp: nil, dWeight: dWeight, dBias: dBias, dOut: dOut, inp: features, weight: weight,
+                        n: b * t, inC: fi, outC: c)
+        for r in 0..<(b * t) {
+            let d = dOut + r * c, p = dWpe + (r % t) * c
+            for j in 0..<c { p[j] += d[j] }
+        }
+    }
+}

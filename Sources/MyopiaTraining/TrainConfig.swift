@@ -1,0 +1,200 @@
+import Foundation
+import MyopiaSupport
+import MyopiaModel
+import MyopiaTokenizers
+
+/// Everything that defines a training run. The JSON keys are the CLI flags with `_` for `-`
+/// (`--d-model` ↔ `d_model`), so `--config FILE.json` and the flags say the same things.
+public struct TrainConfig: Codable, Equatable, Sendable {
+    public var data: String = "tinyshakespeare"
+    /// The tokenizer: "byte" (256 symbols), "gpt2", or a path (see Tokenizers.load).
+    public var tokenizer: String = ByteTokenizer.name
+    /// Gradient flow: vanilla, myopic, beta=β or bigram (see GradientFlow).
+    public var flow: GradientFlow = .vanilla
+    /// Model family: gpt2 (LayerNorm, learned positions, GELU) or llama (RMSNorm, RoPE, SwiGLU).
+    public var family: ModelConfig.Family = .gpt2
+    public var layers = 4
+    public var heads = 4
+    /// Key/value heads (llama only; default: one per query head).
+    public var kvHeads: Int? = nil
+    public var dModel = 128
+    public var seqLen = 128
+    public var batch = 8
+    public var steps = 1000
+    public var lr = 1e-3
+    public var minLR = 1e-4
+    public var warmup = 100
+    public var weightDecay = 0.1
+    public var beta1 = 0.9
+    public var beta2 = 0.95
+    public var eps = 1e-8
+    public var noDecay: [String] = []
+    public var clip = 1.0
+    public var seed: UInt64 = 1
+    public var validationFraction = 0.1
+    public var evalEvery = 100
+    public var evalWindows = 64
+    public var logEvery = 10
+    public var checkpointEvery = 500
+    /// Every this many steps, log the gradient split (g_myopic, g_future) per parameter group; 0: never.
+    public var logGradientSplit = 0
+    /// The trained model this run fine-tunes (and, under the local-myopic flow, attends to): a run
+    /// folder, checkpoint or .gguf path (absolute), or a model name; nil for a run from scratch.
+    /// Recorded so that `--resume` finds it again.
+    public var reference: String? = nil
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case data, tokenizer, flow, family, layers, heads, steps, lr, warmup, beta1, beta2, eps, clip, seed, batch
+        case kvHeads = "kv_heads"
+        case dModel = "d_model", seqLen = "seq_len", minLR = "min_lr", weightDecay = "weight_decay"
+        case noDecay = "no_decay", validationFraction = "validation_fraction", evalEvery = "eval_every"
+        case evalWindows = "eval_windows", logEvery = "log_every", checkpointEvery = "checkpoint_every"
+        case logGradientSplit = "log_gradient_split"
+        case reference
+    }
+
+    /// Decodes a partial config on top of the defaults: absent keys keep their default values.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = TrainConfig()
+        data = try c.decodeIfPresent(String.self, forKey: .data) ?? d.data
+        flow = try c.decodeIfPresent(GradientFlow.self, forKey: .flow) ?? d.flow
+        tokenizer = try c.decodeIfPresent(String.self, forKey: .tokenizer) ?? d.tokenizer
+        family = try c.decodeIfPresent(ModelConfig.Family.self, forKey: .family) ?? d.family
+        layers = try c.decodeIfPresent(Int.self, forKey: .layers) ?? d.layers
+        heads = try c.decodeIfPresent(Int.self, forKey: .heads) ?? d.heads
+        kvHeads = try c.decodeIfPresent(Int.self, forKey: .kvHeads) ?? d.kvHeads
+        dModel = try c.decodeIfPresent(Int.self, forKey: .dModel) ?? d.dModel
+        seqLen = try c.decodeIfPresent(Int.self, forKey: .seqLen) ?? d.seqLen
+        batch = try c.decodeIfPresent(Int.self, forKey: .batch) ?? d.batch
+        steps = try c.decodeIfPresent(Int.self, forKey: .steps) ?? d.steps
+        lr = try c.decodeIfPresent(Double.self, forKey: .lr) ?? d.lr
+        minLR = try c.decodeIfPresent(Double.self, forKey: .minLR) ?? d.minLR
+        warmup = try c.decodeIfPresent(Int.self, forKey: .warmup) ?? d.warmup
+        weightDecay = try c.decodeIfPresent(Double.self, forKey: .weightDecay) ?? d.weightDecay
+        beta1 = try c.decodeIfPresent(Double.self, forKey: .beta1) ?? d.beta1
+        beta2 = try c.decodeIfPresent(Double.self, forKey: .beta2) ?? d.beta2
+        eps = try c.decodeIfPresent(Double.self, forKey: .eps) ?? d.eps
+        noDecay = try c.decodeIfPresent([String].self, forKey: .noDecay) ?? d.noDecay
+        clip = try c.decodeIfPresent(Double.self, forKey: .clip) ?? d.clip
+        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
+        validationFraction = try c.decodeIfPresent(Double.self, forKey: .validationFraction) ?? d.validationFraction
+        evalEvery = try c.decodeIfPresent(Int.self, forKey: .evalEvery) ?? d.evalEvery
+        evalWindows = try c.decodeIfPresent(Int.self, forKey: .evalWindows) ?? d.evalWindows
+        logEvery = try c.decodeIfPresent(Int.self, forKey: .logEvery) ?? d.logEvery
+        checkpointEvery = try c.decodeIfPresent(Int.self, forKey: .checkpointEvery) ?? d.checkpointEvery
+        logGradientSplit = try c.decodeIfPresent(Int.self, forKey: .logGradientSplit) ?? d.logGradientSplit
+        reference = try c.decodeIfPresent(String.self, forKey: .reference) ?? d.reference
+    }
+
+    /// Reads a `--config FILE.json`; accepts `d-model` as well as `d_model`.
+    public static func load(from url: URL) throws -> TrainConfig {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw InputError.io(file: url.path, reason: "cannot read: \(error.localizedDescription)")
+        }
+        if let syntax = InputError.jsonSyntax(in: data, file: url.path) { throw syntax }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw InputError.invalidHeader(file: url.path, field: "(top level)", reason: "not a JSON object")
+        }
+        let known = Set(Self.CodingKeys.allKeys)
+        var normalised: [String: Any] = [:]
+        for (key, value) in object {
+            let k = key.replacingOccurrences(of: "-", with: "_")
+            guard known.contains(k) else {
+                // The key as typed, unless it is empty or holds characters that would break the line.
+                let printable = !key.isEmpty && !key.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F || $0 == "\"" }
+                let field = printable ? key : "\"" + key.unicodeScalars.map { $0.escaped(asASCII: true) }.joined() + "\""
+                throw InputError.unsupported(file: url.path, field: field, value: "an unknown setting (known: \(known.sorted().joined(separator: ", ")))")
+            }
+            normalised[k] = value
+        }
+        do {
+            let clean = try JSONSerialization.data(withJSONObject: normalised)
+            let config = try JSONDecoder().decode(TrainConfig.self, from: clean)
+            try config.validate(file: url.path)
+            return config
+        } catch let error as DecodingError {
+            throw InputError(decoding: error, file: url.path)
+        } catch let error as InputError where error.file != url.path {
+            // Raised inside the decoder (an unknown --flow), which does not know the file.
+            throw error.filed(under: url.path)
+        }
+    }
+
+    /// Rejects impossible settings before any work starts; `file` names where they came from.
+    public func validate(file: String = "flags") throws {
+        let settings = SettingsCheck(file: file)
+        let check = settings.check
+        try settings.model(layers: layers, heads: heads, dModel: dModel, seqLen: seqLen)
+        if let kvHeads {
+            try check(family == .llama, "kv_heads", "no value for a gpt2 model (grouped-query attention is llama's)", kvHeads)
+            try check(kvHeads > 0 && heads % kvHeads == 0, "kv_heads", "a positive divisor of heads (\(heads))", kvHeads)
+        }
+        if family == .llama {
+            try check((dModel / max(1, heads)) % 2 == 0, "heads", "a head size d_model/heads that is even (RoPE rotates pairs)", heads)
+        }
+        try settings.optimisation(batch: batch, steps: steps, lr: lr, minLR: minLR, warmup: warmup, weightDecay: weightDecay,
+                                  beta1: beta1, beta2: beta2, clip: clip)
+        try check(eps > 0, "eps", "a positive number", eps)
+        try check(validationFraction > 0 && validationFraction < 1, "validation_fraction", "in (0, 1)", validationFraction)
+        try check(evalEvery > 0, "eval_every", "a positive integer", evalEvery)
+        try check(evalWindows > 0, "eval_windows", "a positive integer", evalWindows)
+        try check(logEvery > 0, "log_every", "a positive integer", logEvery)
+        try check(checkpointEvery > 0, "checkpoint_every", "a positive integer", checkpointEvery)
+        try check(logGradientSplit >= 0, "log_gradient_split", "zero (off) or a positive integer", logGradientSplit)
+    }
+
+    /// Bytes a run of these settings needs, roughly: weights, gradients and both AdamW moments,
+    /// plus the activations kept for backward (per layer B·T·(16C + 3F) and the B·NH·T² attention
+    /// pattern; logits B·T·V). Computed in Double, so absurd settings cannot overflow it.
+    public func estimatedMemoryBytes(vocabSize: Int) -> Double {
+        let c = Double(dModel), l = Double(layers), t = Double(seqLen), b = Double(batch)
+        let v = Double(vocabSize), nh = Double(heads)
+        let f = family == .gpt2 ? 4 * c : (8 * c / 3).rounded(.up)
+        let mlpMatrices = family == .gpt2 ? 2.0 : 3.0
+        let parameters = v * c + (family == .gpt2 ? t * c : 0) + l * (4 * c * c + mlpMatrices * c * f + 10 * c)
+        let n = b * t, attention = b * nh * t * t
+        let activations = l * (n * (16 * c + 3 * f) + attention) + n * (13 * c + 2 * f + v) + attention
+        return 4 * (4 * parameters + activations)
+    }
+
+    /// Refuses a run that cannot fit in this machine's memory, before anything is allocated.
+    public func checkMemory(vocabSize: Int, file: String = "settings", available: Double = Double(ProcessInfo.processInfo.physicalMemory)) throws {
+        let need = estimatedMemoryBytes(vocabSize: vocabSize)
+        guard need <= available else {
+            let gb = { (x: Double) in String(format: "%.1f GB", x / 1e9) }
+            throw InputError.invalidValue(file: file, field: "layers, d_model, seq_len, batch",
+                                           expected: "a run that fits in this machine's \(gb(available)) of memory", found: "one needing about \(gb(need))")
+        }
+    }
+
+    /// The model these settings train. GPT-2: MLP width 4C. Llama: SwiGLU width 8C/3 rounded up to a
+    /// multiple of 8 (three matrices with as many weights as GPT-2's two), RoPE θ 10⁴, head tied to
+    /// the embedding as in GPT-2 (and SmolLM2).
+    public func modelConfig(vocabSize: Int, tokenizer: String = ByteTokenizer.name) -> ModelConfig {
+        switch family {
+        case .gpt2:
+            return ModelConfig(vocabSize: vocabSize, maxPositions: seqLen, dModel: dModel, nLayers: layers, nHeads: heads,
+                               tokenizer: tokenizer)
+        case .llama:
+            return ModelConfig.llama(vocabSize: vocabSize, maxPositions: seqLen, dModel: dModel, nLayers: layers, nHeads: heads,
+                                     nKVHeads: kvHeads, dMLP: (8 * dModel / 3 + 7) / 8 * 8, tiedEmbeddings: true,
+                                     tokenizer: tokenizer)
+        }
+    }
+
+    public var schedule: LearningRateSchedule {
+        LearningRateSchedule(maxLR: lr, minLR: minLR, warmupSteps: warmup, totalSteps: steps)
+    }
+
+    public var optimizer: AdamW {
+        AdamW(beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay, noDecay: noDecay)
+    }
+}
+
+extension TrainConfig.CodingKeys: CaseIterable {
+    static var allKeys: [String] { allCases.map(\.rawValue) }
+}

@@ -208,7 +208,9 @@ public final class Trainer {
 
         let t = config.seqLen, b = config.batch
         var inputs = [Int32](repeating: 0, count: b * t), targets = inputs
-        let schedule = config.schedule, optimizer = config.optimizer
+        let schedule = config.schedule
+        let trainingStep = TrainingStep(model: model, optimizer: config.optimizer, clip: config.clip)
+        trainingStep.afterBackward = faultHook
         var last: TrainMetrics?
         var lastCheckpoint: URL? = try Checkpoint.latestCheckpoint(in: out)
         var windowLoss = 0.0, windowSteps = 0, windowStart = DispatchTime.now().uptimeNanoseconds
@@ -227,32 +229,11 @@ public final class Trainer {
                     model.backward(cache: cache)
                 }
             }
-            model.params.zeroGrads()
-            let loss = model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache) ?? .nan
-            guard loss.isFinite else {
-                throw TrainingError.nonFinite(step: step + 1, what: "the training loss (\(loss))", lastCheckpoint: lastCheckpoint?.path)
-            }
-            model.backward(cache: cache)
-            faultHook?(step + 1, model)
-            // A non-finite gradient makes the norm non-finite; it is named before the optimiser's
-            // pass, where clipping would spread it to every element. (The searches for names run
-            // only once something is wrong: the step itself makes no extra pass over memory.)
-            let params = model.params
-            let norm = GradientClipping.globalNorm(params)
-            guard norm.isFinite else {
-                let what = Self.firstNonFinite(params, params.grads).map { "the gradient of \($0)" }
-                    ?? "the gradient norm (\(norm); every element is finite, their squares overflow)"
-                throw TrainingError.nonFinite(step: step + 1, what: what, lastCheckpoint: lastCheckpoint?.path)
-            }
             let lr = schedule.rate(at: step)
-            // Clipping happens inside the optimiser's pass (the same bits as clip, then update),
-            // which also checks that what the next checkpoint would save is finite.
-            let finite = optimizer.update(params, lr: lr, step: step + 1,
-                                          gradScale: GradientClipping.factor(norm: norm, maxNorm: config.clip))
-            if !finite, let bad = Self.firstNonFiniteSaved(params) {
-                throw TrainingError.nonFinite(step: step + 1, what: "\(bad) after the update (lr \(lr))",
-                                              lastCheckpoint: lastCheckpoint?.path)
+            let result = try trainingStep.run(step: step + 1, lr: lr, cache: cache, lastCheckpoint: lastCheckpoint?.path) {
+                model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache)
             }
+            let loss = result.loss, norm = result.gradNorm
             step += 1
             tokensSeen += b * t
             windowLoss += Double(loss)
@@ -344,46 +325,6 @@ public final class Trainer {
     /// Test hook: called after each backward pass with the step (from 1) and the model, before
     /// the gradients are checked (tests plant a NaN here).
     var faultHook: ((Int, Transformer) -> Void)?
-
-    /// "the weight of NAME (…)" (or "the AdamW first moment of", "… second moment of") for the first
-    /// non-finite value a checkpoint would save, weights first; nil when all are finite. Checked
-    /// buffer by buffer, with no array of them (it runs only after the optimiser's pass found a
-    /// non-finite value, but a step allocates nothing either way).
-    static func firstNonFiniteSaved(_ store: ParameterStore) -> String? {
-        if let bad = firstNonFinite(store, store.weights) { return "the weight of \(bad)" }
-        if let m = store.moment1, let bad = firstNonFinite(store, m) { return "the AdamW first moment of \(bad)" }
-        if let v = store.moment2, let bad = firstNonFinite(store, v) { return "the AdamW second moment of \(bad)" }
-        return nil
-    }
-
-    /// "NAME (nan at element I)" for the first parameter, in registry order, whose values in
-    /// `buffer` (weights, gradients or a moment) are not all finite; nil when all are.
-    static func firstNonFinite(_ store: ParameterStore, _ buffer: UnsafeMutablePointer<Float>) -> String? {
-        guard !allFinite(buffer, count: store.count) else { return nil }
-        for e in store.entries {
-            let p = buffer + e.offset
-            for i in 0..<e.count where !p[i].isFinite {
-                return "\(e.name) (\(p[i]) at element \(i) of \(e.shape))"
-            }
-        }
-        return nil
-    }
-
-    /// One SIMD pass: x − x is 0 for a finite x and NaN for ±inf or NaN, so the sum is NaN exactly
-    /// when some element is not finite (huge finite values cannot overflow it).
-    static func allFinite(_ p: UnsafePointer<Float>, count: Int) -> Bool {
-        var acc = SIMD8<Float>(repeating: 0)
-        var i = 0
-        let raw = UnsafeRawPointer(p)
-        while i + 8 <= count {
-            let v = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-            acc += v - v
-            i += 8
-        }
-        var tail: Float = 0
-        while i < count { tail += p[i] - p[i]; i += 1 }
-        return (acc.sum() + tail).isFinite
-    }
 
     /// Creates the run folder (and its parents) and proves it writable with a probe file, so an
     /// unwritable `--out` is refused before a tokenizer or corpus is loaded.

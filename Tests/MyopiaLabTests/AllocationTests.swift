@@ -61,7 +61,7 @@ final class AllocationTests: XCTestCase {
     }
 
     /// Allocations over three training steps after two warm-up steps (AdamW's moments, scratch
-    /// buffers, pool threads): the work `Bench.sampleTrainingSteps` times. A small model, but large
+    /// buffers, pool threads): the one `TrainingStep` that the trainer, the tasks and `Bench.sampleTrainingSteps` run. A small model, but large
     /// enough that every kernel splits its work (GEMMs past the parallel threshold, several AdamW
     /// chunks per matrix, several blocks of the gradient norm).
     func stepAllocations(family: ModelConfig.Family, flow: GradientFlow) -> Int {
@@ -76,13 +76,11 @@ final class AllocationTests: XCTestCase {
         let cache = model.makeCache(batch: b, seqLen: t)
         let tokens = (0..<(b * t)).map { Int32(($0 * 7 + 3) % 256) }
         let targets = (0..<(b * t)).map { Int32(($0 * 11 + 5) % 256) }
-        let optimizer = AdamW()
+        let trainingStep = TrainingStep(model: model, optimizer: AdamW(), clip: 1)
         func step(_ i: Int) {
-            model.params.zeroGrads()
-            model.forward(tokens: tokens, targets: targets, batch: b, seqLen: t, cache: cache)
-            model.backward(cache: cache)
-            let norm = GradientClipping.globalNorm(model.params)
-            optimizer.update(model.params, lr: 1e-3, step: i, gradScale: GradientClipping.factor(norm: norm, maxNorm: 1))
+            try! trainingStep.run(step: i, lr: 1e-3, cache: cache) {
+                model.forward(tokens: tokens, targets: targets, batch: b, seqLen: t, cache: cache)
+            }
         }
         step(1)
         step(2)

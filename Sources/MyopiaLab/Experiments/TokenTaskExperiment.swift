@@ -168,21 +168,17 @@ public enum TokenTaskExperiment {
         let cache = model.makeCache(batch: b, seqLen: t)
         let heldOut = heldOut(task, episodes: settings.evalEpisodes, seed: settings.seed)
         var rng = SeededGenerator(seed: config.seed)
-        let schedule = config.schedule, optimizer = config.optimizer
+        let schedule = config.schedule
+        let trainingStep = TrainingStep(model: model, optimizer: config.optimizer, clip: config.clip)
         var curve: [CurvePoint] = []
         var windowLoss = 0.0, windowSteps = 0
         let started = Date()
         var last = score(model, task: task, inputs: heldOut.inputs, targets: heldOut.targets, batch: b, cache: cache)
         for step in 0..<config.steps {
             let (inputs, targets) = task.batch(b, rng: &rng)
-            model.params.zeroGrads()
-            let loss = model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache) ?? .nan
-            guard loss.isFinite else { throw TrainingError.nonFinite(step: step + 1, what: "the training loss", lastCheckpoint: nil) }
-            model.backward(cache: cache)
-            let norm = GradientClipping.globalNorm(model.params)
-            guard norm.isFinite else { throw TrainingError.nonFinite(step: step + 1, what: "the gradient norm", lastCheckpoint: nil) }
-            optimizer.update(model.params, lr: schedule.rate(at: step), step: step + 1,
-                             gradScale: GradientClipping.factor(norm: norm, maxNorm: config.clip))
+            let loss = try trainingStep.run(step: step + 1, lr: schedule.rate(at: step), cache: cache) {
+                model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache)
+            }.loss
             windowLoss += Double(loss)
             windowSteps += 1
             if (step + 1) % config.evalEvery == 0 || step + 1 == config.steps {
@@ -220,19 +216,5 @@ public enum TokenTaskExperiment {
             try LabFiles.writeJSON(results, to: out.appendingPathComponent(resultsFile))
         }
         return results
-    }
-}
-
-/// Small helpers shared by MyopiaLab's experiments.
-enum LabFiles {
-    static func createDirectory(_ dir: URL) throws {
-        do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
-            throw InputError.io(file: dir.path, reason: "cannot create the folder: \(error.localizedDescription)")
-        }
-    }
-
-    /// Pretty, sorted JSON with NaN written as the string "nan" (JSON has no NaN), as every run-folder file.
-    static func writeJSON<T: Encodable>(_ value: T, to url: URL) throws {
-        try AtomicFile.write(try RunFolder.encoder.encode(value), to: url)
     }
 }

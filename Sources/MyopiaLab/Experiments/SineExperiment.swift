@@ -203,7 +203,8 @@ public enum SineExperiment {
         // The training stream is its own generator, so the data do not depend on the validation set.
         var rng = SeededGenerator(seed: options.seed ^ 0x5151_5151_5151_5151)
         let schedule = options.schedule
-        let optimizer = AdamW(beta1: options.beta1, beta2: options.beta2, weightDecay: options.weightDecay)
+        let trainingStep = TrainingStep(model: model, optimizer: AdamW(beta1: options.beta1, beta2: options.beta2, weightDecay: options.weightDecay),
+                                        clip: options.clip)
         let started = DispatchTime.now().uptimeNanoseconds
         func elapsed() -> Double { Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 }
         var step = 0, stoppedByTime = false, seconds = 0.0
@@ -212,14 +213,11 @@ public enum SineExperiment {
         var final: (loss: Double, positionLoss: [Double])?
         while step < options.steps && !stoppedByTime {
             let data = options.task.makeBatch(batch: b, seqLen: t, rng: &rng)
-            model.params.zeroGrads()
-            let loss = model.forward(features: data.features, targets: data.targets, batch: b, seqLen: t, cache: cache) ?? .nan
-            guard loss.isFinite else { throw TrainingError.nonFinite(step: step + 1, what: "the training loss", lastCheckpoint: nil) }
-            model.backward(cache: cache)
-            let norm = GradientClipping.globalNorm(model.params)
-            guard norm.isFinite else { throw TrainingError.nonFinite(step: step + 1, what: "the gradient norm", lastCheckpoint: nil) }
             let lr = schedule.rate(at: step)
-            optimizer.update(model.params, lr: lr, step: step + 1, gradScale: GradientClipping.factor(norm: norm, maxNorm: options.clip))
+            let result = try trainingStep.run(step: step + 1, lr: lr, cache: cache) {
+                model.forward(features: data.features, targets: data.targets, batch: b, seqLen: t, cache: cache)
+            }
+            let loss = result.loss, norm = result.gradNorm
             step += 1
             windowLoss += Double(loss)
             windowSteps += 1

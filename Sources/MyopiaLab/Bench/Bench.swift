@@ -495,28 +495,22 @@ public enum Bench {
         let n = bench.batch * bench.seqLen
         let tokens = (0..<n).map { _ in Int32(rng.nextInt(below: config.vocabSize)) }
         let targets = (0..<n).map { _ in Int32(rng.nextInt(below: config.vocabSize)) }
-        let optimizer = AdamW()
+        let trainingStep = TrainingStep(model: model, optimizer: AdamW(), clip: 1)
         var samples = StepSamples()
-        func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
         let allocationsBefore = allocationCounter?.total
         for i in 0...steps {
             if i > 0 { allocationCounter?.start() }
-            let start = now()
-            model.params.zeroGrads()
-            let t0 = now()
-            model.forward(tokens: tokens, targets: targets, batch: bench.batch, seqLen: bench.seqLen, cache: cache)
-            let t1 = now()
-            model.backward(cache: cache)
-            let t2 = now()
-            let norm = GradientClipping.globalNorm(model.params)
-            optimizer.update(model.params, lr: 1e-4, step: i + 1, gradScale: GradientClipping.factor(norm: norm, maxNorm: 1))
-            let end = now()
+            // Random weights and targets at lr 1e-4 stay finite; a throw here would be a bug.
+            try! trainingStep.run(step: i + 1, lr: 1e-4, cache: cache) {
+                model.forward(tokens: tokens, targets: targets, batch: bench.batch, seqLen: bench.seqLen, cache: cache)
+            }
             allocationCounter?.stop()
             if i > 0 {
-                samples.total.append(Double(end - start) / 1e6)
-                samples.forward.append(Double(t1 - t0) / 1e6)
-                samples.backward.append(Double(t2 - t1) / 1e6)
-                samples.update.append(Double(end - t2 + t0 - start) / 1e6)
+                let p = trainingStep.phases
+                samples.total.append(Double(p.end - p.start) / 1e6)
+                samples.forward.append(Double(p.forwardDone - p.zeroed) / 1e6)
+                samples.backward.append(Double(p.backwardDone - p.forwardDone) / 1e6)
+                samples.update.append(Double(p.end - p.backwardDone + p.zeroed - p.start) / 1e6)
             }
         }
         samples.allocationsPerStep = allocationCounter.map { Double($0.total - allocationsBefore!) / Double(steps) }
@@ -541,31 +535,4 @@ public enum Bench {
                          backwardMs: median(passes.flatMap(\.backward)), optimizerMs: median(passes.flatMap(\.update)),
                          peakRSSMiB: peak, baselineRSSMiB: baseline, allocationsPerStep: allocations)
     }
-}
-
-/// The process's resident set, from /proc/self/status (Linux; nil elsewhere).
-public enum ResidentSet {
-    /// A field of /proc/self/status in kB ("VmRSS", "VmHWM"), as MiB.
-    static func statusMiB(_ field: String) -> Double? {
-        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix(field + ":") {
-            let kb = line.dropFirst(field.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" }).first.flatMap { Double($0) }
-            return kb.map { $0 / 1024 }
-        }
-        return nil
-    }
-
-    /// Resets the peak (VmHWM) to the current resident set (writing 5 to /proc/self/clear_refs);
-    /// returns the current resident set, MiB.
-    @discardableResult
-    public static func resetPeak() -> Double? {
-        if let handle = FileHandle(forWritingAtPath: "/proc/self/clear_refs") {
-            try? handle.write(contentsOf: Data("5".utf8))
-            try? handle.close()
-        }
-        return statusMiB("VmRSS")
-    }
-
-    /// The peak resident set since the process started or the last `resetPeak`, MiB.
-    public static func peakMiB() -> Double? { statusMiB("VmHWM") }
 }

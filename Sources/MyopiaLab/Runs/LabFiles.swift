@@ -1,0 +1,18 @@
+// LabFiles: the small JSON and text files experiments write into their run folders.
+
+import Foundation
+import Myopia
+
+/// Small helpers shared by MyopiaLab's experiments.
+enum LabFiles {
+    static func createDirectory(_ dir: URL) throws {
+        do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
+            throw InputError.io(file: dir.path, reason: "cannot create the folder: \(error.localizedDescription)")
+        }
+    }
+
+    /// Pretty, sorted JSON with NaN written as the string "nan" (JSON has no NaN), as every run-folder file.
+    static func writeJSON<T: Encodable>(_ value: T, to url: URL) throws {
+        try AtomicFile.write(try RunFolder.encoder.encode(value), to: url)
+    }
+}

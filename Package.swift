@@ -16,9 +16,6 @@ let package = Package(
         .library(name: "Myopia", targets: ["Myopia"]),
         .library(name: "MyopiaLab", targets: ["MyopiaLab"]),
         .executable(name: "myopia", targets: ["myopia"]),
-        // tools/fuzz: the mutation fuzzer (myopia-fuzz) and the libFuzzer entry (see tools/fuzz/README.md).
-        .executable(name: "myopia-fuzz", targets: ["myopia-fuzz"]),
-        .executable(name: "myopia-libfuzzer", targets: ["myopia-libfuzzer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -54,14 +51,16 @@ let package = Package(
                 "CMyopiaAllocCounter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        .target(name: "MyopiaFuzz", dependencies: ["Myopia"], path: "tools/fuzz/MyopiaFuzz"),
-        .executableTarget(name: "myopia-fuzz", dependencies: ["MyopiaFuzz"], path: "tools/fuzz/myopia-fuzz"),
-        .executableTarget(name: "myopia-libfuzzer", dependencies: ["MyopiaFuzz"], path: "tools/fuzz/myopia-libfuzzer"),
+        // Tests. Unit targets need no network, no download and no browser; the integration targets
+        // fetch assets (PyPI), load SmolLM2, drive a browser, run the demo and kill runs mid-save.
+        // `swift test -c release --skip Integration` runs only the unit targets (README).
+        .target(name: "MyopiaTestSupport", dependencies: ["Myopia"], path: "Tests/MyopiaTestSupport"),
         .testTarget(name: "MyopiaKernelsTests", dependencies: ["MyopiaKernels"]),
-        .testTarget(name: "MyopiaTests", dependencies: ["Myopia"]),
-        .testTarget(name: "MyopiaLabTests", dependencies: ["MyopiaLab", "CMyopiaAllocCounter"]),
-        .testTarget(name: "MyopiaCLITests", dependencies: ["myopia"]),
-        .testTarget(name: "MyopiaFuzzTests", dependencies: ["MyopiaFuzz", "myopia-fuzz"]),
+        .testTarget(name: "MyopiaTests", dependencies: ["Myopia", "MyopiaTestSupport"]),
+        .testTarget(name: "MyopiaLabTests", dependencies: ["MyopiaLab", "CMyopiaAllocCounter", "MyopiaTestSupport"]),
+        .testTarget(name: "MyopiaCLITests", dependencies: ["myopia", "MyopiaTestSupport"]),
+        .testTarget(name: "MyopiaIntegrationTests", dependencies: ["MyopiaLab", "MyopiaTestSupport"]),
+        .testTarget(name: "MyopiaCLIIntegrationTests", dependencies: ["myopia", "MyopiaTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MyopiaTestSupport
 
 /// The local-myopic flow through the command line: train --reference, eval --flow local-myopic,
 /// bonus, and the commands that refuse it.

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MyopiaTestSupport
 
 /// `myopia generate` with several samples, metrics and JSON, on a checkpoint trained for two steps.
 final class GenerateCLITests: XCTestCase {

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MyopiaTestSupport
 
 /// `myopia probe` and `myopia lens` through the command line: the lens's last layer at offset 0 is
 /// `myopia eval`'s loss, the probe's JSON carries its table and both baselines, a sine-task

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MyopiaTestSupport
 
 /// The command line as a whole: every subcommand's help has a worked example and the common flags;
 /// `--config FILE.json` stands for flags (the command line winning, unknown keys refused);

@@ -3,6 +3,7 @@ import Foundation
 import MyopiaKernels
 @testable import MyopiaTraining
 import XCTest
+import MyopiaTestSupport
 import Myopia
 import MyopiaLab
 

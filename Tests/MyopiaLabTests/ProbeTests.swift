@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MyopiaTestSupport
 import Myopia
 import MyopiaKernels
 @testable import MyopiaLab

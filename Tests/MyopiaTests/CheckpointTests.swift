@@ -1,4 +1,5 @@
 import XCTest
+import MyopiaTestSupport
 import Myopia
 
 /// Checkpoint folders: round trips, the folder transformers loaded, and typed errors for bad files.

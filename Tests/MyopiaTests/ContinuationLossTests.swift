@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MyopiaTestSupport
 import Myopia
 
 /// A random byte-vocabulary-sized model small enough to score by hand, with weights large enough

@@ -1,4 +1,5 @@
 import XCTest
+import MyopiaTestSupport
 import Myopia
 
 /// Myopia against PyTorch + transformers on a random, non-square GPT-2 (3 layers, 3 heads, d_model 96,

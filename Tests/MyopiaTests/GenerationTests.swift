@@ -1,4 +1,5 @@
 import XCTest
+import MyopiaTestSupport
 import Myopia
 
 /// Why and where `Generation.sample` stops, and that a seed fixes the sample.

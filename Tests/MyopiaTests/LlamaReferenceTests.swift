@@ -1,4 +1,5 @@
 import XCTest
+import MyopiaTestSupport
 import Myopia
 
 /// Myopia against PyTorch + transformers on a random `LlamaForCausalLM` with grouped-query attention

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MyopiaTestSupport
 import Myopia
 
 /// Named activations (TransformerLens names) and their gradients, on the PyTorch reference models:

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MyopiaTestSupport
 import Myopia
 
 final class SafeTensorsTests: XCTestCase {
@@ -355,27 +356,5 @@ private struct FormatFuzzRNG {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
-    }
-}
-
-/// Asserts that `expression` throws an InputError of the named case whose field contains `field`
-/// and whose message contains `reason`; returns the error.
-@discardableResult
-func assertInputError<T>(_ expression: @autoclosure () throws -> T, _ caseName: String, field: String?, reason: String? = nil,
-                          file: StaticString = #filePath, line: UInt = #line) -> InputError? {
-    do {
-        _ = try expression()
-        XCTFail("expected InputError.\(caseName), got success", file: file, line: line)
-        return nil
-    } catch let error as InputError {
-        let name = Mirror(reflecting: error).children.first?.label ?? "\(error)"
-        XCTAssertEqual(name, caseName, "\(error)", file: file, line: line)
-        if let field { XCTAssertTrue(error.field?.contains(field) == true, "field \(error.field ?? "nil") lacks \(field): \(error)", file: file, line: line) }
-        if let reason { XCTAssertTrue(error.description.contains(reason), "message lacks \(reason): \(error)", file: file, line: line) }
-        XCTAssertFalse(error.description.isEmpty)
-        return error
-    } catch {
-        XCTFail("expected InputError.\(caseName), got \(error)", file: file, line: line)
-        return nil
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MyopiaTestSupport
 import Myopia
 
 /// The synthetic pre-caching task's generator and its exact baselines (DESIGN §5).

@@ -1,4 +1,5 @@
 import XCTest
+import MyopiaTestSupport
 import Myopia
 
 /// The token-task generators: seeded, and every answer equal to one recomputed here from the inputs alone.

@@ -25,8 +25,8 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-scratch="${MYOPIA_FUZZ_SCRATCH:-.build}"
-swift build -c release --scratch-path "$scratch" --product myopia-fuzz >&2
+scratch="${MYOPIA_FUZZ_SCRATCH:-tools/fuzz/.build}"
+swift build -c release --package-path tools/fuzz --scratch-path "$scratch" --product myopia-fuzz >&2
 status=0
 "$scratch/release/myopia-fuzz" run "${args[@]}" || status=$?
 

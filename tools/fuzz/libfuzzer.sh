@@ -20,7 +20,7 @@ binary="$scratch/release/myopia-libfuzzer"
 
 # Only the fuzzer sanitizer: SwiftPM drops the coverage instrumentation when AddressSanitizer is
 # added as well (measured with swift 6.3: no counters at all), and coverage is the point here.
-swift build -c release --scratch-path "$scratch" --sanitize fuzzer -Xswiftc -DMYOPIA_LIBFUZZER --product myopia-libfuzzer >&2
+swift build -c release --package-path tools/fuzz --scratch-path "$scratch" --sanitize fuzzer -Xswiftc -DMYOPIA_LIBFUZZER --product myopia-libfuzzer >&2
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     mapfile -t targets < <(ls tools/fuzz/corpus)   # one folder of seeds per target

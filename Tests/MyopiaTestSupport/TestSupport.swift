@@ -3,11 +3,11 @@ import XCTest
 import Myopia
 
 /// Where the committed reference fixtures live (Tests/Fixtures).
-let fixturesURL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+public let fixturesURL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Fixtures")
 
 /// A scratch folder removed at the end of the test.
-func temporaryDirectory(_ test: XCTestCase) throws -> URL {
+public func temporaryDirectory(_ test: XCTestCase) throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("myopia-tests-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     test.addTeardownBlock { try? FileManager.default.removeItem(at: url) }
@@ -15,13 +15,13 @@ func temporaryDirectory(_ test: XCTestCase) throws -> URL {
 }
 
 /// Random floats N(0, std²) from a seeded generator.
-func randomFloats(_ count: Int, seed: UInt64, std: Float = 1) -> [Float] {
+public func randomFloats(_ count: Int, seed: UInt64, std: Float = 1) -> [Float] {
     var rng = SeededGenerator(seed: seed)
     return (0..<count).map { _ in Float(rng.nextNormal()) * std }
 }
 
 /// ‖a − b‖ / ‖b‖ computed in double.
-func relativeError(_ a: [Float], _ b: [Float]) -> Double {
+public func relativeError(_ a: [Float], _ b: [Float]) -> Double {
     precondition(a.count == b.count)
     var num = 0.0, den = 0.0
     for i in 0..<a.count {
@@ -33,7 +33,7 @@ func relativeError(_ a: [Float], _ b: [Float]) -> Double {
 }
 
 /// Largest |a − b| relative to the largest |b| (an element-wise view that a norm can hide).
-func maxRelativeError(_ a: [Float], _ b: [Float]) -> Double {
+public func maxRelativeError(_ a: [Float], _ b: [Float]) -> Double {
     var worst = 0.0, scale = 0.0
     for i in 0..<a.count {
         worst = max(worst, abs(Double(a[i]) - Double(b[i])))
@@ -43,7 +43,7 @@ func maxRelativeError(_ a: [Float], _ b: [Float]) -> Double {
 }
 
 /// Central finite differences of `f` with respect to x[i] for the given indices.
-func numericalGradient(_ x: UnsafeMutablePointer<Float>, indices: [Int], eps: Float, _ f: () -> Double) -> [Double] {
+public func numericalGradient(_ x: UnsafeMutablePointer<Float>, indices: [Int], eps: Float, _ f: () -> Double) -> [Double] {
     indices.map { i in
         let saved = x[i]
         x[i] = saved + eps
@@ -56,7 +56,7 @@ func numericalGradient(_ x: UnsafeMutablePointer<Float>, indices: [Int], eps: Fl
 }
 
 /// Asserts analytic and numerical gradients agree: |a − n| ≤ atol + rtol·|n| at every index.
-func assertGradientsClose(_ analytic: [Double], _ numeric: [Double], atol: Double = 2e-3, rtol: Double = 2e-2,
+public func assertGradientsClose(_ analytic: [Double], _ numeric: [Double], atol: Double = 2e-3, rtol: Double = 2e-2,
                           _ what: String, file: StaticString = #filePath, line: UInt = #line) {
     XCTAssertEqual(analytic.count, numeric.count, file: file, line: line)
     var failures = 0
@@ -69,7 +69,7 @@ func assertGradientsClose(_ analytic: [Double], _ numeric: [Double], atol: Doubl
 }
 
 /// Σ out ⊙ r in double: a scalar objective whose gradient with respect to `out` is `r`.
-func dot(_ out: UnsafePointer<Float>, _ r: [Float]) -> Double {
+public func dot(_ out: UnsafePointer<Float>, _ r: [Float]) -> Double {
     var s = 0.0
     for i in 0..<r.count { s += Double(out[i]) * Double(r[i]) }
     return s
@@ -77,27 +77,27 @@ func dot(_ out: UnsafePointer<Float>, _ r: [Float]) -> Double {
 
 /// A heap buffer of floats with a stable pointer, so finite differences can poke it while a
 /// closure reads it (arrays passed `&x` would break exclusivity).
-final class Buffer {
-    let p: UnsafeMutablePointer<Float>
-    let count: Int
-    init(_ values: [Float]) {
+public final class Buffer {
+    public let p: UnsafeMutablePointer<Float>
+    public let count: Int
+    public init(_ values: [Float]) {
         count = values.count
         p = .allocate(capacity: max(1, count))
         p.initialize(repeating: 0, count: max(1, count))
         for i in 0..<count { p[i] = values[i] }
     }
-    convenience init(zeros count: Int) { self.init([Float](repeating: 0, count: count)) }
+    public convenience init(zeros count: Int) { self.init([Float](repeating: 0, count: count)) }
     deinit { p.deallocate() }
-    var array: [Float] { Array(UnsafeBufferPointer(start: p, count: count)) }
-    var doubles: [Double] { array.map(Double.init) }
-    var all: [Int] { Array(0..<count) }
+    public var array: [Float] { Array(UnsafeBufferPointer(start: p, count: count)) }
+    public var doubles: [Double] { array.map(Double.init) }
+    public var all: [Int] { Array(0..<count) }
 }
 
 /// The whole-model gradient check: after `loss` (a forward pass with targets) and `backward`, each
 /// parameter tensor's gradient along a random direction against a central difference of step
 /// `directionEps` (a whole-tensor step moves the loss further than one coordinate, so it is small),
 /// every tensor getting some gradient, and 40 single coordinates against finite differences.
-func assertWholeModelGradient(_ model: Transformer, label: String, directionEps: Float, directionSeed: UInt64,
+public func assertWholeModelGradient(_ model: Transformer, label: String, directionEps: Float, directionSeed: UInt64,
                               coordinateSeed: UInt64, loss f: () -> Double, backward: () -> Void,
                               file: StaticString = #filePath, line: UInt = #line) {
     model.params.zeroGrads()
@@ -123,4 +123,26 @@ func assertWholeModelGradient(_ model: Transformer, label: String, directionEps:
     let indices = (0..<40).map { _ in rng.nextInt(below: model.params.count) }
     let numeric = numericalGradient(model.params.weights, indices: indices, eps: 1e-2, f)
     assertGradientsClose(indices.map { Double(grads[$0]) }, numeric, atol: 5e-4, "\(label) model", file: file, line: line)
+}
+
+/// Asserts that `expression` throws an InputError of the named case whose field contains `field`
+/// and whose message contains `reason`; returns the error.
+@discardableResult
+public func assertInputError<T>(_ expression: @autoclosure () throws -> T, _ caseName: String, field: String?, reason: String? = nil,
+                          file: StaticString = #filePath, line: UInt = #line) -> InputError? {
+    do {
+        _ = try expression()
+        XCTFail("expected InputError.\(caseName), got success", file: file, line: line)
+        return nil
+    } catch let error as InputError {
+        let name = Mirror(reflecting: error).children.first?.label ?? "\(error)"
+        XCTAssertEqual(name, caseName, "\(error)", file: file, line: line)
+        if let field { XCTAssertTrue(error.field?.contains(field) == true, "field \(error.field ?? "nil") lacks \(field): \(error)", file: file, line: line) }
+        if let reason { XCTAssertTrue(error.description.contains(reason), "message lacks \(reason): \(error)", file: file, line: line) }
+        XCTAssertFalse(error.description.isEmpty)
+        return error
+    } catch {
+        XCTFail("expected InputError.\(caseName), got \(error)", file: file, line: line)
+        return nil
+    }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MyopiaTestSupport
 
 /// The report as a person sees it: run folders with every kind of section are made through the
 /// command line (training runs with the gradient split, a gap study, eval, horizon, probe, lens,
@@ -130,26 +131,14 @@ final class ReportBrowserTests: CLITestCase {
         var description: String { message }
     }
 
-    /// Chromium on PATH, installed by `tools/browser/install-chromium.sh` (apt-get) when missing;
-    /// nil only when MYOPIA_SKIP_BROWSER is set. A machine that cannot install it fails the test
-    /// with the installer's reason.
+    /// Chromium on PATH (tools/ci/setup.sh installs it, and .ci/run calls that before the tests);
+    /// nil only when MYOPIA_SKIP_BROWSER is set. Without it the test fails: the report's layout is
+    /// checked in a real browser or not at all, and that must be a choice, not an accident.
     static func chromium() throws -> URL? {
         if ProcessInfo.processInfo.environment["MYOPIA_SKIP_BROWSER"] != nil { return nil }
-        if let found = findChromium() { return found }
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("tools/browser/install-chromium.sh")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [script.path]
-        let err = Pipe()
-        process.standardError = err
-        try process.run()
-        let message = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0, let found = findChromium() else {
-            let reason = String(decoding: message, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
-            throw BrowserUnavailable(message: "chromium is needed to check the report and could not be installed "
-                                     + "(\(reason)); install it, or set MYOPIA_SKIP_BROWSER=1 to skip this test")
+        guard let found = findChromium() else {
+            throw BrowserUnavailable(message: "chromium is not on PATH: run `bash tools/ci/setup.sh` (Debian's chromium), "
+                                     + "or set MYOPIA_SKIP_BROWSER=1 to skip this test")
         }
         return found
     }

@@ -7,8 +7,9 @@ import Myopia
 /// Every input must be accepted or refused with an InputError naming its file and a field, within
 /// the time limit; a trap would end the test run (the driver, tested below, is what isolates those).
 final class FuzzSmokeTests: XCTestCase {
+    /// The repository (this file is tools/fuzz/Tests/MyopiaFuzzTests/…).
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let corpus = repository.appendingPathComponent("tools/fuzz/corpus")
     static let inputsPerTarget = 200
     static let timeLimit = 5.0

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs Debian's chromium for the report's headless-browser test (ReportBrowserTests), which
-# runs this script when no chromium is on PATH. Needs apt-get and root (or password-less sudo).
+# Installs Debian's chromium for the report's headless-browser test (ReportBrowserTests) when no
+# chromium is on PATH; tools/ci/setup.sh runs it. Needs apt-get and root (or password-less sudo).
 set -euo pipefail
 if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then exit 0; fi
 if ! command -v apt-get >/dev/null; then

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MyopiaTestSupport
 
 /// DESIGN §8 through the command line: `myopia train` killed (SIGKILL) at random moments, many of
 /// them in the middle of a save, always leaves a newest checkpoint that loads, and `--resume`

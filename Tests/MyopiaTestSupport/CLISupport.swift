@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 
 /// The built `myopia` beside the test bundle (on Linux the bundle is the runner itself).
-var myopiaBinary: URL {
+public var myopiaBinary: URL {
     #if os(macOS)
     let bundle = Bundle.allBundles.first { $0.bundlePath.hasSuffix(".xctest") }!.bundleURL
     return bundle.deletingLastPathComponent().appendingPathComponent("myopia")
@@ -12,10 +12,10 @@ var myopiaBinary: URL {
 }
 
 /// What a run of `myopia` printed and returned.
-struct CLIResult { let status: Int32; let stdout: String; let stderr: String }
+public struct CLIResult { public let status: Int32; public let stdout: String; public let stderr: String }
 
 /// Runs the built `myopia` with `arguments`; `environment` is added to this process's own.
-func runMyopia(_ arguments: [String], environment: [String: String] = [:]) throws -> CLIResult {
+public func runMyopia(_ arguments: [String], environment: [String: String] = [:]) throws -> CLIResult {
     let process = Process()
     process.executableURL = myopiaBinary
     process.arguments = arguments
@@ -35,18 +35,18 @@ func runMyopia(_ arguments: [String], environment: [String: String] = [:]) throw
 
 /// A test case that runs the built `myopia`: its results, a temporary folder removed after the
 /// test, the committed fixtures, and the JSON a command printed.
-class CLITestCase: XCTestCase {
-    typealias Result = CLIResult
+open class CLITestCase: XCTestCase {
+    public typealias Result = CLIResult
 
     /// Where the committed reference fixtures live (Tests/Fixtures).
-    let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    public let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures")
 
-    func run(_ arguments: [String], environment: [String: String] = [:]) throws -> CLIResult {
+    public func run(_ arguments: [String], environment: [String: String] = [:]) throws -> CLIResult {
         try runMyopia(arguments, environment: environment)
     }
 
-    func temporaryDirectory() throws -> URL {
+    public func temporaryDirectory() throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("myopia-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         addTeardownBlock { try? FileManager.default.removeItem(at: url) }
@@ -54,7 +54,7 @@ class CLITestCase: XCTestCase {
     }
 
     /// The JSON object a successful run printed on stdout.
-    func json(_ r: CLIResult, file: StaticString = #filePath, line: UInt = #line) throws -> [String: Any] {
+    public func json(_ r: CLIResult, file: StaticString = #filePath, line: UInt = #line) throws -> [String: Any] {
         XCTAssertEqual(r.status, 0, r.stderr, file: file, line: line)
         return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout,
                              file: file, line: line)

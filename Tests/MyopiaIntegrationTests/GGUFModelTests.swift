@@ -1,4 +1,5 @@
 import XCTest
+import MyopiaTestSupport
 import Myopia
 
 /// SmolLM2-135M-Instruct from its Q4_1 GGUF (the `smollm2-135m` asset) against Hugging Face

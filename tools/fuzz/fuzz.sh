@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes every parser a user's file reaches (DESIGN §8; tools/fuzz/README.md).
+# Fuzzes every parser a user's file reaches (docs/DESIGN.md §8; tools/fuzz/README.md).
 #
 #   tools/fuzz/fuzz.sh                      mutation fuzzing: 10,000 inputs per target, each input
 #                                           in a watched child process (traps, hangs > 5 s and

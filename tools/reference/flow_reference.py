@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference gradients for Myopia's gradient flows (DESIGN.md §4) on the gpt2_tiny fixture.
+"""Reference gradients for Myopia's gradient flows (docs/DESIGN.md §4) on the gpt2_tiny fixture.
 
 Loads Tests/Fixtures/gpt2_tiny/hf (the random GPT-2 written by gpt2_reference.py) and the eval
 tokens of reference.json (inputs = tokens[:, :-1], targets = tokens[:, 1:], mean cross-entropy
@@ -503,7 +503,7 @@ def main():
             "wpe_rows_from_T": f"wpe.weight rows {Tn}..{cfg['n_positions'] - 1} have zero gradient in every flow.",
             "myopic_is_diagonal_horizon": "myopic.grad_input.{l}[:, t] (and .final) = the vanilla gradient of the "
                                           "loss at position t alone, d(l_t / (B*T))/d h_{l,t}: the k = 0 term of "
-                                          "DESIGN §4's gradient horizon. Checked against a loop of single-target "
+                                          "docs/DESIGN.md §4's gradient horizon. Checked against a loop of single-target "
                                           "vanilla backward passes.",
             "myopic_is_diagonal_horizon_max_rel": sig(diag_rel, 2),
             "beta_linear_in_last_block": f"beta0.5.grad_input.{last} and beta0.5.grad.h.{last}.ln_1.* equal "

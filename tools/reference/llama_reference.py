@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate the PyTorch / Hugging Face reference fixtures for a tiny Llama (DESIGN.md §2, §4).
+"""Generate the PyTorch / Hugging Face reference fixtures for a tiny Llama (docs/DESIGN.md §3, §4).
 
 The model is a random `LlamaForCausalLM`: vocab 96, hidden 32, SwiGLU 48, 2 layers, 4 query heads,
 2 key/value heads (grouped-query attention), head_dim 8, 64 positions, RoPE base 1000 (not the
@@ -70,7 +70,7 @@ from refutil import ce_rows, Checker, file_sha256, maxabs, rel, sig
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEFAULT_OUT = os.path.join(REPO_ROOT, "Tests", "Fixtures", "llama_tiny")
 
-# Model / data sizes (DESIGN §2 legend: V C HS H KV L; F = intermediate size).
+# Model / data sizes (docs/DESIGN.md §3 legend: V C HS H KV L; F = intermediate size).
 VOCAB, HIDDEN, INTER, NLAYER, NHEAD, NKV, HEAD_DIM = 96, 32, 48, 2, 4, 2, 8
 NPOS, ROPE_THETA, RMS_EPS = 64, 1000.0, 1e-6
 B, T = 2, 16

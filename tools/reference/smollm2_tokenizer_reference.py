@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference ids for the tokenizer embedded in the SmolLM2-135M-Instruct GGUF (DESIGN.md §6).
+"""Reference ids for the tokenizer embedded in the SmolLM2-135M-Instruct GGUF (docs/DESIGN.md §6).
 
 The GGUF comes from Myopia's asset cache: fetch it first with `myopia fetch smollm2-135m
 tinyshakespeare`. This script does not download anything.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference ids for Myopia's GPT-2 BPE tokenizer (DESIGN.md §6), made with tiktoken.
+"""Reference ids for Myopia's GPT-2 BPE tokenizer (docs/DESIGN.md §6), made with tiktoken.
 
 The GPT-2 files come from Myopia's asset cache. Fetch them first with
 `myopia fetch gpt2 gpt2-tiktoken tinyshakespeare`. This script does not download anything.

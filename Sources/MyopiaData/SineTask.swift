@@ -4,7 +4,7 @@ import MyopiaModel
 
 // Dimensions: B sequences, T positions, W window. Features (B, T, 2) = (x_n, z_n); targets (B, T).
 
-/// The synthetic pre-caching task of Wu, Morris & Levine (2024) (DESIGN §5).
+/// The synthetic pre-caching task of Wu, Morris & Levine (2024) (docs/DESIGN.md §5).
 ///
 /// Per position n: x_n ~ N(0, 1), z_n ~ Bernoulli(p), and the target
 ///   y_n = z_n · Σ_{i=1..W} sin(f·x_{n−i}) + (1 − z_n) · x_n,

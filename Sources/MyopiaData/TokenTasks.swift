@@ -1,7 +1,7 @@
 import Foundation
 import MyopiaSupport
 
-// Token tasks (DESIGN §5): generated, seeded episodes of T input tokens over a small vocabulary.
+// Token tasks (docs/DESIGN.md §5): generated, seeded episodes of T input tokens over a small vocabulary.
 // Targets are −1 (no loss) everywhere except the answer positions, so training and scoring are
 // about the task alone. Each episode is one stream of T+1 tokens: inputs are the first T, and at an
 // answer position t the target is the stream's token t+1 (the answer also appears in the input,

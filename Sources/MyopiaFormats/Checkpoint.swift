@@ -7,7 +7,7 @@ import MyopiaModel
 /// `LlamaForCausalLM.from_pretrained(dir)`. A training checkpoint adds
 /// `optimizer.safetensors` (AdamW moments under `exp_avg.KEY`, `exp_avg_sq.KEY`) and
 /// `trainer_state.json`, which records the sha256 and size of the other three files under
-/// `"files"`; loading verifies every file listed there (DESIGN §8), so a damaged checkpoint is
+/// `"files"`; loading verifies every file listed there (docs/DESIGN.md §8), so a damaged checkpoint is
 /// refused with `InputError.checksumMismatch` naming the file rather than trained on.
 ///
 /// Nothing is allocated from config.json alone: every parameter the config implies must be in

@@ -1,4 +1,4 @@
-// GGUF reader (DESIGN §6, §8): llama.cpp's single-file model format, version 3 (and 2, which has
+// GGUF reader (docs/DESIGN.md §6, §8): llama.cpp's single-file model format, version 3 (and 2, which has
 // the same little-endian layout).
 //
 // Layout, all little-endian:

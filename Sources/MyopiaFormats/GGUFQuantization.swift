@@ -1,4 +1,4 @@
-// ggml tensor types and their dequantisation to fp32 (DESIGN §6).
+// ggml tensor types and their dequantisation to fp32 (docs/DESIGN.md §6).
 //
 // A ggml type stores a row of ne0 values as ne0 / blockSize blocks of blockBytes each; the plain
 // types (F32, F16, BF16, ...) are blocks of one value. Every type ggml defines is listed, so a file

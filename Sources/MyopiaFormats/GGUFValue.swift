@@ -1,4 +1,4 @@
-// GGUF metadata values (DESIGN §6): the thirteen value types of the format, arrays included
+// GGUF metadata values (docs/DESIGN.md §6): the thirteen value types of the format, arrays included
 // (arrays of strings such as tokenizer.ggml.tokens, and arrays of arrays).
 
 /// The u32 value-type tag of a GGUF metadata value.

@@ -1,4 +1,4 @@
-// safetensors reader (DESIGN §6, §8).
+// safetensors reader (docs/DESIGN.md §6, §8).
 //
 // Layout: u64 little-endian header length N, N bytes of UTF-8 JSON (may be space-padded), then the
 // data section. The header maps tensor names to {"dtype", "shape", "data_offsets": [begin, end]}

@@ -4,7 +4,7 @@ import MyopiaModel
 // Dimensions: T the model's positions (maxPositions), V vocab, h = max(1, T/2) tokens kept when the
 // context restarts, n ≤ chunk rows per decode call.
 //
-// Teacher-forced vs free-running loss (DESIGN §5, generation study). Both are the model's mean
+// Teacher-forced vs free-running loss (docs/DESIGN.md §5, generation study). Both are the model's mean
 // next-token cross-entropy over a continuation of a prompt:
 //   teacher-forced   on a real continuation (text the model did not write)
 //   free-running     on the model's own samples, scored by itself

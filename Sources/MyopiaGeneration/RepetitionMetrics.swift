@@ -1,4 +1,4 @@
-// Repetition and loop metrics for a set of samples (DESIGN §5, generation study): how varied the
+// Repetition and loop metrics for a set of samples (docs/DESIGN.md §5, generation study): how varied the
 // text is (distinct-n) and how often a sample ends stuck in a cycle. Pure functions on token ids;
 // a sample is the generated tokens only, without the prompt.
 //

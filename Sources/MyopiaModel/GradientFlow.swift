@@ -1,7 +1,7 @@
 import Foundation
 import MyopiaSupport
 
-/// What backward sends through attention's keys and values (DESIGN §4).
+/// What backward sends through attention's keys and values (docs/DESIGN.md §4).
 ///
 /// Attention is the only place positions mix: o_t = Σ_{s≤t} a_ts v_s. The gradient reaching key and
 /// value s splits into the diagonal term (t = s) and the off-diagonal terms from later queries t > s.

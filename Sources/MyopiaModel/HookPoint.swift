@@ -3,7 +3,7 @@
 
 import MyopiaSupport
 
-/// A named activation of the forward pass, with TransformerLens's name (DESIGN §3), so that what a
+/// A named activation of the forward pass, with TransformerLens's name (docs/DESIGN.md §3), so that what a
 /// researcher knows about `blocks.3.attn.hook_pattern` carries over. Shapes are TransformerLens's:
 ///
 ///     hook_embed                          [B, T, C]       wte[token] (continuous heads: features · W_in + b_in)

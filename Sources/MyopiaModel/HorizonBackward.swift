@@ -3,7 +3,7 @@ import MyopiaKernels
 // Dimensions: B sequences, T time, C d_model, NH heads, HS head size, F MLP width, L layers,
 // K max offset, W = K + 1 window rows.
 //
-// The gradient horizon (DESIGN §4): g_{l,i,t} = ∂ℓ_t/∂h_{l,i} for the residual stream h_{l,i}
+// The gradient horizon (docs/DESIGN.md §4): g_{l,i,t} = ∂ℓ_t/∂h_{l,i} for the residual stream h_{l,i}
 // entering block l (l = L: after the last block), every target t and every i in t−K…t.
 //
 // Backward is linear in its incoming gradient, so instead of T backward passes this runs one

@@ -6,12 +6,12 @@ import MyopiaSupport
 /// Swift names on the left, checkpoint keys in `CodingKeys`. Unknown keys in a Hugging Face file are
 /// ignored; Myopia's own additions (`myopia_tokenizer`, ...) are ignored by `transformers`.
 ///
-/// A model with continuous heads (`inputFeatures` and `outputs` set, DESIGN §3) reads F features per
+/// A model with continuous heads (`inputFeatures` and `outputs` set, docs/DESIGN.md §3) reads F features per
 /// position through `input_proj` instead of token embeddings and predicts O numbers per position
 /// through `output_proj` instead of tied logits. Its checkpoint is still config.json +
 /// model.safetensors, but `transformers` cannot load it (it has no such heads); Myopia can.
 ///
-/// Two families (DESIGN §3), told apart by `model_type`, each read and written under its own
+/// Two families (docs/DESIGN.md §3), told apart by `model_type`, each read and written under its own
 /// Hugging Face keys:
 ///   gpt2   LayerNorm, learned positions (wpe), fused c_attn, GELU MLP, head tied to wte
 ///   llama  RMSNorm, rotary positions, q/k/v/o projections with grouped-query attention (NKV key/value

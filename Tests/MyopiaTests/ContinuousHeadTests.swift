@@ -4,7 +4,7 @@ import MyopiaTestSupport
 import Myopia
 @testable import MyopiaModel
 
-/// The continuous heads (DESIGN §3): input projection, output projection, Huber/MSE loss — values,
+/// The continuous heads (docs/DESIGN.md §3): input projection, output projection, Huber/MSE loss — values,
 /// finite-difference gradients, flow invariants, config and checkpoint round trips.
 final class ContinuousHeadTests: XCTestCase {
     // MARK: Loss

@@ -4,7 +4,7 @@ import Myopia
 @testable import MyopiaTraining
 @testable import MyopiaModel
 
-/// Invariants of the gradient flows (DESIGN §4) on the random GPT-2 fixture.
+/// Invariants of the gradient flows (docs/DESIGN.md §4) on the random GPT-2 fixture.
 final class GradientFlowTests: XCTestCase {
     let folder = fixturesURL.appendingPathComponent("gpt2_tiny")
 

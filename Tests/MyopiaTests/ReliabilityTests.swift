@@ -5,7 +5,7 @@ import Myopia
 @testable import MyopiaSupport
 @testable import MyopiaTraining
 
-/// DESIGN §8 for training runs: exact resume from any step, checkpoints that verify their own
+/// docs/DESIGN.md §8 for training runs: exact resume from any step, checkpoints that verify their own
 /// checksums, a full disk that leaves the previous checkpoint as it was, a NaN that stops the run
 /// naming the step and the tensor, and impossible settings refused before any work.
 final class ReliabilityTests: XCTestCase {

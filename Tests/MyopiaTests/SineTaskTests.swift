@@ -3,7 +3,7 @@ import XCTest
 import MyopiaTestSupport
 import Myopia
 
-/// The synthetic pre-caching task's generator and its exact baselines (DESIGN §5).
+/// The synthetic pre-caching task's generator and its exact baselines (docs/DESIGN.md §5).
 final class SineTaskTests: XCTestCase {
     func batch(_ task: SineTask, b: Int = 4, t: Int = 24, seed: UInt64 = 1) -> SineBatch {
         var rng = SeededGenerator(seed: seed)

@@ -1,7 +1,7 @@
 import Foundation
 import Myopia
 
-/// The gradient horizon of a model on some text (DESIGN §4): for each layer l = 0…L and offset
+/// The gradient horizon of a model on some text (docs/DESIGN.md §4): for each layer l = 0…L and offset
 /// k = t − i, the mean of ‖∂ℓ_t/∂h_{l,i}‖ over all sequences and positions i with i + k < T; the
 /// share of Σ‖g‖² at each offset; and the mean offset under that share. Exact, from the channel
 /// backward (`Transformer.horizonBackward`).

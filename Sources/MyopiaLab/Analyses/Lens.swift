@@ -4,7 +4,7 @@ import MyopiaKernels
 
 // Dimensions: B windows per forward pass, T positions, C d_model, V vocab, R rows unembedded at once.
 
-/// The logit lens (DESIGN §5): the model's own final norm and unembedding applied to the residual
+/// The logit lens (docs/DESIGN.md §5): the model's own final norm and unembedding applied to the residual
 /// stream h_{l,i} of every layer l, scored against the token at i+1+k for each offset k. Layer L (the
 /// residual after the last block) at offset 0 is the model's own prediction: its loss is the loss
 /// `myopia eval` reports on the same windows.

@@ -66,7 +66,7 @@ public enum Demo {
         public var milestone: Bool
     }
 
-    /// What the analysis of one language model measures (DESIGN §4–5).
+    /// What the analysis of one language model measures (docs/DESIGN.md §4–5).
     public struct AnalysisPlan: Codable, Equatable, Sendable {
         /// Window length T for every analysis.
         public var seqLen: Int

@@ -21,7 +21,7 @@ extension Demo {
         public var note: String?
     }
 
-    /// The sine task (DESIGN §5): both flows against the no-pre-caching floor.
+    /// The sine task (docs/DESIGN.md §5): both flows against the no-pre-caching floor.
     public struct SineSummary: Codable, Sendable {
         public var p: Double
         public var frequency: Double

@@ -1,7 +1,7 @@
 import Foundation
 import Myopia
 
-/// `myopia gap` (DESIGN §5): the myopia gap. For every seed, trains a vanilla, a myopic and
+/// `myopia gap` (docs/DESIGN.md §5): the myopia gap. For every seed, trains a vanilla, a myopic and
 /// optionally a transformer-bigram model with the same settings, then scores each on the whole
 /// validation split (consecutive windows of T+1 tokens, as `myopia eval`). Reports each flow's
 /// validation loss (mean ± sample std over seeds, and per seed), the gap myopic − vanilla paired by

@@ -1,7 +1,7 @@
 import Foundation
 import Myopia
 
-/// Trains a transformer with continuous heads on the synthetic pre-caching task (DESIGN §5) under a
+/// Trains a transformer with continuous heads on the synthetic pre-caching task (docs/DESIGN.md §5) under a
 /// gradient flow, and scores it on a fixed validation set beside two exact baselines on the same
 /// data: predict-zero, and the no-pre-caching floor.
 ///

@@ -26,7 +26,7 @@ public struct ProbeData: Sendable {
     }
 }
 
-/// The probe table (DESIGN §5): for each probed layer and offset k, a linear softmax probe from
+/// The probe table (docs/DESIGN.md §5): for each probed layer and offset k, a linear softmax probe from
 /// h_{l,i} to the token at i+1+k, scored on held-out windows beside two baselines on the same rows.
 /// Classes are the `top` most frequent target tokens of the training rows plus "other" for the rest;
 /// every predictor (probe and baselines) is scored over these classes, so the numbers compare.

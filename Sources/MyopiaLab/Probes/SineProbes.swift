@@ -4,7 +4,7 @@ import Myopia
 // Dimensions: S sequences, T positions, C d_model, D = C + 1 (a constant 1 for the intercept),
 // I lags.
 
-/// Regression probes for the sine task (DESIGN §5): least squares from the residual stream h_{l,n}
+/// Regression probes for the sine task (docs/DESIGN.md §5): least squares from the residual stream h_{l,n}
 /// onto sin(f·x_{n−i}), the quantity position n − i must compute for later positions. R² on held-out
 /// sequences, per layer and lag. Lag 0 at a middle layer is the pre-caching signature: sin(f·x_n) is
 /// useless at n itself (z_n = 1 there asks for the earlier positions' sines), so a model that holds

@@ -1,4 +1,4 @@
-// The fuzz targets: every parser a user's file reaches (DESIGN §8), each driven the way the
+// The fuzz targets: every parser a user's file reaches (docs/DESIGN.md §8), each driven the way the
 // command line drives it, from the file on disk to the object it becomes.
 //
 //   safetensors      SafeTensorsFile, then every tensor converted (floats or integers)

@@ -28,7 +28,11 @@ final class ModuleGraphTests: XCTestCase {
         "MyopiaLab": ["Myopia", "MyopiaKernels", "MyopiaSupport", "MyopiaModel", "MyopiaAssets", "MyopiaFormats",
                       "MyopiaTokenizers", "MyopiaData", "MyopiaTraining", "MyopiaGeneration"],
         "myopia": ["Myopia", "MyopiaLab", "MyopiaKernels", "CMyopiaAllocCounter", "ArgumentParser"],
+        // Tests/MyopiaTestSupport: the test targets' shared helpers.
+        "MyopiaTestSupport": ["Myopia"],
     ]
+    /// Targets whose sources are not under Sources/.
+    static let outsideSources: Set<String> = ["MyopiaTestSupport"]
     static let system: Set<String> = ["Foundation", "FoundationEssentials", "Dispatch", "Glibc", "Musl", "Darwin", "Synchronization"]
 
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -50,7 +54,7 @@ final class ModuleGraphTests: XCTestCase {
     func testEverySourceImportIsAnAllowedArrow() throws {
         let sources = Self.packageRoot.appendingPathComponent("Sources")
         let targets = try FileManager.default.contentsOfDirectory(atPath: sources.path).filter { !$0.hasPrefix(".") }.sorted()
-        XCTAssertEqual(Set(targets), Set(Self.allowed.keys), "a target was added or removed: give it its arrows here and in docs/DESIGN.md §1")
+        XCTAssertEqual(Set(targets), Set(Self.allowed.keys).subtracting(Self.outsideSources), "a target was added or removed: give it its arrows here and in docs/DESIGN.md §1")
         var checked = 0
         for target in targets {
             let allowed = Self.allowed[target] ?? []

@@ -59,7 +59,7 @@ struct BonusCommand: ParsableCommand {
         try reportingErrors {
             var config = try settings.resolve()
             if settings.seqLen == nil && settings.config == nil { config.seqLen = 0 }   // the reference's, below
-            let (source, model, tokenizer) = try loadReference(reference, settings: settings, config: &config)
+            let (source, model, tokenizer) = try ReferenceModel.load(reference, given: settings.given, config: &config, log: Terminal.info)
             try config.validate()
             let dataset = try DataSource.load(config.data, tokenizer: tokenizer, validationFraction: config.validationFraction,
                                               log: Terminal.info)
@@ -74,10 +74,7 @@ struct BonusCommand: ParsableCommand {
                 Terminal.info("fine-tuning \(flow == .vanilla ? "vanilla (control)" : flow.description), seed \(s)")
                 started = Date()
             }, onTrainLog: { m in
-                guard Terminal.isTTY || m.valLoss != nil else { return }
-                let val = m.valLoss.map { String(format: " val %.4f", $0) } ?? ""
-                Terminal.progress(m.step, of: config.steps, started: started,
-                                  status: String(format: "loss %.4f%@  %.0f tok/s", m.trainLoss, val, m.tokensPerSecond))
+                Terminal.studyProgress(m, steps: config.steps, started: started)
             })
             if json {
                 try printJSON(summary)

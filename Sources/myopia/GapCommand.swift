@@ -61,10 +61,7 @@ struct GapCommand: ParsableCommand {
                 Terminal.info("training \(flow), seed \(s)")
                 started = Date()
             }, onTrainLog: { m in
-                guard Terminal.isTTY || m.valLoss != nil else { return }   // logs: one line per validation
-                let val = m.valLoss.map { String(format: " val %.4f", $0) } ?? ""
-                Terminal.progress(m.step, of: config.steps, started: started,
-                                  status: String(format: "loss %.4f%@  %.0f tok/s", m.trainLoss, val, m.tokensPerSecond))
+                Terminal.studyProgress(m, steps: config.steps, started: started)
             })
             if json {
                 try printJSON(summary)

@@ -7,19 +7,21 @@ struct EvalCommand: ConfigFileCommand, RunFolderOutput {
     static let configuration = CommandConfiguration(
         commandName: "eval",
         abstract: "Mean next-token loss of a model on a text file.",
+        usage: "myopia eval [<options>] --model <model> --data <data> --seq-len <seq-len>",
         discussion: """
-        The file is cut into consecutive, non-overlapping windows of T+1 tokens (T predictions each; a
-        shorter tail is dropped); `loss` is the mean cross-entropy over all predictions, `tokens` their count.
+        The file is cut into consecutive, non-overlapping windows of T+1 tokens (T predictions each; a shorter tail is dropped); `loss` is the mean cross-entropy over all predictions, `tokens` their count.
 
-        Example:
-          myopia eval --model runs/shakespeare --data tinyshakespeare --seq-len 128 --json
-          myopia eval --model smollm2-135m --data tinyshakespeare --seq-len 256 --max-windows 8
-          myopia eval --model runs/local --flow local-myopic --reference runs/shakespeare --data tinyshakespeare --seq-len 128
-          myopia eval --model runs/shakespeare --data tinyshakespeare --seq-len 128 --out runs/shakespeare   # eval.json: `myopia runs` shows it
+        Examples:
+          myopia eval --model runs/shakespeare --data tinyshakespeare --seq-len 128
+          myopia eval --model smollm2-135m --data tinyshakespeare --seq-len 256 \\
+              --max-windows 8 --json
+          myopia eval --model runs/local --flow local-myopic \\
+              --reference runs/shakespeare --data tinyshakespeare --seq-len 128
+          # eval.json in runs/shakespeare, which `myopia runs` shows:
+          myopia eval --model runs/shakespeare --data tinyshakespeare --seq-len 128 \\
+              --out runs/shakespeare
 
-        With --flow local-myopic every layer's query at t attends, for s < t, to the keys and values that
-        the --reference model computed from its own hidden states, and to its own on the diagonal (the
-        local myopia bonus; see `myopia bonus`). With bigram each position attends only to itself.
+        With --flow local-myopic every layer's query at t attends, for s < t, to the keys and values that the --reference model computed from its own hidden states, and to its own on the diagonal (the local myopia bonus; see `myopia bonus`). With bigram each position attends only to itself.
         """)
 
     @OptionGroup var model: ModelOptions

@@ -8,13 +8,9 @@ struct GenerateCommand: ConfigFileCommand, RunFolderOutput {
         commandName: "generate",
         abstract: "Continue a prompt with a trained checkpoint, streaming to the terminal; measure repetition over samples.",
         discussion: """
-        A sample stops at the end-of-text token (the tokenizer's, e.g. GPT-2's
-        <|endoftext|>, else the checkpoint's eos_token_id; a byte model has none),
-        after --max-tokens tokens, or, with --stop-at-context, when the context is
-        full. Without --stop-at-context a full context restarts from its last half.
+        A sample stops at the end-of-text token (the tokenizer's, e.g. GPT-2's <|endoftext|>, else the checkpoint's eos_token_id; a byte model has none), after --max-tokens tokens, or, with --stop-at-context, when the context is full. Without --stop-at-context a full context restarts from its last half.
 
-        --samples N draws N continuations with seeds seed, seed+1, ... and reports
-        over the set, after them:
+        --samples N draws N continuations with seeds seed, seed+1, ... and reports over the set, after them:
           distinct-n      distinct / all n-grams, n = 1...4, pooled over the
                           samples (and the mean of each sample's own ratio)
           loops           samples whose tail is 3 or more repeats of one cycle
@@ -24,19 +20,19 @@ struct GenerateCommand: ConfigFileCommand, RunFolderOutput {
           teacher-forced  with --reference FILE: its mean loss on the file's text
                           as the continuation of the prompt, over the first
                           --max-tokens tokens (the span the samples cover)
-        Without --reference only the free-running loss is reported. Each token is
-        scored with the context it was sampled from. The metrics count the sampled
-        ids, an end-of-text token included.
 
-        --json prints one object instead of streaming: the prompt, the options,
-        each sample (text, token ids, stop reason eos / max-tokens / context,
-        loss, loop) and the metrics.
+        Without --reference only the free-running loss is reported. Each token is scored with the context it was sampled from. The metrics count the sampled ids, an end-of-text token included.
+
+        --json prints one object instead of streaming: the prompt, the options, each sample (text, token ids, stop reason eos / max-tokens / context, loss, loop) and the metrics.
 
         Examples:
-          myopia generate --checkpoint runs/shakespeare --prompt "ROMEO:" --max-tokens 300 --temperature 0.8 --top-k 40
-          myopia generate --checkpoint runs/shakespeare --prompt "ROMEO:" --samples 20 --max-tokens 100 --reference romeo.txt --json
-          myopia generate --model runs/shakespeare --prompt "ROMEO:" --samples 8 --max-tokens 200 --out runs/shakespeare
-          myopia report runs/shakespeare      # the samples with their loops highlighted
+          myopia generate --checkpoint runs/shakespeare --prompt "ROMEO:" \\
+              --max-tokens 300 --temperature 0.8 --top-k 40
+          myopia generate --checkpoint runs/shakespeare --prompt "ROMEO:" \\
+              --samples 20 --max-tokens 100 --reference romeo.txt --json
+          myopia generate --model runs/shakespeare --prompt "ROMEO:" --samples 8 \\
+              --max-tokens 200 --out runs/shakespeare
+          myopia report runs/shakespeare  # the samples with their loops highlighted
         """)
 
     @OptionGroup var model: ModelOptions

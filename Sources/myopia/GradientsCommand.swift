@@ -7,14 +7,14 @@ struct GradientsCommand: ConfigFileCommand {
     static let configuration = CommandConfiguration(
         commandName: "gradients",
         abstract: "Save the gradient of the eval loss with respect to every parameter, under a gradient flow.",
+        usage: "myopia gradients [<options>] --model <model> --data <data>\n--seq-len <seq-len> --out <out>",
         discussion: """
-        The loss is exactly `myopia eval`'s: the mean next-token cross-entropy over consecutive,
-        non-overlapping windows of T+1 tokens. Gradients are saved as F32 safetensors under the
-        checkpoint's own Hugging Face key names. Compare flows to see what myopic training removes.
+        The loss is exactly `myopia eval`'s: the mean next-token cross-entropy over consecutive, non-overlapping windows of T+1 tokens. Gradients are saved as F32 safetensors under the checkpoint's own Hugging Face key names. Compare flows to see what myopic training removes.
 
         Example:
-          myopia gradients --checkpoint runs/shakespeare --data tinyshakespeare --seq-len 128 \\
-              --flow myopic --max-windows 64 --out grads-myopic.safetensors
+          myopia gradients --checkpoint runs/shakespeare --data tinyshakespeare \\
+              --seq-len 128 --flow myopic --max-windows 64 \\
+              --out grads-myopic.safetensors
         """)
 
     @OptionGroup var model: ModelOptions

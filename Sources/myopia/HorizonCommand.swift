@@ -8,22 +8,21 @@ struct HorizonCommand: ConfigFileCommand, RunFolderOutput {
         commandName: "horizon",
         abstract: "Which future token each layer's training signal serves: the exact gradient horizon.",
         discussion: """
-        For the residual stream h_{l,i} entering block l (the last row: after the last block) and each
-        offset k = t − i, the mean of ‖∂ℓ_t/∂h_{l,i}‖ over sequences and positions (ℓ_t: the loss of the
-        prediction at t). k = 0 is the token right after i; k = 1 the one after that. Also the share of
-        Σ‖g‖² at each offset and its mean offset. Exact: one backward channel per target position.
-        --max-offset K limits each channel to positions t−K…t (still exact for k ≤ K, and cheaper).
+        For the residual stream h_{l,i} entering block l (the last row: after the last block) and each offset k = t − i, the mean of ‖∂ℓ_t/∂h_{l,i}‖ over sequences and positions (ℓ_t: the loss of the prediction at t). k = 0 is the token right after i; k = 1 the one after that. Also the share of Σ‖g‖² at each offset and its mean offset. Exact: one backward channel per target position. --max-offset K limits each channel to positions t−K…t (still exact for k ≤ K, and cheaper).
 
-        A model with continuous heads (the sine task) is measured on fresh sequences of that task
-        (--p, --frequency, --window, --seed); --data is then not needed.
+        A model with continuous heads (the sine task) is measured on fresh sequences of that task (--p, --frequency, --window, --seed); --data is then not needed.
 
-        Example:
-          myopia horizon --checkpoint runs/sine-vanilla/checkpoint-1500 --seq-len 64 --p 1 --frequency 3 --max-offset 20
-          myopia horizon --checkpoint runs/shakespeare --data tinyshakespeare --seq-len 128 \\
-              --max-offset 16 --sequences 32
-          myopia horizon --checkpoint runs/shakespeare --data tinyshakespeare --seq-len 128 --json > horizon.json
-          myopia horizon --model runs/shakespeare --data tinyshakespeare --seq-len 128 --out runs/shakespeare
-          myopia report runs/shakespeare      # the horizon heatmap and share curves beside the training curves
+        Examples:
+          myopia horizon --checkpoint runs/sine-vanilla/checkpoint-1500 \\
+              --seq-len 64 --p 1 --frequency 3 --max-offset 20
+          myopia horizon --checkpoint runs/shakespeare --data tinyshakespeare \\
+              --seq-len 128 --max-offset 16 --sequences 32
+          myopia horizon --checkpoint runs/shakespeare --data tinyshakespeare \\
+              --seq-len 128 --json > horizon.json
+          myopia horizon --model runs/shakespeare --data tinyshakespeare \\
+              --seq-len 128 --out runs/shakespeare
+          # the horizon heatmap and share curves beside the training curves:
+          myopia report runs/shakespeare
         """)
 
     @OptionGroup var model: ModelOptions
@@ -34,7 +33,7 @@ struct HorizonCommand: ConfigFileCommand, RunFolderOutput {
     @Option(help: "Sine task: seed of the sequences.") var seed: UInt64 = 12345
     @OptionGroup var windows: WindowOptions
     @Option(name: .customLong("max-offset"), help: "Largest offset k = t − i (default T − 1).") var maxOffset: Int?
-    @Option(help: "Use at most this many windows (default 16).") var sequences = 16
+    @Option(help: "Use at most this many windows.") var sequences = 16
     @Option(help: "Gradient flow (vanilla: the true derivative).") var flow = "vanilla"
     @OptionGroup var output: OutputOptions<HorizonCommand>
     @OptionGroup var configFile: ConfigFileOption

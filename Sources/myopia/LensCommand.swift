@@ -8,18 +8,15 @@ struct LensCommand: ConfigFileCommand, RunFolderOutput {
         commandName: "lens",
         abstract: "The logit lens: the model's own head read off every layer's residual stream.",
         discussion: """
-        The final norm and unembedding applied to the residual stream h_{l,i} (l < L: entering block l;
-        l = L: after the last block), scored against the token at i+1+k for each offset k: mean
-        cross-entropy (nats) and top-1 accuracy per layer × offset, with the file's unigram distribution
-        on the same targets for scale. The last row at k = 0 is the model's own prediction: its loss is
-        what `myopia eval` reports for the same --seq-len and windows. Windows are those of `myopia eval`;
-        the token at i+1+k is read from the text, past the window's end where need be.
+        The final norm and unembedding applied to the residual stream h_{l,i} (l < L: entering block l; l = L: after the last block), scored against the token at i+1+k for each offset k: mean cross-entropy (nats) and top-1 accuracy per layer × offset, with the file's unigram distribution on the same targets for scale. The last row at k = 0 is the model's own prediction: its loss is what `myopia eval` reports for the same --seq-len and windows. Windows are those of `myopia eval`; the token at i+1+k is read from the text, past the window's end where need be.
 
-        Example:
-          myopia lens --model runs/shakespeare --data tinyshakespeare --seq-len 128 --offsets 0..3
-          myopia lens --model smollm2-135m --data tinyshakespeare --seq-len 128 --layers 0,6,12,18,24,30 \\
-              --offsets 0..3 --max-windows 64 --json
-          myopia lens --model runs/shakespeare --data tinyshakespeare --seq-len 128 --out runs/shakespeare
+        Examples:
+          myopia lens --model runs/shakespeare --data tinyshakespeare --seq-len 128 \\
+              --offsets 0..3
+          myopia lens --model smollm2-135m --data tinyshakespeare --seq-len 128 \\
+              --layers 0,6,12,18,24,30 --offsets 0..3 --max-windows 64 --json
+          myopia lens --model runs/shakespeare --data tinyshakespeare --seq-len 128 \\
+              --out runs/shakespeare
         """)
 
     @OptionGroup var model: ModelOptions

@@ -8,30 +8,21 @@ struct ProbeCommand: ConfigFileCommand, RunFolderOutput {
         commandName: "probe",
         abstract: "Linear probes: how much each layer's hidden state knows about the tokens ahead.",
         discussion: """
-        For each residual stream h_{l,i} (l < L: entering block l; l = L: after the last block) and each
-        offset k, a linear softmax probe from h_{l,i} to the token at i+1+k, trained on 80% of the windows
-        and scored on the other 20% (spread evenly through the text): held-out cross-entropy (nats) and
-        top-1 accuracy. Beside it, on the same held-out positions: the unigram distribution and the best
-        predictor from the current token alone (counts of (x_i, token at i+1+k) on the training windows,
-        smoothed toward the unigram, the smoothing chosen by cross-validation on them). A probe that beats
-        the current-token predictor at k ≥ 1 reads information about the future from h beyond the token itself.
+        For each residual stream h_{l,i} (l < L: entering block l; l = L: after the last block) and each offset k, a linear softmax probe from h_{l,i} to the token at i+1+k, trained on 80% of the windows and scored on the other 20% (spread evenly through the text): held-out cross-entropy (nats) and top-1 accuracy. Beside it, on the same held-out positions: the unigram distribution and the best predictor from the current token alone (counts of (x_i, token at i+1+k) on the training windows, smoothed toward the unigram, the smoothing chosen by cross-validation on them). A probe that beats the current-token predictor at k ≥ 1 reads information about the future from h beyond the token itself.
 
-        The classes are the --top N most frequent target tokens plus "other"; the probe and both baselines
-        are scored over these N+1 classes. `coverage` is the share of held-out targets inside the top N.
-        Windows are those of `myopia eval`; the token at i+1+k is read from the text, past the window's end
-        where need be. One forward pass per batch of windows serves every layer; the hidden states are kept
-        as binary16; the probes are minibatch Adam on standardised features, all offsets of a layer at once.
+        The classes are the --top N most frequent target tokens plus "other"; the probe and both baselines are scored over these N+1 classes. `coverage` is the share of held-out targets inside the top N. Windows are those of `myopia eval`; the token at i+1+k is read from the text, past the window's end where need be. One forward pass per batch of windows serves every layer; the hidden states are kept as binary16; the probes are minibatch Adam on standardised features, all offsets of a layer at once.
 
-        A model with continuous heads (the sine task) is probed with least-squares regressions onto
-        sin(f·x_{n−i}) for each lag i (--lags), on fresh sequences (--p, --frequency, --window, --seed,
-        --sequences): held-out R² per layer and lag.
+        A model with continuous heads (the sine task) is probed with least-squares regressions onto sin(f·x_{n−i}) for each lag i (--lags), on fresh sequences (--p, --frequency, --window, --seed, --sequences): held-out R² per layer and lag.
 
-        Example:
-          myopia probe --model runs/shakespeare --data tinyshakespeare --seq-len 128 --offsets 0..4
-          myopia probe --model smollm2-135m --data tinyshakespeare --seq-len 128 --layers 0,6,12,18,24,30 \\
-              --offsets 0..3 --positions 20000 --json
-          myopia probe --checkpoint runs/sine-vanilla-p1-f3 --seq-len 64 --p 1 --frequency 3 --lags 0..10
-          myopia probe --model runs/shakespeare --data tinyshakespeare --seq-len 128 --out runs/shakespeare
+        Examples:
+          myopia probe --model runs/shakespeare --data tinyshakespeare --seq-len 128 \\
+              --offsets 0..4
+          myopia probe --model smollm2-135m --data tinyshakespeare --seq-len 128 \\
+              --layers 0,6,12,18,24,30 --offsets 0..3 --positions 20000 --json
+          myopia probe --checkpoint runs/sine-vanilla-p1-f3 --seq-len 64 --p 1 \\
+              --frequency 3 --lags 0..10
+          myopia probe --model runs/shakespeare --data tinyshakespeare --seq-len 128 \\
+              --out runs/shakespeare
         """)
 
     @OptionGroup var model: ModelOptions

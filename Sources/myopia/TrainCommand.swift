@@ -8,17 +8,21 @@ struct TrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "Train a GPT-2 or Llama-family model on a text file (vanilla, myopic, beta=β or bigram flow).",
         discussion: """
-        Writes checkpoint-STEP folders (Hugging Face config.json + model.safetensors, plus optimizer and
-        trainer state), metrics.jsonl and run_config.json into --out. Settings come from the defaults, then
-        --config FILE.json (keys as the flags, e.g. "d_model"), then the flags.
+        Writes checkpoint-STEP folders (Hugging Face config.json + model.safetensors, plus optimizer and trainer state), metrics.jsonl and run_config.json into --out. Settings come from the defaults, then --config FILE.json (keys as the flags, e.g. "d_model"), then the flags.
 
-        Example:
-          myopia train --data tinyshakespeare --out runs/shakespeare --layers 4 --d-model 128 --steps 2000
-          myopia train --data tinyshakespeare --out runs/shakespeare-myopic --flow myopic --steps 2000
-          myopia train --data tinyshakespeare --out runs/llama --family llama --heads 4 --kv-heads 2 --steps 2000
-          myopia train --data tinyshakespeare --out runs/split --steps 1000 --log-gradient-split 100
-          myopia train --data tinyshakespeare --out runs/shakespeare --steps 4000 --resume
-          myopia train --data tinyshakespeare --out runs/local --flow local-myopic --reference runs/shakespeare --steps 300
+        Examples:
+          myopia train --data tinyshakespeare --out runs/shakespeare --steps 2000 \\
+              --layers 4 --d-model 128
+          myopia train --data tinyshakespeare --out runs/shakespeare-myopic \\
+              --flow myopic --steps 2000
+          myopia train --data tinyshakespeare --out runs/llama --family llama \\
+              --heads 4 --kv-heads 2 --steps 2000
+          myopia train --data tinyshakespeare --out runs/split --steps 1000 \\
+              --log-gradient-split 100
+          myopia train --data tinyshakespeare --out runs/shakespeare --steps 4000 \\
+              --resume
+          myopia train --data tinyshakespeare --out runs/local --flow local-myopic \\
+              --reference runs/shakespeare --steps 300
         """)
 
     @Option(help: "The run folder to write.") var out: String

@@ -9,29 +9,22 @@ struct BenchCommand: ConfigFileCommand {
         commandName: "bench",
         abstract: "Measure GEMM throughput, the training step against the machine's FMA peak, tokenizer and decoding speed.",
         discussion: """
-        GEMM on the transformer shapes (M,K,N) = (2048,256,768), (2048,768,256), (2048,256,1024),
-        (2048,1024,256), (2048,256,8192), (256,2048,768) in the layouts A·B, A·Bᵀ, Aᵀ·B, beside OpenBLAS
-        when libopenblas is installed; then the training step of SMALL (vocab 8192, seq 256, 4 layers,
-        4 heads, d_model 256, batch 8) and of GPT-2 124M (batch 4, seq 64), vanilla and myopic, with
-        the phases, model FLOP utilisation, peak resident set and heap allocations per step (0: the
-        step allocates nothing) of each; the exact gradient horizon against backward passes; and
-        encode/decode MB/s of the gpt2 and smollm2-135m tokenizers on tiny-shakespeare repeated to
-        4 MB; and greedy cached decoding of smollm2-135m, one token at a time, with the fp32 weights it
-        streams per second (each skipped when its asset cannot be fetched). Figures only: run it on a
-        quiet machine.
+        GEMM on the transformer shapes (M,K,N) = (2048,256,768), (2048,768,256), (2048,256,1024), (2048,1024,256), (2048,256,8192), (256,2048,768) in the layouts A·B, A·Bᵀ, Aᵀ·B, beside OpenBLAS when libopenblas is installed; then the training step of SMALL (vocab 8192, seq 256, 4 layers, 4 heads, d_model 256, batch 8) and of GPT-2 124M (batch 4, seq 64), vanilla and myopic, with the phases, model FLOP utilisation, peak resident set and heap allocations per step (0: the step allocates nothing) of each; the exact gradient horizon against backward passes; and encode/decode MB/s of the gpt2 and smollm2-135m tokenizers on tiny-shakespeare repeated to 4 MB; and greedy cached decoding of smollm2-135m, one token at a time, with the fp32 weights it streams per second (each skipped when its asset cannot be fetched). Figures only: run it on a quiet machine.
 
-        Example:
+        Examples:
           myopia bench --json > bench.json
           myopia bench --threads 2 --no-gemm
-          myopia bench --no-gemm --no-training --no-horizon --no-decode    # tokenizers only
-          myopia bench --no-gemm --no-training --no-horizon --no-tokenizers # decoding only
+          # tokenizers only:
+          myopia bench --no-gemm --no-training --no-horizon --no-decode
+          # decoding only:
+          myopia bench --no-gemm --no-training --no-horizon --no-tokenizers
         """)
 
     @Option(help: "Thread counts to measure (default: 1 and all cores).") var threads: [Int] = []
     @Option(help: "Training steps to time (the median is reported).") var steps = 5
     @Flag(inversion: .prefixedNo, help: "Measure GEMM.") var gemm = true
     @Flag(inversion: .prefixedNo, help: "Measure the training step (vanilla and myopic).") var training = true
-    @Option(help: "Training configurations to step: small, gpt2-124m (default: both).") var models: [String] = ["small", "gpt2-124m"]
+    @Option(help: "Training configurations to step: small, gpt2-124m.") var models: [String] = ["small", "gpt2-124m"]
     @Flag(inversion: .prefixedNo, help: "Measure the gradient horizon against backward passes.") var horizon = true
     @Flag(inversion: .prefixedNo, help: "Measure tokenizer encode/decode MB/s (gpt2, smollm2-135m).") var tokenizers = true
     @Flag(inversion: .prefixedNo, help: "Measure cached decoding of smollm2-135m (tokens/s).") var decode = true

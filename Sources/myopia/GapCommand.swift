@@ -8,21 +8,11 @@ struct GapCommand: ParsableCommand {
         commandName: "gap",
         abstract: "The myopia gap: train vanilla and myopic models from the same seeds and compare their validation loss.",
         discussion: """
-        For each seed S and flow F (vanilla, myopic, and with --bigram the
-        transformer bigram, which attends only to itself), trains a model into
-        OUT/F-seedS with the same settings, initial weights and batches — only the
-        gradient differs — then scores it on the whole validation split (consecutive
-        windows of T+1 tokens, as `myopia eval`). Writes OUT/gap.json: per flow the
-        validation loss (mean ± sample std over seeds, and per seed) and the loss at
-        every position of the context (mean over seeds, and per seed); the gap
-        myopic − vanilla paired by seed; the settings. Prints a table, with the loss
-        by position bucket (0, 1, 2–3, 4–7, …).
+        For each seed S and flow F (vanilla, myopic, and with --bigram the transformer bigram, which attends only to itself), trains a model into OUT/F-seedS with the same settings, initial weights and batches — only the gradient differs — then scores it on the whole validation split (consecutive windows of T+1 tokens, as `myopia eval`). Writes OUT/gap.json: per flow the validation loss (mean ± sample std over seeds, and per seed) and the loss at every position of the context (mean over seeds, and per seed); the gap myopic − vanilla paired by seed; the settings. Prints a table, with the loss by position bucket (0, 1, 2–3, 4–7, …).
 
-        Settings come from the defaults (those of `myopia train`), then --config
-        FILE.json (keys as the flags), then the flags. --resume reuses runs already
-        in OUT (finished ones are only re-scored).
+        Settings come from the defaults (those of `myopia train`), then --config FILE.json (keys as the flags), then the flags. --resume reuses runs already in OUT (finished ones are only re-scored).
 
-        Example:
+        Examples:
           myopia gap --data tinyshakespeare --seeds 3 --layers 4 --d-model 128 \\
               --seq-len 128 --batch 16 --steps 1200 --lr 2e-3 --out runs/gap
           myopia gap --data corpus.txt --seeds 2 --bigram --steps 200 --json
@@ -61,10 +51,7 @@ struct GapCommand: ParsableCommand {
                 Terminal.info("training \(flow), seed \(s)")
                 started = Date()
             }, onTrainLog: { m in
-                guard Terminal.isTTY || m.valLoss != nil else { return }   // logs: one line per validation
-                let val = m.valLoss.map { String(format: " val %.4f", $0) } ?? ""
-                Terminal.progress(m.step, of: config.steps, started: started,
-                                  status: String(format: "loss %.4f%@  %.0f tok/s", m.trainLoss, val, m.tokensPerSecond))
+                Terminal.studyProgress(m, steps: config.steps, started: started)
             })
             if json {
                 try printJSON(summary)

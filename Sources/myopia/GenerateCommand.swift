@@ -3,18 +3,14 @@ import Foundation
 import Myopia
 import MyopiaLab
 
-struct GenerateCommand: ConfigFileCommand {
+struct GenerateCommand: ConfigFileCommand, RunFolderOutput {
     static let configuration = CommandConfiguration(
         commandName: "generate",
         abstract: "Continue a prompt with a trained checkpoint, streaming to the terminal; measure repetition over samples.",
         discussion: """
-        A sample stops at the end-of-text token (the tokenizer's, e.g. GPT-2's
-        <|endoftext|>, else the checkpoint's eos_token_id; a byte model has none),
-        after --max-tokens tokens, or, with --stop-at-context, when the context is
-        full. Without --stop-at-context a full context restarts from its last half.
+        A sample stops at the end-of-text token (the tokenizer's, e.g. GPT-2's <|endoftext|>, else the checkpoint's eos_token_id; a byte model has none), after --max-tokens tokens, or, with --stop-at-context, when the context is full. Without --stop-at-context a full context restarts from its last half.
 
-        --samples N draws N continuations with seeds seed, seed+1, ... and reports
-        over the set, after them:
+        --samples N draws N continuations with seeds seed, seed+1, ... and reports over the set, after them:
           distinct-n      distinct / all n-grams, n = 1...4, pooled over the
                           samples (and the mean of each sample's own ratio)
           loops           samples whose tail is 3 or more repeats of one cycle
@@ -24,22 +20,22 @@ struct GenerateCommand: ConfigFileCommand {
           teacher-forced  with --reference FILE: its mean loss on the file's text
                           as the continuation of the prompt, over the first
                           --max-tokens tokens (the span the samples cover)
-        Without --reference only the free-running loss is reported. Each token is
-        scored with the context it was sampled from. The metrics count the sampled
-        ids, an end-of-text token included.
 
-        --json prints one object instead of streaming: the prompt, the options,
-        each sample (text, token ids, stop reason eos / max-tokens / context,
-        loss, loop) and the metrics.
+        Without --reference only the free-running loss is reported. Each token is scored with the context it was sampled from. The metrics count the sampled ids, an end-of-text token included.
+
+        --json prints one object instead of streaming: the prompt, the options, each sample (text, token ids, stop reason eos / max-tokens / context, loss, loop) and the metrics.
 
         Examples:
-          myopia generate --checkpoint runs/shakespeare --prompt "ROMEO:" --max-tokens 300 --temperature 0.8 --top-k 40
-          myopia generate --checkpoint runs/shakespeare --prompt "ROMEO:" --samples 20 --max-tokens 100 --reference romeo.txt --json
-          myopia generate --model runs/shakespeare --prompt "ROMEO:" --samples 8 --max-tokens 200 --out runs/shakespeare
-          myopia report runs/shakespeare      # the samples with their loops highlighted
+          myopia generate --checkpoint runs/shakespeare --prompt "ROMEO:" \\
+              --max-tokens 300 --temperature 0.8 --top-k 40
+          myopia generate --checkpoint runs/shakespeare --prompt "ROMEO:" \\
+              --samples 20 --max-tokens 100 --reference romeo.txt --json
+          myopia generate --model runs/shakespeare --prompt "ROMEO:" --samples 8 \\
+              --max-tokens 200 --out runs/shakespeare
+          myopia report runs/shakespeare  # the samples with their loops highlighted
         """)
 
-    @Option(name: [.customLong("model"), .customLong("checkpoint")], help: modelOptionHelp) var checkpoint: String
+    @OptionGroup var model: ModelOptions
     @Option(help: "The text to continue.") var prompt: String
     @Option(name: .customLong("max-tokens"), help: "How many tokens to generate.") var maxTokens = 200
     @Option(help: "Sampling temperature (0: greedy).") var temperature = 1.0
@@ -52,11 +48,11 @@ struct GenerateCommand: ConfigFileCommand {
     var reference: String?
     @Flag(name: .customLong("stop-at-context"), help: "Stop a sample when the model's context is full.") var stopAtContext = false
     @Flag(name: .customLong("ignore-eos"), help: "Do not stop at the end-of-text token.") var ignoreEOS = false
-    @Option(help: "A run folder to write generation.json into (samples, loops, metrics; and commands.json: how it was made), for `myopia report` and `myopia runs`.")
-    var out: String?
-    @Flag(help: "Print one JSON object (no streaming).") var json = false
-    @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
+    @OptionGroup var output: OutputOptions<GenerateCommand>
     @OptionGroup var configFile: ConfigFileOption
+
+    static let outputFiles = "\(GenerationStudy.fileName) (samples, loops, metrics)"
+    static let jsonHelp = "Print one JSON object (no streaming)."
 
     func validate() throws {
         guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be zero or more") }
@@ -68,13 +64,14 @@ struct GenerateCommand: ConfigFileCommand {
     }
 
     func run() throws {
-        Terminal.quiet = quiet
+        Terminal.quiet = output.quiet
+        let json = output.json
         try reportingErrors {
-            let (location, model, tokenizer) = try loadModel(checkpoint)
+            let (location, model, tokenizer) = try ModelInputs.load(self.model.nameOrPath, log: Terminal.info)
             let source = location.path
             let promptTokens = tokenizer.encode(prompt)
             guard !promptTokens.isEmpty else { throw ValidationError("--prompt encodes to no tokens") }
-            let referenceTokens = try reference.map { try referenceContinuation($0, tokenizer: tokenizer) }
+            let referenceTokens = try reference.map { try GenerationStudy.referenceTokens($0, tokenizer: tokenizer, maxTokens: maxTokens) }
             let v = Int32(model.config.vocabSize)
             let eos = ignoreEOS ? nil
                 : (tokenizer.endOfText ?? model.config.eosTokenID.map { Int32($0) }).flatMap { (0..<v).contains($0) ? $0 : nil }
@@ -96,18 +93,18 @@ struct GenerateCommand: ConfigFileCommand {
             }
 
             // One plain sample is only streamed; the metrics are for a set, a reference or --json.
-            guard json || samples > 1 || reference != nil || out != nil else { return }
+            guard json || samples > 1 || reference != nil || output.out != nil else { return }
             let study = GenerationStudy.study(model, tokenizer: tokenizer, source: source, prompt: prompt,
                                               promptTokens: promptTokens, options: base, drawn: drawn,
                                               reference: referenceTokens.map { (reference ?? "", $0) })
-            if let out {
+            if let out = output.folder {
                 var settings = ["max_tokens": "\(maxTokens)", "temperature": "\(base.temperature)", "seed": "\(seed)",
                                 "samples": "\(samples)", "prompt": prompt, "stop_at_context": "\(stopAtContext)", "ignore_eos": "\(ignoreEOS)"]
                 settings["top_k"] = topK.map(String.init)
                 settings["top_p"] = topP.map { "\($0)" }
                 let file = try RunFolder.write(study, as: GenerationStudy.fileName, record: AnalysisRecord(
                     command: "generate", model: source, data: reference, settings: settings,
-                    seconds: Date().timeIntervalSince(started)), to: URL(fileURLWithPath: out))
+                    seconds: Date().timeIntervalSince(started)), to: out)
                 Terminal.info("wrote \(file.path)")
             }
             if json {
@@ -116,21 +113,6 @@ struct GenerateCommand: ConfigFileCommand {
                 printMetrics(study)
             }
         }
-    }
-
-    /// The reference file's tokens, cut to --max-tokens.
-    private func referenceContinuation(_ path: String, tokenizer: any Tokenizer) throws -> [Int32] {
-        let text: String
-        do {
-            text = try String(contentsOfFile: (path as NSString).expandingTildeInPath, encoding: .utf8)
-        } catch {
-            throw InputError.io(file: path, reason: "cannot read the reference text (\(error.localizedDescription))")
-        }
-        let tokens = tokenizer.encode(text)
-        guard !tokens.isEmpty else {
-            throw InputError.invalidValue(file: path, field: "text", expected: "at least one token of reference text", found: "none")
-        }
-        return Array(tokens.prefix(maxTokens))
     }
 
     /// Streams one sample to stdout: the prompt, then bytes as they come (the terminal reassembles

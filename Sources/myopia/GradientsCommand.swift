@@ -7,32 +7,23 @@ struct GradientsCommand: ConfigFileCommand {
     static let configuration = CommandConfiguration(
         commandName: "gradients",
         abstract: "Save the gradient of the eval loss with respect to every parameter, under a gradient flow.",
+        usage: "myopia gradients [<options>] --model <model> --data <data>\n--seq-len <seq-len> --out <out>",
         discussion: """
-        The loss is exactly `myopia eval`'s: the mean next-token cross-entropy over consecutive,
-        non-overlapping windows of T+1 tokens. Gradients are saved as F32 safetensors under the
-        checkpoint's own Hugging Face key names. Compare flows to see what myopic training removes.
+        The loss is exactly `myopia eval`'s: the mean next-token cross-entropy over consecutive, non-overlapping windows of T+1 tokens. Gradients are saved as F32 safetensors under the checkpoint's own Hugging Face key names. Compare flows to see what myopic training removes.
 
         Example:
-          myopia gradients --checkpoint runs/shakespeare --data tinyshakespeare --seq-len 128 \\
-              --flow myopic --max-windows 64 --out grads-myopic.safetensors
+          myopia gradients --checkpoint runs/shakespeare --data tinyshakespeare \\
+              --seq-len 128 --flow myopic --max-windows 64 \\
+              --out grads-myopic.safetensors
         """)
 
-    @Option(name: [.customLong("model"), .customLong("checkpoint")], help: modelOptionHelp) var checkpoint: String
-    @Option(help: "A text file, or a known dataset name.") var data: String
-    @Option(name: .customLong("seq-len"), help: "Window length T.") var seqLen: Int
+    @OptionGroup var model: ModelOptions
+    @OptionGroup var input: DataWindowOptions
     @Option(help: "Gradient flow: vanilla, myopic, beta=β or bigram.") var flow = "vanilla"
-    @Option(help: "Windows per forward pass.") var batch = 8
-    @Option(name: .customLong("max-windows"), help: "Use at most this many windows.") var maxWindows: Int?
     @Option(help: "The safetensors file to write.") var out: String
     @Flag(help: "Print a JSON summary.") var json = false
     @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
     @OptionGroup var configFile: ConfigFileOption
-
-    func validate() throws {
-        guard seqLen > 0 else { throw ValidationError("--seq-len must be positive") }
-        guard batch > 0 else { throw ValidationError("--batch must be positive") }
-        if let maxWindows, maxWindows <= 0 { throw ValidationError("--max-windows must be positive") }
-    }
 
     struct Output: Encodable {
         let loss: Double
@@ -45,12 +36,13 @@ struct GradientsCommand: ConfigFileCommand {
 
     func run() throws {
         Terminal.quiet = quiet || json
+        let seqLen = input.seqLen
         try reportingErrors {
             let gradientFlow = try GradientFlow(parsing: flow, allowsLocalMyopic: false)
-            let (dir, model, tokenizer) = try loadModel(checkpoint, seqLen: seqLen)
-            let (url, tokens) = try DataSource.tokens(data, seqLen: seqLen, tokenizer: tokenizer, log: Terminal.info)
-            let result = Gradients.compute(model, tokens: tokens, seqLen: seqLen, flow: gradientFlow, batch: batch,
-                                           maxWindows: maxWindows)
+            let (dir, model, tokenizer) = try ModelInputs.load(self.model.nameOrPath, seqLen: seqLen, log: Terminal.info)
+            let (url, tokens) = try DataSource.tokens(input.data, seqLen: seqLen, tokenizer: tokenizer, log: Terminal.info)
+            let result = Gradients.compute(model, tokens: tokens, seqLen: seqLen, flow: gradientFlow, batch: input.batch,
+                                           maxWindows: input.maxWindows)
             try Gradients.save(model, to: URL(fileURLWithPath: out), metadata: [
                 "flow": gradientFlow.description, "loss": "\(result.loss)", "seq_len": "\(seqLen)",
                 "windows": "\(result.windows)", "checkpoint": dir.path, "data": url.path])

@@ -3,67 +3,60 @@ import Foundation
 import Myopia
 import MyopiaLab
 
-struct HorizonCommand: ConfigFileCommand {
+struct HorizonCommand: ConfigFileCommand, RunFolderOutput {
     static let configuration = CommandConfiguration(
         commandName: "horizon",
         abstract: "Which future token each layer's training signal serves: the exact gradient horizon.",
         discussion: """
-        For the residual stream h_{l,i} entering block l (the last row: after the last block) and each
-        offset k = t − i, the mean of ‖∂ℓ_t/∂h_{l,i}‖ over sequences and positions (ℓ_t: the loss of the
-        prediction at t). k = 0 is the token right after i; k = 1 the one after that. Also the share of
-        Σ‖g‖² at each offset and its mean offset. Exact: one backward channel per target position.
-        --max-offset K limits each channel to positions t−K…t (still exact for k ≤ K, and cheaper).
+        For the residual stream h_{l,i} entering block l (the last row: after the last block) and each offset k = t − i, the mean of ‖∂ℓ_t/∂h_{l,i}‖ over sequences and positions (ℓ_t: the loss of the prediction at t). k = 0 is the token right after i; k = 1 the one after that. Also the share of Σ‖g‖² at each offset and its mean offset. Exact: one backward channel per target position. --max-offset K limits each channel to positions t−K…t (still exact for k ≤ K, and cheaper).
 
-        A model with continuous heads (the sine task) is measured on fresh sequences of that task
-        (--p, --frequency, --window, --seed); --data is then not needed.
+        A model with continuous heads (the sine task) is measured on fresh sequences of that task (--p, --frequency, --window, --seed); --data is then not needed.
 
-        Example:
-          myopia horizon --checkpoint runs/sine-vanilla/checkpoint-1500 --seq-len 64 --p 1 --frequency 3 --max-offset 20
-          myopia horizon --checkpoint runs/shakespeare --data tinyshakespeare --seq-len 128 \\
-              --max-offset 16 --sequences 32
-          myopia horizon --checkpoint runs/shakespeare --data tinyshakespeare --seq-len 128 --json > horizon.json
-          myopia horizon --model runs/shakespeare --data tinyshakespeare --seq-len 128 --out runs/shakespeare
-          myopia report runs/shakespeare      # the horizon heatmap and share curves beside the training curves
+        Examples:
+          myopia horizon --checkpoint runs/sine-vanilla/checkpoint-1500 \\
+              --seq-len 64 --p 1 --frequency 3 --max-offset 20
+          myopia horizon --checkpoint runs/shakespeare --data tinyshakespeare \\
+              --seq-len 128 --max-offset 16 --sequences 32
+          myopia horizon --checkpoint runs/shakespeare --data tinyshakespeare \\
+              --seq-len 128 --json > horizon.json
+          myopia horizon --model runs/shakespeare --data tinyshakespeare \\
+              --seq-len 128 --out runs/shakespeare
+          # the horizon heatmap and share curves beside the training curves:
+          myopia report runs/shakespeare
         """)
 
-    @Option(name: [.customLong("model"), .customLong("checkpoint")], help: modelOptionHelp) var checkpoint: String
+    @OptionGroup var model: ModelOptions
     @Option(help: "A text file, or a known dataset name (token models).") var data: String?
     @Option(help: "Sine task: probability that z_n = 1 (continuous models).") var p = 1.0
     @Option(help: "Sine task: frequency f.") var frequency = 3.0
     @Option(help: "Sine task: window W.") var window = 10
     @Option(help: "Sine task: seed of the sequences.") var seed: UInt64 = 12345
-    @Option(name: .customLong("seq-len"), help: "Window length T.") var seqLen: Int
+    @OptionGroup var windows: WindowOptions
     @Option(name: .customLong("max-offset"), help: "Largest offset k = t − i (default T − 1).") var maxOffset: Int?
-    @Option(help: "Use at most this many windows (default 16).") var sequences = 16
+    @Option(help: "Use at most this many windows.") var sequences = 16
     @Option(help: "Gradient flow (vanilla: the true derivative).") var flow = "vanilla"
-    @Option(help: "Windows per forward pass.") var batch = 8
-    @Option(help: "A run folder to write horizon.json into (and commands.json: how it was made), for `myopia report` and `myopia runs`.")
-    var out: String?
-    @Flag(help: "Print one JSON object.") var json = false
-    @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
+    @OptionGroup var output: OutputOptions<HorizonCommand>
     @OptionGroup var configFile: ConfigFileOption
 
+    static let outputFiles = HorizonTable.fileName
+
     func validate() throws {
-        guard seqLen > 0 else { throw ValidationError("--seq-len must be positive") }
         guard sequences > 0 else { throw ValidationError("--sequences must be positive") }
-        guard batch > 0 else { throw ValidationError("--batch must be positive") }
         if let maxOffset, maxOffset < 0 { throw ValidationError("--max-offset must be zero or more") }
     }
 
     func run() throws {
-        Terminal.quiet = quiet || json
+        Terminal.quiet = output.quiet || output.json
+        let seqLen = windows.seqLen, batch = windows.batch
         try reportingErrors {
             let gradientFlow = try GradientFlow(parsing: flow, allowsLocalMyopic: false)
             let started = Date()
             let report = { (done: Int, total: Int) in Terminal.progress(done, of: total, started: started, status: "sequences") }
             let table: HorizonTable
             var dataPath: String?
-            let location = try ModelSource.locate(checkpoint, log: Terminal.info)
+            let location = try ModelSource.locate(self.model.nameOrPath, log: Terminal.info)
             if try ModelSource.config(at: location).isContinuous {
-                let model = try ModelSource.load(location)
-                guard seqLen <= model.config.maxPositions else {
-                    throw ValidationError("--seq-len \(seqLen) is longer than the model's \(model.config.maxPositions) positions")
-                }
+                let model = try ModelInputs.loadContinuous(location, seqLen: seqLen)
                 let task = SineTask(p: p, frequency: frequency, window: window)
                 try task.validate()
                 var rng = SeededGenerator(seed: seed)
@@ -71,21 +64,21 @@ struct HorizonCommand: ConfigFileCommand {
                 table = Horizon.compute(model, sine: data, maxOffset: maxOffset, flow: gradientFlow, batch: batch, progress: report)
             } else {
                 guard let data else { throw ValidationError("--data is needed for a language model") }
-                let (_, model, tokenizer) = try loadModel(checkpoint, seqLen: seqLen)
+                let (_, model, tokenizer) = try ModelInputs.load(self.model.nameOrPath, seqLen: seqLen, log: Terminal.info)
                 let (url, tokens) = try DataSource.tokens(data, seqLen: seqLen, tokenizer: tokenizer, log: Terminal.info)
                 dataPath = url.path
                 table = Horizon.compute(model, tokens: tokens, seqLen: seqLen, maxOffset: maxOffset,
                                         sequences: sequences, flow: gradientFlow, batch: batch, progress: report)
             }
-            if let out {
+            if let out = output.folder {
                 let file = try RunFolder.write(table, as: HorizonTable.fileName, record: AnalysisRecord(
                     command: "horizon", model: location.url.path, data: dataPath,
                     settings: ["seq_len": "\(seqLen)", "max_offset": "\(table.maxOffset)", "sequences": "\(table.sequences)",
                                "flow": flow, "batch": "\(batch)", "p": "\(p)", "frequency": "\(frequency)", "window": "\(window)", "seed": "\(seed)"],
-                    seconds: Date().timeIntervalSince(started)), to: URL(fileURLWithPath: out))
+                    seconds: Date().timeIntervalSince(started)), to: out)
                 Terminal.info("wrote \(file.path)")
             }
-            if json { try printJSON(table); return }
+            if output.json { try printJSON(table); return }
             print("gradient horizon: mean ‖∂ℓ_t/∂h_{l,i}‖ by layer l and offset k = t − i (\(table.sequences) sequences of \(seqLen), \(table.flow))")
             print(Horizon.format(table))
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Myopia
+import MyopiaLab
 
 @main
 struct MyopiaCommand: ParsableCommand {
@@ -17,10 +18,13 @@ struct MyopiaCommand: ParsableCommand {
                       FetchCommand.self, BenchCommand.self, RunsCommand.self, ReportCommand.self])
 }
 
-/// Runs a command body, turning Myopia's typed errors into one clear line on stderr and exit code 1.
+/// Runs a command body, turning Myopia's typed errors into one clear line on stderr and exit code 1,
+/// and a setting that MyopiaLab refuses (FlagError) into a usage error, as a flag's own check is.
 func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
+    } catch let error as FlagError {
+        throw ValidationError(error.message)
     } catch let error as InputError {
         Terminal.error("\(error)")
         throw ExitCode.failure

@@ -3,40 +3,31 @@ import Foundation
 import Myopia
 import MyopiaLab
 
-struct ProbeCommand: ConfigFileCommand {
+struct ProbeCommand: ConfigFileCommand, RunFolderOutput {
     static let configuration = CommandConfiguration(
         commandName: "probe",
         abstract: "Linear probes: how much each layer's hidden state knows about the tokens ahead.",
         discussion: """
-        For each residual stream h_{l,i} (l < L: entering block l; l = L: after the last block) and each
-        offset k, a linear softmax probe from h_{l,i} to the token at i+1+k, trained on 80% of the windows
-        and scored on the other 20% (spread evenly through the text): held-out cross-entropy (nats) and
-        top-1 accuracy. Beside it, on the same held-out positions: the unigram distribution and the best
-        predictor from the current token alone (counts of (x_i, token at i+1+k) on the training windows,
-        smoothed toward the unigram, the smoothing chosen by cross-validation on them). A probe that beats
-        the current-token predictor at k ≥ 1 reads information about the future from h beyond the token itself.
+        For each residual stream h_{l,i} (l < L: entering block l; l = L: after the last block) and each offset k, a linear softmax probe from h_{l,i} to the token at i+1+k, trained on 80% of the windows and scored on the other 20% (spread evenly through the text): held-out cross-entropy (nats) and top-1 accuracy. Beside it, on the same held-out positions: the unigram distribution and the best predictor from the current token alone (counts of (x_i, token at i+1+k) on the training windows, smoothed toward the unigram, the smoothing chosen by cross-validation on them). A probe that beats the current-token predictor at k ≥ 1 reads information about the future from h beyond the token itself.
 
-        The classes are the --top N most frequent target tokens plus "other"; the probe and both baselines
-        are scored over these N+1 classes. `coverage` is the share of held-out targets inside the top N.
-        Windows are those of `myopia eval`; the token at i+1+k is read from the text, past the window's end
-        where need be. One forward pass per batch of windows serves every layer; the hidden states are kept
-        as binary16; the probes are minibatch Adam on standardised features, all offsets of a layer at once.
+        The classes are the --top N most frequent target tokens plus "other"; the probe and both baselines are scored over these N+1 classes. `coverage` is the share of held-out targets inside the top N. Windows are those of `myopia eval`; the token at i+1+k is read from the text, past the window's end where need be. One forward pass per batch of windows serves every layer; the hidden states are kept as binary16; the probes are minibatch Adam on standardised features, all offsets of a layer at once.
 
-        A model with continuous heads (the sine task) is probed with least-squares regressions onto
-        sin(f·x_{n−i}) for each lag i (--lags), on fresh sequences (--p, --frequency, --window, --seed,
-        --sequences): held-out R² per layer and lag.
+        A model with continuous heads (the sine task) is probed with least-squares regressions onto sin(f·x_{n−i}) for each lag i (--lags), on fresh sequences (--p, --frequency, --window, --seed, --sequences): held-out R² per layer and lag.
 
-        Example:
-          myopia probe --model runs/shakespeare --data tinyshakespeare --seq-len 128 --offsets 0..4
-          myopia probe --model smollm2-135m --data tinyshakespeare --seq-len 128 --layers 0,6,12,18,24,30 \\
-              --offsets 0..3 --positions 20000 --json
-          myopia probe --checkpoint runs/sine-vanilla-p1-f3 --seq-len 64 --p 1 --frequency 3 --lags 0..10
-          myopia probe --model runs/shakespeare --data tinyshakespeare --seq-len 128 --out runs/shakespeare
+        Examples:
+          myopia probe --model runs/shakespeare --data tinyshakespeare --seq-len 128 \\
+              --offsets 0..4
+          myopia probe --model smollm2-135m --data tinyshakespeare --seq-len 128 \\
+              --layers 0,6,12,18,24,30 --offsets 0..3 --positions 20000 --json
+          myopia probe --checkpoint runs/sine-vanilla-p1-f3 --seq-len 64 --p 1 \\
+              --frequency 3 --lags 0..10
+          myopia probe --model runs/shakespeare --data tinyshakespeare --seq-len 128 \\
+              --out runs/shakespeare
         """)
 
-    @Option(name: [.customLong("model"), .customLong("checkpoint")], help: modelOptionHelp) var checkpoint: String
+    @OptionGroup var model: ModelOptions
     @Option(help: "A text file, or a known dataset name (token models).") var data: String?
-    @Option(name: .customLong("seq-len"), help: "Window length T.") var seqLen: Int
+    @OptionGroup var windows: WindowOptions
     @Option(help: "Residual streams to probe: all, a list (0,2,4) or a range (0..4); L is the one after the last block.")
     var layers = "all"
     @Option(help: "Offsets k: the probe predicts the token at i+1+k (a list or a range).") var offsets = "0..4"
@@ -48,8 +39,7 @@ struct ProbeCommand: ConfigFileCommand {
     @Option(help: "Probe training: peak Adam step × √(features): the step is lr/√D, cosine-decayed.") var lr = ProbeSettings().lr
     @Option(name: .customLong("weight-decay"), help: "Probe training: L2 penalty on the weights.") var weightDecay = ProbeSettings().weightDecay
     @Option(name: .customLong("shuffle-seed"), help: "Probe training: seed of the minibatch order.") var shuffleSeed: UInt64 = 1
-    @Option(help: "Windows per forward pass.") var batch = 8
-    @Option(help: "Tokenizer: byte, gpt2 or a path (default: the one the model names).") var tokenizer: String?
+    @OptionGroup var tokenizer: TokenizerOption
     @Option(help: "Continuous models: lags i of sin(f·x_{n−i}) (a list or a range).") var lags = "0..10"
     @Option(help: "Sine task: probability that z_n = 1.") var p = 1.0
     @Option(help: "Sine task: frequency f.") var frequency = 3.0
@@ -57,18 +47,18 @@ struct ProbeCommand: ConfigFileCommand {
     @Option(help: "Sine task: seed of the sequences.") var seed: UInt64 = 12345
     @Option(help: "Sine task: sequences (train and held out).") var sequences = 1024
     @Option(help: "Sine task: ridge penalty (× training rows) on the standardised normal equations.") var ridge = 1e-4
-    @Option(help: "A run folder to write probe.json (sine_probe.json for a sine-task model) into, with commands.json (how it was made), for `myopia report` and `myopia runs`.")
-    var out: String?
-    @Flag(help: "Print one JSON object.") var json = false
-    @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
+    @OptionGroup var output: OutputOptions<ProbeCommand>
     @OptionGroup var configFile: ConfigFileOption
 
+    static let outputFiles = "\(ProbeTable.fileName) (\(SineProbeTable.fileName) for a sine-task model)"
+
+    var seqLen: Int { windows.seqLen }
+    var batch: Int { windows.batch }
+
     func validate() throws {
-        guard seqLen > 0 else { throw ValidationError("--seq-len must be positive") }
         guard top > 0 else { throw ValidationError("--top must be positive") }
         guard positions > 0 else { throw ValidationError("--positions must be positive") }
         guard heldOut > 0 && heldOut < 1 else { throw ValidationError("--held-out must be between 0 and 1") }
-        guard batch > 0 else { throw ValidationError("--batch must be positive") }
         guard sequences > 1 else { throw ValidationError("--sequences must be at least 2") }
         guard ridge >= 0 else { throw ValidationError("--ridge must be zero or more") }
         _ = try parseIndexList(offsets, option: "--offsets", range: 0...1_000_000)
@@ -103,9 +93,9 @@ struct ProbeCommand: ConfigFileCommand {
     }
 
     func run() throws {
-        Terminal.quiet = quiet || json
+        Terminal.quiet = output.quiet || output.json
         try reportingErrors {
-            let location = try ModelSource.locate(checkpoint, log: Terminal.info)
+            let location = try ModelSource.locate(model.nameOrPath, log: Terminal.info)
             if try ModelSource.config(at: location).isContinuous {
                 try runSine(location)
             } else {
@@ -116,7 +106,8 @@ struct ProbeCommand: ConfigFileCommand {
 
     func runTokens() throws {
         guard let data else { throw ValidationError("--data is needed for a language model") }
-        let (source, model, tok) = try loadModel(checkpoint, seqLen: seqLen, tokenizer: tokenizer)
+        let (source, model, tok) = try ModelInputs.load(self.model.nameOrPath, seqLen: seqLen, tokenizer: tokenizer.tokenizer,
+                                                        log: Terminal.info)
         let layerList = try parseIndexList(layers, option: "--layers", range: 0...model.config.nLayers)
         let offsetList = try parseIndexList(offsets, option: "--offsets", range: 0...1_000_000)
         let (url, tokens) = try DataSource.tokens(data, seqLen: seqLen, tokenizer: tok, log: Terminal.info)
@@ -134,7 +125,7 @@ struct ProbeCommand: ConfigFileCommand {
                   extra: ["layers": layers, "offsets": offsets, "top": "\(top)", "positions": "\(positions)", "held_out": "\(heldOut)",
                           "epochs": "\(epochs)", "probe_batch": "\(probeBatch)", "lr": "\(lr)", "weight_decay": "\(weightDecay)",
                           "shuffle_seed": "\(shuffleSeed)", "tokenizer": tok.name], seconds: featureSeconds + table.seconds)
-        if json {
+        if output.json {
             try printJSON(TokenOutput(checkpoint: source.path, data: url.path, seq_len: seqLen, windows: windows,
                                       model_layers: model.config.nLayers, seconds_features: featureSeconds, probe: table))
             return
@@ -146,10 +137,7 @@ struct ProbeCommand: ConfigFileCommand {
     }
 
     func runSine(_ location: ModelSource.Location) throws {
-        let model = try ModelSource.load(location)
-        guard seqLen <= model.config.maxPositions else {
-            throw ValidationError("--seq-len \(seqLen) is longer than the model's \(model.config.maxPositions) positions")
-        }
+        let model = try ModelInputs.loadContinuous(location, seqLen: seqLen)
         let layerList = try parseIndexList(layers, option: "--layers", range: 0...model.config.nLayers)
         let lagList = try parseIndexList(lags, option: "--lags", range: 0...(seqLen - 1))
         let task = SineTask(p: p, frequency: frequency, window: window)
@@ -161,7 +149,7 @@ struct ProbeCommand: ConfigFileCommand {
         try write(table, as: SineProbeTable.fileName, model: location.url.path, data: nil,
                   extra: ["layers": layers, "lags": lags, "p": "\(p)", "frequency": "\(frequency)", "window": "\(window)",
                           "seed": "\(seed)", "sequences": "\(sequences)", "held_out": "\(heldOut)", "ridge": "\(ridge)"], seconds: nil)
-        if json {
+        if output.json {
             try printJSON(SineOutput(checkpoint: location.url.path, model_layers: model.config.nLayers, probe: table))
             return
         }
@@ -173,31 +161,10 @@ struct ProbeCommand: ConfigFileCommand {
 extension ProbeCommand {
     /// With --out, keeps `table` in the run folder with how it was made.
     func write<T: Encodable>(_ table: T, as fileName: String, model: String, data: String?, extra: [String: String], seconds: Double?) throws {
-        guard let out else { return }
+        guard let out = output.folder else { return }
         let record = AnalysisRecord(command: "probe", model: model, data: data,
                                     settings: extra.merging(["seq_len": "\(seqLen)", "batch": "\(batch)"]) { a, _ in a }, seconds: seconds)
-        let file = try RunFolder.write(table, as: fileName, record: record, to: URL(fileURLWithPath: out))
+        let file = try RunFolder.write(table, as: fileName, record: record, to: out)
         Terminal.info("wrote \(file.path)")
     }
-}
-
-/// Parses `all`, a comma list (0,2,4) or a range (0..4), each index inside `range`; sorted, no repeats.
-func parseIndexList(_ text: String, option: String, range: ClosedRange<Int>) throws -> [Int] {
-    if text == "all" { return Array(range) }
-    var values: [Int] = []
-    for part in text.split(separator: ",", omittingEmptySubsequences: false) {
-        let bounds = part.components(separatedBy: "..")
-        if bounds.count == 2, let lo = Int(bounds[0].trimmingCharacters(in: .whitespaces)),
-           let hi = Int(bounds[1].trimmingCharacters(in: .whitespaces)), lo <= hi {
-            values += Array(lo...hi)
-        } else if bounds.count == 1, let v = Int(part.trimmingCharacters(in: .whitespaces)) {
-            values.append(v)
-        } else {
-            throw ValidationError("\(option) \(text): expected all, a list like 0,2,4 or a range like 0..4")
-        }
-    }
-    if let bad = values.first(where: { !range.contains($0) }) {
-        throw ValidationError("\(option): \(bad) is outside \(range.lowerBound)…\(range.upperBound)")
-    }
-    return Array(Set(values)).sorted()
 }

@@ -7,21 +7,14 @@ struct ReportCommand: ConfigFileCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
         abstract: "Build one self-contained HTML report (inline SVG charts) from run folders.",
+        usage: "myopia report [<options>] <runs> ...",
         discussion: """
-        Each folder contributes what it holds: a gap study (gap.json): the flows' losses with spread,
-        validation curves, loss by position and the gap by position; a bonus study (bonus.json); a
-        training run (run_config.json + metrics.jsonl): loss curves and, when logged, the gradient
-        split; horizon*.json: the horizon heatmap and share curves; what `--out RUN` of the analysis
-        commands leaves: eval.json (loss by position), probe.json (probe loss and accuracy heatmaps
-        beside the baselines), sine_probe.json (R² heatmap), lens.json (lens heatmaps) and
-        generation.json (the samples, loops highlighted, and their metrics); and the settings and
-        commands that made them. A folder with none of these stands for the run folders inside it.
-        Several runs of one kind (two training runs, vanilla and myopic horizons, …) are also drawn
-        together at the top. The file needs no network and no scripts.
+        Each folder contributes what it holds: a gap study (gap.json): the flows' losses with spread, validation curves, loss by position and the gap by position; a bonus study (bonus.json); a training run (run_config.json + metrics.jsonl): loss curves and, when logged, the gradient split; horizon*.json: the horizon heatmap and share curves; what `--out RUN` of the analysis commands leaves: eval.json (loss by position), probe.json (probe loss and accuracy heatmaps beside the baselines), sine_probe.json (R² heatmap), lens.json (lens heatmaps) and generation.json (the samples, loops highlighted, and their metrics); and the settings and commands that made them. A folder with none of these stands for the run folders inside it. Several runs of one kind (two training runs, vanilla and myopic horizons, …) are also drawn together at the top. The file needs no network and no scripts.
 
-        Example:
+        Examples:
           myopia report runs/gap
-          myopia report runs/vanilla runs/myopic --out comparison.html --title "vanilla vs myopic"
+          myopia report runs/vanilla runs/myopic --out comparison.html \\
+              --title "vanilla vs myopic"
         """)
 
     @Argument(help: "Run folders.") var runs: [String]

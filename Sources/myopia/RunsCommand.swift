@@ -8,13 +8,9 @@ struct RunsCommand: ConfigFileCommand {
         commandName: "runs",
         abstract: "List the run folders under a directory with their key figures.",
         discussion: """
-        Finds training runs (run_config.json + metrics.jsonl; the validation loss is eval.json's when
-        the run has one, else the last logged), gap studies (gap.json: the vanilla loss and the gap
-        myopic − vanilla with its spread over seeds), demos (summary.json), and the results that
-        `horizon`, `probe`, `lens`, `generate` and `eval` write with --out (one key figure each),
-        up to --depth levels down.
+        Finds training runs (run_config.json + metrics.jsonl; the validation loss is eval.json's when the run has one, else the last logged), gap studies (gap.json: the vanilla loss and the gap myopic − vanilla with its spread over seeds), demos (summary.json), and the results that `horizon`, `probe`, `lens`, `generate` and `eval` write with --out (one key figure each), up to --depth levels down.
 
-        Example:
+        Examples:
           myopia runs
           myopia runs runs/gap --json
         """)

@@ -8,25 +8,15 @@ struct SyntheticSineCommand: ConfigFileCommand {
         commandName: "sine",
         abstract: "The synthetic pre-caching task: does a model compute at n what only later positions need?",
         discussion: """
-        Inputs (x_n, z_n) with x_n ~ N(0,1), z_n ~ Bernoulli(p); target \
-        y_n = z_n · Σ_{i=1..W} sin(f·x_{n−i}) + (1 − z_n) · x_n (Wu, Morris & Levine 2024). Trains their \
-        model (2 layers, d_model 128, 2 heads) with a continuous input and output head and Huber loss on \
-        fresh sequences each step, then reports the validation Huber loss beside two baselines on the same \
-        sequences: predict-zero, and the no-pre-caching floor (x_n where z_n = 0, 0 where z_n = 1), the \
-        best a model can do without caching sin(f·x) at earlier positions. Vanilla training can pre-cache \
-        and go below the floor; myopic training cannot pre-cache.
+        Inputs (x_n, z_n) with x_n ~ N(0,1), z_n ~ Bernoulli(p); target y_n = z_n · Σ_{i=1..W} sin(f·x_{n−i}) + (1 − z_n) · x_n (Wu, Morris & Levine 2024). Trains their model (2 layers, d_model 128, 2 heads) with a continuous input and output head and Huber loss on fresh sequences each step, then reports the validation Huber loss beside two baselines on the same sequences: predict-zero, and the no-pre-caching floor (x_n where z_n = 0, 0 where z_n = 1), the best a model can do without caching sin(f·x) at earlier positions. Vanilla training can pre-cache and go below the floor; myopic training cannot pre-cache.
 
-        The published runs use f = 10 and ~30M sequences; at CPU scale f = 3 and p = 1 separate the flows \
-        in minutes. With p < 1 and a low f a myopic model also gets below the floor: what it computes at \
-        z_n = 0 positions to output x_n approximates sin(f·x_n) (breadcrumbs, not pre-caching); a high f \
-        rules that out. Writes --out: run_config.json, metrics.jsonl, checkpoint-STEP/ (config.json + \
-        model.safetensors of a continuous-head model: Myopia loads it, transformers does not) and \
-        results.json.
+        The published runs use f = 10 and ~30M sequences; at CPU scale f = 3 and p = 1 separate the flows in minutes. With p < 1 and a low f a myopic model also gets below the floor: what it computes at z_n = 0 positions to output x_n approximates sin(f·x_n) (breadcrumbs, not pre-caching); a high f rules that out. Writes --out: run_config.json, metrics.jsonl, checkpoint-STEP/ (config.json + model.safetensors of a continuous-head model: Myopia loads it, transformers does not) and results.json.
 
-        Example:
+        Examples:
           myopia synthetic sine --p 1 --frequency 3 --flow vanilla
           myopia synthetic sine --p 1 --frequency 3 --flow myopic --json
-          myopia synthetic sine --p 0.3 --frequency 10 --flow vanilla --steps 3000 --time-limit 900
+          myopia synthetic sine --p 0.3 --frequency 10 --flow vanilla --steps 3000 \\
+              --time-limit 900
         """)
 
     @Option(help: "Probability that a position asks for the window sum (z_n = 1).") var p = 1.0

@@ -97,19 +97,11 @@ struct SyntheticRecallCommand: ConfigFileCommand {
         commandName: "recall",
         abstract: "Delayed recall: a name seen early must be repeated after each later cue (breadcrumbs suffice).",
         discussion: """
-        An episode of T tokens is random fillers f0..f{F-1}, except: a marker M at a
-        random position in the first quarter followed by a random name n0..n{N-1},
-        and --cues cues C in the second half, each followed by the name. The loss
-        and the score are only at the cues (targets −1 elsewhere): the answer is the
-        name. The cue can attend to the name directly, so nothing has to be computed
-        earlier for it: a myopic model should do as well as a vanilla one.
+        An episode of T tokens is random fillers f0..f{F-1}, except: a marker M at a random position in the first quarter followed by a random name n0..n{N-1}, and --cues cues C in the second half, each followed by the name. The loss and the score are only at the cues (targets −1 elsewhere): the answer is the name. The cue can attend to the name directly, so nothing has to be computed earlier for it: a myopic model should do as well as a vanilla one.
 
-        Each flow trains on fresh episodes every step from the same seed (same
-        initial weights and episodes); accuracy and loss are over a fixed held-out
-        set. Writes OUT/FLOW/ (the model) and OUT/results.json, and prints a table
-        of accuracy and loss per flow.
+        Each flow trains on fresh episodes every step from the same seed (same initial weights and episodes); accuracy and loss are over a fixed held-out set. Writes OUT/FLOW/ (the model) and OUT/results.json, and prints a table of accuracy and loss per flow.
 
-        Example:
+        Examples:
           myopia synthetic recall --seq-len 64 --names 32 --fillers 32 --cues 4 \\
               --flows vanilla,myopic --steps 1000 --out runs/recall
           myopia synthetic recall --flow myopic --json
@@ -135,28 +127,13 @@ struct SyntheticTableSumCommand: ConfigFileCommand {
         commandName: "table-sum",
         abstract: "Table sum: each answer sums a random table of adjacent digit pairs (needs pre-caching).",
         discussion: """
-        An episode is --segments segments of W+1 random digits d_1..d_{W+1} (digits
-        0..m-1), then '=', then the answer s_k with k = Σ_{i=1..W} g(d_i, d_{i+1}),
-        where g is a fixed random binary m×m table (--table-seed). The loss and the
-        score are only at the '=' positions (targets −1 elsewhere). The table is
-        recorded in results.json, with the accuracy of always giving the most
-        likely answer.
+        An episode is --segments segments of W+1 random digits d_1..d_{W+1} (digits 0..m-1), then '=', then the answer s_k with k = Σ_{i=1..W} g(d_i, d_{i+1}), where g is a fixed random binary m×m table (--table-seed). The loss and the score are only at the '=' positions (targets −1 elsewhere). The table is recorded in results.json, with the accuracy of always giving the most likely answer.
 
-        g(d_i, d_{i+1}) is best computed at position i+1, where both digits are
-        visible, and is useful only to the later answer: it has to be pre-cached,
-        which only vanilla training asks of earlier positions. A myopic model must
-        gather the digits at '=' and evaluate W nonlinear lookups there in one step;
-        without pre-caching it can only learn the part of g that is a sum of
-        one-digit terms. (A function of one digit alone would not separate the
-        flows: it is linear in the one-hot embedding, which the value weights learn
-        from past gradients even under myopic training.) With --balanced even that
-        part is gone, but vanilla then needs far longer to leave the plateau.
+        g(d_i, d_{i+1}) is best computed at position i+1, where both digits are visible, and is useful only to the later answer: it has to be pre-cached, which only vanilla training asks of earlier positions. A myopic model must gather the digits at '=' and evaluate W nonlinear lookups there in one step; without pre-caching it can only learn the part of g that is a sum of one-digit terms. (A function of one digit alone would not separate the flows: it is linear in the one-hot embedding, which the value weights learn from past gradients even under myopic training.) With --balanced even that part is gone, but vanilla then needs far longer to leave the plateau.
 
-        Each flow trains on fresh episodes every step from the same seed; accuracy
-        and loss are over a fixed held-out set. Writes OUT/FLOW/ (the model) and
-        OUT/results.json, and prints a table.
+        Each flow trains on fresh episodes every step from the same seed; accuracy and loss are over a fixed held-out set. Writes OUT/FLOW/ (the model) and OUT/results.json, and prints a table.
 
-        Example:
+        Examples:
           myopia synthetic table-sum --flows vanilla,myopic --steps 5000 \\
               --eval-every 500 --out runs/table-sum
           myopia synthetic table-sum --flow myopic --pairs 12 --json

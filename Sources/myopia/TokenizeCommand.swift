@@ -6,18 +6,13 @@ struct TokenizeCommand: ConfigFileCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenize",
         abstract: "Encode a text file and print its token ids.",
+        usage: "myopia tokenize [<options>] <file>",
         discussion: """
-        The tokenizer is a name or a path. The names are byte, gpt2 (vocab.json and
-        merges.txt), gpt2-tiktoken (tiktoken ranks; the same ids as gpt2) and
-        smollm2-135m (the tokenizer in SmolLM2's GGUF). Their files are fetched on
-        first use. A path is a folder with vocab.json and merges.txt, a .tiktoken
-        file, or a .gguf file.
+        The tokenizer is a name or a path. The names are byte, gpt2 (vocab.json and merges.txt), gpt2-tiktoken (tiktoken ranks; the same ids as gpt2) and smollm2-135m (the tokenizer in SmolLM2's GGUF). Their files are fetched on first use. A path is a folder with vocab.json and merges.txt, a .tiktoken file, or a .gguf file.
 
-        The ids go to stdout, one per line, or as one JSON array with --json. The
-        count and the encoding rate go to stderr. `<|endoftext|>` in the text is
-        plain text unless you pass --allow-special.
+        The ids go to stdout, one per line, or as one JSON array with --json. The count and the encoding rate go to stderr. `<|endoftext|>` in the text is plain text unless you pass --allow-special.
 
-        Example:
+        Examples:
           printf 'Hello world' > hello.txt
           myopia tokenize --tokenizer gpt2 hello.txt --json     # [15496,995]
           myopia tokenize --tokenizer gpt2 --decode ids.txt     # ids back to text

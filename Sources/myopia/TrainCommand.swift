@@ -8,17 +8,21 @@ struct TrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "Train a GPT-2 or Llama-family model on a text file (vanilla, myopic, beta=β or bigram flow).",
         discussion: """
-        Writes checkpoint-STEP folders (Hugging Face config.json + model.safetensors, plus optimizer and
-        trainer state), metrics.jsonl and run_config.json into --out. Settings come from the defaults, then
-        --config FILE.json (keys as the flags, e.g. "d_model"), then the flags.
+        Writes checkpoint-STEP folders (Hugging Face config.json + model.safetensors, plus optimizer and trainer state), metrics.jsonl and run_config.json into --out. Settings come from the defaults, then --config FILE.json (keys as the flags, e.g. "d_model"), then the flags.
 
-        Example:
-          myopia train --data tinyshakespeare --out runs/shakespeare --layers 4 --d-model 128 --steps 2000
-          myopia train --data tinyshakespeare --out runs/shakespeare-myopic --flow myopic --steps 2000
-          myopia train --data tinyshakespeare --out runs/llama --family llama --heads 4 --kv-heads 2 --steps 2000
-          myopia train --data tinyshakespeare --out runs/split --steps 1000 --log-gradient-split 100
-          myopia train --data tinyshakespeare --out runs/shakespeare --steps 4000 --resume
-          myopia train --data tinyshakespeare --out runs/local --flow local-myopic --reference runs/shakespeare --steps 300
+        Examples:
+          myopia train --data tinyshakespeare --out runs/shakespeare --steps 2000 \\
+              --layers 4 --d-model 128
+          myopia train --data tinyshakespeare --out runs/shakespeare-myopic \\
+              --flow myopic --steps 2000
+          myopia train --data tinyshakespeare --out runs/llama --family llama \\
+              --heads 4 --kv-heads 2 --steps 2000
+          myopia train --data tinyshakespeare --out runs/split --steps 1000 \\
+              --log-gradient-split 100
+          myopia train --data tinyshakespeare --out runs/shakespeare --steps 4000 \\
+              --resume
+          myopia train --data tinyshakespeare --out runs/local --flow local-myopic \\
+              --reference runs/shakespeare --steps 300
         """)
 
     @Option(help: "The run folder to write.") var out: String
@@ -43,35 +47,18 @@ struct TrainCommand: ParsableCommand {
     func run() throws {
         Terminal.quiet = quiet || json
         try reportingErrors {
-            var config = try resolvedConfig()
-            // --reference, else the --config file's, else (resuming) the one the run recorded.
-            var referenceName = reference ?? config.reference
-            if referenceName == nil && resume { referenceName = Trainer.recordedConfig(in: URL(fileURLWithPath: out))?.reference }
-            if settings.seqLen == nil && settings.config == nil && referenceName != nil { config.seqLen = 0 }   // the reference's
-            let loaded = try referenceName.map { try loadReference($0, settings: settings, config: &config) }
-            let referenceModel = loaded?.model
-            config.reference = loaded?.source.path
-            // Impossible settings and an unwritable --out are refused before any work.
-            try config.validate()
-            try config.checkMemory(vocabSize: 0, file: "flags")   // again with the tokenizer's vocabulary in Trainer
-            try Trainer.prepareOutput(URL(fileURLWithPath: out))
-            let tok = try Tokenizers.load(config.tokenizer, log: Terminal.info)
-            let dataset = try DataSource.load(config.data, tokenizer: tok, validationFraction: config.validationFraction,
-                                              log: Terminal.info)
-            let trainer = try Trainer(config: config, dataset: dataset, out: URL(fileURLWithPath: out),
-                                      vocabSize: referenceModel?.config.vocabSize ?? tok.vocabSize, tokenizer: config.tokenizer,
-                                      resume: resume, reference: referenceModel)
-            Terminal.info("\(trainer.model.params.count) parameters; \(dataset.train.count) training tokens; "
-                          + (trainer.step > 0 ? "resuming at step \(trainer.step)" : "\(config.steps) steps"))
-            let started = Date(), firstStep = trainer.step
-            let last = try trainer.run { m in
+            let run = try TrainingRun(TrainingRun.Options(
+                config: try resolvedConfig(), out: URL(fileURLWithPath: out), resume: resume, reference: reference,
+                given: settings.given, seqLenGiven: settings.seqLen != nil || settings.config != nil), log: Terminal.info)
+            let steps = run.config.steps, firstStep = run.firstStep, started = Date()
+            let last = try run.run { m in
                 let val = m.valLoss.map { String(format: " val %.4f", $0) } ?? ""
                 let status = String(format: "loss %.4f%@  lr %.2e  |g| %.2f  %.0f tok/s", m.trainLoss, val, m.lr, m.gradNorm, m.tokensPerSecond)
                 if Terminal.isTTY {
-                    Terminal.progress(m.step - firstStep, of: config.steps - firstStep, started: started, status: status)
+                    Terminal.progress(m.step - firstStep, of: steps - firstStep, started: started, status: status)
                     if m.valLoss != nil { Terminal.info("step \(m.step): \(status)") }
                 } else {
-                    Terminal.progress(m.step, of: config.steps, started: started, status: status)
+                    Terminal.progress(m.step, of: steps, started: started, status: status)
                 }
             }
             if json {
@@ -80,7 +67,7 @@ struct TrainCommand: ParsableCommand {
                 print(String(format: "step %d: train loss %.4f, val loss %.4f; checkpoints in %@", last.step, last.trainLoss,
                              last.valLoss ?? .nan, out))
             } else {
-                print("nothing to do: the run in \(out) is already at step \(trainer.step)")
+                print("nothing to do: the run in \(out) is already at step \(run.trainer.step)")
             }
         }
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Myopia
+import MyopiaLab
 
 /// The settings `train` and `gap` share: data, tokenizer, the model's shape and the optimiser. Each
 /// flag overrides `--config FILE.json`, whose keys are the flags' names with `_` for `-`.
@@ -58,6 +59,13 @@ struct TrainingFlags: ParsableArguments {
         if minLR == nil, lr != nil, c.minLR > c.lr { c.minLR = c.lr / 10 }
         if warmup == nil, steps != nil, c.warmup > c.steps / 2 { c.warmup = c.steps / 10 }
         return c
+    }
+}
+
+extension TrainingFlags {
+    /// The shape and tokenizer flags given, which a reference model must agree with.
+    var given: ReferenceModel.Given {
+        ReferenceModel.Given(tokenizer: tokenizer, family: family, layers: layers, heads: heads, kvHeads: kvHeads, dModel: dModel)
     }
 }
 

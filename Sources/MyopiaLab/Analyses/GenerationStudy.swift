@@ -68,6 +68,22 @@ public enum GenerationStudy {
         public var reference: Nullable<String>
     }
 
+    /// The first `maxTokens` tokens of a text file that holds the real continuation of a prompt,
+    /// for the teacher-forced loss.
+    public static func referenceTokens(_ path: String, tokenizer: any Tokenizer, maxTokens: Int) throws -> [Int32] {
+        let text: String
+        do {
+            text = try String(contentsOfFile: (path as NSString).expandingTildeInPath, encoding: .utf8)
+        } catch {
+            throw InputError.io(file: path, reason: "cannot read the reference text (\(error.localizedDescription))")
+        }
+        let tokens = tokenizer.encode(text)
+        guard !tokens.isEmpty else {
+            throw InputError.invalidValue(file: path, field: "text", expected: "at least one token of reference text", found: "none")
+        }
+        return Array(tokens.prefix(maxTokens))
+    }
+
     /// Sample `count` continuations of `prompt` (sample i with seed `options.seed + i`) and study them.
     public static func run(_ model: Transformer, tokenizer: any Tokenizer, source: String, prompt: String,
                            options: SamplingOptions, count: Int, reference: (name: String, tokens: [Int32])? = nil,

@@ -1,0 +1,54 @@
+import Foundation
+import Myopia
+
+/// Turns what a user typed after `--model` (or `--checkpoint`) into a model: a checkpoint or run
+/// folder (its newest checkpoint), a .gguf file or a known model name, with the tokenizer it was
+/// trained with.
+public enum ModelInputs {
+    /// A loaded model: where it came from, the model and its tokenizer.
+    public typealias Loaded = (source: URL, model: Transformer, tokenizer: any Tokenizer)
+
+    /// Loads a model for an analysis over windows of `seqLen` (nil: any), with its tokenizer (or
+    /// `override`), checked against its vocabulary.
+    public static func load(_ nameOrPath: String, seqLen: Int? = nil, tokenizer override: String? = nil,
+                            log: (String) -> Void = { _ in }) throws -> Loaded {
+        let location = try ModelSource.locate(nameOrPath, log: log)
+        let config = try ModelSource.config(at: location)
+        // Checked on the config, before the weights are read (seconds for a large model).
+        if let seqLen, seqLen > config.maxPositions {
+            throw FlagError("--seq-len \(seqLen) is longer than the model's \(config.maxPositions) positions")
+        }
+        let tokenizer = try tokenizer(for: config, source: location.url, override: override, log: log)
+        return (location.url, try ModelSource.load(location), tokenizer)
+    }
+
+    /// Loads a model with continuous heads (the sine task), which reads features rather than
+    /// text, for windows of `seqLen` positions.
+    public static func loadContinuous(_ location: ModelSource.Location, seqLen: Int) throws -> Transformer {
+        let model = try ModelSource.load(location)
+        guard seqLen <= model.config.maxPositions else {
+            throw FlagError("--seq-len \(seqLen) is longer than the model's \(model.config.maxPositions) positions")
+        }
+        return model
+    }
+
+    /// The tokenizer a model was trained with (or `override`), checked against its vocabulary size.
+    /// `source` names the checkpoint folder or model file in errors.
+    public static func tokenizer(for config: ModelConfig, source: URL, override: String? = nil,
+                                 log: (String) -> Void = { _ in }) throws -> any Tokenizer {
+        let file = source.hasDirectoryPath || source.pathExtension.isEmpty
+            ? source.appendingPathComponent(Checkpoint.configFile).path : source.path
+        guard !config.isContinuous else {
+            throw InputError.unsupported(file: file, field: "myopia_input_features",
+                                          value: "a model with continuous heads (sine task), which reads features, not text: use `myopia horizon` or `myopia synthetic sine` with it")
+        }
+        let name = override ?? config.tokenizer ?? ByteTokenizer.name
+        let tokenizer = try Tokenizers.load(name, log: log)
+        guard tokenizer.vocabSize <= config.vocabSize else {
+            throw InputError.invalidValue(file: file, field: "vocab_size",
+                                           expected: "at least \(tokenizer.vocabSize) (the vocabulary of tokenizer \(name))",
+                                           found: "\(config.vocabSize)")
+        }
+        return tokenizer
+    }
+}

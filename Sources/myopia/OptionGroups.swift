@@ -1,0 +1,69 @@
+import ArgumentParser
+import Foundation
+
+// The option blocks that several commands share, each declared once: the model an analysis reads,
+// the text and windows it reads, and where and how it reports. A command includes a block with
+// `@OptionGroup`; its options appear in the command's help where the group is declared, and
+// `--config FILE.json` takes their keys like the command's own (ConfigFile reads the parser's
+// description of the command, groups included).
+
+/// `--model` (or `--checkpoint`): the model an analysis reads (eval, lens, probe, horizon,
+/// gradients, generate).
+struct ModelOptions: ParsableArguments {
+    @Option(name: [.customLong("model"), .customLong("checkpoint")],
+            help: "A checkpoint or run folder (its newest checkpoint), a .gguf file, or a model name (smollm2-135m).")
+    var nameOrPath: String
+}
+
+/// `--tokenizer`: the text's tokenizer when it is not the one the model names (eval, lens, probe).
+struct TokenizerOption: ParsableArguments {
+    @Option(help: "Tokenizer: byte, gpt2 or a path (default: the one the model names).") var tokenizer: String?
+}
+
+/// `--seq-len` and `--batch`: windows of T tokens (T predictions each), read B per forward pass.
+struct WindowOptions: ParsableArguments {
+    @Option(name: .customLong("seq-len"), help: "Window length T.") var seqLen: Int
+    @Option(help: "Windows per forward pass.") var batch = 8
+
+    func validate() throws {
+        guard seqLen > 0 else { throw ValidationError("--seq-len must be positive") }
+        guard batch > 0 else { throw ValidationError("--batch must be positive") }
+    }
+}
+
+/// `--data`, the windows and `--max-windows`: the consecutive, non-overlapping windows of a text
+/// that eval, lens and gradients read.
+struct DataWindowOptions: ParsableArguments {
+    @Option(help: "A text file, or a known dataset name.") var data: String
+    @OptionGroup var windows: WindowOptions
+    @Option(name: .customLong("max-windows"), help: "Use at most this many windows (default: all).") var maxWindows: Int?
+
+    var seqLen: Int { windows.seqLen }
+    var batch: Int { windows.batch }
+
+    func validate() throws {
+        if let maxWindows, maxWindows <= 0 { throw ValidationError("--max-windows must be positive") }
+    }
+}
+
+/// What an analysis command keeps in a run folder, named in the help of its `--out`.
+protocol RunFolderOutput {
+    /// The file(s) written, e.g. "eval.json".
+    static var outputFiles: String { get }
+    /// The help of `--json`.
+    static var jsonHelp: String { get }
+}
+
+extension RunFolderOutput {
+    static var jsonHelp: String { "Print one JSON object." }
+}
+
+/// `--out RUN`, `--json` and `--quiet` of an analysis command (eval, lens, probe, horizon, generate).
+struct OutputOptions<Command: RunFolderOutput>: ParsableArguments {
+    @Option(help: ArgumentHelp("A run folder to write \(Command.outputFiles) into (and commands.json: how it was made), for `myopia report` and `myopia runs`."))
+    var out: String?
+    @Flag(help: ArgumentHelp(Command.jsonHelp)) var json = false
+    @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
+
+    var folder: URL? { out.map { URL(fileURLWithPath: $0) } }
+}

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MyopiaTestSupport
 
 /// `--help` of every command, as a person reads it in an 80-column terminal. The parser wraps
 /// paragraphs and option help itself; examples and tables are written as short lines. What this

@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "MyopiaSupport"),
         .target(name: "MyopiaModel", dependencies: ["MyopiaSupport", "MyopiaKernels"]),
         .target(name: "MyopiaAssets", dependencies: ["MyopiaSupport"]),
-        .target(name: "MyopiaFormats", dependencies: ["MyopiaSupport", "MyopiaModel", "MyopiaAssets"]),
+        .target(name: "MyopiaFormats", dependencies: ["MyopiaSupport", "MyopiaKernels", "MyopiaModel", "MyopiaAssets"]),
         // The GGUF tokenizer reads its vocabulary from a container that MyopiaFormats parses.
         .target(name: "MyopiaTokenizers", dependencies: ["MyopiaSupport", "MyopiaAssets", "MyopiaFormats"]),
         // A text corpus becomes tokens through a tokenizer.

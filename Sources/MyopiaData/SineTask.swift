@@ -49,6 +49,14 @@ public struct SineTask: Codable, Equatable, Sendable {
     }
 
     /// B fresh sequences of T positions, drawn from `rng` (per sequence, per position: x_n then z_n).
+    /// `count` sequences of `seqLen` positions from a generator seeded with `seed`, after checking
+    /// the task's settings: what an analysis of a sine-task model (horizon, probes) reads.
+    public func sequences(_ count: Int, seqLen: Int, seed: UInt64) throws -> SineBatch {
+        try validate()
+        var rng = SeededGenerator(seed: seed)
+        return makeBatch(batch: count, seqLen: seqLen, rng: &rng)
+    }
+
     public func makeBatch(batch b: Int, seqLen t: Int, rng: inout SeededGenerator) -> SineBatch {
         var x = [Float](repeating: 0, count: b * t), z = x
         for r in 0..<(b * t) {

@@ -57,10 +57,7 @@ struct HorizonCommand: ConfigFileCommand, RunFolderOutput {
             let location = try ModelSource.locate(self.model.nameOrPath, log: Terminal.info)
             if try ModelSource.config(at: location).isContinuous {
                 let model = try ModelInputs.loadContinuous(location, seqLen: seqLen)
-                let task = SineTask(p: p, frequency: frequency, window: window)
-                try task.validate()
-                var rng = SeededGenerator(seed: seed)
-                let data = task.makeBatch(batch: sequences, seqLen: seqLen, rng: &rng)
+                let data = try SineTask(p: p, frequency: frequency, window: window).sequences(sequences, seqLen: seqLen, seed: seed)
                 table = Horizon.compute(model, sine: data, maxOffset: maxOffset, flow: gradientFlow, batch: batch, progress: report)
             } else {
                 guard let data else { throw ValidationError("--data is needed for a language model") }

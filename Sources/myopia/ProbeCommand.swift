@@ -140,10 +140,7 @@ struct ProbeCommand: ConfigFileCommand, RunFolderOutput {
         let model = try ModelInputs.loadContinuous(location, seqLen: seqLen)
         let layerList = try parseIndexList(layers, option: "--layers", range: 0...model.config.nLayers)
         let lagList = try parseIndexList(lags, option: "--lags", range: 0...(seqLen - 1))
-        let task = SineTask(p: p, frequency: frequency, window: window)
-        try task.validate()
-        var rng = SeededGenerator(seed: seed)
-        let batchData = task.makeBatch(batch: sequences, seqLen: seqLen, rng: &rng)
+        let batchData = try SineTask(p: p, frequency: frequency, window: window).sequences(sequences, seqLen: seqLen, seed: seed)
         let table = SineProbes.compute(model, data: batchData, layers: layerList, lags: lagList, heldOut: heldOut,
                                        ridge: ridge, seed: seed)
         try write(table, as: SineProbeTable.fileName, model: location.url.path, data: nil,

@@ -77,42 +77,6 @@ final class CLITests: CLITestCase {
         XCTAssertTrue(gqaOnGPT2.stderr.contains("kv_heads"), gqaOnGPT2.stderr)
     }
 
-    /// A GPT-2-vocabulary folder saved by `transformers` (fp16 weights, `transformer.` keys, no
-    /// lm_head): `myopia eval --tokenizer gpt2` scores the whole text as one window and gets the loss
-    /// transformers computes on tiktoken's ids. Fixture: tools/reference/gpt2_vocab_reference.py.
-    func testEvalMatchesTransformersOnGPT2VocabularyFolder() throws {
-        struct Reference: Decodable {
-            let ids: [Int32]
-            let seq_len: Int
-            let loss: Double
-            let position_losses: [Double]
-        }
-        let folder = fixtures.appendingPathComponent("gpt2_vocab")
-        let ref = try JSONDecoder().decode(Reference.self, from: Data(contentsOf: folder.appendingPathComponent("reference.json")))
-        let text = folder.appendingPathComponent("text.txt").path
-        let assets = ["MYOPIA_HOME": FileManager.default.temporaryDirectory.appendingPathComponent("myopia-test-assets").path]
-
-        // The text becomes tiktoken's ids, so both sides score the same tokens.
-        let tokenize = try run(["tokenize", "--tokenizer", "gpt2", text, "--json"], environment: assets)
-        XCTAssertEqual(tokenize.status, 0, tokenize.stderr)
-        XCTAssertEqual(try JSONDecoder().decode([Int32].self, from: Data(tokenize.stdout.utf8)), ref.ids)
-        XCTAssertEqual(ref.seq_len, ref.ids.count - 1)
-
-        let eval = try run(["eval", "--checkpoint", folder.appendingPathComponent("hf").path, "--data", text,
-                            "--tokenizer", "gpt2", "--seq-len", "\(ref.seq_len)", "--json"], environment: assets)
-        XCTAssertEqual(eval.status, 0, eval.stderr)
-        let result = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as? [String: Any])
-        XCTAssertEqual(result["windows"] as? Int, 1)
-        XCTAssertEqual(result["tokens"] as? Int, ref.seq_len)
-        let loss = try XCTUnwrap(result["loss"] as? Double)
-        XCTAssertEqual(loss, ref.loss, accuracy: 1e-4 * ref.loss)
-        let positions = try XCTUnwrap(result["position_loss"] as? [Double])
-        XCTAssertEqual(positions.count, ref.position_losses.count)
-        for (t, (got, want)) in zip(positions, ref.position_losses).enumerated() {
-            XCTAssertEqual(got, want, accuracy: 1e-4 * max(1, want), "position \(t)")
-        }
-    }
-
     func testBadInputGetsOneClearLine() throws {
         let dir = try temporaryDirectory()
         // Heads that do not divide d_model are rejected before any work.

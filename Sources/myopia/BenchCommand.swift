@@ -45,9 +45,12 @@ struct BenchCommand: ConfigFileCommand {
         let counts = threads.isEmpty ? Array(Set([1, cores])).sorted() : threads
         Terminal.quiet = quiet || json
         Terminal.info("kernel: \(GEMM.kernelName), \(cores) cores")
-        let report = Bench.run(threads: counts, gemm: gemm, training: training,
-                               models: models.compactMap { Bench.trainingConfigs[$0.lowercased()] }, horizon: horizon, tokenizers: tokenizers,
-                               decode: decode, trainSteps: steps, allocationCounter: .process, log: Terminal.info)
+        let report = try reportingErrors {
+            try Bench.run(threads: counts, gemm: gemm, training: training,
+                          models: models.compactMap { Bench.trainingConfigs[$0.lowercased()] }, horizon: horizon,
+                          tokenizers: tokenizers, decode: decode, trainSteps: steps, allocationCounter: .process,
+                          log: Terminal.info)
+        }
         if json { try printJSON(report) }
         else {
             for (t, r) in report.gemmGeomeanRatio.sorted(by: { $0.key < $1.key }) {

@@ -20,9 +20,10 @@ struct MyopiaCommand: ParsableCommand {
 
 /// Runs a command body, turning Myopia's typed errors into one clear line on stderr and exit code 1,
 /// and a setting that MyopiaLab refuses (FlagError) into a usage error, as a flag's own check is.
-func reportingErrors(_ body: () throws -> Void) throws {
+@discardableResult
+func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     do {
-        try body()
+        return try body()
     } catch let error as FlagError {
         throw ValidationError(error.message)
     } catch let error as InputError {

@@ -99,14 +99,14 @@ struct ProbeCommand: ConfigFileCommand, RunFolderOutput {
             if try ModelSource.config(at: location).isContinuous {
                 try runSine(location)
             } else {
-                try runTokens()
+                try runTokens(location)
             }
         }
     }
 
-    func runTokens() throws {
+    func runTokens(_ location: ModelSource.Location) throws {
         guard let data else { throw ValidationError("--data is needed for a language model") }
-        let (source, model, tok) = try ModelInputs.load(self.model.nameOrPath, seqLen: seqLen, tokenizer: tokenizer.tokenizer,
+        let (source, model, tok) = try ModelInputs.load(location, seqLen: seqLen, tokenizer: tokenizer.tokenizer,
                                                         log: Terminal.info)
         let layerList = try parseIndexList(layers, option: "--layers", range: 0...model.config.nLayers)
         let offsetList = try parseIndexList(offsets, option: "--offsets", range: 0...1_000_000)

@@ -184,7 +184,7 @@ public enum Bench {
                            models: [TrainingConfig] = [smallConfig, gpt2Config], horizon: Bool = true,
                            tokenizers: Bool = true, decode: Bool = true, store: AssetStore = AssetStore(),
                            trainSteps: Int = 5, allocationCounter: AllocationCounter? = nil,
-                           log: (String) -> Void = { _ in }) -> Report {
+                           log: (String) -> Void = { _ in }) throws -> Report {
         let saved = Parallel.threadCount
         defer { Parallel.threadCount = saved }
         var peaks: [String: Double] = [:]
@@ -245,7 +245,7 @@ public enum Bench {
                     var samples: [String: [StepSamples]] = [:]
                     for flow in [GradientFlow.vanilla, .myopic, .myopic, .vanilla] {
                         samples[flow.description, default: []].append(
-                            sampleTrainingSteps(config, steps: trainSteps, flow: flow, allocationCounter: allocationCounter))
+                            try sampleTrainingSteps(config, steps: trainSteps, flow: flow, allocationCounter: allocationCounter))
                     }
                     for flow in [GradientFlow.vanilla, .myopic] {
                         var step = summarize(samples[flow.description]!, config, flow: flow)
@@ -484,7 +484,7 @@ public enum Bench {
 
     /// A fresh model, cache and optimizer, one warm-up step, then `steps` timed steps.
     static func sampleTrainingSteps(_ bench: TrainingConfig, steps: Int, flow: GradientFlow,
-                                    allocationCounter: AllocationCounter?) -> StepSamples {
+                                    allocationCounter: AllocationCounter?) throws -> StepSamples {
         let rssBaseline = ResidentSet.resetPeak()
         let config = bench.model
         let model = Transformer(config: config)
@@ -500,8 +500,7 @@ public enum Bench {
         let allocationsBefore = allocationCounter?.total
         for i in 0...steps {
             if i > 0 { allocationCounter?.start() }
-            // Random weights and targets at lr 1e-4 stay finite; a throw here would be a bug.
-            try! trainingStep.run(step: i + 1, lr: 1e-4, cache: cache) {
+            try trainingStep.run(step: i + 1, lr: 1e-4, cache: cache) {
                 model.forward(tokens: tokens, targets: targets, batch: bench.batch, seqLen: bench.seqLen, cache: cache)
             }
             allocationCounter?.stop()

@@ -12,12 +12,14 @@ public enum ModelInputs {
     /// `override`), checked against its vocabulary.
     public static func load(_ nameOrPath: String, seqLen: Int? = nil, tokenizer override: String? = nil,
                             log: (String) -> Void = { _ in }) throws -> Loaded {
-        let location = try ModelSource.locate(nameOrPath, log: log)
+        try load(ModelSource.locate(nameOrPath, log: log), seqLen: seqLen, tokenizer: override, log: log)
+    }
+
+    /// `load` for a model already located (a command that first looks at its config).
+    public static func load(_ location: ModelSource.Location, seqLen: Int? = nil, tokenizer override: String? = nil,
+                            log: (String) -> Void = { _ in }) throws -> Loaded {
         let config = try ModelSource.config(at: location)
-        // Checked on the config, before the weights are read (seconds for a large model).
-        if let seqLen, seqLen > config.maxPositions {
-            throw FlagError("--seq-len \(seqLen) is longer than the model's \(config.maxPositions) positions")
-        }
+        try check(seqLen, fits: config)
         let tokenizer = try tokenizer(for: config, source: location.url, override: override, log: log)
         return (location.url, try ModelSource.load(location), tokenizer)
     }
@@ -25,11 +27,16 @@ public enum ModelInputs {
     /// Loads a model with continuous heads (the sine task), which reads features rather than
     /// text, for windows of `seqLen` positions.
     public static func loadContinuous(_ location: ModelSource.Location, seqLen: Int) throws -> Transformer {
-        let model = try ModelSource.load(location)
-        guard seqLen <= model.config.maxPositions else {
-            throw FlagError("--seq-len \(seqLen) is longer than the model's \(model.config.maxPositions) positions")
+        try check(seqLen, fits: ModelSource.config(at: location))
+        return try ModelSource.load(location)
+    }
+
+    /// Refuses windows longer than the model's positions; checked on the config, before the
+    /// weights are read (seconds for a large model).
+    static func check(_ seqLen: Int?, fits config: ModelConfig) throws {
+        if let seqLen, seqLen > config.maxPositions {
+            throw FlagError("--seq-len \(seqLen) is longer than the model's \(config.maxPositions) positions")
         }
-        return model
     }
 
     /// The tokenizer a model was trained with (or `override`), checked against its vocabulary size.

@@ -226,10 +226,26 @@ public final class Transformer {
         backwardBlocks(cache: cache)
     }
 
+    /// `backward(cache:lossScale:)` of a loss with terms of its own on the logits: after the
+    /// cross-entropy gradient is written, `adjust` receives dL/dlogits (N, V) and adds to it (a
+    /// training game's policy-gradient term); the rest of backward carries both.
+    public func backward(cache: ActivationCache, lossScale: Float = 1,
+                         adjustingLogitGradient adjust: (UnsafeMutablePointer<Float>) -> Void) {
+        backwardHead(cache: cache, lossScale: lossScale, adjustingLogitGradient: adjust)
+        backwardBlocks(cache: cache)
+    }
+
     /// The head's half of backward: from the loss to `cache.dResid` = dL/d(residual after the last
     /// block) (N, C), accumulating the head's and ln_f's parameter gradients. Row-wise: with
     /// `lossScale` = N (the number of counted targets) row t holds ∂ℓ_t/∂h_{L,t}.
     public func backwardHead(cache: ActivationCache, lossScale: Float = 1) {
+        backwardHead(cache: cache, lossScale: lossScale) { _ in }
+    }
+
+    /// `backwardHead(cache:lossScale:)` with `adjust` called on dL/dlogits (N, V) once the
+    /// cross-entropy gradient is in it (see `backward(cache:lossScale:adjustingLogitGradient:)`).
+    public func backwardHead(cache: ActivationCache, lossScale: Float = 1,
+                             adjustingLogitGradient adjust: (UnsafeMutablePointer<Float>) -> Void) {
         precondition(cache.hasTargets, "backward needs a forward pass with targets")
         if case .continuous = heads { return backwardRegressionHead(cache: cache, lossScale: lossScale) }
         let b = cache.batch, t = cache.seqLen
@@ -237,6 +253,7 @@ public final class Transformer {
         let w = params.weights, g = params.grads
         CrossEntropy.backward(logits: cache.logits, logZ: cache.logZ, targets: cache.targets,
                               rows: n, v: v, scale: lossScale / Float(max(1, cache.countedTargets)))
+        adjust(cache.logits)
         // dlnf (N, C) = dlogits · head ; dhead (V, C) += dlogitsᵀ · lnf
         GEMM.multiply(m: n, n: c, k: v, a: cache.logits, lda: v, transA: false,
                       b: w + lmHead, ldb: c, transB: false, c: cache.dLn, ldc: c, accumulate: false)

@@ -153,6 +153,10 @@ public final class ActivationCache {
         Array(UnsafeBufferPointer(start: logits, count: config.isContinuous ? 0 : batch * seqLen * config.vocabSize))
     }
 
+    /// `logitsArray()` without the copy: the logits (B·T, V) of the last forward pass, valid until
+    /// backward overwrites them or the next forward pass.
+    public var logitRows: UnsafePointer<Float> { UnsafePointer(logits) }
+
     /// Predictions (B, T, O) of the last forward pass of a model with continuous heads.
     public func predictionsArray() -> [Float] {
         Array(UnsafeBufferPointer(start: predictions, count: batch * seqLen * (config.outputs ?? 0)))

@@ -166,6 +166,7 @@ extension TrainMetrics {
                   (prefix + "future_norm", g.futureNorm), (prefix + "cosine", g.cosine),
                   (prefix + "future_share", g.vanillaNorm > 0 ? g.futureNorm / g.vanillaNorm : 0)]
         }
+        for (key, value) in (game ?? [:]).sorted(by: { $0.key < $1.key }) { s.append(("game/" + key, value)) }
         return s
     }
 }

@@ -42,8 +42,57 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// folder, checkpoint or .gguf path (absolute), or a model name; nil for a run from scratch.
     /// Recorded so that `--resume` finds it again.
     public var reference: String? = nil
+    /// The training game (TrainingGame): teacher-forced, scheduled-sampling, consequence or
+    /// multi-token. Its knobs are the keys below, present only for the game that reads them (a
+    /// run records them all explicitly: `game`, read with defaults, fills them in).
+    public var gameName = "teacher-forced"
+    public var sampleRate: Double? = nil
+    public var consequenceWeight: Double? = nil
+    public var consequenceHorizon: Int? = nil
+    public var consequencePositions: Int? = nil
+    public var consequenceEstimator: ConsequenceEstimator? = nil
+    public var predictionHeads: Int? = nil
 
     public init() {}
+
+    /// The knobs' defaults, where a game is named without them.
+    public static let defaultSampleRate = 0.25
+    public static let defaultConsequence = ConsequenceSettings(weight: 0.5, horizon: 4, positions: 4, estimator: .sampled)
+    public static let defaultPredictionHeads = 2
+
+    /// The game these settings train with, its unset knobs at their defaults. Setting it records
+    /// the game's knobs explicitly and clears the others. (An unknown `game` name reads as
+    /// teacher forcing here; `validate` refuses it.)
+    public var game: TrainingGame {
+        get {
+            switch gameName {
+            case "scheduled-sampling":
+                return .scheduledSampling(rate: sampleRate ?? Self.defaultSampleRate)
+            case "consequence":
+                let d = Self.defaultConsequence
+                return .consequence(ConsequenceSettings(weight: consequenceWeight ?? d.weight, horizon: consequenceHorizon ?? d.horizon,
+                                                        positions: consequencePositions ?? d.positions,
+                                                        estimator: consequenceEstimator ?? d.estimator))
+            case "multi-token":
+                return .multiToken(heads: predictionHeads ?? Self.defaultPredictionHeads)
+            default:
+                return .teacherForced
+            }
+        }
+        set {
+            gameName = newValue.name
+            sampleRate = nil; predictionHeads = nil
+            consequenceWeight = nil; consequenceHorizon = nil; consequencePositions = nil; consequenceEstimator = nil
+            switch newValue {
+            case .teacherForced: break
+            case .scheduledSampling(let rate): sampleRate = rate
+            case .consequence(let s):
+                consequenceWeight = s.weight; consequenceHorizon = s.horizon
+                consequencePositions = s.positions; consequenceEstimator = s.estimator
+            case .multiToken(let heads): predictionHeads = heads
+            }
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
         case data, tokenizer, flow, family, layers, heads, steps, lr, warmup, beta1, beta2, eps, clip, seed, batch
@@ -53,6 +102,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         case evalWindows = "eval_windows", logEvery = "log_every", checkpointEvery = "checkpoint_every"
         case logGradientSplit = "log_gradient_split"
         case reference
+        case gameName = "game", sampleRate = "sample_rate", consequenceWeight = "consequence_weight"
+        case consequenceHorizon = "consequence_horizon", consequencePositions = "consequence_positions"
+        case consequenceEstimator = "consequence_estimator", predictionHeads = "prediction_heads"
     }
 
     /// Decodes a partial config on top of the defaults: absent keys keep their default values.
@@ -87,6 +139,13 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         checkpointEvery = try c.decodeIfPresent(Int.self, forKey: .checkpointEvery) ?? d.checkpointEvery
         logGradientSplit = try c.decodeIfPresent(Int.self, forKey: .logGradientSplit) ?? d.logGradientSplit
         reference = try c.decodeIfPresent(String.self, forKey: .reference) ?? d.reference
+        gameName = try c.decodeIfPresent(String.self, forKey: .gameName) ?? d.gameName
+        sampleRate = try c.decodeIfPresent(Double.self, forKey: .sampleRate)
+        consequenceWeight = try c.decodeIfPresent(Double.self, forKey: .consequenceWeight)
+        consequenceHorizon = try c.decodeIfPresent(Int.self, forKey: .consequenceHorizon)
+        consequencePositions = try c.decodeIfPresent(Int.self, forKey: .consequencePositions)
+        consequenceEstimator = try c.decodeIfPresent(ConsequenceEstimator.self, forKey: .consequenceEstimator)
+        predictionHeads = try c.decodeIfPresent(Int.self, forKey: .predictionHeads)
     }
 
     /// Reads a `--config FILE.json`; accepts `d-model` as well as `d_model`.
@@ -145,6 +204,57 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         try check(logEvery > 0, "log_every", "a positive integer", logEvery)
         try check(checkpointEvery > 0, "checkpoint_every", "a positive integer", checkpointEvery)
         try check(logGradientSplit >= 0, "log_gradient_split", "zero (off) or a positive integer", logGradientSplit)
+        try validateGame(file: file)
+    }
+
+    /// The game: a known name, knobs only for the game that reads them, each in range, and a flow
+    /// the game can run under. (The exact consequence estimator's vocabulary limit is checked
+    /// where the vocabulary is known: `checkGame(vocabSize:)`.)
+    public func validateGame(file: String = "flags") throws {
+        try validateGameKnobs(file: file)
+        let settings = SettingsCheck(file: file)
+        let check = settings.check
+        switch game {
+        case .teacherForced: break
+        case .scheduledSampling(let rate):
+            try check(rate >= 0 && rate <= 1, "sample_rate", "a probability in [0, 1]", rate)
+        case .consequence(let s):
+            try check(s.weight.isFinite, "consequence_weight", "a finite number", s.weight)
+            try check(s.horizon >= 1 && s.horizon < seqLen, "consequence_horizon",
+                      "a positive integer below seq_len (\(seqLen)): the continuation must fit in the window", s.horizon)
+            try check(s.positions >= 1 && s.positions <= seqLen - s.horizon, "consequence_positions",
+                      "between 1 and seq_len − consequence_horizon (\(seqLen - s.horizon)): the positions with a whole continuation", s.positions)
+        case .multiToken(let heads):
+            try check(heads >= 1 && heads <= seqLen, "prediction_heads", "between 1 and seq_len (\(seqLen))", heads)
+        }
+        if let refusal = game.refusal(under: flow) {
+            throw InputError.unsupported(file: settings.file, field: "game", value: refusal)
+        }
+    }
+
+    /// The game's name is known and each knob set belongs to it.
+    public func validateGameKnobs(file: String = "flags") throws {
+        let check = SettingsCheck(file: file).check
+        try check(TrainingGame.names.contains(gameName), "game", TrainingGame.names.joined(separator: ", "), gameName)
+        let knobs: [(String, Any?, String)] = [
+            ("sample_rate", sampleRate, "scheduled-sampling"), ("prediction_heads", predictionHeads, "multi-token"),
+            ("consequence_weight", consequenceWeight, "consequence"), ("consequence_horizon", consequenceHorizon, "consequence"),
+            ("consequence_positions", consequencePositions, "consequence"),
+            ("consequence_estimator", consequenceEstimator?.rawValue, "consequence"),
+        ]
+        for (field, value, owner) in knobs {
+            guard let value else { continue }
+            try check(gameName == owner, field, "no value unless game is \(owner) (game is \(gameName))", value)
+        }
+    }
+
+    /// What the game needs of the vocabulary: the exact consequence estimator scores every token.
+    public func checkGame(vocabSize: Int, file: String = "settings") throws {
+        if case .consequence(let s) = game, s.estimator == .exact {
+            try SettingsCheck(file: file).check(vocabSize <= ConsequenceSettings.exactVocabularyLimit, "consequence_estimator",
+                "sampled with a vocabulary of \(vocabSize) (exact scores every token at every position: at most \(ConsequenceSettings.exactVocabularyLimit))",
+                s.estimator.rawValue)
+        }
     }
 
     /// Bytes a run of these settings needs, roughly: weights, gradients and both AdamW moments,
@@ -157,8 +267,24 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         let mlpMatrices = family == .gpt2 ? 2.0 : 3.0
         let parameters = v * c + (family == .gpt2 ? t * c : 0) + l * (4 * c * c + mlpMatrices * c * f + 10 * c)
         let n = b * t, attention = b * nh * t * t
-        let activations = l * (n * (16 * c + 3 * f) + attention) + n * (13 * c + 2 * f + v) + attention
-        return 4 * (4 * parameters + activations)
+        var activations = l * (n * (16 * c + 3 * f) + attention) + n * (13 * c + 2 * f + v) + attention
+        var weights = parameters
+        switch game {
+        case .multiToken(let heads):
+            // Each extra head is one more block, its activations and a head's worth of scratch.
+            let extra = Double(heads - 1)
+            weights += extra * (4 * c * c + mlpMatrices * c * f + 10 * c)
+            activations += extra * (n * (16 * c + 3 * f) + attention + 2 * n * c) + (heads > 1 ? n * v : 0)
+        case .scheduledSampling:
+            activations += n   // the mixed inputs
+        case .consequence(let s):
+            // Each sampled row keeps its distribution; the continuations' scratch is a chunk of rows.
+            let candidates = s.estimator == .exact ? v : 1
+            activations += b * Double(s.positions) * v + candidates * Double(s.horizon) * (16 * c + 3 * f + v + t)
+        case .teacherForced:
+            break
+        }
+        return 4 * (4 * weights + activations)
     }
 
     /// Refuses a run that cannot fit in this machine's memory, before anything is allocated.

@@ -66,11 +66,15 @@ public struct TrainMetrics: Codable, Equatable, Sendable {
     public var msPerStep: Double
     /// At `log_gradient_split` steps: per parameter group, g_myopic and g_future on this step's batch.
     public var gradientSplit: [String: GradientSplitStats]?
+    /// Under a game other than teacher forcing: what it measured over the steps since the last log
+    /// (GameRunner.Statistics.logged), e.g. `next_token_loss`, `replaced_share`.
+    public var game: [String: Double]?
 
     enum CodingKeys: String, CodingKey {
         case step, lr
         case trainLoss = "train_loss", valLoss = "val_loss", gradNorm = "grad_norm"
         case tokensPerSecond = "tokens_per_s", msPerStep = "ms_per_step", gradientSplit = "gradient_split"
+        case game
     }
 }
 
@@ -115,6 +119,7 @@ public final class Trainer {
                 tokenizer: String = ByteTokenizer.name, resume: Bool = false, reference: Transformer? = nil) throws {
         try config.validate()
         try config.checkMemory(vocabSize: vocabSize)
+        try config.checkGame(vocabSize: vocabSize)
         for (part, tokens) in [("training", dataset.train), ("validation", dataset.validation)]
             where tokens.count < config.seqLen + 1 {
             throw TrainingError.dataTooShort(file: dataset.source, tokens: tokens.count, needed: config.seqLen + 1, part: part)
@@ -162,7 +167,12 @@ public final class Trainer {
         model.flow = config.flow
         try Self.attach(reference, to: model, config: config)
         cache = model.makeCache(batch: config.batch, seqLen: config.seqLen)
+        runner = GameRunner(game: config.game, model: model, cache: cache, batch: config.batch, seqLen: config.seqLen,
+                            seed: config.seed)
     }
+
+    /// The training game's forward and backward passes.
+    public let runner: GameRunner
 
     /// The training settings saved with a checkpoint folder, or with the newest checkpoint of a run
     /// folder; nil when there are none to read (a model from elsewhere, or a damaged checkpoint,
@@ -214,6 +224,7 @@ public final class Trainer {
         var last: TrainMetrics?
         var lastCheckpoint: URL? = try Checkpoint.latestCheckpoint(in: out)
         var windowLoss = 0.0, windowSteps = 0, windowStart = DispatchTime.now().uptimeNanoseconds
+        var gameWindow = GameRunner.Window()
         let lineEncoder = JSONEncoder()
         lineEncoder.outputFormatting = [.sortedKeys]
 
@@ -230,14 +241,18 @@ public final class Trainer {
                 }
             }
             let lr = schedule.rate(at: step)
-            let result = try trainingStep.run(step: step + 1, lr: lr, cache: cache, lastCheckpoint: lastCheckpoint?.path) {
-                model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache)
+            let result = try inputs.withUnsafeBufferPointer { x in
+                try targets.withUnsafeBufferPointer { y in
+                    try runner.step(trainingStep, step: step + 1, lr: lr, inputs: x.baseAddress!, targets: y.baseAddress!,
+                                    lastCheckpoint: lastCheckpoint?.path)
+                }
             }
             let loss = result.loss, norm = result.gradNorm
             step += 1
             tokensSeen += b * t
             windowLoss += Double(loss)
             windowSteps += 1
+            gameWindow.add(runner.last)
 
             let isLast = step == config.steps
             if step % config.logEvery == 0 || step % config.evalEvery == 0 || isLast || split != nil {
@@ -245,7 +260,8 @@ public final class Trainer {
                 let seconds = Double(now - windowStart) / 1e9
                 var m = TrainMetrics(step: step, trainLoss: windowLoss / Double(windowSteps), valLoss: nil, lr: lr,
                                      gradNorm: norm, tokensPerSecond: Double(windowSteps * b * t) / seconds,
-                                     msPerStep: 1000 * seconds / Double(windowSteps), gradientSplit: split)
+                                     msPerStep: 1000 * seconds / Double(windowSteps), gradientSplit: split,
+                                     game: config.game == .teacherForced ? nil : gameWindow.logged)
                 if step % config.evalEvery == 0 || isLast {
                     m.valLoss = Evaluation.run(model, tokens: dataset.validation, seqLen: t, batch: b,
                                                maxWindows: config.evalWindows, cache: cache).loss
@@ -257,6 +273,7 @@ public final class Trainer {
                 onLog(m)
                 last = m
                 windowLoss = 0; windowSteps = 0
+                gameWindow = GameRunner.Window()
                 windowStart = DispatchTime.now().uptimeNanoseconds
             }
             if step % config.checkpointEvery == 0 || isLast || step == stop {

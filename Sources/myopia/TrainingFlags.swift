@@ -31,6 +31,7 @@ struct TrainingFlags: ParsableArguments {
     @Option(name: .customLong("eval-windows"), parsing: .unconditional, help: "Validation windows per logged evaluation.") var evalWindows: Int?
     @Option(name: .customLong("log-every"), parsing: .unconditional, help: "Log metrics every N steps.") var logEvery: Int?
     @Option(name: .customLong("checkpoint-every"), parsing: .unconditional, help: "Save a checkpoint every N steps.") var checkpointEvery: Int?
+    @OptionGroup var game: GameFlags
 
     /// `--config` (or the defaults) with every given flag applied. A peak learning rate below the
     /// default minimum takes a tenth of itself as minimum; a warmup longer than half the steps
@@ -56,6 +57,7 @@ struct TrainingFlags: ParsableArguments {
         if let evalWindows { c.evalWindows = evalWindows }
         if let logEvery { c.logEvery = logEvery }
         if let checkpointEvery { c.checkpointEvery = checkpointEvery }
+        try game.apply(to: &c)
         if minLR == nil, lr != nil, c.minLR > c.lr { c.minLR = c.lr / 10 }
         if warmup == nil, steps != nil, c.warmup > c.steps / 2 { c.warmup = c.steps / 10 }
         return c

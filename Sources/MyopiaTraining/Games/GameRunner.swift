@@ -1,0 +1,171 @@
+import MyopiaKernels
+import MyopiaSupport
+import MyopiaModel
+
+// Dimensions: B batch, T time, V vocab, N = B·T.
+
+/// One training step's forward and backward under a game (TrainingGame): what `TrainingStep`
+/// runs between zeroing the gradients and clipping them. Every game trains the model's t+1 head
+/// on the ground-truth targets; what differs is what else is upstream of the loss (docs/games.md).
+/// Its buffers are allocated once: a step allocates nothing.
+public final class GameRunner {
+    public let game: TrainingGame
+    public let model: Transformer
+    public let cache: ActivationCache
+    /// The game's random numbers, keyed by (step, sequence, position) (KeyedRandom).
+    public let random: KeyedRandom
+    let batch: Int, seqLen: Int
+    /// Scheduled sampling: the inputs of the second pass, (B, T).
+    let mixed: UnsafeMutablePointer<Int32>
+    /// Scheduled sampling: per window, how many inputs were replaced, and how many of those
+    /// replacements differ from the ground truth, (B) each.
+    let replacedCounts: UnsafeMutablePointer<Int32>
+    let changedCounts: UnsafeMutablePointer<Int32>
+
+    /// Test hook (scheduled sampling): called in place of drawing the model's sample with the
+    /// sequence, the position of the input replaced, and its ground-truth token; returns the
+    /// token put there.
+    public var sampleOverride: ((_ sequence: Int, _ position: Int, _ truth: Int32) -> Int32)?
+
+    /// What the last step measured, beyond its loss.
+    public struct Statistics: Sendable, Equatable {
+        /// The mean next-token cross-entropy on the step's inputs (for multi-token, head 1's; for
+        /// scheduled sampling, on the mixed inputs).
+        public var nextTokenLoss: Float = 0
+        /// Scheduled sampling: inputs that could be replaced (B·(T−1)), those replaced, and those
+        /// whose replacement differs from the ground truth.
+        public var inputsEligible = 0, inputsReplaced = 0, inputsChanged = 0
+        /// The share of eligible inputs replaced (scheduled sampling; 0 otherwise).
+        public var replacedShare: Double { inputsEligible > 0 ? Double(inputsReplaced) / Double(inputsEligible) : 0 }
+    }
+    public private(set) var last = Statistics()
+
+    /// The statistics of the steps between two logged steps, as `metrics.jsonl` records them.
+    public struct Window: Sendable {
+        var steps = 0
+        var nextTokenLoss = 0.0
+        var eligible = 0, replaced = 0, changed = 0
+
+        public init() {}
+
+        public mutating func add(_ s: Statistics) {
+            steps += 1
+            nextTokenLoss += Double(s.nextTokenLoss)
+            eligible += s.inputsEligible
+            replaced += s.inputsReplaced
+            changed += s.inputsChanged
+        }
+
+        /// `next_token_loss` (the mean over the steps), and under scheduled sampling
+        /// `replaced_share` and `changed_share` (of the eligible inputs).
+        public var logged: [String: Double] {
+            var m: [String: Double] = ["next_token_loss": steps > 0 ? nextTokenLoss / Double(steps) : 0]
+            if eligible > 0 {
+                m["replaced_share"] = Double(replaced) / Double(eligible)
+                m["changed_share"] = Double(changed) / Double(eligible)
+            }
+            return m
+        }
+    }
+
+    /// A runner for `game` on `model`, whose forward passes write `cache`, for batches of
+    /// (batch, seqLen) windows; `seed` keys the game's random streams (the run's seed).
+    public init(game: TrainingGame, model: Transformer, cache: ActivationCache, batch: Int, seqLen: Int, seed: UInt64) {
+        self.game = game
+        self.model = model
+        self.cache = cache
+        self.batch = batch
+        self.seqLen = seqLen
+        random = KeyedRandom(seed: seed)
+        let sampling: Bool
+        if case .scheduledSampling = game { sampling = true } else { sampling = false }
+        mixed = .allocate(capacity: sampling ? batch * seqLen : 0)
+        replacedCounts = .allocate(capacity: batch)
+        changedCounts = .allocate(capacity: batch)
+    }
+
+    deinit {
+        mixed.deallocate()
+        replacedCounts.deallocate()
+        changedCounts.deallocate()
+    }
+
+    /// Runs optimiser step `step` (from 1) of `trainingStep` on the windows `inputs` → `targets`
+    /// (B·T each) under the game.
+    @discardableResult
+    public func step(_ trainingStep: TrainingStep, step: Int, lr: Double, inputs: UnsafePointer<Int32>,
+                     targets: UnsafePointer<Int32>, lastCheckpoint: String? = nil) throws -> TrainingStep.Result {
+        precondition(trainingStep.model === model, "the training step must train the runner's model")
+        let b = batch, t = seqLen
+        switch game {
+        case .teacherForced:
+            return try trainingStep.run(step: step, lr: lr, lastCheckpoint: lastCheckpoint, forward: {
+                let loss = model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache)
+                last = Statistics(nextTokenLoss: loss ?? .nan)
+                return loss
+            }, backward: { model.backward(cache: cache) })
+        case .scheduledSampling(let rate):
+            return try trainingStep.run(step: step, lr: lr, lastCheckpoint: lastCheckpoint, forward: {
+                let loss = scheduledSamplingForward(step: step, rate: rate, inputs: inputs, targets: targets)
+                last.nextTokenLoss = loss ?? .nan
+                return loss
+            }, backward: { model.backward(cache: cache) })
+        case .consequence, .multiToken:
+            throw InputError.unsupported(file: "settings", field: "game", value: "\(game.name): not in this build yet")
+        }
+    }
+
+    /// Scheduled sampling in its parallel two-pass form (Duckworth et al. 2019): a first forward
+    /// pass over the ground truth gives p(·|x_≤t) at every position; each input x_{t+1} (t+1 ≥ 1)
+    /// is then replaced, with probability `rate`, by a draw from p(·|x_≤t) at temperature 1; the
+    /// second pass, over the mixed inputs with the ground-truth targets, is the one trained. The
+    /// samples are data for the second pass: no gradient passes through them.
+    func scheduledSamplingForward(step: Int, rate: Double, inputs: UnsafePointer<Int32>,
+                                  targets: UnsafePointer<Int32>) -> Float? {
+        let b = batch, t = seqLen, v = model.config.vocabSize
+        model.forward(tokens: inputs, targets: nil, batch: b, seqLen: t, cache: cache)
+        mixed.update(from: inputs, count: b * t)
+        let logits = cache.logitRows
+        if let sampleOverride {
+            for row in 0..<b {
+                replacedCounts[row] = 0
+                changedCounts[row] = 0
+                for p in 1..<max(1, t) where random.uniform(.replace, step: step, sequence: row, position: p) < rate {
+                    let token = sampleOverride(row, p, inputs[row * t + p])
+                    mixed[row * t + p] = token
+                    replacedCounts[row] += 1
+                    if token != inputs[row * t + p] { changedCounts[row] += 1 }
+                }
+            }
+        } else {
+            // Rows are independent and each draw is keyed by its (step, sequence, position): the
+            // result does not depend on the threads.
+            Parallel.forEach(b, (random, mixed, inputs, logits, replacedCounts, changedCounts, step, rate, t, v)) { args, row in
+                let (random, mixed, inputs, logits, replaced, changed, step, rate, t, v) = args
+                replaced[row] = 0
+                changed[row] = 0
+                for p in 1..<max(1, t) where random.uniform(.replace, step: step, sequence: row, position: p) < rate {
+                    // Input p is the target of position p − 1: it is drawn from that row's logits.
+                    let u = random.uniform(.sample, step: step, sequence: row, position: p)
+                    let token = KeyedRandom.sample(logits: logits + (row * t + p - 1) * v, count: v, u: u)
+                    mixed[row * t + p] = token
+                    replaced[row] += 1
+                    if token != inputs[row * t + p] { changed[row] += 1 }
+                }
+            }
+        }
+        var stats = Statistics(inputsEligible: b * max(0, t - 1))
+        for row in 0..<b {
+            stats.inputsReplaced += Int(replacedCounts[row])
+            stats.inputsChanged += Int(changedCounts[row])
+        }
+        last = stats
+        return model.forward(tokens: mixed, targets: targets, batch: b, seqLen: t, cache: cache)
+    }
+
+    /// The inputs the last scheduled-sampling step trained on, (B, T).
+    public func mixedInputs() -> [Int32] {
+        guard case .scheduledSampling = game else { return [] }
+        return Array(UnsafeBufferPointer(start: mixed, count: batch * seqLen))
+    }
+}

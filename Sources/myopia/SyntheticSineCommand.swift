@@ -23,6 +23,7 @@ struct SyntheticSineCommand: ConfigFileCommand {
     @Option(help: "f in sin(f·x) (published: 10).") var frequency = 3.0
     @Option(help: "W: earlier positions each sum covers (published: 10).") var window = SineTask.publishedWindow
     @Option(help: "Gradient flow: vanilla, myopic, beta=β (β in [0,1]) or bigram.") var flow = "vanilla"
+    @Option(help: "Training game: only teacher-forced (the model's outputs are numbers, not tokens it could read back).") var game = "teacher-forced"
     @Option(help: "The run folder (default: runs/sine-FLOW-pP-fF).") var out: String?
     @Option(help: "Optimiser steps.") var steps = SineExperiment.Options().steps
     @Option(help: "Sequences per step.") var batch = SineExperiment.Options().batch
@@ -49,6 +50,10 @@ struct SyntheticSineCommand: ConfigFileCommand {
         var o = SineExperiment.Options()
         o.task = SineTask(p: p, frequency: frequency, window: window)
         o.flow = try GradientFlow(parsing: flow, allowsLocalMyopic: false)
+        guard game == TrainingGame.teacherForced.name else {
+            throw InputError.unsupported(file: "flags", field: "game",
+                                          value: "\(game) for a continuous-head (sine) model: its outputs are numbers, never read back as input, so only teacher-forced applies")
+        }
         o.steps = steps
         o.batch = batch
         o.seqLen = seqLen

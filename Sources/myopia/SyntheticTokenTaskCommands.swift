@@ -22,10 +22,14 @@ struct TokenTaskTrainingOptions: ParsableArguments {
     @Option(help: "The run folder: one model folder per flow and results.json.") var out: String?
     @Flag(help: "Print only the table.") var quiet = false
     @Flag(help: "Print the results as JSON.") var json = false
+    @OptionGroup var game: GameFlags
     @OptionGroup var configFile: ConfigFileOption
 
-    func settings() -> TokenTaskExperiment.Settings {
+    func settings() throws -> TokenTaskExperiment.Settings {
         var s = TokenTaskExperiment.Settings()
+        var config = TrainConfig()
+        try game.apply(to: &config)
+        s.game = config.game
         if let layers { s.layers = layers }
         if let heads { s.heads = heads }
         if let dModel { s.dModel = dModel }
@@ -56,8 +60,8 @@ struct TokenTaskTrainingOptions: ParsableArguments {
         Terminal.quiet = quiet || json
         try reportingErrors {
             let flows = try gradientFlows()
-            let settings = settings()
-            try settings.validate(for: task)
+            let settings = try settings()
+            try settings.validate(for: task, flows: flows)
             let outURL = URL(fileURLWithPath: out ?? defaultOut)
             var rng = SeededGenerator(seed: settings.seed)
             Terminal.info("\(task.name): T \(task.seqLen), vocabulary \(task.vocabSize), \(task.answersPerEpisode) answers per episode; e.g.")

@@ -22,13 +22,34 @@ public enum TokenTaskExperiment {
         public var evalEpisodes = 512
         /// Score the held-out set every N steps (and after the last).
         public var evalEvery = 250
+        /// The training game every flow trains under.
+        public var game: TrainingGame = .teacherForced
 
         public init() {}
 
         enum CodingKeys: String, CodingKey {
-            case layers, heads, batch, steps, lr, warmup, clip, seed
+            case layers, heads, batch, steps, lr, warmup, clip, seed, game
             case dModel = "d_model", minLR = "min_lr", weightDecay = "weight_decay"
             case evalEpisodes = "eval_episodes", evalEvery = "eval_every"
+        }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            let d = Settings()
+            layers = try c.decodeIfPresent(Int.self, forKey: .layers) ?? d.layers
+            heads = try c.decodeIfPresent(Int.self, forKey: .heads) ?? d.heads
+            dModel = try c.decodeIfPresent(Int.self, forKey: .dModel) ?? d.dModel
+            batch = try c.decodeIfPresent(Int.self, forKey: .batch) ?? d.batch
+            steps = try c.decodeIfPresent(Int.self, forKey: .steps) ?? d.steps
+            lr = try c.decodeIfPresent(Double.self, forKey: .lr) ?? d.lr
+            minLR = try c.decodeIfPresent(Double.self, forKey: .minLR) ?? d.minLR
+            warmup = try c.decodeIfPresent(Int.self, forKey: .warmup) ?? d.warmup
+            weightDecay = try c.decodeIfPresent(Double.self, forKey: .weightDecay) ?? d.weightDecay
+            clip = try c.decodeIfPresent(Double.self, forKey: .clip) ?? d.clip
+            seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
+            evalEpisodes = try c.decodeIfPresent(Int.self, forKey: .evalEpisodes) ?? d.evalEpisodes
+            evalEvery = try c.decodeIfPresent(Int.self, forKey: .evalEvery) ?? d.evalEvery
+            game = try c.decodeIfPresent(TrainingGame.self, forKey: .game) ?? d.game   // results written before games: teacher-forced
         }
 
         /// The training run these settings describe for `task` under `flow` (optimiser, schedule,
@@ -42,11 +63,17 @@ public enum TokenTaskExperiment {
             c.lr = lr; c.minLR = minLR; c.warmup = warmup; c.weightDecay = weightDecay; c.clip = clip
             c.seed = seed
             c.evalEvery = evalEvery
+            c.game = game
             return c
         }
 
-        public func validate(for task: TokenTask) throws {
-            try trainConfig(for: task, flow: .vanilla).validate()
+        /// Checks the settings for `task` under every flow that will train.
+        public func validate(for task: TokenTask, flows: [GradientFlow] = [.vanilla]) throws {
+            for flow in flows {
+                let config = trainConfig(for: task, flow: flow)
+                try config.validate()
+                try config.checkGame(vocabSize: task.vocabSize, file: "flags")
+            }
             if evalEpisodes <= 0 {
                 throw InputError.invalidValue(file: "flags", field: "eval_episodes", expected: "a positive integer", found: "\(evalEpisodes)")
             }
@@ -160,7 +187,7 @@ public enum TokenTaskExperiment {
     public static func train(_ task: TokenTask, flow: GradientFlow, settings: Settings, out: URL? = nil,
                              onLog: (CurvePoint) -> Void = { _ in }) throws -> FlowResult {
         let config = settings.trainConfig(for: task, flow: flow)
-        try settings.validate(for: task)
+        try settings.validate(for: task, flows: [flow])
         let model = Transformer(config: config.modelConfig(vocabSize: task.vocabSize, tokenizer: task.name))
         model.initialize(seed: config.seed)
         model.flow = flow
@@ -170,14 +197,18 @@ public enum TokenTaskExperiment {
         var rng = SeededGenerator(seed: config.seed)
         let schedule = config.schedule
         let trainingStep = TrainingStep(model: model, optimizer: config.optimizer, clip: config.clip)
+        let runner = GameRunner(game: config.game, model: model, cache: cache, batch: b, seqLen: t, seed: config.seed)
         var curve: [CurvePoint] = []
         var windowLoss = 0.0, windowSteps = 0
         let started = Date()
         var last = score(model, task: task, inputs: heldOut.inputs, targets: heldOut.targets, batch: b, cache: cache)
         for step in 0..<config.steps {
             let (inputs, targets) = task.batch(b, rng: &rng)
-            let loss = try trainingStep.run(step: step + 1, lr: schedule.rate(at: step), cache: cache) {
-                model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache)
+            let loss = try inputs.withUnsafeBufferPointer { x in
+                try targets.withUnsafeBufferPointer { y in
+                    try runner.step(trainingStep, step: step + 1, lr: schedule.rate(at: step), inputs: x.baseAddress!,
+                                    targets: y.baseAddress!)
+                }
             }.loss
             windowLoss += Double(loss)
             windowSteps += 1
@@ -202,7 +233,7 @@ public enum TokenTaskExperiment {
     public static func run(_ task: TokenTask, flows: [GradientFlow], settings: Settings, out: URL? = nil,
                            onStart: (GradientFlow) -> Void = { _ in },
                            onLog: (GradientFlow, CurvePoint) -> Void = { _, _ in }) throws -> Results {
-        try settings.validate(for: task)
+        try settings.validate(for: task, flows: flows)
         var results = Results(task: task.summary, settings: settings, flows: [])
         for flow in flows {
             onStart(flow)

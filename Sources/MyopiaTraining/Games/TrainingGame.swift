@@ -54,6 +54,48 @@ public enum TrainingGame: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
+extension TrainingGame: Codable {
+    /// As a JSON object with `run_config.json`'s keys: {"game": "consequence", "consequence_weight": …}.
+    enum CodingKeys: String, CodingKey {
+        case game
+        case sampleRate = "sample_rate", predictionHeads = "prediction_heads"
+        case consequenceWeight = "consequence_weight", consequenceHorizon = "consequence_horizon"
+        case consequencePositions = "consequence_positions", consequenceEstimator = "consequence_estimator"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let name = try c.decode(String.self, forKey: .game)
+        switch name {
+        case "teacher-forced": self = .teacherForced
+        case "scheduled-sampling": self = .scheduledSampling(rate: try c.decode(Double.self, forKey: .sampleRate))
+        case "consequence":
+            self = .consequence(ConsequenceSettings(
+                weight: try c.decode(Double.self, forKey: .consequenceWeight), horizon: try c.decode(Int.self, forKey: .consequenceHorizon),
+                positions: try c.decode(Int.self, forKey: .consequencePositions),
+                estimator: try c.decode(ConsequenceEstimator.self, forKey: .consequenceEstimator)))
+        case "multi-token": self = .multiToken(heads: try c.decode(Int.self, forKey: .predictionHeads))
+        default:
+            throw DecodingError.dataCorruptedError(forKey: .game, in: c, debugDescription: "expected one of \(Self.names.joined(separator: ", ")), found \(name)")
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .game)
+        switch self {
+        case .teacherForced: break
+        case .scheduledSampling(let rate): try c.encode(rate, forKey: .sampleRate)
+        case .consequence(let s):
+            try c.encode(s.weight, forKey: .consequenceWeight)
+            try c.encode(s.horizon, forKey: .consequenceHorizon)
+            try c.encode(s.positions, forKey: .consequencePositions)
+            try c.encode(s.estimator, forKey: .consequenceEstimator)
+        case .multiToken(let heads): try c.encode(heads, forKey: .predictionHeads)
+        }
+    }
+}
+
 /// The consequence game's knobs (`--consequence-weight λ --consequence-horizon K
 /// --consequence-positions M --consequence-estimator sampled|exact`).
 public struct ConsequenceSettings: Equatable, Sendable {

@@ -45,6 +45,17 @@ public final class TrainingStep {
     @discardableResult
     public func run(step: Int, lr: Double, cache: ActivationCache, lastCheckpoint: String? = nil,
                     forward: () -> Float?) throws -> Result {
+        try run(step: step, lr: lr, cache: cache, lastCheckpoint: lastCheckpoint, forward: forward) {
+            model.backward(cache: cache)
+        }
+    }
+
+    /// `run(step:lr:cache:lastCheckpoint:forward:)` with the backward pass given too: `backward`
+    /// accumulates the gradient of the step's loss into the zeroed `model.params.grads` (a training
+    /// game's: `model.backward(cache:adjustingLogitGradient:)` with its policy term).
+    @discardableResult
+    public func run(step: Int, lr: Double, cache: ActivationCache, lastCheckpoint: String? = nil,
+                    forward: () -> Float?, backward: () -> Void) throws -> Result {
         phases.start = DispatchTime.now().uptimeNanoseconds
         model.params.zeroGrads()
         phases.zeroed = DispatchTime.now().uptimeNanoseconds
@@ -53,7 +64,7 @@ public final class TrainingStep {
         guard loss.isFinite else {
             throw TrainingError.nonFinite(step: step, what: "the training loss (\(loss))", lastCheckpoint: lastCheckpoint)
         }
-        model.backward(cache: cache)
+        backward()
         phases.backwardDone = DispatchTime.now().uptimeNanoseconds
         afterBackward?(step, model)
         // A non-finite gradient makes the norm non-finite; it is named before the optimiser's

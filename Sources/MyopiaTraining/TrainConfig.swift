@@ -219,11 +219,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         case .scheduledSampling(let rate):
             try check(rate >= 0 && rate <= 1, "sample_rate", "a probability in [0, 1]", rate)
         case .consequence(let s):
-            try check(s.weight.isFinite, "consequence_weight", "a finite number", s.weight)
-            try check(s.horizon >= 1 && s.horizon < seqLen, "consequence_horizon",
-                      "a positive integer below seq_len (\(seqLen)): the continuation must fit in the window", s.horizon)
-            try check(s.positions >= 1 && s.positions <= seqLen - s.horizon, "consequence_positions",
-                      "between 1 and seq_len − consequence_horizon (\(seqLen - s.horizon)): the positions with a whole continuation", s.positions)
+            // The vocabulary is checked where it is known (checkGame).
+            try ConsequenceObjective.validate(s, seqLen: seqLen, vocabSize: 0, file: file)
         case .multiToken(let heads):
             try check(heads >= 1 && heads <= seqLen, "prediction_heads", "between 1 and seq_len (\(seqLen))", heads)
         }
@@ -250,10 +247,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
 
     /// What the game needs of the vocabulary: the exact consequence estimator scores every token.
     public func checkGame(vocabSize: Int, file: String = "settings") throws {
-        if case .consequence(let s) = game, s.estimator == .exact {
-            try SettingsCheck(file: file).check(vocabSize <= ConsequenceSettings.exactVocabularyLimit, "consequence_estimator",
-                "sampled with a vocabulary of \(vocabSize) (exact scores every token at every position: at most \(ConsequenceSettings.exactVocabularyLimit))",
-                s.estimator.rawValue)
+        if case .consequence(let s) = game {
+            try ConsequenceObjective.validate(s, seqLen: seqLen, vocabSize: vocabSize, file: file)
         }
     }
 

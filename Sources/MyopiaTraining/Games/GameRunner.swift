@@ -35,6 +35,8 @@ public final class GameRunner {
         /// Scheduled sampling: inputs that could be replaced (B·(T−1)), those replaced, and those
         /// whose replacement differs from the ground truth.
         public var inputsEligible = 0, inputsReplaced = 0, inputsChanged = 0
+        /// The consequence game's draws and rewards.
+        public var consequence: ConsequenceObjective.Statistics?
         /// The share of eligible inputs replaced (scheduled sampling; 0 otherwise).
         public var replacedShare: Double { inputsEligible > 0 ? Double(inputsReplaced) / Double(inputsEligible) : 0 }
     }
@@ -45,6 +47,8 @@ public final class GameRunner {
         var steps = 0
         var nextTokenLoss = 0.0
         var eligible = 0, replaced = 0, changed = 0
+        var consequenceSteps = 0, pairs = 0, drewTrue = 0
+        var reward = 0.0, baseline = 0.0, advantage = 0.0, absoluteAdvantage = 0.0, policyLoss = 0.0
 
         public init() {}
 
@@ -54,15 +58,34 @@ public final class GameRunner {
             eligible += s.inputsEligible
             replaced += s.inputsReplaced
             changed += s.inputsChanged
+            if let c = s.consequence {
+                consequenceSteps += 1
+                pairs += c.positions
+                drewTrue += c.drewTrueToken
+                reward += c.meanReward; baseline += c.meanBaseline
+                advantage += c.meanAdvantage; absoluteAdvantage += c.meanAbsoluteAdvantage
+                policyLoss += c.policyLoss
+            }
         }
 
-        /// `next_token_loss` (the mean over the steps), and under scheduled sampling
-        /// `replaced_share` and `changed_share` (of the eligible inputs).
+        /// `next_token_loss` (the mean over the steps); under scheduled sampling `replaced_share`
+        /// and `changed_share` (of the eligible inputs); under the consequence game the means over
+        /// the steps of `reward` R(x̂), `baseline` b, `advantage` R − b, `abs_advantage` |R − b| and
+        /// `policy_loss`, and `drew_true_share` (draws equal to the ground truth).
         public var logged: [String: Double] {
             var m: [String: Double] = ["next_token_loss": steps > 0 ? nextTokenLoss / Double(steps) : 0]
             if eligible > 0 {
                 m["replaced_share"] = Double(replaced) / Double(eligible)
                 m["changed_share"] = Double(changed) / Double(eligible)
+            }
+            if consequenceSteps > 0 {
+                let n = Double(consequenceSteps)
+                m["reward"] = reward / n
+                m["baseline"] = baseline / n
+                m["advantage"] = advantage / n
+                m["abs_advantage"] = absoluteAdvantage / n
+                m["policy_loss"] = policyLoss / n
+                if pairs > 0 { m["drew_true_share"] = Double(drewTrue) / Double(pairs) }
             }
             return m
         }
@@ -82,7 +105,15 @@ public final class GameRunner {
         mixed = .allocate(capacity: sampling ? batch * seqLen : 0)
         replacedCounts = .allocate(capacity: batch)
         changedCounts = .allocate(capacity: batch)
+        if case .consequence(let settings) = game {
+            consequence = ConsequenceObjective(model: model, batch: batch, seqLen: seqLen, settings: settings, random: random)
+        } else {
+            consequence = nil
+        }
     }
+
+    /// The consequence game's objective (its test hooks: a forced reward, fixed positions).
+    public let consequence: ConsequenceObjective?
 
     deinit {
         mixed.deallocate()
@@ -110,7 +141,18 @@ public final class GameRunner {
                 last.nextTokenLoss = loss ?? .nan
                 return loss
             }, backward: { model.backward(cache: cache) })
-        case .consequence, .multiToken:
+        case .consequence:
+            let objective = consequence!
+            return try trainingStep.run(step: step, lr: lr, lastCheckpoint: lastCheckpoint, forward: {
+                let loss = model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache)
+                // The draws and the continuation passes read the forward's logits and keys and values.
+                if loss != nil { objective.prepare(cache: cache, step: step) }
+                last = Statistics(nextTokenLoss: loss ?? .nan, consequence: objective.statistics)
+                return loss
+            }, backward: {
+                model.backward(cache: cache) { objective.addPolicyGradient(to: $0) }
+            })
+        case .multiToken:
             throw InputError.unsupported(file: "settings", field: "game", value: "\(game.name): not in this build yet")
         }
     }

@@ -76,6 +76,11 @@ public enum Checkpoint {
             throw InputError.invalidValue(file: configPath, field: config.family == .llama ? "num_hidden_layers" : "n_layer",
                                            expected: "at most \(file.entries.count) (the tensors in \(file.source))", found: "\(config.nLayers)")
         }
+        // Each extra prediction head is a block of tensors too (`mtp.{j}.*`).
+        guard config.predictionHeads - 1 <= file.entries.count else {
+            throw InputError.invalidValue(file: configPath, field: "myopia_prediction_heads",
+                                           expected: "at most \(file.entries.count + 1) (the tensors in \(file.source), plus one)", found: "\(config.predictionHeads)")
+        }
         try checkRotaryTables(config, file: configPath)
         var entries: [String: SafeTensorsFile.Entry] = [:]
         for e in file.entries {

@@ -24,6 +24,21 @@ public final class ActivationCache {
         let act: UnsafeMutablePointer<Float>       // (N, F)   blocks.l.mlp.hook_post
     }
 
+    /// What `Transformer.forwardPredictionHeads` keeps of extra prediction head j (2…N): its block's
+    /// activations (whose residIn is the trunk's last block's: the stream both read), its output,
+    /// the final norm of it, and its loss per position. Its logits are not kept (backward rebuilds
+    /// them in `headLogits`).
+    struct PredictionHead {
+        let layer: Layer                            //          mtp.j.* (residIn: blocks.{L−1}.hook_resid_pre)
+        let residOut: UnsafeMutablePointer<Float>   // (N, C)   mtp.j.hook_resid_post
+        let lnf: UnsafeMutablePointer<Float>        // (N, C)   mtp.j.ln_final.hook_normalized
+        let lnfMean: UnsafeMutablePointer<Float>    // (N)
+        let lnfRstd: UnsafeMutablePointer<Float>    // (N)
+        let targets: UnsafeMutablePointer<Int32>    // (N)      x_{t+j}, or −1 past the window
+        let rowLoss: UnsafeMutablePointer<Float>    // (N)
+        let logZ: UnsafeMutablePointer<Float>       // (N)
+    }
+
     public let config: ModelConfig
     public let capacityB: Int
     public let capacityT: Int
@@ -72,6 +87,21 @@ public final class ActivationCache {
     private(set) var scoreGradients: UnsafeMutablePointer<Float>?
     /// Per layer: `patterns[l]` holds the last forward pass's (kept by it, or rebuilt since).
     var patternIsCurrent: [Bool]
+    /// Extra prediction heads j = 2…N at index j − 2 (empty unless the config has N > 1).
+    let predictionHeads: [PredictionHead]
+    /// Positions of each extra head whose target counts, at index j − 2.
+    var predictionCountedTargets: [Int]
+    /// One head's logits (N, V) at a time, then its dlogits: shared by the extra heads (N > 1 only).
+    let headLogits: UnsafeMutablePointer<Float>
+    /// dL/d(residual entering the last block) through the extra heads (N, C) (N > 1 only).
+    let dPredictionResid: UnsafeMutablePointer<Float>
+    /// The extra heads' blocks ran on the last forward pass (`predictionHeads[·].layer` and what
+    /// follows it are current), and their losses too.
+    var predictionBlocksAreCurrent = false
+    var predictionLossesAreCurrent = false
+    /// The extra heads' attention patterns (B, NH, T, T), allocated on first use, at index j − 2.
+    private(set) var predictionPatterns: [UnsafeMutablePointer<Float>] = []
+    var predictionPatternIsCurrent: [Bool]
     /// Local-myopic flow only: the reference model's keys and values for the last forward pass
     /// (LocalMyopic.swift), allocated on first use.
     var referencePast: ReferencePast?
@@ -100,6 +130,21 @@ public final class ActivationCache {
                   fcPre: floats(n * f), up: floats(gated ? n * f : 0), act: floats(n * f))
         }
         patternIsCurrent = Array(repeating: false, count: config.nLayers)
+        let extraHeads = max(0, config.predictionHeads - 1)
+        let lastInput = layers.last?.residIn
+        predictionHeads = (0..<extraHeads).map { _ in
+            guard let lastInput else { preconditionFailure("prediction heads read the input of the last block: L ≥ 1") }
+            let layer = Layer(c: c, f: f, residIn: lastInput, ln1: floats(n * c), ln1Mean: floats(n), ln1Rstd: floats(n),
+                              qkv: floats(n * width), attnStats: floats(rowsOfAttention * 2), z: floats(n * a),
+                              residMid: floats(n * c), ln2: floats(n * c), ln2Mean: floats(n), ln2Rstd: floats(n),
+                              fcPre: floats(n * f), up: floats(gated ? n * f : 0), act: floats(n * f))
+            return PredictionHead(layer: layer, residOut: floats(n * c), lnf: floats(n * c), lnfMean: floats(n),
+                                  lnfRstd: floats(n), targets: ints(n), rowLoss: floats(n), logZ: floats(n))
+        }
+        predictionCountedTargets = Array(repeating: 0, count: extraHeads)
+        predictionPatternIsCurrent = Array(repeating: false, count: extraHeads)
+        headLogits = floats(extraHeads > 0 ? n * v : 0)
+        dPredictionResid = floats(extraHeads > 0 ? n * c : 0)
         residFinal = floats(n * c)
         lnf = floats(n * c)
         lnfMean = floats(n)
@@ -127,6 +172,19 @@ public final class ActivationCache {
         let count = capacityB * config.nHeads * capacityT * capacityT
         patterns = (0..<config.nLayers).map { _ in arena.floats(count) }
         scoreGradients = arena.floats(count)
+    }
+
+    /// Allocates `predictionPatterns` (and what `allocatePatterns` allocates) if they are not yet.
+    func allocatePredictionPatterns() {
+        allocatePatterns()
+        guard predictionPatterns.isEmpty else { return }
+        let count = capacityB * config.nHeads * capacityT * capacityT
+        predictionPatterns = predictionHeads.map { _ in arena.floats(count) }
+    }
+
+    /// Extra head i's (j = i + 2) attention pattern of the last forward pass if it kept it.
+    func keptPredictionPattern(head i: Int) -> UnsafeMutablePointer<Float>? {
+        predictionPatternIsCurrent[i] ? predictionPatterns[i] : nil
     }
 
     /// Layer l's attention pattern of the last forward pass if it is in memory (kept, or rebuilt since).

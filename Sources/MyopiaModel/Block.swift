@@ -3,7 +3,9 @@ import MyopiaKernels
 // Dimensions: B batch, T time, C d_model, F MLP width, N = B·T, W = (NH + 2·NKV)·HS the width of
 // one position's [q | k | v], A = NH·HS the attention output (GPT-2: W = 3C, A = C).
 
-/// Where one block's parameters sit in the flat parameter buffer, for either family:
+/// Where one block's parameters sit in the flat parameter buffer, for either family. A trunk block's
+/// keys start with `h.{l}.` / `model.layers.{l}.`; an extra prediction head's block (docs/DESIGN.md §3)
+/// has the same keys under `mtp.{j}.`:
 ///
 ///   GPT-2 (h.{l}.*)                       Llama (model.layers.{l}.*)
 ///   ln_1 (LayerNorm)                      input_layernorm (RMSNorm)
@@ -24,12 +26,23 @@ struct BlockParameters {
     let up: Dense?
     let mlpOut: Dense
 
-    init(_ store: ParameterStore, config: ModelConfig, layer l: Int) {
+    /// The key prefix of trunk block l: `h.{l}.` (GPT-2) or `model.layers.{l}.` (Llama).
+    static func prefix(_ family: ModelConfig.Family, layer l: Int) -> String {
+        switch family {
+        case .gpt2: return "h.\(l)."
+        case .llama: return "model.layers.\(l)."
+        }
+    }
+
+    /// The key prefix of the block of extra prediction head j (2…N): `mtp.{j}.`.
+    static func prefix(predictionHead j: Int) -> String { "mtp.\(j)." }
+
+    /// The block whose keys start with `p` (`prefix(_:layer:)` or `prefix(predictionHead:)`).
+    init(_ store: ParameterStore, config: ModelConfig, prefix p: String) {
         let c = config.dModel, f = config.dMLP
         func o(_ name: String) -> Int { store.offset(name) }
         switch config.family {
         case .gpt2:
-            let p = "h.\(l)."
             norm1 = NormParameters(weight: o(p + "ln_1.weight"), bias: o(p + "ln_1.bias"))
             qkv = [(Dense(weight: o(p + "attn.c_attn.weight"), bias: o(p + "attn.c_attn.bias"), inC: c, outC: 3 * c,
                           outIn: false), 0)]
@@ -39,7 +52,7 @@ struct BlockParameters {
             up = nil
             mlpOut = Dense(weight: o(p + "mlp.c_proj.weight"), bias: o(p + "mlp.c_proj.bias"), inC: f, outC: c, outIn: false)
         case .llama:
-            let p = "model.layers.\(l).", sh = AttentionShape(config)
+            let sh = AttentionShape(config)
             func linear(_ name: String, _ inC: Int, _ outC: Int) -> Dense {
                 Dense(weight: o(p + name + ".weight"), bias: nil, inC: inC, outC: outC, outIn: true)
             }
@@ -55,12 +68,11 @@ struct BlockParameters {
         }
     }
 
-    /// One block's parameters in checkpoint order (Hugging Face's state-dict order).
-    static func layout(_ config: ModelConfig, layer l: Int) -> [(String, [Int])] {
+    /// One block's parameters in checkpoint order (Hugging Face's state-dict order), keys starting with `p`.
+    static func layout(_ config: ModelConfig, prefix p: String) -> [(String, [Int])] {
         let c = config.dModel, f = config.dMLP
         switch config.family {
         case .gpt2:
-            let p = "h.\(l)."
             return [
                 (p + "ln_1.weight", [c]), (p + "ln_1.bias", [c]),
                 (p + "attn.c_attn.weight", [c, 3 * c]), (p + "attn.c_attn.bias", [3 * c]),
@@ -70,7 +82,7 @@ struct BlockParameters {
                 (p + "mlp.c_proj.weight", [f, c]), (p + "mlp.c_proj.bias", [c]),
             ]
         case .llama:
-            let p = "model.layers.\(l).", sh = AttentionShape(config)
+            let sh = AttentionShape(config)
             return [
                 (p + "self_attn.q_proj.weight", [sh.out, c]),
                 (p + "self_attn.k_proj.weight", [sh.nkv * sh.hs, c]),

@@ -28,7 +28,13 @@ import MyopiaSupport
 ///     blocks.{l}.hook_resid_post          [B, T, C]       resid_mid + mlp_out (= blocks.{l+1}.hook_resid_pre)
 ///     ln_final.hook_normalized            [B, T, C]       ln_f / model.norm output, what the head reads
 ///
-/// `NAME.grad` names ∂L/∂NAME, the same shape (`ActivationName`).
+/// A model with N > 1 prediction heads (docs/DESIGN.md §3) also has, for each extra head j = 2…N, its
+/// block's activations under `mtp.{j}.` with the block names above (`mtp.{j}.hook_resid_pre` is the
+/// stream it reads, blocks.{L−1}.hook_resid_pre; `mtp.{j}.hook_resid_post` is its output), and
+/// `mtp.{j}.ln_final.hook_normalized`, the shared final norm of that output. They are read after
+/// `Transformer.forwardPredictionHeads` (or through `runWithCache`, which runs the extra blocks).
+///
+/// `NAME.grad` names ∂L/∂NAME, the same shape (`ActivationName`); trunk names only.
 public struct HookPoint: Hashable, Sendable, CustomStringConvertible {
     public enum Kind: String, CaseIterable, Sendable {
         case embed = "hook_embed"
@@ -58,14 +64,18 @@ public struct HookPoint: Hashable, Sendable, CustomStringConvertible {
     }
 
     public let kind: Kind
-    /// The block of a per-block hook; nil for hook_embed, hook_pos_embed and ln_final.
+    /// The block of a per-block hook; nil for hook_embed, hook_pos_embed and ln_final, and for the
+    /// hooks of an extra prediction head.
     public let layer: Int?
+    /// The extra prediction head j (2…N) of an `mtp.{j}.` hook; nil for the trunk's hooks.
+    public let predictionHead: Int?
 
     /// A model-level hook (hook_embed, hook_pos_embed, ln_final.hook_normalized).
     public init(_ kind: Kind) {
         precondition(!kind.isPerBlock, "\(kind.rawValue) needs a block: HookPoint(\(kind), layer:)")
         self.kind = kind
         layer = nil
+        predictionHead = nil
     }
 
     /// A hook of block `layer`.
@@ -73,10 +83,21 @@ public struct HookPoint: Hashable, Sendable, CustomStringConvertible {
         precondition(kind.isPerBlock, "\(kind.rawValue) is not inside a block")
         self.kind = kind
         self.layer = layer
+        predictionHead = nil
+    }
+
+    /// A hook of extra prediction head j's block (a per-block kind) or of the final norm of its
+    /// output (`lnFinal`): `mtp.{j}.NAME`.
+    public init(_ kind: Kind, predictionHead j: Int) {
+        precondition(kind.isPerBlock || kind == .lnFinal, "\(kind.rawValue) is not part of a prediction head")
+        self.kind = kind
+        layer = nil
+        predictionHead = j
     }
 
     public var description: String {
-        layer.map { "blocks.\($0).\(kind.rawValue)" } ?? kind.rawValue
+        if let predictionHead { return "mtp.\(predictionHead).\(kind.rawValue)" }
+        return layer.map { "blocks.\($0).\(kind.rawValue)" } ?? kind.rawValue
     }
 
     /// Parses a TransformerLens name and checks that `config`'s model has it.
@@ -93,6 +114,15 @@ public struct HookPoint: Hashable, Sendable, CustomStringConvertible {
                 throw reject("blocks.\(parts[1]).NAME with NAME one of \(Kind.allCases.filter(\.isPerBlock).map(\.rawValue).joined(separator: ", "))")
             }
             self.init(kind, layer: l)
+        } else if parts.count == 3, parts[0] == "mtp" {
+            guard let j = Int(parts[1]), j >= 2, j <= config.predictionHeads else {
+                throw reject(config.predictionHeads > 1 ? "a prediction head 2…\(config.predictionHeads)"
+                             : "a model with prediction heads (myopia_prediction_heads > 1)")
+            }
+            guard let kind = Kind(rawValue: String(parts[2])), kind.isPerBlock || kind == .lnFinal else {
+                throw reject("mtp.\(parts[1]).NAME with NAME one of \(Kind.allCases.filter { $0.isPerBlock || $0 == .lnFinal }.map(\.rawValue).joined(separator: ", "))")
+            }
+            self.init(kind, predictionHead: j)
         } else {
             guard let kind = Kind(rawValue: text), !kind.isPerBlock else {
                 throw reject("hook_embed, hook_pos_embed, ln_final.hook_normalized or blocks.{l}.NAME (see README, “Activation names”)")
@@ -110,6 +140,10 @@ public struct HookPoint: Hashable, Sendable, CustomStringConvertible {
     /// hook_rot_q/k and mlp.hook_pre_linear are Llama's.
     public func exists(in config: ModelConfig) -> Bool {
         if let layer, !(0..<config.nLayers).contains(layer) { return false }
+        if let predictionHead {
+            guard config.predictionHeads > 1, (2...config.predictionHeads).contains(predictionHead),
+                  kind.isPerBlock || kind == .lnFinal else { return false }
+        }
         switch kind {
         case .posEmbed: return config.family == .gpt2
         case .rotQ, .rotK, .mlpPreLinear: return config.family == .llama
@@ -128,7 +162,7 @@ public struct HookPoint: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// Every hook of a model, in forward order.
+    /// Every hook of a model, in forward order: the trunk's, then each extra prediction head's.
     public static func all(_ config: ModelConfig) -> [HookPoint] {
         var hooks = [HookPoint(.embed)]
         if config.family == .gpt2 { hooks.append(HookPoint(.posEmbed)) }
@@ -136,6 +170,10 @@ public struct HookPoint: Hashable, Sendable, CustomStringConvertible {
             hooks += Kind.allCases.filter(\.isPerBlock).map { HookPoint($0, layer: l) }.filter { $0.exists(in: config) }
         }
         hooks.append(HookPoint(.lnFinal))
+        for j in stride(from: 2, through: config.predictionHeads, by: 1) {
+            hooks += Kind.allCases.filter { $0.isPerBlock || $0 == .lnFinal }.map { HookPoint($0, predictionHead: j) }
+                .filter { $0.exists(in: config) }
+        }
         return hooks
     }
 }

@@ -42,6 +42,10 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var outputs: Int? = nil
     /// The loss of the continuous head (Huber unless set).
     public var loss: RegressionLoss? = nil
+    /// How many tokens ahead the model predicts (N ≥ 1, docs/DESIGN.md §3): the trunk predicts t+1;
+    /// heads j = 2…N each add a block (`mtp.{j}.*`) that reads the residual stream entering the last
+    /// block and predicts t+j through the shared final norm and unembedding. Token models only.
+    public var predictionHeads: Int = 1
 
     // Llama family only.
     /// Key/value heads (NKV); NH must be a multiple. GPT-2: NH.
@@ -108,6 +112,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         case inputFeatures = "myopia_input_features"
         case outputs = "myopia_outputs"
         case loss = "myopia_loss"
+        case predictionHeads = "myopia_prediction_heads"
         // Written for transformers' benefit, never read back.
         case architectures, resid_pdrop, embd_pdrop, attn_pdrop, n_ctx, torch_dtype
     }
@@ -166,6 +171,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         inputFeatures = try c.decodeIfPresent(Int.self, forKey: .inputFeatures)
         outputs = try c.decodeIfPresent(Int.self, forKey: .outputs)
         loss = try c.decodeIfPresent(RegressionLoss.self, forKey: .loss)
+        predictionHeads = try c.decodeIfPresent(Int.self, forKey: .predictionHeads) ?? 1
     }
 
     /// A `LlamaConfig`, read under its own keys.
@@ -190,6 +196,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         config.attention = try shared.decodeIfPresent(AttentionPattern.self, forKey: .attention) ?? .causal
         config.activation = try c.decodeIfPresent(String.self, forKey: .activation) ?? "silu"
         config.ropeInterleaved = try c.decodeIfPresent(Bool.self, forKey: .ropeInterleaved) ?? false
+        config.predictionHeads = try shared.decodeIfPresent(Int.self, forKey: .predictionHeads) ?? 1
         let parameters = try c.decodeIfPresent(RopeParameters.self, forKey: .ropeParameters)
         config.ropeTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? parameters?.ropeTheta ?? 10_000
         for (key, p) in [(LlamaKeys.ropeParameters, parameters),
@@ -228,6 +235,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         try c.encodeIfPresent(inputFeatures, forKey: .inputFeatures)
         try c.encodeIfPresent(outputs, forKey: .outputs)
         try c.encodeIfPresent(loss, forKey: .loss)
+        if predictionHeads > 1 { try c.encode(predictionHeads, forKey: .predictionHeads) }
         try c.encode(0.0, forKey: .resid_pdrop)
         try c.encode(0.0, forKey: .embd_pdrop)
         try c.encode(0.0, forKey: .attn_pdrop)
@@ -243,6 +251,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         try shared.encodeIfPresent(eosTokenID, forKey: .eosTokenID)
         try shared.encodeIfPresent(tokenizer, forKey: .tokenizer)
         if attention != .causal { try shared.encode(attention, forKey: .attention) }
+        if predictionHeads > 1 { try shared.encode(predictionHeads, forKey: .predictionHeads) }
         var c = encoder.container(keyedBy: LlamaKeys.self)
         try c.encode(["LlamaForCausalLM"], forKey: .architectures)
         try c.encode(vocabSize, forKey: .vocabSize)
@@ -303,6 +312,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
                 throw InputError.invalidValue(file: file, field: key, expected: "at most \(limit)", found: "\(v)")
             }
         }
+        try validatePredictionHeads(file: file, limit: limit)
         if family == .llama { return try validateLlama(file: file, limit: limit) }
         guard dModel % nHeads == 0 else {
             throw InputError.invalidValue(file: file, field: "n_head", expected: "a divisor of n_embd (\(dModel))", found: "\(nHeads)")
@@ -329,6 +339,18 @@ public struct ModelConfig: Codable, Equatable, Sendable {
             guard tiedEmbeddings else {
                 throw InputError.unsupported(file: file, field: "tie_word_embeddings", value: "false (GPT-2 ties its head to wte)")
             }
+        }
+    }
+
+    /// `myopia_prediction_heads`: a positive count, above 1 only for a token model.
+    private func validatePredictionHeads(file: String, limit: Int) throws {
+        let key = CodingKeys.predictionHeads.rawValue
+        guard (1...limit).contains(predictionHeads) else {
+            throw InputError.invalidValue(file: file, field: key, expected: "an integer in 1…\(limit)", found: "\(predictionHeads)")
+        }
+        guard predictionHeads == 1 || !isContinuous else {
+            throw InputError.unsupported(file: file, field: key,
+                                          value: "\(predictionHeads) on a model with continuous heads (only token models predict several tokens ahead)")
         }
     }
 

@@ -71,6 +71,14 @@ extension Transformer {
             // dz·v do not describe what it attends to (hook_pattern itself does).
             throw InputError.unsupported(file: "activation names", field: name.description, value: "under the local-myopic flow")
         }
+        if let name = parsed.first(where: { $0.isGradient && $0.hook.predictionHead != nil }) {
+            throw InputError.unsupported(file: "activation names", field: name.description,
+                                          value: "a gradient of a prediction head's activation (only the trunk's are recorded)")
+        }
+        let readsPredictionHeads = parsed.contains { $0.hook.predictionHead != nil }
+        if readsPredictionHeads, flow == .localMyopic, let name = parsed.first(where: { $0.hook.predictionHead != nil }) {
+            throw InputError.unsupported(file: "activation names", field: name.description, value: "under the local-myopic flow")
+        }
         if let first = parsed.first(where: \.isGradient), !hasTargets {
             throw InputError.invalidValue(file: "activation names", field: first.description,
                                            expected: "targets (a gradient is of the loss)", found: "no targets")
@@ -78,6 +86,7 @@ extension Transformer {
         let cache = reuse.flatMap { $0.capacityB >= batch && $0.capacityT >= seqLen ? $0 : nil }
             ?? makeCache(batch: batch, seqLen: seqLen)
         let loss = forward(cache)
+        if readsPredictionHeads { forwardPredictionBlocks(cache: cache) }
         var tensors: [String: NamedTensor] = [:]
         for name in parsed where !name.isGradient {
             tensors[name.description] = activation(name.hook, in: cache)
@@ -98,6 +107,8 @@ extension Transformer {
         precondition(hook.exists(in: config), "\(hook) does not exist in a \(config.family) model")
         precondition(hook.kind != .attnScores || cache.referencePast?.isCurrent != true,
                      "under the local-myopic flow earlier positions' keys are the reference's: no hook_attn_scores")
+        precondition(hook.predictionHead == nil || cache.predictionBlocksAreCurrent,
+                     "\(hook) is read after forwardPredictionHeads (or through runWithCache)")
         let b = cache.batch, t = cache.seqLen
         return NamedTensor(name: hook.description, shape: hook.shape(config, batch: b, seqLen: t),
                            values: activationValues(hook, cache: cache))
@@ -113,7 +124,10 @@ extension Transformer {
                 initialized = count
             }
         }
-        let a = hook.layer.map { cache.layers[$0] }
+        // The block the hook sits in: trunk block l, or extra prediction head j's (index j − 2).
+        let head = hook.predictionHead.map { cache.predictionHeads[$0 - 2] }
+        let a = hook.layer.map { cache.layers[$0] } ?? head?.layer
+        let block = hook.layer.map { blocks[$0] } ?? hook.predictionHead.map { predictionBlocks[$0 - 2] }
         switch hook.kind {
         case .embed:
             return filled(n * c) { out in
@@ -143,21 +157,29 @@ extension Transformer {
             }
         case .attnScores:
             return filled(b * sh.nh * t * t) { out in attentionScores(out, layer: a!, b: b, t: t) }
-        case .pattern: return copy(cache.pattern(layer: hook.layer!, shape: sh), b * sh.nh * t * t)
+        case .pattern:
+            if let j = hook.predictionHead {
+                if let kept = cache.keptPredictionPattern(head: j - 2) { return copy(kept, b * sh.nh * t * t) }
+                return filled(b * sh.nh * t * t) { out in
+                    Attention.rebuildPattern(out, statistics: a!.attnStats, qkv: a!.qkv, b: b, t: t, shape: sh)
+                }
+            }
+            return copy(cache.pattern(layer: hook.layer!, shape: sh), b * sh.nh * t * t)
         case .z: return copy(a!.z, n * sh.out)
         case .attnOut:
-            return filled(n * c) { out in blocks[hook.layer!].attnOut.forward(w: w, out: out, ld: c, inp: a!.z, n: n) }
+            return filled(n * c) { out in block!.attnOut.forward(w: w, out: out, ld: c, inp: a!.z, n: n) }
         case .residMid: return copy(a!.residMid, n * c)
         case .ln2: return copy(a!.ln2, n * c)
         case .mlpPre: return copy(a!.fcPre, n * f)
         case .mlpPreLinear: return copy(a!.up, n * f)
         case .mlpPost: return copy(a!.act, n * f)
         case .mlpOut:
-            return filled(n * c) { out in blocks[hook.layer!].mlpOut.forward(w: w, out: out, ld: c, inp: a!.act, n: n) }
+            return filled(n * c) { out in block!.mlpOut.forward(w: w, out: out, ld: c, inp: a!.act, n: n) }
         case .residPost:
+            if let head { return copy(head.residOut, n * c) }
             let l = hook.layer!
             return copy(l + 1 < config.nLayers ? cache.layers[l + 1].residIn : cache.residFinal, n * c)
-        case .lnFinal: return copy(cache.lnf, n * c)
+        case .lnFinal: return copy(head?.lnf ?? cache.lnf, n * c)
         }
     }
 

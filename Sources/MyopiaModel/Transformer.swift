@@ -9,6 +9,8 @@ import MyopiaSupport
 //   Llama: model.embed_tokens.weight (V, C)  model.layers.{l}.*  model.norm.weight (C)
 //          lm_head.weight (V, C) unless tied; logits = norm(x) · lm_headᵀ. Positions enter by RoPE.
 // (Block.swift lists each block's parameters.)
+// With N prediction heads (docs/DESIGN.md §3), after every key above: mtp.{j}.* for j = 2…N, one block
+// each with the family's block keys (Transformer+PredictionHeads.swift).
 // With continuous heads (GPT-2 only, docs/DESIGN.md §3) wte and the tied head give way to two Conv1D-style
 // projections:
 //   input_proj.weight (FI, C)  input_proj.bias (C)     x_0 = features · W + b + wpe[t]
@@ -38,6 +40,8 @@ public final class Transformer {
     /// prefix), so results can be saved under the checkpoint's own names.
     public var checkpointKeys: [String: String] = [:]
     let blocks: [BlockParameters]
+    /// The blocks of extra prediction heads j = 2…N, at index j − 2 (empty when N = 1).
+    let predictionBlocks: [BlockParameters]
     let blockShape: BlockShape
     /// GPT-2's learned positions (Llama: none).
     let wpe: Int?
@@ -70,7 +74,12 @@ public final class Transformer {
         flow = config.attention == .selfOnly ? .bigram : .vanilla
         let params = ParameterStore(layout: Transformer.layout(config))
         self.params = params
-        blocks = (0..<config.nLayers).map { BlockParameters(params, config: config, layer: $0) }
+        blocks = (0..<config.nLayers).map {
+            BlockParameters(params, config: config, prefix: BlockParameters.prefix(config.family, layer: $0))
+        }
+        predictionBlocks = stride(from: 2, through: config.predictionHeads, by: 1).map {
+            BlockParameters(params, config: config, prefix: BlockParameters.prefix(predictionHead: $0))
+        }
         let names = Transformer.names(config.family)
         if config.isContinuous {
             heads = .continuous(inWeight: params.offset("input_proj.weight"), inBias: params.offset("input_proj.bias"),
@@ -100,7 +109,8 @@ public final class Transformer {
 
     /// The parameter layout in checkpoint order. GPT-2: wte, wpe, blocks, ln_f (with continuous
     /// heads: input_proj in place of wte, output_proj after ln_f). Llama: embed_tokens, blocks,
-    /// norm, and lm_head unless tied.
+    /// norm, and lm_head unless tied. Then, after every standard key, the blocks of extra prediction
+    /// heads j = 2…N under `mtp.{j}.`.
     public static func layout(_ config: ModelConfig) -> [(String, [Int])] {
         let c = config.dModel
         var layout: [(String, [Int])]
@@ -111,20 +121,26 @@ public final class Transformer {
             layout = [(names.embedding, [config.vocabSize, c])]
         }
         if config.family == .gpt2 { layout.append(("wpe.weight", [config.maxPositions, c])) }
-        for l in 0..<config.nLayers { layout += BlockParameters.layout(config, layer: l) }
+        for l in 0..<config.nLayers {
+            layout += BlockParameters.layout(config, prefix: BlockParameters.prefix(config.family, layer: l))
+        }
         layout.append((names.norm + ".weight", [c]))
         if config.family == .gpt2 { layout.append((names.norm + ".bias", [c])) }
         if let o = config.outputs {
             layout += [("output_proj.weight", [c, o]), ("output_proj.bias", [o])]
         }
         if config.family == .llama && !config.tiedEmbeddings { layout.append((names.head, [config.vocabSize, c])) }
+        for j in stride(from: 2, through: config.predictionHeads, by: 1) {
+            layout += BlockParameters.layout(config, prefix: BlockParameters.prefix(predictionHead: j))
+        }
         return layout
     }
 
     /// GPT-2 initialisation: weights and embeddings N(0, 0.02²), residual projections (attn.c_proj,
     /// mlp.c_proj) N(0, (0.02/√(2L))²), biases 0, norm weights 1. The continuous projections are
     /// weights like any other: N(0, 0.02²). Llama (as `LlamaPreTrainedModel`): every matrix
-    /// N(0, 0.02²), norm weights 1.
+    /// N(0, 0.02²), norm weights 1. The blocks of extra prediction heads are initialised as the
+    /// trunk's (GPT-2's residual projections with the trunk's L).
     public func initialize(seed: UInt64) {
         var rng = SeededGenerator(seed: seed)
         let residualStd = Float(0.02 / (2.0 * Double(config.nLayers)).squareRoot())
@@ -173,13 +189,9 @@ public final class Transformer {
         guard let targets else { return nil }
         CrossEntropy.forward(rowLoss: cache.rowLoss, logZ: cache.logZ, logits: cache.logits, targets: targets,
                              rows: n, v: v, scratch: cache.lossScratch)
-        var total = 0.0, counted = 0
-        for r in 0..<n where targets[r] >= 0 {
-            total += Double(cache.rowLoss[r])
-            counted += 1
-        }
+        let (mean, counted) = Self.meanLoss(rowLoss: cache.rowLoss, targets: targets, rows: n)
         cache.countedTargets = counted
-        return counted > 0 ? Float(total / Double(counted)) : 0
+        return mean
     }
 
     /// Every block, from `cache.layers[0].residIn` to `cache.residFinal`. Under the local-myopic flow
@@ -194,6 +206,8 @@ public final class Transformer {
         precondition((0...config.nLayers).contains(count))
         let past = referencePast(for: cache)
         let keep = cache.keepsPattern || past != nil || attentionPattern == .selfOnly
+        cache.predictionBlocksAreCurrent = false
+        cache.predictionLossesAreCurrent = false
         if keep { cache.allocatePatterns() }
         for l in 0..<config.nLayers { cache.patternIsCurrent[l] = keep && l < count }
         for l in 0..<count {
@@ -267,6 +281,13 @@ public final class Transformer {
     /// The blocks' half of backward: from `cache.dResid` = dL/d(residual after the last block) down
     /// through every block and the embeddings, accumulating parameter gradients.
     public func backwardBlocks(cache: ActivationCache) {
+        backwardBlocks(cache: cache, addingToLastBlockInput: nil)
+    }
+
+    /// `backwardBlocks(cache:)` with `extra` (N, C), if given, added to dL/d(residual entering the
+    /// last block) once the last block's backward has written it: the gradient that reaches that
+    /// residual stream through the extra prediction heads.
+    func backwardBlocks(cache: ActivationCache, addingToLastBlockInput extra: UnsafePointer<Float>?) {
         let b = cache.batch, t = cache.seqLen, c = config.dModel
         let w = params.weights, g = params.grads
         // The forward pass decides: a local-myopic forward is differentiated as one.
@@ -275,6 +296,7 @@ public final class Transformer {
             Block.backward(cache.layers[l], scratch: cache, w: w, g: g, p: blocks[l], shape: blockShape, b: b, t: t,
                            inputShare: flow.offDiagonalInputShare, probs: cache.keptPattern(layer: l),
                            past: past?.qkv[l])
+            if l == config.nLayers - 1, let extra { Elementwise.add(into: cache.dResid, extra, count: b * t * c) }
         }
         switch heads {
         case .tokens(let embedding, _):

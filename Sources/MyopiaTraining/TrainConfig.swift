@@ -295,16 +295,20 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// The model these settings train. GPT-2: MLP width 4C. Llama: SwiGLU width 8C/3 rounded up to a
     /// multiple of 8 (three matrices with as many weights as GPT-2's two), RoPE θ 10⁴, head tied to
     /// the embedding as in GPT-2 (and SmolLM2).
+    /// The multi-token game adds its extra heads (`mtp.{j}.*`, ModelConfig.predictionHeads).
     public func modelConfig(vocabSize: Int, tokenizer: String = ByteTokenizer.name) -> ModelConfig {
+        var config: ModelConfig
         switch family {
         case .gpt2:
-            return ModelConfig(vocabSize: vocabSize, maxPositions: seqLen, dModel: dModel, nLayers: layers, nHeads: heads,
-                               tokenizer: tokenizer)
+            config = ModelConfig(vocabSize: vocabSize, maxPositions: seqLen, dModel: dModel, nLayers: layers, nHeads: heads,
+                                 tokenizer: tokenizer)
         case .llama:
-            return ModelConfig.llama(vocabSize: vocabSize, maxPositions: seqLen, dModel: dModel, nLayers: layers, nHeads: heads,
-                                     nKVHeads: kvHeads, dMLP: (8 * dModel / 3 + 7) / 8 * 8, tiedEmbeddings: true,
-                                     tokenizer: tokenizer)
+            config = ModelConfig.llama(vocabSize: vocabSize, maxPositions: seqLen, dModel: dModel, nLayers: layers, nHeads: heads,
+                                       nKVHeads: kvHeads, dMLP: (8 * dModel / 3 + 7) / 8 * 8, tiedEmbeddings: true,
+                                       tokenizer: tokenizer)
         }
+        if case .multiToken(let n) = game { config.predictionHeads = n }
+        return config
     }
 
     public var schedule: LearningRateSchedule {

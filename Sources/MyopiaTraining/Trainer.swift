@@ -164,6 +164,16 @@ public final class Trainer {
             model = Transformer(config: config.modelConfig(vocabSize: vocabSize, tokenizer: tokenizer))
             model.initialize(seed: config.seed)
         }
+        // The multi-token game trains the extra heads the model carries: a model loaded to resume
+        // or fine-tune must have as many.
+        let heads: Int
+        if case .multiToken(let n) = config.game { heads = n } else { heads = 1 }
+        if model.config.predictionHeads != heads {
+            let what = resume ? "the checkpoint resumed" : "the reference model"
+            throw InputError.invalidValue(file: config.reference ?? out.path, field: "myopia_prediction_heads",
+                                          expected: "\(heads) (game \(config.game)), which \(what) must have",
+                                          found: "\(model.config.predictionHeads)")
+        }
         model.flow = config.flow
         try Self.attach(reference, to: model, config: config)
         cache = model.makeCache(batch: config.batch, seqLen: config.seqLen)

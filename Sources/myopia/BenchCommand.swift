@@ -9,15 +9,19 @@ struct BenchCommand: ConfigFileCommand {
         commandName: "bench",
         abstract: "Measure GEMM throughput, the training step against the machine's FMA peak, tokenizer and decoding speed.",
         discussion: """
-        GEMM on the transformer shapes (M,K,N) = (2048,256,768), (2048,768,256), (2048,256,1024), (2048,1024,256), (2048,256,8192), (256,2048,768) in the layouts A·B, A·Bᵀ, Aᵀ·B, beside OpenBLAS when libopenblas is installed; then the training step of SMALL (vocab 8192, seq 256, 4 layers, 4 heads, d_model 256, batch 8) and of GPT-2 124M (batch 4, seq 64), vanilla and myopic, with the phases, model FLOP utilisation, peak resident set and heap allocations per step (0: the step allocates nothing) of each; the exact gradient horizon against backward passes; and encode/decode MB/s of the gpt2 and smollm2-135m tokenizers on tiny-shakespeare repeated to 4 MB; and greedy cached decoding of smollm2-135m, one token at a time, with the fp32 weights it streams per second (each skipped when its asset cannot be fetched). Figures only: run it on a quiet machine.
+        GEMM on the transformer shapes (M,K,N) = (2048,256,768), (2048,768,256), (2048,256,1024), (2048,1024,256), (2048,256,8192), (256,2048,768) in the layouts A·B, A·Bᵀ, Aᵀ·B, beside OpenBLAS when libopenblas is installed; then the training step of SMALL (vocab 8192, seq 256, 4 layers, 4 heads, d_model 256, batch 8) and of GPT-2 124M (batch 4, seq 64), vanilla and myopic, with the phases, model FLOP utilisation, peak resident set and heap allocations per step (0: the step allocates nothing) of each; each training game's step on SMALL (scheduled sampling ρ = 0.25, consequence λ = 0.5 K = 4 M = 4 sampled, multi-token N = 2) against teacher-forced; the exact gradient horizon against backward passes; and encode/decode MB/s of the gpt2 and smollm2-135m tokenizers on tiny-shakespeare repeated to 4 MB; and greedy cached decoding of smollm2-135m, one token at a time, with the fp32 weights it streams per second (each skipped when its asset cannot be fetched). Figures only: run it on a quiet machine.
 
         Examples:
           myopia bench --json > bench.json
           myopia bench --threads 2 --no-gemm
           # tokenizers only:
-          myopia bench --no-gemm --no-training --no-horizon --no-decode
+          myopia bench --no-gemm --no-training --no-games --no-horizon --no-decode
           # decoding only:
-          myopia bench --no-gemm --no-training --no-horizon --no-tokenizers
+          myopia bench --no-gemm --no-training --no-games --no-horizon \\
+              --no-tokenizers
+          # the training games' step against teacher-forced:
+          myopia bench --no-gemm --no-training --no-horizon --no-tokenizers \\
+              --no-decode
         """)
 
     @Option(help: "Thread counts to measure (default: 1 and all cores).") var threads: [Int] = []
@@ -25,6 +29,7 @@ struct BenchCommand: ConfigFileCommand {
     @Flag(inversion: .prefixedNo, help: "Measure GEMM.") var gemm = true
     @Flag(inversion: .prefixedNo, help: "Measure the training step (vanilla and myopic).") var training = true
     @Option(help: "Training configurations to step: small, gpt2-124m.") var models: [String] = ["small", "gpt2-124m"]
+    @Flag(inversion: .prefixedNo, help: "Time each training game's step on SMALL against teacher-forced.") var games = true
     @Flag(inversion: .prefixedNo, help: "Measure the gradient horizon against backward passes.") var horizon = true
     @Flag(inversion: .prefixedNo, help: "Measure tokenizer encode/decode MB/s (gpt2, smollm2-135m).") var tokenizers = true
     @Flag(inversion: .prefixedNo, help: "Measure cached decoding of smollm2-135m (tokens/s).") var decode = true
@@ -47,7 +52,7 @@ struct BenchCommand: ConfigFileCommand {
         Terminal.info("kernel: \(GEMM.kernelName), \(cores) cores")
         let report = try reportingErrors {
             try Bench.run(threads: counts, gemm: gemm, training: training,
-                          models: models.compactMap { Bench.trainingConfigs[$0.lowercased()] }, horizon: horizon,
+                          models: models.compactMap { Bench.trainingConfigs[$0.lowercased()] }, games: games, horizon: horizon,
                           tokenizers: tokenizers, decode: decode, trainSteps: steps, allocationCounter: .process,
                           log: Terminal.info)
         }
@@ -65,6 +70,10 @@ struct BenchCommand: ConfigFileCommand {
             }
             for (t, r) in report.myopicOverVanilla.sorted(by: { $0.key < $1.key }) {
                 print(String(format: "myopic / vanilla step time, %@ thread(s): %.3f", t.replacingOccurrences(of: "/", with: ", "), r))
+            }
+            for g in report.games {
+                print(String(format: "%@ game step, %@, %d thread(s): %.1f ms/step (forward %.1f, backward %.1f, optimiser %.1f), %.2f× teacher-forced",
+                             g.config, g.game, g.threads, g.msPerStep, g.forwardMs, g.backwardMs, g.optimizerMs, g.overTeacherForced))
             }
             if let h = report.horizon {
                 let ks = h.horizonMs.keys.compactMap(Int.init).sorted()

@@ -6,11 +6,11 @@ import Myopia
 /// forcing through each game's own code path, the share and the distribution of the sampled
 /// inputs, and exact resume.
 final class GamesTests: XCTestCase {
-    func config(_ family: ModelConfig.Family = .gpt2, flow: GradientFlow = .vanilla, steps: Int = 20) -> TrainConfig {
+    func config(_ family: ModelConfig.Family = .gpt2, flow: GradientFlow = .vanilla, steps: Int = 20, layers: Int = 2) -> TrainConfig {
         var c = TrainConfig()
         c.family = family
         c.flow = flow
-        c.layers = 2; c.heads = 2; c.dModel = 32; c.seqLen = 16; c.batch = 4
+        c.layers = layers; c.heads = 2; c.dModel = 32; c.seqLen = 16; c.batch = 4
         c.steps = steps; c.warmup = 3; c.lr = 3e-3; c.minLR = 3e-4
         c.evalEvery = 10; c.evalWindows = 2; c.logEvery = 5; c.checkpointEvery = 5
         return c
@@ -181,6 +181,64 @@ final class GamesTests: XCTestCase {
         let lines = try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
         let last = try JSONDecoder().decode(TrainMetrics.self, from: Data(lines.last!.utf8))
         XCTAssertNotNil(last.game?["replaced_share"])
+    }
+
+    // MARK: - Every game through the trainer
+
+    /// λ = 0, a reward forced to 0 (both estimators) and N = 1 heads run their games' own code paths
+    /// for 20 steps and end with teacher forcing's weights, bit for bit, in both families and under
+    /// the vanilla and myopic flows; a non-zero knob moves them.
+    func testConsequenceAndMultiTokenReduceToTeacherForcingBitForBit() throws {
+        for (family, flow) in [(ModelConfig.Family.gpt2, GradientFlow.vanilla), (.llama, .myopic)] {
+            let teacher = try trainedWeights(config(family, flow: flow))
+            var c = config(family, flow: flow)
+            for estimator in ConsequenceEstimator.allCases {
+                c.game = .consequence(ConsequenceSettings(weight: 0, horizon: 3, positions: 2, estimator: estimator))
+                XCTAssertTrue(try trainedWeights(c) == teacher, "\(family) \(flow) \(estimator): λ = 0 differs from teacher forcing")
+                c.game = .consequence(ConsequenceSettings(weight: 0.7, horizon: 3, positions: 2, estimator: estimator))
+                let forced = try trainedWeights(c) { $0.runner.consequence?.forcedReward = 0 }
+                XCTAssertTrue(forced == teacher, "\(family) \(flow) \(estimator): a zero reward differs from teacher forcing")
+                XCTAssertFalse(try trainedWeights(c) == teacher, "\(family) \(flow) \(estimator): the policy term changed nothing")
+            }
+            c.game = .multiToken(heads: 1)
+            XCTAssertTrue(try trainedWeights(c) == teacher, "\(family) \(flow): one head differs from teacher forcing")
+            c.game = .multiToken(heads: 3)
+            let trainer = try Trainer(config: c, dataset: text, out: try temporaryDirectory(self))
+            XCTAssertEqual(trainer.model.config.predictionHeads, 3)
+            try trainer.run()
+            let heads = trainer.model.params.weightArray()
+            XCTAssertEqual(heads.count, teacher.count + 2 * (teacher.count - (try trainedWeights(config(family, flow: flow, layers: 1))).count),
+                           "two extra blocks' parameters")
+        }
+    }
+
+    /// The consequence and multi-token games resume bit for bit, and their checkpoints say what
+    /// they trained: the extra heads in the model folder, the knobs in run_config.json.
+    func testConsequenceAndMultiTokenResumeBitForBit() throws {
+        for game in [TrainingGame.consequence(ConsequenceSettings(weight: 0.5, horizon: 3, positions: 3)), .multiToken(heads: 2)] {
+            var c = config(steps: 10)
+            c.game = game
+            let straight = try Trainer(config: c, dataset: text, out: try temporaryDirectory(self))
+            try straight.run()
+            let dir = try temporaryDirectory(self)
+            try Trainer(config: c, dataset: text, out: dir).run(stoppingAfter: 6)
+            let resumed = try Trainer(config: c, dataset: text, out: dir, resume: true)
+            XCTAssertEqual(resumed.step, 6)
+            try resumed.run()
+            XCTAssertTrue(resumed.model.params.weightArray() == straight.model.params.weightArray(), "\(game)")
+            let saved = try JSONDecoder().decode(TrainConfig.self, from: Data(contentsOf: dir.appendingPathComponent("run_config.json")))
+            XCTAssertEqual(saved.game, game)
+            let lines = try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+            let last = try JSONDecoder().decode(TrainMetrics.self, from: Data(lines.last!.utf8))
+            XCTAssertNotNil(last.game?["next_token_loss"])
+            if case .consequence = game { XCTAssertNotNil(last.game?["advantage"]) }
+        }
+        // A checkpoint without the heads cannot continue a multi-token run.
+        let dir = try temporaryDirectory(self)
+        try Trainer(config: config(steps: 4), dataset: text, out: dir).run()
+        var c = config(steps: 8)
+        c.game = .multiToken(heads: 2)
+        XCTAssertThrowsError(try Trainer(config: c, dataset: text, out: dir, resume: true))
     }
 
     func testKeyedRandomIsUniformAndSamplesByInversion() {

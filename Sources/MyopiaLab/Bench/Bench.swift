@@ -94,6 +94,33 @@ public enum Bench {
     /// The configurations `--models` names (lower-cased).
     public static let trainingConfigs: [String: TrainingConfig] = ["small": smallConfig, "gpt2-124m": gpt2Config]
 
+    /// One training game's step (TrainingGame) on a configuration, and its cost over teacher forcing
+    /// measured in the same run.
+    public struct GameStep: Codable, Sendable {
+        public var game: String
+        public var config: String
+        public var threads: Int
+        public var msPerStep: Double          // median
+        public var forwardMs: Double
+        public var backwardMs: Double
+        public var optimizerMs: Double
+        /// This game's step time / the teacher-forced step time.
+        public var overTeacherForced: Double
+        public var allocationsPerStep: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case game, config, threads
+            case msPerStep = "ms_per_step", forwardMs = "forward_ms", backwardMs = "backward_ms", optimizerMs = "optimizer_ms"
+            case overTeacherForced = "over_teacher_forced", allocationsPerStep = "allocations_per_step"
+        }
+    }
+
+    /// The games `run` times: each at the knobs `myopia games` uses by default.
+    public static let benchGames: [TrainingGame] = [
+        .teacherForced, .scheduledSampling(rate: 0.25),
+        .consequence(ConsequenceSettings(weight: 0.5, horizon: 4, positions: 4, estimator: .sampled)), .multiToken(heads: 2),
+    ]
+
     /// What the exact horizon costs next to one ordinary backward pass and to the brute-force loop
     /// of single-target backward passes it replaces.
     public struct HorizonCost: Codable, Sendable {
@@ -161,9 +188,11 @@ public enum Bench {
         public var horizon: HorizonCost?
         public var tokenizers: [TokenizerThroughput]
         public var decode: [DecodeSpeed]
+        /// Each training game's step against the teacher-forced one (`gamesConfig`, vanilla flow).
+        public var games: [GameStep]
 
         enum CodingKeys: String, CodingKey {
-            case kernel, cores, gemm, training, horizon, tokenizers, decode
+            case kernel, cores, gemm, training, horizon, tokenizers, decode, games
             case fmaPeakGflops = "fma_peak_gflops", gemmGeomeanRatio = "gemm_geomean_ratio_vs_openblas"
             case myopicOverVanilla = "myopic_over_vanilla"
         }
@@ -181,7 +210,7 @@ public enum Bench {
     public static let benchTokenizers = ["gpt2", "smollm2-135m"]
 
     public static func run(threads: [Int], gemm: Bool = true, training: Bool = true,
-                           models: [TrainingConfig] = [smallConfig, gpt2Config], horizon: Bool = true,
+                           models: [TrainingConfig] = [smallConfig, gpt2Config], games: Bool = true, horizon: Bool = true,
                            tokenizers: Bool = true, decode: Bool = true, store: AssetStore = AssetStore(),
                            trainSteps: Int = 5, allocationCounter: AllocationCounter? = nil,
                            log: (String) -> Void = { _ in }) throws -> Report {
@@ -264,6 +293,13 @@ public enum Bench {
                 }
             }
         }
+        var gameSteps: [GameStep] = []
+        if games {
+            for t in threads {
+                Parallel.threadCount = t
+                gameSteps += try measureGames(smallConfig, steps: trainSteps, allocationCounter: allocationCounter, log: log)
+            }
+        }
         var horizonCost: HorizonCost?
         if horizon {
             Parallel.threadCount = threads.max() ?? 1
@@ -279,7 +315,33 @@ public enum Bench {
         }
         return Report(kernel: GEMM.kernelName, cores: ProcessInfo.processInfo.activeProcessorCount,
                       fmaPeakGflops: peaks, gemm: cases, gemmGeomeanRatio: geomean, training: steps,
-                      myopicOverVanilla: ratios, horizon: horizonCost, tokenizers: tokenizerCases, decode: decodeCases)
+                      myopicOverVanilla: ratios, horizon: horizonCost, tokenizers: tokenizerCases, decode: decodeCases,
+                      games: gameSteps)
+    }
+
+    /// Every game of `benchGames` on `bench` (vanilla flow) at the current thread count, in the
+    /// mirrored order A B C D D C B A so that each game gets the same share of the machine's drift.
+    static func measureGames(_ bench: TrainingConfig, steps: Int, allocationCounter: AllocationCounter?,
+                             log: (String) -> Void) throws -> [GameStep] {
+        var samples: [String: [StepSamples]] = [:]
+        for game in benchGames + benchGames.reversed() {
+            samples[game.description, default: []].append(
+                try sampleTrainingSteps(bench, steps: steps, flow: .vanilla, game: game, allocationCounter: allocationCounter))
+        }
+        func median(_ x: [Double]) -> Double { x.sorted()[x.count / 2] }
+        let teacher = median(samples[TrainingGame.teacherForced.description]!.flatMap(\.total))
+        return benchGames.map { game in
+            let passes = samples[game.description]!
+            let ms = median(passes.flatMap(\.total))
+            let step = GameStep(game: game.description, config: bench.name, threads: Parallel.threadCount, msPerStep: ms,
+                                forwardMs: median(passes.flatMap(\.forward)), backwardMs: median(passes.flatMap(\.backward)),
+                                optimizerMs: median(passes.flatMap(\.update)), overTeacherForced: ms / teacher,
+                                allocationsPerStep: passes.compactMap(\.allocationsPerStep).max())
+            log(String(format: "game step %@ %@ %dT: %.1f ms/step (forward %.1f, backward %.1f, optimiser %.1f), %.2f× teacher-forced, allocations/step %@",
+                       bench.name, game.description, step.threads, ms, step.forwardMs, step.backwardMs, step.optimizerMs,
+                       step.overTeacherForced, step.allocationsPerStep.map { String(format: "%.0f", $0) } ?? "n/a"))
+            return step
+        }
     }
 
     /// The model `measureDecode` times (skipped, with a log line, when it cannot be fetched).
@@ -483,10 +545,11 @@ public enum Bench {
     }
 
     /// A fresh model, cache and optimizer, one warm-up step, then `steps` timed steps.
-    static func sampleTrainingSteps(_ bench: TrainingConfig, steps: Int, flow: GradientFlow,
+    static func sampleTrainingSteps(_ bench: TrainingConfig, steps: Int, flow: GradientFlow, game: TrainingGame = .teacherForced,
                                     allocationCounter: AllocationCounter?) throws -> StepSamples {
         let rssBaseline = ResidentSet.resetPeak()
-        let config = bench.model
+        var config = bench.model
+        if case .multiToken(let heads) = game { config.predictionHeads = heads }
         let model = Transformer(config: config)
         model.initialize(seed: 1)
         model.flow = flow
@@ -496,12 +559,15 @@ public enum Bench {
         let tokens = (0..<n).map { _ in Int32(rng.nextInt(below: config.vocabSize)) }
         let targets = (0..<n).map { _ in Int32(rng.nextInt(below: config.vocabSize)) }
         let trainingStep = TrainingStep(model: model, optimizer: AdamW(), clip: 1)
+        let runner = GameRunner(game: game, model: model, cache: cache, batch: bench.batch, seqLen: bench.seqLen, seed: 1)
         var samples = StepSamples()
         let allocationsBefore = allocationCounter?.total
         for i in 0...steps {
             if i > 0 { allocationCounter?.start() }
-            try trainingStep.run(step: i + 1, lr: 1e-4, cache: cache) {
-                model.forward(tokens: tokens, targets: targets, batch: bench.batch, seqLen: bench.seqLen, cache: cache)
+            try tokens.withUnsafeBufferPointer { x in
+                try targets.withUnsafeBufferPointer { y in
+                    _ = try runner.step(trainingStep, step: i + 1, lr: 1e-4, inputs: x.baseAddress!, targets: y.baseAddress!)
+                }
             }
             allocationCounter?.stop()
             if i > 0 {

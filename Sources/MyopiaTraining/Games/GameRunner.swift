@@ -1,5 +1,4 @@
 import MyopiaKernels
-import MyopiaSupport
 import MyopiaModel
 
 // Dimensions: B batch, T time, V vocab, N = B·T.
@@ -100,6 +99,10 @@ public final class GameRunner {
         self.batch = batch
         self.seqLen = seqLen
         random = KeyedRandom(seed: seed)
+        if case .multiToken(let heads) = game {
+            precondition(model.config.predictionHeads == heads,
+                         "multi-token with \(heads) heads needs a model with as many (it has \(model.config.predictionHeads))")
+        }
         let sampling: Bool
         if case .scheduledSampling = game { sampling = true } else { sampling = false }
         mixed = .allocate(capacity: sampling ? batch * seqLen : 0)
@@ -153,7 +156,12 @@ public final class GameRunner {
                 model.backward(cache: cache) { objective.addPolicyGradient(to: $0) }
             })
         case .multiToken:
-            throw InputError.unsupported(file: "settings", field: "game", value: "\(game.name): not in this build yet")
+            return try trainingStep.run(step: step, lr: lr, lastCheckpoint: lastCheckpoint, forward: {
+                guard let next = model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache) else { return nil }
+                last = Statistics(nextTokenLoss: next)
+                // The mean over the heads of each head's mean loss (head 1's is `next`).
+                return model.forwardPredictionHeads(cache: cache)
+            }, backward: { model.backwardPredictionHeads(cache: cache) })
         }
     }
 

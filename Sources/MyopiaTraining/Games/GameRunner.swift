@@ -34,8 +34,10 @@ public final class GameRunner {
         /// Scheduled sampling: inputs that could be replaced (B·(T−1)), those replaced, and those
         /// whose replacement differs from the ground truth.
         public var inputsEligible = 0, inputsReplaced = 0, inputsChanged = 0
-        /// The consequence game's draws and rewards.
+        /// The consequence game's draws and rewards, and whether they were drawn (the sampled
+        /// estimator) or every token was scored (exact).
         public var consequence: ConsequenceObjective.Statistics?
+        public var consequenceSampled = false
         /// The share of eligible inputs replaced (scheduled sampling; 0 otherwise).
         public var replacedShare: Double { inputsEligible > 0 ? Double(inputsReplaced) / Double(inputsEligible) : 0 }
     }
@@ -59,8 +61,10 @@ public final class GameRunner {
             changed += s.inputsChanged
             if let c = s.consequence {
                 consequenceSteps += 1
-                pairs += c.positions
-                drewTrue += c.drewTrueToken
+                if s.consequenceSampled {   // the exact estimator draws nothing
+                    pairs += c.positions
+                    drewTrue += c.drewTrueToken
+                }
                 reward += c.meanReward; baseline += c.meanBaseline
                 advantage += c.meanAdvantage; absoluteAdvantage += c.meanAbsoluteAdvantage
                 policyLoss += c.policyLoss
@@ -150,7 +154,8 @@ public final class GameRunner {
                 let loss = model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache)
                 // The draws and the continuation passes read the forward's logits and keys and values.
                 if loss != nil { objective.prepare(cache: cache, step: step) }
-                last = Statistics(nextTokenLoss: loss ?? .nan, consequence: objective.statistics)
+                last = Statistics(nextTokenLoss: loss ?? .nan, consequence: objective.statistics,
+                                  consequenceSampled: objective.settings.estimator == .sampled)
                 return loss
             }, backward: {
                 model.backward(cache: cache) { objective.addPolicyGradient(to: $0) }

@@ -6,9 +6,11 @@ import MyopiaLab
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Train a GPT-2 or Llama-family model on a text file (vanilla, myopic, beta=β or bigram flow).",
+        abstract: "Train a GPT-2 or Llama-family model on a text file, under a gradient flow and a training game.",
         discussion: """
         Writes checkpoint-STEP folders (Hugging Face config.json + model.safetensors, plus optimizer and trainer state), metrics.jsonl and run_config.json into --out. Settings come from the defaults, then --config FILE.json (keys as the flags, e.g. "d_model"), then the flags.
+
+        The gradient flow (--flow) decides what backward sends through attention; the training game (--game, docs/games.md) decides what is upstream of the loss: teacher-forced (default); scheduled-sampling (each input after the first is, with probability --sample-rate, the model's own sample); consequence (a policy-gradient term rewards a sampled token by how well the true continuation is then predicted); multi-token (--prediction-heads N: extra heads predict t+2 … t+N). Games and flows combine freely, except consequence and multi-token under local-myopic. The validation loss is always the teacher-forced next-token loss.
 
         Examples:
           myopia train --data tinyshakespeare --out runs/shakespeare --steps 2000 \\
@@ -23,6 +25,12 @@ struct TrainCommand: ParsableCommand {
               --resume
           myopia train --data tinyshakespeare --out runs/local --flow local-myopic \\
               --reference runs/shakespeare --steps 300
+          myopia train --data tinyshakespeare --out runs/ss --steps 2000 \\
+              --game scheduled-sampling --sample-rate 0.25
+          myopia train --data tinyshakespeare --out runs/consequence --steps 2000 \\
+              --game consequence --consequence-weight 0.5 --consequence-horizon 4
+          myopia train --data tinyshakespeare --out runs/mtp --steps 2000 \\
+              --game multi-token --prediction-heads 2 --flow myopic
         """)
 
     @Option(help: "The run folder to write.") var out: String

@@ -132,6 +132,20 @@ public final class ConsequenceObjective {
     /// Checks the settings against the window and the vocabulary; `file` names where they came from
     /// ("flags" or a config file). Throws `InputError.invalidValue` naming `consequence_weight`,
     /// `consequence_horizon`, `consequence_positions` or `consequence_estimator`.
+    /// The game's positions in window `sequence` at `step`: `count` distinct positions among
+    /// 0 ..< choices (T − K) by a partial Fisher–Yates shuffle of `pool` (room for `choices`),
+    /// keyed by (step, sequence, draw i); written to `out[0 ..< count]`.
+    public static func drawPositions(_ random: KeyedRandom, step: Int, sequence: Int, choices: Int, count m: Int,
+                                     pool: UnsafeMutablePointer<Int>, into out: UnsafeMutablePointer<Int>) {
+        for i in 0..<choices { pool[i] = i }
+        for i in 0..<m {
+            let u = random.uniform(.position, step: step, sequence: sequence, position: i)
+            let j = i + min(choices - i - 1, Int(u * Double(choices - i)))
+            (pool[i], pool[j]) = (pool[j], pool[i])
+            out[i] = pool[i]
+        }
+    }
+
     public static func validate(_ settings: ConsequenceSettings, seqLen: Int, vocabSize: Int,
                                 file: String = "flags") throws {
         let check = SettingsCheck(file: file)
@@ -161,13 +175,8 @@ public final class ConsequenceObjective {
             if let fixed = fixedPositions {
                 for i in 0..<m { pairPosition[row * m + i] = fixed[row * m + i] }
             } else {
-                for i in 0..<choices { pool[i] = i }
-                for i in 0..<m {
-                    let u = random.uniform(.position, step: step, sequence: row, position: i)
-                    let j = i + min(choices - i - 1, Int(u * Double(choices - i)))
-                    (pool[i], pool[j]) = (pool[j], pool[i])
-                    pairPosition[row * m + i] = pool[i]
-                }
+                Self.drawPositions(random, step: step, sequence: row, choices: choices, count: m, pool: pool,
+                                   into: pairPosition + row * m)
             }
             for i in 0..<m { pairRow[row * m + i] = row }
         }

@@ -167,12 +167,13 @@ extension Upstream {
             try perTargetActivations(model, tokens: tokens, seqLen: t, windows: windows, maxOffset: k, batch: options.batch,
                                      trueFlow: trueFlow, flow: flow, upstream: &upstream, optimised: &optimised)
         } else {
-            for (pass, passFlow) in [trueFlow, flow].enumerated() {
+            for (pass, passFlow) in passFlows(trueFlow, flow).enumerated() {
                 var runners: [Int: GameRunner] = [:]
                 var inputs = [Int32](repeating: 0, count: min(options.batch, windows) * t), targets = inputs
                 _ = Horizon.accumulate(model, sequences: windows, seqLen: t, maxOffset: k, flow: passFlow, batch: options.batch,
                                        progress: { _, _ in }, perSequence: { s, sums in
-                                           if pass == 0 { upstream[s] = Array(sums) } else { optimised[s] = Array(sums) }
+                                           if pass == 0 { upstream[s] = Array(sums) }
+                                           if pass == 1 || flow == trueFlow { optimised[s] = Array(sums) }
                                        }) { first, count, cache in
                     // The game's own forward pass (its draws at step `first / batch + 1`): the inputs it trains on.
                     TokenDataset.fillWindows(tokens, seqLen: t, first: first, count: count, inputs: &inputs, targets: &targets)
@@ -223,6 +224,12 @@ extension Upstream {
                              seqLen: t, layers: layers, maxOffset: k, draws: options.draws)
     }
 
+    /// The flows of the two passes, true then training; one pass when they are the same flow (the
+    /// vanilla flow's training gradient is the true one).
+    static func passFlows(_ trueFlow: GradientFlow, _ flow: GradientFlow) -> [GradientFlow] {
+        flow == trueFlow ? [trueFlow] : [trueFlow, flow]
+    }
+
     /// The mean of `values` and its 95% normal interval, mean ± 1.96·s/√n (n − 1 in s); [x, x] for
     /// one value, and for values that are all equal (an exact number).
     static func meanAndInterval(_ values: [Double]) -> (Double, [Double]) {
@@ -255,7 +262,8 @@ extension Upstream {
             for tau in 1...t {
                 var masked = [Int32](repeating: CrossEntropy.ignoreIndex, count: count * t)
                 for s in 0..<count { masked[s * t + tau - 1] = targets[s * t + tau - 1] }
-                for (pass, passFlow) in [trueFlow, flow].enumerated() {
+                // Under the vanilla flow (or bigram) the training gradient is the true one: one pass.
+                for (pass, passFlow) in passFlows(trueFlow, flow).enumerated() {
                     model.flow = passFlow
                     model.forward(tokens: Array(inputs[..<(count * t)]), targets: masked, batch: count, seqLen: t, cache: cache)
                     _ = model.forwardPredictionHeads(cache: cache)
@@ -269,7 +277,8 @@ extension Upstream {
                                 for j in 0..<c { sq += Double(g[j]) * Double(g[j]) }
                                 let norm = sq.squareRoot() * Double(count)
                                 let index = l * (k + 1) + (tau - 1 - i)
-                                if pass == 0 { up[first + s][index] += norm } else { opt[first + s][index] += norm }
+                                if pass == 0 { up[first + s][index] += norm }
+                                if pass == 1 || flow == trueFlow { opt[first + s][index] += norm }
                             }
                         }
                     }
@@ -402,7 +411,7 @@ extension Upstream {
             TokenDataset.fillWindows(tokens, seqLen: t, first: first, count: count, inputs: &inputs, targets: &targets)
             let runner = runners[count] ?? GameRunner(game: game, model: model, cache: cache, batch: count, seqLen: t, seed: options.seed)
             runners[count] = runner
-            for (pass, passFlow) in [trueFlow, flow].enumerated() {
+            for (pass, passFlow) in passFlows(trueFlow, flow).enumerated() {
                 model.flow = passFlow
                 inputs.withUnsafeBufferPointer { x in
                     targets.withUnsafeBufferPointer { y in
@@ -410,7 +419,8 @@ extension Upstream {
                     }
                 }
                 let norm = GradientClipping.globalNorm(model.params)
-                if pass == 0 { upstream.append(norm) } else { optimised.append(norm) }
+                if pass == 0 { upstream.append(norm) }
+                if pass == 1 || flow == trueFlow { optimised.append(norm) }
             }
             model.flow = flow
             first += count

@@ -23,10 +23,12 @@ struct GamesCommand: ParsableCommand {
               --consequence-horizon 3 --seeds 1,2 --steps 200 --json
         """)
 
-    @Option(help: "The games: a comma list of teacher-forced, scheduled-sampling=ρ, consequence=λ, multi-token=N.")
-    var games = GamesExperiment.defaultSpec
+    @Option(help: "The games: a comma list of teacher-forced, scheduled-sampling=ρ, consequence=λ, multi-token=N (default: all four, with ρ 0.25, λ 0.5, N 2).")
+    var games: String?
     @Option(help: "The seeds, a comma list (1,2,3).") var seeds = "1,2,3"
     @Option(help: "The folder for the runs and games.json.") var out = "runs/games"
+    @Option(name: .customLong("score-windows"), parsing: .unconditional, help: "Validation windows the next-token loss is scored on (default: the whole split).")
+    var scoreWindows: Int?
     @Option(name: .customLong("measure-windows"), parsing: .unconditional, help: "Validation windows for the horizon and the upstream table.")
     var measureWindows = 8
     @Option(name: .customLong("max-offset"), parsing: .unconditional, help: "The largest offset k of the horizon and the upstream table.")
@@ -63,7 +65,7 @@ struct GamesCommand: ParsableCommand {
     func resolved() throws -> (config: TrainConfig, games: [TrainingGame]) {
         var base = try settings.resolve(applyingGame: false)
         try settings.game.setKnobs(of: &base)
-        let list = try GamesExperiment.parseGames(games, base: base)
+        let list = try GamesExperiment.parseGames(games ?? GamesExperiment.defaultSpec, base: base)
         base.game = .teacherForced
         return (base, list)
     }
@@ -77,6 +79,7 @@ struct GamesCommand: ParsableCommand {
             let dataset = try DataSource.load(config.data, tokenizer: tokenizer, validationFraction: config.validationFraction,
                                               log: Terminal.info)
             var measure = GamesExperiment.Measure()
+            measure.scoreWindows = scoreWindows
             measure.horizonWindows = measureWindows
             measure.upstreamWindows = measureWindows
             measure.maxOffset = min(maxOffset, config.seqLen - 1)

@@ -198,4 +198,43 @@ final class GamesExperimentTests: XCTestCase {
         try Data("{".utf8).write(to: dir.appendingPathComponent(GamesExperiment.summaryFile))
         XCTAssertThrowsError(try Report.build(runs: [dir])) { XCTAssertTrue("\($0)".contains("games.json"), "\($0)") }
     }
+
+    /// The continuation advantage equals R(x̂) − R(x) computed from full forward passes of the window
+    /// with x̂ put in place of x_{t+1}, where x̂ is the draw the keyed sampler makes from the logits.
+    func testContinuationAdvantageMatchesFullForwardPasses() throws {
+        let config = ModelConfig(vocabSize: 11, maxPositions: 8, dModel: 16, nLayers: 2, nHeads: 2)
+        let model = Transformer(config: config)
+        model.initialize(seed: 5)
+        let t = 8, k = 2
+        var rng = SeededGenerator(seed: 9)
+        let tokens = (0..<(3 * (t + 1))).map { _ in Int32.random(in: 0..<11, using: &rng) }
+        let result = ContinuationAdvantage.measure(model, tokens: tokens, seqLen: t, horizon: k, windows: 2, positions: 3, seed: 4)
+        XCTAssertEqual(result.pairs, 2 * 3)
+        XCTAssertEqual(result.windows, 2)
+
+        // Brute force: positions 0, 2, 5 of 0 … T−1−K = 5 in each window.
+        var advantages: [Double] = []
+        let random = KeyedRandom(seed: 4)
+        func meanLoss(_ inputs: [Int32], _ targets: [Int32], _ p: Int) -> (loss: Double, logits: [Float]) {
+            let cache = model.makeCache(batch: 1, seqLen: t)
+            model.forward(tokens: inputs, targets: targets, batch: 1, seqLen: t, cache: cache)
+            let losses = cache.positionLosses()
+            return (losses[(p + 1)...(p + k)].map(Double.init).reduce(0, +) / Double(k), cache.logitsArray())
+        }
+        for w in 0..<2 {
+            let window = Array(tokens[(w * (t + 1))..<((w + 1) * (t + 1))])
+            let inputs = Array(window.dropLast()), targets = Array(window.dropFirst())
+            for p in [0, 2, 5] {
+                let (truth, logits) = meanLoss(inputs, targets, p)
+                let u = random.uniform(.sample, step: 0, sequence: w, position: p)
+                let drawn = logits[(p * 11)..<((p + 1) * 11)].withUnsafeBufferPointer { KeyedRandom.sample(logits: $0.baseAddress!, count: 11, u: u) }
+                var substituted = inputs
+                substituted[p + 1] = drawn
+                advantages.append(-meanLoss(substituted, targets, p).loss + truth)
+            }
+        }
+        let mean = advantages.reduce(0, +) / Double(advantages.count)
+        XCTAssertEqual(result.mean, mean, accuracy: 1e-5)
+        XCTAssertGreaterThan(advantages.map(abs).max() ?? 0, 1e-3, "some draws differ from the true token")
+    }
 }

@@ -90,6 +90,8 @@ public enum GamesExperiment {
 
     /// How each model is measured after training.
     public struct Measure: Codable, Equatable, Sendable {
+        /// Validation windows the next-token loss is scored on (nil: the whole split, as `myopia gap`).
+        public var scoreWindows: Int? = nil
         /// Validation windows for the horizon and the upstream table.
         public var horizonWindows = 8
         /// The largest offset of the horizon and the upstream table (nil: T − 1).
@@ -113,6 +115,7 @@ public enum GamesExperiment {
 
         enum CodingKeys: String, CodingKey {
             case samples, temperature
+            case scoreWindows = "score_windows"
             case horizonWindows = "horizon_windows", maxOffset = "max_offset", upstreamWindows = "upstream_windows"
             case upstreamDraws = "upstream_draws", maxTokens = "max_tokens", promptTokens = "prompt_tokens", topK = "top_k"
             case advantageWindows = "advantage_windows", advantagePositions = "advantage_positions"
@@ -161,6 +164,7 @@ public enum GamesExperiment {
                 try c.checkGame(vocabSize: vocabSize, file: "flags")
             }
             let t = config.seqLen, m = measure
+            try check(m.scoreWindows.map { $0 > 0 } ?? true, "score_windows", "a positive integer", m.scoreWindows ?? 0)
             try check(m.horizonWindows > 0 && m.upstreamWindows > 0 && m.advantageWindows > 0, "horizon_windows, upstream_windows, advantage_windows",
                       "positive integers", "\(m.horizonWindows), \(m.upstreamWindows), \(m.advantageWindows)")
             try check(m.maxOffset.map { (0..<t).contains($0) } ?? true, "max_offset", "0…\(t - 1)", m.maxOffset ?? 0)
@@ -240,8 +244,8 @@ public enum GamesExperiment {
             try RunFolder.write(result, as: fileName, record: record, to: folder)
         }
         var since = Date()
-        let evaluation = Evaluation.run(model, tokens: validation, seqLen: t, batch: options.config.batch)
-        try save(evaluation, as: "eval.json", since: since, [:])
+        let evaluation = Evaluation.run(model, tokens: validation, seqLen: t, batch: options.config.batch, maxWindows: m.scoreWindows)
+        try save(evaluation, as: "eval.json", since: since, ["windows": m.scoreWindows.map(String.init) ?? "all"])
 
         since = Date()
         let maxOffset = m.maxOffset.map { min($0, t - 1) }

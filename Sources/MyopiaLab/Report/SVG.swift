@@ -300,12 +300,12 @@ public enum SVG {
             for (c, value) in s.values.enumerated() {
                 guard let v = value, v.mean.isFinite else { continue }
                 let x = left + (Double(c) + Double(i + 1) / Double(series.count + 1)) * group
-                if let lo = v.low, let hi = v.high {
-                    svg += "<line x1=\"\(number(x))\" y1=\"\(number(py(lo)))\" x2=\"\(number(x))\" y2=\"\(number(py(hi)))\" stroke=\"\(color)\" stroke-width=\"2\"/>"
-                    for end in [lo, hi] {
-                        svg += "<line x1=\"\(number(x - 5))\" y1=\"\(number(py(end)))\" x2=\"\(number(x + 5))\" y2=\"\(number(py(end)))\" stroke=\"\(color)\" stroke-width=\"2\"/>"
-                    }
-                }
+                // The whisker with its caps as one stroke; without an interval, a tick at the mean.
+                let (lo, hi) = (v.low ?? v.mean, v.high ?? v.mean)
+                let whisker = v.low == nil
+                    ? [(x - 7, py(v.mean)), (x + 7, py(v.mean))]
+                    : [(x - 5, py(lo)), (x + 5, py(lo)), (x, py(lo)), (x, py(hi)), (x - 5, py(hi)), (x + 5, py(hi))]
+                svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(whisker.map { "\(number($0.0)),\(number($0.1))" }.joined(separator: " "))\"/>"
                 svg += "<circle cx=\"\(number(x))\" cy=\"\(number(py(v.mean)))\" r=\"4\" fill=\"\(color)\"><title>\(escape(s.name)), \(escape(categories[c])): \(label(v.mean))</title></circle>"
             }
         }

@@ -60,9 +60,18 @@ extension Transformer {
     /// joins the trunk's gradient after the last block's backward. With H = 1 this is exactly
     /// `backward(cache:)`. Overwrites the logits.
     public func backwardPredictionHeads(cache: ActivationCache) {
+        backwardPredictionHeads(cache: cache, observing: nil)
+    }
+
+    /// `backwardPredictionHeads(cache:)` that also hands `observe` dL/dh_l (B·T, C) for every
+    /// residual stream l = L … 0 as backward reaches it (the upstream table reads them).
+    public func backwardPredictionHeads(cache: ActivationCache, observing observe: ((Int, UnsafePointer<Float>) -> Void)?) {
         precondition(flow != .localMyopic, "prediction heads do not train under the local-myopic flow")
         let count = config.predictionHeads
-        guard count > 1 else { return backward(cache: cache) }
+        guard count > 1 else {
+            backwardHead(cache: cache)
+            return backwardBlocks(cache: cache, addingToLastBlockInput: nil, observing: observe)
+        }
         precondition(cache.predictionLossesAreCurrent, "backwardPredictionHeads follows forwardPredictionHeads")
         let b = cache.batch, t = cache.seqLen, n = b * t, c = config.dModel, v = config.vocabSize
         let w = params.weights, g = params.grads
@@ -86,7 +95,7 @@ extension Transformer {
             Elementwise.add(into: cache.dPredictionResid, cache.dResid, count: n * c)
         }
         backwardHead(cache: cache, lossScale: share)
-        backwardBlocks(cache: cache, addingToLastBlockInput: cache.dPredictionResid)
+        backwardBlocks(cache: cache, addingToLastBlockInput: cache.dPredictionResid, observing: observe)
     }
 
     /// Every extra head's block and the final norm of its output, from h_{L−1} of the last forward

@@ -287,16 +287,21 @@ public final class Transformer {
     /// `backwardBlocks(cache:)` with `extra` (N, C), if given, added to dL/d(residual entering the
     /// last block) once the last block's backward has written it: the gradient that reaches that
     /// residual stream through the extra prediction heads.
-    func backwardBlocks(cache: ActivationCache, addingToLastBlockInput extra: UnsafePointer<Float>?) {
+    /// `observe`, if given, sees dL/dh_l (N, C) for every residual stream, l = L (after the last
+    /// block) down to 0, as backward reaches it.
+    func backwardBlocks(cache: ActivationCache, addingToLastBlockInput extra: UnsafePointer<Float>?,
+                        observing observe: ((Int, UnsafePointer<Float>) -> Void)? = nil) {
         let b = cache.batch, t = cache.seqLen, c = config.dModel
         let w = params.weights, g = params.grads
         // The forward pass decides: a local-myopic forward is differentiated as one.
         let past = cache.referencePast.flatMap { $0.isCurrent ? $0 : nil }
+        observe?(config.nLayers, cache.dResid)
         for l in stride(from: config.nLayers - 1, through: 0, by: -1) {
             Block.backward(cache.layers[l], scratch: cache, w: w, g: g, p: blocks[l], shape: blockShape, b: b, t: t,
                            inputShare: flow.offDiagonalInputShare, probs: cache.keptPattern(layer: l),
                            past: past?.qkv[l])
             if l == config.nLayers - 1, let extra { Elementwise.add(into: cache.dResid, extra, count: b * t * c) }
+            observe?(l, cache.dResid)
         }
         switch heads {
         case .tokens(let embedding, _):

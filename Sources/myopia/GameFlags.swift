@@ -20,6 +20,12 @@ struct GameFlags: ParsableArguments {
     @Option(name: .customLong("prediction-heads"), parsing: .unconditional, help: "multi-token: N, the tokens t+1 … t+N each position predicts (default 2).")
     var predictionHeads: Int?
 
+    /// Whether any game flag was given.
+    var anyGiven: Bool {
+        game != nil || sampleRate != nil || consequenceWeight != nil || consequenceHorizon != nil
+            || consequencePositions != nil || consequenceEstimator != nil || predictionHeads != nil
+    }
+
     /// Applies the given flags to `config` (a `--config` file's game, or the default). A new
     /// `--game` drops the file's knobs for the game it replaces; the result records every knob of
     /// its game explicitly.

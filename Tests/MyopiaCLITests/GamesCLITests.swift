@@ -71,6 +71,31 @@ final class GamesCLITests: CLITestCase {
         XCTAssertTrue(gapConfig.contains("\"game\" : \"multi-token\""), gapConfig)
     }
 
+    /// `myopia upstream` reads the game and flow the run recorded, or the flags, and prints the
+    /// issue's JSON; `--out` keeps upstream.json in the run folder.
+    func testUpstreamReadsTheRunsGameAndPrintsTheTable() throws {
+        let (dir, data) = try corpus()
+        let out = dir.appendingPathComponent("ss").path
+        XCTAssertEqual(try run(["train", "--data", data, "--out", out, "--quiet", "--game", "scheduled-sampling",
+                                "--sample-rate", "0.5"] + shape).status, 0)
+        let measured = try json(try run(["upstream", "--model", out, "--data", data, "--seq-len", "16", "--windows", "4",
+                                         "--max-offset", "3", "--draws", "2", "--json", "--out", out]))
+        XCTAssertEqual(measured["game"] as? String, "scheduled-sampling")
+        XCTAssertEqual(measured["flow"] as? String, "vanilla")
+        let cells = try XCTUnwrap(measured["cells"] as? [[String: Any]])
+        XCTAssertEqual(cells.count, 3 * 4 + 4 + 1)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/upstream.json"))
+        let flagged = try json(try run(["upstream", "--model", out, "--data", data, "--seq-len", "16", "--windows", "4",
+                                        "--max-offset", "3", "--game", "teacher-forced", "--flow", "myopic", "--json"]))
+        XCTAssertEqual(flagged["game"] as? String, "teacher-forced")
+        let outputs = try XCTUnwrap(flagged["cells"] as? [[String: Any]]).filter { $0["variable"] as? String == "outputs" }
+        XCTAssertTrue(outputs.allSatisfy { $0["upstream"] as? Double == 0 && $0["optimised"] as? Double == 0 })
+        let text = try run(["upstream", "--model", out, "--data", data, "--seq-len", "16", "--windows", "4", "--quiet"])
+        XCTAssertEqual(text.status, 0, text.stderr)
+        XCTAssertTrue(text.stdout.contains("outputs"), text.stdout)
+        XCTAssertTrue(text.stdout.split(separator: "\n").allSatisfy { $0.count <= 80 }, text.stdout)
+    }
+
     func testBadCombinationsAreRefusedInOneLine() throws {
         let (dir, data) = try corpus()
         let out = dir.appendingPathComponent("bad").path

@@ -56,8 +56,11 @@ public enum Horizon {
     }
 
     /// The engine: `forward(first, count, cache)` runs sequences first..<first+count with targets.
+    /// `perSequence`, if given, receives each sequence's sums of ‖g‖ over its positions, laid out
+    /// (L+1, K+1) (layer l, offset k at l·(K+1) + k).
     static func accumulate(_ model: Transformer, sequences windows: Int, seqLen t: Int, maxOffset: Int?,
                            flow: GradientFlow, batch: Int, progress: (Int, Int) -> Void,
+                           perSequence: ((Int, ArraySlice<Double>) -> Void)? = nil,
                            forward: (Int, Int, ActivationCache) -> Void) -> HorizonTable {
         let k = min(maxOffset ?? (t - 1), t - 1)
         let layers = model.config.nLayers
@@ -93,6 +96,15 @@ public enum Horizon {
                 for j in 0..<stride {
                     sumNorm[j] += channelNorm[ch * stride + j]
                     sumSquares[j] += channelSquares[ch * stride + j]
+                }
+            }
+            if let perSequence {
+                for s in 0..<nb {
+                    var sums = [Double](repeating: 0, count: stride)
+                    for tt in 0..<t {
+                        for j in 0..<stride { sums[j] += channelNorm[(s * t + tt) * stride + j] }
+                    }
+                    perSequence(done + s, sums[...])
                 }
             }
             done += nb

@@ -77,11 +77,13 @@ public final class ConsequenceObjective {
     let baselines: UnsafeMutablePointer<Float>      // (P) b
     let rewards: UnsafeMutablePointer<Float>        // (P, 1) sampled or (P, V) exact: R
     let vocabularyTokens: UnsafeMutablePointer<Int32> // (V) 0 … V−1, the exact estimator's candidates
-    /// One continuation scratch per work slot; slot s runs pairs s, s + slots, … (results do not
-    /// depend on the number of slots or threads).
+    /// Exact: one continuation scratch per work slot; slot s runs pairs s, s + slots, … (results do
+    /// not depend on the number of slots or threads). Sampled: none.
     let scratches: [ContinuationScratch]
-    /// Candidates per continuation call (exact: a chunk of the vocabulary; sampled: 1).
+    /// Exact: candidates per continuation call (a chunk of the vocabulary).
     let candidatesPerCall: Int
+    /// Sampled: the pairs' continuations, `batchScratch.capacity` pairs per batched call.
+    let batchScratch: ContinuationBatchScratch?
     /// The buffers above, freed together.
     private let owned: [UnsafeMutableRawPointer]
     private var preparedRows = 0
@@ -103,12 +105,21 @@ public final class ConsequenceObjective {
         vocab = v
         pairs = batch * m
         let exact = settings.estimator == .exact
-        // Up to about 256 new rows per call for the exact estimator.
-        let perCall = exact ? min(v, max(1, 256 / k)) : 1
-        candidatesPerCall = perCall
-        let slots = min(pairs, max(1, Parallel.threadCount))
-        scratches = (0..<slots).map { _ in
-            ContinuationScratch(config: model.config, horizon: k, candidates: perCall, seqLen: seqLen)
+        if exact {
+            // Up to about 256 new rows per call, the pairs spread over the slots.
+            let perCall = min(v, max(1, 256 / k))
+            candidatesPerCall = perCall
+            let slots = min(pairs, max(1, Parallel.threadCount))
+            scratches = (0..<slots).map { _ in
+                ContinuationScratch(config: model.config, horizon: k, candidates: perCall, seqLen: seqLen)
+            }
+            batchScratch = nil
+        } else {
+            // Every pair's K rows in one batched pass, or as many as the training forward's B·T rows.
+            candidatesPerCall = 1
+            scratches = []
+            batchScratch = ContinuationBatchScratch(config: model.config, horizon: k,
+                                                    capacity: min(pairs, max(1, batch * seqLen / k)), seqLen: seqLen)
         }
         var owned: [UnsafeMutableRawPointer] = []
         func buffer<T>(_ count: Int, _ zero: T) -> UnsafeMutablePointer<T> {
@@ -132,6 +143,20 @@ public final class ConsequenceObjective {
     /// Checks the settings against the window and the vocabulary; `file` names where they came from
     /// ("flags" or a config file). Throws `InputError.invalidValue` naming `consequence_weight`,
     /// `consequence_horizon`, `consequence_positions` or `consequence_estimator`.
+    /// The game's positions in window `sequence` at `step`: `count` distinct positions among
+    /// 0 ..< choices (T − K) by a partial Fisher–Yates shuffle of `pool` (room for `choices`),
+    /// keyed by (step, sequence, draw i); written to `out[0 ..< count]`.
+    public static func drawPositions(_ random: KeyedRandom, step: Int, sequence: Int, choices: Int, count m: Int,
+                                     pool: UnsafeMutablePointer<Int>, into out: UnsafeMutablePointer<Int>) {
+        for i in 0..<choices { pool[i] = i }
+        for i in 0..<m {
+            let u = random.uniform(.position, step: step, sequence: sequence, position: i)
+            let j = i + min(choices - i - 1, Int(u * Double(choices - i)))
+            (pool[i], pool[j]) = (pool[j], pool[i])
+            out[i] = pool[i]
+        }
+    }
+
     public static func validate(_ settings: ConsequenceSettings, seqLen: Int, vocabSize: Int,
                                 file: String = "flags") throws {
         let check = SettingsCheck(file: file)
@@ -161,13 +186,8 @@ public final class ConsequenceObjective {
             if let fixed = fixedPositions {
                 for i in 0..<m { pairPosition[row * m + i] = fixed[row * m + i] }
             } else {
-                for i in 0..<choices { pool[i] = i }
-                for i in 0..<m {
-                    let u = random.uniform(.position, step: step, sequence: row, position: i)
-                    let j = i + min(choices - i - 1, Int(u * Double(choices - i)))
-                    (pool[i], pool[j]) = (pool[j], pool[i])
-                    pairPosition[row * m + i] = pool[i]
-                }
+                Self.drawPositions(random, step: step, sequence: row, choices: choices, count: m, pool: pool,
+                                   into: pairPosition + row * m)
             }
             for i in 0..<m { pairRow[row * m + i] = row }
         }
@@ -184,10 +204,24 @@ public final class ConsequenceObjective {
                 sampled[pair] = KeyedRandom.sample(logits: logits, count: v, u: u)
             }
         }
-        // Continuations, (row, position) pairs spread over the slots.
-        Parallel.forEach(scratches.count, (self, cache)) { args, slot in
-            let (objective, cache) = args
-            objective.runContinuations(slot: slot, cache: cache)
+        if let scratch = batchScratch {
+            // Sampled: the pairs' continuations batched, R = −(continuation loss).
+            let count = rows * m
+            var start = 0
+            while start < count {
+                let chunk = min(scratch.capacity, count - start)
+                model.continuationLosses(cache: cache, rows: pairRow + start, positions: pairPosition + start,
+                                         firstTokens: sampled + start, count: chunk, scratch: scratch,
+                                         losses: rewards + start)
+                start += chunk
+            }
+            for pair in 0..<count { rewards[pair] = -rewards[pair] }
+        } else {
+            // Exact: (row, position) pairs spread over the slots.
+            Parallel.forEach(scratches.count, (self, cache)) { args, slot in
+                let (objective, cache) = args
+                objective.runExactContinuations(slot: slot, cache: cache)
+            }
         }
         if let forced = forcedReward {
             for pair in 0..<(rows * m) { baselines[pair] = forced }
@@ -196,26 +230,21 @@ public final class ConsequenceObjective {
         measure(cache: cache)
     }
 
-    /// Slot `slot`'s share of the pairs: rewards R = −(continuation loss).
-    private func runContinuations(slot: Int, cache: ActivationCache) {
-        let scratch = scratches[slot], exact = settings.estimator == .exact, v = vocab
+    /// Slot `slot`'s share of the pairs (exact estimator): rewards R(v) = −(continuation loss) for
+    /// every token v.
+    private func runExactContinuations(slot: Int, cache: ActivationCache) {
+        let scratch = scratches[slot], v = vocab
         var pair = slot
         while pair < preparedRows * settings.positions {
             let row = pairRow[pair], t = pairPosition[pair]
-            if exact {
-                var start = 0
-                while start < v {
-                    let count = min(candidatesPerCall, v - start)
-                    model.continuationLosses(cache: cache, row: row, position: t, candidates: vocabularyTokens + start,
-                                             count: count, scratch: scratch, losses: rewards + pair * v + start)
-                    start += count
-                }
-                for j in 0..<v { rewards[pair * v + j] = -rewards[pair * v + j] }
-            } else {
-                model.continuationLosses(cache: cache, row: row, position: t, candidates: sampled + pair, count: 1,
-                                         scratch: scratch, losses: rewards + pair)
-                rewards[pair] = -rewards[pair]
+            var start = 0
+            while start < v {
+                let count = min(candidatesPerCall, v - start)
+                model.continuationLosses(cache: cache, row: row, position: t, candidates: vocabularyTokens + start,
+                                         count: count, scratch: scratch, losses: rewards + pair * v + start)
+                start += count
             }
+            for j in 0..<v { rewards[pair * v + j] = -rewards[pair * v + j] }
             pair += scratches.count
         }
     }

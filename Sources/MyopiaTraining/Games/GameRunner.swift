@@ -134,39 +134,68 @@ public final class GameRunner {
     public func step(_ trainingStep: TrainingStep, step: Int, lr: Double, inputs: UnsafePointer<Int32>,
                      targets: UnsafePointer<Int32>, lastCheckpoint: String? = nil) throws -> TrainingStep.Result {
         precondition(trainingStep.model === model, "the training step must train the runner's model")
+        return try passes(step: step, inputs: inputs, targets: targets) { forward, backward in
+            try trainingStep.run(step: step, lr: lr, lastCheckpoint: lastCheckpoint, forward: forward, backward: backward)
+        }
+    }
+
+    /// The gradient step `step` would take, without taking it: zeroes `model.params.grads`, runs the
+    /// game's forward and backward passes (the draws of that step) and returns the loss; the
+    /// gradients are left in `params.grads`. A non-finite loss skips backward.
+    @discardableResult
+    public func gradient(step: Int, inputs: UnsafePointer<Int32>, targets: UnsafePointer<Int32>) -> Float? {
+        model.params.zeroGrads()
+        return passes(step: step, inputs: inputs, targets: targets) { forward, backward in
+            let loss = forward()
+            if let loss, loss.isFinite { backward() }
+            return loss
+        }
+    }
+
+    /// The game's forward pass alone for step `step` (with that step's draws): afterwards the cache
+    /// holds the forward pass of the inputs the game trains on. Returns the loss it trains.
+    @discardableResult
+    public func forward(step: Int, inputs: UnsafePointer<Int32>, targets: UnsafePointer<Int32>) -> Float? {
+        passes(step: step, inputs: inputs, targets: targets) { forward, _ in forward() }
+    }
+
+    /// The game's forward pass (returning the loss it trains) and backward pass for step `step`,
+    /// handed to `body`, which runs them.
+    func passes<R>(step: Int, inputs: UnsafePointer<Int32>, targets: UnsafePointer<Int32>,
+                   _ body: (() -> Float?, () -> Void) throws -> R) rethrows -> R {
         let b = batch, t = seqLen
         switch game {
         case .teacherForced:
-            return try trainingStep.run(step: step, lr: lr, lastCheckpoint: lastCheckpoint, forward: {
+            return try body({
                 let loss = model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache)
                 last = Statistics(nextTokenLoss: loss ?? .nan)
                 return loss
-            }, backward: { model.backward(cache: cache) })
+            }, { model.backward(cache: cache) })
         case .scheduledSampling(let rate):
-            return try trainingStep.run(step: step, lr: lr, lastCheckpoint: lastCheckpoint, forward: {
+            return try body({
                 let loss = scheduledSamplingForward(step: step, rate: rate, inputs: inputs, targets: targets)
                 last.nextTokenLoss = loss ?? .nan
                 return loss
-            }, backward: { model.backward(cache: cache) })
+            }, { model.backward(cache: cache) })
         case .consequence:
             let objective = consequence!
-            return try trainingStep.run(step: step, lr: lr, lastCheckpoint: lastCheckpoint, forward: {
+            return try body({
                 let loss = model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache)
                 // The draws and the continuation passes read the forward's logits and keys and values.
                 if loss != nil { objective.prepare(cache: cache, step: step) }
                 last = Statistics(nextTokenLoss: loss ?? .nan, consequence: objective.statistics,
                                   consequenceSampled: objective.settings.estimator == .sampled)
                 return loss
-            }, backward: {
+            }, {
                 model.backward(cache: cache) { objective.addPolicyGradient(to: $0) }
             })
         case .multiToken:
-            return try trainingStep.run(step: step, lr: lr, lastCheckpoint: lastCheckpoint, forward: {
+            return try body({
                 guard let next = model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache) else { return nil }
                 last = Statistics(nextTokenLoss: next)
                 // The mean over the heads of each head's mean loss (head 1's is `next`).
                 return model.forwardPredictionHeads(cache: cache)
-            }, backward: { model.backwardPredictionHeads(cache: cache) })
+            }, { model.backwardPredictionHeads(cache: cache) })
         }
     }
 

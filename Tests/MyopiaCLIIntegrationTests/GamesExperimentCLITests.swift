@@ -62,6 +62,13 @@ final class GamesExperimentCLITests: CLITestCase {
         XCTAssertEqual((again[0]["val_loss"] as? [String: Any])?["per_seed"] as? [Double],
                        (games[0]["val_loss"] as? [String: Any])?["per_seed"] as? [Double])
 
+        // `myopia runs` lists the experiment by its summary, and each run inside it.
+        let listed = try run(["runs", dir.path, "--json"])
+        XCTAssertEqual(listed.status, 0, listed.stderr)
+        let entries = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]])
+        XCTAssertEqual(entries.first { $0["path"] as? String == "games" }?["kind"] as? String, "games")
+        XCTAssertEqual(entries.first { $0["path"] as? String == "games/consequence-0.5-seed2" }?["kind"] as? String, "train")
+
         // The table, and the report's section.
         let table = try run(Array(flags.prefix(1)) + ["--resume"] + Array(flags.dropFirst()))
         XCTAssertEqual(table.status, 0, table.stderr)

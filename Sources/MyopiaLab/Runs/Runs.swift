@@ -15,6 +15,9 @@ public enum Runs {
         public var family: String?
         /// The flow a training run trained with; the flows a gap compared.
         public var flow: String?
+        /// The training game a training run trained under, when it is not teacher forcing
+        /// (e.g. "scheduled-sampling (ρ = 0.25)").
+        public var game: String?
         public var steps: Int?
         public var trainLoss: Double?
         public var valLoss: Double?
@@ -30,7 +33,7 @@ public enum Runs {
         public var results: [String: String]?
 
         enum CodingKeys: String, CodingKey {
-            case path, kind, family, flow, steps, gap, seeds, data, modified, results
+            case path, kind, family, flow, game, steps, gap, seeds, data, modified, results
             case trainLoss = "train_loss", valLoss = "val_loss", gapStd = "gap_std"
         }
     }
@@ -90,6 +93,12 @@ public enum Runs {
         if let t = load(HorizonTable.self, HorizonTable.fileName), let offset = t.meanOffset.first {
             out[HorizonTable.fileName] = String(format: "mean offset %.2f at layer 0 (%@)", offset, t.flow)
         }
+        if let t = load(UpstreamTable.self, UpstreamTable.fileName) {
+            let outputs = t.cells.filter { $0.variable == "outputs" }.map(\.optimised).max() ?? 0
+            let later = t.cells.filter { $0.variable == "activations" && $0.layer == nil && $0.offset > 0 }.map(\.optimised).max() ?? 0
+            out[UpstreamTable.fileName] = String(format: "%@/%@: activations optimised for k>0 up to %.3g, outputs %.3g",
+                                                 t.game, t.flow, later, outputs)
+        }
         if let t = load(ProbeTable.self, ProbeTable.fileName), !t.offsets.isEmpty {
             let k = t.offsets.firstIndex(of: 1) ?? t.offsets.indices.last!
             let gains = t.layers.indices.map { t.currentTokenLoss[k] - t.loss[$0][k] }
@@ -139,6 +148,7 @@ public enum Runs {
         if let data = try? Data(contentsOf: configFile), let config = try? decoder.decode(TrainConfig.self, from: data) {
             var entry = Entry(path: path, kind: .train, family: config.family.rawValue, flow: config.flow.description,
                               data: config.data, modified: modified(configFile))
+            if config.game != .teacherForced { entry.game = config.game.description }
             if FileManager.default.fileExists(atPath: metricsFile.path) {
                 let metrics = Report.metrics(dir)
                 entry.steps = metrics.last?.step
@@ -166,10 +176,11 @@ public enum Runs {
             let gap = e.gap.map { g in String(format: "%+.4f", g) + (e.gapStd.map { String(format: " ± %.4f", $0) } ?? "") } ?? ""
             let results = (e.results ?? [:]).sorted { $0.key < $1.key }
                 .map { "\($0.key.replacingOccurrences(of: ".json", with: "")): \($0.value)" }.joined(separator: "; ")
-            return [e.path, e.kind.rawValue, e.family ?? "", e.flow ?? "", e.steps.map(String.init) ?? "",
+            let flow = (e.flow ?? "") + (e.game.map { ", " + $0 } ?? "")
+            return [e.path, e.kind.rawValue, e.family ?? "", flow, e.steps.map(String.init) ?? "",
                     f(e.trainLoss), f(e.valLoss), gap, results]
         }
-        let header = ["run", "kind", "family", "flow", "steps", "train loss", "val loss", "gap (myopic − vanilla)", "results"]
+        let header = ["run", "kind", "family", "flow, game", "steps", "train loss", "val loss", "gap (myopic − vanilla)", "results"]
         let widths = header.indices.map { i in ([header] + rows).map { $0[i].count }.max() ?? 0 }
         func line(_ cells: [String]) -> String {
             zip(cells, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")

@@ -66,7 +66,9 @@ final class GamesExperimentCLITests: CLITestCase {
         let listed = try run(["runs", dir.path, "--json"])
         XCTAssertEqual(listed.status, 0, listed.stderr)
         let entries = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]])
-        XCTAssertEqual(entries.first { $0["path"] as? String == "games" }?["kind"] as? String, "games")
+        let listedGames = try XCTUnwrap(entries.first { $0["path"] as? String == "games" })
+        XCTAssertEqual(listedGames["kind"] as? String, "games")
+        XCTAssertEqual(listedGames["game"] as? String, labels.joined(separator: ","))
         XCTAssertEqual(entries.first { $0["path"] as? String == "games/consequence-0.5-seed2" }?["kind"] as? String, "train")
 
         // The table, and the report's section.

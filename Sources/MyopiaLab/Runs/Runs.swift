@@ -3,7 +3,7 @@ import Myopia
 
 /// The run folders under a directory and their key figures (`myopia runs`): training runs
 /// (run_config.json + metrics.jsonl), gap studies (gap.json), games experiments (games.json; their
-/// `flow` lists the games, `val_loss` is teacher forcing's), demos (summary.json), and folders of
+/// `game` lists the games, `val_loss` is teacher forcing's), demos (summary.json), and folders of
 /// analysis results (`--out` of horizon, probe, lens, generate, eval), with one figure per result.
 public enum Runs {
     public enum Kind: String, Codable, Sendable { case train, gap, games, demo, analysis }
@@ -139,7 +139,8 @@ public enum Runs {
         }
         let gamesFile = dir.appendingPathComponent(GamesExperiment.summaryFile)
         if let data = try? Data(contentsOf: gamesFile), let s = try? decoder.decode(GamesExperiment.Summary.self, from: data) {
-            return Entry(path: path, kind: .games, family: s.settings.family.rawValue, flow: s.games.map(\.label).joined(separator: ","),
+            return Entry(path: path, kind: .games, family: s.settings.family.rawValue, flow: s.settings.flow.description,
+                         game: s.games.map(\.label).joined(separator: ","),
                          steps: s.settings.steps, valLoss: (s.game("teacher-forced") ?? s.games.first)?.valLoss.mean,
                          seeds: s.seeds.count, data: s.data, modified: modified(gamesFile))
         }

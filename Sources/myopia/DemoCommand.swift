@@ -18,6 +18,8 @@ struct DemoCommand: ConfigFileCommand {
                          model the horizon, linear probes, the logit lens and a
                          generation study (loops, distinct-n, free-running vs
                          teacher-forced loss)
+          games/         the training games on the same text: a smaller model per
+                         game and seed, measured as `myopia games` does (~1 min)
           smollm2/       SmolLM2-135M: horizon, probes, lens and generation, when it
                          is cached or its ~270 MB download fits in the time left
                          (--budget)

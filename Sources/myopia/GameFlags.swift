@@ -37,6 +37,14 @@ struct GameFlags: ParsableArguments {
             if game != config.gameName { config.game = .teacherForced }
             config.gameName = game
         }
+        try setKnobs(of: &config)
+        try config.validateGameKnobs(file: "flags")
+        config.game = config.game
+    }
+
+    /// Sets the knobs given in `config`, whatever its game (`myopia games` reads them as the
+    /// knobs of every game it trains that `--games` leaves unset).
+    func setKnobs(of config: inout TrainConfig) throws {
         if let sampleRate { config.sampleRate = sampleRate }
         if let consequenceWeight { config.consequenceWeight = consequenceWeight }
         if let consequenceHorizon { config.consequenceHorizon = consequenceHorizon }
@@ -48,7 +56,5 @@ struct GameFlags: ParsableArguments {
             config.consequenceEstimator = estimator
         }
         if let predictionHeads { config.predictionHeads = predictionHeads }
-        try config.validateGameKnobs(file: "flags")
-        config.game = config.game
     }
 }

@@ -36,7 +36,8 @@ struct TrainingFlags: ParsableArguments {
     /// `--config` (or the defaults) with every given flag applied. A peak learning rate below the
     /// default minimum takes a tenth of itself as minimum; a warmup longer than half the steps
     /// shrinks to a tenth of them, unless either was given.
-    func resolve() throws -> TrainConfig {
+    /// With `applyingGame` false the game flags are left out (`myopia games` reads them itself).
+    func resolve(applyingGame: Bool = true) throws -> TrainConfig {
         var c = try config.map { try TrainConfig.load(from: URL(fileURLWithPath: $0)) } ?? TrainConfig()
         if let data { c.data = data }
         if let tokenizer { c.tokenizer = tokenizer }
@@ -57,7 +58,7 @@ struct TrainingFlags: ParsableArguments {
         if let evalWindows { c.evalWindows = evalWindows }
         if let logEvery { c.logEvery = logEvery }
         if let checkpointEvery { c.checkpointEvery = checkpointEvery }
-        try game.apply(to: &c)
+        if applyingGame { try game.apply(to: &c) }
         if minLR == nil, lr != nil, c.minLR > c.lr { c.minLR = c.lr / 10 }
         if warmup == nil, steps != nil, c.warmup > c.steps / 2 { c.warmup = c.steps / 10 }
         return c

@@ -41,7 +41,7 @@ final class DemoCLITests: XCTestCase {
         let summaryData = try Data(contentsOf: out.appendingPathComponent("summary.json"))
         let summary = try XCTUnwrap(try JSONSerialization.jsonObject(with: summaryData) as? [String: Any])
         for key in ["seed", "quick", "offline", "offline_reason", "data", "steps", "val_loss", "seconds", "budget_seconds",
-                    "cores", "load_average_start", "load_average_end", "stages", "sine", "text", "smollm2", "smollm2_skipped", "report"] {
+                    "cores", "load_average_start", "load_average_end", "stages", "sine", "text", "games", "smollm2", "smollm2_skipped", "report"] {
             XCTAssertTrue(summary.keys.contains(key), "summary.json lacks \(key)")
         }
         XCTAssertEqual(summary["quick"] as? Bool, true)
@@ -65,7 +65,8 @@ final class DemoCLITests: XCTestCase {
 
         // Every stage's files, where the report (and the report branch's sections) read them.
         let textFolder = (summary["offline"] as? Bool) == true ? "synthetic-text" : "shakespeare"
-        var files = ["report.html", "plan.json", "\(textFolder)/gap.json"]
+        var files = ["report.html", "plan.json", "\(textFolder)/gap.json", "games/games.json",
+                     "games/consequence-0.5-seed1/upstream.json", "games/teacher-forced-seed2/continuation_advantage.json"]
         for flow in ["vanilla", "myopic"] {
             files += ["sine/sine-\(flow)/metrics.jsonl", "sine/sine-\(flow)/results.json", "sine/sine-\(flow)/horizon.json",
                       "sine/sine-\(flow)/sine_probe.json"]
@@ -87,6 +88,10 @@ final class DemoCLITests: XCTestCase {
         // a horizon for each model; self-contained.
         let html = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
         XCTAssertEqual(html.components(separatedBy: "<section class=\"gap\"").count - 1, 1)
+        XCTAssertEqual(html.components(separatedBy: "<section class=\"games\"").count - 1, 1)
+        let stages = try XCTUnwrap(summary["stages"] as? [[String: Any]])
+        let gamesStage = try XCTUnwrap(stages.first { $0["stage"] as? String == "games" })
+        XCTAssertNotNil(gamesStage["seconds"] as? Double)
         XCTAssertEqual(html.components(separatedBy: "<section class=\"train\"").count - 1, 4)   // 2 sine, 2 text
         XCTAssertEqual(html.components(separatedBy: "<section class=\"horizon\"").count - 1, ranSmolLM2 ? 5 : 4)
         for part in ["Training run — sine-vanilla", "Training run — sine-myopic", "The myopia gap — \(textFolder)",
@@ -105,10 +110,10 @@ final class DemoCLITests: XCTestCase {
         // The terminal: stage names on stderr, the table on stdout.
         // SmolLM2's stage runs only when the model is in the user's asset cache (--quick never
         // downloads it); otherwise it says why it was skipped.
-        for stage in ["[1/6]", "[2/6] sine task", "[3/6]", "[4/6]", ranSmolLM2 ? "[5/6]" : "smollm2-135m: skipped", "[6/6]"] {
+        for stage in ["[1/7]", "[2/7] sine task", "[3/7]", "[4/7]", "[5/7] text: the training games", ranSmolLM2 ? "[6/7]" : "smollm2-135m: skipped", "[7/7]"] {
             XCTAssertTrue(r.stderr.contains(stage), "stderr lacks \(stage)")
         }
-        for part in ["sine task (p 1, f 3)", "floor", "gap", "horizon mean offset by layer", "probe k=1", "samples in a loop",
+        for part in ["sine task (p 1, f 3)", "floor", "gap", "training games", "consequence-0.5 − teacher-forced", "horizon mean offset by layer", "probe k=1", "samples in a loop",
                      "smollm2-135m", "report: \(out.appendingPathComponent("report.html").path)"] {
             XCTAssertTrue(r.stdout.contains(part), "stdout lacks \(part):\n\(r.stdout)")
         }

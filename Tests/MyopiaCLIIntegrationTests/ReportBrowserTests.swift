@@ -3,7 +3,7 @@ import XCTest
 import MyopiaTestSupport
 
 /// The report as a person sees it: run folders with every kind of section are made through the
-/// command line (training runs with the gradient split, a gap study, eval, horizon, probe, lens,
+/// command line (training runs with the gradient split, a gap study, a games experiment, eval, horizon, probe, lens,
 /// generate and a sine-task probe with --out), `myopia runs` lists them and `myopia report` renders
 /// them; the HTML is then opened in headless Chromium, which must lay out every chart with a
 /// non-empty box and drawn marks, and a screenshot is written for a person to look at.
@@ -26,6 +26,9 @@ final class ReportBrowserTests: CLITestCase {
         _ = try myopia(["train", "--out", vanilla, "--log-gradient-split", "8"] + shape)
         _ = try myopia(["train", "--out", myopic, "--flow", "myopic", "--log-gradient-split", "8"] + shape)
         _ = try myopia(["gap", "--out", dir.appendingPathComponent("gap").path, "--seeds", "2", "--bigram"] + shape)
+        _ = try myopia(["games", "--out", dir.appendingPathComponent("games").path, "--seeds", "1,2", "--samples", "2",
+                        "--max-tokens", "12", "--measure-windows", "2", "--max-offset", "4", "--draws", "1",
+                        "--advantage-windows", "4"] + shape)
         for run in [vanilla, myopic] {
             _ = try myopia(["eval", "--model", run, "--data", corpus.path, "--seq-len", "16", "--out", run, "--quiet"])
             _ = try myopia(["horizon", "--model", run, "--data", corpus.path, "--seq-len", "16", "--sequences", "4", "--out", run, "--quiet"])
@@ -40,7 +43,7 @@ final class ReportBrowserTests: CLITestCase {
         _ = try myopia(["synthetic", "sine", "--out", sine, "--steps", "20", "--batch", "8", "--seq-len", "16", "--layers", "2",
                         "--d-model", "16", "--heads", "2", "--val-sequences", "16", "--eval-every", "10", "--log-every", "5", "--quiet"])
         _ = try myopia(["probe", "--model", sine, "--seq-len", "16", "--lags", "0..4", "--sequences", "64", "--out", sine, "--quiet"])
-        return [vanilla, myopic, dir.appendingPathComponent("gap").path, sine]
+        return [vanilla, myopic, dir.appendingPathComponent("gap").path, dir.appendingPathComponent("games").path, sine]
     }
 
     func testReportRendersEveryChartInABrowser() throws {
@@ -63,7 +66,7 @@ final class ReportBrowserTests: CLITestCase {
         let report = dir.appendingPathComponent("report.html")
         _ = try myopia(["report"] + runs + ["--out", report.path, "--title", "browser test"])
         let html = try String(contentsOf: report, encoding: .utf8)
-        for heading in ["Comparison of 4 runs", "Training run", "The myopia gap", "Gradient horizon", "Evaluation",
+        for heading in ["Comparison of 5 runs", "Training run", "The myopia gap", "The games experiment", "teacher-forced: optimised", "Gradient horizon", "Evaluation",
                         "Future-token probes", "Logit lens", "Generation samples", "Sine-task regression probes",
                         "g_future", "how probe.json was made: myopia probe", "run_config.json"] {
             XCTAssertTrue(html.contains(heading), "the report has no \(heading)")

@@ -15,6 +15,11 @@ final class DemoTests: XCTestCase {
         XCTAssertEqual(full.sine.seed, 7)
         XCTAssertEqual(full.text.seed, 7)
         XCTAssertEqual(full.budgetSeconds, 900)
+        // The games stage trains a model far smaller than the gap's, every game over both seeds.
+        XCTAssertEqual(full.gamesSeeds, [7, 8])
+        XCTAssertLessThan(full.games.steps * full.games.batch * full.games.seqLen * full.games.dModel * 10,
+                          full.text.steps * full.text.batch * full.text.seqLen * full.text.dModel)
+        XCTAssertEqual(try full.gamesOptions(out: URL(fileURLWithPath: "g")).games.count, 4)
         // The full sine task is the one that separates the flows: p 1, f 3.
         XCTAssertEqual(full.sine.task, SineTask(p: 1, frequency: 3, window: 10))
         XCTAssertGreaterThan(full.text.logGradientSplit, 0)
@@ -112,7 +117,8 @@ final class DemoTests: XCTestCase {
                      "sine/sine-vanilla/horizon.json", "sine/sine-vanilla/sine_probe.json", "sine/sine-myopic/results.json",
                      "synthetic-text/vanilla-seed3/horizon.json", "synthetic-text/vanilla-seed3/probe.json",
                      "synthetic-text/vanilla-seed3/lens.json", "synthetic-text/vanilla-seed3/generation.json",
-                     "synthetic-text/myopic-seed3/generation.json", "synthetic-text/myopic-seed4/eval.json"] {
+                     "synthetic-text/myopic-seed3/generation.json", "synthetic-text/myopic-seed4/eval.json",
+                     "games/games.json", "games/multi-token-2-seed4/upstream.json"] {
             XCTAssertTrue(fm.fileExists(atPath: out.appendingPathComponent(file).path), file)
         }
         XCTAssertFalse(fm.fileExists(atPath: out.appendingPathComponent("smollm2").path))
@@ -133,6 +139,10 @@ final class DemoTests: XCTestCase {
         XCTAssertEqual(first.text.analysis.vanilla.horizonMeanOffset, second.text.analysis.vanilla.horizonMeanOffset)
         XCTAssertEqual(first.text.analysis.myopic.probe.bestLoss, second.text.analysis.myopic.probe.bestLoss)
         XCTAssertEqual(first.text.analysis.vanilla.lens.loss, second.text.analysis.vanilla.lens.loss)
+        XCTAssertEqual(first.games.games, ["teacher-forced", "scheduled-sampling-0.25", "consequence-0.5", "multi-token-2"])
+        XCTAssertEqual(first.games.valLoss, second.games.valLoss)
+        XCTAssertEqual(first.games.consequence, second.games.consequence)
+        XCTAssertEqual(first.games.consequence.first?.valLossGivenUp.perSeed.count, 2)
         XCTAssertEqual(first.text.analysis.myopic.generation.freeRunningLoss, second.text.analysis.myopic.generation.freeRunningLoss)
         let a = try Data(contentsOf: out.appendingPathComponent("synthetic-text/vanilla-seed3/generation.json"))
         let b = try Data(contentsOf: again.out.appendingPathComponent("synthetic-text/vanilla-seed3/generation.json"))
@@ -146,7 +156,7 @@ final class DemoTests: XCTestCase {
         XCTAssertEqual(first.sine.horizonMeanOffset.myopic.count, Demo.Plan.make(quick: true, seed: 3).sine.layers + 1)
         // The terminal table names every part.
         let table = Demo.format(first)
-        for part in ["sine task", "floor", "synthetic-text", "gap", "horizon mean offset", "g_future", "probe k=1",
+        for part in ["sine task", "floor", "synthetic-text", "gap", "horizon mean offset", "g_future", "probe k=1", "training games",
                      "loop", "teacher-forced", "smollm2-135m: skipped", "offline:", "report:"] {
             XCTAssertTrue(table.contains(part), "table lacks \(part):\n\(table)")
         }

@@ -8,6 +8,8 @@ import Myopia
 ///     shakespeare/                  a myopia gap over seeds (gap.json; FLOW-seedS/ runs with the
 ///                                   gradient split in metrics.jsonl); the first seed's run of each
 ///                                   flow also gets horizon.json, probe.json, lens.json, generation.json
+///     games/                        the training games on the same text (GamesExperiment): one
+///                                   small model per game and seed, each measured; games.json
 ///     smollm2/                      SmolLM2-135M: horizon, probe, lens and generation study
 ///     report.html, summary.json, plan.json
 ///
@@ -41,7 +43,7 @@ public enum Demo {
 
     /// The stages, in order.
     public enum Stage: String, Codable, CaseIterable, Sendable {
-        case data, sine, gap, analyses, smollm2, report
+        case data, sine, gap, analyses, games, smollm2, report
 
         public var title: String {
             switch self {
@@ -49,6 +51,7 @@ public enum Demo {
             case .sine: return "sine task: vanilla and myopic training, horizon, regression probes"
             case .gap: return "text: the myopia gap over seeds, gradient split logged"
             case .analyses: return "text: horizon, probes, logit lens and generation study for each flow"
+            case .games: return "text: the training games, one small model per game and seed, measured"
             case .smollm2: return "SmolLM2-135M: horizon, probes, logit lens and generation study"
             case .report: return "report.html and summary.json"
             }
@@ -109,6 +112,12 @@ public enum Demo {
         /// Bytes of offline text when no registry is reachable.
         public var syntheticBytes: Int
         public var textAnalysis: AnalysisPlan
+        /// The games experiment on the text: its own small model (data, game and seed set per
+        /// run), the games, seeds and measurements.
+        public var games: TrainConfig
+        public var gamesList: String
+        public var gamesSeeds: [UInt64]
+        public var gamesMeasure: GamesExperiment.Measure
         public var smollm2: AnalysisPlan
         public var budgetSeconds: Double
         /// Expected seconds of each stage (`myopia demo` on a shared 2-core machine at load average
@@ -118,7 +127,8 @@ public enum Demo {
         public var smollm2FetchSeconds: Double
 
         enum CodingKeys: String, CodingKey {
-            case quick, seed, sine, text, smollm2
+            case quick, seed, sine, text, smollm2, games
+            case gamesList = "games_list", gamesSeeds = "games_seeds", gamesMeasure = "games_measure"
             case sineHorizonSequences = "sine_horizon_sequences", sineProbeSequences = "sine_probe_sequences"
             case sineProbeLags = "sine_probe_lags", textSeeds = "text_seeds", syntheticBytes = "synthetic_bytes"
             case textAnalysis = "text_analysis", budgetSeconds = "budget_seconds", expectedSeconds = "expected_seconds"
@@ -147,10 +157,20 @@ public enum Demo {
                                            probeOffsets: [0, 1], probePositions: 512, probeTop: 32, probeBatch: 128,
                                            lensOffsets: [0, 1], lensWindows: 2, samples: 2, maxTokens: 12,
                                            temperature: 0.8, topK: 40)
+                var games = text
+                games.layers = 1; games.dModel = 16; games.seqLen = 16; games.batch = 4
+                games.steps = 12; games.warmup = 2; games.evalEvery = 12; games.evalWindows = 4; games.logEvery = 4
+                games.checkpointEvery = 12; games.logGradientSplit = 0
+                var measure = GamesExperiment.Measure()
+                measure.scoreWindows = 64
+                measure.horizonWindows = 2; measure.upstreamWindows = 2; measure.upstreamDraws = 1; measure.maxOffset = 4
+                measure.samples = 2; measure.maxTokens = 16; measure.promptTokens = 8
+                measure.advantageWindows = 4; measure.advantagePositions = 4
                 return Plan(quick: true, seed: seed, sine: sine, sineHorizonSequences: 4, sineProbeSequences: 128,
                             sineProbeLags: Array(0...4), text: text, textSeeds: seeds, syntheticBytes: 100_000,
-                            textAnalysis: textAnalysis, smollm2: smollm2, budgetSeconds: 180,
-                            expectedSeconds: ["sine": 1, "gap": 5, "analyses": 2, "smollm2": 18], smollm2FetchSeconds: 0)
+                            textAnalysis: textAnalysis, games: games, gamesList: GamesExperiment.defaultSpec, gamesSeeds: seeds,
+                            gamesMeasure: measure, smollm2: smollm2, budgetSeconds: 180,
+                            expectedSeconds: ["sine": 1, "gap": 5, "analyses": 2, "games": 2, "smollm2": 18], smollm2FetchSeconds: 0)
             }
             // Wu et al.'s task at CPU scale: f = 3, p = 1 separates the flows in 800 steps of a
             // d_model 64 model (vanilla ≈ 0.15 × the floor, myopic 1.00 ×).
@@ -168,16 +188,29 @@ public enum Demo {
                                        probeOffsets: [0, 1, 2], probePositions: 8192, probeTop: 256, probeBatch: 256,
                                        lensOffsets: [0, 1, 2], lensWindows: 32, samples: 4, maxTokens: 64,
                                        temperature: 0.8, topK: 40)
+            // The games: a model a fraction of the gap's size (2 layers, d_model 64, T 32), every
+            // game over both seeds, so that the stage adds under a minute.
+            var games = text
+            games.layers = 2; games.heads = 2; games.dModel = 64; games.seqLen = 32; games.batch = 8
+            games.steps = 120; games.warmup = 12; games.lr = 3e-3; games.minLR = 3e-4
+            games.evalEvery = 120; games.evalWindows = 8; games.logEvery = 10; games.checkpointEvery = 120; games.logGradientSplit = 0
+            var measure = GamesExperiment.Measure()
+            measure.scoreWindows = 256
+            measure.horizonWindows = 4; measure.upstreamWindows = 4; measure.upstreamDraws = 2; measure.maxOffset = 8
+            measure.samples = 4; measure.maxTokens = 64; measure.promptTokens = 16
+            measure.advantageWindows = 16; measure.advantagePositions = 8
             return Plan(quick: false, seed: seed, sine: sine, sineHorizonSequences: 16, sineProbeSequences: 1024,
                         sineProbeLags: Array(0...10), text: text, textSeeds: seeds, syntheticBytes: 1_000_000,
-                        textAnalysis: textAnalysis, smollm2: smollm2, budgetSeconds: 900,
-                        expectedSeconds: ["sine": 70, "gap": 370, "analyses": 60, "smollm2": 100], smollm2FetchSeconds: 120)
+                        textAnalysis: textAnalysis, games: games, gamesList: GamesExperiment.defaultSpec, gamesSeeds: seeds,
+                        gamesMeasure: measure, smollm2: smollm2, budgetSeconds: 900,
+                        expectedSeconds: ["sine": 70, "gap": 370, "analyses": 60, "games": 50, "smollm2": 100], smollm2FetchSeconds: 120)
         }
 
         /// Rejects a plan that could not run, before any work starts.
         public func validate() throws {
             try sine.validate(file: "demo plan (sine)")
             try text.validate(file: "demo plan (text)")
+            try gamesOptions(out: URL(fileURLWithPath: "games")).validate(vocabSize: ByteTokenizer().vocabSize)
             let check = SettingsCheck(file: "demo plan").check
             try check(!textSeeds.isEmpty, "text_seeds", "at least one seed", textSeeds.count)
             try check(sineHorizonSequences > 0, "sine_horizon_sequences", "a positive integer", sineHorizonSequences)
@@ -239,10 +272,20 @@ public enum Demo {
     }
 
     /// The folders this demo writes into `out` (removed before a new run; nothing else is touched).
-    public static let stageFolders = ["sine", "shakespeare", SyntheticText.sourceName, "smollm2"]
+    public static let stageFolders = ["sine", "shakespeare", SyntheticText.sourceName, gamesFolder, "smollm2"]
+    /// The games stage's folder.
+    public static let gamesFolder = "games"
     public static let summaryFile = "summary.json"
     public static let planFile = "plan.json"
 
     /// The text-stage folder: named after the data it trains on.
     public static func textFolder(offline: Bool) -> String { offline ? SyntheticText.sourceName : "shakespeare" }
+}
+
+extension Demo.Plan {
+    /// The games stage's experiment, into `out`.
+    public func gamesOptions(out: URL) throws -> GamesExperiment.Options {
+        GamesExperiment.Options(config: games, games: try GamesExperiment.parseGames(gamesList, base: games), seeds: gamesSeeds,
+                                out: out, measure: gamesMeasure)
+    }
 }

@@ -88,7 +88,26 @@ extension Demo {
             vanilla: try futureGradientShare(Gap.runFolder(textOut, flow: .vanilla, seed: firstSeed)),
             myopic: try futureGradientShare(Gap.runFolder(textOut, flow: .myopic, seed: firstSeed)))
 
-        // 5. SmolLM2-135M, when it is cached or can be fetched within the budget.
+        // 5. The training games on the same text: one small model per game and seed, each measured.
+        let gamesOut = out.appendingPathComponent(gamesFolder)
+        let games = try timed(.games, folder: gamesFolder) { () throws -> GamesExperiment.Summary in
+            var options = try plan.gamesOptions(out: gamesOut)
+            options.config.data = text.name
+            var current = ""
+            return try GamesExperiment.run(options, dataset: dataset, log: { log("\(gamesFolder): " + $0) },
+                                           onStart: { game, seed in
+                                               current = "\(GamesExperiment.label(game)) seed \(seed)"
+                                               progress(Progress(stage: .games, done: 0, total: options.config.steps, status: current, milestone: false))
+                                               log("\(gamesFolder): training \(current) (\(options.config.layers) layers, d_model \(options.config.dModel), \(options.config.steps) steps of \(options.config.batch)×\(options.config.seqLen))")
+                                           },
+                                           onTrainLog: { m in
+                                               progress(Progress(stage: .games, done: m.step, total: options.config.steps,
+                                                                 status: String(format: "%@: loss %.3f", current, m.trainLoss),
+                                                                 milestone: m.valLoss != nil))
+                                           })
+        }
+
+        // 6. SmolLM2-135M, when it is cached or can be fetched within the budget.
         var smollm2: ModelAnalysis?
         var smollm2Skipped: String?
         let elapsed = Date().timeIntervalSince(started)
@@ -123,12 +142,13 @@ extension Demo {
             records.append(StageRecord(stage: .smollm2, folder: nil, seconds: 0, skipped: true, note: reason))
         }
 
-        // 6. The report over every folder, and the summary.
+        // 7. The report over every folder, and the summary.
         let reportURL = out.appendingPathComponent(Report.defaultFile)
         try timed(.report, folder: nil) {
             var folders = [out.appendingPathComponent("sine").appendingPathComponent(sineRunName(.vanilla)),
                            out.appendingPathComponent("sine").appendingPathComponent(sineRunName(.myopic)), textOut,
-                           Gap.runFolder(textOut, flow: .vanilla, seed: firstSeed), Gap.runFolder(textOut, flow: .myopic, seed: firstSeed)]
+                           Gap.runFolder(textOut, flow: .vanilla, seed: firstSeed), Gap.runFolder(textOut, flow: .myopic, seed: firstSeed),
+                           gamesOut]
             if smollm2 != nil { folders.append(out.appendingPathComponent("smollm2")) }
             let html = try Report.build(runs: folders, title: "Myopia demo")
             try AtomicFile.write(Data(html.utf8), to: reportURL)
@@ -147,6 +167,7 @@ extension Demo {
                               seconds: Date().timeIntervalSince(started), budgetSeconds: plan.budgetSeconds,
                               cores: ProcessInfo.processInfo.activeProcessorCount, loadAverageStart: loadStart,
                               loadAverageEnd: loadAverage(), stages: records, sine: sine, text: textSummary,
+                              games: GamesDigest(games, folder: gamesFolder),
                               smollm2: smollm2, smollm2Skipped: smollm2Skipped, report: reportURL.path)
         try LabFiles.writeJSON(summary, to: out.appendingPathComponent(summaryFile))
         return summary

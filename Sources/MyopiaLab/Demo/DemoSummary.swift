@@ -118,6 +118,33 @@ extension Demo {
         }
     }
 
+    /// The games stage (GamesExperiment): each game's validation loss and continuation advantage
+    /// over seeds, and the consequence game against teacher forcing (the rest is in games.json).
+    public struct GamesDigest: Codable, Sendable {
+        public var folder: String
+        public var steps: Int
+        public var seeds: [UInt64]
+        public var games: [String]
+        public var valLoss: [GamesExperiment.Interval]
+        public var continuationAdvantage: [GamesExperiment.Interval]
+        public var consequence: [GamesExperiment.ConsequenceComparison]
+
+        enum CodingKeys: String, CodingKey {
+            case folder, steps, seeds, games, consequence
+            case valLoss = "val_loss", continuationAdvantage = "continuation_advantage"
+        }
+
+        public init(_ s: GamesExperiment.Summary, folder: String) {
+            self.folder = folder
+            steps = s.settings.steps
+            seeds = s.seeds
+            games = s.games.map(\.label)
+            valLoss = s.games.map(\.valLoss)
+            continuationAdvantage = s.games.map(\.continuationAdvantage)
+            consequence = s.consequence
+        }
+    }
+
     /// What `summary.json` holds and `myopia demo --json` prints.
     public struct Summary: Codable, Sendable {
         public var seed: UInt64
@@ -140,13 +167,14 @@ extension Demo {
         public var stages: [StageRecord]
         public var sine: SineSummary
         public var text: TextSummary
+        public var games: GamesDigest
         public var smollm2: ModelAnalysis?
         /// Why SmolLM2 was skipped; nil when it ran.
         public var smollm2Skipped: String?
         public var report: String
 
         enum CodingKeys: String, CodingKey {
-            case seed, quick, offline, data, steps, seconds, cores, stages, sine, text, smollm2, report
+            case seed, quick, offline, data, steps, seconds, cores, stages, sine, text, games, smollm2, report
             case offlineReason = "offline_reason", valLoss = "val_loss", budgetSeconds = "budget_seconds"
             case loadAverageStart = "load_average_start", loadAverageEnd = "load_average_end"
             case smollm2Skipped = "smollm2_skipped"
@@ -170,6 +198,7 @@ extension Demo {
             try c.encode(stages, forKey: .stages)
             try c.encode(sine, forKey: .sine)
             try c.encode(text, forKey: .text)
+            try c.encode(games, forKey: .games)
             try c.encode(smollm2, forKey: .smollm2)
             try c.encode(smollm2Skipped, forKey: .smollm2Skipped)
             try c.encode(report, forKey: .report)
@@ -215,6 +244,16 @@ extension Demo {
         row("free-running / teacher-forced loss",
             "\(opt(t.analysis.vanilla.generation.freeRunningLoss)) / \(opt(t.analysis.vanilla.generation.teacherForcedLoss))",
             "\(opt(t.analysis.myopic.generation.freeRunningLoss)) / \(opt(t.analysis.myopic.generation.teacherForcedLoss))")
+        let g = s.games
+        heading("training games (vanilla flow, a smaller model), \(g.seeds.count) seeds × \(g.steps) steps")
+        for (i, name) in g.games.enumerated() {
+            row("val loss: \(name)", GamesExperiment.formatInterval(g.valLoss[i], digits: 3), "",
+                "continuation advantage \(GamesExperiment.formatInterval(g.continuationAdvantage[i], signed: true, digits: 3))")
+        }
+        for d in g.consequence {
+            row("\(d.label) − \(d.baseline)", GamesExperiment.formatInterval(d.valLossGivenUp, signed: true, digits: 3), "",
+                "loss given up; advantage gained \(GamesExperiment.formatInterval(d.advantageGain, signed: true, digits: 3))")
+        }
         if let m = s.smollm2 {
             // A deep model's horizon: about five layers, the last one included.
             let n = m.horizonMeanOffset.count, step = max(1, (n - 1 + 3) / 4)

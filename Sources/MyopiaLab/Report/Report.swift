@@ -2,7 +2,8 @@ import Foundation
 import Myopia
 
 /// One self-contained HTML report (inline SVG and CSS, no scripts, no network) built from run
-/// folders: gap studies (gap.json and their runs' metrics), bonus studies (bonus.json), training runs
+/// folders: gap studies (gap.json and their runs' metrics), games experiments (games.json;
+/// GamesReport.swift), bonus studies (bonus.json), training runs
 /// (metrics.jsonl, with the gradient split when it was logged), horizon tables (horizon*.json) and
 /// what the analysis commands leave with `--out` (eval.json, probe.json, sine_probe.json, lens.json,
 /// generation.json; AnalysisReport.swift), with each run's settings. Several runs of the same kind
@@ -41,7 +42,7 @@ public enum Report {
         """
     }
 
-    static let reportableFiles = "gap.json, bonus.json, run_config.json + metrics.jsonl, horizon*.json, eval.json, probe.json, sine_probe.json, lens.json or generation.json"
+    static let reportableFiles = "gap.json, games.json, bonus.json, run_config.json + metrics.jsonl, horizon*.json, eval.json, probe.json, sine_probe.json, lens.json or generation.json"
 
     /// The folders directly inside `folder` that hold something to show, by name (checkpoints skipped).
     static func childRuns(of folder: URL) -> [URL] {
@@ -98,6 +99,12 @@ public enum Report {
                 throw InputError.invalidHeader(file: run.appendingPathComponent(Gap.summaryFile).path, field: "(json)", reason: "\(error)")
             }
             out.append(gapSection(summary, folder: run))
+        } else if let data = try? Data(contentsOf: run.appendingPathComponent(GamesExperiment.summaryFile)) {
+            let summary: GamesExperiment.Summary
+            do { summary = try RunFolder.decoder.decode(GamesExperiment.Summary.self, from: data) } catch {
+                throw InputError.invalidHeader(file: run.appendingPathComponent(GamesExperiment.summaryFile).path, field: "(json)", reason: "\(error)")
+            }
+            out.append(gamesSection(summary, folder: run))   // GamesReport.swift
         } else if let data = try? Data(contentsOf: run.appendingPathComponent(Bonus.summaryFile)) {
             let summary: Bonus.Summary
             do { summary = try RunFolder.decoder.decode(Bonus.Summary.self, from: data) } catch {

@@ -189,8 +189,11 @@ public enum SVG {
     /// widen to fit the longest.
     public static func heatmap(title: String, rowLabel: String, columnLabel: String, rows: [String], columns: [String],
                                values: [[Double]], unit: String, logScale: Bool = false, decimals: Int? = nil,
-                               cellHeight: Double = 26) -> String {
-        func text(_ v: Double) -> String { decimals.map { v.isFinite ? String(format: "%.\($0)f", v) : label(v) } ?? label(v) }
+                               cellHeight: Double = 26, markZeros: Bool = false) -> String {
+        func text(_ v: Double) -> String {
+            if markZeros && v == 0 { return "exact 0" }
+            return decimals.map { v.isFinite ? String(format: "%.\($0)f", v) : label(v) } ?? label(v)
+        }
         let longest = values.flatMap { $0.map { text($0).count } }.max() ?? 4
         let cellWidth = max(40, 6.5 * Double(longest) + 12, 6.5 * Double(columns.map(\.count).max() ?? 0) + 8)
         let left = 16 + 6.5 * Double(rows.map(\.count).max() ?? 8) + 12, top = 36.0, bottom = 56.0, right = 90.0
@@ -200,6 +203,7 @@ public enum SVG {
         let finite = values.flatMap { $0 }.map(f).filter(\.isFinite)
         let lo = finite.min() ?? 0, hi = finite.max() ?? 1
         func shade(_ v: Double) -> String {
+            if markZeros && v == 0 { return "#f1ece0" }
             let x = f(v)
             guard x.isFinite else { return "#eeeeee" }
             let t = hi > lo ? (x - lo) / (hi - lo) : 0.5
@@ -237,6 +241,80 @@ public enum SVG {
         svg += "<text x=\"\(number(barX + 16))\" y=\"\(number(top + 10))\">\(label(hiLabel))</text>"
         svg += "<text x=\"\(number(barX + 16))\" y=\"\(number(top + barH))\">\(label(loLabel))</text>"
         svg += "<text x=\"\(number(barX))\" y=\"\(number(top + barH + 16))\" class=\"legend\">\(escape(unit))</text>"
+        return svg + "</svg>"
+    }
+
+    /// One series of an interval chart: a mean and an optional interval per category (nil: none).
+    public struct IntervalSeries: Sendable {
+        public var name: String
+        public var values: [(mean: Double, low: Double?, high: Double?)?]
+        public init(name: String, values: [(mean: Double, low: Double?, high: Double?)?]) {
+            self.name = name
+            self.values = values
+        }
+    }
+
+    /// Dots with interval whiskers, one group per category and one dot per series in it; a dashed
+    /// line at zero when the axis spans it (differences).
+    public static func intervalChart(title: String, yLabel: String, categories: [String], series: [IntervalSeries],
+                                     colors chosen: [String]? = nil, width: Double = 520, height plotHeight: Double = 300) -> String {
+        // The legend under the plot, wrapped into as many lines as it needs.
+        var legend: [(x: Double, line: Int)] = [], lx = 64.0, line = 0
+        for s in series where series.count > 1 {
+            let w = 24 + 6.5 * Double(s.name.count)
+            if lx + w > width - 8 && lx > 64 { lx = 64; line += 1 }
+            legend.append((lx, line))
+            lx += w
+        }
+        let height = plotHeight + (series.count > 1 ? 16 * Double(line) : 0)
+        let left = 64.0, right = 16.0, top = 32.0, bottom = 64.0 + (series.count > 1 ? 16 * Double(line) : 0)
+        let plotW = width - left - right, plotH = height - top - bottom
+        var ys: [Double] = []
+        for s in series { for case let v? in s.values { ys += [v.mean, v.low ?? v.mean, v.high ?? v.mean].filter(\.isFinite) } }
+        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" viewBox=\"0 0 \(number(width)) \(number(height))\" width=\"\(number(width))\" height=\"\(number(height))\" role=\"img\" aria-label=\"\(escape(title))\">"
+        svg += "<text x=\"\(number(width / 2))\" y=\"18\" text-anchor=\"middle\" class=\"title\">\(escape(title))</text>"
+        guard let y0r = ys.min(), let y1r = ys.max(), !categories.isEmpty else {
+            return svg + "<text x=\"\(number(width / 2))\" y=\"\(number(height / 2))\" text-anchor=\"middle\">no data</text></svg>"
+        }
+        let pad = (y1r - y0r) * 0.08 + (y1r == y0r ? max(abs(y1r) * 0.05, 1e-3) : 0)
+        let y0 = y0r - pad, y1 = y1r + pad
+        func py(_ y: Double) -> Double { top + (1 - (y - y0) / (y1 - y0)) * plotH }
+        let group = plotW / Double(categories.count)
+        svg += "<g class=\"axis\"><line x1=\"\(number(left))\" y1=\"\(number(top + plotH))\" x2=\"\(number(left + plotW))\" y2=\"\(number(top + plotH))\"/>"
+        svg += "<line x1=\"\(number(left))\" y1=\"\(number(top))\" x2=\"\(number(left))\" y2=\"\(number(top + plotH))\"/>"
+        let yTicks = ticks(y0, y1)
+        for t in yTicks {
+            svg += "<line class=\"grid\" x1=\"\(number(left))\" y1=\"\(number(py(t)))\" x2=\"\(number(left + plotW))\" y2=\"\(number(py(t)))\"/>"
+            svg += "<text x=\"\(number(left - 6))\" y=\"\(number(py(t) + 4))\" text-anchor=\"end\">\(tickLabel(t, in: yTicks))</text>"
+        }
+        for (c, name) in categories.enumerated() {
+            svg += "<text x=\"\(number(left + (Double(c) + 0.5) * group))\" y=\"\(number(top + plotH + 16))\" text-anchor=\"middle\">\(escape(name))</text>"
+        }
+        svg += "</g>"
+        if y0 < 0 && y1 > 0 {
+            svg += "<line x1=\"\(number(left))\" y1=\"\(number(py(0)))\" x2=\"\(number(left + plotW))\" y2=\"\(number(py(0)))\" stroke=\"#888\" stroke-dasharray=\"4 3\"/>"
+        }
+        svg += "<text transform=\"translate(14 \(number(top + plotH / 2))) rotate(-90)\" text-anchor=\"middle\" class=\"label\">\(escape(yLabel))</text>"
+        for (i, s) in series.enumerated() {
+            let color = chosen?[i % (chosen?.count ?? 1)] ?? colors[i % colors.count]
+            for (c, value) in s.values.enumerated() {
+                guard let v = value, v.mean.isFinite else { continue }
+                let x = left + (Double(c) + Double(i + 1) / Double(series.count + 1)) * group
+                // The whisker with its caps as one stroke; without an interval, a tick at the mean.
+                let (lo, hi) = (v.low ?? v.mean, v.high ?? v.mean)
+                let whisker = v.low == nil
+                    ? [(x - 7, py(v.mean)), (x + 7, py(v.mean))]
+                    : [(x - 5, py(lo)), (x + 5, py(lo)), (x, py(lo)), (x, py(hi)), (x - 5, py(hi)), (x + 5, py(hi))]
+                svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(whisker.map { "\(number($0.0)),\(number($0.1))" }.joined(separator: " "))\"/>"
+                svg += "<circle cx=\"\(number(x))\" cy=\"\(number(py(v.mean)))\" r=\"4\" fill=\"\(color)\"><title>\(escape(s.name)), \(escape(categories[c])): \(label(v.mean))</title></circle>"
+            }
+        }
+        for (i, s) in series.enumerated() where series.count > 1 {
+            let color = chosen?[i % (chosen?.count ?? 1)] ?? colors[i % colors.count]
+            let x = legend[i].x, y = top + plotH + 38 + 16 * Double(legend[i].line)
+            svg += "<circle cx=\"\(number(x + 6))\" cy=\"\(number(y - 4))\" r=\"4\" fill=\"\(color)\"/>"
+            svg += "<text x=\"\(number(x + 14))\" y=\"\(number(y))\" class=\"legend\">\(escape(s.name))</text>"
+        }
         return svg + "</svg>"
     }
 }

@@ -2,10 +2,11 @@ import Foundation
 import Myopia
 
 /// The run folders under a directory and their key figures (`myopia runs`): training runs
-/// (run_config.json + metrics.jsonl), gap studies (gap.json), demos (summary.json), and folders of
+/// (run_config.json + metrics.jsonl), gap studies (gap.json), games experiments (games.json; their
+/// `game` lists the games, `val_loss` is teacher forcing's), demos (summary.json), and folders of
 /// analysis results (`--out` of horizon, probe, lens, generate, eval), with one figure per result.
 public enum Runs {
-    public enum Kind: String, Codable, Sendable { case train, gap, demo, analysis }
+    public enum Kind: String, Codable, Sendable { case train, gap, games, demo, analysis }
 
     public struct Entry: Codable, Equatable, Sendable {
         public var path: String
@@ -124,7 +125,7 @@ public enum Runs {
         return out
     }
 
-    /// The training run, gap study or demo in `dir`, or nil.
+    /// The training run, gap study, games experiment or demo in `dir`, or nil.
     static func run(_ dir: URL, root: URL) -> Entry? {
         let path = relativePath(dir, root: root)
         let modified = modifiedTime
@@ -135,6 +136,13 @@ public enum Runs {
             return Entry(path: path, kind: .gap, family: s.settings.family.rawValue, flow: s.flows.map(\.flow).joined(separator: ","),
                          steps: s.settings.steps, valLoss: s.flow("vanilla")?.valLoss.mean, gap: s.gap?.valLoss.mean,
                          gapStd: s.gap?.valLoss.std, seeds: s.seeds.count, data: s.data, modified: modified(gapFile))
+        }
+        let gamesFile = dir.appendingPathComponent(GamesExperiment.summaryFile)
+        if let data = try? Data(contentsOf: gamesFile), let s = try? decoder.decode(GamesExperiment.Summary.self, from: data) {
+            return Entry(path: path, kind: .games, family: s.settings.family.rawValue, flow: s.settings.flow.description,
+                         game: s.games.map(\.label).joined(separator: ","),
+                         steps: s.settings.steps, valLoss: (s.game("teacher-forced") ?? s.games.first)?.valLoss.mean,
+                         seeds: s.seeds.count, data: s.data, modified: modified(gamesFile))
         }
         let metricsFile = dir.appendingPathComponent(Trainer.metricsFile)
         let configFile = dir.appendingPathComponent(Trainer.runConfigFile)

@@ -126,7 +126,8 @@ public enum Seeds {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             return [("full.json", [UInt8](try encoder.encode(TrainConfig()))),
-                    ("partial.json", Array(#"{"d-model": 48, "heads": 4, "seq_len": 20, "lr": 0.002, "family": "llama", "kv_heads": 2, "flow": "beta=0.3"}"#.utf8))]
+                    ("partial.json", Array(#"{"d-model": 48, "heads": 4, "seq_len": 20, "lr": 0.002, "family": "llama", "kv_heads": 2, "flow": "beta=0.3"}"#.utf8)),
+                    ("game.json", Array(#"{"game": "consequence", "consequence_weight": 0.5, "consequence-horizon": 3, "consequence_positions": 4, "consequence_estimator": "exact", "seq_len": 16}"#.utf8))]
         case "trainer-state":
             return [("trainer_state.json", try trainerState())]
         case "vocab-json":

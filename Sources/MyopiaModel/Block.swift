@@ -117,7 +117,7 @@ enum Block {
                         w: UnsafeMutablePointer<Float>, p: BlockParameters, shape s: BlockShape,
                         b: Int, t: Int, pattern: AttentionPattern, probs: UnsafeMutablePointer<Float>?,
                         past: UnsafePointer<Float>? = nil) {
-        let n = b * t, c = s.c, f = s.f, width = s.attention.width
+        let n = b * t, c = s.c, width = s.attention.width
         p.norm1.forward(w: w, out: a.ln1, mean: a.ln1Mean, rstd: a.ln1Rstd, inp: a.residIn, n: n, c: c, eps: s.eps)
         for (dense, column) in p.qkv { dense.forward(w: w, out: a.qkv + column, ld: width, inp: a.ln1, n: n) }
         if let rope = s.rope {
@@ -135,16 +135,31 @@ enum Block {
             Attention.forward(z: a.z, statistics: a.attnStats, probs: probs, qkv: a.qkv, b: b, t: t,
                               shape: s.attention, pattern: pattern)
         }
-        p.attnOut.forwardResidual(w: w, out: a.residMid, residual: a.residIn, inp: a.z, n: n)
-        p.norm2.forward(w: w, out: a.ln2, mean: a.ln2Mean, rstd: a.ln2Rstd, inp: a.residMid, n: n, c: c, eps: s.eps)
-        p.mlpIn.forward(w: w, out: a.fcPre, ld: f, inp: a.ln2, n: n)
-        if let up = p.up {
-            up.forward(w: w, out: a.up, ld: f, inp: a.ln2, n: n)
-            SwiGLU.forward(act: a.act, gate: a.fcPre, up: a.up, count: n * f)
+        forwardAfterAttention(w: w, p: p, shape: s, z: a.z, residIn: a.residIn, residMid: a.residMid, ln2: a.ln2,
+                              mean: a.ln2Mean, rstd: a.ln2Rstd, fcPre: a.fcPre, up: a.up, act: a.act, residOut: residOut, n: n)
+    }
+
+    /// The block after attention, on n rows: residMid (n, C) = residIn + z (n, A) · W_O (+ b_O), then
+    /// residOut (n, C) = residMid + mlp(norm_2(residMid)). Writes norm_2's output and statistics (n),
+    /// the MLP's pre-activation (n, F; Llama: the gate), up_proj's output (n, F; Llama only) and the
+    /// activation (n, F). The forward pass, cached decoding and the continuation passes all run it.
+    static func forwardAfterAttention(w: UnsafeMutablePointer<Float>, p: BlockParameters, shape s: BlockShape,
+                                      z: UnsafePointer<Float>, residIn: UnsafePointer<Float>,
+                                      residMid: UnsafeMutablePointer<Float>, ln2: UnsafeMutablePointer<Float>,
+                                      mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
+                                      fcPre: UnsafeMutablePointer<Float>, up: UnsafeMutablePointer<Float>,
+                                      act: UnsafeMutablePointer<Float>, residOut: UnsafeMutablePointer<Float>, n: Int) {
+        let c = s.c, f = s.f
+        p.attnOut.forwardResidual(w: w, out: residMid, residual: residIn, inp: z, n: n)
+        p.norm2.forward(w: w, out: ln2, mean: mean, rstd: rstd, inp: residMid, n: n, c: c, eps: s.eps)
+        p.mlpIn.forward(w: w, out: fcPre, ld: f, inp: ln2, n: n)
+        if let upProj = p.up {
+            upProj.forward(w: w, out: up, ld: f, inp: ln2, n: n)
+            SwiGLU.forward(act: act, gate: fcPre, up: up, count: n * f)
         } else {
-            RowOps.geluForward(out: a.act, input: a.fcPre, count: n * f)
+            RowOps.geluForward(out: act, input: fcPre, count: n * f)
         }
-        p.mlpOut.forwardResidual(w: w, out: residOut, residual: a.residMid, inp: a.act, n: n)
+        p.mlpOut.forwardResidual(w: w, out: residOut, residual: residMid, inp: act, n: n)
     }
 
     /// On entry `s.dResid` holds dL/d residOut; on exit dL/d residIn. Parameter gradients accumulate.

@@ -75,7 +75,7 @@ extension Transformer {
         let k = s.horizon, bigT = cache.seqLen
         precondition(b >= 0 && b < cache.batch && t >= 0 && t + k <= bigT - 1, "position \(t) has no \(k)-token continuation")
         precondition(m >= 1 && m <= s.candidates && bigT <= s.seqLen)
-        let c = config.dModel, f = config.dMLP, v = config.vocabSize, rows = m * k
+        let c = config.dModel, v = config.vocabSize, rows = m * k
         let sh = blockShape.attention, hs = sh.hs, width = sh.width, out = sh.out, eps = blockShape.eps
         let scale = 1 / Float(hs).squareRoot(), ld = t + 1 + k    // scores row: t + 1 prefix columns, K own
         let w = params.weights
@@ -131,16 +131,9 @@ extension Transformer {
                                   c: s.z + j * k * out + h * hs, ldc: out, accumulate: true, parallel: false)
                 }
             }
-            p.attnOut.forwardResidual(w: w, out: s.mid, residual: s.x, inp: s.z, n: rows)
-            p.norm2.forward(w: w, out: s.ln, mean: s.mean, rstd: s.rstd, inp: s.mid, n: rows, c: c, eps: eps)
-            p.mlpIn.forward(w: w, out: s.fc, ld: f, inp: s.ln, n: rows)
-            if let up = p.up {
-                up.forward(w: w, out: s.up, ld: f, inp: s.ln, n: rows)
-                SwiGLU.forward(act: s.act, gate: s.fc, up: s.up, count: rows * f)
-            } else {
-                RowOps.geluForward(out: s.act, input: s.fc, count: rows * f)
-            }
-            p.mlpOut.forwardResidual(w: w, out: s.x, residual: s.mid, inp: s.act, n: rows)
+            Block.forwardAfterAttention(w: w, p: p, shape: blockShape, z: s.z, residIn: s.x, residMid: s.mid,
+                                        ln2: s.ln, mean: s.mean, rstd: s.rstd, fcPre: s.fc, up: s.up,
+                                        act: s.act, residOut: s.x, n: rows)
         }
         finalNorm.forward(w: w, out: s.ln, mean: s.mean, rstd: s.rstd, inp: s.x, n: rows, c: c, eps: eps)
         GEMM.multiply(m: rows, n: v, k: c, a: s.ln, lda: c, transA: false, b: w + lmHead, ldb: c, transB: true,

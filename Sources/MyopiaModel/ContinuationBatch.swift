@@ -79,7 +79,7 @@ extension Transformer {
         let k = s.horizon, bigT = cache.seqLen
         precondition(p >= 0 && p <= s.capacity && bigT <= s.seqLen)
         guard p > 0 else { return }
-        let c = config.dModel, f = config.dMLP, v = config.vocabSize, n = p * k
+        let c = config.dModel, v = config.vocabSize, n = p * k
         let sh = blockShape.attention, width = sh.width, eps = blockShape.eps
         let w = params.weights
 
@@ -110,16 +110,9 @@ extension Transformer {
                 model.attendContinuation(cache: cache, scratch: s, layer: l, continuation: j, head: item % sh.nh,
                                          row: rows[j], position: positions[j])
             }
-            layer.attnOut.forwardResidual(w: w, out: s.mid, residual: s.x, inp: s.z, n: n)
-            layer.norm2.forward(w: w, out: s.ln, mean: s.mean, rstd: s.rstd, inp: s.mid, n: n, c: c, eps: eps)
-            layer.mlpIn.forward(w: w, out: s.fc, ld: f, inp: s.ln, n: n)
-            if let up = layer.up {
-                up.forward(w: w, out: s.up, ld: f, inp: s.ln, n: n)
-                SwiGLU.forward(act: s.act, gate: s.fc, up: s.up, count: n * f)
-            } else {
-                RowOps.geluForward(out: s.act, input: s.fc, count: n * f)
-            }
-            layer.mlpOut.forwardResidual(w: w, out: s.x, residual: s.mid, inp: s.act, n: n)
+            Block.forwardAfterAttention(w: w, p: layer, shape: blockShape, z: s.z, residIn: s.x, residMid: s.mid,
+                                        ln2: s.ln, mean: s.mean, rstd: s.rstd, fcPre: s.fc, up: s.up,
+                                        act: s.act, residOut: s.x, n: n)
         }
         finalNorm.forward(w: w, out: s.ln, mean: s.mean, rstd: s.rstd, inp: s.x, n: n, c: c, eps: eps)
         GEMM.multiply(m: n, n: v, k: c, a: s.ln, lda: c, transA: false, b: w + lmHead, ldb: c, transB: true,

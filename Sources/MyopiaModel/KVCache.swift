@@ -71,7 +71,7 @@ extension Transformer {
 
     /// Forward for n ≤ chunk new rows at positions p0 = cache.length …, attending to the cache.
     private func decodeChunk(_ tokens: UnsafePointer<Int32>, count n: Int, cache kv: KVCache) {
-        let p0 = kv.length, c = config.dModel, f = config.dMLP, v = config.vocabSize
+        let p0 = kv.length, c = config.dModel, v = config.vocabSize
         let sh = blockShape.attention, hs = sh.hs, width = sh.width, out = sh.out, p = kv.capacity
         let kvWidth = sh.nkv * hs, eps = blockShape.eps, scale = 1 / Float(hs).squareRoot()
         let w = params.weights
@@ -111,16 +111,9 @@ extension Transformer {
                               ldb: kvWidth, transB: false, c: kv.z + h * hs, ldc: out, accumulate: false, parallel: false)
             }
             if headsInParallel { Parallel.forEach(sh.nh, attend) } else { for h in 0..<sh.nh { attend(h) } }
-            b.attnOut.forwardResidual(w: w, out: kv.mid, residual: kv.x, inp: kv.z, n: n)
-            b.norm2.forward(w: w, out: kv.ln, mean: kv.mean, rstd: kv.rstd, inp: kv.mid, n: n, c: c, eps: eps)
-            b.mlpIn.forward(w: w, out: kv.fc, ld: f, inp: kv.ln, n: n)
-            if let up = b.up {
-                up.forward(w: w, out: kv.up, ld: f, inp: kv.ln, n: n)
-                SwiGLU.forward(act: kv.act, gate: kv.fc, up: kv.up, count: n * f)
-            } else {
-                RowOps.geluForward(out: kv.act, input: kv.fc, count: n * f)
-            }
-            b.mlpOut.forwardResidual(w: w, out: kv.x, residual: kv.mid, inp: kv.act, n: n)
+            Block.forwardAfterAttention(w: w, p: b, shape: blockShape, z: kv.z, residIn: kv.x, residMid: kv.mid,
+                                        ln2: kv.ln, mean: kv.mean, rstd: kv.rstd, fcPre: kv.fc, up: kv.up,
+                                        act: kv.act, residOut: kv.x, n: n)
         }
         finalNorm.forward(w: w, out: kv.ln, mean: kv.mean, rstd: kv.rstd, inp: kv.x, n: n, c: c, eps: eps)
         GEMM.multiply(m: n, n: v, k: c, a: kv.ln, lda: c, transA: false, b: w + lmHead, ldb: c, transB: true,

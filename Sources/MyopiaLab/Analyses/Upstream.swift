@@ -327,6 +327,8 @@ extension Upstream {
         let cache = model.makeCache(batch: b, seqLen: t)
         var inputs = [Int32](repeating: 0, count: b * t), targets = inputs
         var baseline = [Float](repeating: 0, count: windows * t)
+        var probabilities = [Float](repeating: 0, count: v), logZ = [Double](repeating: .nan, count: t)
+        var sumSquares = [Double](repeating: 0, count: t)
         var jobs: [Job] = []
         var first = 0
         while first < windows {
@@ -338,22 +340,25 @@ extension Upstream {
             for s in 0..<count {
                 let w = first + s
                 for i in 0..<t { baseline[w * t + i] = losses[s * t + i] }
+                // Each position's log-partition and Σ p², taken once when a draw first needs them:
+                // ‖onehot(x̂) − p‖² = Σ p² − 2·p(x̂) + 1.
+                for i in 0..<t { logZ[i] = .nan }
                 for d in 0..<draws {
                     for i in 0..<(t - 1) {
                         guard let r = reading(window: w, draw: d, position: i) else { continue }
                         let row = cache.logitRows + (s * t + i) * v
                         let token = KeyedRandom.sample(logits: row, count: v,
                                                        u: random.uniform(.sample, step: d + 1, sequence: w, position: i + 1))
-                        // ‖onehot(x̂) − p‖ at position i.
-                        var p = [Float](repeating: 0, count: v)
-                        for j in 0..<v { p[j] = row[j] }
-                        _ = p.withUnsafeMutableBufferPointer { RowOps.softmax($0.baseAddress!, count: v) }
-                        var sq = 0.0
-                        for j in 0..<v {
-                            let e = Double(p[j]) - (j == Int(token) ? 1 : 0)
-                            sq += e * e
+                        if logZ[i].isNaN {
+                            probabilities.withUnsafeMutableBufferPointer { p in
+                                p.baseAddress!.update(from: row, count: v)
+                                logZ[i] = Double(RowOps.softmax(p.baseAddress!, count: v))
+                                sumSquares[i] = p.reduce(0.0) { $0 + Double($1) * Double($1) }
+                            }
                         }
-                        jobs.append(Job(window: w, position: i, token: token, reading: r, pNorm: sq.squareRoot()))
+                        let picked = Foundation.exp(Double(row[Int(token)]) - logZ[i])
+                        let pNorm = max(0, sumSquares[i] - 2 * picked + 1).squareRoot()
+                        jobs.append(Job(window: w, position: i, token: token, reading: r, pNorm: pNorm))
                     }
                 }
             }

@@ -6,8 +6,13 @@
 public final class ActivationCache {
     /// What each block keeps. Widths: W = (NH + 2·NKV)·HS for [q | k | v], A = NH·HS for z
     /// (GPT-2: 3C and C).
+    /// Norms a family does not have leave their outputs aliased to their inputs (OLMo 2: ln1 is
+    /// residIn, ln2 is residMid) and their statistics empty; so do the post-norms' buffers and
+    /// qkRaw without those parts.
     struct Layer {
         let c: Int, f: Int
+        /// A (NH·HS), the q/k segments' raw width (NH + NKV)·HS and count per row (qkRstd).
+        let attentionWidth: Int, qkRawWidth: Int, qkSegments: Int
         let residIn: UnsafeMutablePointer<Float>   // (N, C)   blocks.l.hook_resid_pre
         let ln1: UnsafeMutablePointer<Float>       // (N, C)   blocks.l.ln1.hook_normalized
         let ln1Mean: UnsafeMutablePointer<Float>   // (N)
@@ -22,6 +27,48 @@ public final class ActivationCache {
         let fcPre: UnsafeMutablePointer<Float>     // (N, F)   blocks.l.mlp.hook_pre (Llama: the gate)
         let up: UnsafeMutablePointer<Float>        // (N, F)   Llama's up_proj output (GPT-2: empty)
         let act: UnsafeMutablePointer<Float>       // (N, F)   blocks.l.mlp.hook_post
+        let qkRaw: UnsafeMutablePointer<Float>     // (N, (NH + NKV)·HS) q and k before their norms
+        let qkRstd: UnsafeMutablePointer<Float>    // (N, segments) the q/k norms' rstd
+        let attnRaw: UnsafeMutablePointer<Float>   // (N, C)   attention output before its post-norm
+        let attnMean: UnsafeMutablePointer<Float>  // (N)
+        let attnRstd: UnsafeMutablePointer<Float>  // (N)
+        let mlpRaw: UnsafeMutablePointer<Float>    // (N, C)   MLP output before its post-norm
+        let mlpMean: UnsafeMutablePointer<Float>   // (N)
+        let mlpRstd: UnsafeMutablePointer<Float>   // (N)
+
+        /// Buffers for n rows of one block of `config`'s model, from `arena`; `residIn` is given
+        /// when it is shared (a prediction head reads the last block's input), else allocated.
+        /// `attentionRows` (B·NH·T) sizes the softmax statistics.
+        static func allocate(_ config: ModelConfig, rows n: Int, attentionRows: Int, arena: BufferArena,
+                             residIn shared: UnsafeMutablePointer<Float>? = nil) -> Layer {
+            func floats(_ count: Int) -> UnsafeMutablePointer<Float> { arena.floats(count) }
+            let arch = config.architecture, c = config.dModel, f = config.dMLP
+            let qkSegments = arch.qkNorm == .none ? 0 : arch.qkNorm == .perHead ? config.nHeads + config.kvHeads : 2
+            let qkRawWidth = arch.qkNorm == .none ? 0 : (config.nHeads + config.kvHeads) * config.headSize
+            let residIn = shared ?? floats(n * c)
+            let ln1 = arch.preAttentionNorm ? floats(n * c) : residIn
+            let residMid = floats(n * c)
+            let ln2 = arch.preMLPNorm ? floats(n * c) : residMid
+            let postAttention = arch.postAttentionNorm ? n : 0, postMLP = arch.postMLPNorm ? n : 0
+            return Layer(c: c, f: f, attentionWidth: config.attentionWidth, qkRawWidth: qkRawWidth, qkSegments: qkSegments,
+                         residIn: residIn, ln1: ln1, ln1Mean: floats(n), ln1Rstd: floats(n),
+                         qkv: floats(n * config.qkvWidth), attnStats: floats(attentionRows * 2),
+                         z: floats(n * config.attentionWidth), residMid: residMid, ln2: ln2, ln2Mean: floats(n),
+                         ln2Rstd: floats(n), fcPre: floats(n * f), up: floats(arch.mlp.isGated ? n * f : 0),
+                         act: floats(n * f), qkRaw: floats(n * qkRawWidth), qkRstd: floats(n * qkSegments),
+                         attnRaw: floats(postAttention * c), attnMean: floats(postAttention), attnRstd: floats(postAttention),
+                         mlpRaw: floats(postMLP * c), mlpMean: floats(postMLP), mlpRstd: floats(postMLP))
+        }
+
+        /// These buffers with another residual input and [q | k | v] (a norm₁ that is absent keeps
+        /// aliasing the input).
+        func with(residIn: UnsafeMutablePointer<Float>, qkv: UnsafeMutablePointer<Float>) -> Layer {
+            Layer(c: c, f: f, attentionWidth: attentionWidth, qkRawWidth: qkRawWidth, qkSegments: qkSegments,
+                  residIn: residIn, ln1: ln1 == self.residIn ? residIn : ln1, ln1Mean: ln1Mean, ln1Rstd: ln1Rstd,
+                  qkv: qkv, attnStats: attnStats, z: z, residMid: residMid, ln2: ln2, ln2Mean: ln2Mean, ln2Rstd: ln2Rstd,
+                  fcPre: fcPre, up: up, act: act, qkRaw: qkRaw, qkRstd: qkRstd, attnRaw: attnRaw, attnMean: attnMean,
+                  attnRstd: attnRstd, mlpRaw: mlpRaw, mlpMean: mlpMean, mlpRstd: mlpRstd)
+        }
     }
 
     /// What `Transformer.forwardPredictionHeads` keeps of extra prediction head j (2…N): its block's
@@ -73,7 +120,9 @@ public final class ActivationCache {
     let dQkvInput: UnsafeMutablePointer<Float>     // (N, W) what myopic flows send to the q/k/v projections' input
     let dZ: UnsafeMutablePointer<Float>            // (N, A)
     let dAct: UnsafeMutablePointer<Float>          // (N, F)
-    let dUp: UnsafeMutablePointer<Float>           // (N, F) Llama only
+    let dUp: UnsafeMutablePointer<Float>           // (N, F) gated MLPs only
+    let dPost: UnsafeMutablePointer<Float>         // (N, C) a post-norm's input gradient (post-norms only)
+    let dParallel: UnsafeMutablePointer<Float>     // (N, C) the MLP's input gradient (parallel residual only)
     let dPredictions: UnsafeMutablePointer<Float>  // (N, O)
     /// Whether forward keeps every layer's attention pattern (B, NH, T, T), and backward the scores'
     /// gradients, in memory. Off (the default), attention keeps only each row's softmax statistics
@@ -114,7 +163,7 @@ public final class ActivationCache {
         capacityB = batch
         capacityT = seqLen
         let n = batch * seqLen, c = config.dModel, f = config.dMLP
-        let width = config.qkvWidth, a = config.attentionWidth, gated = config.family == .llama
+        let width = config.qkvWidth, a = config.attentionWidth, gated = config.architecture.mlp.isGated
         let v = config.isContinuous ? 0 : config.vocabSize
         let fi = config.inputFeatures ?? 0, o = config.outputs ?? 0
         let arena = self.arena
@@ -124,20 +173,14 @@ public final class ActivationCache {
         targets = ints(n)
         let rowsOfAttention = batch * config.nHeads * seqLen
         layers = (0..<config.nLayers).map { _ in
-            Layer(c: c, f: f, residIn: floats(n * c), ln1: floats(n * c), ln1Mean: floats(n), ln1Rstd: floats(n),
-                  qkv: floats(n * width), attnStats: floats(rowsOfAttention * 2), z: floats(n * a),
-                  residMid: floats(n * c), ln2: floats(n * c), ln2Mean: floats(n), ln2Rstd: floats(n),
-                  fcPre: floats(n * f), up: floats(gated ? n * f : 0), act: floats(n * f))
+            Layer.allocate(config, rows: n, attentionRows: rowsOfAttention, arena: arena)
         }
         patternIsCurrent = Array(repeating: false, count: config.nLayers)
         let extraHeads = max(0, config.predictionHeads - 1)
         let lastInput = layers.last?.residIn
         predictionHeads = (0..<extraHeads).map { _ in
             guard let lastInput else { preconditionFailure("prediction heads read the input of the last block: L ≥ 1") }
-            let layer = Layer(c: c, f: f, residIn: lastInput, ln1: floats(n * c), ln1Mean: floats(n), ln1Rstd: floats(n),
-                              qkv: floats(n * width), attnStats: floats(rowsOfAttention * 2), z: floats(n * a),
-                              residMid: floats(n * c), ln2: floats(n * c), ln2Mean: floats(n), ln2Rstd: floats(n),
-                              fcPre: floats(n * f), up: floats(gated ? n * f : 0), act: floats(n * f))
+            let layer = Layer.allocate(config, rows: n, attentionRows: rowsOfAttention, arena: arena, residIn: lastInput)
             return PredictionHead(layer: layer, residOut: floats(n * c), lnf: floats(n * c), lnfMean: floats(n),
                                   lnfRstd: floats(n), targets: ints(n), rowLoss: floats(n), logZ: floats(n))
         }
@@ -163,6 +206,9 @@ public final class ActivationCache {
         dZ = floats(n * a)
         dAct = floats(n * f)
         dUp = floats(gated ? n * f : 0)
+        let arch = config.architecture
+        dPost = floats(arch.postAttentionNorm || arch.postMLPNorm ? n * c : 0)
+        dParallel = floats(arch.parallelResidual ? n * c : 0)
         dPredictions = floats(n * o)
     }
 

@@ -5,9 +5,17 @@ import MyopiaKernels
 // HS head size, W = (NH + 2·NKV)·HS the width of one position's [q | k | v] (GPT-2: 3C), A = NH·HS.
 // Query head h sits at columns h·HS of q, and reads key/value head h / G.
 
-/// The shape of one layer's attention.
+/// The shape of one layer's attention, and how its scores become probabilities: scaled (by
+/// 1/√HS, or the family's query scale), soft-capped (cap·tanh(score/cap), Gemma 2), masked to the
+/// causal window (keys t − W + 1 … t under a sliding window, else 0 … t), softmax.
 struct AttentionShape {
     let nh: Int, nkv: Int, hs: Int
+    /// What multiplies q·k.
+    var scale: Float
+    /// Soft-cap of the scaled scores (nil: none).
+    var softcap: Float? = nil
+    /// Sliding window W (nil: every earlier position).
+    var window: Int? = nil
     var group: Int { nh / nkv }            // G: query heads per key/value head
     var width: Int { (nh + 2 * nkv) * hs } // W
     var out: Int { nh * hs }               // A
@@ -16,10 +24,74 @@ struct AttentionShape {
 
     init(nh: Int, nkv: Int, hs: Int) {
         self.nh = nh; self.nkv = nkv; self.hs = hs
+        scale = 1 / Float(hs).squareRoot()
     }
 
-    init(_ config: ModelConfig) {
+    /// Layer l's attention in a model of `config`.
+    init(_ config: ModelConfig, layer l: Int = 0) {
         self.init(nh: config.nHeads, nkv: config.kvHeads, hs: config.headSize)
+        scale = config.queryScale
+        softcap = config.attentionSoftcap.map { Float($0) }
+        window = config.window(layer: l)
+    }
+
+    /// The first key a query at position `query` sees.
+    @inline(__always) func firstKey(_ query: Int) -> Int {
+        guard let window else { return 0 }
+        return max(0, query - window + 1)
+    }
+
+    /// The scores the softmax reads, in place on keys lo..<keys: soft-capped and scaled when there
+    /// is a cap (the softmax then scales by 1), else left for the softmax to scale.
+    @inline(__always) private func cap(_ r: UnsafeMutablePointer<Float>, count: Int) -> Float {
+        guard let softcap else { return scale }
+        let k = scale / softcap
+        for j in 0..<count { r[j] = softcap * Foundation.tanh(r[j] * k) }
+        return 1
+    }
+
+    /// Query `query`'s row of raw scores q·k over keys 0..<keys (positions 0…) becomes its
+    /// probabilities, entries outside the window 0; `statistics` (2 floats), if given, keeps the
+    /// softmax's maximum and 1/Σ. Returns the log-partition.
+    @inline(__always) @discardableResult
+    func softmaxRow(_ row: UnsafeMutablePointer<Float>, query: Int, keys: Int,
+                    statistics: UnsafeMutablePointer<Float>? = nil) -> Float {
+        let lo = min(firstKey(query), keys), r = row + lo, n = keys - lo
+        let s = cap(r, count: n)
+        var z: Float = 0
+        if let statistics { RowOps.softmax(r, count: n, scale: s, statistics: statistics) } else { z = RowOps.softmax(r, count: n, scale: s) }
+        if lo > 0 { row.update(repeating: 0, count: lo) }
+        return z
+    }
+
+    /// `softmaxRow` from the statistics it kept: bitwise its probabilities.
+    @inline(__always)
+    func recomputeRow(_ row: UnsafeMutablePointer<Float>, query: Int, keys: Int, statistics: UnsafePointer<Float>) {
+        let lo = min(firstKey(query), keys), r = row + lo, n = keys - lo
+        let s = cap(r, count: n)
+        RowOps.softmaxRecompute(r, count: n, scale: s, statistics: statistics)
+        if lo > 0 { row.update(repeating: 0, count: lo) }
+    }
+
+    /// In place over query `query`'s row: dp (∂L/∂probabilities, keys 0..<keys) becomes ∂L/∂(q·k),
+    /// 0 outside the window. The soft-cap's derivative 1 − tanh² comes from the probabilities and the
+    /// row's statistics (tanh = capped score / cap, capped score = log(p·Σ) + max).
+    @inline(__always)
+    func backwardRow(_ d: UnsafeMutablePointer<Float>, probs p: UnsafePointer<Float>, query: Int, keys: Int,
+                     statistics: UnsafePointer<Float>?) {
+        let lo = min(firstKey(query), keys), n = keys - lo
+        if let softcap {
+            guard let statistics else { preconditionFailure("a soft-capped row's backward reads its statistics") }
+            RowOps.softmaxBackward(d + lo, probs: p + lo, count: n, scale: scale)
+            let maxValue = statistics[0], logSum = -Foundation.log(statistics[1])
+            for j in lo..<keys where p[j] > 0 {
+                let t = (Foundation.log(p[j]) + logSum + maxValue) / softcap
+                d[j] *= 1 - t * t
+            }
+        } else {
+            RowOps.softmaxBackward(d + lo, probs: p + lo, count: n, scale: scale)
+        }
+        if lo > 0 { d.update(repeating: 0, count: lo) }
     }
 }
 
@@ -97,10 +169,9 @@ enum Attention {
                         shape sh: AttentionShape, pattern kind: AttentionPattern = .causal) {
         precondition(kind == .causal || probs != nil, "self-only attention keeps its (identity) pattern")
         let hs = sh.hs, w = sh.width, a = sh.out, nh = sh.nh
-        let scale = 1 / Float(hs).squareRoot()
         // The body captures nothing (its inputs travel as the args tuple), so the parallel-for allocates nothing.
-        Parallel.forEachStatic(b * nh, (z, statistics, probs, qkv, t, sh, kind, hs, w, a, nh, scale)) { args, item in
-            let (z, statistics, probs, qkv, t, sh, kind, hs, w, a, nh, scale) = args
+        Parallel.forEachStatic(b * nh, (z, statistics, probs, qkv, t, sh, kind, hs, w, a, nh)) { args, item in
+            let (z, statistics, probs, qkv, t, sh, kind, hs, w, a, nh) = args
             let bi = item / nh, h = item % nh, kvh = h / sh.group
             let base = qkv + bi * t * w
             let q = base + h * hs, k = base + sh.keyColumn + kvh * hs, v = base + sh.valueColumn + kvh * hs
@@ -126,7 +197,7 @@ enum Attention {
                 causalStrip(p, ldc: ld, x: q, ldx: w, y: k, ldy: w, hs: hs, i0: i0, i1: i1)
                 for r in 0..<(i1 - i0) {
                     let row = p + r * ld, keys = i0 + r + 1
-                    RowOps.softmax(row, count: keys, scale: scale, statistics: stats + 2 * (i0 + r))
+                    sh.softmaxRow(row, query: i0 + r, keys: keys, statistics: stats + 2 * (i0 + r))
                     if keys < ld { (row + keys).update(repeating: 0, count: ld - keys) }
                 }
                 // z[i0..<i1] = p · v[0..<i1]
@@ -141,16 +212,15 @@ enum Attention {
     /// kept: bitwise those a forward with a kept pattern writes.
     static func rebuildPattern(_ probs: UnsafeMutablePointer<Float>, statistics: UnsafePointer<Float>,
                                qkv: UnsafePointer<Float>, b: Int, t: Int, shape sh: AttentionShape) {
-        let scale = 1 / Float(sh.hs).squareRoot()
-        Parallel.forEach(b * sh.nh, (probs, statistics, qkv, t, sh, scale)) { args, item in
-            let (probs, statistics, qkv, t, sh, scale) = args
+        Parallel.forEach(b * sh.nh, (probs, statistics, qkv, t, sh)) { args, item in
+            let (probs, statistics, qkv, t, sh) = args
             let bi = item / sh.nh, h = item % sh.nh, kvh = h / sh.group, w = sh.width
             let base = qkv + bi * t * w
             var i0 = 0
             while i0 < t {
                 let i1 = min(t, i0 + stripRows)
                 rebuildStrip(probs + item * t * t + i0 * t, ld: t, q: base + h * sh.hs, k: base + sh.keyColumn + kvh * sh.hs,
-                             w: w, hs: sh.hs, statistics: statistics + item * t * 2, scale: scale, i0: i0, i1: i1)
+                             w: w, statistics: statistics + item * t * 2, shape: sh, i0: i0, i1: i1)
                 i0 = i1
             }
         }
@@ -161,11 +231,11 @@ enum Attention {
     /// diagonal, up to ld, are 0.
     @inline(__always)
     static func rebuildStrip(_ p: UnsafeMutablePointer<Float>, ld: Int, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
-                             w: Int, hs: Int, statistics: UnsafePointer<Float>, scale: Float, i0: Int, i1: Int) {
-        causalStrip(p, ldc: ld, x: q, ldx: w, y: k, ldy: w, hs: hs, i0: i0, i1: i1)
+                             w: Int, statistics: UnsafePointer<Float>, shape sh: AttentionShape, i0: Int, i1: Int) {
+        causalStrip(p, ldc: ld, x: q, ldx: w, y: k, ldy: w, hs: sh.hs, i0: i0, i1: i1)
         for r in 0..<(i1 - i0) {
             let row = p + r * ld, keys = i0 + r + 1
-            RowOps.softmaxRecompute(row, count: keys, scale: scale, statistics: statistics + 2 * (i0 + r))
+            sh.recomputeRow(row, query: i0 + r, keys: keys, statistics: statistics + 2 * (i0 + r))
             if keys < ld { (row + keys).update(repeating: 0, count: ld - keys) }
         }
     }
@@ -184,10 +254,9 @@ enum Attention {
                          dqkvInput: UnsafeMutablePointer<Float>? = nil, inputShare: Float = 1) {
         precondition((probs == nil) == (scoreGradients == nil), "a kept pattern comes with its scores' gradients")
         let hs = sh.hs, w = sh.width, a = sh.out, nh = sh.nh
-        let scale = 1 / Float(hs).squareRoot()
-        let args = (dqkv, dz, qkv, statistics, probs, scoreGradients, t, sh, dqkvInput, inputShare, hs, w, a, nh, scale)
+        let args = (dqkv, dz, qkv, statistics, probs, scoreGradients, t, sh, dqkvInput, inputShare, hs, w, a, nh)
         Parallel.forEachStatic(b * sh.nkv, args) { args, item in
-            let (dqkv, dz, qkv, statistics, probs, scoreGradients, t, sh, dqkvInput, inputShare, hs, w, a, nh, scale) = args
+            let (dqkv, dz, qkv, statistics, probs, scoreGradients, t, sh, dqkvInput, inputShare, hs, w, a, nh) = args
             let bi = item / sh.nkv, kvh = item % sh.nkv
             let base = qkv + bi * t * w, dbase = dqkv + bi * t * w
             let k = base + sh.keyColumn + kvh * hs, v = base + sh.valueColumn + kvh * hs
@@ -210,15 +279,16 @@ enum Attention {
                         ds = scoreGradients + item * t * t + i0 * t
                         ld = t
                     } else {
-                        rebuildStrip(scratch, ld: i1, q: q, k: k, w: w, hs: hs, statistics: statistics + item * t * 2,
-                                     scale: scale, i0: i0, i1: i1)
+                        rebuildStrip(scratch, ld: i1, q: q, k: k, w: w, statistics: statistics + item * t * 2,
+                                     shape: sh, i0: i0, i1: i1)
                         p = UnsafePointer(scratch)
                         ds = scratch + strip
                         ld = i1
                     }
                     // dp (rows × i1) = dz[i0..<i1] · vᵀ, then the softmax backward into ds
                     causalStrip(ds, ldc: ld, x: dzh, ldx: a, y: v, ldy: w, hs: hs, i0: i0, i1: i1)
-                    softmaxBackward(ds, probs: p, rows: rows, firstQuery: i0, keys: ld, probsStride: ld, scale: scale)
+                    softmaxBackward(ds, probs: p, rows: rows, firstQuery: i0, keys: ld, probsStride: ld, shape: sh,
+                                    statistics: statistics + item * t * 2 + 2 * i0)
                     // dq[i0..<i1] = ds · k ; dk (+)= dsᵀ · q[i0..<i1] ; dv (+)= pᵀ · dz[i0..<i1]
                     stripTimesRows(dq + i0 * w, ldo: w, a: ds, lda: ld, y: k, ldy: w, hs: hs, i0: i0, i1: i1,
                                    accumulate: false)
@@ -250,15 +320,19 @@ enum Attention {
         }
     }
 
-    /// In place over `rows` query rows of `ds` (row stride `keys`): dscores = scale · p ⊙ (dp − Σ p·dp),
-    /// causal: row r (query firstQuery + r) keeps keys 0…firstQuery + r and zeroes the rest. `probs`
-    /// holds the same rows' probabilities (row stride probsStride), starting at query firstQuery.
+    /// In place over `rows` query rows of `ds` (row stride `keys`): dscores = scale · p ⊙ (dp − Σ p·dp)
+    /// (times the soft-cap's derivative where there is one), causal: row r (query firstQuery + r)
+    /// keeps the keys of its window up to firstQuery + r and zeroes the rest. `probs` holds the same
+    /// rows' probabilities (row stride probsStride) and `statistics` their softmax statistics (2
+    /// floats a row), starting at query firstQuery.
     static func softmaxBackward(_ ds: UnsafeMutablePointer<Float>, probs: UnsafePointer<Float>, rows: Int,
-                                firstQuery: Int, keys: Int, probsStride: Int, scale: Float) {
+                                firstQuery: Int, keys: Int, probsStride: Int, shape sh: AttentionShape,
+                                statistics: UnsafePointer<Float>?) {
         for r in 0..<rows {
             let query = firstQuery + r, count = query + 1
             let dr = ds + r * keys
-            RowOps.softmaxBackward(dr, probs: probs + r * probsStride, count: count, scale: scale)
+            sh.backwardRow(dr, probs: probs + r * probsStride, query: query, keys: count,
+                           statistics: statistics.map { $0 + 2 * r })
             if count < keys { (dr + count).update(repeating: 0, count: keys - count) }
         }
     }

@@ -11,7 +11,7 @@ import MyopiaKernels
 //     inputs  v, x_{t+2}, …, x_{t+K}          at positions t+1 … t+K
 //     targets x_{t+2}, …, x_{t+1+K}           (targets[t+1 … t+K] of the window)
 // attending to the prefix x_0 … x_t, whose keys and values the training forward already holds
-// (ActivationCache.layers[l].qkv, rows (b, 0 … t); Llama keys after RoPE). Only the R new rows are
+// (ActivationCache.layers[l].qkv, rows (b, 0 … t); keys after their norms and RoPE). Only the R new rows are
 // computed: each layer's queries meet the prefix's keys in one GEMM for all candidates, then each
 // candidate's own K × K causal block. The mean cross-entropy over the K targets is the candidate's
 // continuation loss, and equals that of a full forward pass over the window with v substituted.
@@ -27,16 +27,11 @@ public final class ContinuationScratch {
     /// The longest training window (T) the prefixes come from.
     public let seqLen: Int
     let tokens: UnsafeMutablePointer<Int32>    // (R) the continuation's inputs
-    let x: UnsafeMutablePointer<Float>         // (R, C) residual stream
-    let ln: UnsafeMutablePointer<Float>        // (R, C)
+    /// One block's buffers for the R rows (its residIn is the residual stream).
+    let layer: ActivationCache.Layer
+    let ln: UnsafeMutablePointer<Float>        // (R, C) the final norm's output
     let mean: UnsafeMutablePointer<Float>      // (R)
     let rstd: UnsafeMutablePointer<Float>      // (R)
-    let qkv: UnsafeMutablePointer<Float>       // (R, W)
-    let z: UnsafeMutablePointer<Float>         // (R, A)
-    let mid: UnsafeMutablePointer<Float>       // (R, C)
-    let fc: UnsafeMutablePointer<Float>        // (R, F)
-    let up: UnsafeMutablePointer<Float>        // (R, F) Llama only
-    let act: UnsafeMutablePointer<Float>       // (R, F)
     let scores: UnsafeMutablePointer<Float>    // (R, T) one head's scores: prefix, then the candidate's own rows
     let logits: UnsafeMutablePointer<Float>    // (R, V)
     private let arena = BufferArena()
@@ -48,11 +43,10 @@ public final class ContinuationScratch {
         self.seqLen = seqLen
         let arena = self.arena
         func floats(_ count: Int) -> UnsafeMutablePointer<Float> { arena.floats(count) }
-        let r = candidates * horizon, c = config.dModel, f = config.dMLP
+        let r = candidates * horizon, c = config.dModel
         tokens = arena.ints(r)
-        x = floats(r * c); ln = floats(r * c); mean = floats(r); rstd = floats(r)
-        qkv = floats(r * config.qkvWidth); z = floats(r * config.attentionWidth); mid = floats(r * c)
-        fc = floats(r * f); up = floats(config.family == .llama ? r * f : 0); act = floats(r * f)
+        layer = ActivationCache.Layer.allocate(config, rows: r, attentionRows: 0, arena: arena)
+        ln = floats(r * c); mean = floats(r); rstd = floats(r)
         scores = floats(r * seqLen)
         logits = floats(r * config.vocabSize)
     }
@@ -76,9 +70,8 @@ extension Transformer {
         precondition(b >= 0 && b < cache.batch && t >= 0 && t + k <= bigT - 1, "position \(t) has no \(k)-token continuation")
         precondition(m >= 1 && m <= s.candidates && bigT <= s.seqLen)
         let c = config.dModel, v = config.vocabSize, rows = m * k
-        let sh = blockShape.attention, hs = sh.hs, width = sh.width, out = sh.out, eps = blockShape.eps
-        let scale = 1 / Float(hs).squareRoot(), ld = t + 1 + k    // scores row: t + 1 prefix columns, K own
-        let w = params.weights
+        let ld = t + 1 + k                                        // scores row: t + 1 prefix columns, K own
+        let w = params.weights, a = s.layer
         let window = b * bigT                                     // the window's first row in the cache
 
         // Inputs: the candidate, then the window's own x_{t+2} … x_{t+K}.
@@ -86,58 +79,50 @@ extension Transformer {
             s.tokens[j * k] = candidates[j]
             for i in 1..<k { s.tokens[j * k + i] = cache.tokens[window + t + 1 + i] }
         }
-        Embedding.forward(out: s.x, tokens: s.tokens, wte: w + wte, wpe: wpe.map { w + $0 + (t + 1) * c },
-                          b: m, t: k, c: c)
+        embed(out: a.residIn, tokens: s.tokens, b: m, t: k, firstPosition: t + 1)
         let selfOnly = attentionPattern == .selfOnly
         for l in 0..<config.nLayers {
-            let p = blocks[l]
+            let p = blocks[l], shape = shapes[l], sh = shape.attention, hs = sh.hs, width = sh.width, out = sh.out
             let prefix = UnsafePointer(cache.layers[l].qkv + window * width)   // (t + 1, W), rows of the window
-            p.norm1.forward(w: w, out: s.ln, mean: s.mean, rstd: s.rstd, inp: s.x, n: rows, c: c, eps: eps)
-            for (dense, column) in p.qkv { dense.forward(w: w, out: s.qkv + column, ld: width, inp: s.ln, n: rows) }
-            if let rope = blockShape.rope {
-                for j in 0..<m {
-                    rope.rotate(s.qkv + j * k * width, ld: width, rows: k, heads: sh.nh + sh.nkv, firstPosition: t + 1)
-                }
-            }
+            // Row j·K + i sits at position t + 1 + i.
+            Block.forwardQKV(a, w: w, p: p, shape: shape, n: rows, firstPosition: t + 1, period: k)
             for h in 0..<sh.nh {
                 let kvh = h / sh.group
                 let key = sh.keyColumn + kvh * hs, value = sh.valueColumn + kvh * hs
                 if selfOnly {
-                    for r in 0..<rows { (s.z + r * out + h * hs).update(from: s.qkv + r * width + value, count: hs) }
+                    for r in 0..<rows { (a.z + r * out + h * hs).update(from: a.qkv + r * width + value, count: hs) }
                     continue
                 }
                 // Scores against the prefix, every candidate's rows at once: (R, t + 1).
-                GEMM.multiply(m: rows, n: t + 1, k: hs, a: s.qkv + h * hs, lda: width, transA: false,
+                GEMM.multiply(m: rows, n: t + 1, k: hs, a: a.qkv + h * hs, lda: width, transA: false,
                               b: prefix + key, ldb: width, transB: true, c: s.scores, ldc: ld, accumulate: false,
                               parallel: false)
                 // Each candidate's own K × K block (its upper triangle is masked below).
                 for j in 0..<m {
-                    let own = s.qkv + j * k * width
+                    let own = a.qkv + j * k * width
                     GEMM.multiply(m: k, n: k, k: hs, a: own + h * hs, lda: width, transA: false,
                                   b: own + key, ldb: width, transB: true, c: s.scores + j * k * ld + t + 1, ldc: ld,
                                   accumulate: false, parallel: false)
                 }
                 for r in 0..<rows {
+                    // Columns are positions 0 … t + K: the prefix's, then the candidate's own.
                     let scoreRow = s.scores + r * ld, visible = t + 2 + r % k
-                    RowOps.softmax(scoreRow, count: visible, scale: scale)
+                    sh.softmaxRow(scoreRow, query: t + 1 + r % k, keys: visible)
                     if visible < ld { (scoreRow + visible).update(repeating: 0, count: ld - visible) }
                 }
                 // z = a_prefix · v_prefix + a_own · v_own.
                 GEMM.multiply(m: rows, n: hs, k: t + 1, a: s.scores, lda: ld, transA: false, b: prefix + value,
-                              ldb: width, transB: false, c: s.z + h * hs, ldc: out, accumulate: false, parallel: false)
+                              ldb: width, transB: false, c: a.z + h * hs, ldc: out, accumulate: false, parallel: false)
                 for j in 0..<m {
                     GEMM.multiply(m: k, n: hs, k: k, a: s.scores + j * k * ld + t + 1, lda: ld, transA: false,
-                                  b: s.qkv + j * k * width + value, ldb: width, transB: false,
-                                  c: s.z + j * k * out + h * hs, ldc: out, accumulate: true, parallel: false)
+                                  b: a.qkv + j * k * width + value, ldb: width, transB: false,
+                                  c: a.z + j * k * out + h * hs, ldc: out, accumulate: true, parallel: false)
                 }
             }
-            Block.forwardAfterAttention(w: w, p: p, shape: blockShape, z: s.z, residIn: s.x, residMid: s.mid,
-                                        ln2: s.ln, mean: s.mean, rstd: s.rstd, fcPre: s.fc, up: s.up,
-                                        act: s.act, residOut: s.x, n: rows)
+            Block.forwardAfterAttention(w: w, p: p, shape: shape, a, residOut: a.residIn, n: rows)
         }
-        finalNorm.forward(w: w, out: s.ln, mean: s.mean, rstd: s.rstd, inp: s.x, n: rows, c: c, eps: eps)
-        GEMM.multiply(m: rows, n: v, k: c, a: s.ln, lda: c, transA: false, b: w + lmHead, ldb: c, transB: true,
-                      c: s.logits, ldc: v, accumulate: false)
+        finalNorm.forward(w: w, out: s.ln, mean: s.mean, rstd: s.rstd, inp: a.residIn, n: rows, c: c, eps: eps)
+        logits(s.logits, from: s.ln, rows: rows)
         // ℓ = log Σ exp(logits) − logit[target], averaged over the K targets (in Double).
         for j in 0..<m {
             var total = 0.0, counted = 0

@@ -14,7 +14,7 @@ import MyopiaKernels
 // final norm, lm_head) runs once over all R rows, so the weights are read once per call rather
 // than once per continuation, through the parallel GEMM. Attention stays per continuation: its
 // rows meet the prefix keys and values of window b_j (ActivationCache.layers[l].qkv, rows
-// (b_j, 0 … t_j); Llama keys after RoPE) and its own K × K causal block, one work item per
+// (b_j, 0 … t_j); keys after their norms and RoPE) and its own K × K causal block, one work item per
 // (continuation, head). Every row's arithmetic is the same whatever the thread count.
 
 /// Scratch for the batched `Transformer.continuationLosses`: the new rows of up to `capacity`
@@ -29,16 +29,11 @@ public final class ContinuationBatchScratch {
     public let seqLen: Int
     let tokens: UnsafeMutablePointer<Int32>    // (R) the continuations' inputs
     let targets: UnsafeMutablePointer<Int32>   // (R) their targets (−1: left out)
-    let x: UnsafeMutablePointer<Float>         // (R, C) residual stream
-    let ln: UnsafeMutablePointer<Float>        // (R, C)
+    /// One block's buffers for the R rows (its residIn is the residual stream).
+    let layer: ActivationCache.Layer
+    let ln: UnsafeMutablePointer<Float>        // (R, C) the final norm's output
     let mean: UnsafeMutablePointer<Float>      // (R)
     let rstd: UnsafeMutablePointer<Float>      // (R)
-    let qkv: UnsafeMutablePointer<Float>       // (R, W)
-    let z: UnsafeMutablePointer<Float>         // (R, A)
-    let mid: UnsafeMutablePointer<Float>       // (R, C)
-    let fc: UnsafeMutablePointer<Float>        // (R, F)
-    let up: UnsafeMutablePointer<Float>        // (R, F) Llama only
-    let act: UnsafeMutablePointer<Float>       // (R, F)
     let logits: UnsafeMutablePointer<Float>    // (R, V)
     let rowLoss: UnsafeMutablePointer<Float>   // (R) ℓ of each row with a target
     private let arena = BufferArena()
@@ -50,11 +45,10 @@ public final class ContinuationBatchScratch {
         self.seqLen = seqLen
         let arena = self.arena
         func floats(_ count: Int) -> UnsafeMutablePointer<Float> { arena.floats(count) }
-        let r = capacity * horizon, c = config.dModel, f = config.dMLP
+        let r = capacity * horizon, c = config.dModel
         tokens = arena.ints(r); targets = arena.ints(r)
-        x = floats(r * c); ln = floats(r * c); mean = floats(r); rstd = floats(r)
-        qkv = floats(r * config.qkvWidth); z = floats(r * config.attentionWidth); mid = floats(r * c)
-        fc = floats(r * f); up = floats(config.family == .llama ? r * f : 0); act = floats(r * f)
+        layer = ActivationCache.Layer.allocate(config, rows: r, attentionRows: 0, arena: arena)
+        ln = floats(r * c); mean = floats(r); rstd = floats(r)
         logits = floats(r * config.vocabSize)
         rowLoss = floats(r)
     }
@@ -79,9 +73,8 @@ extension Transformer {
         let k = s.horizon, bigT = cache.seqLen
         precondition(p >= 0 && p <= s.capacity && bigT <= s.seqLen)
         guard p > 0 else { return }
-        let c = config.dModel, v = config.vocabSize, n = p * k
-        let sh = blockShape.attention, width = sh.width, eps = blockShape.eps
-        let w = params.weights
+        let c = config.dModel, n = p * k
+        let w = params.weights, a = s.layer
 
         // Inputs: each continuation's token, then its window's own x_{t+2} … x_{t+K}; its targets.
         for j in 0..<p {
@@ -90,33 +83,29 @@ extension Transformer {
             s.tokens[j * k] = firstTokens[j]
             for i in 1..<k { s.tokens[j * k + i] = cache.tokens[window + t + 1 + i] }
             for i in 0..<k { s.targets[j * k + i] = cache.targets[window + t + 1 + i] }
-            Embedding.forward(out: s.x + j * k * c, tokens: s.tokens + j * k, wte: w + wte,
-                              wpe: wpe.map { w + $0 + (t + 1) * c }, b: 1, t: k, c: c)
+            embed(out: a.residIn + j * k * c, tokens: s.tokens + j * k, b: 1, t: k, firstPosition: t + 1)
         }
+        let v = config.vocabSize
         for l in 0..<config.nLayers {
-            let layer = blocks[l]
-            layer.norm1.forward(w: w, out: s.ln, mean: s.mean, rstd: s.rstd, inp: s.x, n: n, c: c, eps: eps)
-            for (dense, column) in layer.qkv { dense.forward(w: w, out: s.qkv + column, ld: width, inp: s.ln, n: n) }
-            if let rope = blockShape.rope {
+            let layer = blocks[l], shape = shapes[l], sh = shape.attention, width = sh.width
+            Block.forwardQKV(a, w: w, p: layer, shape: shape, n: n, firstPosition: 0, period: nil, rotating: false)
+            if let rope = shape.rope {
                 for j in 0..<p {
-                    rope.rotate(s.qkv + j * k * width, ld: width, rows: k, heads: sh.nh + sh.nkv,
+                    rope.rotate(a.qkv + j * k * width, ld: width, rows: k, heads: sh.nh + sh.nkv,
                                 firstPosition: positions[j] + 1)
                 }
             }
             // The body captures nothing (its inputs travel as the args tuple), so the parallel-for allocates nothing.
             Parallel.forEach(p * sh.nh, (self, cache, s, l, rows, positions)) { args, item in
                 let (model, cache, s, l, rows, positions) = args
-                let sh = model.blockShape.attention, j = item / sh.nh
+                let sh = model.shapes[l].attention, j = item / sh.nh
                 model.attendContinuation(cache: cache, scratch: s, layer: l, continuation: j, head: item % sh.nh,
                                          row: rows[j], position: positions[j])
             }
-            Block.forwardAfterAttention(w: w, p: layer, shape: blockShape, z: s.z, residIn: s.x, residMid: s.mid,
-                                        ln2: s.ln, mean: s.mean, rstd: s.rstd, fcPre: s.fc, up: s.up,
-                                        act: s.act, residOut: s.x, n: n)
+            Block.forwardAfterAttention(w: w, p: layer, shape: shape, a, residOut: a.residIn, n: n)
         }
-        finalNorm.forward(w: w, out: s.ln, mean: s.mean, rstd: s.rstd, inp: s.x, n: n, c: c, eps: eps)
-        GEMM.multiply(m: n, n: v, k: c, a: s.ln, lda: c, transA: false, b: w + lmHead, ldb: c, transB: true,
-                      c: s.logits, ldc: v, accumulate: false)
+        finalNorm.forward(w: w, out: s.ln, mean: s.mean, rstd: s.rstd, inp: a.residIn, n: n, c: c, eps: eps)
+        logits(s.logits, from: s.ln, rows: n)
         // ℓ = log Σ exp(logits) − logit[target] per row, then averaged over each continuation's K
         // targets in Double, in row order.
         Parallel.forEach(n, (s.logits, s.targets, s.rowLoss, v)) { args, r in
@@ -142,16 +131,16 @@ extension Transformer {
     /// attention scratch (K × (t + 1 + K)); the GEMMs run on the calling thread.
     func attendContinuation(cache: ActivationCache, scratch s: ContinuationBatchScratch, layer l: Int,
                             continuation j: Int, head h: Int, row b: Int, position t: Int) {
-        let k = s.horizon, sh = blockShape.attention, hs = sh.hs, width = sh.width, out = sh.out
+        let k = s.horizon, sh = shapes[l].attention, hs = sh.hs, width = sh.width, out = sh.out
         let kvh = h / sh.group, key = sh.keyColumn + kvh * hs, value = sh.valueColumn + kvh * hs
-        let own = s.qkv + j * k * width             // (K, W) the continuation's rows
-        let z = s.z + j * k * out + h * hs          // (K, HS) with row stride A
+        let own = s.layer.qkv + j * k * width       // (K, W) the continuation's rows
+        let z = s.layer.z + j * k * out + h * hs    // (K, HS) with row stride A
         if attentionPattern == .selfOnly {
             for i in 0..<k { (z + i * out).update(from: own + i * width + value, count: hs) }
             return
         }
         let prefix = UnsafePointer(cache.layers[l].qkv + b * cache.seqLen * width)   // (t + 1, W)
-        let ld = t + 1 + k, scale = 1 / Float(hs).squareRoot()
+        let ld = t + 1 + k
         let scores = ThreadScratch.attention(k * ld)                                 // (K, t + 1 + K)
         GEMM.multiply(m: k, n: t + 1, k: hs, a: own + h * hs, lda: width, transA: false,
                       b: prefix + key, ldb: width, transB: true, c: scores, ldc: ld, accumulate: false,
@@ -160,8 +149,8 @@ extension Transformer {
                       b: own + key, ldb: width, transB: true, c: scores + t + 1, ldc: ld,
                       accumulate: false, parallel: false)
         for i in 0..<k {
-            let scoreRow = scores + i * ld, visible = t + 2 + i
-            RowOps.softmax(scoreRow, count: visible, scale: scale)
+            let scoreRow = scores + i * ld, visible = t + 2 + i      // columns: positions 0 … t + K
+            sh.softmaxRow(scoreRow, query: t + 1 + i, keys: visible)
             if visible < ld { (scoreRow + visible).update(repeating: 0, count: ld - visible) }
         }
         // z = a_prefix · v_prefix + a_own · v_own.

@@ -1,3 +1,4 @@
+import Foundation
 import MyopiaKernels
 
 // Dimensions: N rows (B·T), V vocab.
@@ -30,12 +31,22 @@ public enum CrossEntropy {
         }
     }
 
+    /// In place: x = cap·tanh(x/cap) over `count` values (Gemma 2's final-logit soft-cap, in
+    /// Hugging Face's order of operations).
+    static func softcap(_ x: UnsafeMutablePointer<Float>, count: Int, cap: Float) {
+        Elementwise.forEachRowChunk(count, rowsPerChunk: 1 << 14, (x, cap)) { args, i0, i1 in
+            let (x, cap) = args
+            for i in i0..<i1 { x[i] = Foundation.tanh(x[i] / cap) * cap }
+        }
+    }
+
     /// logits (N, V) become dlogits in place: scale · (softmax(logits) − onehot(target)).
-    /// `scale` is dL/dℓ_r (1/N for a mean loss).
+    /// `scale` is dL/dℓ_r (1/N for a mean loss). With `softcap`, the logits are the capped ones and
+    /// the gradient is carried back through the cap: times 1 − (logit/cap)².
     static func backward(logits: UnsafeMutablePointer<Float>, logZ: UnsafePointer<Float>,
-                         targets: UnsafePointer<Int32>, rows: Int, v: Int, scale: Float) {
-        Elementwise.forEachRowChunk(rows, rowsPerChunk: 16, (logits, logZ, targets, v, scale)) { args, r0, r1 in
-            let (logits, logZ, targets, v, scale) = args
+                         targets: UnsafePointer<Int32>, rows: Int, v: Int, scale: Float, softcap: Float? = nil) {
+        Elementwise.forEachRowChunk(rows, rowsPerChunk: 16, (logits, logZ, targets, v, scale, softcap)) { args, r0, r1 in
+            let (logits, logZ, targets, v, scale, softcap) = args
             for r in r0..<r1 {
                 let x = logits + r * v
                 if targets[r] < 0 {
@@ -43,6 +54,15 @@ public enum CrossEntropy {
                     continue
                 }
                 let z = logZ[r]
+                if let cap = softcap {
+                    let target = Int(targets[r])
+                    for j in 0..<v {
+                        let capped = x[j], t = capped / cap
+                        let d = scale * (Foundation.exp(capped - z) - (j == target ? 1 : 0))
+                        x[j] = d * (1 - t * t)
+                    }
+                    continue
+                }
                 for j in 0..<v { x[j] -= z }
                 RowOps.exp(x, x, count: v)
                 for j in 0..<v { x[j] *= scale }

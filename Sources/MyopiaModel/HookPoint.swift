@@ -130,14 +130,14 @@ public struct HookPoint: Hashable, Sendable, CustomStringConvertible {
             self.init(kind)
         }
         guard exists(in: config) else {
-            throw reject(kind == .posEmbed ? "a GPT-2-family model: Llama has no position embedding (positions enter by RoPE: attn.hook_rot_q/k)"
-                         : kind == .mlpPreLinear ? "a Llama-family model (GPT-2's MLP has no up_proj)"
-                         : "a Llama-family model (GPT-2 has no RoPE: use attn.hook_q/k)")
+            throw reject(kind == .posEmbed ? "a model with learned positions (gpt2): \(config.family.rawValue) has no position embedding (positions enter by RoPE: attn.hook_rot_q/k)"
+                         : kind == .mlpPreLinear ? "a model with a gated MLP (\(config.family.rawValue)'s MLP has no up_proj)"
+                         : "a rotary model (gpt2 has no RoPE: use attn.hook_q/k)")
         }
     }
 
-    /// Whether a model of `config` has this activation: the block exists, hook_pos_embed is GPT-2's,
-    /// hook_rot_q/k and mlp.hook_pre_linear are Llama's.
+    /// Whether a model of `config` has this activation: the block exists, hook_pos_embed needs learned
+    /// positions (GPT-2), hook_rot_q/k RoPE, and mlp.hook_pre_linear a gated MLP.
     public func exists(in config: ModelConfig) -> Bool {
         if let layer, !(0..<config.nLayers).contains(layer) { return false }
         if let predictionHead {
@@ -145,8 +145,9 @@ public struct HookPoint: Hashable, Sendable, CustomStringConvertible {
                   kind.isPerBlock || kind == .lnFinal else { return false }
         }
         switch kind {
-        case .posEmbed: return config.family == .gpt2
-        case .rotQ, .rotK, .mlpPreLinear: return config.family == .llama
+        case .posEmbed: return config.architecture.learnedPositions
+        case .rotQ, .rotK: return !config.architecture.learnedPositions
+        case .mlpPreLinear: return config.architecture.mlp.isGated
         default: return true
         }
     }
@@ -165,7 +166,7 @@ public struct HookPoint: Hashable, Sendable, CustomStringConvertible {
     /// Every hook of a model, in forward order: the trunk's, then each extra prediction head's.
     public static func all(_ config: ModelConfig) -> [HookPoint] {
         var hooks = [HookPoint(.embed)]
-        if config.family == .gpt2 { hooks.append(HookPoint(.posEmbed)) }
+        if config.architecture.learnedPositions { hooks.append(HookPoint(.posEmbed)) }
         for l in 0..<config.nLayers {
             hooks += Kind.allCases.filter(\.isPerBlock).map { HookPoint($0, layer: l) }.filter { $0.exists(in: config) }
         }

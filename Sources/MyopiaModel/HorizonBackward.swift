@@ -33,7 +33,7 @@ extension Transformer {
         precondition(flow != .localMyopic && cache.referencePast?.isCurrent != true,
                      "the gradient horizon does not support the local-myopic flow (its past is a reference model's)")
         let b = cache.batch, t = cache.seqLen
-        let c = config.dModel, f = config.dMLP, sh = blockShape.attention
+        let c = config.dModel, f = config.dMLP, sh = AttentionShape(config)
         let width = sh.width, k = min(max(0, maxOffset), t - 1), window = k + 1
         let w = params.weights
         let share = flow.offDiagonalInputShare
@@ -47,12 +47,12 @@ extension Transformer {
         savedGrads.withUnsafeBufferPointer { params.grads.update(from: $0.baseAddress!, count: params.count) }
         savedLogits.withUnsafeBufferPointer { cache.logits.update(from: $0.baseAddress!, count: $0.count) }
         let seeds = cache.dResid                                          // (B·T, C)
-        let patterns = (0..<config.nLayers).map { cache.pattern(layer: $0, shape: sh) }
+        let patterns = (0..<config.nLayers).map { cache.pattern(layer: $0, shape: shapes[$0].attention) }
 
         // Fixed slots, each with its own scratch; channel j goes to slot j % slots. Every channel is
         // computed alone, so the results do not depend on the thread count.
         let slots = 16
-        let perSlot = window * (2 * c + sh.out + width + 2 * f) + sh.group * window * t + 2 * c
+        let perSlot = window * (4 * c + sh.out + width + 2 * f) + sh.group * window * t + 2 * c
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: slots * perSlot)
         defer { scratch.deallocate() }
         let channels = b * t
@@ -65,7 +65,9 @@ extension Transformer {
             let dAct = dQKV + window * width                // (W, F)
             let dUp = dAct + window * f                     // (W, F)
             let dP = dUp + window * f                       // (G, W, T) scores gradients of one head group
-            let sink = dP + sh.group * window * t           // (2C)      norm-parameter gradients, discarded
+            let dPost = dP + sh.group * window * t          // (W, C)    a post-norm's input gradient
+            let dParallel = dPost + window * c              // (W, C)    the MLP's gradient of the block input (parallel)
+            let sink = dParallel + window * c               // (2C)      norm-parameter gradients, discarded
             var channel = slot
             while channel < channels {
                 let bi = channel / t, target = channel % t
@@ -75,23 +77,21 @@ extension Transformer {
                 (dR + (rows - 1) * c).update(from: seeds + (bi * t + target) * c, count: c)
                 visit(HorizonRows(sequence: bi, target: target, layer: config.nLayers, firstPosition: i0, rows: dR))
                 for l in stride(from: config.nLayers - 1, through: 0, by: -1) {
-                    let a = cache.layers[l], p = blocks[l], window = BlockRows(a, first: r0, count: rows)
-                    Block.backwardMLP(window, dR: dR, dAct: dAct, dUp: dUp, dLn: dLn, w: w, g: nil, p: p,
-                                      shape: blockShape, sink: sink)
-                    // Attention: dZ = dR · Woᵀ, through the heads and RoPE into dQKV, then q/k/v and norm_1.
-                    p.attnOut.backwardInput(w: w, dInp: dZ, dOut: dR, ld: c, n: rows, accumulate: false, parallel: false)
+                    let a = cache.layers[l], p = blocks[l], shape = shapes[l]
+                    let window = BlockRows(a, first: r0, count: rows)
+                    Block.backwardMLP(window, dR: dR, dAct: dAct, dUp: dUp, dLn: dLn, dPost: dPost, dParallel: dParallel,
+                                      w: w, g: nil, p: p, shape: shape, sink: sink)
+                    // Attention: dZ from the output projection, through the heads into dQKV, then
+                    // RoPE, the q/k norms, q/k/v and norm_1.
+                    Block.backwardAttentionOutput(window, dR: dR, dPost: dPost, dZ: dZ, w: w, g: nil, p: p, shape: shape,
+                                                  sink: sink)
                     for kvh in 0..<sh.nkv {
-                        attentionWindowBackward(dQKV: dQKV, dP: dP, dZ: dZ, layer: a, probs: patterns[l], sequence: bi, kvHead: kvh,
-                                                firstQuery: i0, lastQuery: target, t: t, inputShare: share)
+                        attentionWindowBackward(dQKV: dQKV, dP: dP, dZ: dZ, layer: a, probs: patterns[l], shape: shape.attention,
+                                                sequence: bi, kvHead: kvh, firstQuery: i0, lastQuery: target, t: t,
+                                                inputShare: share)
                     }
-                    blockShape.rope?.rotate(dQKV, ld: width, rows: rows, heads: sh.nh + sh.nkv, firstPosition: i0,
-                                            inverse: true)
-                    for (i, (dense, column)) in p.qkv.enumerated() {
-                        dense.backwardInput(w: w, dInp: dLn, dOut: dQKV + column, ld: width, n: rows, accumulate: i > 0,
-                                            parallel: false)
-                    }
-                    p.norm1.backward(w: w, g: nil, sink: sink, dInp: dR, dOut: dLn, inp: window.residIn,
-                                     mean: window.ln1Mean, rstd: window.ln1Rstd, n: rows, c: c)
+                    Block.backwardQKV(window, dQkv: dQKV, dQkvInput: nil, dLn: dLn, dR: dR, dParallel: dParallel, w: w,
+                                      g: nil, p: p, shape: shape, firstPosition: i0, period: nil, sink: sink)
                     visit(HorizonRows(sequence: bi, target: target, layer: l, firstPosition: i0, rows: dR))
                 }
                 channel += slots
@@ -106,12 +106,11 @@ extension Transformer {
     /// identity, for which the softmax backward is exactly zero.
     private func attentionWindowBackward(dQKV: UnsafeMutablePointer<Float>, dP: UnsafeMutablePointer<Float>,
                                          dZ: UnsafePointer<Float>, layer a: ActivationCache.Layer,
-                                         probs allProbs: UnsafePointer<Float>,
+                                         probs allProbs: UnsafePointer<Float>, shape sh: AttentionShape,
                                          sequence bi: Int, kvHead kvh: Int, firstQuery i0: Int, lastQuery last: Int,
                                          t: Int, inputShare: Float) {
-        let sh = blockShape.attention, hs = sh.hs, width = sh.width, out = sh.out
+        let hs = sh.hs, width = sh.width, out = sh.out
         let rows = last - i0 + 1, keys = last + 1
-        let scale = 1 / Float(hs).squareRoot()
         let seq = a.qkv + bi * t * width
         let kk = seq + sh.keyColumn + kvh * hs, v = seq + sh.valueColumn + kvh * hs   // (T, HS), row stride W
         let dk = dQKV + sh.keyColumn + kvh * hs, dv = dQKV + sh.valueColumn + kvh * hs  // (rows, HS), row stride W
@@ -126,7 +125,7 @@ extension Transformer {
             GEMM.multiply(m: rows, n: keys, k: hs, a: dzh, lda: out, transA: false, b: v, ldb: width, transB: true,
                           c: ds, ldc: keys, accumulate: false, parallel: false)
             Attention.softmaxBackward(ds, probs: probs + i0 * t, rows: rows, firstQuery: i0, keys: keys, probsStride: t,
-                                      scale: scale)
+                                      shape: sh, statistics: a.attnStats + (bi * sh.nh + h) * t * 2 + 2 * i0)
             // dq = dS · k[0…t] ; dk (+)= dS[:, i0…t]ᵀ · q[i0…t] ; dv (+)= p[i0…t, i0…t]ᵀ · dZ
             GEMM.multiply(m: rows, n: hs, k: keys, a: ds, lda: keys, transA: false, b: kk, ldb: width, transB: false,
                           c: dq, ldc: width, accumulate: false, parallel: false)

@@ -64,8 +64,12 @@ struct Dense {
                  n: Int, accumulate: Bool = false, parallel: Bool = true) {
         var add = accumulate
         if let bias {
-            precondition(ld == outC && !accumulate, "a bias needs a whole output row")
-            RowOps.broadcastRows(out, row: w + bias, rows: n, cols: outC)
+            precondition(!accumulate, "a biased projection writes its output")
+            if ld == outC {
+                RowOps.broadcastRows(out, row: w + bias, rows: n, cols: outC)
+            } else {
+                for r in 0..<n { (out + r * ld).update(from: w + bias, count: outC) }
+            }
             add = true
         }
         GEMM.multiply(m: n, n: outC, k: inC, a: inp, lda: inC, transA: false, b: w + weight,
@@ -74,14 +78,14 @@ struct Dense {
 
     /// out (n, outC) = residual + inp · W + bias: a projection written straight into the residual stream.
     func forwardResidual(w: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>,
-                         inp: UnsafePointer<Float>, n: Int) {
+                         inp: UnsafePointer<Float>, n: Int, parallel: Bool = true) {
         if let bias {
             Elementwise.addRowVector(out: out, inp: residual, row: w + bias, rows: n, cols: outC)
         } else if out != UnsafeMutablePointer(mutating: residual) {
             out.update(from: residual, count: n * outC)
         }
         GEMM.multiply(m: n, n: outC, k: inC, a: inp, lda: inC, transA: false, b: w + weight,
-                      ldb: outIn ? inC : outC, transB: outIn, c: out, ldc: outC, accumulate: true)
+                      ldb: outIn ? inC : outC, transB: outIn, c: out, ldc: outC, accumulate: true, parallel: parallel)
     }
 
     /// dInp (n, inC) = dOut (n, outC; row stride ld) · Wᵀ, or += with `accumulate`.
@@ -103,8 +107,16 @@ struct Dense {
                           c: g + weight, ldc: outC, accumulate: true)
         }
         if let bias {
-            precondition(ld == outC, "a bias needs a whole output row")
-            RowOps.addColumnSums(into: g + bias, dOut, rows: n, cols: outC)
+            if ld == outC {
+                RowOps.addColumnSums(into: g + bias, dOut, rows: n, cols: outC)
+            } else {
+                // A slice of a wider row ([q | k | v]): summed over rows in order.
+                let gb = g + bias
+                for r in 0..<n {
+                    let d = dOut + r * ld
+                    for j in 0..<outC { gb[j] += d[j] }
+                }
+            }
         }
     }
 }

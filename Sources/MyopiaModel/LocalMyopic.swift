@@ -34,10 +34,9 @@ extension Attention {
                                    qkv: UnsafePointer<Float>, past: UnsafePointer<Float>,
                                    b: Int, t: Int, shape sh: AttentionShape) {
         let hs = sh.hs, w = sh.width, a = sh.out, nh = sh.nh
-        let scale = 1 / Float(hs).squareRoot()
         // The body captures nothing (its inputs travel as the args tuple), so the parallel-for allocates nothing.
-        Parallel.forEach(b * nh, (z, probs, qkv, past, t, sh, hs, w, a, nh, scale)) { args, item in
-            let (z, probs, qkv, past, t, sh, hs, w, a, nh, scale) = args
+        Parallel.forEach(b * nh, (z, probs, qkv, past, t, sh, hs, w, a, nh)) { args, item in
+            let (z, probs, qkv, past, t, sh, hs, w, a, nh) = args
             let bi = item / nh, h = item % nh, kvh = h / sh.group
             let base = qkv + bi * t * w, pastBase = past + bi * t * w
             let q = base + h * hs, k = base + sh.keyColumn + kvh * hs, v = base + sh.valueColumn + kvh * hs
@@ -50,7 +49,7 @@ extension Attention {
             for row in 0..<t {
                 let r = p + row * t
                 r[row] += differenceDot(q + row * w, k + row * w, pk + row * w, count: hs)
-                RowOps.softmax(r, count: row + 1, scale: scale)
+                sh.softmaxRow(r, query: row, keys: row + 1)
                 if row + 1 < t { (r + row + 1).update(repeating: 0, count: t - row - 1) }
             }
             // z (T, HS) = probs (T, T) · v_ref (T, HS), the diagonal moved to the own value
@@ -92,7 +91,7 @@ extension Attention {
                     ds[row * t + row] += differenceDot(dzr, v + row * w, pv + row * w, count: hs)
                     for j in 0..<hs { dvr[j] = (first ? 0 : dvr[j]) + d * dzr[j] }
                 }
-                softmaxBackward(ds, probs: p, rows: t, firstQuery: 0, keys: t, probsStride: t, scale: scale)
+                softmaxBackward(ds, probs: p, rows: t, firstQuery: 0, keys: t, probsStride: t, shape: sh, statistics: nil)
                 // dq (T, HS) = dscores · k_ref, the diagonal moved to the own key; dk_t (+)= ds_tt q_t
                 GEMM.multiply(m: t, n: hs, k: t, a: ds, lda: t, transA: false,
                               b: pk, ldb: w, transB: false, c: dq, ldc: w, accumulate: false, parallel: false)
@@ -139,21 +138,17 @@ final class ReferencePast {
         capacityB = batch
         capacityT = seqLen
         self.config = config
-        let n = batch * seqLen, c = config.dModel, f = config.dMLP, gated = config.family == .llama
+        let n = batch * seqLen, c = config.dModel
         let arena = self.arena
         func floats(_ count: Int) -> UnsafeMutablePointer<Float> { arena.floats(count) }
         qkv = (0..<config.nLayers).map { _ in floats(n * config.qkvWidth) }
         resid = [floats(n * c), floats(n * c)]
-        let ln1 = floats(n * c), ln1Mean = floats(n), ln1Rstd = floats(n)
-        let attnStats = floats(batch * config.nHeads * seqLen * 2), z = floats(n * config.attentionWidth)
-        let residMid = floats(n * c), ln2 = floats(n * c), ln2Mean = floats(n), ln2Rstd = floats(n)
-        let fcPre = floats(n * f), up = floats(gated ? n * f : 0), act = floats(n * f)
+        // One block's buffers shared by every layer, each with its own [q | k | v] and one of two
+        // alternating residual streams.
+        let shared = ActivationCache.Layer.allocate(config, rows: n, attentionRows: batch * config.nHeads * seqLen,
+                                                    arena: arena, residIn: resid[0])
         let qkv = self.qkv, resid = self.resid
-        layers = (0..<config.nLayers).map { l in
-            ActivationCache.Layer(c: c, f: f, residIn: resid[l % 2], ln1: ln1, ln1Mean: ln1Mean, ln1Rstd: ln1Rstd,
-                                  qkv: qkv[l], attnStats: attnStats, z: z, residMid: residMid, ln2: ln2, ln2Mean: ln2Mean,
-                                  ln2Rstd: ln2Rstd, fcPre: fcPre, up: up, act: act)
-        }
+        layers = (0..<config.nLayers).map { l in shared.with(residIn: resid[l % 2], qkv: qkv[l]) }
     }
 
     func fits(_ config: ModelConfig, batch: Int, seqLen: Int) -> Bool {
@@ -164,11 +159,10 @@ final class ReferencePast {
     /// The same operations as the reference's own forward, so the rows are bitwise its own.
     func fill(from reference: Transformer, tokens: UnsafePointer<Int32>, b: Int, t: Int) {
         let w = reference.params.weights
-        Embedding.forward(out: layers[0].residIn, tokens: tokens, wte: w + reference.wte,
-                          wpe: reference.wpe.map { w + $0 }, b: b, t: t, c: config.dModel)
+        reference.embed(out: layers[0].residIn, tokens: tokens, b: b, t: t)
         for l in 0..<config.nLayers {
             Block.forward(layers[l], residOut: resid[(l + 1) % 2], w: w, p: reference.blocks[l],
-                          shape: reference.blockShape, b: b, t: t, pattern: .causal, probs: nil)
+                          shape: reference.shapes[l], b: b, t: t, pattern: .causal, probs: nil)
         }
         isCurrent = true
     }
@@ -221,6 +215,10 @@ extension Transformer {
         try require(!r.isContinuous, "myopia_input_features", "a language model", "a model with continuous heads")
         try require(r.attention == .causal, "myopia_attention", "causal attention", "a transformer bigram")
         try require(r.family == c.family, "family", c.family, r.family)
+        guard c.attentionSoftcap == nil else {
+            throw InputError.unsupported(file: file, field: "attn_logit_softcapping",
+                                          value: "\(c.attentionSoftcap!) (the local-myopic flow does not yet carry attention soft-capping)")
+        }
         try require(r.nLayers == c.nLayers, "layers", c.nLayers, r.nLayers)
         try require(r.nHeads == c.nHeads, "heads", c.nHeads, r.nHeads)
         try require(r.kvHeads == c.kvHeads, "kv_heads", c.kvHeads, r.kvHeads)

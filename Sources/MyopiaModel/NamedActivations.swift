@@ -1,3 +1,4 @@
+import Foundation
 import MyopiaKernels
 import MyopiaSupport
 
@@ -116,7 +117,9 @@ extension Transformer {
 
     private func activationValues(_ hook: HookPoint, cache: ActivationCache) -> [Float] {
         let b = cache.batch, t = cache.seqLen, n = b * t, c = config.dModel, f = config.dMLP
-        let sh = blockShape.attention, w = params.weights
+        let w = params.weights
+        // The shape of the block the hook sits in (an extra prediction head uses the last layer's).
+        let shape = hook.layer.map { shapes[$0] } ?? headShape, sh = shape.attention
         func copy(_ p: UnsafePointer<Float>, _ count: Int) -> [Float] { Array(UnsafeBufferPointer(start: p, count: count)) }
         func filled(_ count: Int, _ body: (UnsafeMutablePointer<Float>) -> Void) -> [Float] {
             [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
@@ -133,7 +136,11 @@ extension Transformer {
             return filled(n * c) { out in
                 switch heads {
                 case .tokens(let embedding, _):
-                    for r in 0..<n { (out + r * c).update(from: w + embedding + Int(cache.tokens[r]) * c, count: c) }
+                    // What enters the residual stream: Gemma's scaled by √C.
+                    for r in 0..<n {
+                        let row = out + r * c, e = w + embedding + Int(cache.tokens[r]) * c
+                        if embeddingScale == 1 { row.update(from: e, count: c) } else { for j in 0..<c { row[j] = e[j] * embeddingScale } }
+                    }
                 case .continuous(let inWeight, let inBias, _, _):
                     Linear.forward(out: out, inp: cache.features, weight: w + inWeight, bias: w + inBias,
                                    n: n, inC: config.inputFeatures ?? 0, outC: c)
@@ -150,13 +157,18 @@ extension Transformer {
                 : hook.kind == .v ? (sh.valueColumn, sh.nkv) : (sh.keyColumn, sh.nkv)
             let unrotate = hook.kind == .q || hook.kind == .k
             return filled(n * heads * sh.hs) { out in
+                if unrotate, block!.qkNorm != nil {
+                    // q/k-norm families: hook_q/hook_k are the projections before their norms.
+                    Self.copyColumns(from: a!.qkRaw + column, ld: a!.qkRawWidth, to: out, width: heads * sh.hs, rows: n)
+                    return
+                }
                 Self.copyColumns(from: a!.qkv + column, ld: sh.width, to: out, width: heads * sh.hs, rows: n)
-                if unrotate, let rope = blockShape.rope {
+                if unrotate, let rope = shape.rope {
                     rope.rotate(out, ld: heads * sh.hs, rows: n, heads: heads, period: t, inverse: true)
                 }
             }
         case .attnScores:
-            return filled(b * sh.nh * t * t) { out in attentionScores(out, layer: a!, b: b, t: t) }
+            return filled(b * sh.nh * t * t) { out in attentionScores(out, layer: a!, shape: sh, b: b, t: t) }
         case .pattern:
             if let j = hook.predictionHead {
                 if let kept = cache.keptPredictionPattern(head: j - 2) { return copy(kept, b * sh.nh * t * t) }
@@ -167,6 +179,10 @@ extension Transformer {
             return copy(cache.pattern(layer: hook.layer!, shape: sh), b * sh.nh * t * t)
         case .z: return copy(a!.z, n * sh.out)
         case .attnOut:
+            if block!.postAttentionNorm != nil {
+                // What is added to the residual stream: the post-normed output.
+                return filled(n * c) { out in for i in 0..<(n * c) { out[i] = a!.residMid[i] - a!.residIn[i] } }
+            }
             return filled(n * c) { out in block!.attnOut.forward(w: w, out: out, ld: c, inp: a!.z, n: n) }
         case .residMid: return copy(a!.residMid, n * c)
         case .ln2: return copy(a!.ln2, n * c)
@@ -174,6 +190,13 @@ extension Transformer {
         case .mlpPreLinear: return copy(a!.up, n * f)
         case .mlpPost: return copy(a!.act, n * f)
         case .mlpOut:
+            if let post = block!.postMLPNorm {
+                return filled(n * c) { out in
+                    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 2 * n)
+                    defer { scratch.deallocate() }
+                    post.forward(w: w, out: out, mean: scratch, rstd: scratch + n, inp: a!.mlpRaw, n: n, c: c, eps: eps)
+                }
+            }
             return filled(n * c) { out in block!.mlpOut.forward(w: w, out: out, ld: c, inp: a!.act, n: n) }
         case .residPost:
             if let head { return copy(head.residOut, n * c) }
@@ -183,11 +206,14 @@ extension Transformer {
         }
     }
 
-    /// scores (B, NH, T, T) = q·kᵀ/√HS from the cached (post-RoPE) q and k; −inf where the pattern
-    /// does not look (above the diagonal; off the diagonal for a self-only model).
-    private func attentionScores(_ out: UnsafeMutablePointer<Float>, layer a: ActivationCache.Layer, b: Int, t: Int) {
-        let sh = blockShape.attention, hs = sh.hs, width = sh.width
-        let scale = 1 / Float(hs).squareRoot(), selfOnly = attentionPattern == .selfOnly
+    /// scores (B, NH, T, T) = q·kᵀ·scale (1/√HS, or the family's query scale; soft-capped where the
+    /// family caps) from the cached (post-RoPE) q and k: what the softmax reads. −inf where the
+    /// pattern does not look (above the diagonal or before the window; off the diagonal for a
+    /// self-only model).
+    private func attentionScores(_ out: UnsafeMutablePointer<Float>, layer a: ActivationCache.Layer, shape sh: AttentionShape,
+                                 b: Int, t: Int) {
+        let hs = sh.hs, width = sh.width
+        let scale = sh.scale, selfOnly = attentionPattern == .selfOnly
         let outP = SendableFloats(out), qkv = a.qkv
         Parallel.forEach(b * sh.nh) { item in
             let bi = item / sh.nh, h = item % sh.nh, kvh = h / sh.group
@@ -197,8 +223,9 @@ extension Transformer {
                           accumulate: false, parallel: false)
             for row in 0..<t {
                 for col in 0..<t {
-                    let masked = selfOnly ? col != row : col > row
-                    s[row * t + col] = masked ? -.infinity : s[row * t + col] * scale
+                    let masked = selfOnly ? col != row : col > row || col < sh.firstKey(row)
+                    let scaled = s[row * t + col] * scale
+                    s[row * t + col] = masked ? -.infinity : sh.softcap.map { $0 * Foundation.tanh(scaled / $0) } ?? scaled
                 }
             }
         }
@@ -220,7 +247,7 @@ extension Transformer {
         for hook in hooks { precondition(hook.exists(in: config), "\(hook) does not exist in a \(config.family) model") }
         let wanted = Set(hooks)
         let b = cache.batch, t = cache.seqLen, n = b * t, c = config.dModel, f = config.dMLP
-        let sh = blockShape.attention, w = params.weights, g = params.grads
+        let w = params.weights, g = params.grads
         var out: [HookPoint: [Float]] = [:]
         func copy(_ p: UnsafePointer<Float>, _ count: Int) -> [Float] { Array(UnsafeBufferPointer(start: p, count: count)) }
         func filled(_ count: Int, _ body: (UnsafeMutablePointer<Float>) -> Void) -> [Float] {
@@ -238,15 +265,26 @@ extension Transformer {
         backwardHead(cache: cache, lossScale: lossScale)
         // cache.dLn = ∂L/∂ln_final output, cache.dResid = ∂L/∂(residual after the last block).
         if wanted.contains(HookPoint(.lnFinal)) { out[HookPoint(.lnFinal)] = copy(cache.dLn, n * c) }
+        let sink = UnsafeMutablePointer<Float>.allocate(capacity: 2 * c)
+        defer { sink.deallocate() }
         for l in stride(from: config.nLayers - 1, through: 0, by: -1) {
-            let a = cache.layers[l], p = blocks[l]
+            let a = cache.layers[l], p = blocks[l], shape = shapes[l], sh = shape.attention
+            precondition(p.qkNorm == nil || !(wants(.rotQ, l) || wants(.rotK, l)),
+                         "a q/k-norm model's hook_rot_q/k.grad is not recorded (its q/k gradients are taken before the norms)")
             // Before the block: cache.dResid = ∂L/∂resid_post, which is also ∂L/∂mlp_out.
             for kind in [HookPoint.Kind.residPost, .mlpOut] where wants(kind, l) {
                 out[HookPoint(kind, layer: l)] = copy(cache.dResid, n * c)
             }
             if wants(.mlpPost, l) {
                 out[HookPoint(.mlpPost, layer: l)] = filled(n * f) { d in
-                    p.mlpOut.backwardInput(w: w, dInp: d, dOut: cache.dResid, ld: c, n: n, accumulate: false)
+                    var dOut = UnsafePointer(cache.dResid)
+                    if let post = p.postMLPNorm {
+                        cache.dPost.update(repeating: 0, count: n * c)
+                        post.backward(w: w, g: nil, sink: sink, dInp: cache.dPost, dOut: cache.dResid, inp: a.mlpRaw,
+                                      mean: a.mlpMean, rstd: a.mlpRstd, n: n, c: c)
+                        dOut = UnsafePointer(cache.dPost)
+                    }
+                    p.mlpOut.backwardInput(w: w, dInp: d, dOut: dOut, ld: c, n: n, accumulate: false)
                 }
             }
             if wants(.residMid, l) || wants(.attnOut, l) || wants(.ln2, l) {
@@ -256,7 +294,7 @@ extension Transformer {
             }
             // The scores' gradients are left in the cache when backward runs on a pattern in memory.
             let probs = wants(.attnScores, l) ? cache.pattern(layer: l, shape: sh) : cache.keptPattern(layer: l)
-            Block.backward(a, scratch: cache, w: w, g: g, p: p, shape: blockShape, b: b, t: t,
+            Block.backward(a, scratch: cache, w: w, g: g, p: p, shape: shape, b: b, t: t,
                            inputShare: flow.offDiagonalInputShare, probs: probs, past: past?.qkv[l])
             // After the block: dZ, dQkv (q and k rotated back to before RoPE), dScores (of the raw
             // q·k), dLn (of ln_1's output), dAct (of the MLP's pre-activation), dUp, and dResid (of resid_pre).
@@ -271,11 +309,11 @@ extension Transformer {
                 out[HookPoint(kind, layer: l)] = filled(n * heads * sh.hs) { d in
                     Self.copyColumns(from: cache.dQkv + column, ld: sh.width, to: d, width: heads * sh.hs, rows: n)
                     // q_rot = R q, so ∂L/∂q_rot = R ∂L/∂q.
-                    if rotate, let rope = blockShape.rope { rope.rotate(d, ld: heads * sh.hs, rows: n, heads: heads, period: t) }
+                    if rotate, let rope = shape.rope { rope.rotate(d, ld: heads * sh.hs, rows: n, heads: heads, period: t) }
                 }
             }
             if wants(.attnScores, l) {
-                let inverseScale = Float(sh.hs).squareRoot()
+                let inverseScale = 1 / sh.scale
                 out[HookPoint(.attnScores, layer: l)] = filled(b * sh.nh * t * t) { d in
                     let scores = cache.scoreGradients!
                     for i in 0..<(b * sh.nh * t * t) { d[i] = scores[i] * inverseScale }
@@ -283,7 +321,7 @@ extension Transformer {
             }
             if wants(.pattern, l) {
                 out[HookPoint(.pattern, layer: l)] = filled(b * sh.nh * t * t) { d in
-                    patternGradient(d, dZ: cache.dZ, layer: a, b: b, t: t)
+                    patternGradient(d, dZ: cache.dZ, layer: a, shape: sh, b: b, t: t)
                 }
             }
         }
@@ -295,7 +333,7 @@ extension Transformer {
         switch heads {
         case .tokens(let embedding, _):
             Embedding.backward(dWte: g + embedding, dWpe: wpe.map { g + $0 }, dOut: cache.dResid, tokens: cache.tokens,
-                               b: b, t: t, c: c)
+                               b: b, t: t, c: c, scale: embeddingScale)
         case .continuous(let inWeight, let inBias, _, _):
             FeatureEmbedding.backward(dWeight: g + inWeight, dBias: g + inBias, dWpe: g + wpe!, dOut: cache.dResid,
                                       features: cache.features, weight: w + inWeight, b: b, t: t, c: c,
@@ -312,17 +350,18 @@ extension Transformer {
         var mid = Array(UnsafeBufferPointer(start: cache.dResid, count: n * c))
         var ln2 = [Float](repeating: 0, count: n * c)
         let chunk = 128, chunks = (n + chunk - 1) / chunk
-        let act = UnsafeMutablePointer<Float>.allocate(capacity: 2 * n * f + chunks * 2 * c)
+        let act = UnsafeMutablePointer<Float>.allocate(capacity: 2 * n * f + chunks * 2 * c + 2 * n * c)
         defer { act.deallocate() }
-        let up = act + n * f, sinks = up + n * f
-        let a = cache.layers[l], p = blocks[l], w = params.weights, shape = blockShape
+        let up = act + n * f, sinks = up + n * f, post = sinks + chunks * 2 * c, parallelInput = post + n * c
+        let a = cache.layers[l], p = blocks[l], w = params.weights, shape = shapes[l]
         mid.withUnsafeMutableBufferPointer { midB in
             ln2.withUnsafeMutableBufferPointer { lnB in
                 let dR = SendableFloats(midB.baseAddress!), dLn = SendableFloats(lnB.baseAddress!)
                 Parallel.forEach(chunks) { i in
                     let r0 = i * chunk, rows = min(chunk, n - r0)
                     Block.backwardMLP(BlockRows(a, first: r0, count: rows), dR: dR.pointer + r0 * c, dAct: act + r0 * f,
-                                      dUp: up + r0 * f, dLn: dLn.pointer + r0 * c, w: w, g: nil, p: p, shape: shape,
+                                      dUp: up + r0 * f, dLn: dLn.pointer + r0 * c, dPost: post + r0 * c,
+                                      dParallel: parallelInput + r0 * c, w: w, g: nil, p: p, shape: shape,
                                       sink: sinks + i * 2 * c)
                 }
             }
@@ -333,8 +372,8 @@ extension Transformer {
     /// ∂L/∂pattern (B, NH, T, T) = dz_h · v_hᵀ for every head: z = pattern · v reads every entry,
     /// so entries above the diagonal get their (unused) gradient too, as in PyTorch.
     private func patternGradient(_ out: UnsafeMutablePointer<Float>, dZ: UnsafePointer<Float>, layer a: ActivationCache.Layer,
-                                 b: Int, t: Int) {
-        let sh = blockShape.attention, hs = sh.hs, width = sh.width
+                                 shape sh: AttentionShape, b: Int, t: Int) {
+        let hs = sh.hs, width = sh.width
         let outP = SendableFloats(out), qkv = a.qkv
         Parallel.forEach(b * sh.nh) { item in
             let bi = item / sh.nh, h = item % sh.nh, kvh = h / sh.group

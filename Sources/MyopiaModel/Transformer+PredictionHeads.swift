@@ -42,8 +42,7 @@ extension Transformer {
                 }
             }
             // logits_j (N, V) = ln_f(u_j) (N, C) · headᵀ
-            GEMM.multiply(m: n, n: v, k: c, a: head.lnf, lda: c, transA: false,
-                          b: w + lmHead, ldb: c, transB: true, c: cache.headLogits, ldc: v, accumulate: false)
+            logits(cache.headLogits, from: head.lnf, rows: n)
             CrossEntropy.forward(rowLoss: head.rowLoss, logZ: head.logZ, logits: cache.headLogits, targets: head.targets,
                                  rows: n, v: v, scratch: cache.lossScratch)
             let (mean, counted) = Self.meanLoss(rowLoss: head.rowLoss, targets: head.targets, rows: n)
@@ -78,10 +77,9 @@ extension Transformer {
         let share = 1 / Float(count)
         cache.dPredictionResid.update(repeating: 0, count: n * c)
         for (i, head) in cache.predictionHeads.enumerated() {
-            GEMM.multiply(m: n, n: v, k: c, a: head.lnf, lda: c, transA: false,
-                          b: w + lmHead, ldb: c, transB: true, c: cache.headLogits, ldc: v, accumulate: false)
+            logits(cache.headLogits, from: head.lnf, rows: n)
             CrossEntropy.backward(logits: cache.headLogits, logZ: head.logZ, targets: head.targets, rows: n, v: v,
-                                  scale: share / Float(max(1, cache.predictionCountedTargets[i])))
+                                  scale: share / Float(max(1, cache.predictionCountedTargets[i])), softcap: finalSoftcap)
             // dlnf (N, C) = dlogits · head ; dhead (V, C) += dlogitsᵀ · lnf
             GEMM.multiply(m: n, n: c, k: v, a: cache.headLogits, lda: v, transA: false,
                           b: w + lmHead, ldb: c, transB: false, c: cache.dLn, ldc: c, accumulate: false)
@@ -90,7 +88,7 @@ extension Transformer {
             cache.dResid.update(repeating: 0, count: n * c)
             finalNorm.backward(w: w, g: g, dInp: cache.dResid, dOut: cache.dLn, inp: head.residOut,
                                mean: head.lnfMean, rstd: head.lnfRstd, n: n, c: c)
-            Block.backward(head.layer, scratch: cache, w: w, g: g, p: predictionBlocks[i], shape: blockShape, b: b, t: t,
+            Block.backward(head.layer, scratch: cache, w: w, g: g, p: predictionBlocks[i], shape: headShape, b: b, t: t,
                            inputShare: flow.offDiagonalInputShare, probs: cache.keptPredictionPattern(head: i))
             Elementwise.add(into: cache.dPredictionResid, cache.dResid, count: n * c)
         }
@@ -107,11 +105,11 @@ extension Transformer {
         if keep { cache.allocatePredictionPatterns() }
         for (i, head) in cache.predictionHeads.enumerated() {
             cache.predictionPatternIsCurrent[i] = keep
-            Block.forward(head.layer, residOut: head.residOut, w: w, p: predictionBlocks[i], shape: blockShape,
+            Block.forward(head.layer, residOut: head.residOut, w: w, p: predictionBlocks[i], shape: headShape,
                           b: cache.batch, t: cache.seqLen, pattern: attentionPattern,
                           probs: keep ? cache.predictionPatterns[i] : nil)
             finalNorm.forward(w: w, out: head.lnf, mean: head.lnfMean, rstd: head.lnfRstd, inp: head.residOut,
-                              n: n, c: c, eps: blockShape.eps)
+                              n: n, c: c, eps: eps)
         }
         cache.predictionBlocksAreCurrent = true
     }

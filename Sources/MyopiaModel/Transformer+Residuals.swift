@@ -14,8 +14,7 @@ extension Transformer {
         precondition(b <= cache.capacityB && t <= cache.capacityT && t <= config.maxPositions)
         startResidualPass(cache, b: b, t: t)
         cache.tokens.update(from: tokens, count: b * t)
-        Embedding.forward(out: cache.layers.first?.residIn ?? cache.residFinal, tokens: tokens,
-                          wte: params.weights + wte, wpe: wpe.map { params.weights + $0 }, b: b, t: t, c: config.dModel)
+        embed(out: cache.layers.first?.residIn ?? cache.residFinal, tokens: tokens, b: b, t: t)
         forwardBlocks(upTo: count ?? config.nLayers, cache: cache)
     }
 
@@ -40,16 +39,15 @@ extension Transformer {
     }
 
     /// The model's own head applied to any residual stream (the logit lens): logits (rows, V) =
-    /// norm_f(h) · headᵀ for h (rows, C), with the same kernels as `forward`, so on the final
-    /// residual it reproduces the model's logits.
+    /// norm_f(h) · headᵀ for h (rows, C) (soft-capped where the family caps its logits), with the
+    /// same kernels as `forward`, so on the final residual it reproduces the model's logits.
     public func unembed(_ h: UnsafePointer<Float>, rows n: Int, logits: UnsafeMutablePointer<Float>) {
         precondition(!config.isContinuous, "a model with continuous heads has no unembedding")
         let c = config.dModel
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: n * c + 2 * n)
         defer { scratch.deallocate() }
         finalNorm.forward(w: params.weights, out: scratch, mean: scratch + n * c, rstd: scratch + n * c + n, inp: h,
-                          n: n, c: c, eps: blockShape.eps)
-        GEMM.multiply(m: n, n: config.vocabSize, k: c, a: scratch, lda: c, transA: false,
-                      b: params.weights + lmHead, ldb: c, transB: true, c: logits, ldc: config.vocabSize, accumulate: false)
+                          n: n, c: c, eps: eps)
+        self.logits(logits, from: scratch, rows: n)
     }
 }

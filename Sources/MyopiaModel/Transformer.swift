@@ -3,12 +3,16 @@ import MyopiaKernels
 import MyopiaSupport
 
 // Dimensions: B batch, T time, C d_model, NH heads, HS head size, F MLP width, V vocab, L layers,
-// N = B·T; FI input features and O outputs for continuous heads. Parameters (checkpoint keys):
+// N = B·T; FI input features and O outputs for continuous heads. Parameters (checkpoint keys, from
+// the family's Architecture.Keys):
 //   GPT-2: wte.weight (V, C)  wpe.weight (maxT, C)  h.{l}.*  ln_f.{weight,bias} (C); the head is tied:
 //          logits = ln_f(x) · wteᵀ.
-//   Llama: model.embed_tokens.weight (V, C)  model.layers.{l}.*  model.norm.weight (C)
-//          lm_head.weight (V, C) unless tied; logits = norm(x) · lm_headᵀ. Positions enter by RoPE.
-// (Block.swift lists each block's parameters.)
+//   Llama and the families read like it: model.embed_tokens.weight (V, C)  model.layers.{l}.*
+//          model.norm.weight (C)  lm_head.weight (V, C) unless tied; logits = norm(x) · lm_headᵀ
+//          (Gemma 2: soft-capped). Positions enter by RoPE.
+//   GPT-NeoX: gpt_neox.embed_in.weight  gpt_neox.layers.{l}.*  gpt_neox.final_layer_norm.{weight,bias}
+//          embed_out.weight unless tied.
+// (Architecture.blockLayout lists each block's parameters.)
 // With N prediction heads (docs/DESIGN.md §3), after every key above: mtp.{j}.* for j = 2…N, one block
 // each with the family's block keys (Transformer+PredictionHeads.swift).
 // With continuous heads (GPT-2 only, docs/DESIGN.md §3) wte and the tied head give way to two Conv1D-style
@@ -16,7 +20,8 @@ import MyopiaSupport
 //   input_proj.weight (FI, C)  input_proj.bias (C)     x_0 = features · W + b + wpe[t]
 //   output_proj.weight (C, O)  output_proj.bias (O)    predictions = ln_f(x) · W + b, Huber or MSE loss
 
-/// A decoder-only transformer of the GPT-2 or Llama family with an explicit backward pass.
+/// A decoder-only transformer of any family Myopia reads, with an explicit backward pass; what it
+/// computes is its config's `Architecture`.
 public final class Transformer {
     public let config: ModelConfig
     public let params: ParameterStore
@@ -39,14 +44,24 @@ public final class Transformer {
     /// The key each parameter had in the file it was loaded from (e.g. with a `transformer.`
     /// prefix), so results can be saved under the checkpoint's own names.
     public var checkpointKeys: [String: String] = [:]
+    public let architecture: Architecture
     let blocks: [BlockParameters]
     /// The blocks of extra prediction heads j = 2…N, at index j − 2 (empty when N = 1).
     let predictionBlocks: [BlockParameters]
-    let blockShape: BlockShape
-    /// GPT-2's learned positions (Llama: none).
+    /// Each trunk layer's shape (its attention window may differ: Gemma 2 alternates).
+    let shapes: [BlockShape]
+    /// The shape the extra prediction heads' blocks use: the last trunk layer's.
+    let headShape: BlockShape
+    /// The norms' epsilon.
+    let eps: Float
+    /// GPT-2's learned positions (the rotary families: none).
     let wpe: Int?
     let finalNorm: NormParameters
     let heads: Heads
+    /// Gemma's √C on the token embedding (1 elsewhere), rounded to fp32 as Hugging Face does.
+    let embeddingScale: Float
+    /// Gemma 2's final-logit soft-cap.
+    let finalSoftcap: Float?
 
     /// Where the input and output heads sit in the parameter buffer.
     enum Heads {
@@ -71,65 +86,61 @@ public final class Transformer {
 
     public init(config: ModelConfig) {
         self.config = config
+        let arch = config.architecture
+        architecture = arch
         flow = config.attention == .selfOnly ? .bigram : .vanilla
         let params = ParameterStore(layout: Transformer.layout(config))
         self.params = params
         blocks = (0..<config.nLayers).map {
-            BlockParameters(params, config: config, prefix: BlockParameters.prefix(config.family, layer: $0))
+            BlockParameters(params, config: config, prefix: arch.prefix(layer: $0))
         }
         predictionBlocks = stride(from: 2, through: config.predictionHeads, by: 1).map {
             BlockParameters(params, config: config, prefix: BlockParameters.prefix(predictionHead: $0))
         }
-        let names = Transformer.names(config.family)
+        let keys = arch.keys
         if config.isContinuous {
             heads = .continuous(inWeight: params.offset("input_proj.weight"), inBias: params.offset("input_proj.bias"),
                                 outWeight: params.offset("output_proj.weight"), outBias: params.offset("output_proj.bias"))
         } else {
-            let embedding = params.offset(names.embedding)
-            heads = .tokens(embedding: embedding, head: config.tiedEmbeddings ? embedding : params.offset(names.head))
+            let embedding = params.offset(keys.embedding)
+            heads = .tokens(embedding: embedding, head: config.tiedEmbeddings ? embedding : params.offset(keys.head))
         }
-        wpe = config.family == .gpt2 ? params.offset("wpe.weight") : nil
-        finalNorm = NormParameters(weight: params.offset(names.norm + ".weight"),
-                                   bias: config.family == .gpt2 ? params.offset(names.norm + ".bias") : nil)
-        let rope = config.family == .llama
-            ? RotaryEmbedding(headSize: config.headSize, positions: config.maxPositions, theta: config.ropeTheta,
-                              interleaved: config.ropeInterleaved)
-            : nil
-        blockShape = BlockShape(c: config.dModel, f: config.dMLP, eps: Float(config.layerNormEps),
-                                attention: AttentionShape(config), rope: rope)
+        wpe = keys.positions.map { params.offset($0) }
+        finalNorm = NormParameters(weight: params.offset(keys.finalNorm + ".weight"),
+                                   bias: arch.norm == .layerNorm ? params.offset(keys.finalNorm + ".bias") : nil,
+                                   offset: arch.normWeightOffset)
+        let rope = arch.learnedPositions ? nil
+            : RotaryEmbedding(headSize: config.headSize, rotaryDims: config.rotaryDims, positions: config.maxPositions,
+                              theta: config.ropeTheta, interleaved: config.ropeInterleaved)
+        shapes = (0..<config.nLayers).map { BlockShape(config, layer: $0, rope: rope) }
+        headShape = BlockShape(config, layer: max(0, config.nLayers - 1), rope: rope)
+        eps = Float(config.layerNormEps)
+        embeddingScale = arch.scalesEmbedding ? Float(Double(config.dModel).squareRoot()) : 1
+        finalSoftcap = config.finalSoftcap.map { Float($0) }
     }
 
-    /// Checkpoint names of the embedding, the final norm (without `.weight`) and the untied head.
-    static func names(_ family: ModelConfig.Family) -> (embedding: String, norm: String, head: String) {
-        switch family {
-        case .gpt2: return ("wte.weight", "ln_f", "lm_head.weight")
-        case .llama: return ("model.embed_tokens.weight", "model.norm", "lm_head.weight")
-        }
-    }
-
-    /// The parameter layout in checkpoint order. GPT-2: wte, wpe, blocks, ln_f (with continuous
-    /// heads: input_proj in place of wte, output_proj after ln_f). Llama: embed_tokens, blocks,
-    /// norm, and lm_head unless tied. Then, after every standard key, the blocks of extra prediction
-    /// heads j = 2…N under `mtp.{j}.`.
+    /// The parameter layout in checkpoint order: the embedding (GPT-2 with continuous heads:
+    /// input_proj in its place), GPT-2's wpe, the blocks, the final norm (continuous heads:
+    /// output_proj after it), the head unless tied (GPT-2 always ties it). Then, after every
+    /// standard key, the blocks of extra prediction heads j = 2…N under `mtp.{j}.`.
     public static func layout(_ config: ModelConfig) -> [(String, [Int])] {
-        let c = config.dModel
+        let c = config.dModel, arch = config.architecture, keys = arch.keys
         var layout: [(String, [Int])]
-        let names = names(config.family)
         if let fi = config.inputFeatures {
             layout = [("input_proj.weight", [fi, c]), ("input_proj.bias", [c])]
         } else {
-            layout = [(names.embedding, [config.vocabSize, c])]
+            layout = [(keys.embedding, [config.vocabSize, c])]
         }
-        if config.family == .gpt2 { layout.append(("wpe.weight", [config.maxPositions, c])) }
+        if let positions = keys.positions { layout.append((positions, [config.maxPositions, c])) }
         for l in 0..<config.nLayers {
-            layout += BlockParameters.layout(config, prefix: BlockParameters.prefix(config.family, layer: l))
+            layout += BlockParameters.layout(config, prefix: arch.prefix(layer: l))
         }
-        layout.append((names.norm + ".weight", [c]))
-        if config.family == .gpt2 { layout.append((names.norm + ".bias", [c])) }
+        layout.append((keys.finalNorm + ".weight", [c]))
+        if arch.norm == .layerNorm { layout.append((keys.finalNorm + ".bias", [c])) }
         if let o = config.outputs {
             layout += [("output_proj.weight", [c, o]), ("output_proj.bias", [o])]
         }
-        if config.family == .llama && !config.tiedEmbeddings { layout.append((names.head, [config.vocabSize, c])) }
+        if config.family != .gpt2 && !config.tiedEmbeddings { layout.append((keys.head, [config.vocabSize, c])) }
         for j in stride(from: 2, through: config.predictionHeads, by: 1) {
             layout += BlockParameters.layout(config, prefix: BlockParameters.prefix(predictionHead: j))
         }
@@ -138,9 +149,10 @@ public final class Transformer {
 
     /// GPT-2 initialisation: weights and embeddings N(0, 0.02²), residual projections (attn.c_proj,
     /// mlp.c_proj) N(0, (0.02/√(2L))²), biases 0, norm weights 1. The continuous projections are
-    /// weights like any other: N(0, 0.02²). Llama (as `LlamaPreTrainedModel`): every matrix
-    /// N(0, 0.02²), norm weights 1. The blocks of extra prediction heads are initialised as the
-    /// trunk's (GPT-2's residual projections with the trunk's L).
+    /// weights like any other: N(0, 0.02²). The other families (as their `…PreTrainedModel`): every
+    /// matrix N(0, 0.02²), biases 0, norm scales 1 (Gemma's stored weight 0: its scale is 1 + w).
+    /// The blocks of extra prediction heads are initialised as the trunk's (GPT-2's residual
+    /// projections with the trunk's L).
     public func initialize(seed: UInt64) {
         var rng = SeededGenerator(seed: seed)
         let residualStd = Float(0.02 / (2.0 * Double(config.nLayers)).squareRoot())
@@ -149,7 +161,7 @@ public final class Transformer {
             if e.name.hasSuffix(".bias") {
                 p.update(repeating: 0, count: e.count)
             } else if e.name.hasPrefix("ln_f.") || e.name.contains(".ln_") || e.name.hasSuffix("norm.weight") {
-                p.update(repeating: 1, count: e.count)
+                p.update(repeating: 1 - architecture.normWeightOffset, count: e.count)
             } else if config.family == .gpt2 && e.name.hasSuffix("c_proj.weight") {
                 rng.fillNormal(p, count: e.count, std: residualStd)
             } else {
@@ -178,20 +190,33 @@ public final class Transformer {
         cache.hasTargets = targets != nil
         if let targets { cache.targets.update(from: targets, count: n) }
 
-        Embedding.forward(out: cache.layers.first?.residIn ?? cache.residFinal, tokens: tokens,
-                          wte: w + wte, wpe: wpe.map { w + $0 }, b: b, t: t, c: c)
+        embed(out: cache.layers.first?.residIn ?? cache.residFinal, tokens: tokens, b: b, t: t)
         forwardBlocks(cache: cache)
         finalNorm.forward(w: w, out: cache.lnf, mean: cache.lnfMean, rstd: cache.lnfRstd, inp: cache.residFinal,
-                          n: n, c: c, eps: blockShape.eps)
-        // logits (N, V) = lnf (N, C) · headᵀ
-        GEMM.multiply(m: n, n: v, k: c, a: cache.lnf, lda: c, transA: false,
-                      b: w + lmHead, ldb: c, transB: true, c: cache.logits, ldc: v, accumulate: false)
+                          n: n, c: c, eps: eps)
+        logits(cache.logits, from: cache.lnf, rows: n)
         guard let targets else { return nil }
         CrossEntropy.forward(rowLoss: cache.rowLoss, logZ: cache.logZ, logits: cache.logits, targets: targets,
                              rows: n, v: v, scratch: cache.lossScratch)
         let (mean, counted) = Self.meanLoss(rowLoss: cache.rowLoss, targets: targets, rows: n)
         cache.countedTargets = counted
         return mean
+    }
+
+    /// out (b·t, C) = the embedding of tokens (b, t) at positions firstPosition + (r mod t): wte (scaled
+    /// by √C for Gemma), plus wpe for learned positions.
+    func embed(out: UnsafeMutablePointer<Float>, tokens: UnsafePointer<Int32>, b: Int, t: Int, firstPosition: Int = 0) {
+        let w = params.weights, c = config.dModel
+        Embedding.forward(out: out, tokens: tokens, wte: w + wte, wpe: wpe.map { w + $0 + firstPosition * c }, b: b, t: t,
+                          c: c, scale: embeddingScale)
+    }
+
+    /// logits (rows, V) = normalised rows (rows, C) · headᵀ, soft-capped where the family caps them.
+    func logits(_ out: UnsafeMutablePointer<Float>, from normalised: UnsafePointer<Float>, rows n: Int) {
+        let c = config.dModel, v = config.vocabSize
+        GEMM.multiply(m: n, n: v, k: c, a: normalised, lda: c, transA: false,
+                      b: params.weights + lmHead, ldb: c, transB: true, c: out, ldc: v, accumulate: false)
+        if let cap = finalSoftcap { CrossEntropy.softcap(out, count: n * v, cap: cap) }
     }
 
     /// Every block, from `cache.layers[0].residIn` to `cache.residFinal`. Under the local-myopic flow
@@ -212,7 +237,7 @@ public final class Transformer {
         for l in 0..<config.nLayers { cache.patternIsCurrent[l] = keep && l < count }
         for l in 0..<count {
             let out = l + 1 < config.nLayers ? cache.layers[l + 1].residIn : cache.residFinal
-            Block.forward(cache.layers[l], residOut: out, w: params.weights, p: blocks[l], shape: blockShape,
+            Block.forward(cache.layers[l], residOut: out, w: params.weights, p: blocks[l], shape: shapes[l],
                           b: cache.batch, t: cache.seqLen, pattern: attentionPattern,
                           probs: keep ? cache.patterns[l] : nil, past: past?.qkv[l])
         }
@@ -266,7 +291,7 @@ public final class Transformer {
         let c = config.dModel, n = b * t, v = config.vocabSize
         let w = params.weights, g = params.grads
         CrossEntropy.backward(logits: cache.logits, logZ: cache.logZ, targets: cache.targets,
-                              rows: n, v: v, scale: lossScale / Float(max(1, cache.countedTargets)))
+                              rows: n, v: v, scale: lossScale / Float(max(1, cache.countedTargets)), softcap: finalSoftcap)
         adjust(cache.logits)
         // dlnf (N, C) = dlogits · head ; dhead (V, C) += dlogitsᵀ · lnf
         GEMM.multiply(m: n, n: c, k: v, a: cache.logits, lda: v, transA: false,
@@ -297,7 +322,7 @@ public final class Transformer {
         let past = cache.referencePast.flatMap { $0.isCurrent ? $0 : nil }
         observe?(config.nLayers, cache.dResid)
         for l in stride(from: config.nLayers - 1, through: 0, by: -1) {
-            Block.backward(cache.layers[l], scratch: cache, w: w, g: g, p: blocks[l], shape: blockShape, b: b, t: t,
+            Block.backward(cache.layers[l], scratch: cache, w: w, g: g, p: blocks[l], shape: shapes[l], b: b, t: t,
                            inputShare: flow.offDiagonalInputShare, probs: cache.keptPattern(layer: l),
                            past: past?.qkv[l])
             if l == config.nLayers - 1, let extra { Elementwise.add(into: cache.dResid, extra, count: b * t * c) }
@@ -306,7 +331,7 @@ public final class Transformer {
         switch heads {
         case .tokens(let embedding, _):
             Embedding.backward(dWte: g + embedding, dWpe: wpe.map { g + $0 }, dOut: cache.dResid, tokens: cache.tokens,
-                               b: b, t: t, c: c)
+                               b: b, t: t, c: c, scale: embeddingScale)
         case .continuous(let inWeight, let inBias, _, _):
             FeatureEmbedding.backward(dWeight: g + inWeight, dBias: g + inBias, dWpe: g + wpe!, dOut: cache.dResid,
                                       features: cache.features, weight: w + inWeight, b: b, t: t, c: c,
@@ -366,7 +391,7 @@ extension Transformer {
         let c = config.dModel, n = cache.batch * cache.seqLen, o = config.outputs ?? 0
         let w = params.weights
         finalNorm.forward(w: w, out: cache.lnf, mean: cache.lnfMean, rstd: cache.lnfRstd, inp: cache.residFinal,
-                          n: n, c: c, eps: blockShape.eps)
+                          n: n, c: c, eps: eps)
         // predictions (N, O) = lnf (N, C) · output_proj.weight (C, O) + output_proj.bias (O)
         Linear.forward(out: cache.predictions, inp: cache.lnf, weight: w + outWeight, bias: w + outBias,
                        n: n, inC: c, outC: o)

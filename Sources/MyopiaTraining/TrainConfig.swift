@@ -189,10 +189,14 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         let check = settings.check
         try settings.model(layers: layers, heads: heads, dModel: dModel, seqLen: seqLen)
         if let kvHeads {
-            try check(family == .llama, "kv_heads", "no value for a gpt2 model (grouped-query attention is llama's)", kvHeads)
+            try check(family != .gpt2 && family != .gptNeoX, "kv_heads",
+                      "no value for a \(family.rawValue) model (it has no grouped-query attention)", kvHeads)
             try check(kvHeads > 0 && heads % kvHeads == 0, "kv_heads", "a positive divisor of heads (\(heads))", kvHeads)
         }
-        if family == .llama {
+        if family == .gptNeoX {
+            try check((dModel / max(1, heads)) % 8 == 0, "heads",
+                      "a head size d_model/heads that is a multiple of 8 (gpt_neox rotates a quarter of each head, in pairs)", heads)
+        } else if family != .gpt2 {
             try check((dModel / max(1, heads)) % 2 == 0, "heads", "a head size d_model/heads that is even (RoPE rotates pairs)", heads)
         }
         try settings.optimisation(batch: batch, steps: steps, lr: lr, minLR: minLR, warmup: warmup, weightDecay: weightDecay,
@@ -258,8 +262,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public func estimatedMemoryBytes(vocabSize: Int) -> Double {
         let c = Double(dModel), l = Double(layers), t = Double(seqLen), b = Double(batch)
         let v = Double(vocabSize), nh = Double(heads)
-        let f = family == .gpt2 ? 4 * c : (8 * c / 3).rounded(.up)
-        let mlpMatrices = family == .gpt2 ? 2.0 : 3.0
+        let f = family == .gpt2 || family == .gptNeoX ? 4 * c : (8 * c / 3).rounded(.up)
+        let mlpMatrices = family == .gpt2 || family == .gptNeoX ? 2.0 : 3.0
         let parameters = v * c + (family == .gpt2 ? t * c : 0) + l * (4 * c * c + mlpMatrices * c * f + 10 * c)
         let n = b * t, attention = b * nh * t * t
         var activations = l * (n * (16 * c + 3 * f) + attention) + n * (13 * c + 2 * f + v) + attention
@@ -292,9 +296,12 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         }
     }
 
-    /// The model these settings train. GPT-2: MLP width 4C. Llama: SwiGLU width 8C/3 rounded up to a
-    /// multiple of 8 (three matrices with as many weights as GPT-2's two), RoPE θ 10⁴, head tied to
-    /// the embedding as in GPT-2 (and SmolLM2).
+    /// The model these settings train. GPT-2: MLP width 4C. GPT-NeoX: MLP width 4C, a quarter of each
+    /// head rotated, parallel residual, untied head (as Pythia). Llama and the families built like it
+    /// (Qwen2, Qwen3, Mistral, Gemma 2, OLMo 2): gated MLP width 8C/3 rounded up to a multiple of 8
+    /// (three matrices with as many weights as GPT-2's two), RoPE θ 10⁴, head tied to the embedding
+    /// as in GPT-2 (and SmolLM2); each family's own structure (norms, biases, q/k norms), with no
+    /// sliding window and, for Gemma 2, no soft-capping and the query scale 1/√HS.
     /// The multi-token game adds its extra heads (`mtp.{j}.*`, ModelConfig.predictionHeads).
     public func modelConfig(vocabSize: Int, tokenizer: String = ByteTokenizer.name) -> ModelConfig {
         var config: ModelConfig
@@ -302,10 +309,19 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         case .gpt2:
             config = ModelConfig(vocabSize: vocabSize, maxPositions: seqLen, dModel: dModel, nLayers: layers, nHeads: heads,
                                  tokenizer: tokenizer)
-        case .llama:
+        case .gptNeoX:
+            config = ModelConfig(vocabSize: vocabSize, maxPositions: seqLen, dModel: dModel, nLayers: layers, nHeads: heads,
+                                 tokenizer: tokenizer)
+            config.family = .gptNeoX
+            config.activation = "gelu"
+            config.rotaryFraction = 0.25
+            config.tiedEmbeddings = false
+        case .llama, .qwen2, .qwen3, .mistral, .gemma2, .olmo2:
             config = ModelConfig.llama(vocabSize: vocabSize, maxPositions: seqLen, dModel: dModel, nLayers: layers, nHeads: heads,
                                        nKVHeads: kvHeads, dMLP: (8 * dModel / 3 + 7) / 8 * 8, tiedEmbeddings: true,
                                        tokenizer: tokenizer)
+            config.family = family
+            if family == .gemma2 { config.activation = "gelu_pytorch_tanh" }
         }
         if case .multiToken(let n) = game { config.predictionHeads = n }
         return config

@@ -79,7 +79,7 @@ final class HorizonTests: XCTestCase {
         record(model.config.nLayers)
         for l in stride(from: model.config.nLayers - 1, through: 0, by: -1) {
             Block.backward(plain.layers[l], scratch: plain, w: model.params.weights, g: model.params.grads,
-                           p: model.blocks[l], shape: model.blockShape, b: b, t: t,
+                           p: model.blocks[l], shape: model.shapes[l], b: b, t: t,
                            inputShare: 1, probs: plain.keptPattern(layer: l))
             record(l)
         }
@@ -160,7 +160,7 @@ extension HorizonTests {
         record(config.nLayers)
         for l in stride(from: config.nLayers - 1, through: 0, by: -1) {
             Block.backward(plain.layers[l], scratch: plain, w: model.params.weights, g: model.params.grads, p: model.blocks[l],
-                           shape: model.blockShape, b: b, t: t, inputShare: 1, probs: plain.keptPattern(layer: l))
+                           shape: model.shapes[l], b: b, t: t, inputShare: 1, probs: plain.keptPattern(layer: l))
             record(l)
         }
         XCTAssertLessThan(relativeError(summed, ordinary), 1e-5)
@@ -210,7 +210,7 @@ func bruteForce(_ model: Transformer, inputs: [Int32], targets: [Int32], b: Int,
         record(model.config.nLayers)
         for l in stride(from: model.config.nLayers - 1, through: 0, by: -1) {
             Block.backward(cache.layers[l], scratch: cache, w: model.params.weights, g: model.params.grads,
-                           p: model.blocks[l], shape: model.blockShape, b: b, t: t,
+                           p: model.blocks[l], shape: model.shapes[l], b: b, t: t,
                            inputShare: model.flow.offDiagonalInputShare, probs: cache.keptPattern(layer: l))
             record(l)
         }

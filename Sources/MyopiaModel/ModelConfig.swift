@@ -483,9 +483,16 @@ public struct ModelConfig: Codable, Equatable, Sendable {
             if family == .qwen2 || family == .qwen3 { try c.encode(true, forKey: .useSlidingWindow) }
             try c.encode((0..<nLayers).map { window(layer: $0) == nil ? "full_attention" : "sliding_attention" },
                          forKey: .layerTypes)
-        } else if family == .mistral || family == .qwen2 || family == .qwen3 {
-            try c.encodeNil(forKey: .slidingWindow)
-            if family != .mistral { try c.encode(false, forKey: .useSlidingWindow) }
+        } else if family == .mistral || family == .qwen2 || family == .qwen3 || family == .gemma2 {
+            if family == .gemma2 {
+                // Gemma 2's default layer types slide: say that none does. transformers builds the
+                // sliding mask anyway and needs a window: the whole context, which masks nothing.
+                try c.encode(maxPositions, forKey: .slidingWindow)
+                try c.encode(Array(repeating: "full_attention", count: nLayers), forKey: .layerTypes)
+            } else {
+                try c.encodeNil(forKey: .slidingWindow)
+            }
+            if family == .qwen2 || family == .qwen3 { try c.encode(false, forKey: .useSlidingWindow) }
         }
         if family == .gemma2 {
             // Gemma2Config's defaults are not "off": write every option, null where there is none.

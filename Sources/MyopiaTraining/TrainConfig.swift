@@ -195,7 +195,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         }
         if family == .gptNeoX {
             try check((dModel / max(1, heads)) % 8 == 0, "heads",
-                      "a head size d_model/heads that is a multiple of 8 (gpt_neox rotates a quarter of each head, in pairs)", heads)
+                      "a head size d_model/heads that is a multiple of 8 (gpt_neox rotates a quarter of each head, in pairs)",
+                      "\(heads) (head size \(dModel / max(1, heads)))")
         } else if family != .gpt2 {
             try check((dModel / max(1, heads)) % 2 == 0, "heads", "a head size d_model/heads that is even (RoPE rotates pairs)", heads)
         }

@@ -234,6 +234,19 @@ enum Block {
         if let g { p.attnOut.backwardParameters(g: g, dOut: dOut, ld: c, inp: r.z, n: n) }
     }
 
+    /// RoPE backwards on the q and k heads of n rows of d (row stride width): the inverse rotation.
+    private static func rotateBack(_ d: UnsafeMutablePointer<Float>, rope: RotaryEmbedding, width: Int, heads: Int, n: Int,
+                                   firstPosition: Int, period: Int?, parallel: Bool) {
+        guard parallel else {
+            return rope.rotate(d, ld: width, rows: n, heads: heads, period: period, base: firstPosition, inverse: true)
+        }
+        Elementwise.forEachRowChunk(n, (rope, d, width, heads, firstPosition, period)) { args, r0, r1 in
+            let (rope, d, width, heads, base, period) = args
+            rope.rotate(d + r0 * width, ld: width, rows: r1 - r0, heads: heads, firstPosition: r0, period: period,
+                        base: base, inverse: true)
+        }
+    }
+
     /// From dQkv (rows, W) = dL/d(q, k after RoPE, v) to the block's input: RoPE backwards, the q/k
     /// norms, the projections into dLn = dL/d norm₁'s output, then norm₁, whose input gradient is
     /// added to dR (which holds dL/d residMid, the residual path); in parallel, the MLP's input
@@ -248,16 +261,11 @@ enum Block {
         let n = r.count, width = s.attention.width, parallel = g != nil
         if let rope = s.rope {
             let heads = s.attention.nh + s.attention.nkv
-            for d in [dQkv, dQkvInput].compactMap({ $0 }) {
-                if parallel {
-                    Elementwise.forEachRowChunk(n, (rope, d, width, heads, firstPosition, period)) { args, r0, r1 in
-                        let (rope, d, width, heads, base, period) = args
-                        rope.rotate(d + r0 * width, ld: width, rows: r1 - r0, heads: heads, firstPosition: r0,
-                                    period: period, base: base, inverse: true)
-                    }
-                } else {
-                    rope.rotate(d, ld: width, rows: n, heads: heads, period: period, base: firstPosition, inverse: true)
-                }
+            rotateBack(dQkv, rope: rope, width: width, heads: heads, n: n, firstPosition: firstPosition, period: period,
+                       parallel: parallel)
+            if let dQkvInput {
+                rotateBack(dQkvInput, rope: rope, width: width, heads: heads, n: n, firstPosition: firstPosition,
+                           period: period, parallel: parallel)
             }
         }
         if let qk = p.qkNorm {

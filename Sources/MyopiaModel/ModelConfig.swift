@@ -197,6 +197,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         case attentionSoftcap = "attn_logit_softcapping"
         case finalSoftcap = "final_logit_softcapping"
         case queryPreAttentionScalar = "query_pre_attn_scalar"
+        case bidirectional = "use_bidirectional_attention"
         case ropeInterleaved = "myopia_rope_interleaved"
         case architectures, torch_dtype, attention_dropout, initializer_range, use_cache
     }
@@ -324,6 +325,10 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         if try c.decodeIfPresent(Bool.self, forKey: .mlpBias) == true {
             throw InputError.unsupported(file: "config.json", field: LlamaKeys.mlpBias.rawValue,
                                           value: "true (the \(family.rawValue) MLP has no biases in Myopia)")
+        }
+        if try c.decodeIfPresent(Bool.self, forKey: .bidirectional) == true {
+            throw InputError.unsupported(file: "config.json", field: LlamaKeys.bidirectional.rawValue,
+                                          value: "true (Myopia's models are causal)")
         }
         try decodeWindows(c, into: &config)
         config.attentionSoftcap = try c.decodeIfPresent(Double.self, forKey: .attentionSoftcap)

@@ -25,8 +25,7 @@ extension Transformer {
     public func forwardPredictionHeads(cache: ActivationCache) -> Float {
         precondition(cache.hasTargets, "the prediction heads' loss needs a forward pass with targets")
         precondition(!config.isContinuous, "a model with continuous heads has no prediction heads")
-        let b = cache.batch, t = cache.seqLen, n = b * t, c = config.dModel, v = config.vocabSize
-        let w = params.weights
+        let b = cache.batch, t = cache.seqLen, n = b * t, v = config.vocabSize
         let first = Self.meanLoss(rowLoss: cache.rowLoss, targets: cache.targets, rows: n).mean
         guard config.predictionHeads > 1 else { return first }
         forwardPredictionBlocks(cache: cache)

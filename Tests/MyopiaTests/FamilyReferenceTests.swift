@@ -146,3 +146,55 @@ final class FamilyReferenceTests: XCTestCase {
         }
     }
 }
+
+/// config.json values a family does not implement are refused by name, never ignored.
+final class FamilyConfigTests: XCTestCase {
+    /// `config` written to a temporary config.json, then read as Myopia reads a folder's.
+    func read(_ config: [String: Any]) throws -> ModelConfig {
+        let url = try temporaryDirectory(self).appendingPathComponent("config.json")
+        try JSONSerialization.data(withJSONObject: config).write(to: url)
+        return try ModelConfig.load(from: url)
+    }
+
+    func base(_ family: String) throws -> [String: Any] {
+        let url = fixturesURL.appendingPathComponent("families/\(family)/hf/config.json")
+        return try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+    }
+
+    func testUnsupportedModelTypeNamesTheFileTheValueAndTheFamilies() throws {
+        var c = try base("qwen2")
+        c["model_type"] = "phi3"
+        let error = assertInputError(try read(c), "unsupported", field: "model_type", reason: "phi3")
+        XCTAssertTrue(error?.description.contains("config.json") == true)
+        for family in ["gpt2", "llama", "gpt_neox", "qwen2", "qwen3", "mistral", "gemma2", "olmo2"] {
+            XCTAssertTrue(error?.description.contains(family) == true, family)
+        }
+    }
+
+    func testFieldsThatChangeTheComputationAreRefusedByName() throws {
+        let cases: [(String, String, Any, String)] = [
+            ("qwen2", "rope_scaling", ["rope_type": "yarn", "factor": 4.0], "rope_scaling"),
+            ("qwen3", "rope_parameters", ["rope_type": "linear", "rope_theta": 1000.0], "rope_parameters"),
+            ("qwen3", "attention_bias", true, "attention_bias"),
+            ("olmo2", "mlp_bias", true, "mlp_bias"),
+            ("mistral", "partial_rotary_factor", 0.5, "partial_rotary_factor"),
+            ("mistral", "attn_logit_softcapping", 30.0, "attn_logit_softcapping"),
+            ("gemma2", "hidden_activation", "gelu", "hidden_activation"),
+            ("gemma2", "use_bidirectional_attention", true, "use_bidirectional_attention"),
+            ("gemma2", "layer_types", ["sliding_attention", "chunked_attention", "full_attention"], "layer_types[1]"),
+            ("gpt_neox", "hidden_act", "relu", "hidden_act"),
+            ("gpt_neox", "rope_scaling", ["rope_type": "dynamic", "factor": 2.0], "rope_scaling"),
+        ]
+        for (family, key, value, field) in cases {
+            var c = try base(family)
+            c[key] = value
+            _ = assertInputError(try read(c), "unsupported", field: field)
+        }
+        var windowless = try base("gemma2")
+        windowless["sliding_window"] = NSNull()
+        _ = assertInputError(try read(windowless), "missing", field: "sliding_window")
+        var neox = try base("gpt_neox")
+        neox["rope_parameters"] = ["rope_type": "default", "rope_theta": 1000.0, "partial_rotary_factor": 0.3]
+        _ = assertInputError(try read(neox), "invalidValue", field: "rotary_pct")
+    }
+}

@@ -6,7 +6,7 @@ import MyopiaLab
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Train a GPT-2 or Llama-family model on a text file, under a gradient flow and a training game.",
+        abstract: "Train a model of any family on a text file, under a gradient flow and a training game.",
         discussion: """
         Writes checkpoint-STEP folders (Hugging Face config.json + model.safetensors, plus optimizer and trainer state), metrics.jsonl and run_config.json into --out. Settings come from the defaults, then --config FILE.json (keys as the flags, e.g. "d_model"), then the flags.
 

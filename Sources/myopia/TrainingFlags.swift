@@ -12,11 +12,11 @@ struct TrainingFlags: ParsableArguments {
     @Option(help: "Tokenizer: byte (default), gpt2, smollm2-135m, or a path (vocab.json+merges.txt, .tiktoken, .gguf).")
     var tokenizer: String?
     @Option(help: "A JSON file of settings whose keys match the flags.") var config: String?
-    @Option(help: "Model family: gpt2 (LayerNorm, learned positions, GELU) or llama (RMSNorm, RoPE, SwiGLU).")
+    @Option(help: "Model family: gpt2 (LayerNorm, learned positions, GELU), llama (RMSNorm, RoPE, SwiGLU), gpt_neox, qwen2, qwen3, mistral, gemma2 or olmo2 (docs/DESIGN.md §3).")
     var family: ModelConfig.Family?
     @Option(parsing: .unconditional, help: "Transformer blocks.") var layers: Int?
     @Option(parsing: .unconditional, help: "Attention heads per block.") var heads: Int?
-    @Option(name: .customLong("kv-heads"), parsing: .unconditional, help: "Key/value heads (llama: grouped-query attention; default one per head).")
+    @Option(name: .customLong("kv-heads"), parsing: .unconditional, help: "Key/value heads (grouped-query attention, every family but gpt2 and gpt_neox; default one per head).")
     var kvHeads: Int?
     @Option(name: .customLong("d-model"), parsing: .unconditional, help: "Residual stream width.") var dModel: Int?
     @Option(name: .customLong("seq-len"), parsing: .unconditional, help: "Context length T (predictions per window).") var seqLen: Int?

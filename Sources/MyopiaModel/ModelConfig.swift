@@ -295,9 +295,12 @@ public struct ModelConfig: Codable, Equatable, Sendable {
             nLayers: try c.decode(Int.self, forKey: .nLayers),
             nHeads: nHeads,
             nKVHeads: try c.decodeIfPresent(Int.self, forKey: .nKVHeads) ?? nHeads,
-            headDim: try c.decodeIfPresent(Int.self, forKey: .headDim),
+            // transformers' defaults where a key is absent: Qwen3 and Gemma 2 have a fixed head_dim,
+            // the others C / NH; OLMo 2's eps is 1e-5.
+            headDim: try c.decodeIfPresent(Int.self, forKey: .headDim)
+                ?? (c.contains(.headDim) ? nil : family == .qwen3 ? 128 : family == .gemma2 ? 256 : nil),
             dMLP: try c.decode(Int.self, forKey: .dMLP),
-            rmsNormEps: try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) ?? 1e-6,
+            rmsNormEps: try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) ?? (family == .olmo2 ? 1e-5 : 1e-6),
             tiedEmbeddings: try shared.decodeIfPresent(Bool.self, forKey: .tiedEmbeddings) ?? (family == .gemma2),
             tokenizer: try shared.decodeIfPresent(String.self, forKey: .tokenizer))
         config.family = family
@@ -331,9 +334,13 @@ public struct ModelConfig: Codable, Equatable, Sendable {
                                           value: "true (Myopia's models are causal)")
         }
         try decodeWindows(c, into: &config)
-        config.attentionSoftcap = try c.decodeIfPresent(Double.self, forKey: .attentionSoftcap)
-        config.finalSoftcap = try c.decodeIfPresent(Double.self, forKey: .finalSoftcap)
-        config.queryPreAttentionScalar = try c.decodeIfPresent(Double.self, forKey: .queryPreAttentionScalar)
+        // Gemma2Config's defaults apply where a key is absent; null turns a cap off.
+        func gemma(_ key: LlamaKeys, _ fallback: Double) throws -> Double? {
+            try c.decodeIfPresent(Double.self, forKey: key) ?? (family == .gemma2 && !c.contains(key) ? fallback : nil)
+        }
+        config.attentionSoftcap = try gemma(.attentionSoftcap, 50)
+        config.finalSoftcap = try gemma(.finalSoftcap, 30)
+        config.queryPreAttentionScalar = try gemma(.queryPreAttentionScalar, 256)
         if family != .gemma2 {
             for key in [LlamaKeys.attentionSoftcap, .finalSoftcap, .queryPreAttentionScalar] where try c.contains(key) && !c.decodeNil(forKey: key) {
                 throw InputError.unsupported(file: "config.json", field: key.rawValue,
@@ -346,7 +353,9 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     /// `sliding_window` with `layer_types` (transformers 5), or the family's default layers:
     /// every layer (Mistral), even layers (Gemma 2), or none unless `use_sliding_window` (Qwen).
     private static func decodeWindows(_ c: KeyedDecodingContainer<LlamaKeys>, into config: inout ModelConfig) throws {
+        // MistralConfig and Gemma2Config slide over 4096 positions unless the key says otherwise.
         let window = try c.decodeIfPresent(Int.self, forKey: .slidingWindow)
+            ?? ((config.family == .mistral || config.family == .gemma2) && !c.contains(.slidingWindow) ? 4096 : nil)
         let types = try c.decodeIfPresent([String].self, forKey: .layerTypes)
         if let types {
             guard types.count == config.nLayers else {

@@ -197,4 +197,29 @@ final class FamilyConfigTests: XCTestCase {
         neox["rope_parameters"] = ["rope_type": "default", "rope_theta": 1000.0, "partial_rotary_factor": 0.3]
         _ = assertInputError(try read(neox), "invalidValue", field: "rotary_pct")
     }
+
+    /// An absent key means transformers' default for the family (which is not always "off"); an
+    /// explicit null turns a Gemma 2 cap off.
+    func testAbsentKeysTakeTransformersDefaults() throws {
+        var qwen3 = try base("qwen3")
+        qwen3.removeValue(forKey: "head_dim")
+        XCTAssertEqual(try read(qwen3).headSize, 128)
+        var mistral = try base("mistral")
+        mistral.removeValue(forKey: "head_dim")
+        mistral.removeValue(forKey: "sliding_window")
+        let m = try read(mistral)
+        XCTAssertEqual([m.headSize, m.window(layer: 0), m.window(layer: 1)], [32 / 4, 4096, 4096])
+        var gemma = try base("gemma2")
+        for key in ["attn_logit_softcapping", "final_logit_softcapping", "query_pre_attn_scalar", "sliding_window", "layer_types"] {
+            gemma.removeValue(forKey: key)
+        }
+        let g = try read(gemma)
+        XCTAssertEqual([g.attentionSoftcap, g.finalSoftcap, g.queryPreAttentionScalar], [50, 30, 256])
+        XCTAssertEqual((0..<3).map { g.window(layer: $0) }, [4096, nil, 4096])
+        gemma["attn_logit_softcapping"] = NSNull()
+        XCTAssertNil(try read(gemma).attentionSoftcap)
+        var olmo = try base("olmo2")
+        olmo.removeValue(forKey: "rms_norm_eps")
+        XCTAssertEqual(try read(olmo).layerNormEps, 1e-5)
+    }
 }

@@ -131,14 +131,9 @@ public struct CheckpointTensors: Sendable {
     /// checked (it changed on disk meanwhile) is refused.
     public func forEachFile(_ body: (SafeTensorsFile, ArraySlice<Tensor>) throws -> Void) throws {
         var start = 0
-        for (i, url) in files.enumerated() {
+        for i in files.indices {
             let end = start + headers[i].entries.count
-            let file = try single ?? SafeTensorsFile(contentsOf: url)
-            guard file.header == headers[i] else {
-                throw InputError.invalidValue(file: url.path, field: "header", expected: "the header read when the folder was checked",
-                                               found: "a different one (the file changed while it was being loaded)")
-            }
-            try body(file, tensors[start..<end])
+            try body(try open(i), tensors[start..<end])
             start = end
         }
     }
@@ -146,12 +141,17 @@ public struct CheckpointTensors: Sendable {
     /// One tensor as fp32 (reads the file that holds it).
     public func floats(_ name: String) throws -> [Float] {
         guard let tensor = self[name] else { throw InputError.missing(file: source.path, field: field(name)) }
-        let file = try single ?? SafeTensorsFile(contentsOf: files[tensor.file])
-        guard file.header == headers[tensor.file] else {
-            throw InputError.invalidValue(file: file.source, field: "header", expected: "the header read when the folder was checked",
+        return try open(tensor.file).floats(name)
+    }
+
+    /// File `i`, read, with the header that was checked.
+    private func open(_ i: Int) throws -> SafeTensorsFile {
+        let file = try single ?? SafeTensorsFile(contentsOf: files[i])
+        guard file.header == headers[i] else {
+            throw InputError.invalidValue(file: files[i].path, field: "header", expected: "the header read when the folder was checked",
                                            found: "a different one (the file changed while it was being loaded)")
         }
-        return try file.floats(name)
+        return file
     }
 
     /// The agreement of an index and its shards' headers (see the top of this file).

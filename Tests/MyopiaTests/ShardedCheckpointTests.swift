@@ -286,6 +286,17 @@ final class ShardedCheckpointTests: XCTestCase {
         refused(dir, "truncated", file: shard, field: "header length")
     }
 
+    /// The shards are checked from their headers, then read one at a time: one rewritten in
+    /// between is refused, not half-loaded.
+    func testAShardRewrittenAfterTheCheckIsRefused() throws {
+        let dir = try copy(Self.llama)
+        let weights = try CheckpointTensors(folder: dir)
+        try editShard(dir, "model-00003-of-00003.safetensors") { _ in }   // now F32: another header
+        let model = Transformer(config: try ModelConfig.load(from: dir.appendingPathComponent(Checkpoint.configFile)))
+        let error = assertInputError(try Checkpoint.loadWeights(into: model.params, from: weights), "invalidValue", field: "header", reason: "changed")
+        XCTAssertEqual(error?.file, dir.appendingPathComponent("model-00003-of-00003.safetensors").path)
+    }
+
     func testFolderWithoutWeights() throws {
         let dir = try temporaryDirectory(self)
         try FileManager.default.copyItem(at: folder(Self.llama).appendingPathComponent(Checkpoint.configFile), to: dir.appendingPathComponent(Checkpoint.configFile))

@@ -10,12 +10,17 @@ import MyopiaModel
 /// `"files"`; loading verifies every file listed there (docs/DESIGN.md §8), so a damaged checkpoint is
 /// refused with `InputError.checksumMismatch` naming the file rather than trained on.
 ///
+/// Folders saved by transformers load too: one `model.safetensors`, or shards named by
+/// `model.safetensors.index.json` (`CheckpointTensors`), in F32, F16, BF16 or F64, converted to fp32.
+///
 /// Nothing is allocated from config.json alone: every parameter the config implies must be in
-/// model.safetensors with its shape before the model is built, so the model is never larger than
-/// the file.
+/// the weights with its shape before the model is built, so the model is never larger than the
+/// files.
 public enum Checkpoint {
     public static let configFile = "config.json"
     public static let modelFile = "model.safetensors"
+    /// A sharded folder's index (its shards are the files it names).
+    public static let indexFile = SafeTensorsIndex.fileName
     public static let optimizerFile = "optimizer.safetensors"
     public static let stateFile = "trainer_state.json"
 
@@ -53,43 +58,52 @@ public enum Checkpoint {
                 modelFile: FileChecksum(sha256: modelHash ?? "", bytes: try fileSize(modelURL))]
     }
 
-    /// Reads a Hugging Face GPT-2 or Llama folder (Myopia's or one saved by `transformers`),
-    /// verifying config.json and model.safetensors against trainer_state.json when it lists them.
+    /// Reads a Hugging Face GPT-2 or Llama folder (Myopia's or one saved by `transformers`, sharded
+    /// or not), verifying config.json and model.safetensors against trainer_state.json when it
+    /// lists them.
     public static func loadModel(from dir: URL) throws -> Transformer {
         try verify([configFile, modelFile], in: dir)
-        let configURL = dir.appendingPathComponent(configFile), weightsURL = dir.appendingPathComponent(modelFile)
+        let configURL = dir.appendingPathComponent(configFile)
         let config = try ModelConfig.load(from: configURL)
-        let file = try SafeTensorsFile(contentsOf: weightsURL)
-        try checkFileHoldsModel(config, file, config: configURL.path)
+        let weights = try CheckpointTensors(folder: dir)
+        try checkFileHoldsModel(config, weights, config: configURL.path)
         let model = Transformer(config: config)
-        model.checkpointKeys = try loadWeights(into: model.params, from: file, url: weightsURL)
+        model.checkpointKeys = try loadWeights(into: model.params, from: weights)
         return model
     }
 
-    /// Refuses a config whose model the weights file cannot hold: every parameter must be in the
-    /// file with its shape (so the model is no larger than the file), and a rotary model's tables
-    /// are bounded. Called before anything is allocated from the config.
-    static func checkFileHoldsModel(_ config: ModelConfig, _ file: SafeTensorsFile, config configPath: String) throws {
-        // Every layer has tensors, so a layer count beyond the file's tensor count is refused
-        // before the layout (a list as long as the layer count) is built.
-        guard config.nLayers <= file.entries.count else {
+    /// Refuses a config whose model the weights cannot hold: every parameter must be in the
+    /// weights with its shape (so the model is no larger than the files), and a rotary model's
+    /// tables are bounded. Called before anything is allocated from the config.
+    static func checkFileHoldsModel(_ config: ModelConfig, _ weights: CheckpointTensors, config configPath: String) throws {
+        let count = weights.tensors.count
+        // Every layer has tensors, so a layer count beyond the tensor count is refused before the
+        // layout (a list as long as the layer count) is built.
+        guard config.nLayers <= count else {
             throw InputError.invalidValue(file: configPath, field: config.family == .llama ? "num_hidden_layers" : "n_layer",
-                                           expected: "at most \(file.entries.count) (the tensors in \(file.source))", found: "\(config.nLayers)")
+                                           expected: "at most \(count) (the tensors in \(weights.summary))", found: "\(config.nLayers)")
         }
         // Each extra prediction head is a block of tensors too (`mtp.{j}.*`).
-        guard config.predictionHeads - 1 <= file.entries.count else {
+        guard config.predictionHeads - 1 <= count else {
             throw InputError.invalidValue(file: configPath, field: "myopia_prediction_heads",
-                                           expected: "at most \(file.entries.count + 1) (the tensors in \(file.source), plus one)", found: "\(config.predictionHeads)")
+                                           expected: "at most \(count + 1) (the tensors in \(weights.summary), plus one)", found: "\(config.predictionHeads)")
         }
         try checkRotaryTables(config, file: configPath)
-        var entries: [String: SafeTensorsFile.Entry] = [:]
-        for e in file.entries {
-            entries[e.name.hasPrefix("transformer.") ? String(e.name.dropFirst("transformer.".count)) : e.name] = e
+        var tensors: [String: CheckpointTensors.Tensor] = [:]
+        var prefixed = false
+        for t in weights.tensors {
+            let unprefixed = t.name.hasPrefix("transformer.")
+            prefixed = prefixed || unprefixed
+            tensors[unprefixed ? String(t.name.dropFirst("transformer.".count)) : t.name] = t
         }
         for (name, shape) in Transformer.layout(config) {
-            guard let entry = entries[name] else { throw InputError.missing(file: file.source, field: name) }
-            guard entry.shape == shape else {
-                throw InputError.invalidValue(file: file.source, field: entry.name, expected: "shape \(shape) (from \(configPath))", found: "\(entry.shape)")
+            guard let tensor = tensors[name] else {
+                // Named as the file would name it.
+                let key = prefixed && config.family == .gpt2 ? "transformer." + name : name
+                throw InputError.missing(file: weights.source.path, field: weights.field(key))
+            }
+            guard tensor.shape == shape else {
+                throw InputError.invalidValue(file: weights.path(of: tensor), field: tensor.name, expected: "shape \(shape) (from \(configPath))", found: "\(tensor.shape)")
             }
         }
     }
@@ -105,45 +119,50 @@ public enum Checkpoint {
         }
     }
 
-    /// Reads `url`'s weights into `store` (see `loadWeights(into:from:url:)`).
+    /// Reads the weights at `url` into `store`: a checkpoint folder, a `model.safetensors.index.json`
+    /// with its shards, or one safetensors file (see `loadWeights(into:from:)`).
     @discardableResult
     public static func loadWeights(into store: ParameterStore, from url: URL) throws -> [String: String] {
-        try loadWeights(into: store, from: SafeTensorsFile(contentsOf: url), url: url)
+        try loadWeights(into: store, from: CheckpointTensors(contentsOf: url))
     }
 
     /// Maps checkpoint keys onto the registry: accepts a `transformer.` prefix and, for a tied model,
     /// a redundant `lm_head.weight` (which must equal the embedding), skips the `attn.bias` /
     /// `attn.masked_bias` buffers old checkpoints carry, and rejects anything else it does not know.
-    /// Returns the file's own key for each parameter.
+    /// Converts one file at a time straight into the store. Returns the file's own key for each
+    /// parameter.
     @discardableResult
-    static func loadWeights(into store: ParameterStore, from file: SafeTensorsFile, url: URL) throws -> [String: String] {
+    public static func loadWeights(into store: ParameterStore, from weights: CheckpointTensors) throws -> [String: String] {
         var seen: [String: String] = [:]
-        var head: [Float]?
-        for entry in file.entries {
-            var key = entry.name
-            if key.hasPrefix("transformer.") { key.removeFirst("transformer.".count) }
-            if key.hasSuffix(".attn.bias") || key.hasSuffix(".attn.masked_bias") { continue }
-            if key == "lm_head.weight" && store.entry(key) == nil {
-                head = try file.floats(entry.name)
-                continue
+        var head: (values: [Float], file: String)?
+        try weights.forEachFile { file, tensors in
+            for tensor in tensors {
+                let entry = tensor.entry
+                var key = entry.name
+                if key.hasPrefix("transformer.") { key.removeFirst("transformer.".count) }
+                if key.hasSuffix(".attn.bias") || key.hasSuffix(".attn.masked_bias") { continue }
+                if key == "lm_head.weight" && store.entry(key) == nil {
+                    head = (try file.floats(entry.name), file.source)
+                    continue
+                }
+                guard let target = store.entry(key) else {
+                    throw InputError.unsupported(file: file.source, field: entry.name, value: "a tensor this model does not have")
+                }
+                guard entry.shape == target.shape else {
+                    throw InputError.invalidValue(file: file.source, field: entry.name, expected: "shape \(target.shape) (from config.json)", found: "\(entry.shape)")
+                }
+                let dst = UnsafeMutableBufferPointer(start: store.weights + target.offset, count: target.count)
+                try file.copyFloats(entry.name, into: dst)
+                seen[key] = entry.name
             }
-            guard let target = store.entry(key) else {
-                throw InputError.unsupported(file: url.path, field: entry.name, value: "a tensor this model does not have")
-            }
-            guard entry.shape == target.shape else {
-                throw InputError.invalidValue(file: url.path, field: entry.name, expected: "shape \(target.shape) (from config.json)", found: "\(entry.shape)")
-            }
-            let dst = UnsafeMutableBufferPointer(start: store.weights + target.offset, count: target.count)
-            try file.copyFloats(entry.name, into: dst)
-            seen[key] = entry.name
         }
         for e in store.entries where seen[e.name] == nil {
-            throw InputError.missing(file: url.path, field: e.name)
+            throw InputError.missing(file: weights.source.path, field: weights.field(e.name))
         }
         if let head, let embedding = store.entry("wte.weight") ?? store.entry("model.embed_tokens.weight") {
-            let tied = head.count == embedding.count && head.elementsEqual(store.buffer(store.weights, embedding))
+            let tied = head.values.count == embedding.count && head.values.elementsEqual(store.buffer(store.weights, embedding))
             guard tied else {
-                throw InputError.unsupported(file: url.path, field: "lm_head.weight", value: "a head that differs from \(embedding.name) in a model whose config ties them (tie_word_embeddings)")
+                throw InputError.unsupported(file: head.file, field: "lm_head.weight", value: "a head that differs from \(embedding.name) in a model whose config ties them (tie_word_embeddings)")
             }
         }
         return seen

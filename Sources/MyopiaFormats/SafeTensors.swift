@@ -6,7 +6,7 @@
 //
 // The file is untrusted. Everything is checked before use, and every failure is an InputError
 // naming the file and the field: N is bounded before anything is sized by it, the header is parsed
-// by a small strict JSON parser (JSONSerialization would silently drop duplicate names), byte
+// by a small strict JSON parser (StrictJSON.swift: JSONSerialization would drop duplicate names), byte
 // counts use overflow-checked arithmetic, and the tensors must tile the data section exactly —
 // sorted by offset, starting at 0, no overlap, no gap, no trailing bytes.
 
@@ -39,18 +39,116 @@ public struct SafeTensorsFile: Sendable {
         public var elementCount: Int { shape.reduce(1, *) }   // validated not to overflow
     }
 
+    /// A file's header, validated against the file's size: what it holds, without the data.
+    /// `SafeTensorsFile.readHeader(of:)` reads one from disk without reading the data section (a
+    /// sharded checkpoint's shards are all checked before any is converted).
+    public struct Header: Equatable, Sendable {
+        /// The file path or caller-given name used in error messages.
+        public let source: String
+        /// Tensors in file data order (ascending offset).
+        public let entries: [Entry]
+        public let metadata: [String: String]
+        /// Size of the JSON header, N (excludes the 8-byte length prefix).
+        public let headerByteCount: Int
+        /// Size of the whole file; the data section is its last fileSize - 8 - N bytes.
+        public let fileSize: Int
+        private let index: [String: Int]
+
+        public subscript(name: String) -> Entry? {
+            index[name].map { entries[$0] }
+        }
+
+        public var names: [String] { entries.map(\.name) }
+
+        /// Parses and checks the header of a file of `fileSize` bytes whose first bytes are
+        /// `prefix` (the length prefix and the N bytes of JSON; more is ignored).
+        init(prefix: UnsafeRawBufferPointer, fileSize total: Int, source: String) throws {
+            self.source = source
+            self.fileSize = total
+            guard total >= 8, prefix.count >= 8 else {
+                throw InputError.truncated(file: source, field: "header length", expected: "at least 8 bytes", found: "\(min(total, prefix.count)) bytes")
+            }
+            let n64 = UInt64(littleEndian: prefix.loadUnaligned(as: UInt64.self))
+            guard n64 <= UInt64(SafeTensorsFile.maxHeaderBytes) else {
+                throw InputError.invalidValue(file: source, field: "header length", expected: "at most \(SafeTensorsFile.maxHeaderBytes) bytes", found: "\(n64)")
+            }
+            let n = Int(n64)
+            guard n <= total - 8, n <= prefix.count - 8 else {
+                throw InputError.truncated(file: source, field: "header", expected: "\(n) bytes of JSON (header length)", found: "\(min(total, prefix.count) - 8) bytes after the length prefix")
+            }
+            headerByteCount = n
+            let dataStart = 8 + n
+            let dataLength = total - dataStart
+
+            let json = UnsafeRawBufferPointer(rebasing: prefix[8..<dataStart])
+            guard String(bytes: json, encoding: .utf8) != nil else {
+                throw InputError.invalidHeader(file: source, field: "header", reason: "not valid UTF-8")
+            }
+            var parser = StrictJSON.Parser(bytes: json)
+            let root: StrictJSON.Value
+            do { root = try parser.parseDocument() } catch let e as StrictJSON.ParseError {
+                throw InputError.invalidHeader(file: source, field: "header", reason: "invalid JSON at byte \(e.offset): \(e.message)")
+            }
+            guard case .object(let members) = root else {
+                throw InputError.invalidHeader(file: source, field: "header", reason: "expected a JSON object, found \(root.kind)")
+            }
+
+            var seen = Set<String>()
+            var metadata: [String: String] = [:]
+            var parsed: [(entry: Entry, begin: Int, end: Int)] = []
+            for (name, value) in members {
+                guard seen.insert(name).inserted else {
+                    let what = name == "__metadata__" ? "__metadata__" : "tensor \(quoted(name))"
+                    throw InputError.invalidHeader(file: source, field: what, reason: "appears more than once in the header")
+                }
+                if name == "__metadata__" {
+                    metadata = try SafeTensorsFile.parseMetadata(value, source: source)
+                    continue
+                }
+                parsed.append(try SafeTensorsFile.parseEntry(name: name, value: value, source: source, dataStart: dataStart, dataLength: dataLength))
+            }
+
+            // The tensors must tile [0, dataLength) exactly.
+            parsed.sort { ($0.begin, $0.end) < ($1.begin, $1.end) }
+            var cursor = 0
+            var previous: String? = nil
+            for p in parsed {
+                let field = "tensor \(quoted(p.entry.name)) data_offsets [\(p.begin), \(p.end)]"
+                if p.begin < cursor, let previous {
+                    throw InputError.invalidValue(file: source, field: field, expected: "begin \(cursor) (end of tensor \(quoted(previous)))", found: "begin \(p.begin), overlapping tensor \(quoted(previous))")
+                }
+                if p.begin > cursor {
+                    let after = previous.map { "after tensor \(quoted($0))" } ?? "at the start of the data section"
+                    throw InputError.invalidValue(file: source, field: field, expected: "begin \(cursor)", found: "begin \(p.begin), a gap of \(p.begin - cursor) bytes \(after)")
+                }
+                cursor = p.end
+                previous = p.entry.name
+            }
+            if cursor != dataLength {
+                throw InputError.invalidValue(file: source, field: "data section", expected: "\(cursor) bytes (end of the last tensor)", found: "\(dataLength) bytes (\(dataLength - cursor) trailing bytes)")
+            }
+
+            self.entries = parsed.map(\.entry)
+            self.metadata = metadata
+            var index: [String: Int] = [:]
+            for (i, e) in entries.enumerated() { index[e.name] = i }
+            self.index = index
+        }
+    }
+
     /// Largest header accepted; real headers are a few hundred KB at most.
     public static let maxHeaderBytes = 100_000_000
 
-    /// The file path or caller-given name used in error messages.
-    public let source: String
-    /// Tensors in file data order (ascending offset).
-    public let entries: [Entry]
-    public let metadata: [String: String]
-    /// Size of the JSON header, N (excludes the 8-byte length prefix).
-    public let headerByteCount: Int
+    public let header: Header
     private let data: Data
-    private let index: [String: Int]
+
+    /// The file path or caller-given name used in error messages.
+    public var source: String { header.source }
+    /// Tensors in file data order (ascending offset).
+    public var entries: [Entry] { header.entries }
+    public var metadata: [String: String] { header.metadata }
+    /// Size of the JSON header, N (excludes the 8-byte length prefix).
+    public var headerByteCount: Int { header.headerByteCount }
 
     public init(contentsOf url: URL) throws {
         let data: Data
@@ -61,86 +159,42 @@ public struct SafeTensorsFile: Sendable {
     }
 
     public init(data: Data, source: String) throws {
-        self.source = source
         self.data = data
-        let total = data.count
-
-        guard total >= 8 else {
-            throw InputError.truncated(file: source, field: "header length", expected: "at least 8 bytes", found: "\(total) bytes")
-        }
-        let n64: UInt64 = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
-        guard n64 <= UInt64(Self.maxHeaderBytes) else {
-            throw InputError.invalidValue(file: source, field: "header length", expected: "at most \(Self.maxHeaderBytes) bytes", found: "\(n64)")
-        }
-        let n = Int(n64)
-        guard n <= total - 8 else {
-            throw InputError.truncated(file: source, field: "header", expected: "\(n) bytes of JSON (header length)", found: "\(total - 8) bytes after the length prefix")
-        }
-        headerByteCount = n
-        let dataStart = 8 + n
-        let dataLength = total - dataStart
-
-        let root: HeaderJSON.Value = try data.withUnsafeBytes { raw in
-            let header = UnsafeRawBufferPointer(rebasing: raw[8..<dataStart])
-            guard String(bytes: header, encoding: .utf8) != nil else {
-                throw InputError.invalidHeader(file: source, field: "header", reason: "not valid UTF-8")
-            }
-            var parser = HeaderJSON.Parser(bytes: header)
-            do { return try parser.parseDocument() } catch let e as HeaderJSON.ParseError {
-                throw InputError.invalidHeader(file: source, field: "header", reason: "invalid JSON at byte \(e.offset): \(e.message)")
-            }
-        }
-        guard case .object(let members) = root else {
-            throw InputError.invalidHeader(file: source, field: "header", reason: "expected a JSON object, found \(root.kind)")
-        }
-
-        var seen = Set<String>()
-        var metadata: [String: String] = [:]
-        var parsed: [(entry: Entry, begin: Int, end: Int)] = []
-        for (name, value) in members {
-            guard seen.insert(name).inserted else {
-                let what = name == "__metadata__" ? "__metadata__" : "tensor \(quoted(name))"
-                throw InputError.invalidHeader(file: source, field: what, reason: "appears more than once in the header")
-            }
-            if name == "__metadata__" {
-                metadata = try Self.parseMetadata(value, source: source)
-                continue
-            }
-            parsed.append(try Self.parseEntry(name: name, value: value, source: source, dataStart: dataStart, dataLength: dataLength))
-        }
-
-        // The tensors must tile [0, dataLength) exactly.
-        parsed.sort { ($0.begin, $0.end) < ($1.begin, $1.end) }
-        var cursor = 0
-        var previous: String? = nil
-        for p in parsed {
-            let field = "tensor \(quoted(p.entry.name)) data_offsets [\(p.begin), \(p.end)]"
-            if p.begin < cursor, let previous {
-                throw InputError.invalidValue(file: source, field: field, expected: "begin \(cursor) (end of tensor \(quoted(previous)))", found: "begin \(p.begin), overlapping tensor \(quoted(previous))")
-            }
-            if p.begin > cursor {
-                let after = previous.map { "after tensor \(quoted($0))" } ?? "at the start of the data section"
-                throw InputError.invalidValue(file: source, field: field, expected: "begin \(cursor)", found: "begin \(p.begin), a gap of \(p.begin - cursor) bytes \(after)")
-            }
-            cursor = p.end
-            previous = p.entry.name
-        }
-        if cursor != dataLength {
-            throw InputError.invalidValue(file: source, field: "data section", expected: "\(cursor) bytes (end of the last tensor)", found: "\(dataLength) bytes (\(dataLength - cursor) trailing bytes)")
-        }
-
-        self.entries = parsed.map(\.entry)
-        self.metadata = metadata
-        var index: [String: Int] = [:]
-        for (i, e) in entries.enumerated() { index[e.name] = i }
-        self.index = index
+        header = try data.withUnsafeBytes { try Header(prefix: $0, fileSize: data.count, source: source) }
     }
 
-    public subscript(name: String) -> Entry? {
-        index[name].map { entries[$0] }
+    /// The header of the file at `url`, checked against the file's size, read without its data
+    /// section (the first 8 + N bytes only).
+    public static func readHeader(of url: URL) throws -> Header {
+        let handle: FileHandle
+        do { handle = try FileHandle(forReadingFrom: url) } catch {
+            throw InputError.io(file: url.path, reason: "cannot read: \(error.localizedDescription)")
+        }
+        defer { try? handle.close() }
+        let size: UInt64
+        var prefix: Data
+        do {
+            size = try handle.seekToEnd()
+            try handle.seek(toOffset: 0)
+            prefix = try handle.read(upToCount: 8) ?? Data()
+            if prefix.count == 8 {
+                let n = prefix.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+                if n <= UInt64(maxHeaderBytes), size >= 8, n <= size - 8, n > 0 {
+                    prefix += try handle.read(upToCount: Int(n)) ?? Data()
+                }
+            }
+        } catch {
+            throw InputError.io(file: url.path, reason: "cannot read: \(error.localizedDescription)")
+        }
+        guard size <= UInt64(Int.max) else {
+            throw InputError.invalidValue(file: url.path, field: "file size", expected: "at most \(Int.max) bytes", found: "\(size)")
+        }
+        return try prefix.withUnsafeBytes { try Header(prefix: $0, fileSize: Int(size), source: url.path) }
     }
 
-    public var names: [String] { entries.map(\.name) }
+    public subscript(name: String) -> Entry? { header[name] }
+
+    public var names: [String] { header.names }
 
     /// The tensor's raw little-endian bytes.
     public func withBytes<R>(of name: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
@@ -243,7 +297,7 @@ public struct SafeTensorsFile: Sendable {
 
     // MARK: - Header validation
 
-    private static func parseMetadata(_ value: HeaderJSON.Value, source: String) throws -> [String: String] {
+    fileprivate static func parseMetadata(_ value: StrictJSON.Value, source: String) throws -> [String: String] {
         guard case .object(let pairs) = value else {
             throw InputError.invalidValue(file: source, field: "__metadata__", expected: "an object of string values", found: value.kind)
         }
@@ -259,12 +313,12 @@ public struct SafeTensorsFile: Sendable {
         return out
     }
 
-    private static func parseEntry(name: String, value: HeaderJSON.Value, source: String, dataStart: Int, dataLength: Int) throws -> (entry: Entry, begin: Int, end: Int) {
+    fileprivate static func parseEntry(name: String, value: StrictJSON.Value, source: String, dataStart: Int, dataLength: Int) throws -> (entry: Entry, begin: Int, end: Int) {
         let tensor = "tensor \(quoted(name))"
         guard case .object(let pairs) = value else {
             throw InputError.invalidValue(file: source, field: tensor, expected: "an object with dtype, shape and data_offsets", found: value.kind)
         }
-        var fields: [String: HeaderJSON.Value] = [:]
+        var fields: [String: StrictJSON.Value] = [:]
         for (key, v) in pairs {
             guard fields.updateValue(v, forKey: key) == nil else {
                 throw InputError.invalidHeader(file: source, field: "\(tensor) \(key)", reason: "appears more than once")
@@ -318,228 +372,5 @@ public struct SafeTensorsFile: Sendable {
         }
         let entry = Entry(name: name, dtype: dtype, shape: shape, byteRange: (dataStart + begin)..<(dataStart + end))
         return (entry, begin, end)
-    }
-}
-
-private func quoted(_ s: String) -> String {
-    var out = "\""
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case _ where scalar.value < 0x20 || scalar.value == 0x7F: out += "\\u{\(String(scalar.value, radix: 16))}"
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out + "\""
-}
-
-// MARK: - A small strict JSON parser for headers
-
-/// Keeps object members in order with duplicates (so they can be reported), keeps numbers as text
-/// (so 64-bit offsets are exact and 1.5 is not silently an integer), and limits nesting depth so a
-/// hostile header cannot exhaust the stack.
-private enum HeaderJSON {
-    indirect enum Value {
-        case null, bool(Bool), number(String), string(String)
-        case array([Value]), object([(String, Value)])
-
-        var kind: String {
-            switch self {
-            case .null: return "null"
-            case .bool: return "a boolean"
-            case .number: return "a number"
-            case .string: return "a string"
-            case .array: return "an array"
-            case .object: return "an object"
-            }
-        }
-
-        /// Short rendering for messages.
-        var summary: String {
-            switch self {
-            case .null: return "null"
-            case .bool(let b): return "\(b)"
-            case .number(let t): return t
-            case .string(let s): return quoted(s.count > 40 ? String(s.prefix(40)) + "…" : s)
-            case .array(let a): return "[" + a.prefix(8).map(\.summary).joined(separator: ", ") + (a.count > 8 ? ", …]" : "]")
-            case .object(let o): return "{" + o.prefix(4).map { quoted($0.0) + ": …" }.joined(separator: ", ") + (o.count > 4 ? ", …}" : "}")
-            }
-        }
-    }
-
-    struct ParseError: Error { let offset: Int; let message: String }
-
-    struct Parser {
-        let bytes: UnsafeRawBufferPointer
-        var pos = 0
-        let maxDepth = 64
-
-        init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
-
-        mutating func parseDocument() throws -> Value {
-            skipWhitespace()
-            let value = try parseValue(depth: 0)
-            skipWhitespace()   // trailing space padding
-            guard pos == bytes.count else { throw fail("unexpected \(describe(pos)) after the end of the JSON value") }
-            return value
-        }
-
-        private func fail(_ message: String) -> ParseError { ParseError(offset: pos, message: message) }
-
-        private func describe(_ i: Int) -> String {
-            guard i < bytes.count else { return "end of header" }
-            let b = bytes[i]
-            return (0x21...0x7E).contains(b) ? "'\(Character(UnicodeScalar(b)))'" : "byte 0x\(String(b, radix: 16))"
-        }
-
-        private mutating func skipWhitespace() {
-            while pos < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[pos]) { pos += 1 }
-        }
-
-        private mutating func parseValue(depth: Int) throws -> Value {
-            guard depth < maxDepth else { throw fail("nested deeper than \(maxDepth) levels") }
-            guard pos < bytes.count else { throw fail("unexpected end of header, expected a value") }
-            switch bytes[pos] {
-            case UInt8(ascii: "{"): return try parseObject(depth: depth)
-            case UInt8(ascii: "["): return try parseArray(depth: depth)
-            case UInt8(ascii: "\""): return .string(try parseString())
-            case UInt8(ascii: "t"): try expectWord("true"); return .bool(true)
-            case UInt8(ascii: "f"): try expectWord("false"); return .bool(false)
-            case UInt8(ascii: "n"): try expectWord("null"); return .null
-            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try parseNumber())
-            default: throw fail("unexpected \(describe(pos)), expected a value")
-            }
-        }
-
-        private mutating func expectWord(_ word: String) throws {
-            for c in word.utf8 {
-                guard pos < bytes.count, bytes[pos] == c else { throw fail("invalid literal, expected \(word)") }
-                pos += 1
-            }
-        }
-
-        private mutating func parseObject(depth: Int) throws -> Value {
-            pos += 1
-            var members: [(String, Value)] = []
-            skipWhitespace()
-            if pos < bytes.count, bytes[pos] == UInt8(ascii: "}") { pos += 1; return .object(members) }
-            while true {
-                skipWhitespace()
-                guard pos < bytes.count, bytes[pos] == UInt8(ascii: "\"") else { throw fail("unexpected \(describe(pos)), expected a quoted key") }
-                let key = try parseString()
-                skipWhitespace()
-                guard pos < bytes.count, bytes[pos] == UInt8(ascii: ":") else { throw fail("unexpected \(describe(pos)), expected ':'") }
-                pos += 1
-                skipWhitespace()
-                members.append((key, try parseValue(depth: depth + 1)))
-                skipWhitespace()
-                guard pos < bytes.count else { throw fail("unexpected end of header inside an object") }
-                if bytes[pos] == UInt8(ascii: ",") { pos += 1; continue }
-                if bytes[pos] == UInt8(ascii: "}") { pos += 1; return .object(members) }
-                throw fail("unexpected \(describe(pos)), expected ',' or '}'")
-            }
-        }
-
-        private mutating func parseArray(depth: Int) throws -> Value {
-            pos += 1
-            var items: [Value] = []
-            skipWhitespace()
-            if pos < bytes.count, bytes[pos] == UInt8(ascii: "]") { pos += 1; return .array(items) }
-            while true {
-                skipWhitespace()
-                items.append(try parseValue(depth: depth + 1))
-                skipWhitespace()
-                guard pos < bytes.count else { throw fail("unexpected end of header inside an array") }
-                if bytes[pos] == UInt8(ascii: ",") { pos += 1; continue }
-                if bytes[pos] == UInt8(ascii: "]") { pos += 1; return .array(items) }
-                throw fail("unexpected \(describe(pos)), expected ',' or ']'")
-            }
-        }
-
-        /// Returns the number's text; the grammar is checked here, the value by the caller.
-        private mutating func parseNumber() throws -> String {
-            let start = pos
-            func digits() -> Int {
-                let s = pos
-                while pos < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[pos]) { pos += 1 }
-                return pos - s
-            }
-            if bytes[pos] == UInt8(ascii: "-") { pos += 1 }
-            let intStart = pos
-            let intDigits = digits()
-            guard intDigits > 0 else { throw fail("invalid number") }
-            if intDigits > 1, bytes[intStart] == UInt8(ascii: "0") { throw ParseError(offset: intStart, message: "invalid number (leading zero)") }
-            if pos < bytes.count, bytes[pos] == UInt8(ascii: ".") {
-                pos += 1
-                guard digits() > 0 else { throw fail("invalid number (no digits after '.')") }
-            }
-            if pos < bytes.count, bytes[pos] == UInt8(ascii: "e") || bytes[pos] == UInt8(ascii: "E") {
-                pos += 1
-                if pos < bytes.count, bytes[pos] == UInt8(ascii: "+") || bytes[pos] == UInt8(ascii: "-") { pos += 1 }
-                guard digits() > 0 else { throw fail("invalid number (no digits in exponent)") }
-            }
-            return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<pos]), as: UTF8.self)
-        }
-
-        private mutating func parseString() throws -> String {
-            pos += 1   // opening quote
-            var out = [UInt8]()
-            while true {
-                guard pos < bytes.count else { throw fail("unterminated string") }
-                let b = bytes[pos]
-                if b == UInt8(ascii: "\"") { pos += 1; break }
-                if b < 0x20 { throw fail("control character 0x\(String(b, radix: 16)) in string") }
-                if b != UInt8(ascii: "\\") { out.append(b); pos += 1; continue }
-                pos += 1
-                guard pos < bytes.count else { throw fail("unterminated escape") }
-                let e = bytes[pos]
-                pos += 1
-                switch e {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(e)
-                case UInt8(ascii: "b"): out.append(0x08)
-                case UInt8(ascii: "f"): out.append(0x0C)
-                case UInt8(ascii: "n"): out.append(0x0A)
-                case UInt8(ascii: "r"): out.append(0x0D)
-                case UInt8(ascii: "t"): out.append(0x09)
-                case UInt8(ascii: "u"):
-                    var scalar = try hex4()
-                    if (0xD800..<0xDC00).contains(scalar) {
-                        guard pos + 1 < bytes.count, bytes[pos] == UInt8(ascii: "\\"), bytes[pos + 1] == UInt8(ascii: "u") else {
-                            throw fail("unpaired surrogate in \\u escape")
-                        }
-                        pos += 2
-                        let low = try hex4()
-                        guard (0xDC00..<0xE000).contains(low) else { throw fail("invalid low surrogate in \\u escape") }
-                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                    } else if (0xDC00..<0xE000).contains(scalar) {
-                        throw fail("unpaired surrogate in \\u escape")
-                    }
-                    guard let u = Unicode.Scalar(scalar) else { throw fail("invalid \\u escape") }
-                    out.append(contentsOf: Array(String(Character(u)).utf8))
-                default:
-                    throw fail("invalid escape '\\\(Character(UnicodeScalar(e)))'")
-                }
-            }
-            return String(decoding: out, as: UTF8.self)
-        }
-
-        private mutating func hex4() throws -> UInt32 {
-            guard pos + 4 <= bytes.count else { throw fail("truncated \\u escape") }
-            var v: UInt32 = 0
-            for _ in 0..<4 {
-                let c = bytes[pos]
-                let d: UInt32
-                switch c {
-                case UInt8(ascii: "0")...UInt8(ascii: "9"): d = UInt32(c - UInt8(ascii: "0"))
-                case UInt8(ascii: "a")...UInt8(ascii: "f"): d = UInt32(c - UInt8(ascii: "a") + 10)
-                case UInt8(ascii: "A")...UInt8(ascii: "F"): d = UInt32(c - UInt8(ascii: "A") + 10)
-                default: throw fail("invalid hex digit in \\u escape")
-                }
-                v = v << 4 | d
-                pos += 1
-            }
-            return v
-        }
     }
 }

@@ -156,6 +156,41 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(HalfFloat.halfBits(from: 0x1.ffcp-15), 0x0400)       // tie rounds up to min normal
     }
 
+    /// Every binary16 pattern against the definition, computed exactly in Double: subnormals
+    /// m·2⁻²⁴, normals (1024 + m)·2^(e−25), ±0, ±inf, and NaNs with their payload kept.
+    func testHalfConversionOfEveryPatternIsExact() {
+        for h in 0...UInt16.max {
+            let sign: Double = h & 0x8000 == 0 ? 1 : -1
+            let e = Int(h >> 10) & 0x1F, m = Int(h & 0x3FF)
+            let got = HalfFloat.float(fromHalfBits: h).bitPattern
+            let want: UInt32
+            switch e {
+            case 0x1F: want = UInt32(h & 0x8000) << 16 | 0x7F80_0000 | UInt32(m) << 13
+            case 0: want = Float(sign * Double(m) * 0x1p-24).bitPattern
+            default: want = Float(sign * Double(1024 + m) * pow(2, Double(e - 25))).bitPattern
+            }
+            if got != want { return XCTFail("half 0x\(String(h, radix: 16)): 0x\(String(got, radix: 16)), expected 0x\(String(want, radix: 16))") }
+        }
+        XCTAssertEqual(HalfFloat.float(fromHalfBits: 0x7C01).bitPattern, 0x7F80_2000)   // signalling NaN, payload kept
+        XCTAssertEqual(HalfFloat.float(fromHalfBits: 0x8001).bitPattern, 0xB380_0000)   // -2⁻²⁴
+    }
+
+    /// bfloat16 is the high half of an fp32: every pattern converts to exactly that, and back.
+    func testBFloat16ConversionOfEveryPatternIsExact() {
+        for b in 0...UInt16.max {
+            let f = HalfFloat.float(fromBFloat16Bits: b)
+            if f.bitPattern != UInt32(b) << 16 { return XCTFail("bf16 0x\(String(b, radix: 16))") }
+            if !f.isNaN, HalfFloat.bfloat16Bits(from: f) != b { return XCTFail("bf16 round trip 0x\(String(b, radix: 16))") }
+        }
+        // Subnormal, ±0, ±inf and a NaN, as a file holds them.
+        XCTAssertEqual(HalfFloat.float(fromBFloat16Bits: 0x0001), Float(bitPattern: 0x0001_0000))
+        XCTAssertTrue(HalfFloat.float(fromBFloat16Bits: 0x0001).isSubnormal)
+        XCTAssertEqual(HalfFloat.float(fromBFloat16Bits: 0x8000).bitPattern, 0x8000_0000)
+        XCTAssertEqual(HalfFloat.float(fromBFloat16Bits: 0x7F80), .infinity)
+        XCTAssertEqual(HalfFloat.float(fromBFloat16Bits: 0xFF80), -.infinity)
+        XCTAssertEqual(HalfFloat.float(fromBFloat16Bits: 0x7FC1).bitPattern, 0x7FC1_0000)
+    }
+
     func testBFloat16ConversionKnownBits() {
         XCTAssertEqual(HalfFloat.float(fromBFloat16Bits: 0x3F80), 1)
         XCTAssertEqual(HalfFloat.float(fromBFloat16Bits: 0xC060), -3.5)

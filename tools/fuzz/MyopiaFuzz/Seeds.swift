@@ -140,11 +140,28 @@ public enum Seeds {
             return [("english.txt", Array(english.utf8)), ("unicode.txt", Array(unicode.utf8)),
                     ("long-line.txt", Array((String(repeating: "word ", count: 400) + "\n" + String(repeating: "9", count: 300)).utf8)),
                     ("two-bytes.txt", Array("a\n".utf8))]
+        case "sharded-index":
+            return try shardedIndexSeeds(fixtures: fixtures ?? FuzzTarget.repositoryFixtures)
         case "selftest":
             return ["OK", "CRASH", "HANG", "ALLOC", "BAD"].map { ($0.lowercased(), Array($0.utf8)) }
         default:
             throw InputError.invalidValue(file: "myopia-fuzz", field: "target", expected: "a known target", found: target)
         }
+    }
+
+    // MARK: - sharded-index
+
+    /// The indexes transformers wrote for the sharded fixtures (Tests/Fixtures/sharded), and the
+    /// Llama one compact and without metadata (total_size is optional).
+    static func shardedIndexSeeds(fixtures: URL) throws -> [(String, [UInt8])] {
+        func index(_ name: String) throws -> [UInt8] {
+            [UInt8](try Data(contentsOf: fixtures.appendingPathComponent("sharded/\(name)/hf/\(Checkpoint.indexFile)")))
+        }
+        let llama = try index("llama_bf16")
+        var json = try JSONSerialization.jsonObject(with: Data(llama)) as? [String: Any] ?? [:]
+        json["metadata"] = nil
+        let compact = [UInt8](try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]))
+        return [("llama-bf16.json", llama), ("gpt2-f16.json", try index("gpt2_f16")), ("llama-no-metadata.json", compact)]
     }
 
     // MARK: - Models

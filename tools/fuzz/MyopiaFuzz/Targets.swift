@@ -13,6 +13,8 @@
 //   tiktoken         BPETokenizer.load(tiktoken:), then encode
 //   corpus           TokenDataset.load with the byte tokenizer and with BPE (GPT-2's and SmolLM's
 //                    pre-tokenizers): invalid UTF-8, empty files, huge lines
+//   sharded-index    Checkpoint.loadModel on a sharded folder: model.safetensors.index.json (the
+//                    input) beside transformers' shards of the tiny Llama (BF16) or GPT-2 (F16)
 //
 // An input passes when it is accepted, or refused with an InputError that names the input's file
 // (or a file beside it, such as the checkpoint's weights) and a field. Anything else — another
@@ -124,6 +126,7 @@ extension FuzzTarget {
     /// Every target, in the order the summary lists them.
     public static let all: [FuzzTarget] = [
         safetensors, gguf, ggufModel, ggufTokenizer, configJSON, trainConfig, trainerState, vocabJSON, mergesTXT, tiktoken, corpus,
+        shardedIndex,
     ]
 
     public static func named(_ name: String) -> FuzzTarget? { (all + [selfTest]).first { $0.name == name } }
@@ -283,4 +286,52 @@ extension FuzzTarget {
         try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
     }()
+}
+
+// MARK: - sharded-index
+
+extension FuzzTarget {
+    /// The input is the index of a sharded checkpoint; beside it are config.json and the three
+    /// shards of a folder transformers saved (Tests/Fixtures/sharded: the tiny Llama in BF16, 45 KB,
+    /// or, when the input mentions `transformer.`, the tiny GPT-2 in F16, 0.73 MB), copied once into
+    /// the campaign's scratch folder. Each input reads its index, the shards' headers and converts
+    /// the shards: a few milliseconds.
+    static let shardedIndex = FuzzTarget(name: "sharded-index", kind: .json, fileName: Checkpoint.indexFile,
+                                         dictionary: ["metadata", "total_size", "total_parameters", "weight_map",
+                                                      "model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
+                                                      "model-00003-of-00003.safetensors", "model-00004-of-00004.safetensors",
+                                                      "model.safetensors", "config.json", "../model-00001-of-00003.safetensors",
+                                                      "/tmp/model-00001-of-00003.safetensors", "sub/model-00002-of-00003.safetensors",
+                                                      "..", ".", "lm_head.weight", "model.norm.weight", "model.embed_tokens.weight",
+                                                      "model.layers.0.mlp.up_proj.weight", "model.layers.1.self_attn.o_proj.weight",
+                                                      "transformer.wte.weight", "transformer.ln_f.bias", "transformer.h.0.attn.c_attn.weight",
+                                                      "transformer.h.2.mlp.c_proj.weight"]) { url, bytes in
+        let name = String(decoding: bytes, as: UTF8.self).contains("transformer.") ? "gpt2_f16" : "llama_bf16"
+        let folder = try shardedCompanion(name, in: url.deletingLastPathComponent())
+        try Data(bytes).write(to: folder.appendingPathComponent(Checkpoint.indexFile))
+        let model = try Checkpoint.loadModel(from: folder)
+        _ = model.params.count
+    }
+
+    /// Tests/Fixtures in the repository these fuzzers are built from (this file is
+    /// tools/fuzz/MyopiaFuzz/Targets.swift).
+    public static let repositoryFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Tests/Fixtures")
+
+    /// `scratch/NAME/`: config.json and the shards of Tests/Fixtures/sharded/NAME/hf (not its index),
+    /// copied on first use.
+    static func shardedCompanion(_ name: String, in scratch: URL) throws -> URL {
+        let folder = scratch.appendingPathComponent(name)
+        let config = folder.appendingPathComponent(Checkpoint.configFile)
+        guard !FileManager.default.fileExists(atPath: config.path) else { return folder }
+        let source = repositoryFixtures.appendingPathComponent("sharded/\(name)/hf")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        for file in try FileManager.default.contentsOfDirectory(atPath: source.path).sorted()
+        where file.hasSuffix(".safetensors") || file == Checkpoint.configFile {
+            let to = folder.appendingPathComponent(file)
+            try? FileManager.default.removeItem(at: to)
+            try FileManager.default.copyItem(at: source.appendingPathComponent(file), to: to)
+        }
+        return folder
+    }
 }

@@ -80,7 +80,7 @@ public enum Checkpoint {
         // Every layer has tensors, so a layer count beyond the tensor count is refused before the
         // layout (a list as long as the layer count) is built.
         guard config.nLayers <= count else {
-            throw InputError.invalidValue(file: configPath, field: config.family == .llama ? "num_hidden_layers" : "n_layer",
+            throw InputError.invalidValue(file: configPath, field: config.family == .gpt2 ? "n_layer" : "num_hidden_layers",
                                            expected: "at most \(count) (the tensors in \(weights.summary))", found: "\(config.nLayers)")
         }
         // Each extra prediction head is a block of tensors too (`mtp.{j}.*`).
@@ -110,7 +110,7 @@ public enum Checkpoint {
 
     /// A rotary model's cos/sin tables hold positions × head size floats; refuse absurd ones.
     public static func checkRotaryTables(_ config: ModelConfig, file: String, field: String = "max_position_embeddings") throws {
-        guard config.family == .llama else { return }
+        guard config.isRotary else { return }
         let (values, overflow) = config.maxPositions.multipliedReportingOverflow(by: config.headSize)
         guard !overflow, values <= maxRotaryValues else {
             throw InputError.invalidValue(file: file, field: field,
@@ -127,7 +127,8 @@ public enum Checkpoint {
     }
 
     /// Maps checkpoint keys onto the registry: accepts a `transformer.` prefix and, for a tied model,
-    /// a redundant `lm_head.weight` (which must equal the embedding), skips the `attn.bias` /
+    /// a redundant head (`lm_head.weight`, GPT-NeoX `embed_out.weight`; it must equal the
+    /// embedding), skips the `attn.bias` /
     /// `attn.masked_bias` buffers old checkpoints carry, and rejects anything else it does not know.
     /// Converts one file at a time straight into the store. Returns the file's own key for each
     /// parameter.
@@ -141,7 +142,7 @@ public enum Checkpoint {
                 var key = entry.name
                 if key.hasPrefix("transformer.") { key.removeFirst("transformer.".count) }
                 if key.hasSuffix(".attn.bias") || key.hasSuffix(".attn.masked_bias") { continue }
-                if key == "lm_head.weight" && store.entry(key) == nil {
+                if Self.headKeys.contains(key) && store.entry(key) == nil {
                     head = (try file.floats(entry.name), file.source)
                     continue
                 }
@@ -159,7 +160,7 @@ public enum Checkpoint {
         for e in store.entries where seen[e.name] == nil {
             throw InputError.missing(file: weights.source.path, field: weights.field(e.name))
         }
-        if let head, let embedding = store.entry("wte.weight") ?? store.entry("model.embed_tokens.weight") {
+        if let head, let embedding = Self.embeddingKeys.lazy.compactMap({ store.entry($0) }).first {
             let tied = head.values.count == embedding.count && head.values.elementsEqual(store.buffer(store.weights, embedding))
             guard tied else {
                 throw InputError.unsupported(file: head.file, field: "lm_head.weight", value: "a head that differs from \(embedding.name) in a model whose config ties them (tie_word_embeddings)")
@@ -167,6 +168,11 @@ public enum Checkpoint {
         }
         return seen
     }
+
+    /// The families' untied heads and token embeddings (Architecture.Keys), which a tied model's
+    /// file may carry as a redundant copy and must then equal.
+    static let headKeys: Set<String> = Set(ModelConfig.Family.allCases.map { Architecture.base($0).keys.head })
+    static let embeddingKeys: [String] = ModelConfig.Family.allCases.map { Architecture.base($0).keys.embedding }
 
     /// AdamW moments beside the model; returns the file's checksum.
     @discardableResult

@@ -119,9 +119,13 @@ public enum Seeds {
         case "gguf-tokenizer":
             return [("tokenizer.gguf", tokenizerGGUF(tokenTypes: true)), ("tokenizer-untyped.gguf", tokenizerGGUF(tokenTypes: false))]
         case "config-json":
-            return try [("gpt2.json", [UInt8](tinyGPT2().savedConfig.jsonData())),
-                        ("llama.json", [UInt8](tinyLlama().savedConfig.jsonData())),
-                        ("hf-gpt2.json", Array(hfGPT2Config.utf8))]
+            var out = try [("gpt2.json", [UInt8](tinyGPT2().savedConfig.jsonData())),
+                           ("llama.json", [UInt8](tinyLlama().savedConfig.jsonData())),
+                           ("hf-gpt2.json", Array(hfGPT2Config.utf8))]
+            for family in ModelConfig.Family.allCases where family != .gpt2 && family != .llama {
+                out.append(("\(family.rawValue).json", [UInt8](try tinyModel(family).savedConfig.jsonData())))
+            }
+            return out
         case "train-config":
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -179,6 +183,40 @@ public enum Seeds {
                                                dMLP: 16, tiedEmbeddings: true))
         model.initialize(seed: 2)
         return model
+    }
+
+    /// A model of `family` for the config-json target's weights: 1 layer, d 16, 2 heads (GQA with 1
+    /// key/value head where the family has it), head size 8, the byte vocabulary; Gemma 2 with a
+    /// window and both caps, so their keys are in its seed.
+    public static func tinyModel(_ family: ModelConfig.Family) -> Transformer {
+        switch family {
+        case .gpt2: return tinyGPT2()
+        case .llama: return tinyLlama()
+        default:
+            var config: ModelConfig
+            if family == .gptNeoX {
+                config = ModelConfig(vocabSize: 256, maxPositions: 16, dModel: 16, nLayers: 1, nHeads: 2, dMLP: 32)
+                config.family = .gptNeoX
+                config.activation = "gelu"
+                config.rotaryFraction = 0.25
+                config.tiedEmbeddings = false
+            } else {
+                config = .llama(vocabSize: 256, maxPositions: 16, dModel: 16, nLayers: 1, nHeads: 2, nKVHeads: 1, dMLP: 24)
+                config.family = family
+                if family == .gemma2 {
+                    config.activation = "gelu_pytorch_tanh"
+                    config.tiedEmbeddings = true
+                    config.slidingWindow = 4
+                    config.attentionSoftcap = 50
+                    config.finalSoftcap = 30
+                    config.queryPreAttentionScalar = 8
+                }
+                if family == .mistral { config.slidingWindow = 4 }
+            }
+            let model = Transformer(config: config)
+            model.initialize(seed: 3)
+            return model
+        }
     }
 
     static let hfGPT2Config = """

@@ -197,12 +197,20 @@ extension FuzzTarget {
                                                     "num_attention_heads", "num_key_value_heads", "hidden_size", "intermediate_size",
                                                     "num_hidden_layers", "max_position_embeddings", "head_dim", "rope_theta", "rope_scaling",
                                                     "rope_type", "rms_norm_eps", "hidden_act", "silu", "myopia_input_features",
-                                                    "myopia_outputs", "myopia_attention"]) { url, bytes in
+                                                    "myopia_outputs", "myopia_attention", "gpt_neox", "qwen2", "qwen3", "mistral",
+                                                    "gemma2", "olmo2", "rotary_pct", "rotary_emb_base", "use_parallel_residual",
+                                                    "attention_bias", "sliding_window", "layer_types", "sliding_attention",
+                                                    "full_attention", "attn_logit_softcapping", "final_logit_softcapping",
+                                                    "query_pre_attn_scalar", "hidden_activation", "rope_parameters",
+                                                    "partial_rotary_factor", "use_sliding_window", "max_window_layers"]) { url, bytes in
         // The input is the config of a checkpoint folder whose weights fit the seed it came from.
         let folder = url.deletingLastPathComponent()
         let weights = folder.appendingPathComponent(Checkpoint.modelFile)
-        let llama = String(decoding: bytes, as: UTF8.self).contains("llama")
-        try FileManager.default.copyItem(at: companion(llama ? "llama" : "gpt2"), to: weights)
+        // The weights of the family the text names (the longest names first: "qwen2" before "gpt2").
+        let text = String(decoding: bytes, as: UTF8.self)
+        let family = ModelConfig.Family.allCases.sorted { $0.rawValue.count > $1.rawValue.count }
+            .first { text.contains($0.rawValue) } ?? .gpt2
+        try FileManager.default.copyItem(at: companion(family.rawValue), to: weights)
         defer { try? FileManager.default.removeItem(at: weights) }
         let model = try Checkpoint.loadModel(from: folder)
         _ = model.params.count
@@ -269,7 +277,7 @@ extension FuzzTarget {
     static func companion(_ family: String) throws -> URL {
         let url = companionFolder.appendingPathComponent("\(family).safetensors")
         guard !FileManager.default.fileExists(atPath: url.path) else { return url }
-        let model = family == "llama" ? Seeds.tinyLlama() : Seeds.tinyGPT2()
+        let model = Seeds.tinyModel(ModelConfig.Family(rawValue: family) ?? .gpt2)
         let folder = companionFolder.appendingPathComponent(family)
         try Checkpoint.saveModel(model, to: folder)
         try FileManager.default.moveItem(at: folder.appendingPathComponent(Checkpoint.modelFile), to: url)

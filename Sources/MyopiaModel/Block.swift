@@ -248,7 +248,9 @@ enum Block {
         let n = r.count, width = s.attention.width, parallel = g != nil
         if let rope = s.rope {
             let heads = s.attention.nh + s.attention.nkv
-            for d in [dQkv, dQkvInput].compactMap({ $0 }) {
+            // dQkv, then dQkvInput if there is one (no array: backward allocates nothing).
+            for i in 0..<2 {
+                guard let d = i == 0 ? dQkv : dQkvInput else { continue }
                 if parallel {
                     Elementwise.forEachRowChunk(n, (rope, d, width, heads, firstPosition, period)) { args, r0, r1 in
                         let (rope, d, width, heads, base, period) = args

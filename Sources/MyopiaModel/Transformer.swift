@@ -267,7 +267,10 @@ public final class Transformer {
 
     /// `backward(cache:lossScale:)` of a loss with terms of its own on the logits: after the
     /// cross-entropy gradient is written, `adjust` receives dL/dlogits (N, V) and adds to it (a
-    /// training game's policy-gradient term); the rest of backward carries both.
+    /// training game's policy-gradient term); the rest of backward carries both. With a final
+    /// soft-cap (Gemma 2: logits ℓ = cap·tanh(z/cap)) the buffer holds dL/dz, the gradient before
+    /// the cap: a term on ℓ must be multiplied by dℓ/dz = 1 − (ℓ/cap)² as it is added (the capped
+    /// logits are gone by then; read them before backward).
     public func backward(cache: ActivationCache, lossScale: Float = 1,
                          adjustingLogitGradient adjust: (UnsafeMutablePointer<Float>) -> Void) {
         backwardHead(cache: cache, lossScale: lossScale, adjustingLogitGradient: adjust)

@@ -6,8 +6,8 @@ import Myopia
 
 /// "No allocation in the step" under the consequence game: a training step with the continuation
 /// passes and the policy term (prepare, backward adjusting the logit gradient) allocates nothing,
-/// for both families and both estimators, on two threads and on one (counted as AllocationTests
-/// counts).
+/// for GPT-2, Llama and Gemma 2 (soft-capped scores and logits, a sliding window) and both
+/// estimators, on two threads and on one (counted as AllocationTests counts).
 final class ConsequenceAllocationTests: XCTestCase {
     override func setUpWithError() throws {
         try XCTSkipIf(myopia_alloc_counter_available() == 0, "no allocation counter on this platform")
@@ -16,7 +16,7 @@ final class ConsequenceAllocationTests: XCTestCase {
     func testConsequenceStepAllocatesNothing() {
         let saved = Parallel.threadCount
         defer { Parallel.threadCount = saved }
-        for family in [ModelConfig.Family.gpt2, .llama] {
+        for family in [ModelConfig.Family.gpt2, .llama, .gemma2] {
             for estimator in ConsequenceEstimator.allCases {
                 for threads in [2, 1] {
                     Parallel.threadCount = threads
@@ -30,9 +30,18 @@ final class ConsequenceAllocationTests: XCTestCase {
     /// Allocations over three game steps after two warm-up steps.
     func stepAllocations(family: ModelConfig.Family, estimator: ConsequenceEstimator) -> Int {
         let (b, t, v) = (4, 32, 64)
-        let config = family == .gpt2
+        var config = family == .gpt2
             ? ModelConfig(vocabSize: v, maxPositions: t, dModel: 64, nLayers: 2, nHeads: 4)
             : .llama(vocabSize: v, maxPositions: t, dModel: 64, nLayers: 2, nHeads: 4, nKVHeads: 2, dMLP: 160)
+        if family == .gemma2 {
+            config.family = .gemma2
+            config.activation = "gelu_pytorch_tanh"
+            config.tiedEmbeddings = true
+            config.slidingWindow = 8
+            config.slidingLayers = [true, false]
+            config.attentionSoftcap = 50
+            config.finalSoftcap = 30
+        }
         let model = Transformer(config: config)
         model.initialize(seed: 1)
         let cache = model.makeCache(batch: b, seqLen: t)

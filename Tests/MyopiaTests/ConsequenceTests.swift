@@ -5,16 +5,22 @@ import Myopia
 
 /// The consequence game's objective (ConsequenceObjective.swift, docs/games.md): with λ = 0, or
 /// with every reward forced to the same value, training is teacher forcing bit for bit; the exact
-/// estimator's gradient matches PyTorch (tools/reference/consequence_reference.py); the sampled
-/// estimator averages to the exact one; draws do not depend on the thread count; bad settings are
-/// refused by name.
+/// estimator's gradient matches PyTorch (tools/reference/consequence_reference.py) in every family;
+/// the sampled estimator averages to the exact one; draws do not depend on the thread count; bad
+/// settings are refused by name.
 final class ConsequenceTests: XCTestCase {
+    /// Every family has a fixture: gpt2 and llama with Myopia's fields, the others with the family's
+    /// config.json (`hf_config`), among them Mistral's and Gemma 2's sliding windows shorter than the
+    /// window of 8 and Gemma 2's soft-caps.
+    static let families = ["gpt2", "llama", "gpt_neox", "qwen2", "qwen3", "mistral", "gemma2", "olmo2"]
+
     struct Fixture: Decodable {
         struct Config: Decodable {
             let family: String, vocab_size: Int, max_positions: Int, d_model: Int, layers: Int, heads: Int, d_mlp: Int
             let kv_heads: Int?, head_dim: Int?, rms_norm_eps: Double?, rope_theta: Double?
         }
-        let config: Config
+        /// gpt2 and llama; the other families have `hf_config` instead.
+        let config: Config?
         let B: Int, T: Int, K: Int, M: Int
         let lambda: Double
         let tokens: [[Int32]]
@@ -24,22 +30,34 @@ final class ConsequenceTests: XCTestCase {
     /// The fixture's model (weights loaded), its document and tensors.
     func loadFixture(_ name: String) throws -> (Transformer, Fixture, SafeTensorsFile) {
         let folder = fixturesURL.appendingPathComponent("consequence")
-        let doc = try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: folder.appendingPathComponent("\(name).json")))
+        let json = try Data(contentsOf: folder.appendingPathComponent("\(name).json"))
+        let doc = try JSONDecoder().decode(Fixture.self, from: json)
         let file = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("\(name).safetensors"))
-        let c = doc.config
-        let config = c.family == "gpt2"
-            ? ModelConfig(vocabSize: c.vocab_size, maxPositions: c.max_positions, dModel: c.d_model, nLayers: c.layers,
-                          nHeads: c.heads, dMLP: c.d_mlp, tokenizer: nil)
-            : ModelConfig.llama(vocabSize: c.vocab_size, maxPositions: c.max_positions, dModel: c.d_model,
-                                nLayers: c.layers, nHeads: c.heads, nKVHeads: c.kv_heads, headDim: c.head_dim,
-                                dMLP: c.d_mlp, ropeTheta: c.rope_theta!, rmsNormEps: c.rms_norm_eps!,
-                                tiedEmbeddings: false, tokenizer: nil)
+        let config: ModelConfig
+        if let c = doc.config {
+            config = c.family == "gpt2"
+                ? ModelConfig(vocabSize: c.vocab_size, maxPositions: c.max_positions, dModel: c.d_model, nLayers: c.layers,
+                              nHeads: c.heads, dMLP: c.d_mlp, tokenizer: nil)
+                : ModelConfig.llama(vocabSize: c.vocab_size, maxPositions: c.max_positions, dModel: c.d_model,
+                                    nLayers: c.layers, nHeads: c.heads, nKVHeads: c.kv_heads, headDim: c.head_dim,
+                                    dMLP: c.d_mlp, ropeTheta: c.rope_theta!, rmsNormEps: c.rms_norm_eps!,
+                                    tiedEmbeddings: false, tokenizer: nil)
+        } else {
+            // The family's config.json, as transformers wrote it.
+            let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: json) as? [String: Any])
+            let hf = try JSONSerialization.data(withJSONObject: try XCTUnwrap(object["hf_config"], "\(name): no config"))
+            config = try JSONDecoder().decode(ModelConfig.self, from: hf)
+            try config.validate(file: "\(name).json")
+            XCTAssertEqual(config.family.rawValue, name)
+        }
         let model = Transformer(config: config)
         for e in model.params.entries {
             let w = try file.floats("weight.\(e.name)")
             XCTAssertEqual(w.count, e.count, e.name)
             (model.params.weights + e.offset).update(from: w, count: e.count)
         }
+        XCTAssertEqual(Set(file.names.filter { $0.hasPrefix("weight.") }), Set(model.params.entries.map { "weight.\($0.name)" }),
+                       "\(name): the fixture's weights are the model's parameters")
         return (model, doc, file)
     }
 
@@ -49,10 +67,12 @@ final class ConsequenceTests: XCTestCase {
 
     // MARK: - PyTorch
 
-    /// The whole objective's gradient (mean CE + the exact policy term) for every parameter, and
-    /// R(v) for every token at each fixed position, against float64 PyTorch.
+    /// The whole objective's gradient (mean CE + the exact policy term) and the policy term's alone,
+    /// for every parameter, and R(v) for every token at each fixed position (by the exact
+    /// estimator's continuation passes and by the sampled estimator's batched ones), against
+    /// float64 PyTorch, in every family.
     func testExactGradientMatchesPyTorch() throws {
-        for name in ["gpt2", "llama"] {
+        for name in Self.families {
             let (model, doc, file) = try loadFixture(name)
             let b = doc.B, t = doc.T, v = model.config.vocabSize
             let inputs = doc.tokens.flatMap { $0.dropLast() }, targets = doc.tokens.flatMap { $0.dropFirst() }
@@ -66,16 +86,26 @@ final class ConsequenceTests: XCTestCase {
             // R(v) from the continuation passes.
             let rewards = try file.floats("rewards"), baselines = try file.floats("baselines")
             let scratch = ContinuationScratch(config: model.config, horizon: doc.K, candidates: v, seqLen: t)
+            let batchScratch = ContinuationBatchScratch(config: model.config, horizon: doc.K, capacity: v, seqLen: t)
             let tokens = (0..<v).map { Int32($0) }
-            var losses = [Float](repeating: 0, count: v)
+            var losses = [Float](repeating: 0, count: v), batched = losses
+            var worstReward = 0.0
             for row in 0..<b {
                 for (i, position) in doc.positions[row].enumerated() {
                     tokens.withUnsafeBufferPointer { c in
                         model.continuationLosses(cache: cache, row: row, position: position, candidates: c.baseAddress!,
                                                  count: v, scratch: scratch, losses: &losses)
+                        // The sampled estimator's path: one continuation per (window, position, token).
+                        let rows = [Int](repeating: row, count: v), positions = [Int](repeating: position, count: v)
+                        model.continuationLosses(cache: cache, rows: rows, positions: positions, firstTokens: c.baseAddress!,
+                                                 count: v, scratch: batchScratch, losses: &batched)
                     }
                     let expected = Array(rewards[((row * doc.M + i) * v)..<((row * doc.M + i + 1) * v)])
-                    XCTAssertLessThanOrEqual(maxRelativeError(losses.map { -$0 }, expected), 1e-5, "\(name): R at (\(row), \(position))")
+                    let error = maxRelativeError(losses.map { -$0 }, expected)
+                    worstReward = max(worstReward, error)
+                    XCTAssertLessThanOrEqual(error, 1e-5, "\(name): R at (\(row), \(position))")
+                    XCTAssertLessThanOrEqual(maxRelativeError(batched.map { -$0 }, expected), 1e-5,
+                                             "\(name): batched R at (\(row), \(position))")
                     let own = -cache.meanLoss(row: row, positions: (position + 1)..<(position + 1 + doc.K))
                     XCTAssertEqual(own, Double(baselines[row * doc.M + i]), accuracy: 1e-5, "\(name): baseline")
                 }
@@ -92,7 +122,25 @@ final class ConsequenceTests: XCTestCase {
                 XCTAssertLessThanOrEqual(error, 1e-4, "\(name): \(e.name)")
             }
             XCTAssertEqual(objective.statistics.positions, b * doc.M)
-            print("\(name): exact consequence gradient vs PyTorch, worst relative error per tensor \(worst)")
+            // The policy term alone (its gradient is a few percent of the whole).
+            model.params.zeroGrads()
+            model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache)
+            objective.prepare(cache: cache, step: 1)
+            model.backward(cache: cache) { dLogits in
+                dLogits.update(repeating: 0, count: b * t * v)
+                objective.addPolicyGradient(to: dLogits)
+            }
+            var worstPolicy = 0.0
+            for e in model.params.entries {
+                let expected = try file.floats("policy_grad.\(e.name)")
+                let got = Array(UnsafeBufferPointer(start: model.params.grads + e.offset, count: e.count))
+                guard expected.contains(where: { $0 != 0 }) else { continue }
+                let error = relativeError(got, expected)
+                worstPolicy = max(worstPolicy, error)
+                XCTAssertLessThanOrEqual(error, 1e-4, "\(name): policy term, \(e.name)")
+            }
+            print("\(name): exact consequence gradient vs PyTorch, worst relative error per tensor \(worst) "
+                  + "(policy term alone \(worstPolicy)); R(v) worst error relative to the largest \(worstReward)")
         }
     }
 
@@ -104,7 +152,7 @@ final class ConsequenceTests: XCTestCase {
     /// same on the whole parameter vector.
     func testSampledEstimatorAveragesToTheExactGradient() throws {
         let draws = 2_000
-        for name in ["gpt2", "llama"] {
+        for name in Self.families {
             let (model, doc, file) = try loadFixture(name)
             let b = doc.B, t = doc.T, v = model.config.vocabSize
             let inputs = doc.tokens.flatMap { $0.dropLast() }, targets = doc.tokens.flatMap { $0.dropFirst() }
@@ -183,6 +231,41 @@ final class ConsequenceTests: XCTestCase {
     }
 
     // MARK: - Teacher forcing through the game's path
+
+    /// With a final soft-cap (Gemma 2's fixture: cap 1.5), backward carries the gradient of the
+    /// logits before the cap, and the policy term goes through the cap's derivative as the
+    /// cross-entropy does. λ = 0, or every reward forced to 0, still adds exact zeros: the game's
+    /// gradient is the plain backward's bit for bit (both estimators); λ > 0 is not.
+    func testSoftCappedLogitsKeepTheReductionsBitForBit() throws {
+        let (model, doc, _) = try loadFixture("gemma2")
+        XCTAssertNotNil(model.config.finalSoftcap)
+        let b = doc.B, t = doc.T
+        let inputs = doc.tokens.flatMap { $0.dropLast() }, targets = doc.tokens.flatMap { $0.dropFirst() }
+        let cache = model.makeCache(batch: b, seqLen: t)
+        model.params.zeroGrads()
+        model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache)
+        model.backward(cache: cache)
+        let plain = model.params.gradArray()
+        for estimator in ConsequenceEstimator.allCases {
+            for (weight, forced) in [(0.0, nil), (doc.lambda, Float(0)), (doc.lambda, nil)] as [(Double, Float?)] {
+                let objective = ConsequenceObjective(model: model, batch: b, seqLen: t,
+                                                     settings: ConsequenceSettings(weight: weight, horizon: doc.K,
+                                                                                   positions: doc.M, estimator: estimator),
+                                                     random: KeyedRandom(seed: 3))
+                objective.forcedReward = forced
+                model.params.zeroGrads()
+                model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache)
+                objective.prepare(cache: cache, step: 1)
+                model.backward(cache: cache) { objective.addPolicyGradient(to: $0) }
+                let game = model.params.gradArray()
+                if weight == 0 || forced != nil {
+                    XCTAssertTrue(game == plain, "\(estimator) λ = \(weight), forced reward \(String(describing: forced))")
+                } else {
+                    XCTAssertFalse(game == plain, "\(estimator): the policy term changed nothing")
+                }
+            }
+        }
+    }
 
     /// 20 AdamW steps of a small model: λ = 0 (sampled and exact), and λ = 0.7 with every reward
     /// forced to 0, give teacher forcing's weights bit for bit; λ = 0.7 with the real rewards does not.

@@ -75,10 +75,11 @@ final class GamesTests: XCTestCase {
     // MARK: - Scheduled sampling
 
     /// ρ = 0 runs the game's two passes and replaces nothing; ρ = 1 with a sampler forced to return
-    /// the true token replaces every input by itself. Both are teacher forcing bit for bit, in both
-    /// families and under the myopic flow too.
+    /// the true token replaces every input by itself. Both are teacher forcing bit for bit, across
+    /// families and under the myopic and bigram flows too.
     func testScheduledSamplingReducesToTeacherForcingBitForBit() throws {
-        for (family, flow) in [(ModelConfig.Family.gpt2, GradientFlow.vanilla), (.llama, .myopic), (.gpt2, .bigram)] {
+        for (family, flow) in [(ModelConfig.Family.gpt2, GradientFlow.vanilla), (.llama, .myopic), (.gpt2, .bigram),
+                               (.gptNeoX, .vanilla), (.gemma2, .myopic), (.olmo2, .bigram)] {
             let teacher = try trainedWeights(config(family, flow: flow))
             var c = config(family, flow: flow)
             c.game = .scheduledSampling(rate: 0)
@@ -160,16 +161,20 @@ final class GamesTests: XCTestCase {
     /// An interrupted scheduled-sampling run resumed from its checkpoint makes the same draws (the
     /// streams are keyed by step, sequence and position) and ends with the same weights.
     func testScheduledSamplingResumesBitForBit() throws {
-        var c = config(steps: 10)
-        c.game = .scheduledSampling(rate: 0.4)
-        let straight = try Trainer(config: c, dataset: text, out: try temporaryDirectory(self))
-        try straight.run()
-        let dir = try temporaryDirectory(self)
-        try Trainer(config: c, dataset: text, out: dir).run(stoppingAfter: 7)
-        let resumed = try Trainer(config: c, dataset: text, out: dir, resume: true)
-        XCTAssertEqual(resumed.step, 7)
-        try resumed.run()
-        XCTAssertTrue(resumed.model.params.weightArray() == straight.model.params.weightArray())
+        var dir = URL(fileURLWithPath: "/")
+        var c = config()
+        for family in [ModelConfig.Family.mistral, .gpt2] {
+            c = config(family, steps: 10)
+            c.game = .scheduledSampling(rate: 0.4)
+            let straight = try Trainer(config: c, dataset: text, out: try temporaryDirectory(self))
+            try straight.run()
+            dir = try temporaryDirectory(self)
+            try Trainer(config: c, dataset: text, out: dir).run(stoppingAfter: 7)
+            let resumed = try Trainer(config: c, dataset: text, out: dir, resume: true)
+            XCTAssertEqual(resumed.step, 7)
+            try resumed.run()
+            XCTAssertTrue(resumed.model.params.weightArray() == straight.model.params.weightArray(), "\(family)")
+        }
         let saved = try JSONDecoder().decode(TrainConfig.self, from: Data(contentsOf: dir.appendingPathComponent("run_config.json")))
         XCTAssertEqual(saved.game, .scheduledSampling(rate: 0.4))
         // Resuming under another game is refused, naming the setting.
@@ -186,10 +191,11 @@ final class GamesTests: XCTestCase {
     // MARK: - Every game through the trainer
 
     /// λ = 0, a reward forced to 0 (both estimators) and N = 1 heads run their games' own code paths
-    /// for 20 steps and end with teacher forcing's weights, bit for bit, in both families and under
+    /// for 20 steps and end with teacher forcing's weights, bit for bit, across families and under
     /// the vanilla and myopic flows; a non-zero knob moves them.
     func testConsequenceAndMultiTokenReduceToTeacherForcingBitForBit() throws {
-        for (family, flow) in [(ModelConfig.Family.gpt2, GradientFlow.vanilla), (.llama, .myopic)] {
+        for (family, flow) in [(ModelConfig.Family.gpt2, GradientFlow.vanilla), (.llama, .myopic), (.qwen3, .myopic),
+                               (.mistral, .vanilla), (.qwen2, .vanilla)] {
             let teacher = try trainedWeights(config(family, flow: flow))
             var c = config(family, flow: flow)
             for estimator in ConsequenceEstimator.allCases {
@@ -215,8 +221,10 @@ final class GamesTests: XCTestCase {
     /// The consequence and multi-token games resume bit for bit, and their checkpoints say what
     /// they trained: the extra heads in the model folder, the knobs in run_config.json.
     func testConsequenceAndMultiTokenResumeBitForBit() throws {
-        for game in [TrainingGame.consequence(ConsequenceSettings(weight: 0.5, horizon: 3, positions: 3)), .multiToken(heads: 2)] {
-            var c = config(steps: 10)
+        let consequence = TrainingGame.consequence(ConsequenceSettings(weight: 0.5, horizon: 3, positions: 3))
+        for (game, family) in [(consequence, ModelConfig.Family.gpt2), (.multiToken(heads: 2), .gpt2),
+                               (consequence, .gemma2), (.multiToken(heads: 2), .gptNeoX)] {
+            var c = config(family, steps: 10)
             c.game = game
             let straight = try Trainer(config: c, dataset: text, out: try temporaryDirectory(self))
             try straight.run()
@@ -225,7 +233,7 @@ final class GamesTests: XCTestCase {
             let resumed = try Trainer(config: c, dataset: text, out: dir, resume: true)
             XCTAssertEqual(resumed.step, 6)
             try resumed.run()
-            XCTAssertTrue(resumed.model.params.weightArray() == straight.model.params.weightArray(), "\(game)")
+            XCTAssertTrue(resumed.model.params.weightArray() == straight.model.params.weightArray(), "\(family) \(game)")
             let saved = try JSONDecoder().decode(TrainConfig.self, from: Data(contentsOf: dir.appendingPathComponent("run_config.json")))
             XCTAssertEqual(saved.game, game)
             let lines = try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")

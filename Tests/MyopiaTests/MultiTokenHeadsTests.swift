@@ -2,10 +2,15 @@ import XCTest
 import MyopiaTestSupport
 import Myopia
 
-/// Multi-token prediction heads (docs/DESIGN.md §3) against PyTorch: a tiny GPT-2 (2 layers) and a
-/// tiny Llama (1 layer, so the extra heads read the embedding output), each with N = 3 heads, under
-/// the vanilla and myopic flows. Fixtures: tools/reference/multi_token_reference.py.
+/// Multi-token prediction heads (docs/DESIGN.md §3) against PyTorch: a tiny model of every family, each
+/// with N = 3 heads, under the vanilla and myopic flows: GPT-2 (2 layers), Llama (1 layer, so the extra
+/// heads read the embedding output), and GPT-NeoX (sequential, no attention biases), Qwen2, Qwen3,
+/// Mistral (window 3 on every layer), Gemma 2 (window 3 on its last layer, so on the extra blocks too;
+/// soft-caps on every block's scores and every head's logits) and OLMo 2, 2 layers each. Fixtures:
+/// tools/reference/multi_token_reference.py.
 final class MultiTokenHeadsTests: XCTestCase {
+    static let families = ["gpt2", "llama", "gpt_neox", "qwen2", "qwen3", "mistral", "gemma2", "olmo2"]
+
     struct Reference: Decodable {
         struct Flow: Decodable {
             let loss: Double
@@ -41,7 +46,7 @@ final class MultiTokenHeadsTests: XCTestCase {
 
     func testLossAndEveryGradientMatchPyTorch() throws {
         let (ref, tensors) = try reference()
-        for family in ["gpt2", "llama"] {
+        for family in Self.families {
             let f = try XCTUnwrap(ref.families[family])
             let model = try Checkpoint.loadModel(from: folder.appendingPathComponent(family))
             XCTAssertEqual(model.config.predictionHeads, ref.heads)
@@ -53,17 +58,22 @@ final class MultiTokenHeadsTests: XCTestCase {
                              batch: f.batch, seqLen: f.seq_len, cache: cache)
                 XCTAssertEqual(Double(r.loss), expected.loss, accuracy: 1e-4, "\(family) \(flowName) loss")
                 XCTAssertEqual(Double(r.forward), expected.head_losses[0], accuracy: 1e-4, "\(family) \(flowName) t+1 loss")
-                var worst = 0.0
+                var worst = 0.0, worstRelative = 0.0
                 for e in model.params.entries {
                     let want = try tensors.floats("\(family).\(flowName).grad.\(e.name)")
                     let got = Array(r.grads[e.offset..<(e.offset + e.count)])
                     XCTAssertEqual(want.count, got.count, e.name)
                     let diff = zip(got, want).map { abs(Double($0) - Double($1)) }.max() ?? 0
                     worst = max(worst, diff)
+                    worstRelative = max(worstRelative, maxRelativeError(got, want))
                     XCTAssertLessThan(diff, 1e-4, "\(family) \(flowName) \(e.name)")
                 }
+                XCTAssertEqual(Set(tensors.names.filter { $0.hasPrefix("\(family).\(flowName).grad.") }).count,
+                               model.params.entries.count, "\(family): the reference's parameters are the model's")
                 XCTAssertGreaterThan(model.params.entries.filter { $0.name.hasPrefix("mtp.") }.count, 0)
                 XCTAssertLessThan(worst, 1e-4)
+                print("\(family) \(flowName): \(ref.heads) heads vs PyTorch, loss \(r.loss) (\(expected.loss)), "
+                      + "worst gradient error \(worst) absolute, \(worstRelative) relative to the tensor's largest entry")
             }
         }
     }
@@ -71,16 +81,22 @@ final class MultiTokenHeadsTests: XCTestCase {
     /// With N = 1 the heads' path is the t+1 model: the same loss and the same gradients, bit for bit,
     /// under the vanilla, myopic and bigram flows.
     func testOneHeadIsTeacherForcedTrainingBitForBit() throws {
-        for family in [ModelConfig.Family.gpt2, .llama] {
-            var config = family == .gpt2
-                ? ModelConfig(vocabSize: 29, maxPositions: 16, dModel: 16, nLayers: 2, nHeads: 2)
-                : ModelConfig.llama(vocabSize: 29, maxPositions: 16, dModel: 16, nLayers: 2, nHeads: 4, nKVHeads: 2, dMLP: 24)
+        for family in Self.families {
+            var config: ModelConfig
+            switch family {
+            case "gpt2": config = ModelConfig(vocabSize: 29, maxPositions: 16, dModel: 16, nLayers: 2, nHeads: 2)
+            case "llama": config = ModelConfig.llama(vocabSize: 29, maxPositions: 16, dModel: 16, nLayers: 2, nHeads: 4, nKVHeads: 2, dMLP: 24)
+            default:
+                // The reference model's shape, windows and soft-caps, with one head.
+                config = try ModelConfig.load(from: folder.appendingPathComponent("\(family)/config.json"))
+                config.maxPositions = 16
+            }
             config.predictionHeads = 1
             let model = Transformer(config: config)
             model.initialize(seed: 7)
-            let b = 2, t = 12
-            let tokens = (0..<(b * t)).map { Int32(($0 * 7 + 3) % 29) }
-            var targets = (0..<(b * t)).map { Int32(($0 * 5 + 1) % 29) }
+            let b = 2, t = 12, v = Int32(config.vocabSize)
+            let tokens = (0..<(b * t)).map { Int32($0 * 7 + 3) % v }
+            var targets = (0..<(b * t)).map { Int32($0 * 5 + 1) % v }
             targets[4] = CrossEntropy.ignoreIndex
             let cache = model.makeCache(batch: b, seqLen: t)
             for flow in [GradientFlow.vanilla, .myopic, .bigram] {
@@ -189,7 +205,7 @@ final class MultiTokenHeadsTests: XCTestCase {
 
     func testExtraHeadsHaveHookNamesOfTheirOwn() throws {
         let (ref, _) = try reference()
-        for family in ["gpt2", "llama"] {
+        for family in Self.families {
             let f = try XCTUnwrap(ref.families[family])
             let model = try Checkpoint.loadModel(from: folder.appendingPathComponent(family))
             let config = model.config

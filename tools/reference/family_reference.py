@@ -210,6 +210,7 @@ class Spec:
         self.rot = int(self.D * rp.get("partial_rotary_factor", 1.0))
         self.eps = cfg.get("rms_norm_eps", cfg.get("layer_norm_eps"))
         self.tied = cfg["tie_word_embeddings"]
+        self.parallel = cfg.get("use_parallel_residual", True)  # GPT-NeoX: x + attn(ln1(x)) + mlp(ln2(x))
         W = cfg.get("sliding_window")
         if fam == "mistral":
             self.windows = [W] * self.L  # MistralModel: one sliding mask for every layer when sliding_window is set
@@ -327,125 +328,155 @@ def attention(q, kv, x, mask, scale, cap, flow, beta, stats=None):
     raise ValueError(flow)
 
 
-def forward(S, P, tok, flow="vanilla", beta=None, mistake=None, stats=None):
-    """S: Spec; P: file key -> tensor. Returns (logits, [residual entering layer l] + [residual before the final
-    norm]). `mistake` names one deliberate error, only for the sensitivity table."""
-    fam, Bn, Tn = S.fam, tok.shape[0], tok.shape[1]
-    dtype = P[S.emb].dtype
+def block_context(S, Tn, dtype, mistake=None):
+    """What every block of a forward over Tn positions shares: the rotary tables and mode, the query scale, the
+    attention soft-cap and Gemma's (1 + w) norm (each as `mistake` may change it)."""
     mk = mistake or ""
     rot = S.D if mk == "rotate all head dims" else S.rot
     cos, sin = rope_tables(Tn, rot, S.theta, dtype, S.D if mk == "rotary frequencies over head_dim" else None)
     rmode = "interleaved" if mk.startswith("interleaved") else ("none" if mk == "no rope" else "half")
-    groups = S.H // S.KV
-    x = P[S.emb][tok]
-    if fam == "gemma2" and mk != "no embedding normaliser":
-        x = x * (math.sqrt(S.C) if mk == "normaliser exact sqrt(C) in float64" else S.normaliser)
     scale = S.D ** -0.5 if mk == "query scale head_dim^-1/2" else S.scale
     cap = None if mk == "no attention soft-cap" else S.attn_cap
     n1p = (lambda h, w, e: w * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + e))) \
         if mk == "norm scales by w, not 1+w" else rms_norm_1p
+    return dict(rot=rot, cos=cos, sin=sin, rmode=rmode, scale=scale, cap=cap, n1p=n1p, mk=mk)
+
+
+def block(S, P, prefix, x, window, ctx, flow="vanilla", beta=None, stats=None):
+    """One decoder layer of the family on the residual stream x [B,T,C], its parameters under `prefix` (a trunk
+    layer's `S.layer.format(l)`, or another block with the same keys, e.g. a prediction head's `mtp.{j}.`), its
+    attention limited to `window` (None: causal). `ctx`: block_context. Returns the residual stream after it."""
+    fam, Bn, Tn = S.fam, x.shape[0], x.shape[1]
+    rot, cos, sin, rmode = ctx["rot"], ctx["cos"], ctx["sin"], ctx["rmode"]
+    scale, cap, n1p, mk = ctx["scale"], ctx["cap"], ctx["n1p"], ctx["mk"]
+    groups = S.H // S.KV
+    p = lambda k: prefix + k
+    mask = visible(Tn, window, off_by_one=(mk == "window sees t-W too"))
+
+    def grouped(t):
+        return t.repeat(1, groups, 1, 1) if mk == "kv head h % KV" else t.repeat_interleave(groups, dim=1)
+
+    if fam == "gpt_neox":
+        h = F.layer_norm(x, (S.C,), P[p("input_layernorm.weight")], P[p("input_layernorm.bias")], S.eps)
+
+        def qkv(inp, _p=p):
+            y = lin(inp, P, _p("attention.query_key_value"))
+            if mk == "qkv as [Q|K|V] blocks":
+                y = y.view(Bn, Tn, 3, S.H, S.D).permute(2, 0, 3, 1, 4)
+                return y[0], y[1], y[2]
+            y = y.view(Bn, Tn, S.H, 3 * S.D).transpose(1, 2)  # per head [q | k | v] (HF's view + chunk)
+            return y[..., :S.D], y[..., S.D:2 * S.D], y[..., 2 * S.D:]
+
+        q = rope(qkv(h)[0], cos, sin, rot, rmode)
+
+        def kv(inp):
+            _, k, v = qkv(inp)
+            return rope(k, cos, sin, rot, rmode), v
+
+        o = attention(q, kv, h, mask, scale, None, flow, beta, stats)
+        a = lin(o.transpose(1, 2).reshape(Bn, Tn, S.C), P, p("attention.dense"))
+        act = (lambda z: F.gelu(z, approximate="tanh")) if mk == "gelu tanh instead of erf" else F.gelu
+        if mk == "sequential residual" or not S.parallel:
+            x = x + a
+            h2 = F.layer_norm(x, (S.C,), P[p("post_attention_layernorm.weight")],
+                              P[p("post_attention_layernorm.bias")], S.eps)
+            x = x + lin(act(lin(h2, P, p("mlp.dense_h_to_4h"))), P, p("mlp.dense_4h_to_h"))
+        else:
+            h2 = F.layer_norm(x, (S.C,), P[p("post_attention_layernorm.weight")],
+                              P[p("post_attention_layernorm.bias")], S.eps)
+            m = lin(act(lin(h2, P, p("mlp.dense_h_to_4h"))), P, p("mlp.dense_4h_to_h"))
+            x = x + a + m  # parallel residual: both branches read the layer input
+        return x
+
+    # RMSNorm families (qwen2, qwen3, mistral, gemma2, olmo2)
+    if fam == "gemma2":
+        h = n1p(x, P[p("input_layernorm.weight")], S.eps)
+    elif fam == "olmo2":
+        h = rms_norm(x, P[p("post_attention_layernorm.weight")], S.eps) if mk == "olmo2 pre-norm" else x
+    else:
+        h = rms_norm(x, P[p("input_layernorm.weight")], S.eps)
+
+    def project(inp, which, n, _p=p):
+        y = lin(inp, P, _p(f"self_attn.{which}_proj"))
+        norm_w = P.get(_p(f"self_attn.{which}_norm.weight"))
+        if fam == "olmo2" and mk != "no q/k norm":
+            if mk == "olmo2 q/k norm per head":
+                y = heads(y, n)
+                r = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + S.eps)
+                return r * norm_w.view(n, 1, S.D)
+            y = rms_norm(y, norm_w, S.eps)  # over the whole projection [n·D], before the head split
+        y = heads(y, n)
+        if fam == "qwen3" and mk not in ("no q/k norm", "q/k norm after rope"):
+            y = rms_norm(y, norm_w, S.eps)  # per head, over D, before RoPE
+        return y
+
+    def post(y, which, _p=p):
+        if fam == "qwen3" and mk == "q/k norm after rope":
+            return rms_norm(y, P[_p(f"self_attn.{which}_norm.weight")], S.eps)
+        return y
+
+    q = post(rope(project(h, "q", S.H), cos, sin, rot, rmode), "q")
+
+    def kv(inp):
+        k = post(rope(project(inp, "k", S.KV), cos, sin, rot, rmode), "k")
+        v = heads(lin(inp, P, p("self_attn.v_proj")), S.KV)
+        return grouped(k), grouped(v)
+
+    o = attention(q, kv, h, mask, scale, cap, flow, beta, stats)
+    a = lin(o.transpose(1, 2).reshape(Bn, Tn, S.H * S.D), P, p("self_attn.o_proj"))
+    if fam == "gemma2":
+        x = x + n1p(a, P[p("post_attention_layernorm.weight")], S.eps)
+        h2 = n1p(x, P[p("pre_feedforward_layernorm.weight")], S.eps)
+        act = F.gelu if mk == "gelu erf instead of tanh" else (lambda z: F.gelu(z, approximate="tanh"))
+        m = lin(act(lin(h2, P, p("mlp.gate_proj"))) * lin(h2, P, p("mlp.up_proj")), P, p("mlp.down_proj"))
+        x = x + n1p(m, P[p("post_feedforward_layernorm.weight")], S.eps)
+    elif fam == "olmo2":
+        if mk == "olmo2 pre-norm":
+            x = x + a
+            h2 = rms_norm(x, P[p("post_feedforward_layernorm.weight")], S.eps)
+            x = x + lin(F.silu(lin(h2, P, p("mlp.gate_proj"))) * lin(h2, P, p("mlp.up_proj")), P, p("mlp.down_proj"))
+        else:
+            x = x + rms_norm(a, P[p("post_attention_layernorm.weight")], S.eps)
+            m = lin(F.silu(lin(x, P, p("mlp.gate_proj"))) * lin(x, P, p("mlp.up_proj")), P, p("mlp.down_proj"))
+            x = x + rms_norm(m, P[p("post_feedforward_layernorm.weight")], S.eps)
+    else:
+        x = x + a
+        h2 = rms_norm(x, P[p("post_attention_layernorm.weight")], S.eps)
+        x = x + lin(F.silu(lin(h2, P, p("mlp.gate_proj"))) * lin(h2, P, p("mlp.up_proj")), P, p("mlp.down_proj"))
+    return x
+
+
+def forward(S, P, tok, flow="vanilla", beta=None, mistake=None, stats=None):
+    """S: Spec; P: file key -> tensor. Returns (logits, [residual entering layer l] + [residual before the final
+    norm]). `mistake` names one deliberate error, only for the sensitivity table."""
+    x = embed(S, P, tok, mistake)
+    ctx = block_context(S, tok.shape[1], x.dtype, mistake)
+    mk = ctx["mk"]
     resid = []
     for l in range(S.L):
-        p = lambda k, _l=l: S.layer.format(_l) + k
         window = S.windows[l]
         if mk == "no sliding window":
             window = None
         if mk == "gemma2 layer types swapped":
             window = None if S.windows[l] is not None else 6
-        mask = visible(Tn, window, off_by_one=(mk == "window sees t-W too"))
         resid.append(x)
-
-        def grouped(t):
-            return t.repeat(1, groups, 1, 1) if mk == "kv head h % KV" else t.repeat_interleave(groups, dim=1)
-
-        if fam == "gpt_neox":
-            h = F.layer_norm(x, (S.C,), P[p("input_layernorm.weight")], P[p("input_layernorm.bias")], S.eps)
-
-            def qkv(inp, _p=p):
-                y = lin(inp, P, _p("attention.query_key_value"))
-                if mk == "qkv as [Q|K|V] blocks":
-                    y = y.view(Bn, Tn, 3, S.H, S.D).permute(2, 0, 3, 1, 4)
-                    return y[0], y[1], y[2]
-                y = y.view(Bn, Tn, S.H, 3 * S.D).transpose(1, 2)  # per head [q | k | v] (HF's view + chunk)
-                return y[..., :S.D], y[..., S.D:2 * S.D], y[..., 2 * S.D:]
-
-            q = rope(qkv(h)[0], cos, sin, rot, rmode)
-
-            def kv(inp):
-                _, k, v = qkv(inp)
-                return rope(k, cos, sin, rot, rmode), v
-
-            o = attention(q, kv, h, mask, scale, None, flow, beta, stats)
-            a = lin(o.transpose(1, 2).reshape(Bn, Tn, S.C), P, p("attention.dense"))
-            act = (lambda z: F.gelu(z, approximate="tanh")) if mk == "gelu tanh instead of erf" else F.gelu
-            if mk == "sequential residual":
-                x = x + a
-                h2 = F.layer_norm(x, (S.C,), P[p("post_attention_layernorm.weight")],
-                                  P[p("post_attention_layernorm.bias")], S.eps)
-                x = x + lin(act(lin(h2, P, p("mlp.dense_h_to_4h"))), P, p("mlp.dense_4h_to_h"))
-            else:
-                h2 = F.layer_norm(x, (S.C,), P[p("post_attention_layernorm.weight")],
-                                  P[p("post_attention_layernorm.bias")], S.eps)
-                m = lin(act(lin(h2, P, p("mlp.dense_h_to_4h"))), P, p("mlp.dense_4h_to_h"))
-                x = x + a + m  # parallel residual: both branches read the layer input
-            continue
-
-        # RMSNorm families (qwen2, qwen3, mistral, gemma2, olmo2)
-        if fam == "gemma2":
-            h = n1p(x, P[p("input_layernorm.weight")], S.eps)
-        elif fam == "olmo2":
-            h = rms_norm(x, P[p("post_attention_layernorm.weight")], S.eps) if mk == "olmo2 pre-norm" else x
-        else:
-            h = rms_norm(x, P[p("input_layernorm.weight")], S.eps)
-
-        def project(inp, which, n, _p=p):
-            y = lin(inp, P, _p(f"self_attn.{which}_proj"))
-            norm_w = P.get(_p(f"self_attn.{which}_norm.weight"))
-            if fam == "olmo2" and mk != "no q/k norm":
-                if mk == "olmo2 q/k norm per head":
-                    y = heads(y, n)
-                    r = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + S.eps)
-                    return r * norm_w.view(n, 1, S.D)
-                y = rms_norm(y, norm_w, S.eps)  # over the whole projection [n·D], before the head split
-            y = heads(y, n)
-            if fam == "qwen3" and mk not in ("no q/k norm", "q/k norm after rope"):
-                y = rms_norm(y, norm_w, S.eps)  # per head, over D, before RoPE
-            return y
-
-        def post(y, which, _p=p):
-            if fam == "qwen3" and mk == "q/k norm after rope":
-                return rms_norm(y, P[_p(f"self_attn.{which}_norm.weight")], S.eps)
-            return y
-
-        q = post(rope(project(h, "q", S.H), cos, sin, rot, rmode), "q")
-
-        def kv(inp):
-            k = post(rope(project(inp, "k", S.KV), cos, sin, rot, rmode), "k")
-            v = heads(lin(inp, P, p("self_attn.v_proj")), S.KV)
-            return grouped(k), grouped(v)
-
-        o = attention(q, kv, h, mask, scale, cap, flow, beta, stats)
-        a = lin(o.transpose(1, 2).reshape(Bn, Tn, S.H * S.D), P, p("self_attn.o_proj"))
-        if fam == "gemma2":
-            x = x + n1p(a, P[p("post_attention_layernorm.weight")], S.eps)
-            h2 = n1p(x, P[p("pre_feedforward_layernorm.weight")], S.eps)
-            act = F.gelu if mk == "gelu erf instead of tanh" else (lambda z: F.gelu(z, approximate="tanh"))
-            m = lin(act(lin(h2, P, p("mlp.gate_proj"))) * lin(h2, P, p("mlp.up_proj")), P, p("mlp.down_proj"))
-            x = x + n1p(m, P[p("post_feedforward_layernorm.weight")], S.eps)
-        elif fam == "olmo2":
-            if mk == "olmo2 pre-norm":
-                x = x + a
-                h2 = rms_norm(x, P[p("post_feedforward_layernorm.weight")], S.eps)
-                x = x + lin(F.silu(lin(h2, P, p("mlp.gate_proj"))) * lin(h2, P, p("mlp.up_proj")), P, p("mlp.down_proj"))
-            else:
-                x = x + rms_norm(a, P[p("post_attention_layernorm.weight")], S.eps)
-                m = lin(F.silu(lin(x, P, p("mlp.gate_proj"))) * lin(x, P, p("mlp.up_proj")), P, p("mlp.down_proj"))
-                x = x + rms_norm(m, P[p("post_feedforward_layernorm.weight")], S.eps)
-        else:
-            x = x + a
-            h2 = rms_norm(x, P[p("post_attention_layernorm.weight")], S.eps)
-            x = x + lin(F.silu(lin(h2, P, p("mlp.gate_proj"))) * lin(h2, P, p("mlp.up_proj")), P, p("mlp.down_proj"))
+        x = block(S, P, S.layer.format(l), x, window, ctx, flow, beta, stats)
     resid.append(x)
+    return head(S, P, x, ctx, stats), resid
+
+
+def embed(S, P, tok, mistake=None):
+    """The token embedding (Gemma 2: times its normaliser)."""
+    mk = mistake or ""
+    x = P[S.emb][tok]
+    if S.fam == "gemma2" and mk != "no embedding normaliser":
+        x = x * (math.sqrt(S.C) if mk == "normaliser exact sqrt(C) in float64" else S.normaliser)
+    return x
+
+
+def head(S, P, x, ctx, stats=None):
+    """The final norm, the unembedding and (Gemma 2) the final soft-cap: logits from the residual stream."""
+    fam, mk, n1p = S.fam, ctx["mk"], ctx["n1p"]
     if fam == "gpt_neox":
         x = F.layer_norm(x, (S.C,), P[S.final_norm + ".weight"], P[S.final_norm + ".bias"], S.eps)
     elif fam == "gemma2":
@@ -457,7 +488,7 @@ def forward(S, P, tok, flow="vanilla", beta=None, mistake=None, stats=None):
         stats["logits_precap"] = logits.detach()
     if S.final_cap is not None and mk != "no final soft-cap":
         logits = torch.tanh(logits / S.final_cap) * S.final_cap
-    return logits, resid
+    return logits
 
 
 def run_flow(S, init, keys, tok, dtype, flow, beta=None):

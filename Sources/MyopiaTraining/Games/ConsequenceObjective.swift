@@ -16,6 +16,9 @@ import MyopiaSupport
 // and its logit gradient at row t adds −(λ/P)·(R − b)·(onehot(x̂) − p). The exact estimator
 // replaces the draw by its expectation Σ_v p(v)·(R(v) − b)·∇log p(v), whose logit gradient is
 // −(λ/P)·p_k·(A_k − Σ_v p_v A_v) with A_v = R(v) − b (b cancels: Σ_v ∇p(v) = 0).
+// Where the family soft-caps its logits (Gemma 2: ℓ = cap·tanh(z/cap), p = softmax(ℓ)), backward
+// carries dL/dz, so the term is multiplied by the cap's derivative dℓ/dz = 1 − (ℓ/cap)², as the
+// cross-entropy's own gradient is.
 
 /// The consequence game's policy-gradient term, below the trainer: `prepare` after the step's
 /// forward pass (logits intact), then `addPolicyGradient` inside backward:
@@ -73,6 +76,10 @@ public final class ConsequenceObjective {
     let pairPosition: UnsafeMutablePointer<Int>     // (P) t
     let pool: UnsafeMutablePointer<Int>             // (T − K) the draw's shuffled candidates
     let probabilities: UnsafeMutablePointer<Float>  // (P, V) p(·|x_≤t), saved before backward
+    /// The final soft-cap (Gemma 2), and for each pair's row dℓ/dz = 1 − (ℓ/cap)² (P, V) of its
+    /// capped logits ℓ, saved before backward overwrites them; nil without a cap.
+    let finalSoftcap: Float?
+    let capDerivatives: UnsafeMutablePointer<Float>
     let sampled: UnsafeMutablePointer<Int32>        // (P) x̂ (sampled)
     let baselines: UnsafeMutablePointer<Float>      // (P) b
     let rewards: UnsafeMutablePointer<Float>        // (P, 1) sampled or (P, V) exact: R
@@ -132,6 +139,8 @@ public final class ConsequenceObjective {
         pairPosition = buffer(pairs, 0)
         pool = buffer(seqLen - k, 0)
         probabilities = buffer(pairs * v, 0)
+        finalSoftcap = model.config.finalSoftcap.map { Float($0) }
+        capDerivatives = buffer(finalSoftcap == nil ? 0 : pairs * v, 0)
         sampled = buffer(pairs, 0)
         baselines = buffer(pairs, 0)
         rewards = buffer(pairs * (exact ? v : 1), 0)
@@ -198,6 +207,14 @@ public final class ConsequenceObjective {
             let p = probabilities + pair * v
             p.update(from: logits, count: v)
             RowOps.softmax(p, count: v)
+            if let cap = finalSoftcap {
+                // As CrossEntropy.backward carries the loss through the cap: 1 − (ℓ/cap)².
+                let f = capDerivatives + pair * v
+                for j in 0..<v {
+                    let t = logits[j] / cap
+                    f[j] = 1 - t * t
+                }
+            }
             baselines[pair] = -Float(cache.meanLoss(row: row, positions: (t + 1)..<(t + 1 + k)))
             if !exact {
                 let u = random.uniform(.sample, step: step, sequence: row, position: t)
@@ -306,13 +323,30 @@ public final class ConsequenceObjective {
     /// Adds the policy term's gradient to dL/dlogits (B·T, V), which holds the cross-entropy
     /// gradient: −(λ/P)·(R − b)·(onehot(x̂) − p) at each drawn row (sampled), or its expectation
     /// −(λ/P)·p_k·(A_k − Σ_v p_v A_v) (exact). Pass it to `model.backward(cache:adjustingLogitGradient:)`
-    /// after `prepare`. With λ = 0, or every advantage 0, it adds exact zeros.
+    /// after `prepare`. With a final soft-cap the buffer holds the gradient of the logits before the
+    /// cap, and the term is multiplied by the cap's derivative, element by element. With λ = 0, or
+    /// every advantage 0, it adds exact zeros.
     public func addPolicyGradient(to dLogits: UnsafeMutablePointer<Float>) {
         let count = preparedRows * settings.positions, v = vocab
         let scale = Float(settings.weight) / Float(max(1, count))
         for pair in 0..<count {
             let d = dLogits + (pairRow[pair] * seqLen + pairPosition[pair]) * v
             let p = probabilities + pair * v, b = baselines[pair]
+            if finalSoftcap != nil {
+                let f = capDerivatives + pair * v
+                if settings.estimator == .exact {
+                    let r = rewards + pair * v
+                    var expected = 0.0
+                    for j in 0..<v { expected += Double(p[j]) * Double(r[j] - b) }
+                    let mean = Float(expected)
+                    for j in 0..<v { d[j] -= scale * p[j] * ((r[j] - b) - mean) * f[j] }
+                } else {
+                    let c = scale * (rewards[pair] - b), token = Int(sampled[pair])
+                    for j in 0..<v { d[j] += c * p[j] * f[j] }
+                    d[token] -= c * f[token]
+                }
+                continue
+            }
             if settings.estimator == .exact {
                 let r = rewards + pair * v
                 var expected = 0.0

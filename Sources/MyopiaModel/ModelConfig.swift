@@ -367,15 +367,17 @@ public struct ModelConfig: Codable, Equatable, Sendable {
                                               value: "\(type) (Myopia reads full_attention and sliding_attention)")
             }
         }
+        // A layer count `validate` will refuse builds no per-layer list (a hostile one could be huge).
+        let layers = (1...(1 << 20)).contains(config.nLayers) ? 0..<config.nLayers : 0..<0
         let sliding: [Bool]?
         switch config.family {
         case .qwen2, .qwen3:
             let use = try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) ?? false
             let first = try c.decodeIfPresent(Int.self, forKey: .maxWindowLayers) ?? config.nLayers
             sliding = types.map { $0.map { $0 == "sliding_attention" } }
-                ?? (0..<config.nLayers).map { use && $0 >= first }
+                ?? layers.map { use && $0 >= first }
         case .gemma2:
-            sliding = types.map { $0.map { $0 == "sliding_attention" } } ?? (0..<config.nLayers).map { $0 % 2 == 0 }
+            sliding = types.map { $0.map { $0 == "sliding_attention" } } ?? layers.map { $0 % 2 == 0 }
         default:
             sliding = types.map { $0.map { $0 == "sliding_attention" } }
         }

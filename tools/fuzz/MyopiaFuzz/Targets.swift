@@ -206,8 +206,9 @@ extension FuzzTarget {
         // The input is the config of a checkpoint folder whose weights fit the seed it came from.
         let folder = url.deletingLastPathComponent()
         let weights = folder.appendingPathComponent(Checkpoint.modelFile)
-        // The weights of the family the text names (the longest names first: "qwen2" before "gpt2").
-        let text = String(decoding: bytes, as: UTF8.self)
+        // The weights of the family the text names (the longest names first: "qwen2" before "gpt2"),
+        // looked for in the first 64 KiB (a config is small; a huge input is garbage either way).
+        let text = String(decoding: bytes.prefix(1 << 16), as: UTF8.self)
         let family = ModelConfig.Family.allCases.sorted { $0.rawValue.count > $1.rawValue.count }
             .first { text.contains($0.rawValue) } ?? .gpt2
         try FileManager.default.copyItem(at: companion(family.rawValue), to: weights)

@@ -209,17 +209,24 @@ enum GGUFDequantizer {
     }
 
     private static let low4 = Bytes(repeating: 0x0F)
-    /// Bit i of a u32 qh in lane i (values 0..<16) or lane i - 16 (values 16..<32).
-    private static let qhShiftLow = SIMD16<UInt32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
-    private static let qhShiftHigh = qhShiftLow &+ 16
+    /// Lane i tests bit i % 8 of its byte; adding 0x80 - bit carries a set bit into bit 7.
+    private static let bitOfLane = Bytes(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128)
+    private static let carryToTop = Bytes(repeating: 0x80) &- bitOfLane
 
-    /// The fifth bit of values 0..<16 and 16..<32 of a Q5_0 / Q5_1 block, as 0 or 16.
+    /// 16 in lane i where bit i of the low 16 bits of `bits` is set, else 0: the fifth bit of a Q5
+    /// value. Uniform byte operations only (x86-64's baseline has no per-lane shift).
     @inline(__always)
-    private static func fifthBits(_ block: UnsafeRawPointer, _ offset: Int) -> (Lanes, Lanes) {
-        let qh = SIMD16<UInt32>(repeating: UInt32(littleEndian: block.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
-        let one = SIMD16<UInt32>(repeating: 1)
-        return (Lanes(truncatingIfNeeded: ((qh &>> qhShiftLow) & one) &<< 4),
-                Lanes(truncatingIfNeeded: ((qh &>> qhShiftHigh) & one) &<< 4))
+    private static func fifthBit(_ bits: UInt32) -> Bytes {
+        let spread = SIMD2<UInt64>(UInt64(bits & 0xFF) &* 0x0101_0101_0101_0101, UInt64((bits >> 8) & 0xFF) &* 0x0101_0101_0101_0101)
+        let b = unsafeBitCast(spread, to: Bytes.self)              // lanes 0..<8: the low byte; 8..<16: the next
+        return (((b & bitOfLane) &+ carryToTop) &>> 3) & Bytes(repeating: 16)
+    }
+
+    /// The fifth bits of values 0..<16 and 16..<32 of a Q5_0 / Q5_1 block (the u32 qh at `offset`).
+    @inline(__always)
+    private static func fifthBits(_ block: UnsafeRawPointer, _ offset: Int) -> (Bytes, Bytes) {
+        let qh = UInt32(littleEndian: block.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+        return (fifthBit(qh), fifthBit(qh >> 16))
     }
 
     private static func q4_0(_ s: UnsafeRawPointer, _ o: UnsafeMutablePointer<Float>, _ blocks: Int) {
@@ -251,8 +258,8 @@ enum GGUFDequantizer {
             let d = Values(repeating: half(block, 0))
             let (h0, h1) = fifthBits(block, 2)
             let qs = bytes(block, 6)
-            store(d * Values((lanes(qs & low4) | h0) &- sixteen), o, out)
-            store(d * Values((lanes(qs &>> 4) | h1) &- sixteen), o, out + 16)
+            store(d * Values(lanes(qs & low4 | h0) &- sixteen), o, out)
+            store(d * Values(lanes(qs &>> 4 | h1) &- sixteen), o, out + 16)
         }
     }
 
@@ -263,8 +270,8 @@ enum GGUFDequantizer {
             let m = Values(repeating: half(block, 2))
             let (h0, h1) = fifthBits(block, 4)
             let qs = bytes(block, 8)
-            store(d * Values(lanes(qs & low4) | h0) + m, o, out)
-            store(d * Values(lanes(qs &>> 4) | h1) + m, o, out + 16)
+            store(d * Values(lanes(qs & low4 | h0)) + m, o, out)
+            store(d * Values(lanes(qs &>> 4 | h1)) + m, o, out + 16)
         }
     }
 

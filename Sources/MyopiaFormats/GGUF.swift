@@ -99,8 +99,10 @@ public struct GGUFFile: Sendable {
 
     // MARK: - Tensors
 
-    /// The tensor dequantised to fp32, in file order (ne0 fastest). F32, F16, BF16, Q8_0 and Q4_1
-    /// convert; other types throw `.unsupported` naming the tensor and the type.
+    /// The tensor dequantised to fp32, in file order (ne0 fastest). F32, F16, BF16, Q4_0, Q4_1, Q5_0,
+    /// Q5_1, Q8_0 and the K-quants Q2_K to Q6_K convert, bit for bit as gguf-py's
+    /// `gguf.quants.dequantize`; other types throw `.unsupported` naming the tensor, the type and
+    /// the types that convert.
     public func floats(_ name: String) throws -> [Float] {
         let info = try lookup(name)
         try checkDequantizable(info)
@@ -131,7 +133,7 @@ public struct GGUFFile: Sendable {
     private func checkDequantizable(_ info: GGUFTensorInfo) throws {
         guard info.type.isDequantizable else {
             throw InputError.unsupported(file: source, field: "tensor \(ggufQuoted(info.name)) type",
-                                          value: "\(info.type) (as floats; expected F32, F16, BF16, Q8_0 or Q4_1)")
+                                          value: "\(info.type) (as floats; expected one of \(GGUFTensorType.dequantizableNames))")
         }
     }
 

@@ -134,14 +134,118 @@ final class GGUFTests: XCTestCase {
 
     func testKnownButUnsupportedTypeParsesAndNamesTheType() throws {
         var b = Builder.valid()
-        b.tensors.append(.init(name: "k", ne: [256, 1], type: 12, offset: 160))   // Q4_K: 144 bytes per 256
-        b.data += [UInt8](repeating: 0, count: 160 - b.data.count) + [UInt8](repeating: 0, count: 144)
+        b.tensors.append(.init(name: "k", ne: [256, 1], type: 16, offset: 160))   // IQ2_XXS: 66 bytes per 256
+        b.data += [UInt8](repeating: 0, count: 160 - b.data.count) + [UInt8](repeating: 0, count: 66)
         let f = try GGUFFile(data: Data(b.bytes()), source: "k.gguf")
-        XCTAssertEqual(f["k"]?.type, .q4_K)
-        XCTAssertEqual(f["k"]?.byteCount, 144)
-        assertInputError(try f.floats("k"), "unsupported", field: "tensor \"k\" type", reason: "Q4_K (12)")
+        XCTAssertEqual(f["k"]?.type, .iq2_XXS)
+        XCTAssertEqual(f["k"]?.byteCount, 66)
+        // The message names the tensor, the type and the types that convert.
+        assertInputError(try f.floats("k"), "unsupported", field: "tensor \"k\" type", reason: "IQ2_XXS (16)")
+        assertInputError(try f.floats("k"), "unsupported", field: "tensor \"k\" type",
+                         reason: "expected one of F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, BF16")
+        var buffer = [Float](repeating: 0, count: 256)
+        assertInputError(try buffer.withUnsafeMutableBufferPointer { try f.copyFloats("k", into: $0) }, "unsupported", field: "tensor \"k\" type")
         XCTAssertEqual(GGUFTensorType.q8_0.description, "Q8_0 (8)")
         XCTAssertEqual(GGUFTensorType.iq2_XXS.description, "IQ2_XXS (16)")
+        XCTAssertEqual(Set(GGUFTensorType.allCases.filter(\.isDequantizable)),
+                       [.f32, .f16, .bf16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K])
+    }
+
+    // MARK: - Every block type, bit for bit against gguf.quants.dequantize
+
+    /// The block types with their own kernel (every dequantisable type but the plain ones).
+    private static let blockTypes = GGUFTensorType.allCases.filter { $0.isDequantizable && $0.blockSize > 1 }
+
+    /// quants.gguf (tools/reference/gguf_reference.py): one raw tensor per block type, 10 blocks of
+    /// random bytes with finite f16 scales and mins — 5 drawn from a sane range, then (d, min) =
+    /// (+0, -0), (-0, +0), (-0, -0), (subnormal, -subnormal), (large, -65504) — and what
+    /// `gguf.quants.dequantize` made of them. Compared as bit patterns: signed zeros count.
+    func testEveryBlockTypeMatchesGGUFPyBitForBit() throws {
+        let f = try GGUFFile(contentsOf: Self.fixtures.appendingPathComponent("quants.gguf"))
+        let reference = try SafeTensorsFile(contentsOf: Self.fixtures.appendingPathComponent("quants_reference.safetensors"))
+        let recorded = try XCTUnwrap(reference.metadata["reference"])
+        XCTAssertTrue(recorded.contains("\"gguf\": \"0.19.0\""), recorded)
+        XCTAssertEqual(Set(f.tensors.map(\.type)), Set(Self.blockTypes), "one tensor of each block type")
+        XCTAssertEqual(Self.blockTypes.count, 10)
+        for t in f.tensors {
+            XCTAssertEqual(t.name, t.type.name.lowercased())
+            XCTAssertEqual(t.shape, [2 * t.type.blockSize, 5], t.name)
+            let ref = try XCTUnwrap(reference[t.name])
+            XCTAssertEqual(t.torchShape, ref.shape, t.name)
+            let got = try f.floats(t.name)
+            let want = try reference.floats(t.name)
+            XCTAssertEqual(got.count, 10 * t.type.blockSize)
+            if let i = got.indices.first(where: { got[$0].bitPattern != want[$0].bitPattern }) {
+                XCTFail("\(t.type): value \(i) (block \(i / t.type.blockSize)) is \(got[i]) (0x\(String(got[i].bitPattern, radix: 16))), gguf-py \(want[i]) (0x\(String(want[i].bitPattern, radix: 16)))")
+            }
+            XCTAssertEqual(got.map(\.bitPattern), want.map(\.bitPattern), "\(t.type)")
+            // The edge blocks are what they claim: finite, with signed zeros, tiny and large values.
+            XCTAssertTrue(got.allSatisfy(\.isFinite), t.name)
+            let block = { (b: Int) in got[(b * t.type.blockSize)..<((b + 1) * t.type.blockSize)] }
+            XCTAssertTrue((5..<8).contains { block($0).contains { $0 == 0 && $0.sign == .minus } }, "\(t.name): a -0")
+            XCTAssertGreaterThan(block(9).map(abs).max()!, 1e4, t.name)
+            XCTAssertLessThan(block(8).map(abs).max()!, 0.1, t.name)      // subnormal scales, small values
+        }
+    }
+
+    /// A tensor of many blocks is cut into parallel chunks of 65,536 values: the result is still
+    /// every block on its own (the fixture's blocks tiled past a chunk boundary, and one block more).
+    func testLargeTensorsMatchBlockByBlockAcrossChunks() throws {
+        let fixture = try GGUFFile(contentsOf: Self.fixtures.appendingPathComponent("quants.gguf"))
+        var b = Builder()
+        var expected: [String: [UInt32]] = [:]
+        for t in fixture.tensors {
+            let blocks = try fixture.withBytes(of: t.name) { [UInt8]($0) }
+            let perBlock = try fixture.floats(t.name).map(\.bitPattern)
+            let count = (65_536 / t.type.blockSize) * 2 + 1                 // two chunks and a bit
+            var data: [UInt8] = [], want: [UInt32] = []
+            for i in 0..<count {
+                let k = (i * 7) % 10
+                data += blocks[(k * t.type.blockBytes)..<((k + 1) * t.type.blockBytes)]
+                want += perBlock[(k * t.type.blockSize)..<((k + 1) * t.type.blockSize)]
+            }
+            b.data += [UInt8](repeating: 0, count: (32 - b.data.count % 32) % 32)
+            b.tensors.append(.init(name: t.name, ne: [UInt64(count * t.type.blockSize)], type: t.type.rawValue, offset: UInt64(b.data.count)))
+            b.data += data
+            expected[t.name] = want
+        }
+        let f = try GGUFFile(data: Data(b.bytes()), source: "large.gguf")
+        XCTAssertEqual(f.tensors.count, 10)
+        for t in f.tensors {
+            XCTAssertGreaterThan(t.elementCount, 2 * 65_536)
+            XCTAssertTrue(try f.floats(t.name).map(\.bitPattern) == expected[t.name]!, "\(t.type)")
+        }
+    }
+
+    /// One Q4_K block made by hand with ggml's packing of 6-bit scales and mins (quantize_row_q4_K_ref),
+    /// independent of the Python package: the sub-blocks 4..<8 need the high bits of bytes 0..<8.
+    func testHandBuiltQ4KBlockFollowsTheSpec() throws {
+        let scales: [UInt8] = [1, 63, 17, 32, 40, 5, 62, 33], mins: [UInt8] = [0, 7, 63, 16, 48, 1, 31, 60]
+        var packed = [UInt8](repeating: 0, count: 12)
+        for j in 0..<8 {
+            if j < 4 {
+                packed[j] = scales[j]
+                packed[j + 4] = mins[j]
+            } else {
+                packed[j + 4] = (scales[j] & 0x0F) | ((mins[j] & 0x0F) << 4)
+                packed[j - 4] |= (scales[j] >> 4) << 6
+                packed[j] |= (mins[j] >> 4) << 6
+            }
+        }
+        // Sub-block k (values 32k..<32k+32) holds q = (k + l) % 16 at position l.
+        var qs = [UInt8](repeating: 0, count: 128)
+        for k in 0..<8 {
+            for l in 0..<32 { qs[32 * (k / 2) + l] |= UInt8((k + l) % 16) << (4 * UInt8(k % 2)) }
+        }
+        var b = Builder()
+        b.tensors = [.init(name: "k4", ne: [256], type: 12, offset: 0)]
+        b.data = Builder.le16(0x3800) + Builder.le16(0x3400) + packed + qs                 // d = 0.5, dmin = 0.25
+        let got = try GGUFFile(data: Data(b.bytes()), source: "q4k.gguf").floats("k4")
+        let want = (0..<256).map { e -> Float in
+            let k = e / 32
+            return Float(0.5) * Float(scales[k]) * Float((k + e % 32) % 16) - Float(0.25) * Float(mins[k])
+        }
+        XCTAssertEqual(got, want)
     }
 
     // MARK: - Malformed files: one specific typed error each

@@ -10,6 +10,15 @@ Outputs (deterministic: two runs give byte-identical files):
 - tiny_reference.safetensors: each tensor dequantised to F32 by gguf.quants.dequantize, under the
   same name, in numpy shape (the reverse of the GGUF shape [ne0, ne1, ...]).
 
+- quants.gguf: GGUF v3 written by gguf.GGUFWriter holding, for each block type Myopia dequantises
+  (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K), one raw tensor of 10 blocks (5 rows
+  of 2 blocks) of random bytes, with every f16 scale / min field set to a finite value: 5 blocks
+  with values drawn from a sane range (random sign, magnitude 1e-4..3), then blocks whose
+  (d, min) are (+0, -0), (-0, +0), (-0, -0), (f16 subnormal, -subnormal) and (large, -large, up to
+  65504). The quants, sub-block scales and masks are untouched random bytes.
+- quants_reference.safetensors: each of those tensors dequantised to F32 by gguf.quants.dequantize
+  (numpy shape: 5 × 2·block size); the metadata key "reference" records the gguf and numpy versions.
+
 With --smollm2 (the `smollm2-135m` asset of `myopia fetch`), also smollm2_probe.json: for every
 tensor of that file its GGUF type, shape, float64 sum and sum of squares of the dequantised values
 and a few values at fixed flat indices, so the Swift test can check the real file without Python.
@@ -18,6 +27,7 @@ The metadata values below are repeated in Tests/MyopiaTests/GGUFTests.swift; cha
 """
 
 import argparse
+import importlib.metadata
 import json
 import os
 
@@ -97,10 +107,79 @@ def write_tiny(out_dir):
     print(f"wrote {path} ({os.path.getsize(path)} bytes) and tiny_reference.safetensors")
 
 
-def check_with_reader(path, reference):
+# Byte offsets of the f16 fields of one block (ggml-common.h): d first, then m / dmin where there is one.
+QUANT_F16_FIELDS = {
+    Q.Q4_0: (0,), Q.Q4_1: (0, 2), Q.Q5_0: (0,), Q.Q5_1: (0, 2), Q.Q8_0: (0,),
+    Q.Q2_K: (80, 82), Q.Q3_K: (108,), Q.Q4_K: (0, 2), Q.Q5_K: (0, 2), Q.Q6_K: (208,),
+}
+QUANT_ROWS, QUANT_BLOCKS_PER_ROW = 5, 2
+
+
+def f16_bits(values):
+    return np.asarray(values, dtype=np.float16).view(np.uint16)
+
+
+def quant_blocks(rng, qtype):
+    """10 blocks of random bytes whose f16 fields are finite: 5 drawn from a sane range, then the edges."""
+    _, type_size = gguf.GGML_QUANT_SIZES[qtype]
+    n = QUANT_ROWS * QUANT_BLOCKS_PER_ROW
+    blocks = rng.integers(0, 256, size=(n, type_size), dtype=np.uint8)
+    fields = QUANT_F16_FIELDS[qtype]
+    # Sane: random sign, magnitude 10^U(-4, 0.5).
+    sane = rng.choice([-1.0, 1.0], size=(5, 2)) * 10.0 ** rng.uniform(-4, 0.5, size=(5, 2))
+    small = int(rng.integers(1, 0x40))                 # f16 subnormal bits: a tiny one (from 2^-24) ...
+    big = int(rng.integers(0x200, 0x400))              # ... and one near the normals (below 2^-14)
+    large = int(rng.integers(0x7800, 0x7C00))          # f16 32768 .. 65504
+    edges = np.array([
+        [0x0000, 0x8000],                              # (+0, -0)
+        [0x8000, 0x0000],                              # (-0, +0)
+        [0x8000, 0x8000],                              # (-0, -0)
+        [small, 0x8000 | big],                         # (subnormal, -subnormal)
+        [large, 0x8000 | 0x7BFF],                      # (large, -65504)
+    ], dtype=np.uint16)
+    bits = np.concatenate([f16_bits(sane), edges], axis=0)
+    for k, offset in enumerate(fields):
+        blocks[:, offset:offset + 2] = bits[:, k].astype("<u2").view(np.uint8).reshape(n, 2)
+    return blocks
+
+
+def write_quants(out_dir):
+    path = os.path.join(out_dir, "quants.gguf")
+    w = gguf.GGUFWriter(path, "quants")
+    w.add_string("test.purpose", "raw blocks of every type Myopia dequantises, for a bit-exact comparison with gguf.quants.dequantize")
+    rng = np.random.default_rng(20250301)
+    reference = {}
+    for qtype in QUANT_F16_FIELDS:
+        block_size, type_size = gguf.GGML_QUANT_SIZES[qtype]
+        blocks = quant_blocks(rng, qtype)
+        raw = blocks.reshape(QUANT_ROWS, QUANT_BLOCKS_PER_ROW * type_size)
+        name = qtype.name.lower()
+        w.add_tensor(name, raw, raw_shape=raw.shape, raw_dtype=qtype)
+        deq = gguf.quants.dequantize(raw, qtype)
+        assert deq.dtype == np.float32 and deq.shape == (QUANT_ROWS, QUANT_BLOCKS_PER_ROW * block_size), (name, deq.shape)
+        assert np.isfinite(deq).all(), name
+        # The edge blocks reach what they are for: signed zeros, and values far from 1.
+        flat = deq.reshape(-1, block_size)
+        assert (np.signbit(flat[5:8]) & (flat[5:8] == 0)).any(), name
+        assert np.abs(flat[9]).max() > 1e4, name
+        reference[name] = np.ascontiguousarray(deq)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    versions = {"generator": "tools/reference/gguf_reference.py", "dequantized_by": "gguf.quants.dequantize",
+                "gguf": importlib.metadata.version("gguf"), "numpy": np.__version__}
+    # One metadata key (safetensors writes several in a random order): the file stays byte-identical.
+    save_file(reference, os.path.join(out_dir, "quants_reference.safetensors"),
+              metadata={"reference": json.dumps(versions, sort_keys=True)})
+    check_with_reader(path, reference, alignment=32)
+    print(f"wrote {path} ({os.path.getsize(path)} bytes) and quants_reference.safetensors ({versions})")
+
+
+def check_with_reader(path, reference, alignment=64):
     """Independent check: gguf.GGUFReader sees the same tensors and values."""
     r = gguf.GGUFReader(path)
-    assert r.alignment == 64, r.alignment
+    assert r.alignment == alignment, r.alignment
     assert len(r.tensors) == len(reference)
     for t in r.tensors:
         deq = gguf.quants.dequantize(t.data, t.tensor_type).reshape(reference[t.name].shape)
@@ -140,6 +219,7 @@ def main():
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     write_tiny(args.out)
+    write_quants(args.out)
     if args.smollm2:
         probe_smollm2(args.smollm2, args.out)
 

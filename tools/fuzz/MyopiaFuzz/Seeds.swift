@@ -3,7 +3,7 @@
 //
 // `myopia-fuzz seeds` writes these into tools/fuzz/corpus/TARGET/, where they are committed; a run
 // reads the committed corpus (plus any file a person adds there). Everything is small: the
-// largest seed is a 14 KB Llama GGUF with an embedded tokenizer.
+// largest seed is a 31 KB Llama GGUF with an embedded tokenizer.
 
 import Foundation
 import Myopia
@@ -111,8 +111,9 @@ public enum Seeds {
             if let python = fixture("safetensors/python_mixed.safetensors") { out.append(("python_mixed.safetensors", python)) }
             return out
         case "gguf":
-            var out = [("llama.gguf", llamaGGUF(withTokenizer: true))]
+            var out = [("llama.gguf", llamaGGUF(withTokenizer: true)), ("blocks.gguf", blocksGGUF())]
             if let tiny = fixture("gguf/tiny.gguf") { out.append(("tiny.gguf", tiny)) }
+            if let quants = fixture("gguf/quants.gguf") { out.append(("quants.gguf", quants)) }
             return out
         case "gguf-model":
             return [("llama.gguf", llamaGGUF(withTokenizer: false))]
@@ -275,6 +276,19 @@ public enum Seeds {
         return g.bytes()
     }
 
+    /// A tensor of every block type the reader dequantises (Q4_0 ... Q8_0, Q2_K ... Q6_K), 6 blocks
+    /// each (3 rows of 2), random quants under finite f16 scales.
+    public static func blocksGGUF() -> [UInt8] {
+        var g = GGUFBuilder()
+        g.string("general.architecture", "llama")
+        g.string("general.name", "fuzz-blocks")
+        var rng = FuzzRNG(seed: 11)
+        for type: GGUFTensorType in [.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K] {
+            g.tensor("blocks.\(type.name.lowercased())", [2 * type.blockSize, 3], type, &rng)
+        }
+        return g.bytes()
+    }
+
     /// Only the tokenizer metadata.
     public static func tokenizerGGUF(tokenTypes: Bool) -> [UInt8] {
         var g = GGUFBuilder()
@@ -368,8 +382,27 @@ struct GGUFBuilder {
                 data += [0x00, 0x24, 0x00, 0xB0]
                 for _ in 0..<16 { data.append(UInt8(truncatingIfNeeded: rng.next())) }
             }
+        case .q4_0, .q5_0, .q5_1, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K:
+            // Random bytes, then each f16 field (d, and m / dmin where there is one) a small finite value.
+            let fields: [Int] = switch type {
+            case .q5_1: [0, 2]
+            case .q2_K: [80, 82]
+            case .q3_K: [108]
+            case .q4_K, .q5_K: [0, 2]
+            case .q6_K: [208]
+            default: [0]
+            }
+            for _ in 0..<(count / type.blockSize) {
+                var block = (0..<type.blockBytes).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                for offset in fields {
+                    let h = Float16Bits.from(small() / 16)
+                    block[offset] = UInt8(h & 0xFF)
+                    block[offset + 1] = UInt8(h >> 8)
+                }
+                data += block
+            }
         default:
-            preconditionFailure("the seed builder writes F32, F16, Q8_0 and Q4_1")
+            preconditionFailure("the seed builder writes F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q2_K to Q6_K")
         }
     }
 

@@ -13,7 +13,6 @@
 struct AddedTokenMatcher: Sendable {
     struct Token: Sendable {
         let id: Int32
-        let length: Int
         let lstrip: Bool
         let rstrip: Bool
         let singleWord: Bool
@@ -69,14 +68,14 @@ struct AddedTokenMatcher: Sendable {
             var start = i, stop = end
             i = end
             if token.singleWord {
-                let wordBefore = start > 0 && Self.isWordCharacter(Self.scalar(endingAt: start, in: text))
-                let wordAfter = stop < text.count && Self.isWordCharacter(Self.scalar(at: stop, in: text))
+                let wordBefore = start > 0 && Self.isWordCharacter(text.scalar(endingAt: start))
+                let wordAfter = stop < text.count && Self.isWordCharacter(text.scalar(at: stop))
                 if wordBefore || wordAfter { continue }
             }
             if token.lstrip {
                 var s = start
                 while s > 0 {
-                    let c = Self.scalar(endingAt: s, in: text)
+                    let c = text.scalar(endingAt: s)
                     guard c.properties.isWhitespace else { break }
                     s -= UTF8.width(c)
                 }
@@ -84,7 +83,7 @@ struct AddedTokenMatcher: Sendable {
             }
             if token.rstrip {
                 while stop < text.count {
-                    let c = Self.scalar(at: stop, in: text)
+                    let c = text.scalar(at: stop)
                     guard c.properties.isWhitespace else { break }
                     stop += UTF8.width(c)
                 }
@@ -108,21 +107,6 @@ struct AddedTokenMatcher: Sendable {
             node = Int(next)
             j += 1
         }
-    }
-
-    /// The scalar whose UTF-8 starts at i (valid UTF-8).
-    static func scalar(at i: Int, in text: UnsafeBufferPointer<UInt8>) -> Unicode.Scalar {
-        var iterator = UnsafeBufferPointer(rebasing: text[i...]).makeIterator()
-        var decoder = UTF8()
-        if case .scalarValue(let s) = decoder.decode(&iterator) { return s }
-        return "\u{FFFD}"
-    }
-
-    /// The scalar whose UTF-8 ends just before i.
-    static func scalar(endingAt i: Int, in text: UnsafeBufferPointer<UInt8>) -> Unicode.Scalar {
-        var s = i - 1
-        while s > 0 && text[s] & 0xC0 == 0x80 { s -= 1 }
-        return scalar(at: s, in: text)
     }
 
     /// Rust regex's Unicode \w: Alphabetic, marks, decimal numbers, connector punctuation, Join_Control.

@@ -129,8 +129,16 @@ struct BPEModel: Sendable {
         }
     }
 
-    /// The piece's first symbols into `ids` (which holds at least piece.count); returns how many.
-    /// No character yields more symbols than it has bytes.
+    /// How many first symbols a piece of n bytes can have at most: one per byte, except that a
+    /// byte-level byte may fall back to the two `<0xNN>` tokens of its character's UTF-8.
+    @inline(__always)
+    private func symbolCapacity(_ n: Int) -> Int {
+        if case .byteCharacters = symbols { return 2 * n }
+        return n
+    }
+
+    /// The piece's first symbols into `ids` (which holds at least symbolCapacity(piece.count));
+    /// returns how many.
     @inline(__always)
     private func firstSymbols(_ piece: UnsafeBufferPointer<UInt8>, _ ids: UnsafeMutableBufferPointer<Int32>) -> Int {
         switch symbols {
@@ -171,9 +179,10 @@ struct BPEModel: Sendable {
     /// The merge loop for short pieces, as tiktoken does it: keep the rank of every adjacent
     /// pair, merge the lowest (leftmost on a tie), update its two neighbours' ranks, repeat.
     private func mergeByScan(_ piece: UnsafeBufferPointer<UInt8>, _ state: inout EncodeState) {
-        if state.ids.count < piece.count {
-            state.ids = [Int32](repeating: 0, count: piece.count)
-            state.ranks = [UInt64](repeating: 0, count: piece.count)
+        let capacity = symbolCapacity(piece.count)
+        if state.ids.count < capacity {
+            state.ids = [Int32](repeating: 0, count: capacity)
+            state.ranks = [UInt64](repeating: 0, count: capacity)
         }
         let m = state.ids.withUnsafeMutableBufferPointer { ids in
             state.ranks.withUnsafeMutableBufferPointer { ranks in
@@ -202,7 +211,7 @@ struct BPEModel: Sendable {
     /// 10¹⁰ steps): the pieces form a linked list, candidate pairs wait in a heap ordered by
     /// (rank, position), and a popped pair is used only if both its tokens are still as pushed.
     private func mergeWithHeap(_ piece: UnsafeBufferPointer<UInt8>, into out: inout [Int32]) {
-        var ids = [Int32](repeating: 0, count: piece.count)
+        var ids = [Int32](repeating: 0, count: symbolCapacity(piece.count))
         let n = ids.withUnsafeMutableBufferPointer { firstSymbols(piece, $0) }
         guard n > 0 else { return }
         var next = Array(1...n)              // n: the end
@@ -311,14 +320,6 @@ private struct SymbolWriter {
     private mutating func append(_ id: Int32) {
         ids[count] = id
         count += 1
-    }
-}
-
-extension UTF8 {
-    /// The length of the UTF-8 sequence that starts with `lead` (1 for a stray continuation byte).
-    @inline(__always)
-    static func width(startingWith lead: UInt8) -> Int {
-        lead < 0xC0 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4
     }
 }
 

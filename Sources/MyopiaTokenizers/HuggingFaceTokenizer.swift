@@ -77,8 +77,7 @@ public struct HuggingFaceTokenizer: Tokenizer {
         specialTokens = Dictionary(added.filter(\.token.special).map { ($0.token.content, Int32($0.token.id)) }, uniquingKeysWith: { a, _ in a })
         func matcher(normalized: Bool) -> AddedTokenMatcher {
             AddedTokenMatcher(added.filter { $0.token.normalized == normalized && !$0.pattern.isEmpty }.map { entry in
-                (Array(entry.pattern.utf8), AddedTokenMatcher.Token(id: Int32(entry.token.id), length: entry.pattern.utf8.count,
-                                                                    lstrip: entry.token.lstrip, rstrip: entry.token.rstrip,
+                (Array(entry.pattern.utf8), AddedTokenMatcher.Token(id: Int32(entry.token.id), lstrip: entry.token.lstrip, rstrip: entry.token.rstrip,
                                                                     singleWord: entry.token.singleWord))
             })
         }
@@ -91,12 +90,6 @@ public struct HuggingFaceTokenizer: Tokenizer {
         endOfText = addedTokens["<|endoftext|>"]
         let decoder = TokenDecoder(steps: file.decoders)
         let preTokenization = PreTokenization(file.preTokenizers)
-        if file.preTokenizers.contains(where: { if case .metaspace(_, .first, _) = $0 { return true } else { return false } }),
-           file.normalizers.contains(where: { if case .strip(true, _) = $0 { return true } else { return false } }) {
-            // tokenizers decides "first" from offsets into the original text, which a Strip shifts.
-            throw InputError.unsupported(file: source, field: "pre_tokenizer.prepend_scheme",
-                                          value: "\"first\" after a Strip normalizer")
-        }
         pipeline = Pipeline(model: try Self.bpeModel(model, vocabulary: vocabulary, size: size, byteLevel: preTokenization.byteLevel,
                                                      tokenStrings: strings, decoder: decoder, source: source),
                             normalizer: normalizer, preTokenization: preTokenization,
@@ -120,7 +113,7 @@ public struct HuggingFaceTokenizer: Tokenizer {
                                                found: "\(BPETokenizer.quoted(token.content)), also added_tokens[\(byContent[token.content]!)]")
             }
             byContent[token.content] = i
-            var expected: Int
+            let expected: Int
             if let id = vocabulary[token.content] { expected = Int(id) } else { expected = nextID; nextID += 1 }
             guard token.id == expected else {
                 throw InputError.invalidValue(file: file.source, field: field + ".id", expected: "\(expected) (the id tokenizers gives \(BPETokenizer.quoted(token.content)))",

@@ -113,7 +113,7 @@ struct PreTokenization: Sendable {
         var found: [Range<Int>] = []
         var i = 0
         while i < text.count {
-            let c = AddedTokenMatcher.scalar(at: i, in: text)
+            let c = text.scalar(at: i)
             let n = UTF8.width(c)
             if GPT2PreTokenizer.classify(c.value) == .number || GPT2PreTokenizer.isLaterNumber(c.value) { found.append(i..<i + n) }
             i += n

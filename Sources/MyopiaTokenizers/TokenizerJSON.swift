@@ -113,6 +113,14 @@ public struct TokenizerJSON: Sendable {
         case metaspace(replacement: Unicode.Scalar, prependScheme: PrependScheme)
     }
 
+    /// Bounds no real file comes near (they have a few steps, and insert "▁"), so that a file
+    /// cannot make encoding take unbounded time or memory: steps per list, the length of a string
+    /// a Replace or Prepend inserts, and how many times the normalizer's (or the decoder's)
+    /// Replace steps and Unicode forms may multiply a text's length.
+    public static let maxSteps = 64
+    public static let maxInsertedBytes = 256
+    public static let maxGrowth = 1024
+
     /// The regexes a Split pre-tokenizer may hold, exactly as the files write them.
     public static let knownRegexes: [String: PreTokenizer] = [
         #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#: .gpt2,
@@ -147,6 +155,45 @@ public struct TokenizerJSON: Sendable {
         addedTokens = try Self.addedTokens(root.optional("added_tokens"))
         // Special token ids in a template are checked against the vocabulary by HuggingFaceTokenizer.
         postProcessor = try root.optional("post_processor").map { try Self.postProcessor($0) } ?? PostProcessor()
+        try checkBounds()
+    }
+
+    /// The bounds above; each length is a UTF-8 byte count.
+    private func checkBounds() throws {
+        func steps(_ field: String, _ count: Int) throws {
+            guard count <= Self.maxSteps else {
+                throw InputError.invalidValue(file: source, field: field, expected: "at most \(Self.maxSteps) steps", found: "\(count)")
+            }
+        }
+        try steps("normalizer", normalizers.count)
+        try steps("pre_tokenizer", preTokenizers.count)
+        try steps("decoder", decoders?.count ?? 0)
+        func growth(_ pattern: String, _ content: String) -> Double {
+            max(1, Double(content.utf8.count) / Double(max(1, pattern.utf8.count)))
+        }
+        let normalizerGrowth = normalizers.reduce(1.0) { product, step in
+            switch step {
+            case .nfc, .nfd, .lowercase: return product * 3   // one character's UTF-8 grows at most threefold
+            case .nfkc, .nfkd: return product * 11            // U+FDFA: 3 bytes to 33
+            case .replace(let pattern, let content): return product * growth(pattern, content)
+            case .prepend, .strip: return product
+            }
+        }
+        let decoderGrowth = (decoders ?? []).reduce(1.0) { product, step in
+            if case .replace(let pattern, let content) = step { return product * growth(pattern, content) }
+            return product
+        }
+        for (field, value) in [("normalizer", normalizerGrowth), ("decoder", decoderGrowth)] where value > Double(Self.maxGrowth) {
+            throw InputError.unsupported(file: source, field: field,
+                                          value: "steps that can multiply a text's length by \(value) (at most \(Self.maxGrowth))")
+        }
+    }
+
+    /// A string a Replace or Prepend inserts: at most maxInsertedBytes.
+    private static func inserted(_ field: JSONField) throws -> String {
+        let s = try field.string()
+        guard s.utf8.count <= maxInsertedBytes else { throw field.wrong("a string of at most \(maxInsertedBytes) bytes") }
+        return s
     }
 
     /// The "type" of a component, which must be one of `known`.
@@ -235,8 +282,8 @@ public struct TokenizerJSON: Sendable {
         case "NFKD": return [.nfkd]
         case "Lowercase": return [.lowercase]
         case "Replace":
-            return [.replace(pattern: try stringPattern(field.required("pattern")), content: try field.required("content").string())]
-        case "Prepend": return [.prepend(try field.required("prepend").string())]
+            return [.replace(pattern: try stringPattern(field.required("pattern")), content: try inserted(field.required("content")))]
+        case "Prepend": return [.prepend(try inserted(field.required("prepend")))]
         default: return [.strip(left: try flag(field, "strip_left"), right: try flag(field, "strip_right"))]
         }
     }
@@ -415,7 +462,7 @@ public struct TokenizerJSON: Sendable {
         case "Sequence": return try field.required("decoders").array().flatMap { try decoders($0) }
         case "ByteLevel": return [.byteLevel]
         case "Replace":
-            return [.replace(pattern: try stringPattern(field.required("pattern")), content: try field.required("content").string())]
+            return [.replace(pattern: try stringPattern(field.required("pattern")), content: try inserted(field.required("content")))]
         case "ByteFallback": return [.byteFallback]
         case "Fuse": return [.fuse]
         case "Strip":

@@ -138,6 +138,27 @@ final class TokenizerJSONTests: XCTestCase {
         }
     }
 
+    /// Metaspace's `prepend_scheme: first` puts "▁" only before text that starts the input; text a
+    /// normalizer cut the start of (a Strip, a Replace with "") does not, as `tokenizers` decides it
+    /// from offsets into the original text. Ids from tokenizers 0.23.3 for the same blocks.
+    func testMetaspaceFirstAfterANormalizerThatCutsTheStart() throws {
+        func tokenizer(_ normalizer: String) throws -> HuggingFaceTokenizer {
+            let json = #"{"normalizer":\#(normalizer),"pre_tokenizer":{"type":"Metaspace","replacement":"▁","prepend_scheme":"first","split":false},"#
+                + #""added_tokens":[{"id":5,"content":"<s>","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}],"#
+                + #""model":{"type":"BPE","vocab":{"▁":0,"h":1,"i":2," ":3,"x":4},"merges":[]}}"#
+            return try HuggingFaceTokenizer(TokenizerJSON(bytes: Array(json.utf8), source: "metaspace.json"), name: "metaspace")
+        }
+        let strip = try tokenizer(#"{"type":"Strip","strip_left":true,"strip_right":false}"#)
+        XCTAssertEqual(strip.encode("hi"), [0, 1, 2])
+        XCTAssertEqual(strip.encode("  hi"), [1, 2])
+        XCTAssertEqual(strip.encode(" hi"), [1, 2])
+        XCTAssertEqual(strip.encode("x hi"), [0, 4, 0, 1, 2])
+        XCTAssertEqual(strip.encode("<s>hi"), [5, 1, 2])   // after an added token: not the input's start
+        let replace = try tokenizer(#"{"type":"Replace","pattern":{"String":" "},"content":""}"#)
+        XCTAssertEqual(replace.encode("hi"), [0, 1, 2])
+        XCTAssertEqual(replace.encode("  hi"), [1, 2])
+    }
+
     // MARK: - Loading by path
 
     func testTokenizersLoadReadsTokenizerJSONAndFoldersHoldingOne() throws {

@@ -262,6 +262,9 @@ SAMPLES = [
     ("combining", "e\u0301 café cafe\u0301 n\u0303 a\u0308\u0304 \u212b \u1100\u1161\u11a8 \u0301leading x\u20dd"),
     ("compatibility", "ＡＢＣ１２３ ﬁ ﬂ ㎏ ½ ² Ⅻ ℌ ﹏ ｶﾀｶﾅ"),
     ("mixed_case", "HeLLo WoRLD İstanbul ΣΊΣΥΦΟΣ Straße ǅ"),
+    # Characters newer than tokenizers' normalization tables (Unicode 11.0), which it leaves alone:
+    # U+32FF (12.1, NFKC "令和" today), U+A7F2 (14.0), U+11935 U+11930 (13.0, NFC U+11938 today).
+    ("unicode_versions", "\u32ff \ua7f2\ua7f3 \U00011935\U00011930 \U00011938 e\u0301\U00011930 ﬁ\u32ff\u0301"),
     ("cyrillic_greek_arabic", "Привет, мир! Καλημέρα κόσμε. مرحبا بالعالم ٢٠٢٤"),
     ("controls", "nul\x00bel\x07del\x7f esc\x1b[0m end"),
     ("rare_characters", "\U0001f9ec\U0001fae0 \u2603 \u0fd5 \U00010348 \U000e0041 \ufffd"),

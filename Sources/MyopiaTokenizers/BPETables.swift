@@ -152,6 +152,15 @@ struct PairMap: Sendable {
     @inline(__always)
     func find(_ left: Int32, _ right: Int32) -> UInt64 { values[slot(Self.key(left, right))] }
 
+    /// Inserts the pair, or replaces its rank and merged id if it is already there (tokenizers'
+    /// merge map keeps the last of a pair written twice). Call with at most `capacity` pairs.
+    mutating func set(_ left: Int32, _ right: Int32, rank: UInt32, merged: Int32) {
+        let k = Self.key(left, right)
+        let s = slot(k)
+        if keys[s] != k { keys[s] = k; count += 1 }
+        values[s] = UInt64(rank) << 32 | UInt64(UInt32(bitPattern: merged))
+    }
+
     /// Inserts the pair and returns true, or returns false if it is already there (keeping the first).
     /// Call with at most `capacity` pairs.
     mutating func insert(_ left: Int32, _ right: Int32, rank: UInt32, merged: Int32) -> Bool {

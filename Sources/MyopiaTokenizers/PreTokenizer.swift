@@ -26,12 +26,18 @@
 // Both are one scanner; `isolatingNumbers` (a constant at each call site, so the GPT-2 loop carries
 // no test for it) makes a number a piece of its own and ends a whitespace run before one.
 
-/// Which pre-tokeniser a BPETokenizer cuts text with. GGUF files name it in `tokenizer.ggml.pre`.
+/// Which pre-tokeniser a BPETokenizer cuts text with. GGUF files name it in `tokenizer.ggml.pre`;
+/// a tokenizer.json writes it as a regex (TokenizerJSON.swift).
 public enum PreTokenizer: String, Sendable, CaseIterable {
     /// GPT-2's regex.
     case gpt2
     /// Each number character alone, then GPT-2's regex on the stretches between (SmolLM2).
     case smollm
+    /// Llama 3's regex, which is also OpenAI's cl100k_base (Llama3PreTokenizer.swift): numbers in
+    /// runs of at most three digits.
+    case llama3
+    /// Qwen2's regex: Llama 3's with every number character a piece by itself.
+    case qwen2
 
     /// The pieces of `text`, as strings (for tests and for looking at what a tokenizer does).
     public func pieces(_ text: String) -> [String] {
@@ -51,6 +57,8 @@ public enum PreTokenizer: String, Sendable, CaseIterable {
         switch self {
         case .gpt2: GPT2PreTokenizer.forEachPiece(text, from: start, to: end, isolatingNumbers: false, body)
         case .smollm: GPT2PreTokenizer.forEachPiece(text, from: start, to: end, isolatingNumbers: true, body)
+        case .llama3: Llama3PreTokenizer.forEachPiece(text, from: start, to: end, maxDigits: 3, body)
+        case .qwen2: Llama3PreTokenizer.forEachPiece(text, from: start, to: end, maxDigits: 1, body)
         }
     }
 }
@@ -61,7 +69,7 @@ enum CharacterClass: UInt8 {
 
 enum GPT2PreTokenizer {
     /// The class of every scalar in the Basic Multilingual Plane, computed once.
-    private static let bmpClasses: [CharacterClass] = (0..<0x1_0000).map { classify(UInt32($0)) }
+    static let bmpClasses: [CharacterClass] = (0..<0x1_0000).map { classify(UInt32($0)) }
 
     /// The Unicode version of tiktoken 0.14's tables (Rust regex-syntax 0.8). Characters added
     /// later are neither letters nor numbers there, so they are not here either: without this,

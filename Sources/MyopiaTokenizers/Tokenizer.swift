@@ -6,8 +6,9 @@
 //   gpt2-tiktoken   BPETokenizer from the `gpt2-tiktoken` asset (tiktoken ranks); the same ids
 //   smollm2-135m    BPETokenizer embedded in the `smollm2-135m` GGUF (GGUFTokenizer.swift), vocab 49152,
 //                   SmolLM2's digit-splitting pre-tokenizer, end of text = <|im_end|> (its eos, 2)
-//   PATH            a folder holding vocab.json + merges.txt, a vocab.json (merges.txt beside it),
-//                   a .tiktoken ranks file (`<|endoftext|>` = number of ranks, as in GPT-2), or a
+//   PATH            a tokenizer.json (Hugging Face's tokenizers format: HuggingFaceTokenizer), a folder
+//                   holding one (else vocab.json + merges.txt), a vocab.json (merges.txt beside it), a
+//                   .tiktoken ranks file (`<|endoftext|>` = number of ranks, as in GPT-2), or a
 //                   .gguf file whose tokenizer.ggml.model is "gpt2"
 
 import Foundation
@@ -19,8 +20,15 @@ public protocol Tokenizer: Sendable {
     var name: String { get }
     /// Ids are in 0..<vocabSize.
     var vocabSize: Int { get }
-    /// Text to ids. Special tokens such as `<|endoftext|>` are encoded as the plain text they are.
+    /// Text to ids, never adding a BOS or EOS. Special tokens written in the text are treated as
+    /// the tokenizer's own library treats them: as the plain text they are for GPT-2's files,
+    /// tiktoken ranks and GGUF (tiktoken's `encode_ordinary`), as their ids for a tokenizer.json
+    /// (`tokenizers`' `encode(text, add_special_tokens=False)`).
     func encode(_ text: String) -> [Int32]
+    /// Text to ids for a whole sequence: with `addSpecialTokens`, the tokens a tokenizer.json's
+    /// post-processor puts around it (a BOS for Llama 3 and Gemma), as `tokenizers`' `encode(text,
+    /// add_special_tokens=True)`. The other tokenizers have none to add.
+    func encode(_ text: String, addSpecialTokens: Bool) -> [Int32]
     /// Ids to text; bytes that are not valid UTF-8 become U+FFFD. Ids outside the vocabulary are skipped.
     func decode(_ ids: [Int32]) -> String
     /// Ids to their exact bytes (for streaming output, where a character may span tokens).
@@ -32,6 +40,7 @@ public protocol Tokenizer: Sendable {
 
 extension Tokenizer {
     public var endOfText: Int32? { nil }
+    public func encode(_ text: String, addSpecialTokens: Bool) -> [Int32] { encode(text) }
 }
 
 extension ByteTokenizer: Tokenizer {
@@ -66,21 +75,28 @@ public enum Tokenizers {
         }
     }
 
-    private static func loadPath(_ path: String) throws -> BPETokenizer {
+    private static func loadPath(_ path: String) throws -> any Tokenizer {
         let expanded = (path as NSString).expandingTildeInPath
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: expanded, isDirectory: &isFolder) else {
             throw InputError.io(file: path, reason: "no such file or folder, and not a known tokenizer (known: \(knownNames.joined(separator: ", ")))")
         }
         let url = URL(fileURLWithPath: expanded)
-        if isFolder.boolValue { return try BPETokenizer.load(folder: url, name: path) }
+        if isFolder.boolValue {
+            let tokenizerJSON = url.appendingPathComponent("tokenizer.json")
+            if FileManager.default.fileExists(atPath: tokenizerJSON.path) {
+                return try HuggingFaceTokenizer.load(tokenizerJSON: tokenizerJSON, name: path)
+            }
+            return try BPETokenizer.load(folder: url, name: path)
+        }
         if url.pathExtension == "tiktoken" { return try BPETokenizer.load(tiktoken: url, name: path) }
         if url.pathExtension.lowercased() == "gguf" { return try BPETokenizer.load(gguf: url, name: path) }
         if url.lastPathComponent.hasSuffix("vocab.json") {
             let merges = url.deletingLastPathComponent().appendingPathComponent("merges.txt")
             return try BPETokenizer.load(vocabJSON: url, merges: merges, name: path)
         }
+        if url.pathExtension.lowercased() == "json" { return try HuggingFaceTokenizer.load(tokenizerJSON: url, name: path) }
         throw InputError.unsupported(file: path, field: "tokenizer",
-                                      value: "\"\(url.lastPathComponent)\" (expected a folder with vocab.json + merges.txt, a vocab.json, a .tiktoken or a .gguf file)")
+                                      value: "\"\(url.lastPathComponent)\" (expected a tokenizer.json, a folder with one or with vocab.json + merges.txt, a vocab.json, a .tiktoken or a .gguf file)")
     }
 }

@@ -27,14 +27,15 @@ extension Trainer {
 }
 
 extension TrainConfig {
-    /// Takes the model's shape (family, layers, heads, key/value heads, d_model) and tokenizer from
-    /// `model`, so that a run fine-tuning that model records what it actually trains.
+    /// Takes the model's shape (family, layers, heads, key/value heads, d_model) from `model`, so
+    /// that a run fine-tuning that model records what it actually trains. The tokenizer is set by
+    /// whoever loaded the model (ReferenceModel), which knows the one it loaded: a model folder's
+    /// tokenizer.json comes before the `myopia_tokenizer` of its config.
     public mutating func adoptShape(of model: ModelConfig) {
         family = model.family
         layers = model.nLayers
         heads = model.nHeads
         kvHeads = model.family == .llama && model.kvHeads != model.nHeads ? model.kvHeads : nil
         dModel = model.dModel
-        if let name = model.tokenizer { tokenizer = name }
     }
 }

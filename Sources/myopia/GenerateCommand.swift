@@ -69,7 +69,8 @@ struct GenerateCommand: ConfigFileCommand, RunFolderOutput {
         try reportingErrors {
             let (location, model, tokenizer) = try ModelInputs.load(self.model.nameOrPath, log: Terminal.info)
             let source = location.path
-            let promptTokens = tokenizer.encode(prompt)
+            // As transformers' generate: the prompt starts the sequence, with the BOS a tokenizer.json adds (Llama 3, Gemma).
+            let promptTokens = tokenizer.encode(prompt, addSpecialTokens: true)
             guard !promptTokens.isEmpty else { throw ValidationError("--prompt encodes to no tokens") }
             let referenceTokens = try reference.map { try GenerationStudy.referenceTokens($0, tokenizer: tokenizer, maxTokens: maxTokens) }
             let v = Int32(model.config.vocabSize)

@@ -15,9 +15,10 @@ struct ModelOptions: ParsableArguments {
     var nameOrPath: String
 }
 
-/// `--tokenizer`: the text's tokenizer when it is not the one the model names (eval, lens, probe).
+/// `--tokenizer`: the text's tokenizer when it is not the model's own (eval, lens, probe).
 struct TokenizerOption: ParsableArguments {
-    @Option(help: "Tokenizer: byte, gpt2 or a path (default: the one the model names).") var tokenizer: String?
+    @Option(help: "Tokenizer: byte, gpt2 or a path such as a tokenizer.json (default: the model folder's tokenizer.json, else the one its config names).")
+    var tokenizer: String?
 }
 
 /// `--seq-len` and `--batch`: windows of T tokens (T predictions each), read B per forward pass.

@@ -8,9 +8,9 @@ struct TokenizeCommand: ConfigFileCommand {
         abstract: "Encode a text file and print its token ids.",
         usage: "myopia tokenize [<options>] <file>",
         discussion: """
-        The tokenizer is a name or a path. The names are byte, gpt2 (vocab.json and merges.txt), gpt2-tiktoken (tiktoken ranks; the same ids as gpt2) and smollm2-135m (the tokenizer in SmolLM2's GGUF). Their files are fetched on first use. A path is a folder with vocab.json and merges.txt, a .tiktoken file, or a .gguf file.
+        The tokenizer is a name or a path. The names are byte, gpt2 (vocab.json and merges.txt), gpt2-tiktoken (tiktoken ranks; the same ids as gpt2) and smollm2-135m (the tokenizer in SmolLM2's GGUF). Their files are fetched on first use. A path is a Hugging Face tokenizer.json, a folder with one (or with vocab.json and merges.txt), a .tiktoken file, or a .gguf file.
 
-        The ids go to stdout, one per line, or as one JSON array with --json. The count and the encoding rate go to stderr. `<|endoftext|>` in the text is plain text unless you pass --allow-special.
+        The ids go to stdout, one per line, or as one JSON array with --json. The count and the encoding rate go to stderr. `<|endoftext|>` in the text is plain text unless you pass --allow-special; a tokenizer.json's special tokens are always their ids, as in Hugging Face's tokenizers. --add-special-tokens puts around the ids what a tokenizer.json's post-processor adds (Llama 3's and Gemma's BOS).
 
         Examples:
           printf 'Hello world' > hello.txt
@@ -18,7 +18,7 @@ struct TokenizeCommand: ConfigFileCommand {
           myopia tokenize --tokenizer gpt2 --decode ids.txt     # ids back to text
         """)
 
-    @Option(help: "byte, gpt2, gpt2-tiktoken, smollm2-135m, or a path to tokenizer files (or a .gguf).") var tokenizer = "gpt2"
+    @Option(help: "byte, gpt2, gpt2-tiktoken, smollm2-135m, or a path to tokenizer files (a tokenizer.json, a .gguf).") var tokenizer = "gpt2"
     @Argument(help: "A UTF-8 text file (- reads stdin); with --decode, a file of ids.") var file: String
     @Flag(help: "Print one JSON array.") var json = false
     @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
@@ -26,6 +26,8 @@ struct TokenizeCommand: ConfigFileCommand {
     @Flag(name: .customLong("allow-special"), help: "Encode special tokens written in the text (<|endoftext|>) as their ids.")
     var allowSpecial = false
     @Flag(help: "Read ids (whitespace, comma or JSON-array separated) and print the text they decode to.") var decode = false
+    @Flag(name: .customLong("add-special-tokens"), help: "Add the tokens a tokenizer.json's post-processor puts around a text (a BOS).")
+    var addSpecialTokens = false
 
     func run() throws {
         Terminal.quiet = quiet
@@ -46,7 +48,7 @@ struct TokenizeCommand: ConfigFileCommand {
                 if allowSpecial, let bpe = tok as? BPETokenizer {
                     (ids, seconds) = timed { bpe.encode(text, allowedSpecial: Set(bpe.specialTokens.keys)) }
                 } else {
-                    (ids, seconds) = timed { tok.encode(text) }
+                    (ids, seconds) = timed { tok.encode(text, addSpecialTokens: addSpecialTokens) }
                 }
             }
             let body = json ? "[" + ids.map(String.init).joined(separator: ",") + "]\n"

@@ -140,4 +140,39 @@ final class GenerateCLITests: XCTestCase {
         XCTAssertNotEqual(zero.status, 0)
         XCTAssertTrue(zero.stderr.contains("--samples"), zero.stderr)
     }
+
+    /// A model trained with a tokenizer.json generates from a prompt that starts with the BOS its
+    /// post-processor adds (Llama 3's); a tokenizer.json in the checkpoint folder is read in place of
+    /// the one its config names; `tokenize` reads one too.
+    func testTokenizerJSONModelFolder() throws {
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/tokenizer_json")
+        let llama3 = fixtures.appendingPathComponent("llama3/tokenizer.json"), qwen2 = fixtures.appendingPathComponent("qwen2/tokenizer.json")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("myopia-gen-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let corpus = dir.appendingPathComponent("corpus.txt")
+        try Data(String(repeating: "Hello world, the quick brown fox jumps over the lazy dog. ", count: 20).utf8).write(to: corpus)
+        let run = dir.appendingPathComponent("run")
+        let train = try myopia(["train", "--data", corpus.path, "--out", run.path, "--tokenizer", llama3.path, "--family", "llama",
+                                "--layers", "1", "--heads", "2", "--d-model", "16", "--seq-len", "16", "--batch", "2", "--steps", "2",
+                                "--warmup", "1", "--quiet"])
+        XCTAssertEqual(train.status, 0, train.stderr)
+        let prompt = ["--prompt", "Hello world", "--max-tokens", "3", "--greedy"]
+        XCTAssertEqual(try generateJSON(["--checkpoint", run.path] + prompt)["prompt_tokens"] as? [Int], [500, 39, 478, 365])
+
+        let checkpoint = try XCTUnwrap(try FileManager.default.contentsOfDirectory(at: run, includingPropertiesForKeys: nil)
+            .filter { $0.lastPathComponent.hasPrefix("checkpoint-") }.max { $0.path < $1.path })
+        try FileManager.default.copyItem(at: qwen2, to: checkpoint.appendingPathComponent("tokenizer.json"))
+        let expected = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: fixtures.appendingPathComponent("qwen2/expected.json")))
+            as? [String: Any])
+        let hello = try XCTUnwrap((expected["samples"] as? [[String: Any]])?.first { $0["name"] as? String == "hello" })
+        XCTAssertEqual(try generateJSON(["--checkpoint", checkpoint.path] + prompt)["prompt_tokens"] as? [Int], hello["ids"] as? [Int])
+
+        let text = dir.appendingPathComponent("hello.txt")
+        try Data("Hello world".utf8).write(to: text)
+        let tokenized = try myopia(["tokenize", "--tokenizer", llama3.path, "--json", "--add-special-tokens", text.path])
+        XCTAssertEqual(tokenized.status, 0, tokenized.stderr)
+        XCTAssertEqual(tokenized.stdout, "[500,39,478,365]\n")
+    }
 }

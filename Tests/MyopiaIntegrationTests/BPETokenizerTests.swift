@@ -106,6 +106,42 @@ final class BPETokenizerTests: XCTestCase {
         }
     }
 
+    /// GPT-2's vocab.json and merges.txt written as Hugging Face's GPT-2 tokenizer.json (ByteLevel
+    /// pre-tokenizer and decoder, `<|endoftext|>` an added special token): the tokenizer.json reader
+    /// on a real vocabulary (50,257 tokens, 50,000 merges) gives tiktoken's ids, `<|endoftext|>`
+    /// in the text included, on every sample and all of tiny-shakespeare.
+    func testGPT2AsTokenizerJSON() throws {
+        let folder = try Self.store.fetch("gpt2")
+        let vocab = try String(contentsOf: folder.appendingPathComponent("vocab.json"), encoding: .utf8)
+        let merges = try String(contentsOf: folder.appendingPathComponent("merges.txt"), encoding: .utf8)
+            .split(separator: "\n").filter { !$0.hasPrefix("#version") }
+        func quoted(_ s: Substring) -> String {
+            "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        }
+        let byteLevel = #"{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":true}"#
+        let json = #"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[{"id":50256,"content":"<|endoftext|>","#
+            + #""single_word":false,"lstrip":false,"rstrip":false,"normalized":true,"special":true}],"normalizer":null,"#
+            + #""pre_tokenizer":\#(byteLevel),"post_processor":\#(byteLevel),"decoder":\#(byteLevel),"#
+            + #""model":{"type":"BPE","dropout":null,"unk_token":null,"continuing_subword_prefix":"","end_of_word_suffix":"","#
+            + #""fuse_unk":false,"vocab":\#(vocab),"merges":[\#(merges.map(quoted).joined(separator: ","))]}}"#
+        let started = Date()
+        let t = try HuggingFaceTokenizer(TokenizerJSON(bytes: Array(json.utf8), source: "gpt2/tokenizer.json"), name: "gpt2-json")
+        print("read a \(json.utf8.count / 1000) KB tokenizer.json in \(String(format: "%.2f", Date().timeIntervalSince(started))) s")
+        XCTAssertEqual(t.vocabSize, 50257)
+        XCTAssertEqual(t.endOfText, 50256)
+        for s in try reference().samples {
+            XCTAssertEqual(t.encode(s.text), s.idsSpecial, s.name)
+            XCTAssertEqual(t.decode(s.idsSpecial), s.text, s.name)
+        }
+        let expected = try reference().shakespeare
+        let text = try String(contentsOf: Self.store.fetch("tinyshakespeare"), encoding: .utf8)
+        let ids = t.encode(text)
+        XCTAssertEqual(ids.count, expected.count)
+        var sha = SHA256()
+        ids.withUnsafeBytes { sha.update($0) }
+        XCTAssertEqual(sha.hexDigest(), expected.sha256)
+    }
+
     /// Bytes that are not UTF-8 decode to U+FFFD exactly where Python's errors="replace" puts them.
     func testDecodingBrokenUTF8() throws {
         let (merges, ranks) = try tokenizers()

@@ -88,7 +88,7 @@ public enum GenerationStudy {
     public static func run(_ model: Transformer, tokenizer: any Tokenizer, source: String, prompt: String,
                            options: SamplingOptions, count: Int, reference: (name: String, tokens: [Int32])? = nil,
                            onSample: (Int) -> Void = { _ in }) -> Report {
-        let promptTokens = tokenizer.encode(prompt)
+        let promptTokens = tokenizer.encode(prompt, addSpecialTokens: true)   // with a tokenizer.json's BOS, as `generate` has it
         var drawn: [GeneratedSample] = []
         for i in 0..<count {
             var o = options

@@ -39,8 +39,10 @@ public enum ModelInputs {
         }
     }
 
-    /// The tokenizer a model was trained with (or `override`), checked against its vocabulary size.
-    /// `source` names the checkpoint folder or model file in errors.
+    /// The tokenizer a model was trained with (or `override`), checked against its vocabulary size:
+    /// a model folder's own tokenizer.json (a Hugging Face folder's), else the one its config.json
+    /// names (`myopia_tokenizer`), else bytes. A GGUF names its embedded tokenizer. `source` names the
+    /// checkpoint folder or model file in errors.
     public static func tokenizer(for config: ModelConfig, source: URL, override: String? = nil,
                                  log: (String) -> Void = { _ in }) throws -> any Tokenizer {
         let file = source.hasDirectoryPath || source.pathExtension.isEmpty
@@ -49,7 +51,9 @@ public enum ModelInputs {
             throw InputError.unsupported(file: file, field: "myopia_input_features",
                                           value: "a model with continuous heads (sine task), which reads features, not text: use `myopia horizon` or `myopia synthetic sine` with it")
         }
-        let name = override ?? config.tokenizer ?? ByteTokenizer.name
+        let ownFile = override == nil ? folderTokenizer(source) : nil
+        if let ownFile { log("tokenizer: \(ownFile.path) (the model folder's tokenizer.json)") }
+        let name = override ?? ownFile?.path ?? config.tokenizer ?? ByteTokenizer.name
         let tokenizer = try Tokenizers.load(name, log: log)
         guard tokenizer.vocabSize <= config.vocabSize else {
             throw InputError.invalidValue(file: file, field: "vocab_size",
@@ -57,5 +61,13 @@ public enum ModelInputs {
                                            found: "\(config.vocabSize)")
         }
         return tokenizer
+    }
+
+    /// The tokenizer.json in a model folder (Hugging Face's tokenizer file), if there is one.
+    public static func folderTokenizer(_ source: URL) -> URL? {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: source.path, isDirectory: &isFolder), isFolder.boolValue else { return nil }
+        let file = source.appendingPathComponent("tokenizer.json")
+        return FileManager.default.fileExists(atPath: file.path) ? file : nil
     }
 }

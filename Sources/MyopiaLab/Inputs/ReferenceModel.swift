@@ -45,7 +45,7 @@ public enum ReferenceModel {
             throw FlagError("--seq-len \(config.seqLen) is longer than the reference's \(m.maxPositions) positions")
         }
         config.adoptShape(of: m)
-        config.tokenizer = given.tokenizer ?? m.tokenizer ?? tokenizer.name
+        config.tokenizer = given.tokenizer ?? tokenizer.name   // the one loaded: a folder's tokenizer.json, else the config's
         log("reference: \(source.path) (\(m.family), \(m.nLayers) layers, d_model \(m.dModel), \(model.params.count) parameters)")
         return (source, model, tokenizer)
     }

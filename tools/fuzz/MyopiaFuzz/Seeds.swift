@@ -86,6 +86,9 @@ public enum Seeds {
 
         """
 
+    /// The special tokens of the families whose tokenizer.json the seeds hold, inside text.
+    static let specialText = "<|endoftext|>x<s> </s>[INST]<bos><eos><|begin_of_text|><|im_start|>user<|im_end|> <mask> [word] Hello World<unk>\n"
+
     static let unicode = "Café, naïve façade — 日本語のテキスト, emoji 😀👍🏽, Ελληνικά, עברית, \u{0301}combining, zero\u{200B}width\r\nCRLF line\r\n\ttab\u{00A0}nbsp\n"
 
     // MARK: - Seeds per target
@@ -141,6 +144,16 @@ public enum Seeds {
             return [("merges.txt", mergesTXT)]
         case "tiktoken":
             return [("ranks.tiktoken", tiktoken)]
+        case "tokenizer-json":
+            // The tiny vocabulary above as Llama 3 writes its tokenizer.json, two small
+            // character vocabularies with every other kind of block (a small vocabulary leaves the
+            // mutations more of the blocks), and two of the reference fixtures
+            // (tools/reference/tokenizer_json_reference.py): Gemma's and the byte-level options.
+            var out = [("tiny.json", tinyTokenizerJSON), ("sentencepiece.json", sentencePieceJSON), ("options.json", optionsJSON)]
+            for family in ["gemma", "features_bytelevel"] {
+                if let file = fixture("tokenizer_json/\(family)/tokenizer.json") { out.append(("\(family).json", file)) }
+            }
+            return out
         case "corpus":
             return [("english.txt", Array(english.utf8)), ("unicode.txt", Array(unicode.utf8)),
                     ("long-line.txt", Array((String(repeating: "word ", count: 400) + "\n" + String(repeating: "9", count: 300)).utf8)),
@@ -167,6 +180,96 @@ public enum Seeds {
         json["metadata"] = nil
         let compact = [UInt8](try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]))
         return [("llama-bf16.json", llama), ("gpt2-f16.json", try index("gpt2_f16")), ("llama-no-metadata.json", compact)]
+    }
+
+    /// The tiny vocabulary and merges as a tokenizer.json with Llama 3's blocks: a Split with its
+    /// regex, ByteLevel, a BOS put first, `<|endoftext|>` as a special token.
+    public static var tinyTokenizerJSON: [UInt8] {
+        let vocab = tokens.enumerated().map { jsonString($0.element) + ":\($0.offset)" }.joined(separator: ",")
+        let pairs = merges.map { m in "[" + m.split(separator: " ").map { jsonString(String($0)) }.joined(separator: ",") + "]" }
+        let regex = jsonString(#"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#)
+        let eot = tokens.count - 1
+        let json = """
+            {"version":"1.0","truncation":null,"padding":null,
+            "added_tokens":[{"id":\(eot),"content":"<|endoftext|>","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}],
+            "normalizer":{"type":"NFC"},
+            "pre_tokenizer":{"type":"Sequence","pretokenizers":[{"type":"Split","pattern":{"Regex":\(regex)},"behavior":"Isolated","invert":false},
+            {"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":false}]},
+            "post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<|endoftext|>","type_id":0}},{"Sequence":{"id":"A","type_id":0}}],
+            "pair":[{"Sequence":{"id":"A","type_id":0}},{"Sequence":{"id":"B","type_id":1}}],
+            "special_tokens":{"<|endoftext|>":{"id":"<|endoftext|>","ids":[\(eot)],"tokens":["<|endoftext|>"]}}},
+            "decoder":{"type":"ByteLevel","add_prefix_space":true,"trim_offsets":true,"use_regex":true},
+            "model":{"type":"BPE","dropout":null,"unk_token":null,"continuing_subword_prefix":null,"end_of_word_suffix":null,
+            "fuse_unk":false,"byte_fallback":false,"ignore_merges":true,"vocab":{\(vocab)},"merges":[\(pairs.joined(separator: ","))]}}
+
+            """
+        return Array(json.utf8)
+    }
+
+    /// A character vocabulary: the letters, a few marks, "▁", and tokens the merges make.
+    static let characterMerges = [("▁", "t"), ("h", "e"), ("▁t", "he"), ("▁", "a"), ("i", "n"), ("▁a", "n"), ("▁an", "d"), ("o", "n"), ("e", "r")]
+
+    /// The vocabulary object's members, and how many there are.
+    static func characterVocabulary(first: [String]) -> (json: String, count: Int) {
+        var tokens = first + "abcdefghijklmnopqrstuvwxyzTH.,'!?0123456789".map(String.init) + ["▁"]
+        for (l, r) in characterMerges { tokens.append(l + r) }
+        return (tokens.enumerated().map { jsonString($0.element) + ":\($0.offset)" }.joined(separator: ","), tokens.count)
+    }
+
+    static var characterMergesJSON: String {
+        characterMerges.map { "[" + jsonString($0.0) + "," + jsonString($0.1) + "]" }.joined(separator: ",")
+    }
+
+    /// Llama 2's blocks (Prepend and Replace, byte fallback for a few bytes, unk fused, <s> first,
+    /// the Replace/ByteFallback/Fuse/Strip decoder) on the character vocabulary.
+    public static var sentencePieceJSON: [UInt8] {
+        let bytes = ["<0x0A>", "<0xE2>", "<0x98>", "<0x83>", "<0xF0>", "<0x9F>"]
+        let json = """
+            {"version":"1.0","truncation":null,"padding":null,
+            "added_tokens":[{"id":0,"content":"<unk>","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true},
+            {"id":1,"content":"<s>","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true},
+            {"id":2,"content":"</s>","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}],
+            "normalizer":{"type":"Sequence","normalizers":[{"type":"Prepend","prepend":"▁"},{"type":"Replace","pattern":{"String":" "},"content":"▁"}]},
+            "pre_tokenizer":null,
+            "post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>","type_id":0}},{"Sequence":{"id":"A","type_id":0}}],
+            "pair":[{"SpecialToken":{"id":"<s>","type_id":0}},{"Sequence":{"id":"A","type_id":0}},{"SpecialToken":{"id":"<s>","type_id":1}},{"Sequence":{"id":"B","type_id":1}}],
+            "special_tokens":{"<s>":{"id":"<s>","ids":[1],"tokens":["<s>"]}}},
+            "decoder":{"type":"Sequence","decoders":[{"type":"Replace","pattern":{"String":"▁"},"content":" "},{"type":"ByteFallback"},{"type":"Fuse"},
+            {"type":"Strip","content":" ","start":1,"stop":0}]},
+            "model":{"type":"BPE","dropout":null,"unk_token":"<unk>","continuing_subword_prefix":null,"end_of_word_suffix":null,
+            "fuse_unk":true,"byte_fallback":true,"ignore_merges":false,"vocab":{\(characterVocabulary(first: ["<unk>", "<s>", "</s>"] + bytes).json)},
+            "merges":[\(characterMergesJSON)]}}
+
+            """
+        return Array(json.utf8)
+    }
+
+    /// The remaining blocks on the character vocabulary: NFKC, Lowercase and Strip; a literal
+    /// Split, Digits and Metaspace; added tokens with lstrip, rstrip, single_word and normalized;
+    /// BOS and EOS; the Metaspace decoder; an unknown token fused, ignore_merges.
+    public static var optionsJSON: [UInt8] {
+        let (vocabulary, count) = characterVocabulary(first: ["<unk>", "<s>", "</s>"])
+        let json = """
+            {"version":"1.0","truncation":null,"padding":null,
+            "added_tokens":[{"id":0,"content":"<unk>","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true},
+            {"id":1,"content":"<s>","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true},
+            {"id":2,"content":"</s>","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true},
+            {"id":\(count),"content":"<mask>","single_word":false,"lstrip":true,"rstrip":false,"normalized":false,"special":true},
+            {"id":\(count + 1),"content":"[word]","single_word":true,"lstrip":false,"rstrip":true,"normalized":false,"special":false},
+            {"id":\(count + 2),"content":"Hello World","single_word":false,"lstrip":false,"rstrip":false,"normalized":true,"special":false}],
+            "normalizer":{"type":"Sequence","normalizers":[{"type":"NFKC"},{"type":"Lowercase"},{"type":"Strip","strip_left":false,"strip_right":true}]},
+            "pre_tokenizer":{"type":"Sequence","pretokenizers":[{"type":"Metaspace","replacement":"▁","prepend_scheme":"always","split":true},
+            {"type":"Split","pattern":{"String":"-"},"behavior":"Removed","invert":false},{"type":"Digits","individual_digits":false}]},
+            "post_processor":{"type":"Sequence","processors":[{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":true},
+            {"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>","type_id":0}},{"Sequence":{"id":"A","type_id":0}},
+            {"SpecialToken":{"id":"</s>","type_id":0}}],"pair":[{"Sequence":{"id":"A","type_id":0}},{"Sequence":{"id":"B","type_id":1}}],
+            "special_tokens":{"<s>":{"id":"<s>","ids":[1],"tokens":["<s>"]},"</s>":{"id":"</s>","ids":[2],"tokens":["</s>"]}}}]},
+            "decoder":{"type":"Metaspace","replacement":"▁","prepend_scheme":"always","split":true},
+            "model":{"type":"BPE","dropout":null,"unk_token":"<unk>","continuing_subword_prefix":"","end_of_word_suffix":"",
+            "fuse_unk":true,"byte_fallback":false,"ignore_merges":true,"vocab":{\(vocabulary)},"merges":[\(characterMergesJSON)]}}
+
+            """
+        return Array(json.utf8)
     }
 
     // MARK: - Models

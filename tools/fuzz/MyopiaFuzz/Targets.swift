@@ -11,6 +11,8 @@
 //   vocab-json       BPETokenizer.load(vocabJSON:merges:) with a good merges.txt, then encode
 //   merges-txt       the same with a good vocab.json and the input as merges.txt
 //   tiktoken         BPETokenizer.load(tiktoken:), then encode
+//   tokenizer-json   HuggingFaceTokenizer.load(tokenizerJSON:) (a Hugging Face tokenizer.json), then
+//                    encode (with and without the post-processor's tokens) and decode
 //   corpus           TokenDataset.load with the byte tokenizer and with BPE (GPT-2's and SmolLM's
 //                    pre-tokenizers): invalid UTF-8, empty files, huge lines
 //   sharded-index    Checkpoint.loadModel on a sharded folder: model.safetensors.index.json (the
@@ -125,8 +127,8 @@ public struct FuzzTarget: Sendable {
 extension FuzzTarget {
     /// Every target, in the order the summary lists them.
     public static let all: [FuzzTarget] = [
-        safetensors, gguf, ggufModel, ggufTokenizer, configJSON, trainConfig, trainerState, vocabJSON, mergesTXT, tiktoken, corpus,
-        shardedIndex,
+        safetensors, gguf, ggufModel, ggufTokenizer, configJSON, trainConfig, trainerState, vocabJSON, mergesTXT, tiktoken,
+        tokenizerJSON, corpus, shardedIndex,
     ]
 
     public static func named(_ name: String) -> FuzzTarget? { (all + [selfTest]).first { $0.name == name } }
@@ -252,6 +254,29 @@ extension FuzzTarget {
     static let tiktoken = FuzzTarget(name: "tiktoken", kind: .text, fileName: "ranks.tiktoken",
                                      dictionary: ["IA==", "dGhl", "=", "==", "===", "+", "/"]) { url, _ in
         try encodeSample(BPETokenizer.load(tiktoken: url))
+    }
+
+    /// The words of the format: component types, field names, options, and strings that matter to
+    /// the tokenizers the seeds hold.
+    static let tokenizerJSON = FuzzTarget(name: "tokenizer-json", kind: .json, fileName: "tokenizer.json",
+                                          dictionary: ["version", "1.0", "added_tokens", "normalizer", "pre_tokenizer", "post_processor",
+                                                       "decoder", "model", "type", "BPE", "WordPiece", "vocab", "merges", "unk_token",
+                                                       "byte_fallback", "fuse_unk", "ignore_merges", "dropout", "continuing_subword_prefix",
+                                                       "Sequence", "normalizers", "pretokenizers", "processors", "decoders", "NFC", "NFKC",
+                                                       "Lowercase", "Replace", "Prepend", "Strip", "strip_left", "ByteLevel", "add_prefix_space",
+                                                       "use_regex", "trim_offsets", "Split", "pattern", "String", "Regex", "behavior",
+                                                       "Isolated", "Removed", "MergedWithPrevious", "MergedWithNext", "Contiguous", "invert",
+                                                       "Digits", "individual_digits", "Metaspace", "replacement", "prepend_scheme", "first",
+                                                       "always", "never", "split", "TemplateProcessing", "single", "pair", "special_tokens",
+                                                       "SpecialToken", "id", "ids", "tokens", "type_id", "ByteFallback", "Fuse", "content",
+                                                       "start", "stop", "special", "lstrip", "rstrip", "single_word", "normalized", "▁", "Ġ",
+                                                       "<0x41>", "<unk>", "<|endoftext|>"]) { url, _ in
+        let tokenizer = try HuggingFaceTokenizer.load(tokenizerJSON: url)
+        let ids = tokenizer.encode(Seeds.english + Seeds.unicode + Seeds.specialText, addSpecialTokens: true)
+        _ = tokenizer.encode(Seeds.unicode)
+        _ = tokenizer.decode(ids)
+        _ = tokenizer.decode(ids + [-1, Int32(tokenizer.vocabSize)], skipSpecialTokens: true)
+        _ = tokenizer.decodeBytes(ids)
     }
 
     // Tokenizing is linear but not free: spaces, the slowest text, take about 1.3 s per MB for the

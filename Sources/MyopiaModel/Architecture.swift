@@ -49,6 +49,9 @@ public struct Architecture: Equatable, Sendable {
     public var conv1D = false
     /// The token embedding is multiplied by √C, rounded to fp32, on the way in (Gemma).
     public var scalesEmbedding = false
+    /// The Hugging Face embedding is `nn.Embedding(padding_idx: pad_token_id)`: that row gets no
+    /// gradient from its lookups (every family read under Llama's keys; not GPT-2 or GPT-NeoX).
+    public var embeddingHasPaddingRow = false
     public var keys: Keys
 
     /// The Hugging Face names of a family's parameters. A block's names follow `layerPrefix` and its
@@ -103,6 +106,7 @@ public struct Architecture: Equatable, Sendable {
                            k: "self_attn.k_proj", v: "self_attn.v_proj", attnOut: "self_attn.o_proj",
                            norm2: "post_attention_layernorm", mlpIn: "mlp.gate_proj", up: "mlp.up_proj",
                            mlpOut: "mlp.down_proj"))
+            a.embeddingHasPaddingRow = true
             switch family {
             case .qwen2:
                 a.qkvBias = true

@@ -119,7 +119,8 @@ enum Block {
         if let past {
             precondition(pattern == .causal, "local-myopic attention is causal")
             guard let probs else { preconditionFailure("local-myopic attention keeps its pattern") }
-            Attention.forwardLocalMyopic(z: a.z, probs: probs, qkv: a.qkv, past: past, b: b, t: t, shape: s.attention)
+            Attention.forwardLocalMyopic(z: a.z, probs: probs, statistics: a.attnStats, qkv: a.qkv, past: past,
+                                         b: b, t: t, shape: s.attention)
         } else {
             Attention.forward(z: a.z, statistics: a.attnStats, probs: probs, qkv: a.qkv, b: b, t: t,
                               shape: s.attention, pattern: pattern)
@@ -190,10 +191,12 @@ enum Block {
     /// `probs` is the pattern the forward kept, if it did; then the scores' gradients are left in
     /// `s.scoreGradients`. `past` is the forward's: with it, attention's backward is local-myopic (and
     /// there is no off-diagonal key/value gradient to share).
+    /// `normalizedQKGradient` (N·W floats), for a q/k-norm block, receives dQkv between RoPE's backward
+    /// and the norms' (∂L/∂ the normed, unrotated q and k; named activations read it).
     static func backward(_ a: ActivationCache.Layer, scratch s: ActivationCache,
                          w: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>, p: BlockParameters,
                          shape: BlockShape, b: Int, t: Int, inputShare: Float, probs: UnsafePointer<Float>?,
-                         past: UnsafePointer<Float>? = nil) {
+                         past: UnsafePointer<Float>? = nil, normalizedQKGradient: UnsafeMutablePointer<Float>? = nil) {
         let n = b * t
         let rows = BlockRows(a, first: 0, count: n)
         backwardMLP(rows, dR: s.dResid, dAct: s.dAct, dUp: s.dUp, dLn: s.dLn, dPost: s.dPost, dParallel: s.dParallel,
@@ -204,14 +207,15 @@ enum Block {
         if let past {
             guard let probs, let scores = s.scoreGradients else { preconditionFailure("local-myopic attention keeps its pattern") }
             Attention.backwardLocalMyopic(dqkv: s.dQkv, scratch: scores, dz: s.dZ, qkv: a.qkv, past: past,
-                                          probs: probs, b: b, t: t, shape: shape.attention)
+                                          probs: probs, statistics: a.attnStats, b: b, t: t, shape: shape.attention)
         } else {
             Attention.backward(dqkv: s.dQkv, dz: s.dZ, qkv: a.qkv, statistics: a.attnStats, probs: probs,
                                scoreGradients: probs == nil ? nil : s.scoreGradients, b: b, t: t, shape: shape.attention,
                                dqkvInput: split ? s.dQkvInput : nil, inputShare: inputShare)
         }
         backwardQKV(rows, dQkv: s.dQkv, dQkvInput: split ? s.dQkvInput : nil, dLn: s.dLn, dR: s.dResid,
-                    dParallel: s.dParallel, w: w, g: g, p: p, shape: shape, firstPosition: 0, period: t)
+                    dParallel: s.dParallel, w: w, g: g, p: p, shape: shape, firstPosition: 0, period: t,
+                    normalizedQKGradient: normalizedQKGradient)
     }
 
     /// From dR = dL/d residMid (r.count rows): the attention output's gradient — through the
@@ -257,7 +261,7 @@ enum Block {
                             dLn: UnsafeMutablePointer<Float>, dR: UnsafeMutablePointer<Float>,
                             dParallel: UnsafePointer<Float>, w: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>?,
                             p: BlockParameters, shape s: BlockShape, firstPosition: Int, period: Int?,
-                            sink: UnsafeMutablePointer<Float>? = nil) {
+                            sink: UnsafeMutablePointer<Float>? = nil, normalizedQKGradient: UnsafeMutablePointer<Float>? = nil) {
         let n = r.count, width = s.attention.width, parallel = g != nil
         if let rope = s.rope {
             let heads = s.attention.nh + s.attention.nkv
@@ -269,6 +273,7 @@ enum Block {
             }
         }
         if let qk = p.qkNorm {
+            normalizedQKGradient?.update(from: dQkv, count: n * width)
             qk.backward(w: w, g: g, dqkv: dQkv, ld: width, n: n, raw: r.qkRaw, rstd: r.qkRstd)
             if let dQkvInput { qk.backward(w: w, g: nil, dqkv: dQkvInput, ld: width, n: n, raw: r.qkRaw, rstd: r.qkRstd) }
         }

@@ -28,11 +28,14 @@ enum Embedding {
     /// and a fixed order keeps the sums bitwise reproducible.
     static func backward(dWte: UnsafeMutablePointer<Float>, dWpe: UnsafeMutablePointer<Float>?,
                          dOut: UnsafePointer<Float>, tokens: UnsafePointer<Int32>, b: Int, t: Int, c: Int,
-                         scale: Float = 1) {
+                         scale: Float = 1, paddingRow: Int? = nil) {
         for r in 0..<(b * t) {
             let d = dOut + r * c
-            let e = dWte + Int(tokens[r]) * c
-            if scale != 1 {
+            let token = Int(tokens[r])
+            let e = dWte + token * c
+            if token == paddingRow {
+                // nn.Embedding(padding_idx:): the padding row gets no gradient from its lookups.
+            } else if scale != 1 {
                 for j in 0..<c { e[j] += d[j] * scale }
             } else {
                 for j in 0..<c { e[j] += d[j] }

@@ -10,21 +10,25 @@ import MyopiaSupport
 ///     hook_pos_embed                      [B, T, C]       GPT-2 only: wpe[t]
 ///     blocks.{l}.hook_resid_pre           [B, T, C]       the residual stream entering block l
 ///     blocks.{l}.ln1.hook_normalized      [B, T, C]       ln_1 / input_layernorm output (weight and bias applied)
-///     blocks.{l}.attn.hook_q              [B, T, NH, HS]  queries (Llama: before RoPE)
-///     blocks.{l}.attn.hook_k              [B, T, NKV, HS] keys, one per key/value head (Llama: before RoPE)
+///     blocks.{l}.attn.hook_q              [B, T, NH, HS]  queries (rotary: before RoPE; q/k-norm families: before the norm)
+///     blocks.{l}.attn.hook_k              [B, T, NKV, HS] keys, one per key/value head (as hook_q)
 ///     blocks.{l}.attn.hook_v              [B, T, NKV, HS] values
-///     blocks.{l}.attn.hook_rot_q          [B, T, NH, HS]  Llama only: queries after RoPE
-///     blocks.{l}.attn.hook_rot_k          [B, T, NKV, HS] Llama only: keys after RoPE
+///     blocks.{l}.attn.q_norm.hook_normalized [B, T, NH, HS]  q/k-norm families (Qwen3, OLMo 2): q after its norm, before RoPE
+///     blocks.{l}.attn.k_norm.hook_normalized [B, T, NKV, HS] the same for k
+///     blocks.{l}.attn.hook_rot_q          [B, T, NH, HS]  rotary families: queries after RoPE (and the q norm)
+///     blocks.{l}.attn.hook_rot_k          [B, T, NKV, HS] rotary families: keys after RoPE (and the k norm)
 ///     blocks.{l}.attn.hook_attn_scores    [B, NH, T, T]   q·k/√HS, −inf where attention may not look
 ///     blocks.{l}.attn.hook_pattern        [B, NH, T, T]   attention probabilities a_ts (0 where masked)
 ///     blocks.{l}.attn.hook_z              [B, T, NH, HS]  Σ_s a_ts v_s, before the output projection
-///     blocks.{l}.hook_attn_out            [B, T, C]       z · W_O (+ b_O)
+///     blocks.{l}.ln1_post.hook_in         [B, T, C]       post-norm families (Gemma 2, OLMo 2): z · W_O, what the post-attention norm reads
+///     blocks.{l}.hook_attn_out            [B, T, C]       z · W_O (+ b_O); post-norm families: after the post-attention norm
 ///     blocks.{l}.hook_resid_mid           [B, T, C]       resid_pre + attn_out
 ///     blocks.{l}.ln2.hook_normalized      [B, T, C]       ln_2 / post_attention_layernorm output
 ///     blocks.{l}.mlp.hook_pre             [B, T, F]       GPT-2: c_fc output (before GELU); Llama: gate_proj output
 ///     blocks.{l}.mlp.hook_pre_linear      [B, T, F]       Llama only: up_proj output
 ///     blocks.{l}.mlp.hook_post            [B, T, F]       GELU(pre); Llama: silu(pre) ⊙ pre_linear
-///     blocks.{l}.hook_mlp_out             [B, T, C]       post · W_out (+ b_out)
+///     blocks.{l}.ln2_post.hook_in         [B, T, C]       post-norm families: post · W_out, what the post-MLP norm reads
+///     blocks.{l}.hook_mlp_out             [B, T, C]       post · W_out (+ b_out); post-norm families: after the post-MLP norm
 ///     blocks.{l}.hook_resid_post          [B, T, C]       resid_mid + mlp_out (= blocks.{l+1}.hook_resid_pre)
 ///     ln_final.hook_normalized            [B, T, C]       ln_f / model.norm output, what the head reads
 ///
@@ -44,17 +48,21 @@ public struct HookPoint: Hashable, Sendable, CustomStringConvertible {
         case q = "attn.hook_q"
         case k = "attn.hook_k"
         case v = "attn.hook_v"
+        case qNorm = "attn.q_norm.hook_normalized"
+        case kNorm = "attn.k_norm.hook_normalized"
         case rotQ = "attn.hook_rot_q"
         case rotK = "attn.hook_rot_k"
         case attnScores = "attn.hook_attn_scores"
         case pattern = "attn.hook_pattern"
         case z = "attn.hook_z"
+        case attnPostIn = "ln1_post.hook_in"
         case attnOut = "hook_attn_out"
         case residMid = "hook_resid_mid"
         case ln2 = "ln2.hook_normalized"
         case mlpPre = "mlp.hook_pre"
         case mlpPreLinear = "mlp.hook_pre_linear"
         case mlpPost = "mlp.hook_post"
+        case mlpPostIn = "ln2_post.hook_in"
         case mlpOut = "hook_mlp_out"
         case residPost = "hook_resid_post"
         case lnFinal = "ln_final.hook_normalized"
@@ -130,9 +138,16 @@ public struct HookPoint: Hashable, Sendable, CustomStringConvertible {
             self.init(kind)
         }
         guard exists(in: config) else {
-            throw reject(kind == .posEmbed ? "a model with learned positions (gpt2): \(config.family.rawValue) has no position embedding (positions enter by RoPE: attn.hook_rot_q/k)"
-                         : kind == .mlpPreLinear ? "a model with a gated MLP (\(config.family.rawValue)'s MLP has no up_proj)"
-                         : "a rotary model (gpt2 has no RoPE: use attn.hook_q/k)")
+            let family = config.family.rawValue
+            let expected: String
+            switch kind {
+            case .posEmbed: expected = "a model with learned positions (gpt2): \(family) has no position embedding (positions enter by RoPE: attn.hook_rot_q/k)"
+            case .mlpPreLinear: expected = "a model with a gated MLP (\(family)'s MLP has no up_proj)"
+            case .qNorm, .kNorm: expected = "a model with q/k norms (qwen3, olmo2): \(family) has none"
+            case .attnPostIn, .mlpPostIn: expected = "a model with norms after attention and the MLP (gemma2, olmo2): \(family) has none"
+            default: expected = "a rotary model (gpt2 has no RoPE: use attn.hook_q/k)"
+            }
+            throw reject(expected)
         }
     }
 
@@ -148,6 +163,9 @@ public struct HookPoint: Hashable, Sendable, CustomStringConvertible {
         case .posEmbed: return config.architecture.learnedPositions
         case .rotQ, .rotK: return !config.architecture.learnedPositions
         case .mlpPreLinear: return config.architecture.mlp.isGated
+        case .qNorm, .kNorm: return config.architecture.qkNorm != .none
+        case .attnPostIn: return config.architecture.postAttentionNorm
+        case .mlpPostIn: return config.architecture.postMLPNorm
         default: return true
         }
     }
@@ -155,8 +173,8 @@ public struct HookPoint: Hashable, Sendable, CustomStringConvertible {
     /// The shape of this activation for a batch of B sequences of T positions.
     public func shape(_ config: ModelConfig, batch b: Int, seqLen t: Int) -> [Int] {
         switch kind {
-        case .q, .rotQ, .z: return [b, t, config.nHeads, config.headSize]
-        case .k, .v, .rotK: return [b, t, config.kvHeads, config.headSize]
+        case .q, .qNorm, .rotQ, .z: return [b, t, config.nHeads, config.headSize]
+        case .k, .kNorm, .v, .rotK: return [b, t, config.kvHeads, config.headSize]
         case .attnScores, .pattern: return [b, config.nHeads, t, t]
         case .mlpPre, .mlpPreLinear, .mlpPost: return [b, t, config.dMLP]
         default: return [b, t, config.dModel]

@@ -30,13 +30,16 @@ import MyopiaSupport
 extension Attention {
     /// Local-myopic forward: z (B, T, A) and probs (B, NH, T, T) from the model's qkv (B, T, W) and the
     /// reference's `past` (B, T, W), whose key and value columns are read. Entries above the diagonal are 0.
+    /// `statistics` (B, NH, T, 2), if given, keeps each row's softmax maximum and 1/Σ, as the vanilla
+    /// forward does: a soft-capped row's backward reads them.
     static func forwardLocalMyopic(z: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
+                                   statistics: UnsafeMutablePointer<Float>? = nil,
                                    qkv: UnsafePointer<Float>, past: UnsafePointer<Float>,
                                    b: Int, t: Int, shape sh: AttentionShape) {
         let hs = sh.hs, w = sh.width, a = sh.out, nh = sh.nh
         // The body captures nothing (its inputs travel as the args tuple), so the parallel-for allocates nothing.
-        Parallel.forEach(b * nh, (z, probs, qkv, past, t, sh, hs, w, a, nh)) { args, item in
-            let (z, probs, qkv, past, t, sh, hs, w, a, nh) = args
+        Parallel.forEach(b * nh, (z, probs, statistics, qkv, past, t, sh, hs, w, a, nh)) { args, item in
+            let (z, probs, statistics, qkv, past, t, sh, hs, w, a, nh) = args
             let bi = item / nh, h = item % nh, kvh = h / sh.group
             let base = qkv + bi * t * w, pastBase = past + bi * t * w
             let q = base + h * hs, k = base + sh.keyColumn + kvh * hs, v = base + sh.valueColumn + kvh * hs
@@ -49,7 +52,7 @@ extension Attention {
             for row in 0..<t {
                 let r = p + row * t
                 r[row] += differenceDot(q + row * w, k + row * w, pk + row * w, count: hs)
-                sh.softmaxRow(r, query: row, keys: row + 1)
+                sh.softmaxRow(r, query: row, keys: row + 1, statistics: statistics.map { $0 + (item * t + row) * 2 })
                 if row + 1 < t { (r + row + 1).update(repeating: 0, count: t - row - 1) }
             }
             // z (T, HS) = probs (T, T) · v_ref (T, HS), the diagonal moved to the own value
@@ -64,14 +67,15 @@ extension Attention {
 
     /// Local-myopic backward: dqkv (B, T, W) (written) from dz (B, T, A); `scratch` holds B·NH·T·T
     /// floats. The reference's `past` gets nothing. A key/value row gets only its own query's
-    /// (diagonal) terms, summed over the G query heads that read it.
+    /// (diagonal) terms, summed over the G query heads that read it. A soft-capped model (Gemma 2)
+    /// needs the `statistics` its forward kept.
     static func backwardLocalMyopic(dqkv: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
                                     dz: UnsafePointer<Float>, qkv: UnsafePointer<Float>, past: UnsafePointer<Float>,
-                                    probs: UnsafePointer<Float>, b: Int, t: Int, shape sh: AttentionShape) {
+                                    probs: UnsafePointer<Float>, statistics: UnsafePointer<Float>? = nil,
+                                    b: Int, t: Int, shape sh: AttentionShape) {
         let hs = sh.hs, w = sh.width, a = sh.out, nh = sh.nh
-        let scale = 1 / Float(hs).squareRoot()
-        Parallel.forEach(b * sh.nkv, (dqkv, scratch, dz, qkv, past, probs, t, sh, hs, w, a, nh, scale)) { args, item in
-            let (dqkv, scratch, dz, qkv, past, probs, t, sh, hs, w, a, nh, scale) = args
+        Parallel.forEach(b * sh.nkv, (dqkv, scratch, dz, qkv, past, probs, statistics, t, sh, hs, w, a, nh)) { args, item in
+            let (dqkv, scratch, dz, qkv, past, probs, statistics, t, sh, hs, w, a, nh) = args
             let bi = item / sh.nkv, kvh = item % sh.nkv
             let base = qkv + bi * t * w, pastBase = past + bi * t * w, dbase = dqkv + bi * t * w
             let k = base + sh.keyColumn + kvh * hs, v = base + sh.valueColumn + kvh * hs
@@ -91,7 +95,8 @@ extension Attention {
                     ds[row * t + row] += differenceDot(dzr, v + row * w, pv + row * w, count: hs)
                     for j in 0..<hs { dvr[j] = (first ? 0 : dvr[j]) + d * dzr[j] }
                 }
-                softmaxBackward(ds, probs: p, rows: t, firstQuery: 0, keys: t, probsStride: t, shape: sh, statistics: nil)
+                softmaxBackward(ds, probs: p, rows: t, firstQuery: 0, keys: t, probsStride: t, shape: sh,
+                                statistics: statistics.map { $0 + (bi * nh + h) * t * 2 })
                 // dq (T, HS) = dscores · k_ref, the diagonal moved to the own key; dk_t (+)= ds_tt q_t
                 GEMM.multiply(m: t, n: hs, k: t, a: ds, lda: t, transA: false,
                               b: pk, ldb: w, transB: false, c: dq, ldc: w, accumulate: false, parallel: false)
@@ -215,10 +220,6 @@ extension Transformer {
         try require(!r.isContinuous, "myopia_input_features", "a language model", "a model with continuous heads")
         try require(r.attention == .causal, "myopia_attention", "causal attention", "a transformer bigram")
         try require(r.family == c.family, "family", c.family, r.family)
-        guard c.attentionSoftcap == nil else {
-            throw InputError.unsupported(file: file, field: "attn_logit_softcapping",
-                                          value: "\(c.attentionSoftcap!) (the local-myopic flow does not yet carry attention soft-capping)")
-        }
         try require(r.nLayers == c.nLayers, "layers", c.nLayers, r.nLayers)
         try require(r.nHeads == c.nHeads, "heads", c.nHeads, r.nHeads)
         try require(r.kvHeads == c.kvHeads, "kv_heads", c.kvHeads, r.kvHeads)

@@ -44,6 +44,10 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var tiedEmbeddings: Bool = true
     public var bosTokenID: Int? = nil
     public var eosTokenID: Int? = nil
+    /// `pad_token_id` of a family whose Hugging Face embedding is `nn.Embedding(padding_idx:)`
+    /// (`Architecture.embeddingHasPaddingRow`): that row takes no gradient from its lookups (a tied
+    /// head's gradient still reaches it). Nil: every row learns. GPT-2 and GPT-NeoX have no such row.
+    public var padTokenID: Int? = nil
     /// Which tokenizer produced the training ids ("byte" for the 256-symbol byte tokenizer).
     public var tokenizer: String? = "byte"
     /// Which positions attention reads (`self` for the transformer-bigram baseline).
@@ -115,6 +119,12 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         }
         return a
     }
+    /// The embedding row that takes no lookup gradient: `pad_token_id` (negative: from the end, as
+    /// nn.Embedding reads it) where the family's embedding has a padding row; else nil.
+    public var paddingRow: Int? {
+        guard architecture.embeddingHasPaddingRow, let padTokenID, padTokenID >= -vocabSize, padTokenID < vocabSize else { return nil }
+        return padTokenID < 0 ? vocabSize + padTokenID : padTokenID
+    }
     /// Whether positions enter by RoPE (every family but GPT-2).
     public var isRotary: Bool { !architecture.learnedPositions }
 
@@ -160,6 +170,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         case tiedEmbeddings = "tie_word_embeddings"
         case bosTokenID = "bos_token_id"
         case eosTokenID = "eos_token_id"
+        case padTokenID = "pad_token_id"
         case tokenizer = "myopia_tokenizer"
         case attention = "myopia_attention"
         case inputFeatures = "myopia_input_features"
@@ -306,6 +317,9 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         config.family = family
         config.bosTokenID = try shared.decodeIfPresent(Int.self, forKey: .bosTokenID)
         config.eosTokenID = try shared.decodeIfPresent(Int.self, forKey: .eosTokenID)
+        // transformers' default where the key is absent (Gemma2Config 0, Olmo2Config 1); null: none.
+        config.padTokenID = try shared.decodeIfPresent(Int.self, forKey: .padTokenID)
+            ?? (shared.contains(.padTokenID) ? nil : family == .gemma2 ? 0 : family == .olmo2 ? 1 : nil)
         config.attention = try shared.decodeIfPresent(AttentionPattern.self, forKey: .attention) ?? .causal
         let activationKey: LlamaKeys = c.contains(.hiddenActivation) ? .hiddenActivation : .activation
         config.activation = try c.decodeIfPresent(String.self, forKey: activationKey)
@@ -477,6 +491,9 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     /// family's extras).
     private func encodeLlama(to encoder: Encoder) throws {
         try encodeShared(to: encoder)
+        // Written even when nil: a family's default (Gemma 2: 0, OLMo 2: 1) would otherwise freeze a row.
+        var shared = encoder.container(keyedBy: CodingKeys.self)
+        if let padTokenID { try shared.encode(padTokenID, forKey: .padTokenID) } else { try shared.encodeNil(forKey: .padTokenID) }
         var c = encoder.container(keyedBy: LlamaKeys.self)
         try c.encode([huggingFaceClass], forKey: .architectures)
         try c.encode(vocabSize, forKey: .vocabSize)
@@ -645,6 +662,11 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         try check(headSize > 0 && headSize % 2 == 0 && headSize <= 4096, LlamaKeys.headDim.rawValue, "a positive even number (RoPE rotates pairs)", headSize)
         try check(ropeTheta > 1 && ropeTheta.isFinite, neox ? NeoXKeys.rotaryBase.rawValue : LlamaKeys.ropeTheta.rawValue,
                   "a number above 1", ropeTheta)
+        if let padTokenID, architecture.embeddingHasPaddingRow {
+            // nn.Embedding's padding_idx: −V ≤ id < V, a negative one counting from the end.
+            try check(padTokenID >= -vocabSize && padTokenID < vocabSize, CodingKeys.padTokenID.rawValue,
+                      "a token id in −\(vocabSize)…\(vocabSize - 1) (or null)", padTokenID)
+        }
         try check(qkvWidth <= limit, LlamaKeys.headDim.rawValue, "(num_attention_heads + 2·num_key_value_heads)·head_dim at most \(limit)", qkvWidth)
         if let slidingWindow {
             try check(slidingWindow > 0, LlamaKeys.slidingWindow.rawValue, "a positive number of positions", slidingWindow)

@@ -152,12 +152,12 @@ extension Transformer {
             }
         case .residPre: return copy(a!.residIn, n * c)
         case .ln1: return copy(a!.ln1, n * c)
-        case .q, .rotQ, .k, .rotK, .v:
-            let (column, heads) = hook.kind == .q || hook.kind == .rotQ ? (0, sh.nh)
+        case .q, .qNorm, .rotQ, .k, .kNorm, .rotK, .v:
+            let (column, heads) = [.q, .qNorm, .rotQ].contains(hook.kind) ? (0, sh.nh)
                 : hook.kind == .v ? (sh.valueColumn, sh.nkv) : (sh.keyColumn, sh.nkv)
-            let unrotate = hook.kind == .q || hook.kind == .k
+            let unrotate = [.q, .qNorm, .k, .kNorm].contains(hook.kind)
             return filled(n * heads * sh.hs) { out in
-                if unrotate, block!.qkNorm != nil {
+                if hook.kind == .q || hook.kind == .k, block!.qkNorm != nil {
                     // q/k-norm families: hook_q/hook_k are the projections before their norms.
                     Self.copyColumns(from: a!.qkRaw + column, ld: a!.qkRawWidth, to: out, width: heads * sh.hs, rows: n)
                     return
@@ -178,6 +178,8 @@ extension Transformer {
             }
             return copy(cache.pattern(layer: hook.layer!, shape: sh), b * sh.nh * t * t)
         case .z: return copy(a!.z, n * sh.out)
+        case .attnPostIn: return copy(a!.attnRaw, n * c)
+        case .mlpPostIn: return copy(a!.mlpRaw, n * c)
         case .attnOut:
             if block!.postAttentionNorm != nil {
                 // What is added to the residual stream: the post-normed output.
@@ -267,24 +269,31 @@ extension Transformer {
         if wanted.contains(HookPoint(.lnFinal)) { out[HookPoint(.lnFinal)] = copy(cache.dLn, n * c) }
         let sink = UnsafeMutablePointer<Float>.allocate(capacity: 2 * c)
         defer { sink.deallocate() }
+        // ∂L/∂(q, k after their norms, before RoPE) of q/k-norm families, kept from inside backward.
+        let normKinds: [HookPoint.Kind] = [.qNorm, .kNorm, .rotQ, .rotK]
+        let normalized = blocks.contains { $0.qkNorm != nil } && wanted.contains { normKinds.contains($0.kind) }
+            ? UnsafeMutablePointer<Float>.allocate(capacity: n * config.qkvWidth) : nil
+        defer { normalized?.deallocate() }
         for l in stride(from: config.nLayers - 1, through: 0, by: -1) {
             let a = cache.layers[l], p = blocks[l], shape = shapes[l], sh = shape.attention
-            precondition(p.qkNorm == nil || !(wants(.rotQ, l) || wants(.rotK, l)),
-                         "a q/k-norm model's hook_rot_q/k.grad is not recorded (its q/k gradients are taken before the norms)")
             // Before the block: cache.dResid = ∂L/∂resid_post, which is also ∂L/∂mlp_out.
             for kind in [HookPoint.Kind.residPost, .mlpOut] where wants(kind, l) {
                 out[HookPoint(kind, layer: l)] = copy(cache.dResid, n * c)
             }
-            if wants(.mlpPost, l) {
-                out[HookPoint(.mlpPost, layer: l)] = filled(n * f) { d in
-                    var dOut = UnsafePointer(cache.dResid)
-                    if let post = p.postMLPNorm {
-                        cache.dPost.update(repeating: 0, count: n * c)
-                        post.backward(w: w, g: nil, sink: sink, dInp: cache.dPost, dOut: cache.dResid, inp: a.mlpRaw,
-                                      mean: a.mlpMean, rstd: a.mlpRstd, n: n, c: c)
-                        dOut = UnsafePointer(cache.dPost)
+            if wants(.mlpPost, l) || wants(.mlpPostIn, l) {
+                // Through the post-MLP norm into cache.dPost (Block.backward forms it again).
+                var dOut = UnsafePointer(cache.dResid)
+                if let post = p.postMLPNorm {
+                    cache.dPost.update(repeating: 0, count: n * c)
+                    post.backward(w: w, g: nil, sink: sink, dInp: cache.dPost, dOut: cache.dResid, inp: a.mlpRaw,
+                                  mean: a.mlpMean, rstd: a.mlpRstd, n: n, c: c)
+                    dOut = UnsafePointer(cache.dPost)
+                    if wants(.mlpPostIn, l) { out[HookPoint(.mlpPostIn, layer: l)] = copy(cache.dPost, n * c) }
+                }
+                if wants(.mlpPost, l) {
+                    out[HookPoint(.mlpPost, layer: l)] = filled(n * f) { d in
+                        p.mlpOut.backwardInput(w: w, dInp: d, dOut: dOut, ld: c, n: n, accumulate: false)
                     }
-                    p.mlpOut.backwardInput(w: w, dInp: d, dOut: dOut, ld: c, n: n, accumulate: false)
                 }
             }
             if wants(.residMid, l) || wants(.attnOut, l) || wants(.ln2, l) {
@@ -295,19 +304,26 @@ extension Transformer {
             // The scores' gradients are left in the cache when backward runs on a pattern in memory.
             let probs = wants(.attnScores, l) ? cache.pattern(layer: l, shape: sh) : cache.keptPattern(layer: l)
             Block.backward(a, scratch: cache, w: w, g: g, p: p, shape: shape, b: b, t: t,
-                           inputShare: flow.offDiagonalInputShare, probs: probs, past: past?.qkv[l])
-            // After the block: dZ, dQkv (q and k rotated back to before RoPE), dScores (of the raw
-            // q·k), dLn (of ln_1's output), dAct (of the MLP's pre-activation), dUp, and dResid (of resid_pre).
+                           inputShare: flow.offDiagonalInputShare, probs: probs, past: past?.qkv[l],
+                           normalizedQKGradient: p.qkNorm == nil ? nil : normalized)
+            // After the block: dZ, dQkv (q and k rotated back to before RoPE; q/k-norm families: also
+            // back through the norms, with the gradient between the two in `normalized`), dScores (of
+            // the raw q·k), dLn (of ln_1's output), dAct (of the MLP's pre-activation), dUp, dPost (of
+            // the post-attention norm's input) and dResid (of resid_pre).
+            if wants(.attnPostIn, l) { out[HookPoint(.attnPostIn, layer: l)] = copy(cache.dPost, n * c) }
             if wants(.residPre, l) { out[HookPoint(.residPre, layer: l)] = copy(cache.dResid, n * c) }
             if wants(.ln1, l) { out[HookPoint(.ln1, layer: l)] = copy(cache.dLn, n * c) }
             if wants(.z, l) { out[HookPoint(.z, layer: l)] = copy(cache.dZ, n * sh.out) }
             if wants(.mlpPre, l) { out[HookPoint(.mlpPre, layer: l)] = copy(cache.dAct, n * f) }
             if wants(.mlpPreLinear, l) { out[HookPoint(.mlpPreLinear, layer: l)] = copy(cache.dUp, n * f) }
+            let beforeNorms = p.qkNorm == nil ? UnsafePointer(cache.dQkv) : UnsafePointer(normalized ?? cache.dQkv)
             for (kind, column, heads, rotate) in [(HookPoint.Kind.q, 0, sh.nh, false), (.k, sh.keyColumn, sh.nkv, false),
-                                                  (.v, sh.valueColumn, sh.nkv, false), (.rotQ, 0, sh.nh, true),
+                                                  (.v, sh.valueColumn, sh.nkv, false), (.qNorm, 0, sh.nh, false),
+                                                  (.kNorm, sh.keyColumn, sh.nkv, false), (.rotQ, 0, sh.nh, true),
                                                   (.rotK, sh.keyColumn, sh.nkv, true)] where wants(kind, l) {
+                let source = normKinds.contains(kind) ? beforeNorms : UnsafePointer(cache.dQkv)
                 out[HookPoint(kind, layer: l)] = filled(n * heads * sh.hs) { d in
-                    Self.copyColumns(from: cache.dQkv + column, ld: sh.width, to: d, width: heads * sh.hs, rows: n)
+                    Self.copyColumns(from: source + column, ld: sh.width, to: d, width: heads * sh.hs, rows: n)
                     // q_rot = R q, so ∂L/∂q_rot = R ∂L/∂q.
                     if rotate, let rope = shape.rope { rope.rotate(d, ld: heads * sh.hs, rows: n, heads: heads, period: t) }
                 }
@@ -333,7 +349,7 @@ extension Transformer {
         switch heads {
         case .tokens(let embedding, _):
             Embedding.backward(dWte: g + embedding, dWpe: wpe.map { g + $0 }, dOut: cache.dResid, tokens: cache.tokens,
-                               b: b, t: t, c: c, scale: embeddingScale)
+                               b: b, t: t, c: c, scale: embeddingScale, paddingRow: config.paddingRow)
         case .continuous(let inWeight, let inBias, _, _):
             FeatureEmbedding.backward(dWeight: g + inWeight, dBias: g + inBias, dWpe: g + wpe!, dOut: cache.dResid,
                                       features: cache.features, weight: w + inWeight, b: b, t: t, c: c,

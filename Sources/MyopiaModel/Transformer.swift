@@ -334,7 +334,7 @@ public final class Transformer {
         switch heads {
         case .tokens(let embedding, _):
             Embedding.backward(dWte: g + embedding, dWpe: wpe.map { g + $0 }, dOut: cache.dResid, tokens: cache.tokens,
-                               b: b, t: t, c: c, scale: embeddingScale)
+                               b: b, t: t, c: c, scale: embeddingScale, paddingRow: config.paddingRow)
         case .continuous(let inWeight, let inBias, _, _):
             FeatureEmbedding.backward(dWeight: g + inWeight, dBias: g + inBias, dWpe: g + wpe!, dOut: cache.dResid,
                                       features: cache.features, weight: w + inWeight, b: b, t: t, c: c,

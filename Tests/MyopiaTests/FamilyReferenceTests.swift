@@ -145,6 +145,99 @@ final class FamilyReferenceTests: XCTestCase {
             XCTAssertEqual(a.logitsArray(), b.logitsArray(), family)
         }
     }
+
+    /// The sites some families add have names, values and gradients as transformers computes them
+    /// (tools/reference/named_sites_reference.py): q/k norms' outputs before RoPE (Qwen3, OLMo 2) and
+    /// the post-norms' inputs (Gemma 2, OLMo 2). For q/k-norm families hook_rot_q/k.grad is the same
+    /// gradient rotated by RoPE: each head vector keeps its norm.
+    func testNamedSitesOfQKNormsAndPostNormsMatchTransformers() throws {
+        struct Sites: Decodable {
+            struct Family: Decodable { let loss: Double; let shapes: [String: [Int]] }
+            let families: [String: Family]
+        }
+        let dir = fixturesURL.appendingPathComponent("families/named_sites")
+        let sites = try JSONDecoder().decode(Sites.self, from: Data(contentsOf: dir.appendingPathComponent("named_sites.json"))).families
+        XCTAssertEqual(Set(sites.keys), ["qwen3", "olmo2", "gemma2"])
+        for (family, expected) in sites.sorted(by: { $0.key < $1.key }) {
+            let (ref, _, model) = try load(family)
+            let tensors = try SafeTensorsFile(contentsOf: dir.appendingPathComponent("\(family).safetensors"))
+            let (inputs, targets) = split(ref.tokens)
+            var names = expected.shapes.keys.sorted()
+            names += names.map { $0 + ".grad" }
+            let qkNorm = model.config.architecture.qkNorm != .none
+            if qkNorm { names += ["blocks.0.attn.hook_rot_q.grad", "blocks.0.attn.hook_rot_k.grad"] }
+            model.params.zeroGrads()
+            let record = try model.runWithCache(tokens: inputs, targets: targets, batch: ref.B, seqLen: ref.T, names: names)
+            XCTAssertEqual(Double(record.loss!), expected.loss, accuracy: Self.tolerance * expected.loss, family)
+            for (name, shape) in expected.shapes {
+                for key in [name, name + ".grad"] {
+                    XCTAssertEqual(record[key]?.shape, shape, "\(family) \(key)")
+                    assertClose(record[key]?.values ?? [], try tensors.floats(key), "\(family) \(key)")
+                }
+            }
+            guard qkNorm else { continue }
+            for (rotated, normed) in [("blocks.0.attn.hook_rot_q.grad", "blocks.0.attn.q_norm.hook_normalized.grad"),
+                                      ("blocks.0.attn.hook_rot_k.grad", "blocks.0.attn.k_norm.hook_normalized.grad")] {
+                let r = record[rotated]!.values, q = try tensors.floats(normed), hs = model.config.headSize
+                XCTAssertNotEqual(r, q, rotated)
+                for head in stride(from: 0, to: r.count, by: hs) {
+                    let a = r[head..<head + hs].reduce(0) { $0 + $1 * $1 }, b = q[head..<head + hs].reduce(0) { $0 + $1 * $1 }
+                    XCTAssertEqual(a, b, accuracy: 1e-4 * max(b, 1e-12), "\(family) \(rotated) head \(head / hs)")
+                }
+            }
+        }
+        // Asked of a family without the site: refused by name.
+        let llama = try load("qwen2").2
+        assertInputError(try llama.runWithCache(tokens: [1], batch: 1, seqLen: 1, names: ["blocks.0.attn.q_norm.hook_normalized"]),
+                         "invalidValue", field: "blocks.0.attn.q_norm.hook_normalized", reason: "q/k norms")
+        assertInputError(try llama.runWithCache(tokens: [1], batch: 1, seqLen: 1, names: ["blocks.0.ln2_post.hook_in"]),
+                         "invalidValue", field: "blocks.0.ln2_post.hook_in", reason: "norms after attention")
+    }
+
+    /// `pad_token_id` is nn.Embedding's padding_idx in every family read under Llama's keys: the pad
+    /// row takes no gradient from its lookups (tools/reference/padding_reference.py). Gemma 2 and OLMo 2
+    /// take transformers' default (0, 1) when the key is absent; a negative id counts from the end.
+    func testThePaddingRowTakesNoLookupGradientAsInTransformers() throws {
+        struct Case: Decodable {
+            let family: String
+            let pad_token_id: Int
+            let row: Int
+            let tokens: [[Int32]]
+            let loss: Double
+        }
+        struct Cases: Decodable { let cases: [String: Case] }
+        let dir = fixturesURL.appendingPathComponent("families/padding")
+        let cases = try JSONDecoder().decode(Cases.self, from: Data(contentsOf: dir.appendingPathComponent("padding.json"))).cases
+        XCTAssertEqual(Set(cases.keys), ["gemma2", "olmo2", "qwen2_negative"])
+        for (name, c) in cases.sorted(by: { $0.key < $1.key }) {
+            // The committed config says null; absent means the family default, else the id itself.
+            let hf = folder(c.family).appendingPathComponent("hf")
+            var config = try JSONSerialization.jsonObject(with: Data(contentsOf: hf.appendingPathComponent("config.json"))) as! [String: Any]
+            if name == c.family { config.removeValue(forKey: "pad_token_id") } else { config["pad_token_id"] = c.pad_token_id }
+            let out = try temporaryDirectory(self).appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+            try JSONSerialization.data(withJSONObject: config).write(to: out.appendingPathComponent("config.json"))
+            try FileManager.default.copyItem(at: hf.appendingPathComponent("model.safetensors"),
+                                             to: out.appendingPathComponent("model.safetensors"))
+            let model = try Checkpoint.loadModel(from: out)
+            XCTAssertEqual(model.config.paddingRow, c.row, name)
+            let b = c.tokens.count, t = c.tokens[0].count - 1
+            let (inputs, targets) = split(c.tokens)
+            XCTAssertTrue(inputs.contains(Int32(c.row)), name)
+            let cache = model.makeCache(batch: b, seqLen: t)
+            model.params.zeroGrads()
+            let loss = model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache)!
+            model.backward(cache: cache)
+            XCTAssertEqual(Double(loss), c.loss, accuracy: Self.tolerance * c.loss, name)
+            let entry = model.params.entries.first { $0.name == "model.embed_tokens.weight" }!
+            let expected = try SafeTensorsFile(contentsOf: dir.appendingPathComponent("\(name).safetensors")).floats("grad.embed")
+            assertClose(Array(model.params.buffer(model.params.grads, entry)), expected, "\(name) embedding gradient")
+            // Saved and read again, the id stays (a null is written when there is none).
+            let saved = try temporaryDirectory(self).appendingPathComponent(name + "-saved")
+            try Checkpoint.saveModel(model, to: saved)
+            XCTAssertEqual(try Checkpoint.loadModel(from: saved).config.padTokenID, c.pad_token_id, name)
+        }
+    }
 }
 
 /// config.json values a family does not implement are refused by name, never ignored.
@@ -169,6 +262,17 @@ final class FamilyConfigTests: XCTestCase {
         for family in ["gpt2", "llama", "gpt_neox", "qwen2", "qwen3", "mistral", "gemma2", "olmo2"] {
             XCTAssertTrue(error?.description.contains(family) == true, family)
         }
+    }
+
+    func testPadTokenIDOutsideTheVocabularyIsRefusedAndGPTNeoXHasNoPaddingRow() throws {
+        var c = try base("gemma2")
+        c["pad_token_id"] = 96
+        assertInputError(try read(c).validate(), "invalidValue", field: "pad_token_id", reason: "96")
+        c["pad_token_id"] = NSNull()
+        XCTAssertNil(try read(c).paddingRow)
+        var neox = try base("gpt_neox")
+        neox["pad_token_id"] = 3
+        XCTAssertNil(try read(neox).paddingRow)
     }
 
     func testFieldsThatChangeTheComputationAreRefusedByName() throws {

@@ -345,16 +345,7 @@ extension Transformer {
         for kind in [HookPoint.Kind.embed, .posEmbed] where wanted.contains(HookPoint(kind)) {
             out[HookPoint(kind)] = copy(cache.dResid, n * c)
         }
-        // The embeddings, as `backwardBlocks` ends.
-        switch heads {
-        case .tokens(let embedding, _):
-            Embedding.backward(dWte: g + embedding, dWpe: wpe.map { g + $0 }, dOut: cache.dResid, tokens: cache.tokens,
-                               b: b, t: t, c: c, scale: embeddingScale, paddingRow: config.paddingRow)
-        case .continuous(let inWeight, let inBias, _, _):
-            FeatureEmbedding.backward(dWeight: g + inWeight, dBias: g + inBias, dWpe: g + wpe!, dOut: cache.dResid,
-                                      features: cache.features, weight: w + inWeight, b: b, t: t, c: c,
-                                      fi: config.inputFeatures ?? 0)
-        }
+        backwardEmbeddings(cache: cache)
         return out
     }
 

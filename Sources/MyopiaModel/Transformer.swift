@@ -331,6 +331,14 @@ public final class Transformer {
             if l == config.nLayers - 1, let extra { Elementwise.add(into: cache.dResid, extra, count: b * t * c) }
             observe?(l, cache.dResid)
         }
+        backwardEmbeddings(cache: cache)
+    }
+
+    /// From cache.dResid = ∂L/∂(what enters block 0): the token embedding's gradient (not the
+    /// padding row's lookups; GPT-2's wpe too), or the continuous input projection's.
+    func backwardEmbeddings(cache: ActivationCache) {
+        let b = cache.batch, t = cache.seqLen, c = config.dModel
+        let w = params.weights, g = params.grads
         switch heads {
         case .tokens(let embedding, _):
             Embedding.backward(dWte: g + embedding, dWpe: wpe.map { g + $0 }, dOut: cache.dResid, tokens: cache.tokens,

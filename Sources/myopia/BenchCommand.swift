@@ -49,7 +49,7 @@ struct BenchCommand: ConfigFileCommand {
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let counts = threads.isEmpty ? Array(Set([1, cores])).sorted() : threads
         Terminal.quiet = quiet || json
-        Terminal.info("kernel: \(GEMM.kernelName), \(cores) cores")
+        Terminal.info("kernel: \(GEMM.kernelName) (\(GEMM.kernelSelectionSummary)), \(cores) cores")
         let report = try reportingErrors {
             try Bench.run(threads: counts, gemm: gemm, training: training,
                           models: models.compactMap { Bench.trainingConfigs[$0.lowercased()] }, games: games, horizon: horizon,
@@ -58,6 +58,11 @@ struct BenchCommand: ConfigFileCommand {
         }
         if json { try printJSON(report) }
         else {
+            print("kernel: \(report.kernel) (\(GEMM.kernelSelectionSummary))")
+            for (width, byThreads) in report.fmaPeakGflopsByWidth.sorted(by: { $0.key < $1.key }) {
+                print("FMA peak, \(width): " + byThreads.sorted { Int($0.key)! < Int($1.key)! }
+                    .map { String(format: "%.1f GFLOP/s on %@ thread(s)", $0.value, $0.key) }.joined(separator: ", "))
+            }
             for (t, r) in report.gemmGeomeanRatio.sorted(by: { $0.key < $1.key }) {
                 print(String(format: "GEMM vs OpenBLAS, %@ thread(s): geometric mean ratio %.2f", t, r))
             }

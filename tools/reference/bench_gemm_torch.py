@@ -3,8 +3,9 @@
 
 The shapes (M, K, N) and layouts are Bench.gemmShapes: transformer projections at B·T = 2048 rows,
 each as A·B (NN), A·Bᵀ (NT) and Aᵀ·B (TN), fp32, C = op(A)·op(B) written into a preallocated C
-(`torch.matmul(..., out=C)`; the transposes are views, as Myopia's are flags). Each case is the best
-of --rounds rounds of --reps products (Myopia's bench also reports its best round). On x86 this
+(`torch.matmul(..., out=C)`; the transposes are views, as Myopia's are flags). Each case is the
+fastest of --rounds × --reps products, each timed alone, after one warm-up (Myopia's bench also
+reports its fastest product, of at least 3). On x86 this
 torch's CPU matmul is MKL (oneDNN), the fastest sgemm the reference environment has.
 
 With --myopia FILE (the output of `myopia bench --json --no-training ...`), it prints Myopia's
@@ -37,12 +38,10 @@ def measure(torch, m, k, n, layout, rounds, reps):
     c = torch.empty(m, n)
     torch.matmul(a, b, out=c)  # warm-up
     best = 0.0
-    for _ in range(rounds):
+    for _ in range(rounds * reps):
         start = time.perf_counter()
-        for _ in range(reps):
-            torch.matmul(a, b, out=c)
-        seconds = time.perf_counter() - start
-        best = max(best, 2.0 * m * k * n * reps / seconds * 1e-9)
+        torch.matmul(a, b, out=c)
+        best = max(best, 2.0 * m * k * n / (time.perf_counter() - start) * 1e-9)
     return best
 
 

@@ -24,69 +24,101 @@
 #include <immintrin.h>
 #endif
 
+// Two tiles: MR x NR = 6 x 16 (portable and AVX2: 12 ymm accumulators) and WIDE_MR x WIDE_NR =
+// 12 x 32 (AVX-512: 24 zmm accumulators, two B vectors and a broadcast of the 32 registers). Every
+// kernel sums each K block as one sequential FMA chain (the portable one as multiply-then-add), and
+// all share KC_MAX, so the AVX2 and AVX-512 kernels give bitwise identical results: which of the two
+// a machine picks never shows in the numbers.
 #define MR MYOPIA_GEMM_MR
 #define NR MYOPIA_GEMM_NR
 #define KC_MAX 256
 #define MC 144   /* multiple of MR; MC x KC floats = 144 KiB, sits in L2 */
 #define NC 4096  /* multiple of NR; KC x NC floats = 4 MiB, sits in L3 */
+#define WIDE_MR MYOPIA_GEMM_AVX512_MR
+#define WIDE_NR MYOPIA_GEMM_AVX512_NR
+#define WIDE_MC 192   /* multiple of WIDE_MR; 192 x KC floats = 192 KiB of L2 */
+#define WIDE_NC 4096  /* multiple of WIDE_NR */
+#define TILE_MAX (WIDE_MR * WIDE_NR)
 
 typedef void (*micro_kernel_fn)(long kc, const float *a, const float *b, float *c, long ldc,
                                 int overwrite);
 typedef void (*pack_fn)(long rows, long cols, const float *src, long ld, int trans, float *out);
 
+// A micro-kernel with the packing that feeds it and its blocking.
+typedef struct {
+    micro_kernel_fn kernel;
+    pack_fn pack_a, pack_b;
+    long mr, nr, mc, nc;
+} gemm_kernel_t;
+
 // MARK: - Packing (portable)
 
-// A block: mc x kc of op(A) starting at `a` (already offset to (ic, pc)) -> ceil(mc/MR) panels of
-// [kc][MR], rows past mc zero-filled.
-static void pack_a_portable(long mc, long kc, const float *a, long lda, int trans, float *out) {
-    for (long i = 0; i < mc; i += MR) {
-        long ib = mc - i < MR ? mc - i : MR;
+// A block: mc x kc of op(A) starting at `a` (already offset to (ic, pc)) -> ceil(mc/mr) panels of
+// [kc][mr], rows past mc zero-filled.
+static inline __attribute__((always_inline))
+void pack_a_rows(const long mr, long mc, long kc, const float *a, long lda, int trans, float *out) {
+    for (long i = 0; i < mc; i += mr) {
+        long ib = mc - i < mr ? mc - i : mr;
         if (!trans) {
-            for (long r = 0; r < MR; r++) {
+            for (long r = 0; r < mr; r++) {
                 if (r < ib) {
                     const float *row = a + (i + r) * lda;
-                    for (long p = 0; p < kc; p++) out[p * MR + r] = row[p];
+                    for (long p = 0; p < kc; p++) out[p * mr + r] = row[p];
                 } else {
-                    for (long p = 0; p < kc; p++) out[p * MR + r] = 0.0f;
+                    for (long p = 0; p < kc; p++) out[p * mr + r] = 0.0f;
                 }
             }
         } else {
             for (long p = 0; p < kc; p++) {
                 const float *src = a + p * lda + i;
-                for (long r = 0; r < MR; r++) out[p * MR + r] = r < ib ? src[r] : 0.0f;
+                for (long r = 0; r < mr; r++) out[p * mr + r] = r < ib ? src[r] : 0.0f;
             }
         }
-        out += kc * MR;
+        out += kc * mr;
     }
 }
 
-// B block: kc x nc of op(B) starting at `b` (already offset to (pc, jc)) -> ceil(nc/NR) panels of
-// [kc][NR], columns past nc zero-filled.
-static void pack_b_portable(long kc, long nc, const float *b, long ldb, int trans, float *out) {
-    for (long j = 0; j < nc; j += NR) {
-        long jb = nc - j < NR ? nc - j : NR;
+// B block: kc x nc of op(B) starting at `b` (already offset to (pc, jc)) -> ceil(nc/nr) panels of
+// [kc][nr], columns past nc zero-filled.
+static inline __attribute__((always_inline))
+void pack_b_columns(const long nr, long kc, long nc, const float *b, long ldb, int trans, float *out) {
+    for (long j = 0; j < nc; j += nr) {
+        long jb = nc - j < nr ? nc - j : nr;
         if (!trans) {
             for (long p = 0; p < kc; p++) {
                 const float *src = b + p * ldb + j;
-                float *dst = out + p * NR;
-                if (jb == NR) {
-                    memcpy(dst, src, NR * sizeof(float));
+                float *dst = out + p * nr;
+                if (jb == nr) {
+                    memcpy(dst, src, (size_t)nr * sizeof(float));
                 } else {
-                    for (long c = 0; c < NR; c++) dst[c] = c < jb ? src[c] : 0.0f;
+                    for (long c = 0; c < nr; c++) dst[c] = c < jb ? src[c] : 0.0f;
                 }
             }
         } else {
-            for (long c = 0; c < NR; c++) {
+            for (long c = 0; c < nr; c++) {
                 if (c < jb) {
                     const float *col = b + (j + c) * ldb;
-                    for (long p = 0; p < kc; p++) out[p * NR + c] = col[p];
+                    for (long p = 0; p < kc; p++) out[p * nr + c] = col[p];
                 } else {
-                    for (long p = 0; p < kc; p++) out[p * NR + c] = 0.0f;
+                    for (long p = 0; p < kc; p++) out[p * nr + c] = 0.0f;
                 }
             }
         }
-        out += kc * NR;
+        out += kc * nr;
     }
+}
+
+static void pack_a_portable(long mc, long kc, const float *a, long lda, int trans, float *out) {
+    pack_a_rows(MR, mc, kc, a, lda, trans, out);
+}
+static void pack_b_portable(long kc, long nc, const float *b, long ldb, int trans, float *out) {
+    pack_b_columns(NR, kc, nc, b, ldb, trans, out);
+}
+static void pack_a_wide_portable(long mc, long kc, const float *a, long lda, int trans, float *out) {
+    pack_a_rows(WIDE_MR, mc, kc, a, lda, trans, out);
+}
+static void pack_b_wide_portable(long kc, long nc, const float *b, long ldb, int trans, float *out) {
+    pack_b_columns(WIDE_NR, kc, nc, b, ldb, trans, out);
 }
 
 // MARK: - Micro-kernels
@@ -305,10 +337,163 @@ static void pack_b_avx2(long kc, long nc, const float *b, long ldb, int trans, f
 
 #endif /* __x86_64__ */
 
+// MARK: - The 12 x 32 tile over 16-lane vectors (AVX-512, and the same source emulated)
+//
+// The tile is written once over clang's 16-lane vector type and compiled twice: under the AVX-512
+// target each vector is one zmm register and each __builtin_elementwise_fma one vfmadd231ps
+// (kernel_avx512); without it (kernel_wide_emulated, any CPU) the compiler lowers the same
+// operations to narrower vectors or to fmaf calls. An FMA rounds once whatever the vector width, so
+// the two builds sum every element in the same order with the same roundings and agree bit for bit
+// (GEMMTests checks it where both run; elsewhere it checks the emulated build against a scalar
+// model of the same sums).
+typedef float wide_v __attribute__((ext_vector_type(16)));
+
+// Vectors are moved with memcpy (unaligned loads and stores; C rows need not be aligned) and never
+// passed to a function, whose vector ABI would differ between the two builds.
+#define WIDE_LOAD(v, p) memcpy(&(v), (p), sizeof(wide_v))
+#define WIDE_STORE(p, v) memcpy((p), &(v), sizeof(wide_v))
+
+static inline __attribute__((always_inline))
+void wide_tile(long kc, const float *a, const float *b, float *c, long ldc, int overwrite) {
+    wide_v acc[WIDE_MR][2];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < WIDE_MR; r++) {
+        acc[r][0] = acc[r][1] = (wide_v)0.0f;
+        __builtin_prefetch(c + r * ldc);
+        __builtin_prefetch(c + r * ldc + WIDE_NR - 1);
+    }
+    for (long p = 0; p < kc; p++) {
+        wide_v b0, b1;
+        WIDE_LOAD(b0, b + p * WIDE_NR);
+        WIDE_LOAD(b1, b + p * WIDE_NR + 16);
+#pragma clang loop unroll(full)
+        for (int r = 0; r < WIDE_MR; r++) {
+            const wide_v av = (wide_v)a[p * WIDE_MR + r];
+            acc[r][0] = __builtin_elementwise_fma(av, b0, acc[r][0]);
+            acc[r][1] = __builtin_elementwise_fma(av, b1, acc[r][1]);
+        }
+    }
+#pragma clang loop unroll(full)
+    for (int r = 0; r < WIDE_MR; r++) {
+        float *cr = c + r * ldc;
+        if (!overwrite) {
+            wide_v c0, c1;
+            WIDE_LOAD(c0, cr);
+            WIDE_LOAD(c1, cr + 16);
+            acc[r][0] = c0 + acc[r][0];
+            acc[r][1] = c1 + acc[r][1];
+        }
+        WIDE_STORE(cr, acc[r][0]);
+        WIDE_STORE(cr + 16, acc[r][1]);
+    }
+}
+
+// The emulated build: plain C for the compiler's default target.
+static void kernel_wide_emulated(long kc, const float *a, const float *b, float *c, long ldc, int overwrite) {
+    wide_tile(kc, a, b, c, ldc, overwrite);
+}
+
+#if defined(__x86_64__)
+
+#define AVX512 __attribute__((target("avx512f,avx2,fma")))
+
+AVX512
+static void kernel_avx512(long kc, const float *a, const float *b, float *c, long ldc, int overwrite) {
+    wide_tile(kc, a, b, c, ldc, overwrite);
+}
+
+// Packing for the 12 x 32 tile, the same panels as pack_a_wide_portable / pack_b_wide_portable.
+// Rows of A are turned into [kc][12] by two 8 x 8 transposes per 8 k (rows 0–7, then rows 8–11 with
+// four zero rows, of which 4 floats are stored); rows of a transposed B by four per 8 k.
+AVX512
+static void pack_a_wide_avx512(long mc, long kc, const float *a, long lda, int trans, float *out) {
+    for (long i = 0; i < mc; i += WIDE_MR) {
+        long ib = mc - i < WIDE_MR ? mc - i : WIDE_MR;
+        if (!trans) {
+            const float *rows[WIDE_MR];
+            for (long r = 0; r < WIDE_MR; r++) rows[r] = a + (i + (r < ib ? r : 0)) * lda;
+            long p = 0;
+            for (; p + 8 <= kc; p += 8) {
+                __m256 v[8];
+                for (long r = 0; r < 8; r++) v[r] = r < ib ? _mm256_loadu_ps(rows[r] + p) : _mm256_setzero_ps();
+                transpose8x8(v);
+                for (long q = 0; q < 8; q++) _mm256_storeu_ps(out + (p + q) * WIDE_MR, v[q]);
+                for (long r = 0; r < 8; r++)
+                    v[r] = r < 4 && 8 + r < ib ? _mm256_loadu_ps(rows[8 + r] + p) : _mm256_setzero_ps();
+                transpose8x8(v);
+                for (long q = 0; q < 8; q++) _mm_storeu_ps(out + (p + q) * WIDE_MR + 8, _mm256_castps256_ps128(v[q]));
+            }
+            for (; p < kc; p++)
+                for (long r = 0; r < WIDE_MR; r++) out[p * WIDE_MR + r] = r < ib ? rows[r][p] : 0.0f;
+        } else if (ib == WIDE_MR) {
+            for (long p = 0; p < kc; p++) {
+                const float *src = a + p * lda + i;
+                _mm256_storeu_ps(out + p * WIDE_MR, _mm256_loadu_ps(src));
+                _mm_storeu_ps(out + p * WIDE_MR + 8, _mm_loadu_ps(src + 8));
+            }
+        } else {
+            for (long p = 0; p < kc; p++) {
+                const float *src = a + p * lda + i;
+                for (long r = 0; r < WIDE_MR; r++) out[p * WIDE_MR + r] = r < ib ? src[r] : 0.0f;
+            }
+        }
+        out += kc * WIDE_MR;
+    }
+}
+
+AVX512
+static void pack_b_wide_avx512(long kc, long nc, const float *b, long ldb, int trans, float *out) {
+    if (!trans) {
+        long j = 0;
+        for (; j + WIDE_NR <= nc; j += WIDE_NR) {
+            const float *src = b + j;
+            for (long p = 0; p < kc; p++) {
+                _mm512_store_ps(out + p * WIDE_NR, _mm512_loadu_ps(src + p * ldb));
+                _mm512_store_ps(out + p * WIDE_NR + 16, _mm512_loadu_ps(src + p * ldb + 16));
+            }
+            out += kc * WIDE_NR;
+        }
+        if (j < nc) pack_b_wide_portable(kc, nc - j, b + j, ldb, trans, out);
+        return;
+    }
+    for (long j = 0; j < nc; j += WIDE_NR) {
+        long jb = nc - j < WIDE_NR ? nc - j : WIDE_NR;
+        const float *cols[WIDE_NR];
+        for (long c = 0; c < WIDE_NR; c++) cols[c] = b + (j + (c < jb ? c : 0)) * ldb;
+        long p = 0;
+        for (; p + 8 <= kc; p += 8) {
+            for (long part = 0; part < WIDE_NR / 8; part++) {
+                __m256 v[8];
+                for (long c = 0; c < 8; c++) {
+                    long cc = part * 8 + c;
+                    v[c] = cc < jb ? _mm256_loadu_ps(cols[cc] + p) : _mm256_setzero_ps();
+                }
+                transpose8x8(v);
+                for (long q = 0; q < 8; q++) _mm256_store_ps(out + (p + q) * WIDE_NR + part * 8, v[q]);
+            }
+        }
+        for (; p < kc; p++)
+            for (long c = 0; c < WIDE_NR; c++) out[p * WIDE_NR + c] = c < jb ? cols[c][p] : 0.0f;
+        out += kc * WIDE_NR;
+    }
+}
+
+#endif /* __x86_64__ */
+
 int myopia_cpu_has_avx2_fma(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+int myopia_cpu_has_avx512(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    // The CPU model of compiler-rt reports avx512f only where the OS saves the zmm state too.
+    return myopia_cpu_has_avx2_fma() && __builtin_cpu_supports("avx512f");
 #else
     return 0;
 #endif
@@ -342,28 +527,29 @@ static inline int tile_k_range(int tri, long r0, long r1, long c0, long pc, long
 }
 
 // Tile (ic + i, jc + j) of C for every MR x NR tile of an mc x nc block; `tri` as in myopia_sgemm_tri.
-static void macro_kernel(micro_kernel_fn kernel, long mc, long nc, long kc, const float *apack,
+static void macro_kernel(const gemm_kernel_t *g, long mc, long nc, long kc, const float *apack,
                          const float *bpack, float *c, long ldc, int overwrite,
                          int tri, long ic, long jc, long pc) {
-    float tile[MR * NR] __attribute__((aligned(64)));
-    for (long j = 0; j < nc; j += NR) {
-        long nb = nc - j < NR ? nc - j : NR;
-        const float *bp = bpack + (j / NR) * kc * NR;
-        for (long i = 0; i < mc; i += MR) {
-            long mb = mc - i < MR ? mc - i : MR;
-            const float *ap = apack + (i / MR) * kc * MR;
+    const micro_kernel_fn kernel = g->kernel;
+    float tile[TILE_MAX] __attribute__((aligned(64)));
+    for (long j = 0; j < nc; j += g->nr) {
+        long nb = nc - j < g->nr ? nc - j : g->nr;
+        const float *bp = bpack + (j / g->nr) * kc * g->nr;
+        for (long i = 0; i < mc; i += g->mr) {
+            long mb = mc - i < g->mr ? mc - i : g->mr;
+            const float *ap = apack + (i / g->mr) * kc * g->mr;
             float *cp = c + i * ldc + j;
             long k0 = 0, k1 = kc;
             if (tri && !tile_k_range(tri, ic + i, ic + i + mb, jc + j, pc, kc, &k0, &k1)) continue;
             if (k1 <= k0 && !overwrite) continue;  // nothing to add
             long kk = k1 > k0 ? k1 - k0 : 0;       // kk == 0 with overwrite stores zeros
-            if (mb == MR && nb == NR) {
-                kernel(kk, ap + k0 * MR, bp + k0 * NR, cp, ldc, overwrite);
+            if (mb == g->mr && nb == g->nr) {
+                kernel(kk, ap + k0 * g->mr, bp + k0 * g->nr, cp, ldc, overwrite);
             } else {
-                kernel(kk, ap + k0 * MR, bp + k0 * NR, tile, NR, 1);
+                kernel(kk, ap + k0 * g->mr, bp + k0 * g->nr, tile, g->nr, 1);
                 for (long r = 0; r < mb; r++) {
                     float *cr = cp + r * ldc;
-                    const float *tr = tile + r * NR;
+                    const float *tr = tile + r * g->nr;
                     if (overwrite) {
                         for (long q = 0; q < nb; q++) cr[q] = tr[q];
                     } else {
@@ -375,19 +561,21 @@ static void macro_kernel(micro_kernel_fn kernel, long mc, long nc, long kc, cons
     }
 }
 
-static void select_kernel(int kernel_id, micro_kernel_fn *kernel, pack_fn *pack_a, pack_fn *pack_b) {
-    *kernel = kernel_portable;
-    *pack_a = pack_a_portable;
-    *pack_b = pack_b_portable;
+// The kernel, its tile and its blocking for an id of CMyopiaKernels.h (the portable one for an id
+// this build or CPU lacks: the Swift side checks the CPU before it passes an id).
+static const gemm_kernel_t *select_kernel(int kernel_id) {
+    static const gemm_kernel_t portable = {kernel_portable, pack_a_portable, pack_b_portable, MR, NR, MC, NC};
+    static const gemm_kernel_t wide_emulated = {kernel_wide_emulated, pack_a_wide_portable, pack_b_wide_portable,
+                                                WIDE_MR, WIDE_NR, WIDE_MC, WIDE_NC};
 #if defined(__x86_64__)
-    if (kernel_id == MYOPIA_KERNEL_AVX2_FMA) {
-        *kernel = kernel_avx2_fma;
-        *pack_a = pack_a_avx2;
-        *pack_b = pack_b_avx2;
-    }
-#else
-    (void)kernel_id;
+    static const gemm_kernel_t avx2 = {kernel_avx2_fma, pack_a_avx2, pack_b_avx2, MR, NR, MC, NC};
+    static const gemm_kernel_t avx512 = {kernel_avx512, pack_a_wide_avx512, pack_b_wide_avx512,
+                                         WIDE_MR, WIDE_NR, WIDE_MC, WIDE_NC};
+    if (kernel_id == MYOPIA_KERNEL_AVX2_FMA && myopia_cpu_has_avx2_fma()) return &avx2;
+    if (kernel_id == MYOPIA_KERNEL_AVX512 && myopia_cpu_has_avx512()) return &avx512;
 #endif
+    if (kernel_id == MYOPIA_KERNEL_AVX512_EMULATED) return &wide_emulated;
+    return &portable;
 }
 
 // K blocks of (nearly) equal size; a function of k alone, so the order in which each C element
@@ -408,33 +596,31 @@ static void sgemm(int kernel_id, long m, long n, long k,
         return;
     }
 
-    micro_kernel_fn kernel;
-    pack_fn pack_a, pack_b;
-    select_kernel(kernel_id, &kernel, &pack_a, &pack_b);
+    const gemm_kernel_t *g = select_kernel(kernel_id);
     long kcb = k_block(k);
 
-    long nc_max = n < NC ? n : NC;
-    long mc_max = m < MC ? m : MC;
+    long nc_max = n < g->nc ? n : g->nc;
+    long mc_max = m < g->mc ? m : g->mc;
     // Per-thread packing buffers (scratch.c), grown once and reused.
     float *apack = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_GEMM_A,
-        (size_t)((mc_max + MR - 1) / MR * MR) * (size_t)kcb * sizeof(float));
+        (size_t)((mc_max + g->mr - 1) / g->mr * g->mr) * (size_t)kcb * sizeof(float));
     float *bpack = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_GEMM_B,
-        (size_t)((nc_max + NR - 1) / NR * NR) * (size_t)kcb * sizeof(float));
+        (size_t)((nc_max + g->nr - 1) / g->nr * g->nr) * (size_t)kcb * sizeof(float));
 
-    for (long jc = 0; jc < n; jc += NC) {
-        long nc = n - jc < NC ? n - jc : NC;
+    for (long jc = 0; jc < n; jc += g->nc) {
+        long nc = n - jc < g->nc ? n - jc : g->nc;
         for (long pc = 0; pc < k; pc += kcb) {
             long kc = k - pc < kcb ? k - pc : kcb;
             const float *bsrc = transB ? b + jc * ldb + pc : b + pc * ldb + jc;
-            pack_b(kc, nc, bsrc, ldb, transB, bpack);
+            g->pack_b(kc, nc, bsrc, ldb, transB, bpack);
             int overwrite = (pc == 0) && !accumulate;
-            for (long ic = 0; ic < m; ic += MC) {
-                long mc = m - ic < MC ? m - ic : MC;
+            for (long ic = 0; ic < m; ic += g->mc) {
+                long mc = m - ic < g->mc ? m - ic : g->mc;
                 // Triangular output: rows whose every tile lies above the diagonal are skipped.
                 if (tri == MYOPIA_TRI_OUTPUT_LOWER && jc > ic + mc - 1) continue;
                 const float *asrc = transA ? a + pc * lda + ic : a + ic * lda + pc;
-                pack_a(mc, kc, asrc, lda, transA, apack);
-                macro_kernel(kernel, mc, nc, kc, apack, bpack, c + ic * ldc + jc, ldc, overwrite, tri, ic, jc, pc);
+                g->pack_a(mc, kc, asrc, lda, transA, apack);
+                macro_kernel(g, mc, nc, kc, apack, bpack, c + ic * ldc + jc, ldc, overwrite, tri, ic, jc, pc);
             }
         }
     }
@@ -482,8 +668,7 @@ typedef struct {
 
 typedef struct {
     int kernel_id;
-    micro_kernel_fn kernel;
-    pack_fn pack_a, pack_b;
+    const gemm_kernel_t *g;
     long m, n, k, kcb;
     const float *a;
     long lda;
@@ -530,17 +715,18 @@ static inline void team_await(team_t *tm, long u, long s) {
 // Bands of rows: thread t owns rows [t·band, (t+1)·band) and packs a share of each B panel.
 static void team_rows(team_t *tm, long t) {
     const long m = tm->m, n = tm->n, k = tm->k, kcb = tm->kcb, threads = tm->threads;
+    const gemm_kernel_t *g = tm->g;
     long r0 = t * tm->band, r1 = r0 + tm->band < m ? r0 + tm->band : m;  // r1 <= r0: no rows, it only packs
     float *apack = NULL;
     if (r1 > r0) {
-        long mc_max = r1 - r0 < MC ? r1 - r0 : MC;
+        long mc_max = r1 - r0 < g->mc ? r1 - r0 : g->mc;
         apack = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_GEMM_A,
-            (size_t)((mc_max + MR - 1) / MR * MR) * (size_t)kcb * sizeof(float));
+            (size_t)((mc_max + g->mr - 1) / g->mr * g->mr) * (size_t)kcb * sizeof(float));
     }
     long s = 0;
-    for (long jc = 0; jc < n; jc += NC) {
-        long nc = n - jc < NC ? n - jc : NC;
-        long panels = (nc + NR - 1) / NR;
+    for (long jc = 0; jc < n; jc += g->nc) {
+        long nc = n - jc < g->nc ? n - jc : g->nc;
+        long panels = (nc + g->nr - 1) / g->nr;
         for (long pc = 0; pc < k; pc += kcb, s++) {
             long kc = k - pc < kcb ? k - pc : kcb;
             float *bpack = tm->shared[s & 1];
@@ -548,23 +734,23 @@ static void team_rows(team_t *tm, long t) {
             team_share(tm, panels, t, &p0, &p1);
             team_claim(tm, s);
             if (p1 > p0) {
-                long j0 = p0 * NR, j1 = p1 * NR < nc ? p1 * NR : nc, col = jc + j0;
+                long j0 = p0 * g->nr, j1 = p1 * g->nr < nc ? p1 * g->nr : nc, col = jc + j0;
                 const float *bsrc = tm->transB ? tm->b + col * tm->ldb + pc : tm->b + pc * tm->ldb + col;
-                tm->pack_b(kc, j1 - j0, bsrc, tm->ldb, tm->transB, bpack + p0 * kc * NR);
+                g->pack_b(kc, j1 - j0, bsrc, tm->ldb, tm->transB, bpack + p0 * kc * g->nr);
             }
             team_packed(tm, t, s);
             int overwrite = (pc == 0) && !tm->accumulate;
-            for (long ic = r0; ic < r1; ic += MC) {
-                long mc = r1 - ic < MC ? r1 - ic : MC;
+            for (long ic = r0; ic < r1; ic += g->mc) {
+                long mc = r1 - ic < g->mc ? r1 - ic : g->mc;
                 const float *asrc = tm->transA ? tm->a + pc * tm->lda + ic : tm->a + ic * tm->lda + pc;
-                tm->pack_a(mc, kc, asrc, tm->lda, tm->transA, apack);
+                g->pack_a(mc, kc, asrc, tm->lda, tm->transA, apack);
                 for (long q = 0; q < threads; q++) {  // this thread's share first
                     long u = (t + q) % threads;
                     team_share(tm, panels, u, &p0, &p1);
                     if (p1 == p0) continue;
                     team_await(tm, u, s);
-                    long j0 = p0 * NR, j1 = p1 * NR < nc ? p1 * NR : nc;
-                    macro_kernel(tm->kernel, mc, j1 - j0, kc, apack, bpack + p0 * kc * NR,
+                    long j0 = p0 * g->nr, j1 = p1 * g->nr < nc ? p1 * g->nr : nc;
+                    macro_kernel(g, mc, j1 - j0, kc, apack, bpack + p0 * kc * g->nr,
                                  tm->c + ic * tm->ldc + jc + j0, tm->ldc, overwrite, MYOPIA_TRI_NONE, ic, jc + j0, pc);
                 }
             }
@@ -591,11 +777,11 @@ static void team_member(void *ctx, long t) {
 // Whether bands of rows beat bands of columns, by the cycles of the slowest thread: its
 // multiply-adds (16 a cycle) plus its packing (about one element a cycle): with rows, its own rows
 // of A and its share of B; with columns, its own columns of B and all of A.
-static int split_rows_faster(long m, long n, long k, long threads) {
-    double tiles_m = (double)((m + MR - 1) / MR), tiles_n = (double)((n + NR - 1) / NR), kd = (double)k;
-    double rows = ceil(tiles_m / (double)threads) * MR, cols = ceil(tiles_n / (double)threads) * NR;
-    double by_rows = rows * tiles_n * NR * kd / 16 + rows * kd * ceil((double)n / NC) + (double)n * kd / (double)threads;
-    double by_cols = tiles_m * MR * cols * kd / 16 + cols * kd + tiles_m * MR * kd * ceil(cols / NC);
+static int split_rows_faster(const gemm_kernel_t *g, long m, long n, long k, long threads) {
+    double tiles_m = (double)((m + g->mr - 1) / g->mr), tiles_n = (double)((n + g->nr - 1) / g->nr), kd = (double)k;
+    double rows = ceil(tiles_m / (double)threads) * g->mr, cols = ceil(tiles_n / (double)threads) * g->nr;
+    double by_rows = rows * tiles_n * g->nr * kd / 16 + rows * kd * ceil((double)n / g->nc) + (double)n * kd / (double)threads;
+    double by_cols = tiles_m * g->mr * cols * kd / 16 + cols * kd + tiles_m * g->mr * kd * ceil(cols / g->nc);
     return by_rows <= by_cols;
 }
 
@@ -606,7 +792,8 @@ int myopia_sgemm_parallel(int kernel_id, long threads, long m, long n, long k,
     if (threads < 2 || m <= 0 || n <= 0 || k <= 0) return 0;
     team_t team = {0};
     team.kernel_id = kernel_id;
-    select_kernel(kernel_id, &team.kernel, &team.pack_a, &team.pack_b);
+    const gemm_kernel_t *g = select_kernel(kernel_id);
+    team.g = g;
     team.m = m;
     team.n = n;
     team.k = k;
@@ -621,16 +808,16 @@ int myopia_sgemm_parallel(int kernel_id, long threads, long m, long n, long k,
     team.ldc = ldc;
     team.accumulate = accumulate;
     team.threads = threads;
-    team.split_rows = split_rows_faster(m, n, k, threads);
+    team.split_rows = split_rows_faster(g, m, n, k, threads);
     if (!team.split_rows) {
-        team.band = ((n + NR - 1) / NR + threads - 1) / threads * NR;
+        team.band = ((n + g->nr - 1) / g->nr + threads - 1) / threads * g->nr;
         return myopia_parallel_gang(threads, team_member, &team);
     }
-    team.band = ((m + MR - 1) / MR + threads - 1) / threads * MR;
+    team.band = ((m + g->mr - 1) / g->mr + threads - 1) / threads * g->mr;
     // The shared B panels live in the caller's buffer: its thread runs the team's first member and
     // nothing else until the team is done.
-    long nc_max = n < NC ? n : NC;
-    size_t panel = (size_t)((nc_max + NR - 1) / NR * NR) * (size_t)team.kcb;
+    long nc_max = n < g->nc ? n : g->nc;
+    size_t panel = (size_t)((nc_max + g->nr - 1) / g->nr * g->nr) * (size_t)team.kcb;
     team.shared[0] = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_GEMM_SHARED, 2 * panel * sizeof(float));
     team.shared[1] = team.shared[0] + panel;
     team_counter packed[threads];
@@ -684,6 +871,35 @@ static double peak_avx2_fma(long iterations) {
     (void)sink;
     return (double)iterations * 12.0 * 8.0 * 2.0;
 }
+
+// The same loop on zmm registers: 12 independent 16-wide chains, enough to fill two 512-bit FMA
+// units of 4 cycles' latency (a CPU that splits 512-bit operations in two shows half the rate per
+// instruction here, the same FLOP/s as with ymm).
+AVX512
+static double peak_avx512(long iterations) {
+    __m512 acc[12];
+    for (int i = 0; i < 12; i++) acc[i] = _mm512_set1_ps((float)i * 0.01f);
+    const __m512 x = _mm512_set1_ps(0.99999f), y = _mm512_set1_ps(1e-5f);
+    for (long it = 0; it < iterations; it++) {
+        acc[0] = _mm512_fmadd_ps(acc[0], x, y);
+        acc[1] = _mm512_fmadd_ps(acc[1], x, y);
+        acc[2] = _mm512_fmadd_ps(acc[2], x, y);
+        acc[3] = _mm512_fmadd_ps(acc[3], x, y);
+        acc[4] = _mm512_fmadd_ps(acc[4], x, y);
+        acc[5] = _mm512_fmadd_ps(acc[5], x, y);
+        acc[6] = _mm512_fmadd_ps(acc[6], x, y);
+        acc[7] = _mm512_fmadd_ps(acc[7], x, y);
+        acc[8] = _mm512_fmadd_ps(acc[8], x, y);
+        acc[9] = _mm512_fmadd_ps(acc[9], x, y);
+        acc[10] = _mm512_fmadd_ps(acc[10], x, y);
+        acc[11] = _mm512_fmadd_ps(acc[11], x, y);
+    }
+    __m512 s = acc[0];
+    for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, acc[i]);
+    volatile float sink = _mm512_reduce_add_ps(s);
+    (void)sink;
+    return (double)iterations * 12.0 * 16.0 * 2.0;
+}
 #endif
 
 double myopia_fma_peak_loop(long iterations) {
@@ -691,6 +907,17 @@ double myopia_fma_peak_loop(long iterations) {
     if (myopia_cpu_has_avx2_fma()) return peak_avx2_fma(iterations);
 #endif
     return peak_portable(iterations);
+}
+
+double myopia_fma_peak_loop_width(int width, long iterations) {
+#if defined(__x86_64__)
+    if (width == 8 && myopia_cpu_has_avx2_fma()) return peak_avx2_fma(iterations);
+    if (width == 16 && myopia_cpu_has_avx512()) return peak_avx512(iterations);
+#else
+    (void)width;
+    (void)iterations;
+#endif
+    return 0;
 }
 
 // MARK: - Few rows of C (decoding)

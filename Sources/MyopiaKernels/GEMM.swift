@@ -1,7 +1,7 @@
 import CMyopiaKernels
 
-/// Single-precision matrix multiply: a packed, register-tiled 6×16 kernel (AVX2+FMA in C, chosen at
-/// run time; a portable C kernel elsewhere). Threads split C into bands of whole tiles (bands of
+/// Single-precision matrix multiply: packed, register-tiled C kernels (12×32 on AVX-512, 6×16 on
+/// AVX2+FMA, a portable 6×16 elsewhere), chosen at run time (KernelChoice.swift). Threads split C into bands of whole tiles (bands of
 /// rows share B's packed panels) and never split k, so results are bitwise identical for any thread
 /// count.
 public enum GEMM {
@@ -99,21 +99,26 @@ public enum GEMM {
 
     static let minParallelStream = 1 << 16
 
-    /// True when the AVX2+FMA micro-kernel is in use on this machine.
-    public static var usesFMA: Bool { cpuHasAVX2FMA && !forcePortable }
+    /// True when an FMA kernel (AVX2 or AVX-512) is in use: the few-rows path sums as both do.
+    public static var usesFMA: Bool { kernel != .portable }
 
-    /// Name of the active kernel, e.g. "avx2-fma 6x16" or "portable".
-    public static var kernelName: String { usesFMA ? "avx2-fma 6x16" : "portable" }
+    /// Name of the active kernel and its tile, e.g. "avx512 12x32", "avx2-fma 6x16" or "portable 6x16".
+    public static var kernelName: String { kernel.name }
 
-    /// Forces the portable micro-kernel even where AVX2+FMA exists (tests of the portable path,
-    /// benchmarks). Set it before starting work, not while GEMMs run.
-    nonisolated(unsafe) public static var forcePortable = false
-
-    static let cpuHasAVX2FMA: Bool = myopia_cpu_has_avx2_fma() != 0
-
-    static var activeKernel: Int32 {
-        usesFMA ? Int32(MYOPIA_KERNEL_AVX2_FMA) : Int32(MYOPIA_KERNEL_PORTABLE)
+    /// The kernel GEMMs run: `selection.kernel` (KernelChoice.swift) unless set. Setting it (tests,
+    /// benchmarks) requires a kernel this CPU can run; set it before starting work, not while GEMMs
+    /// run. Row operations follow it to their portable path when it is `.portable`.
+    public static var kernel: Kernel {
+        get { kernelOverride ?? selection.kernel }
+        set {
+            precondition(newValue.missingFeatures.isEmpty, "GEMM.kernel: this CPU cannot run \(newValue.name)")
+            kernelOverride = newValue
+        }
     }
+
+    nonisolated(unsafe) static var kernelOverride: Kernel?
+
+    static var activeKernel: Int32 { kernel.id }
 
     static let minParallelWork = 1 << 20
 }

@@ -1,19 +1,32 @@
 import CMyopiaKernels
 import Dispatch
 
-/// Measured machine FMA peak for `myopia bench`: independent SIMD8 FMA chains in C (avx2 path) on `threads` threads, GFLOP/s.
+/// Measured machine FMA peak for `myopia bench`: 12 independent FMA chains in C on ymm (8 floats)
+/// or zmm (16 floats) registers, on `threads` threads, GFLOP/s.
 public enum Peak {
+    /// Vector widths this CPU has FMAs for, by name: "ymm" (8 floats, AVX2+FMA), "zmm" (16, AVX-512).
+    public static var widths: [(name: String, floats: Int)] {
+        let cpu = GEMM.CPUFeatures.current
+        return (cpu.avx2FMA ? [("ymm", 8)] : []) + (cpu.avx512 ? [("zmm", 16)] : [])
+    }
+
     /// The best of `rounds` runs of about `seconds` each: interference from elsewhere on the
-    /// machine only ever lowers a run, and a peak that reads low would flatter every MFU.
-    public static func measureFMAPeak(threads: Int, seconds: Double = 0.1, rounds: Int = 5) -> Double {
+    /// machine only ever lowers a run, and a peak that reads low would flatter every MFU. `width`:
+    /// 8 or 16 floats (0 where the CPU lacks it); nil: the ymm loop where AVX2+FMA exists, else
+    /// portable C.
+    public static func measureFMAPeak(threads: Int, width: Int? = nil, seconds: Double = 0.1, rounds: Int = 5) -> Double {
         let threads = max(1, threads)
+        let loop: (Int) -> Double = { iterations in
+            width.map { myopia_fma_peak_loop_width(Int32($0), iterations) } ?? myopia_fma_peak_loop(iterations)
+        }
         // Calibrate: grow the iteration count until one run takes ≥ 20 ms.
         var iterations = 1 << 16
         var flopsPerRun = 0.0, elapsed = 0.0
         while true {
             let start = DispatchTime.now().uptimeNanoseconds
-            flopsPerRun = myopia_fma_peak_loop(iterations)
+            flopsPerRun = loop(iterations)
             elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+            if flopsPerRun == 0 { return 0 }
             if elapsed >= 0.02 || iterations >= 1 << 40 { break }
             iterations *= 4
         }
@@ -23,11 +36,26 @@ public enum Peak {
         var best = 0.0
         for _ in 0..<max(1, rounds) {
             let start = DispatchTime.now().uptimeNanoseconds
-            Parallel.forEachStatic(threads, threads: threads, runIterations) { runIterations, _ in
-                _ = myopia_fma_peak_loop(runIterations)
+            Parallel.forEachStatic(threads, threads: threads, (runIterations, width)) { args, _ in
+                let (runIterations, width) = args
+                _ = width.map { myopia_fma_peak_loop_width(Int32($0), runIterations) } ?? myopia_fma_peak_loop(runIterations)
             }
             let wall = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
             best = max(best, flops / wall * 1e-9)
+        }
+        return best
+    }
+
+    /// A quick single-thread FMA rate of one vector width (best of five runs of ~0.3 ms), for the
+    /// kernel choice; nil where the CPU lacks the width.
+    static func singleThreadRate(width: Int) -> Double? {
+        var best = 0.0
+        for _ in 0..<5 {
+            let start = DispatchTime.now().uptimeNanoseconds
+            let flops = myopia_fma_peak_loop_width(Int32(width), 1 << 14)
+            if flops == 0 { return nil }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+            best = max(best, flops / max(seconds, 1e-9) * 1e-9)
         }
         return best
     }

@@ -8,8 +8,9 @@ public enum RowOps {
     /// Elements per parallel work item for element-wise operations.
     static let elementsPerItem = 1 << 15
 
-    /// True when exp, softmax and GELU run the AVX2+FMA C code (else the portable SIMD8 Swift code).
-    static var usesAVX2: Bool { GEMM.cpuHasAVX2FMA && !forcePortable }
+    /// True when exp, softmax and GELU run the AVX2+FMA C code (else the portable SIMD8 Swift code):
+    /// where the GEMM kernel is an FMA one (so MYOPIA_KERNEL=portable makes them portable too).
+    static var usesAVX2: Bool { GEMM.usesFMA && !forcePortable }
 
     /// Forces the portable Swift row operations (tests of the portable path).
     nonisolated(unsafe) static var forcePortable = false

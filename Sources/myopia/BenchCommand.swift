@@ -9,7 +9,7 @@ struct BenchCommand: ConfigFileCommand {
         commandName: "bench",
         abstract: "Measure GEMM throughput, the training step against the machine's FMA peak, tokenizer and decoding speed.",
         discussion: """
-        GEMM on the transformer shapes (M,K,N) = (2048,256,768), (2048,768,256), (2048,256,1024), (2048,1024,256), (2048,256,8192), (256,2048,768) in the layouts A·B, A·Bᵀ, Aᵀ·B, beside OpenBLAS when libopenblas is installed; then the training step of SMALL (vocab 8192, seq 256, 4 layers, 4 heads, d_model 256, batch 8) and of GPT-2 124M (batch 4, seq 64), vanilla and myopic, with the phases, model FLOP utilisation, peak resident set and heap allocations per step (0: the step allocates nothing) of each; each training game's step on SMALL (scheduled sampling ρ = 0.25, consequence λ = 0.5 K = 4 M = 4 sampled, multi-token N = 2) against teacher-forced; the exact gradient horizon against backward passes; and encode/decode MB/s of the gpt2 and smollm2-135m tokenizers on tiny-shakespeare repeated to 4 MB; and greedy cached decoding of smollm2-135m, one token at a time, with the fp32 weights it streams per second (each skipped when its asset cannot be fetched). Figures only: run it on a quiet machine.
+        First the GEMM kernel in use and how it was chosen (MYOPIA_KERNEL=portable|avx2|avx512 forces one) and the FMA peak of each vector width the CPU has (ymm, zmm); then GEMM on the transformer shapes (M,K,N) = (2048,256,768), (2048,768,256), (2048,256,1024), (2048,1024,256), (2048,256,8192), (256,2048,768) in the layouts A·B, A·Bᵀ, Aᵀ·B, beside OpenBLAS when libopenblas is installed; then the training step of SMALL (vocab 8192, seq 256, 4 layers, 4 heads, d_model 256, batch 8) and of GPT-2 124M (batch 4, seq 64), vanilla and myopic, with the phases, model FLOP utilisation, peak resident set and heap allocations per step (0: the step allocates nothing) of each; each training game's step on SMALL (scheduled sampling ρ = 0.25, consequence λ = 0.5 K = 4 M = 4 sampled, multi-token N = 2) against teacher-forced; the exact gradient horizon against backward passes; and encode/decode MB/s of the gpt2 and smollm2-135m tokenizers on tiny-shakespeare repeated to 4 MB; and greedy cached decoding of smollm2-135m, one token at a time, with the fp32 weights it streams per second (each skipped when its asset cannot be fetched). Figures only: run it on a quiet machine.
 
         Examples:
           myopia bench --json > bench.json
@@ -49,7 +49,7 @@ struct BenchCommand: ConfigFileCommand {
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let counts = threads.isEmpty ? Array(Set([1, cores])).sorted() : threads
         Terminal.quiet = quiet || json
-        Terminal.info("kernel: \(GEMM.kernelName), \(cores) cores")
+        Terminal.info("kernel: \(GEMM.kernelName) (\(GEMM.kernelSelectionSummary)), \(cores) cores")
         let report = try reportingErrors {
             try Bench.run(threads: counts, gemm: gemm, training: training,
                           models: models.compactMap { Bench.trainingConfigs[$0.lowercased()] }, games: games, horizon: horizon,
@@ -58,6 +58,11 @@ struct BenchCommand: ConfigFileCommand {
         }
         if json { try printJSON(report) }
         else {
+            print("kernel: \(report.kernel) (\(GEMM.kernelSelectionSummary))")
+            for (width, byThreads) in report.fmaPeakGflopsByWidth.sorted(by: { $0.key < $1.key }) {
+                print("FMA peak, \(width): " + byThreads.sorted { Int($0.key)! < Int($1.key)! }
+                    .map { String(format: "%.1f GFLOP/s on %@ thread(s)", $0.value, $0.key) }.joined(separator: ", "))
+            }
             for (t, r) in report.gemmGeomeanRatio.sorted(by: { $0.key < $1.key }) {
                 print(String(format: "GEMM vs OpenBLAS, %@ thread(s): geometric mean ratio %.2f", t, r))
             }

@@ -124,7 +124,15 @@ enum ConfigFile {
 
 extension MyopiaCommand {
     /// Parses the command line (with any --config file expanded) and runs the command.
+    /// A MYOPIA_KERNEL this CPU cannot run is refused first, in one line naming the missing feature
+    /// (GEMM itself would fall back rather than execute an illegal instruction).
     static func main() {
+        do {
+            try GEMM.checkEnvironment()
+        } catch {
+            Terminal.error("\(error)")
+            Foundation.exit(1)
+        }
         let arguments: [String]
         do {
             arguments = try ConfigFile.expand(Array(CommandLine.arguments.dropFirst()), root: MyopiaCommand.self)

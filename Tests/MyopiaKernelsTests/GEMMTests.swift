@@ -98,8 +98,7 @@ final class GEMMTests: KernelTestCase {
     }
 
     func testAllLayoutsAgainstDoubleReference() {
-        for kernelPortable in [false, true] {
-            GEMM.forcePortable = kernelPortable
+        forEachKernel { _ in
             for (s, shape) in Self.shapes.enumerated() {
                 for transA in [false, true] {
                     for transB in [false, true] {
@@ -119,18 +118,23 @@ final class GEMMTests: KernelTestCase {
 
     func testLargeParallelProblemsAgainstReference() {
         Parallel.threadCount = 2
-        for (transA, transB) in [(false, false), (false, true), (true, false), (true, true)] {
-            let p = GEMMProblem(m: 150, n: 170, k: 300, transA: transA, transB: transB, pad: 5, seed: 7)
-            check(p, accumulate: true, label: "150x170x300 tA=\(transA) tB=\(transB)")
-            let q = GEMMProblem(m: 20, n: 1000, k: 70, transA: transA, transB: transB, pad: 1, seed: 8)
-            check(q, accumulate: false, label: "20x1000x70 tA=\(transA) tB=\(transB)")
+        forEachKernel { kernel in
+            for (transA, transB) in [(false, false), (false, true), (true, false), (true, true)] {
+                let p = GEMMProblem(m: 150, n: 170, k: 300, transA: transA, transB: transB, pad: 5, seed: 7)
+                check(p, accumulate: true, label: "\(kernel) 150x170x300 tA=\(transA) tB=\(transB)")
+                let q = GEMMProblem(m: 20, n: 1000, k: 70, transA: transA, transB: transB, pad: 1, seed: 8)
+                check(q, accumulate: false, label: "\(kernel) 20x1000x70 tA=\(transA) tB=\(transB)")
+            }
         }
     }
 
     /// One to four rows take the unpacked streaming path (decoding); it sums every element as the
     /// packed path does, so they agree bit for bit with the same rows computed in a larger product.
     func testFewRowsAreBitwiseIdenticalToThePackedPath() throws {
-        guard GEMM.usesFMA else { throw XCTSkip("the few-rows path needs AVX2+FMA") }
+        let fmaKernels = GEMM.Kernel.available.filter { $0 != .portable }
+        guard !fmaKernels.isEmpty else { throw XCTSkip("the few-rows path needs AVX2+FMA") }
+        for kernel in fmaKernels {
+        GEMM.kernel = kernel
         for (n, k) in [(7, 5), (40, 300), (129, 64), (1000, 600), (33, 513)] {
             for transB in [false, true] {
                 for accumulate in [false, true] {
@@ -141,11 +145,12 @@ final class GEMMTests: KernelTestCase {
                             let few = GEMMProblem(copying: big, rows: rows)
                             let got = few.run(accumulate: accumulate, parallel: parallel)
                             XCTAssertEqual(got.map(\.bitPattern), Array(packed.prefix(rows * big.ldc)).map(\.bitPattern),
-                                           "n \(n) k \(k) transB \(transB) accumulate \(accumulate) rows \(rows)")
+                                           "\(kernel) n \(n) k \(k) transB \(transB) accumulate \(accumulate) rows \(rows)")
                         }
                     }
                 }
             }
+        }
         }
     }
 
@@ -164,8 +169,7 @@ final class GEMMTests: KernelTestCase {
     }
 
     func testBitwiseIdenticalAcrossThreadCounts() {
-        for kernelPortable in [false, true] {
-            GEMM.forcePortable = kernelPortable
+        forEachKernel { _ in
             let shapes = [(200, 300, 520), (30, 700, 300), (333, 50, 129), (7, 2000, 100)]
             for (m, n, k) in shapes {
                 for (transA, transB) in [(false, false), (false, true), (true, false), (true, true)] {
@@ -197,6 +201,7 @@ final class GEMMTests: KernelTestCase {
             (30, 700, 300),   // columns, two K blocks
             (5, 10, 30000),   // rows: one row tile, so the other threads only pack
         ]
+        forEachKernel { kernel in
         for (m, n, k) in shapes {
             for (transA, transB) in [(false, false), (false, true), (true, false), (true, true)] {
                 for accumulate in [false, true] {
@@ -205,10 +210,11 @@ final class GEMMTests: KernelTestCase {
                     for threads in [2, 3, 4] {
                         Parallel.threadCount = threads
                         assertBitwiseEqual(p.run(accumulate: accumulate), serial,
-                                           "\(m)x\(n)x\(k) tA=\(transA) tB=\(transB) acc=\(accumulate) \(threads) threads")
+                                           "\(kernel) \(m)x\(n)x\(k) tA=\(transA) tB=\(transB) acc=\(accumulate) \(threads) threads")
                     }
                 }
             }
+        }
         }
     }
 
@@ -266,17 +272,49 @@ final class GEMMTests: KernelTestCase {
     }
 
     func testKernelSelection() {
+        let selection = GEMM.selection
+        XCTAssertTrue(GEMM.Kernel.available.contains(selection.kernel))
+        XCTAssertEqual(GEMM.kernel, selection.kernel)
         #if arch(x86_64)
-        if GEMM.cpuHasAVX2FMA {
+        if GEMM.CPUFeatures.current.avx2FMA {
             XCTAssertTrue(GEMM.usesFMA)
-            XCTAssertEqual(GEMM.kernelName, "avx2-fma 6x16")
+            XCTAssertNotEqual(selection.kernel, .portable)
+        }
+        if GEMM.CPUFeatures.current.avx512 && selection.reason == "timed" {
+            // Both kernels were timed and both widths measured.
+            XCTAssertEqual(Set(selection.tileGflops.keys), ["avx2", "avx512"])
+            XCTAssertGreaterThan(selection.ymmGflops ?? 0, 0)
+            XCTAssertGreaterThan(selection.zmmGflops ?? 0, 0)
         }
         #else
         XCTAssertFalse(GEMM.usesFMA)
         #endif
-        GEMM.forcePortable = true
+        GEMM.kernel = .portable
         XCTAssertFalse(GEMM.usesFMA)
-        XCTAssertEqual(GEMM.kernelName, "portable")
+        XCTAssertFalse(RowOps.usesAVX2)
+        XCTAssertEqual(GEMM.kernelName, "portable 6x16")
+    }
+
+    /// MYOPIA_KERNEL names a kernel; one the CPU cannot run is a typed error naming what it lacks.
+    func testForcedKernelFromTheEnvironment() throws {
+        let zen3 = GEMM.CPUFeatures(avx2FMA: true, avx512: false)
+        let old = GEMM.CPUFeatures(avx2FMA: false, avx512: false)
+        let zen4 = GEMM.CPUFeatures(avx2FMA: true, avx512: true)
+        XCTAssertNil(try GEMM.forcedKernel(nil, cpu: zen3))
+        XCTAssertNil(try GEMM.forcedKernel("", cpu: zen3))
+        XCTAssertEqual(try GEMM.forcedKernel("avx2", cpu: zen3), .avx2)
+        XCTAssertEqual(try GEMM.forcedKernel("AVX512", cpu: zen4), .avx512)
+        XCTAssertEqual(try GEMM.forcedKernel("portable", cpu: old), .portable)
+        XCTAssertThrowsError(try GEMM.forcedKernel("avx512", cpu: zen3)) { error in
+            XCTAssertEqual(error as? GEMM.KernelError, GEMM.KernelError(requested: "avx512", missingFeatures: ["avx512f"]))
+            XCTAssertTrue("\(error)".contains("this CPU lacks avx512f"), "\(error)")
+        }
+        XCTAssertThrowsError(try GEMM.forcedKernel("avx2", cpu: old)) { error in
+            XCTAssertEqual((error as? GEMM.KernelError)?.missingFeatures, ["avx2", "fma"])
+        }
+        XCTAssertThrowsError(try GEMM.forcedKernel("avx1024", cpu: zen4)) { error in
+            XCTAssertTrue("\(error)".contains("unknown kernel"), "\(error)")
+        }
     }
 
     func testOpenBLASAgreesWhenInstalled() throws {

@@ -23,19 +23,19 @@ struct TestRandom {
 /// Restores the global kernel settings that tests change.
 class KernelTestCase: XCTestCase {
     private var savedThreads = 1
-    private var savedPortable = false
+    private var savedKernel: GEMM.Kernel?
     private var savedRowPortable = false
 
     override func setUp() {
         super.setUp()
         savedThreads = Parallel.threadCount
-        savedPortable = GEMM.forcePortable
+        savedKernel = GEMM.kernelOverride
         savedRowPortable = RowOps.forcePortable
     }
 
     override func tearDown() {
         Parallel.threadCount = savedThreads
-        GEMM.forcePortable = savedPortable
+        GEMM.kernelOverride = savedKernel
         RowOps.forcePortable = savedRowPortable
         super.tearDown()
     }
@@ -46,6 +46,14 @@ class KernelTestCase: XCTestCase {
         for portable in [false, true] {
             RowOps.forcePortable = portable
             body(RowOps.usesAVX2 ? "avx2" : "portable")
+        }
+    }
+
+    /// Runs `body` once with each GEMM kernel this CPU can run (GEMM.kernel set to it).
+    func forEachKernel(_ body: (GEMM.Kernel) throws -> Void) rethrows {
+        for kernel in GEMM.Kernel.available {
+            GEMM.kernel = kernel
+            try body(kernel)
         }
     }
 

@@ -5,8 +5,7 @@ import XCTest
 final class TriangularGEMMTests: KernelTestCase {
     func testTriangularProductsEqualTheFullProduct() {
         var rng = TestRandom(seed: 11)
-        for portable in [false, true] {
-            GEMM.forcePortable = portable
+        forEachKernel { kernel in
             for (t, hs) in [(1, 8), (5, 3), (17, 16), (64, 64), (97, 24), (300, 20)] {
                 let lower = (0..<(t * t)).map { i in i % t <= i / t ? rng.float() : 0 }  // (T, T), zero above the diagonal
                 let x = rng.floats(t * hs), y = rng.floats(t * hs), c0 = rng.floats(t * max(t, hs))
@@ -22,7 +21,7 @@ final class TriangularGEMMTests: KernelTestCase {
                     }
                     return c
                 }
-                let label = "T \(t), HS \(hs), portable \(portable)"
+                let label = "T \(t), HS \(hs), \(kernel)"
                 for accumulate in [false, true] {
                     // S = X·Yᵀ, lower triangle only.
                     let s = run(.outputLower, m: t, n: t, k: hs, a: x, lda: hs, transA: false, b: y, ldb: hs, transB: true,

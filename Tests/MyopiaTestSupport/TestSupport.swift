@@ -146,3 +146,14 @@ public func assertInputError<T>(_ expression: @autoclosure () throws -> T, _ cas
         return nil
     }
 }
+
+/// Runs `body` once with each GEMM kernel this CPU can run (portable, avx2, avx512: the choices of
+/// MYOPIA_KERNEL), then restores the kernel in use: reference tests must pass on each.
+public func forEachKernel(_ body: (GEMM.Kernel) throws -> Void) rethrows {
+    let saved = GEMM.kernel
+    defer { GEMM.kernel = saved }
+    for kernel in GEMM.Kernel.available {
+        GEMM.kernel = kernel
+        try body(kernel)
+    }
+}

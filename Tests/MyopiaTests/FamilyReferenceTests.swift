@@ -45,62 +45,68 @@ final class FamilyReferenceTests: XCTestCase {
     }
 
     func testReadsEachFamilysConfig() throws {
-        for family in Self.families {
-            let c = try load(family).2.config
-            XCTAssertEqual(c.family.rawValue, family)
-            XCTAssertEqual(c.vocabSize, 96, family)
+        try forEachKernel { _ in
+            for family in Self.families {
+                let c = try load(family).2.config
+                XCTAssertEqual(c.family.rawValue, family)
+                XCTAssertEqual(c.vocabSize, 96, family)
+            }
+            let neox = try load("gpt_neox").2.config
+            XCTAssertEqual([neox.headSize, neox.rotaryDims], [12, 6])
+            XCTAssertTrue(neox.parallelResidual)
+            let gemma = try load("gemma2").2.config
+            XCTAssertEqual(gemma.attentionSoftcap, 5)
+            XCTAssertEqual(gemma.finalSoftcap, 3)
+            XCTAssertEqual(gemma.queryPreAttentionScalar, 20)
+            XCTAssertEqual((0..<3).map { gemma.window(layer: $0) }, [6, nil, 6])
+            let mistral = try load("mistral").2.config
+            XCTAssertEqual((0..<2).map { mistral.window(layer: $0) }, [6, 6])
+            XCTAssertEqual(try load("qwen3").2.config.headSize, 12)
         }
-        let neox = try load("gpt_neox").2.config
-        XCTAssertEqual([neox.headSize, neox.rotaryDims], [12, 6])
-        XCTAssertTrue(neox.parallelResidual)
-        let gemma = try load("gemma2").2.config
-        XCTAssertEqual(gemma.attentionSoftcap, 5)
-        XCTAssertEqual(gemma.finalSoftcap, 3)
-        XCTAssertEqual(gemma.queryPreAttentionScalar, 20)
-        XCTAssertEqual((0..<3).map { gemma.window(layer: $0) }, [6, nil, 6])
-        let mistral = try load("mistral").2.config
-        XCTAssertEqual((0..<2).map { mistral.window(layer: $0) }, [6, 6])
-        XCTAssertEqual(try load("qwen3").2.config.headSize, 12)
     }
 
     func testLogitsLossesAndResidualStreamsMatchPyTorch() throws {
-        for family in Self.families {
-            let (ref, tensors, model) = try load(family)
-            let cache = model.makeCache(batch: ref.B, seqLen: ref.T)
-            let (inputs, targets) = split(ref.tokens)
-            let loss = model.forward(tokens: inputs, targets: targets, batch: ref.B, seqLen: ref.T, cache: cache)!
-            XCTAssertEqual(Double(loss), ref.loss, accuracy: Self.tolerance * ref.loss, family)
-            assertClose(cache.logitsArray(), try tensors.floats("logits"), "\(family) logits")
-            assertClose(cache.positionLosses(), try tensors.floats("losses"), "\(family) losses")
-            for l in 0..<model.config.nLayers {
-                assertClose(cache.residual(layer: l), try tensors.floats("hidden.\(l)"), "\(family) hidden.\(l)")
+        try forEachKernel { _ in
+            for family in Self.families {
+                let (ref, tensors, model) = try load(family)
+                let cache = model.makeCache(batch: ref.B, seqLen: ref.T)
+                let (inputs, targets) = split(ref.tokens)
+                let loss = model.forward(tokens: inputs, targets: targets, batch: ref.B, seqLen: ref.T, cache: cache)!
+                XCTAssertEqual(Double(loss), ref.loss, accuracy: Self.tolerance * ref.loss, family)
+                assertClose(cache.logitsArray(), try tensors.floats("logits"), "\(family) logits")
+                assertClose(cache.positionLosses(), try tensors.floats("losses"), "\(family) losses")
+                for l in 0..<model.config.nLayers {
+                    assertClose(cache.residual(layer: l), try tensors.floats("hidden.\(l)"), "\(family) hidden.\(l)")
+                }
+                assertClose(cache.residual(layer: model.config.nLayers), try tensors.floats("resid_final"), "\(family) resid_final")
             }
-            assertClose(cache.residual(layer: model.config.nLayers), try tensors.floats("resid_final"), "\(family) resid_final")
         }
     }
 
     /// Vanilla and myopic parameter gradients, and the gradient reaching the residual stream entering
     /// each layer (and the final one), under both flows.
     func testGradientsOfBothFlowsMatchPyTorch() throws {
-        for family in Self.families {
-            let (ref, tensors, model) = try load(family)
-            let cache = model.makeCache(batch: ref.B, seqLen: ref.T)
-            let (inputs, targets) = split(ref.tokens)
-            let L = model.config.nLayers
-            let hooks = (0..<L).map { HookPoint(.residPre, layer: $0) } + [HookPoint(.lnFinal)]
-            for (flow, prefix) in [(GradientFlow.vanilla, ""), (.myopic, "myopic.")] {
-                model.flow = flow
-                model.params.zeroGrads()
-                model.forward(tokens: inputs, targets: targets, batch: ref.B, seqLen: ref.T, cache: cache)
-                let recorded = model.backward(cache: cache, recording: hooks)
-                for e in model.params.entries {
-                    let mine = Array(model.params.buffer(model.params.grads, e))
-                    assertClose(mine, try tensors.floats(prefix + "grad." + e.name), "\(family) \(prefix)grad.\(e.name)")
-                }
-                let flowName = flow == .vanilla ? "vanilla" : "myopic"
-                for l in 0..<L {
-                    assertClose(recorded[HookPoint(.residPre, layer: l)]!, try tensors.floats("\(flowName).grad_input.\(l)"),
-                                "\(family) \(flowName).grad_input.\(l)")
+        try forEachKernel { _ in
+            for family in Self.families {
+                let (ref, tensors, model) = try load(family)
+                let cache = model.makeCache(batch: ref.B, seqLen: ref.T)
+                let (inputs, targets) = split(ref.tokens)
+                let L = model.config.nLayers
+                let hooks = (0..<L).map { HookPoint(.residPre, layer: $0) } + [HookPoint(.lnFinal)]
+                for (flow, prefix) in [(GradientFlow.vanilla, ""), (.myopic, "myopic.")] {
+                    model.flow = flow
+                    model.params.zeroGrads()
+                    model.forward(tokens: inputs, targets: targets, batch: ref.B, seqLen: ref.T, cache: cache)
+                    let recorded = model.backward(cache: cache, recording: hooks)
+                    for e in model.params.entries {
+                        let mine = Array(model.params.buffer(model.params.grads, e))
+                        assertClose(mine, try tensors.floats(prefix + "grad." + e.name), "\(family) \(prefix)grad.\(e.name)")
+                    }
+                    let flowName = flow == .vanilla ? "vanilla" : "myopic"
+                    for l in 0..<L {
+                        assertClose(recorded[HookPoint(.residPre, layer: l)]!, try tensors.floats("\(flowName).grad_input.\(l)"),
+                                    "\(family) \(flowName).grad_input.\(l)")
+                    }
                 }
             }
         }
@@ -109,40 +115,44 @@ final class FamilyReferenceTests: XCTestCase {
     /// Greedy decoding through the KV cache (sliding windows included) gives transformers' tokens,
     /// and at each step the logits of its cached decode.
     func testCachedGreedyDecodingMatchesTransformers() throws {
-        for family in Self.families {
-            let (ref, tensors, model) = try load(family)
-            let prompt = ref.decode.prompt, generated = ref.decode.generated
-            let expected = try tensors.floats("decode.logits"), v = model.config.vocabSize
-            let kv = KVCache(config: model.config)
-            var logits = model.decode(prompt, cache: kv)
-            var mine: [Int32] = [], steps: [Float] = []
-            for _ in 0..<generated.count {
-                let row = Array(UnsafeBufferPointer(start: logits, count: v))
-                steps += row
-                let next = Int32(row.indices.max { row[$0] < row[$1] }!)
-                mine.append(next)
-                logits = model.decode([next], cache: kv)
+        try forEachKernel { _ in
+            for family in Self.families {
+                let (ref, tensors, model) = try load(family)
+                let prompt = ref.decode.prompt, generated = ref.decode.generated
+                let expected = try tensors.floats("decode.logits"), v = model.config.vocabSize
+                let kv = KVCache(config: model.config)
+                var logits = model.decode(prompt, cache: kv)
+                var mine: [Int32] = [], steps: [Float] = []
+                for _ in 0..<generated.count {
+                    let row = Array(UnsafeBufferPointer(start: logits, count: v))
+                    steps += row
+                    let next = Int32(row.indices.max { row[$0] < row[$1] }!)
+                    mine.append(next)
+                    logits = model.decode([next], cache: kv)
+                }
+                XCTAssertEqual(mine, generated, family)
+                assertClose(steps, expected, "\(family) decode logits")
             }
-            XCTAssertEqual(mine, generated, family)
-            assertClose(steps, expected, "\(family) decode logits")
         }
     }
 
     /// A model saved by Myopia reads back identically, and its config.json names the family's
     /// transformers class (tools/reference/family_roundtrip_check.py loads it in transformers).
     func testSavedFoldersRoundTrip() throws {
-        for family in Self.families {
-            let (ref, _, model) = try load(family)
-            let dir = try temporaryDirectory(self).appendingPathComponent(family)
-            try Checkpoint.saveModel(model, to: dir)
-            let again = try Checkpoint.loadModel(from: dir)
-            XCTAssertEqual(again.config, model.config, family)
-            let (inputs, targets) = split(ref.tokens)
-            let a = model.makeCache(batch: ref.B, seqLen: ref.T), b = again.makeCache(batch: ref.B, seqLen: ref.T)
-            let la = model.forward(tokens: inputs, targets: targets, batch: ref.B, seqLen: ref.T, cache: a)
-            let lb = again.forward(tokens: inputs, targets: targets, batch: ref.B, seqLen: ref.T, cache: b)
-            XCTAssertEqual(la, lb, family)
-            XCTAssertEqual(a.logitsArray(), b.logitsArray(), family)
+        try forEachKernel { _ in
+            for family in Self.families {
+                let (ref, _, model) = try load(family)
+                let dir = try temporaryDirectory(self).appendingPathComponent(family)
+                try Checkpoint.saveModel(model, to: dir)
+                let again = try Checkpoint.loadModel(from: dir)
+                XCTAssertEqual(again.config, model.config, family)
+                let (inputs, targets) = split(ref.tokens)
+                let a = model.makeCache(batch: ref.B, seqLen: ref.T), b = again.makeCache(batch: ref.B, seqLen: ref.T)
+                let la = model.forward(tokens: inputs, targets: targets, batch: ref.B, seqLen: ref.T, cache: a)
+                let lb = again.forward(tokens: inputs, targets: targets, batch: ref.B, seqLen: ref.T, cache: b)
+                XCTAssertEqual(la, lb, family)
+                XCTAssertEqual(a.logitsArray(), b.logitsArray(), family)
+            }
         }
     }
 
@@ -255,12 +265,14 @@ final class FamilyConfigTests: XCTestCase {
     }
 
     func testUnsupportedModelTypeNamesTheFileTheValueAndTheFamilies() throws {
-        var c = try base("qwen2")
-        c["model_type"] = "phi3"
-        let error = assertInputError(try read(c), "unsupported", field: "model_type", reason: "phi3")
-        XCTAssertTrue(error?.description.contains("config.json") == true)
-        for family in ["gpt2", "llama", "gpt_neox", "qwen2", "qwen3", "mistral", "gemma2", "olmo2"] {
-            XCTAssertTrue(error?.description.contains(family) == true, family)
+        try forEachKernel { _ in
+            var c = try base("qwen2")
+            c["model_type"] = "phi3"
+            let error = assertInputError(try read(c), "unsupported", field: "model_type", reason: "phi3")
+            XCTAssertTrue(error?.description.contains("config.json") == true)
+            for family in ["gpt2", "llama", "gpt_neox", "qwen2", "qwen3", "mistral", "gemma2", "olmo2"] {
+                XCTAssertTrue(error?.description.contains(family) == true, family)
+            }
         }
     }
 
@@ -276,54 +288,58 @@ final class FamilyConfigTests: XCTestCase {
     }
 
     func testFieldsThatChangeTheComputationAreRefusedByName() throws {
-        let cases: [(String, String, Any, String)] = [
-            ("qwen2", "rope_scaling", ["rope_type": "yarn", "factor": 4.0], "rope_scaling"),
-            ("qwen3", "rope_parameters", ["rope_type": "linear", "rope_theta": 1000.0], "rope_parameters"),
-            ("qwen3", "attention_bias", true, "attention_bias"),
-            ("olmo2", "mlp_bias", true, "mlp_bias"),
-            ("mistral", "partial_rotary_factor", 0.5, "partial_rotary_factor"),
-            ("mistral", "attn_logit_softcapping", 30.0, "attn_logit_softcapping"),
-            ("gemma2", "hidden_activation", "gelu", "hidden_activation"),
-            ("gemma2", "use_bidirectional_attention", true, "use_bidirectional_attention"),
-            ("gemma2", "layer_types", ["sliding_attention", "chunked_attention", "full_attention"], "layer_types[1]"),
-            ("gpt_neox", "hidden_act", "relu", "hidden_act"),
-            ("gpt_neox", "rope_scaling", ["rope_type": "dynamic", "factor": 2.0], "rope_scaling"),
-        ]
-        for (family, key, value, field) in cases {
-            var c = try base(family)
-            c[key] = value
-            _ = assertInputError(try read(c), "unsupported", field: field)
+        try forEachKernel { _ in
+            let cases: [(String, String, Any, String)] = [
+                ("qwen2", "rope_scaling", ["rope_type": "yarn", "factor": 4.0], "rope_scaling"),
+                ("qwen3", "rope_parameters", ["rope_type": "linear", "rope_theta": 1000.0], "rope_parameters"),
+                ("qwen3", "attention_bias", true, "attention_bias"),
+                ("olmo2", "mlp_bias", true, "mlp_bias"),
+                ("mistral", "partial_rotary_factor", 0.5, "partial_rotary_factor"),
+                ("mistral", "attn_logit_softcapping", 30.0, "attn_logit_softcapping"),
+                ("gemma2", "hidden_activation", "gelu", "hidden_activation"),
+                ("gemma2", "use_bidirectional_attention", true, "use_bidirectional_attention"),
+                ("gemma2", "layer_types", ["sliding_attention", "chunked_attention", "full_attention"], "layer_types[1]"),
+                ("gpt_neox", "hidden_act", "relu", "hidden_act"),
+                ("gpt_neox", "rope_scaling", ["rope_type": "dynamic", "factor": 2.0], "rope_scaling"),
+            ]
+            for (family, key, value, field) in cases {
+                var c = try base(family)
+                c[key] = value
+                _ = assertInputError(try read(c), "unsupported", field: field)
+            }
+            var windowless = try base("gemma2")
+            windowless["sliding_window"] = NSNull()
+            _ = assertInputError(try read(windowless), "missing", field: "sliding_window")
+            var neox = try base("gpt_neox")
+            neox["rope_parameters"] = ["rope_type": "default", "rope_theta": 1000.0, "partial_rotary_factor": 0.3]
+            _ = assertInputError(try read(neox), "invalidValue", field: "rotary_pct")
         }
-        var windowless = try base("gemma2")
-        windowless["sliding_window"] = NSNull()
-        _ = assertInputError(try read(windowless), "missing", field: "sliding_window")
-        var neox = try base("gpt_neox")
-        neox["rope_parameters"] = ["rope_type": "default", "rope_theta": 1000.0, "partial_rotary_factor": 0.3]
-        _ = assertInputError(try read(neox), "invalidValue", field: "rotary_pct")
     }
 
     /// An absent key means transformers' default for the family (which is not always "off"); an
     /// explicit null turns a Gemma 2 cap off.
     func testAbsentKeysTakeTransformersDefaults() throws {
-        var qwen3 = try base("qwen3")
-        qwen3.removeValue(forKey: "head_dim")
-        XCTAssertEqual(try read(qwen3).headSize, 128)
-        var mistral = try base("mistral")
-        mistral.removeValue(forKey: "head_dim")
-        mistral.removeValue(forKey: "sliding_window")
-        let m = try read(mistral)
-        XCTAssertEqual([m.headSize, m.window(layer: 0), m.window(layer: 1)], [32 / 4, 4096, 4096])
-        var gemma = try base("gemma2")
-        for key in ["attn_logit_softcapping", "final_logit_softcapping", "query_pre_attn_scalar", "sliding_window", "layer_types"] {
-            gemma.removeValue(forKey: key)
+        try forEachKernel { _ in
+            var qwen3 = try base("qwen3")
+            qwen3.removeValue(forKey: "head_dim")
+            XCTAssertEqual(try read(qwen3).headSize, 128)
+            var mistral = try base("mistral")
+            mistral.removeValue(forKey: "head_dim")
+            mistral.removeValue(forKey: "sliding_window")
+            let m = try read(mistral)
+            XCTAssertEqual([m.headSize, m.window(layer: 0), m.window(layer: 1)], [32 / 4, 4096, 4096])
+            var gemma = try base("gemma2")
+            for key in ["attn_logit_softcapping", "final_logit_softcapping", "query_pre_attn_scalar", "sliding_window", "layer_types"] {
+                gemma.removeValue(forKey: key)
+            }
+            let g = try read(gemma)
+            XCTAssertEqual([g.attentionSoftcap, g.finalSoftcap, g.queryPreAttentionScalar], [50, 30, 256])
+            XCTAssertEqual((0..<3).map { g.window(layer: $0) }, [4096, nil, 4096])
+            gemma["attn_logit_softcapping"] = NSNull()
+            XCTAssertNil(try read(gemma).attentionSoftcap)
+            var olmo = try base("olmo2")
+            olmo.removeValue(forKey: "rms_norm_eps")
+            XCTAssertEqual(try read(olmo).layerNormEps, 1e-5)
         }
-        let g = try read(gemma)
-        XCTAssertEqual([g.attentionSoftcap, g.finalSoftcap, g.queryPreAttentionScalar], [50, 30, 256])
-        XCTAssertEqual((0..<3).map { g.window(layer: $0) }, [4096, nil, 4096])
-        gemma["attn_logit_softcapping"] = NSNull()
-        XCTAssertNil(try read(gemma).attentionSoftcap)
-        var olmo = try base("olmo2")
-        olmo.removeValue(forKey: "rms_norm_eps")
-        XCTAssertEqual(try read(olmo).layerNormEps, 1e-5)
     }
 }

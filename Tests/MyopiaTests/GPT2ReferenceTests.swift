@@ -41,71 +41,79 @@ final class GPT2ReferenceTests: XCTestCase {
     }
 
     func testLoadsTransformersFolder() throws {
-        let model = try Checkpoint.loadModel(from: folder.appendingPathComponent("hf"))
-        XCTAssertEqual(model.config.nLayers, 3)
-        XCTAssertEqual(model.config.nHeads, 3)
-        XCTAssertEqual(model.config.dModel, 96)
-        XCTAssertEqual(model.config.dMLP, 384)
-        XCTAssertEqual(model.params.count, 256 * 96 + 64 * 96 + 3 * (12 * 96 * 96 + 13 * 96) + 2 * 96)
+        try forEachKernel { _ in
+            let model = try Checkpoint.loadModel(from: folder.appendingPathComponent("hf"))
+            XCTAssertEqual(model.config.nLayers, 3)
+            XCTAssertEqual(model.config.nHeads, 3)
+            XCTAssertEqual(model.config.dModel, 96)
+            XCTAssertEqual(model.config.dMLP, 384)
+            XCTAssertEqual(model.params.count, 256 * 96 + 64 * 96 + 3 * (12 * 96 * 96 + 13 * 96) + 2 * 96)
+        }
     }
 
     func testLogitsLossAndHiddenStatesMatchPyTorch() throws {
-        let (ref, tensors) = try loadReference()
-        let model = try Checkpoint.loadModel(from: folder.appendingPathComponent("hf"))
-        let cache = model.makeCache(batch: ref.B, seqLen: ref.T)
-        let (inputs, targets) = split(ref.tokens)
-        let loss = model.forward(tokens: inputs, targets: targets, batch: ref.B, seqLen: ref.T, cache: cache)!
-        XCTAssertEqual(Double(loss), ref.loss, accuracy: 1e-4 * ref.loss)
-        let logits = try tensors.floats("logits")
-        XCTAssertLessThan(maxRelativeError(cache.logitsArray(), logits), 1e-4)
-        for l in 0..<model.config.nLayers {
-            XCTAssertLessThan(maxRelativeError(cache.residual(layer: l), try tensors.floats("hidden.\(l)")), 1e-4, "hidden.\(l)")
+        try forEachKernel { _ in
+            let (ref, tensors) = try loadReference()
+            let model = try Checkpoint.loadModel(from: folder.appendingPathComponent("hf"))
+            let cache = model.makeCache(batch: ref.B, seqLen: ref.T)
+            let (inputs, targets) = split(ref.tokens)
+            let loss = model.forward(tokens: inputs, targets: targets, batch: ref.B, seqLen: ref.T, cache: cache)!
+            XCTAssertEqual(Double(loss), ref.loss, accuracy: 1e-4 * ref.loss)
+            let logits = try tensors.floats("logits")
+            XCTAssertLessThan(maxRelativeError(cache.logitsArray(), logits), 1e-4)
+            for l in 0..<model.config.nLayers {
+                XCTAssertLessThan(maxRelativeError(cache.residual(layer: l), try tensors.floats("hidden.\(l)")), 1e-4, "hidden.\(l)")
+            }
+            XCTAssertLessThan(maxRelativeError(cache.residual(layer: model.config.nLayers), try tensors.floats("resid_final")), 1e-4)
         }
-        XCTAssertLessThan(maxRelativeError(cache.residual(layer: model.config.nLayers), try tensors.floats("resid_final")), 1e-4)
     }
 
     func testEveryParameterGradientMatchesPyTorch() throws {
-        let (ref, tensors) = try loadReference()
-        let model = try Checkpoint.loadModel(from: folder.appendingPathComponent("hf"))
-        let cache = model.makeCache(batch: ref.B, seqLen: ref.T)
-        let (inputs, targets) = split(ref.tokens)
-        model.params.zeroGrads()
-        model.forward(tokens: inputs, targets: targets, batch: ref.B, seqLen: ref.T, cache: cache)
-        model.backward(cache: cache)
-        for e in model.params.entries {
-            let expected = try tensors.floats("grad." + e.name)
-            let got = Array(model.params.buffer(model.params.grads, e))
-            XCTAssertLessThan(relativeError(got, expected), 1e-4, e.name)
-            XCTAssertLessThan(maxRelativeError(got, expected), 1e-4, e.name)
+        try forEachKernel { _ in
+            let (ref, tensors) = try loadReference()
+            let model = try Checkpoint.loadModel(from: folder.appendingPathComponent("hf"))
+            let cache = model.makeCache(batch: ref.B, seqLen: ref.T)
+            let (inputs, targets) = split(ref.tokens)
+            model.params.zeroGrads()
+            model.forward(tokens: inputs, targets: targets, batch: ref.B, seqLen: ref.T, cache: cache)
+            model.backward(cache: cache)
+            for e in model.params.entries {
+                let expected = try tensors.floats("grad." + e.name)
+                let got = Array(model.params.buffer(model.params.grads, e))
+                XCTAssertLessThan(relativeError(got, expected), 1e-4, e.name)
+                XCTAssertLessThan(maxRelativeError(got, expected), 1e-4, e.name)
+            }
         }
     }
 
     func testTenAdamWStepsMatchPyTorch() throws {
-        let (ref, tensors) = try loadReference()
-        let run = ref.adamw
-        let model = try Checkpoint.loadModel(from: folder.appendingPathComponent("hf"))
-        let cache = model.makeCache(batch: ref.B, seqLen: ref.T)
-        let optimizer = AdamW(beta1: run.betas[0], beta2: run.betas[1], eps: run.eps, weightDecay: run.weight_decay)
-        let schedule = LearningRateSchedule(maxLR: run.max_lr, minLR: run.min_lr, warmupSteps: run.warmup, totalSteps: run.total)
-        for step in 0..<run.total {
-            XCTAssertEqual(schedule.rate(at: step), run.lrs[step], accuracy: 1e-12)
-            let (inputs, targets) = split(run.train_tokens[step])
-            model.params.zeroGrads()
-            let loss = model.forward(tokens: inputs, targets: targets, batch: ref.B, seqLen: ref.T, cache: cache)!
-            XCTAssertEqual(Double(loss), run.losses[step], accuracy: 1e-4 * run.losses[step], "loss at step \(step)")
-            model.backward(cache: cache)
-            let norm = GradientClipping.clip(model.params, maxNorm: run.clip)
-            XCTAssertEqual(norm, run.grad_norms[step], accuracy: 1e-4 * run.grad_norms[step], "grad norm at step \(step)")
-            optimizer.update(model.params, lr: schedule.rate(at: step), step: step + 1)
-        }
-        for e in model.params.entries {
-            let expected = try tensors.floats("final." + e.name)
-            let got = Array(model.params.buffer(model.params.weights, e))
-            // Adam moves every coordinate by about lr whatever its gradient's size, so a coordinate whose
-            // gradient is a rounding error away from zero may move either way: compare in norm, and
-            // bound each coordinate by a fraction of one step.
-            XCTAssertLessThan(relativeError(got, expected), 1e-4, e.name)
-            XCTAssertLessThan(zip(got, expected).map { abs($0 - $1) }.max() ?? 0, 1e-4, e.name)
+        try forEachKernel { _ in
+            let (ref, tensors) = try loadReference()
+            let run = ref.adamw
+            let model = try Checkpoint.loadModel(from: folder.appendingPathComponent("hf"))
+            let cache = model.makeCache(batch: ref.B, seqLen: ref.T)
+            let optimizer = AdamW(beta1: run.betas[0], beta2: run.betas[1], eps: run.eps, weightDecay: run.weight_decay)
+            let schedule = LearningRateSchedule(maxLR: run.max_lr, minLR: run.min_lr, warmupSteps: run.warmup, totalSteps: run.total)
+            for step in 0..<run.total {
+                XCTAssertEqual(schedule.rate(at: step), run.lrs[step], accuracy: 1e-12)
+                let (inputs, targets) = split(run.train_tokens[step])
+                model.params.zeroGrads()
+                let loss = model.forward(tokens: inputs, targets: targets, batch: ref.B, seqLen: ref.T, cache: cache)!
+                XCTAssertEqual(Double(loss), run.losses[step], accuracy: 1e-4 * run.losses[step], "loss at step \(step)")
+                model.backward(cache: cache)
+                let norm = GradientClipping.clip(model.params, maxNorm: run.clip)
+                XCTAssertEqual(norm, run.grad_norms[step], accuracy: 1e-4 * run.grad_norms[step], "grad norm at step \(step)")
+                optimizer.update(model.params, lr: schedule.rate(at: step), step: step + 1)
+            }
+            for e in model.params.entries {
+                let expected = try tensors.floats("final." + e.name)
+                let got = Array(model.params.buffer(model.params.weights, e))
+                // Adam moves every coordinate by about lr whatever its gradient's size, so a coordinate whose
+                // gradient is a rounding error away from zero may move either way: compare in norm, and
+                // bound each coordinate by a fraction of one step.
+                XCTAssertLessThan(relativeError(got, expected), 1e-4, e.name)
+                XCTAssertLessThan(zip(got, expected).map { abs($0 - $1) }.max() ?? 0, 1e-4, e.name)
+            }
         }
     }
 }

@@ -93,7 +93,17 @@ def bench_blocks(report):
     cmd = "`myopia bench --json" + (" " + os.environ["FIGURES_BENCH_ARGS"] if os.environ.get("FIGURES_BENCH_ARGS") else "") + "`"
     peaks = report.get("fma_peak_gflops") or {}
     lines = [stamp(cmd), "", f"Kernel: {report.get('kernel', '?')}, {report.get('cores', '?')} cores.", ""]
-    if peaks:
+    sel = report.get("kernel_selection") or {}
+    if sel:
+        tiles = ", ".join(f"{k} {f(v)}" for k, v in sorted((sel.get("tile_gflops") or {}).items()))
+        lines += [f"Chosen by: {sel.get('reason', '?')}" + (f" (one thread, GFLOP/s: {tiles})" if tiles else "") + ".", ""]
+    widths = report.get("fma_peak_gflops_by_width") or {}
+    if widths:
+        names = sorted(widths)
+        lines += ["| threads | " + " | ".join(f"FMA peak, {w} (GFLOP/s)" for w in names) + " |",
+                  "|---|" + "---|" * len(names)]
+        lines += [f"| {t} | " + " | ".join(f(widths[w].get(t)) for w in names) + " |" for t in sorted(peaks, key=int)]
+    elif peaks:
         lines += ["| threads | FMA peak (GFLOP/s) |", "|---|---|"]
         lines += [f"| {t} | {f(peaks[t])} |" for t in sorted(peaks, key=int)]
     else:
@@ -220,6 +230,12 @@ def self_test():
         blocks = bench_blocks(report)
         assert "| SMALL | vanilla | 2 | 420.5 |" in blocks["bench-training"], blocks["bench-training"]
         assert "| 2 | n/a |" in blocks["bench-peak"], blocks["bench-peak"]
+        wide = dict(report, kernel="avx512 12x32", fma_peak_gflops={"1": 118.0},
+                    kernel_selection={"kernel": "avx512", "reason": "timed", "tile_gflops": {"avx2": 106.5, "avx512": 109.7}},
+                    fma_peak_gflops_by_width={"ymm": {"1": 117.9}, "zmm": {"1": 118.0}})
+        peak_block = bench_blocks(wide)["bench-peak"]
+        assert "| threads | FMA peak, ymm (GFLOP/s) | FMA peak, zmm (GFLOP/s) |" in peak_block, peak_block
+        assert "| 1 | 117.9 | 118.0 |" in peak_block and "avx512 109.7" in peak_block, peak_block
         assert "Skipped" in blocks["bench-decode"] and "Not measured" in blocks["bench-horizon"]
         assert "1.06 |" in blocks["bench-gemm"], blocks["bench-gemm"]
         stages = demo_stages({"stages": [{"stage": "sine", "seconds": 97.4, "skipped": False},

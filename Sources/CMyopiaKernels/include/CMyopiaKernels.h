@@ -1,8 +1,9 @@
 // CMyopiaKernels — the small C half of MyopiaKernels.
 //
-// It holds what Swift cannot express without unsafe compiler flags: an AVX2+FMA GEMM micro-kernel
-// compiled with `__attribute__((target("avx2,fma")))` and chosen at run time by a CPU check, next to
-// a portable kernel that builds on any machine (arm64 included). The Swift module `MyopiaKernels`
+// It holds what Swift cannot express without unsafe compiler flags: AVX2+FMA and AVX-512 GEMM
+// micro-kernels compiled with `__attribute__((target(...)))` and chosen at run time (by the Swift
+// side, from the CPU's flags and a measurement), next to a portable kernel that builds on any
+// machine (arm64 included). The Swift module `MyopiaKernels`
 // owns the public API. The thread pool behind its parallel-for is here (pool.c), and so is the
 // multi-threaded GEMM driver, whose threads share packed panels and wait for one another; everything
 // else is single-threaded and thread-safe.
@@ -17,6 +18,10 @@ extern "C" {
 enum {
     MYOPIA_KERNEL_PORTABLE = 0,
     MYOPIA_KERNEL_AVX2_FMA = 1,
+    /// 12 x 32 tile on zmm registers (call only when myopia_cpu_has_avx512()).
+    MYOPIA_KERNEL_AVX512 = 2,
+    /// The AVX-512 kernel's tile source compiled for the default target (any CPU; tests).
+    MYOPIA_KERNEL_AVX512_EMULATED = 3,
 };
 
 /// Register tile of the micro-kernels (rows x columns of C per call). Callers that split C between
@@ -24,18 +29,26 @@ enum {
 enum {
     MYOPIA_GEMM_MR = 6,
     MYOPIA_GEMM_NR = 16,
+    /// Tile of MYOPIA_KERNEL_AVX512 and its emulation.
+    MYOPIA_GEMM_AVX512_MR = 12,
+    MYOPIA_GEMM_AVX512_NR = 32,
     /// Most rows of C `myopia_sgemm_small_m` takes.
     MYOPIA_GEMM_SMALL_M = 4,
 };
 
 /// 1 when this CPU supports AVX2 and FMA (always 0 off x86-64).
 int myopia_cpu_has_avx2_fma(void);
+/// 1 when this CPU and OS run AVX-512F (zmm registers) besides AVX2 and FMA (always 0 off x86-64).
+int myopia_cpu_has_avx512(void);
 
 /// C[m x n] = (accumulate ? C : 0) + op(A) op(B), single-threaded, row-major.
 /// transA: A is stored k x m (lda >= m); else m x k (lda >= k). transB: B stored n x k (ldb >= k);
 /// else k x n (ldb >= n). k == 0 with accumulate == 0 zeroes C.
 /// The summation order of every C element depends only on k (never on m, n or the pointers), so a
-/// caller may split C into blocks, run them on any threads and get bitwise identical results.
+/// caller may split C into blocks, run them on any threads and get bitwise identical results. The
+/// AVX2, AVX-512 and emulated AVX-512 kernels sum in the same order with the same roundings (K
+/// blocks of the same size, each a sequential FMA chain) and agree bit for bit; the portable one
+/// multiplies and adds separately.
 /// Packing buffers are per thread (grown once, freed when the thread exits).
 void myopia_sgemm(int kernel, long m, long n, long k,
                   const float *a, long lda, int transA,
@@ -79,13 +92,16 @@ void myopia_sgemm_tri(int kernel, int tri, long m, long n, long k,
 
 /// The same product for 1 ≤ m ≤ MYOPIA_GEMM_SMALL_M rows of an untransposed A, streaming B
 /// without packing (decoding: one new token). Bitwise identical to myopia_sgemm with the AVX2+FMA
-/// kernel. Returns 0, doing nothing, where it does not apply (m out of range, no AVX2+FMA).
+/// and AVX-512 kernels. Returns 0, doing nothing, where it does not apply (m out of range, no AVX2+FMA).
 int myopia_sgemm_small_m(long m, long n, long k, const float *a, long lda, const float *b, long ldb, int transB,
                          float *c, long ldc, int accumulate);
 
 /// Runs `iterations` rounds of 12 independent 8-wide FMA chains (AVX2+FMA when available,
 /// portable C otherwise) and returns the number of floating-point operations performed.
 double myopia_fma_peak_loop(long iterations);
+/// The same loop on `width`-float vectors: 8 (ymm, AVX2+FMA) or 16 (zmm, AVX-512). Returns 0,
+/// running nothing, where the CPU lacks that width.
+double myopia_fma_peak_loop_width(int width, long iterations);
 
 /// AVX2+FMA row operations (call only when myopia_cpu_has_avx2_fma(); off x86-64 they are scalar).
 /// y[i] = exp(x[i]), y may equal x.

@@ -178,8 +178,12 @@ public enum Bench {
 
     public struct Report: Encodable, Sendable {
         public var kernel: String
+        /// How the kernel was chosen, with the single-thread timings behind the choice.
+        public var kernelSelection: GEMM.KernelSelection
         public var cores: Int
-        public var fmaPeakGflops: [String: Double]     // threads -> GFLOP/s
+        public var fmaPeakGflops: [String: Double]     // threads -> GFLOP/s, the widest vectors' or best
+        /// "ymm" / "zmm" -> threads -> GFLOP/s: the FMA peak of each vector width this CPU has.
+        public var fmaPeakGflopsByWidth: [String: [String: Double]]
         public var gemm: [GEMMCase]
         public var gemmGeomeanRatio: [String: Double]  // threads -> geometric mean of Myopia/OpenBLAS
         public var training: [TrainStep]
@@ -193,6 +197,7 @@ public enum Bench {
 
         enum CodingKeys: String, CodingKey {
             case kernel, cores, gemm, training, horizon, tokenizers, decode, games
+            case kernelSelection = "kernel_selection", fmaPeakGflopsByWidth = "fma_peak_gflops_by_width"
             case fmaPeakGflops = "fma_peak_gflops", gemmGeomeanRatio = "gemm_geomean_ratio_vs_openblas"
             case myopicOverVanilla = "myopic_over_vanilla"
         }
@@ -217,9 +222,15 @@ public enum Bench {
         let saved = Parallel.threadCount
         defer { Parallel.threadCount = saved }
         var peaks: [String: Double] = [:]
+        var peaksByWidth: [String: [String: Double]] = [:]
         for t in threads where gemm || training {   // the peak is what GEMM and training are measured against
-            peaks["\(t)"] = Peak.measureFMAPeak(threads: t)
-            log(String(format: "FMA peak, %d thread(s): %.1f GFLOP/s", t, peaks["\(t)"]!))
+            for (name, floats) in Peak.widths {
+                let peak = Peak.measureFMAPeak(threads: t, width: floats)
+                peaksByWidth[name, default: [:]]["\(t)"] = peak
+                log(String(format: "FMA peak, %@, %d thread(s): %.1f GFLOP/s", name, t, peak))
+            }
+            // MFU is quoted against the best width (the portable loop where the CPU has no FMA).
+            peaks["\(t)"] = peaksByWidth.values.compactMap { $0["\(t)"] }.max() ?? Peak.measureFMAPeak(threads: t)
         }
         var cases: [GEMMCase] = []
         var geomean: [String: Double] = [:]
@@ -313,8 +324,9 @@ public enum Bench {
                 if let d = measureDecode(store: store, log: log) { decodeCases.append(d) }
             }
         }
-        return Report(kernel: GEMM.kernelName, cores: ProcessInfo.processInfo.activeProcessorCount,
-                      fmaPeakGflops: peaks, gemm: cases, gemmGeomeanRatio: geomean, training: steps,
+        return Report(kernel: GEMM.kernelName, kernelSelection: GEMM.selection,
+                      cores: ProcessInfo.processInfo.activeProcessorCount,
+                      fmaPeakGflops: peaks, fmaPeakGflopsByWidth: peaksByWidth, gemm: cases, gemmGeomeanRatio: geomean, training: steps,
                       myopicOverVanilla: ratios, horizon: horizonCost, tokenizers: tokenizerCases, decode: decodeCases,
                       games: gameSteps)
     }

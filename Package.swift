@@ -45,7 +45,8 @@ let package = Package(
             "MyopiaKernels", "MyopiaSupport", "MyopiaModel", "MyopiaAssets", "MyopiaFormats",
             "MyopiaTokenizers", "MyopiaData", "MyopiaTraining", "MyopiaGeneration",
         ]),
-        .target(name: "MyopiaLab", dependencies: ["Myopia"]),
+        // The published figures reproduce compares against: a data file compiled into the binary.
+        .target(name: "MyopiaLab", dependencies: ["Myopia"], resources: [.embedInCode("Reproduce/wu2024.json")]),
         .executableTarget(
             name: "myopia",
             dependencies: [

@@ -36,6 +36,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var evalWindows = 64
     public var logEvery = 10
     public var checkpointEvery = 500
+    /// Extra checkpoints kept for good, beside the rolling ones: `log:N` (N log-spaced steps from 1
+    /// to `steps`, for curves over training) or a comma-separated list of steps. Nil: none.
+    public var checkpointAt: String? = nil
     /// Every this many steps, log the gradient split (g_myopic, g_future) per parameter group; 0: never.
     public var logGradientSplit = 0
     /// The trained model this run fine-tunes (and, under the local-myopic flow, attends to): a run
@@ -100,6 +103,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         case dModel = "d_model", seqLen = "seq_len", minLR = "min_lr", weightDecay = "weight_decay"
         case noDecay = "no_decay", validationFraction = "validation_fraction", evalEvery = "eval_every"
         case evalWindows = "eval_windows", logEvery = "log_every", checkpointEvery = "checkpoint_every"
+        case checkpointAt = "checkpoint_at"
         case logGradientSplit = "log_gradient_split"
         case reference
         case gameName = "game", sampleRate = "sample_rate", consequenceWeight = "consequence_weight"
@@ -137,6 +141,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         evalWindows = try c.decodeIfPresent(Int.self, forKey: .evalWindows) ?? d.evalWindows
         logEvery = try c.decodeIfPresent(Int.self, forKey: .logEvery) ?? d.logEvery
         checkpointEvery = try c.decodeIfPresent(Int.self, forKey: .checkpointEvery) ?? d.checkpointEvery
+        checkpointAt = try c.decodeIfPresent(String.self, forKey: .checkpointAt)
         logGradientSplit = try c.decodeIfPresent(Int.self, forKey: .logGradientSplit) ?? d.logGradientSplit
         reference = try c.decodeIfPresent(String.self, forKey: .reference) ?? d.reference
         gameName = try c.decodeIfPresent(String.self, forKey: .gameName) ?? d.gameName
@@ -183,6 +188,27 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         }
     }
 
+    /// The steps `checkpoint_at` keeps: `log:N` gives round(exp(i·ln(steps)/(N−1))), i = 0…N−1
+    /// (N ≥ 2; steps that round alike count once), a list gives its steps (each in 1…steps).
+    public static func scheduledSteps(_ schedule: String, steps: Int, file: String = "flags") throws -> Set<Int> {
+        let expected = "log:N (N ≥ 2 log-spaced steps) or a comma-separated list of steps in 1…\(steps)"
+        func refuse() -> InputError { InputError.invalidValue(file: file, field: "checkpoint_at", expected: expected, found: schedule) }
+        if schedule.hasPrefix("log:") {
+            guard let n = Int(schedule.dropFirst(4)), n >= 2, n <= 10_000, steps >= 1 else { throw refuse() }
+            let top = log(Double(steps))
+            return Set((0..<n).map { min(steps, max(1, Int((exp(Double($0) * top / Double(n - 1))).rounded()))) })
+        }
+        let parts = schedule.split(separator: ",", omittingEmptySubsequences: false)
+        let list = parts.compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, list.count == parts.count, list.allSatisfy({ (1...max(1, steps)).contains($0) }) else { throw refuse() }
+        return Set(list)
+    }
+
+    /// `checkpointAt`'s steps (empty without one); the config was validated.
+    public var scheduledCheckpoints: Set<Int> {
+        checkpointAt.flatMap { try? Self.scheduledSteps($0, steps: steps) } ?? []
+    }
+
     /// Rejects impossible settings before any work starts; `file` names where they came from.
     public func validate(file: String = "flags") throws {
         let settings = SettingsCheck(file: file)
@@ -208,6 +234,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         try check(evalWindows > 0, "eval_windows", "a positive integer", evalWindows)
         try check(logEvery > 0, "log_every", "a positive integer", logEvery)
         try check(checkpointEvery > 0, "checkpoint_every", "a positive integer", checkpointEvery)
+        if let checkpointAt { _ = try Self.scheduledSteps(checkpointAt, steps: steps, file: file) }
         try check(logGradientSplit >= 0, "log_gradient_split", "zero (off) or a positive integer", logGradientSplit)
         try validateGame(file: file)
     }

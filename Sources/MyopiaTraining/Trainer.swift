@@ -139,6 +139,7 @@ public final class Trainer {
             saved.evalEvery = 0; now.evalEvery = 0
             saved.logEvery = 0; now.logEvery = 0
             saved.checkpointEvery = 0; now.checkpointEvery = 0
+            saved.checkpointAt = nil; now.checkpointAt = nil
             saved.logGradientSplit = 0; now.logGradientSplit = 0
             if saved.reference == nil { now.reference = nil }   // runs saved before the reference was recorded
             if saved != now {
@@ -239,6 +240,7 @@ public final class Trainer {
         lineEncoder.outputFormatting = [.sortedKeys]
 
         let stop = min(config.steps, stoppingAfter ?? config.steps)
+        let scheduled = config.scheduledCheckpoints
         while step < stop {
             batcher.next(from: dataset.train, inputs: &inputs, targets: &targets)
             // The split costs two extra forward/backward passes, on the logged steps only.
@@ -286,7 +288,7 @@ public final class Trainer {
                 gameWindow = GameRunner.Window()
                 windowStart = DispatchTime.now().uptimeNanoseconds
             }
-            if step % config.checkpointEvery == 0 || isLast || step == stop {
+            if step % config.checkpointEvery == 0 || isLast || step == stop || scheduled.contains(step) {
                 lastCheckpoint = try saveCheckpoint()
             }
         }
@@ -321,8 +323,10 @@ public final class Trainer {
         return final
     }
 
+    /// Keeps the newest `keepCheckpoints` and every step `checkpoint_at` names.
     private func pruneCheckpoints() {
-        let steps = (try? Checkpoint.checkpointSteps(in: out)) ?? []
+        let scheduled = config.scheduledCheckpoints
+        let steps = ((try? Checkpoint.checkpointSteps(in: out)) ?? []).filter { !scheduled.contains($0) }
         for s in steps.dropLast(keepCheckpoints) {
             try? FileManager.default.removeItem(at: out.appendingPathComponent("checkpoint-\(s)"))
         }

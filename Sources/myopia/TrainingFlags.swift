@@ -31,6 +31,9 @@ struct TrainingFlags: ParsableArguments {
     @Option(name: .customLong("eval-windows"), parsing: .unconditional, help: "Validation windows per logged evaluation.") var evalWindows: Int?
     @Option(name: .customLong("log-every"), parsing: .unconditional, help: "Log metrics every N steps.") var logEvery: Int?
     @Option(name: .customLong("checkpoint-every"), parsing: .unconditional, help: "Save a checkpoint every N steps.") var checkpointEvery: Int?
+    @Option(name: .customLong("checkpoint-at"), parsing: .unconditional,
+            help: "Also keep checkpoints at these steps for good: log:N (N log-spaced steps) or a list (10,100,500).")
+    var checkpointAt: String?
     @OptionGroup var game: GameFlags
 
     /// `--config` (or the defaults) with every given flag applied. A peak learning rate below the
@@ -58,6 +61,7 @@ struct TrainingFlags: ParsableArguments {
         if let evalWindows { c.evalWindows = evalWindows }
         if let logEvery { c.logEvery = logEvery }
         if let checkpointEvery { c.checkpointEvery = checkpointEvery }
+        if let checkpointAt { c.checkpointAt = checkpointAt }
         if applyingGame { try game.apply(to: &c) }
         if minLR == nil, lr != nil, c.minLR > c.lr { c.minLR = c.lr / 10 }
         if warmup == nil, steps != nil, c.warmup > c.steps / 2 { c.warmup = c.steps / 10 }

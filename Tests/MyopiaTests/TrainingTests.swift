@@ -126,6 +126,28 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(s.rate(at: 20), 0.1, accuracy: 1e-12)
     }
 
+    /// `checkpoint_at` keeps its steps for good beside the two rolling checkpoints, and a kept
+    /// checkpoint is the model at that step: a run stopped there ends with the same weights.
+    func testScheduledCheckpointsAreKeptAndAreTheModelAtThatStep() throws {
+        XCTAssertEqual(try TrainConfig.scheduledSteps("log:5", steps: 10_000), [1, 10, 100, 1000, 10_000])
+        XCTAssertEqual(try TrainConfig.scheduledSteps("log:4", steps: 8), [1, 2, 4, 8])
+        XCTAssertEqual(try TrainConfig.scheduledSteps("3, 7", steps: 8), [3, 7])
+        for bad in ["log:1", "log:x", "0,3", "3,,4", "9"] {
+            assertInputError(try TrainConfig.scheduledSteps(bad, steps: 8), "invalidValue", field: "checkpoint_at")
+        }
+        var config = smallConfig(steps: 12)
+        config.checkpointAt = "log:4"          // steps 1, 2, 5, 12 (12^(1/3) = 2.29, 12^(2/3) = 5.24)
+        let dir = try temporaryDirectory(self)
+        let trainer = try Trainer(config: config, dataset: text, out: dir)
+        try trainer.run()
+        // Rolling: the newest two of 5, 10, 12; scheduled: 1, 2, 5, 12.
+        XCTAssertEqual(try Checkpoint.checkpointSteps(in: dir), [1, 2, 5, 10, 12])
+        let short = try Trainer(config: smallConfig(steps: 12), dataset: text, out: try temporaryDirectory(self))
+        try short.run(stoppingAfter: 2)
+        let kept = try Checkpoint.loadModel(from: dir.appendingPathComponent("checkpoint-2"))
+        XCTAssertTrue(kept.params.weightArray() == short.model.params.weightArray())
+    }
+
     func testConfigFileKeysMatchTheFlags() throws {
         let dir = try temporaryDirectory(self)
         let url = dir.appendingPathComponent("c.json")

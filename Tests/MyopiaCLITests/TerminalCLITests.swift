@@ -27,12 +27,12 @@ final class TerminalCLITests: CLITestCase {
 
     func testEveryCommandHasAWorkedExampleAndTheCommonFlags() throws {
         let all = try commands()
-        XCTAssertEqual(Set(all.map(\.path)), ["demo", "train", "eval", "gradients", "horizon", "upstream", "gap", "games", "bonus", "synthetic sine",
+        XCTAssertEqual(Set(all.map(\.path)), ["demo", "train", "eval", "gradients", "horizon", "dynamics", "upstream", "gap", "games", "bonus", "synthetic sine",
                                               "synthetic recall", "synthetic table-sum", "generate", "tokenize", "probe", "lens",
                                               "fetch", "bench", "runs", "report"])
-        let reportsNumbers: Set = ["train", "eval", "gradients", "horizon", "gap", "games", "bonus", "synthetic sine", "synthetic recall",
+        let reportsNumbers: Set = ["train", "eval", "gradients", "horizon", "dynamics", "gap", "games", "bonus", "synthetic sine", "synthetic recall",
                                    "synthetic table-sum", "generate", "tokenize", "probe", "lens", "bench", "runs", "demo"]
-        let showsProgress: Set = ["demo", "train", "eval", "gradients", "horizon", "gap", "games", "bonus", "synthetic sine", "synthetic recall",
+        let showsProgress: Set = ["demo", "train", "eval", "gradients", "horizon", "dynamics", "gap", "games", "bonus", "synthetic sine", "synthetic recall",
                                   "synthetic table-sum", "generate", "tokenize", "probe", "lens", "fetch", "bench"]
         for c in all {
             let example = c.discussion.range(of: "Example")

@@ -1,0 +1,82 @@
+import Foundation
+import XCTest
+import MyopiaTestSupport
+import Myopia
+
+/// GGUF files of each architecture Myopia reads (llama, qwen2, qwen3, gemma2), written by
+/// tools/reference/gguf_families_reference.py with the `gguf` package's writer from random
+/// `transformers` models as llama.cpp's converter writes them (llama's q/k rows permuted, Gemma's
+/// norms stored as 1 + w), tensors in F32, F16, BF16, Q4_0…Q8_0 and raw K-quant blocks (Q2_K…Q6_K).
+/// Myopia's logits on the GGUF equal those of `transformers` loading the same GGUF
+/// (`from_pretrained(dir, gguf_file:)`), ‖mine − theirs‖ / ‖theirs‖ ≤ 1e-4, and so does the loss.
+final class GGUFFamiliesTests: XCTestCase {
+    static let architectures = ["llama", "qwen2", "qwen3", "gemma2"]
+    static let tolerance = 1e-4
+
+    struct Expected: Decodable {
+        let architecture: String
+        let vocab_size: Int
+        let tokens: [Int32]
+        let loss: Double
+        let texts: [Text]
+        struct Text: Decodable {
+            let text: String
+            let ids: [Int32]
+            let ids_with_special: [Int32]
+        }
+    }
+
+    static func folder(_ arch: String) -> URL { fixturesURL.appendingPathComponent("gguf_families/\(arch)") }
+
+    static func expected(_ arch: String) throws -> Expected {
+        try JSONDecoder().decode(Expected.self, from: Data(contentsOf: folder(arch).appendingPathComponent("expected.json")))
+    }
+
+    /// The logits and the mean loss of tokens[1...] given tokens[..<T-1].
+    static func run(_ model: Transformer, _ tokens: [Int32]) -> (logits: [Float], loss: Double) {
+        let t = tokens.count
+        let cache = model.makeCache(batch: 1, seqLen: t)
+        _ = model.forward(tokens: tokens, targets: Array(tokens.dropFirst()) + [0], batch: 1, seqLen: t, cache: cache)
+        let losses = cache.positionLosses()
+        return (cache.logitsArray(), losses.dropLast().reduce(0.0) { $0 + Double($1) } / Double(t - 1))
+    }
+
+    func testLogitsAndLossMatchTransformersOnTheGGUF() throws {
+        for arch in Self.architectures {
+            let ref = try Self.expected(arch)
+            let model = try GGUFModel.load(from: Self.folder(arch).appendingPathComponent("model.gguf"))
+            XCTAssertEqual(model.config.family.rawValue, arch)
+            XCTAssertEqual(model.config.vocabSize, ref.vocab_size)
+            let tensors = try SafeTensorsFile(contentsOf: Self.folder(arch).appendingPathComponent("reference.safetensors"))
+            let (logits, loss) = Self.run(model, ref.tokens)
+            XCTAssertLessThanOrEqual(relativeError(logits, try tensors.floats("logits")), Self.tolerance, arch)
+            XCTAssertEqual(loss, ref.loss, accuracy: Self.tolerance * ref.loss, arch)
+        }
+    }
+
+    func testEachArchitecturesMetadata() throws {
+        let file = { (arch: String) in try GGUFFile(contentsOf: Self.folder(arch).appendingPathComponent("model.gguf")) }
+        let llama = try GGUFModel.config(file("llama"), tokenizer: nil)
+        XCTAssertEqual([llama.headSize, llama.kvHeads, llama.nHeads], [8, 2, 4])
+        XCTAssertFalse(llama.tiedEmbeddings)
+        XCTAssertEqual(llama.ropeTheta, 5000)
+        XCTAssertTrue(try GGUFModel.config(file("qwen2"), tokenizer: nil).tiedEmbeddings)
+        XCTAssertEqual(try GGUFModel.config(file("qwen3"), tokenizer: nil).headSize, 16)
+        let gemma = try GGUFModel.config(file("gemma2"), tokenizer: nil)
+        XCTAssertEqual(gemma.attentionSoftcap, 2)
+        XCTAssertEqual(gemma.finalSoftcap, 3)
+        // No key holds it: inferred from the head size (key_length), as llama.cpp does below 46 layers.
+        XCTAssertEqual(gemma.queryPreAttentionScalar, 16)
+        XCTAssertEqual((0..<2).map { gemma.window(layer: $0) }, [4, nil])
+    }
+
+    func testUnknownArchitectureIsRefusedNamingTheSupportedOnes() throws {
+        XCTAssertThrowsError(try GGUFModel.config(try GGUFFile(contentsOf: fixturesURL.appendingPathComponent("gguf/quants.gguf")), tokenizer: nil)) { error in
+            let message = "\(error)"
+            XCTAssertTrue(message.contains("quants.gguf"), message)
+            XCTAssertTrue(message.contains("general.architecture"), message)
+            XCTAssertTrue(message.contains("gemma2, llama, qwen2, qwen3"), message)
+            XCTAssertFalse(message.contains("\n"), message)
+        }
+    }
+}

@@ -15,9 +15,10 @@ final class GGUFFamiliesTests: XCTestCase {
 
     struct Expected: Decodable {
         let architecture: String
-        let vocab_size: Int
-        let tokens: [Int32]
-        let loss: Double
+        // Absent for the tokenizer-only llama_sentencepiece.
+        let vocab_size: Int?
+        let tokens: [Int32]?
+        let loss: Double?
         let texts: [Text]
         struct Text: Decodable {
             let text: String
@@ -48,9 +49,9 @@ final class GGUFFamiliesTests: XCTestCase {
             XCTAssertEqual(model.config.family.rawValue, arch)
             XCTAssertEqual(model.config.vocabSize, ref.vocab_size)
             let tensors = try SafeTensorsFile(contentsOf: Self.folder(arch).appendingPathComponent("reference.safetensors"))
-            let (logits, loss) = Self.run(model, ref.tokens)
+            let (logits, loss) = Self.run(model, try XCTUnwrap(ref.tokens))
             XCTAssertLessThanOrEqual(relativeError(logits, try tensors.floats("logits")), Self.tolerance, arch)
-            XCTAssertEqual(loss, ref.loss, accuracy: Self.tolerance * ref.loss, arch)
+            XCTAssertEqual(loss, try XCTUnwrap(ref.loss), accuracy: Self.tolerance * ref.loss!, arch)
         }
     }
 
@@ -77,6 +78,33 @@ final class GGUFFamiliesTests: XCTestCase {
             XCTAssertTrue(message.contains("general.architecture"), message)
             XCTAssertTrue(message.contains("gemma2, llama, qwen2, qwen3"), message)
             XCTAssertFalse(message.contains("\n"), message)
+        }
+    }
+}
+
+/// The tokenizer each GGUF ships, as the tokenizer.json Myopia writes for it, against the ids of
+/// `AutoTokenizer.from_pretrained(dir, gguf_file:)`: byte-level BPE with the llama-bpe and qwen2
+/// pre-tokenizers, Gemma's SentencePiece (merges rebuilt from token positions, real-space tokens
+/// respelled) and Llama's (merges rebuilt from scores that do not follow positions).
+final class GGUFTokenizerJSONTests: XCTestCase {
+    static let fixtures = GGUFFamiliesTests.architectures + ["llama_sentencepiece"]
+
+    func testIdsMatchTransformersGGUFTokenizer() throws {
+        for name in Self.fixtures {
+            let ref = try GGUFFamiliesTests.expected(name)
+            let url = GGUFFamiliesTests.folder(name).appendingPathComponent("model.gguf")
+            let tokenizer = try Tokenizers.loadGGUF(url, name: name)
+            for sample in ref.texts {
+                XCTAssertEqual(tokenizer.encode(sample.text, addSpecialTokens: false), sample.ids, "\(name): \(sample.text.debugDescription)")
+                XCTAssertEqual(tokenizer.encode(sample.text, addSpecialTokens: true), sample.ids_with_special, "\(name): \(sample.text.debugDescription) with special tokens")
+                if !sample.ids.isEmpty { XCTAssertFalse(tokenizer.decode(sample.ids).isEmpty, name) }
+            }
+        }
+    }
+
+    func testUnknownTokenizerModelAndPreTokenizerAreRefusedByName() throws {
+        XCTAssertThrowsError(try GGUFTokenizerJSON.make(GGUFFile(contentsOf: fixturesURL.appendingPathComponent("gguf/quants.gguf")))) { error in
+            XCTAssertTrue("\(error)".contains("tokenizer.ggml.model"), "\(error)")
         }
     }
 }

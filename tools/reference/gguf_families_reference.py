@@ -368,6 +368,53 @@ def build(arch, out_dir, failures):
     print(f"{arch}: {os.path.getsize(path)} bytes, loss {loss:.6f}, tokenizer {type(tokenizer).__name__}")
 
 
+def sentencepiece_llama_vocab(rng):
+    """Llama 2's layout: <unk> <s> </s>, the byte tokens, then pieces whose scores are not in
+    position order (pieces of 3+ characters shuffled among themselves), so the merges rebuilt from
+    scores differ from those rebuilt from positions."""
+    base = sentencepiece_vocab()
+    pieces = base["tokens"][262:-2]
+    long = [i for i, p in enumerate(pieces) if len(p) >= 3]
+    order = list(range(len(pieces)))
+    shuffled = rng.permutation(long)
+    for i, j in zip(long, shuffled):
+        order[i] = int(j)
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + pieces + ["<|user|>"]
+    types = [2, 3, 3] + [6] * 256 + [1] * len(pieces) + [4]
+    scores = [0.0] * 259 + [-float(order[i]) for i in range(len(pieces))] + [0.0]
+    return dict(tokens=tokens, scores=scores, types=types, unk=0, bos=1, eos=2)
+
+
+def build_tokenizer_only(out_dir):
+    """llama_sentencepiece/model.gguf: a `llama` GGUF with no tensors, only a SentencePiece tokenizer
+    (tokenizer.ggml.model "llama", scores, no merges), and transformers' ids for the texts."""
+    v = sentencepiece_llama_vocab(np.random.default_rng(15))
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "model.gguf")
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_tokenizer_model("llama")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(v["tokens"])
+    w.add_token_scores(v["scores"])
+    w.add_token_types(v["types"])
+    w.add_unk_token_id(v["unk"])
+    w.add_bos_token_id(v["bos"])
+    w.add_eos_token_id(v["eos"])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    tokenizer = AutoTokenizer.from_pretrained(out_dir, gguf_file="model.gguf")
+    texts = [{"text": t, "ids": tokenizer(t, add_special_tokens=False).input_ids,
+              "ids_with_special": tokenizer(t, add_special_tokens=True).input_ids} for t in TEXTS]
+    doc = {"generator": "tools/reference/gguf_families_reference.py", "architecture": "llama",
+           "tokenizer_class": type(tokenizer).__name__, "texts": texts}
+    with open(os.path.join(out_dir, "expected.json"), "w") as f:
+        json.dump(doc, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    print(f"llama_sentencepiece: {os.path.getsize(path)} bytes, tokenizer {type(tokenizer).__name__}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=DEFAULT_OUT)
@@ -376,6 +423,7 @@ def main():
     failures = []
     for arch in args.only.split(","):
         build(arch, os.path.join(args.out, arch), failures)
+    build_tokenizer_only(os.path.join(args.out, "llama_sentencepiece"))
     for f in failures:
         print("FAIL:", f)
     sys.exit(1 if failures else 0)

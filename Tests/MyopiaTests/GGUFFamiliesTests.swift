@@ -10,53 +10,23 @@ import Myopia
 /// Myopia's logits on the GGUF equal those of `transformers` loading the same GGUF
 /// (`from_pretrained(dir, gguf_file:)`), ‖mine − theirs‖ / ‖theirs‖ ≤ 1e-4, and so does the loss.
 final class GGUFFamiliesTests: XCTestCase {
-    static let architectures = ["llama", "qwen2", "qwen3", "gemma2"]
-    static let tolerance = 1e-4
-
-    struct Expected: Decodable {
-        let architecture: String
-        // Absent for the tokenizer-only llama_sentencepiece.
-        let vocab_size: Int?
-        let tokens: [Int32]?
-        let loss: Double?
-        let texts: [Text]
-        struct Text: Decodable {
-            let text: String
-            let ids: [Int32]
-            let ids_with_special: [Int32]
-        }
-    }
-
-    static func folder(_ arch: String) -> URL { fixturesURL.appendingPathComponent("gguf_families/\(arch)") }
-
-    static func expected(_ arch: String) throws -> Expected {
-        try JSONDecoder().decode(Expected.self, from: Data(contentsOf: folder(arch).appendingPathComponent("expected.json")))
-    }
-
-    /// The logits and the mean loss of tokens[1...] given tokens[..<T-1].
-    static func run(_ model: Transformer, _ tokens: [Int32]) -> (logits: [Float], loss: Double) {
-        let t = tokens.count
-        let cache = model.makeCache(batch: 1, seqLen: t)
-        _ = model.forward(tokens: tokens, targets: Array(tokens.dropFirst()) + [0], batch: 1, seqLen: t, cache: cache)
-        let losses = cache.positionLosses()
-        return (cache.logitsArray(), losses.dropLast().reduce(0.0) { $0 + Double($1) } / Double(t - 1))
-    }
+    typealias F = GGUFFamilyFixtures
 
     func testLogitsAndLossMatchTransformersOnTheGGUF() throws {
-        for arch in Self.architectures {
-            let ref = try Self.expected(arch)
-            let model = try GGUFModel.load(from: Self.folder(arch).appendingPathComponent("model.gguf"))
+        for arch in F.architectures {
+            let ref = try F.expected(arch)
+            let model = try GGUFModel.load(from: F.folder(arch).appendingPathComponent("model.gguf"))
             XCTAssertEqual(model.config.family.rawValue, arch)
             XCTAssertEqual(model.config.vocabSize, ref.vocab_size)
-            let tensors = try SafeTensorsFile(contentsOf: Self.folder(arch).appendingPathComponent("reference.safetensors"))
-            let (logits, loss) = Self.run(model, try XCTUnwrap(ref.tokens))
-            XCTAssertLessThanOrEqual(relativeError(logits, try tensors.floats("logits")), Self.tolerance, arch)
-            XCTAssertEqual(loss, try XCTUnwrap(ref.loss), accuracy: Self.tolerance * ref.loss!, arch)
+            let tensors = try SafeTensorsFile(contentsOf: F.folder(arch).appendingPathComponent("reference.safetensors"))
+            let (logits, loss) = F.run(model, try XCTUnwrap(ref.tokens))
+            XCTAssertLessThanOrEqual(relativeError(logits, try tensors.floats("logits")), F.tolerance, arch)
+            XCTAssertEqual(loss, try XCTUnwrap(ref.loss), accuracy: F.tolerance * ref.loss!, arch)
         }
     }
 
     func testEachArchitecturesMetadata() throws {
-        let file = { (arch: String) in try GGUFFile(contentsOf: Self.folder(arch).appendingPathComponent("model.gguf")) }
+        let file = { (arch: String) in try GGUFFile(contentsOf: F.folder(arch).appendingPathComponent("model.gguf")) }
         let llama = try GGUFModel.config(file("llama"), tokenizer: nil)
         XCTAssertEqual([llama.headSize, llama.kvHeads, llama.nHeads], [8, 2, 4])
         XCTAssertFalse(llama.tiedEmbeddings)
@@ -87,12 +57,12 @@ final class GGUFFamiliesTests: XCTestCase {
 /// pre-tokenizers, Gemma's SentencePiece (merges rebuilt from token positions, real-space tokens
 /// respelled) and Llama's (merges rebuilt from scores that do not follow positions).
 final class GGUFTokenizerJSONTests: XCTestCase {
-    static let fixtures = GGUFFamiliesTests.architectures + ["llama_sentencepiece"]
+    static let fixtures = GGUFFamilyFixtures.architectures + ["llama_sentencepiece"]
 
     func testIdsMatchTransformersGGUFTokenizer() throws {
         for name in Self.fixtures {
-            let ref = try GGUFFamiliesTests.expected(name)
-            let url = GGUFFamiliesTests.folder(name).appendingPathComponent("model.gguf")
+            let ref = try GGUFFamilyFixtures.expected(name)
+            let url = GGUFFamilyFixtures.folder(name).appendingPathComponent("model.gguf")
             let tokenizer = try Tokenizers.loadGGUF(url, name: name)
             for sample in ref.texts {
                 XCTAssertEqual(tokenizer.encode(sample.text, addSpecialTokens: false), sample.ids, "\(name): \(sample.text.debugDescription)")

@@ -66,4 +66,19 @@ final class ConvertCLITests: CLITestCase {
         XCTAssertTrue(message.contains("tiny.gguf"), message)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("x/model.safetensors").path))
     }
+
+    /// eval refuses, before reading the weights, a model larger than the memory it is given.
+    func testEvalRefusesAModelThatDoesNotFit() throws {
+        let dir = try temporaryDirectory()
+        let corpus = dir.appendingPathComponent("corpus.txt")
+        try Data(String(repeating: "the cat sat on the mat. ", count: 20).utf8).write(to: corpus)
+        let gguf = fixtures.appendingPathComponent("gguf_families/qwen2/model.gguf")
+        let refused = try run(["eval", "--model", gguf.path, "--data", corpus.path, "--seq-len", "8"],
+                              environment: ["MYOPIA_MEMORY_LIMIT": "100000"])
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.stderr.contains("model.gguf") && refused.stderr.contains("available (MYOPIA_MEMORY_LIMIT)"), refused.stderr)
+        let fits = try run(["eval", "--model", gguf.path, "--data", corpus.path, "--seq-len", "8", "--quiet"],
+                           environment: ["MYOPIA_MEMORY_LIMIT": "10000000"])
+        XCTAssertEqual(fits.status, 0, fits.stderr)
+    }
 }

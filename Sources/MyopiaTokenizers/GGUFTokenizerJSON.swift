@@ -114,6 +114,10 @@ public enum GGUFTokenizerJSON {
                     throw InputError.invalidValue(file: source, field: field("tokenizer.ggml.scores"),
                                                    expected: "\(tokens.count) entries (one per token)", found: "\(scores.count)")
                 }
+                if let i = scores.firstIndex(where: { !$0.isFinite }) {
+                    throw InputError.invalidValue(file: source, field: "\(field("tokenizer.ggml.scores"))[\(i)]",
+                                                   expected: "a finite number", found: "\(scores[i])")
+                }
             }
             merges = generateMerges(tokens, scores: scores)
             let space: [String: Any] = ["String": " "]
@@ -204,7 +208,10 @@ public enum GGUFTokenizerJSON {
     /// transformers' `generate_merges(vocab, vocab_scores)`: for each distinct token in order of
     /// first appearance (its last score), every split into two tokens of the vocabulary, ordered by
     /// the halves' ids; then all of them, stably, by (score, left length, right length), largest first.
-    /// Lengths count code points, as Python's len does.
+    /// Lengths count code points, as Python's len does. A token longer than `maxMergedLength` code
+    /// points is not split (the search is quadratic in its length; no real vocabulary has one).
+    static let maxMergedLength = 1024
+
     static func generateMerges(_ tokens: [String], scores: [Double]) -> [[String]] {
         var lastID: [String: Int] = [:], score: [String: Double] = [:], order: [String] = []
         lastID.reserveCapacity(tokens.count)
@@ -217,7 +224,7 @@ public enum GGUFTokenizerJSON {
         var candidates: [Candidate] = []
         for t in order {
             let scalars = Array(t.unicodeScalars)
-            guard scalars.count > 1 else { continue }
+            guard scalars.count > 1, scalars.count <= maxMergedLength else { continue }
             var local: [(String, String, Int, Int)] = []
             for cut in 1..<scalars.count {
                 var l = String.UnicodeScalarView(), r = String.UnicodeScalarView()

@@ -30,6 +30,22 @@ extension ModelConfig {
     public func jsonData() throws -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return try encoder.encode(self)
+        return Self.floatFieldsWithPoint(try encoder.encode(self))
+    }
+
+    /// Keys transformers types as float and refuses as an integer (Gemma2Config's soft-caps).
+    static let floatOnlyKeys = ["attn_logit_softcapping", "final_logit_softcapping"]
+
+    /// JSONEncoder writes 3.0 as `3`; a float-only key's whole number gets its `.0` back.
+    static func floatFieldsWithPoint(_ data: Data) -> Data {
+        var text = String(decoding: data, as: UTF8.self)
+        for key in floatOnlyKeys {
+            guard let keyRange = text.range(of: "\"\(key)\" : ") else { continue }
+            let digits = text[keyRange.upperBound...].prefix { $0 == "-" || $0.isNumber }
+            let end = text.index(keyRange.upperBound, offsetBy: digits.count)
+            guard !digits.isEmpty, end < text.endIndex, text[end] == "," || text[end] == "\n" else { continue }
+            text.insert(contentsOf: ".0", at: end)
+        }
+        return Data(text.utf8)
     }
 }

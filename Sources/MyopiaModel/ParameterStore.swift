@@ -18,7 +18,17 @@ public final class ParameterStore {
     public private(set) var count = 0
 
     public private(set) var weights: UnsafeMutablePointer<Float>
-    public private(set) var grads: UnsafeMutablePointer<Float>
+    /// Gradients, allocated (zeroed) on first use: a model that only runs forward (eval, lens,
+    /// probe, generate) holds one fp32 copy of its weights, not two.
+    public var grads: UnsafeMutablePointer<Float> {
+        if let gradStorage { return gradStorage }
+        let g = Self.allocate(count)
+        gradStorage = g
+        return g
+    }
+    private var gradStorage: UnsafeMutablePointer<Float>?
+    /// Whether the gradient buffer exists yet.
+    public var hasGrads: Bool { gradStorage != nil }
     /// AdamW first and second moments; allocated on first use by the optimiser.
     public private(set) var moment1: UnsafeMutablePointer<Float>?
     public private(set) var moment2: UnsafeMutablePointer<Float>?
@@ -34,12 +44,11 @@ public final class ParameterStore {
         }
         count = offset
         weights = Self.allocate(offset)
-        grads = Self.allocate(offset)
     }
 
     deinit {
         weights.deallocate()
-        grads.deallocate()
+        gradStorage?.deallocate()
         moment1?.deallocate()
         moment2?.deallocate()
     }
@@ -62,7 +71,10 @@ public final class ParameterStore {
     public func weight(_ name: String) -> UnsafeMutablePointer<Float> { weights + offset(name) }
     public func grad(_ name: String) -> UnsafeMutablePointer<Float> { grads + offset(name) }
 
-    public func zeroGrads() { RowOps.fill(grads, count: count, with: 0) }
+    public func zeroGrads() {
+        guard let gradStorage else { return }   // allocated zeroed when first used
+        RowOps.fill(gradStorage, count: count, with: 0)
+    }
 
     /// Allocates the AdamW moments (zeroed) if they are not there yet.
     public func ensureMoments() {

@@ -9,11 +9,12 @@
 //   PATH            a tokenizer.json (Hugging Face's tokenizers format: HuggingFaceTokenizer), a folder
 //                   holding one (else vocab.json + merges.txt), a vocab.json (merges.txt beside it), a
 //                   .tiktoken ranks file (`<|endoftext|>` = number of ranks, as in GPT-2), or a
-//                   .gguf file whose tokenizer.ggml.model is "gpt2"
+//                   .gguf file whose tokenizer.ggml.model is "gpt2" or "llama" (SentencePiece)
 
 import Foundation
 import MyopiaSupport
 import MyopiaAssets
+import MyopiaFormats
 
 public protocol Tokenizer: Sendable {
     /// What `Tokenizers.load` was given: a known name or a path. Checkpoints record it.
@@ -75,6 +76,18 @@ public enum Tokenizers {
         }
     }
 
+    /// A GGUF file's tokenizer: byte-level BPE with the "gpt2" or "smollm" pre-tokenizer as
+    /// BPETokenizer (special tokens in text are plain text), any other as the tokenizer.json that
+    /// transformers builds from it (GGUFTokenizerJSON.swift).
+    public static func loadGGUF(_ url: URL, name: String) throws -> any Tokenizer {
+        let file = try GGUFFile(contentsOf: url)
+        if (try? file.string("tokenizer.ggml.model")) == "gpt2", let pre = try? file.string("tokenizer.ggml.pre"),
+           PreTokenizer.ggufNames[pre] != nil {
+            return try BPETokenizer(gguf: file, name: name)
+        }
+        return try GGUFTokenizerJSON.tokenizer(file, name: name)
+    }
+
     private static func loadPath(_ path: String) throws -> any Tokenizer {
         let expanded = (path as NSString).expandingTildeInPath
         var isFolder: ObjCBool = false
@@ -90,7 +103,7 @@ public enum Tokenizers {
             return try BPETokenizer.load(folder: url, name: path)
         }
         if url.pathExtension == "tiktoken" { return try BPETokenizer.load(tiktoken: url, name: path) }
-        if url.pathExtension.lowercased() == "gguf" { return try BPETokenizer.load(gguf: url, name: path) }
+        if url.pathExtension.lowercased() == "gguf" { return try loadGGUF(url, name: path) }
         if url.lastPathComponent.hasSuffix("vocab.json") {
             let merges = url.deletingLastPathComponent().appendingPathComponent("merges.txt")
             return try BPETokenizer.load(vocabJSON: url, merges: merges, name: path)

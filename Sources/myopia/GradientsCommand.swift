@@ -39,7 +39,7 @@ struct GradientsCommand: ConfigFileCommand {
         let seqLen = input.seqLen
         try reportingErrors {
             let gradientFlow = try GradientFlow(parsing: flow, allowsLocalMyopic: false)
-            let (dir, model, tokenizer) = try ModelInputs.load(self.model.nameOrPath, seqLen: seqLen, log: Terminal.info)
+            let (dir, model, tokenizer) = try ModelInputs.load(self.model.nameOrPath, seqLen: seqLen, need: .gradient, log: Terminal.info)
             let (url, tokens) = try DataSource.tokens(input.data, seqLen: seqLen, tokenizer: tokenizer, log: Terminal.info)
             let result = Gradients.compute(model, tokens: tokens, seqLen: seqLen, flow: gradientFlow, batch: input.batch,
                                            maxWindows: input.maxWindows)

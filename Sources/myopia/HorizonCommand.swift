@@ -61,7 +61,7 @@ struct HorizonCommand: ConfigFileCommand, RunFolderOutput {
                 table = Horizon.compute(model, sine: data, maxOffset: maxOffset, flow: gradientFlow, batch: batch, progress: report)
             } else {
                 guard let data else { throw ValidationError("--data is needed for a language model") }
-                let (_, model, tokenizer) = try ModelInputs.load(location, seqLen: seqLen, log: Terminal.info)
+                let (_, model, tokenizer) = try ModelInputs.load(location, seqLen: seqLen, need: .gradient, log: Terminal.info)
                 let (url, tokens) = try DataSource.tokens(data, seqLen: seqLen, tokenizer: tokenizer, log: Terminal.info)
                 dataPath = url.path
                 table = Horizon.compute(model, tokens: tokens, seqLen: seqLen, maxOffset: maxOffset,

@@ -15,7 +15,7 @@ struct MyopiaCommand: ParsableCommand {
         """,
         subcommands: [DemoCommand.self, TrainCommand.self, EvalCommand.self, GradientsCommand.self, HorizonCommand.self, DynamicsCommand.self, UpstreamCommand.self, GapCommand.self, GamesCommand.self, BonusCommand.self,
                       SyntheticCommand.self, GenerateCommand.self, TokenizeCommand.self, ProbeCommand.self, LensCommand.self,
-                      FetchCommand.self, BenchCommand.self, RunsCommand.self, ReportCommand.self])
+                      ConvertCommand.self, FetchCommand.self, BenchCommand.self, RunsCommand.self, ReportCommand.self])
 }
 
 /// Runs a command body, turning Myopia's typed errors into one clear line on stderr and exit code 1,

@@ -50,7 +50,7 @@ struct UpstreamCommand: ConfigFileCommand, RunFolderOutput {
         try reportingErrors {
             let started = Date()
             let location = try ModelSource.locate(model.nameOrPath, log: Terminal.info)
-            let (_, loaded, tokenizer) = try ModelInputs.load(location, seqLen: seqLen, log: Terminal.info)
+            let (_, loaded, tokenizer) = try ModelInputs.load(location, seqLen: seqLen, need: .gradient, log: Terminal.info)
             // The run's own game and flow, unless flags say otherwise.
             var settings = Trainer.recordedConfig(in: location.url) ?? TrainConfig()
             settings.seqLen = seqLen

@@ -11,15 +11,21 @@ public enum ModelInputs {
     /// Loads a model for an analysis over windows of `seqLen` (nil: any), with its tokenizer (or
     /// `override`), checked against its vocabulary.
     public static func load(_ nameOrPath: String, seqLen: Int? = nil, tokenizer override: String? = nil,
+                            need: MemoryBudget.Need = .forward, activations: Int = 0,
                             log: (String) -> Void = { _ in }) throws -> Loaded {
-        try load(ModelSource.locate(nameOrPath, log: log), seqLen: seqLen, tokenizer: override, log: log)
+        try load(ModelSource.locate(nameOrPath, log: log), seqLen: seqLen, tokenizer: override, need: need,
+                 activations: activations, log: log)
     }
 
     /// `load` for a model already located (a command that first looks at its config).
+    /// `need` is what the command keeps per parameter (MemoryBudget): a model that will not fit is
+    /// refused, with the figures, before its weights are read.
     public static func load(_ location: ModelSource.Location, seqLen: Int? = nil, tokenizer override: String? = nil,
+                            need: MemoryBudget.Need = .forward, activations: Int = 0,
                             log: (String) -> Void = { _ in }) throws -> Loaded {
         let config = try ModelSource.config(at: location)
         try check(seqLen, fits: config)
+        try checkMemory(config, need: need, activations: activations, file: location.url.path)
         let tokenizer = try tokenizer(for: config, source: location.url, override: override, log: log)
         return (location.url, try ModelSource.load(location), tokenizer)
     }
@@ -29,6 +35,24 @@ public enum ModelInputs {
     public static func loadContinuous(_ location: ModelSource.Location, seqLen: Int) throws -> Transformer {
         try check(seqLen, fits: ModelSource.config(at: location))
         return try ModelSource.load(location)
+    }
+
+    /// Refuses a model whose `need` exceeds the memory available (MemoryBudget.swift).
+    public static func checkMemory(_ config: ModelConfig, need: MemoryBudget.Need, activations: Int = 0, file: String,
+                                   available: MemoryBudget.Available = MemoryBudget.available()) throws {
+        let parameters = Transformer.layout(config).reduce(0) { $0 + $1.1.reduce(1, *) }
+        let command = need == .forward ? "a forward-only analysis" : need == .gradient ? "a gradient analysis" : "training"
+        try MemoryBudget.check(parameters: parameters, need: need, activations: activations, command: command,
+                               file: file, available: available)
+    }
+
+    /// The activations a backward pass keeps, roughly: per position and layer the block's inputs,
+    /// q/k/v, attention weights (NH·T), the MLP's hidden values, and the logits, in fp32.
+    public static func activationBytes(_ config: ModelConfig, batch: Int, seqLen: Int) -> Int {
+        let perPosition = config.nLayers * (10 * config.dModel + 3 * config.dMLP + config.nHeads * seqLen) + 2 * config.vocabSize
+        let (a, o1) = perPosition.multipliedReportingOverflow(by: max(batch, 1) * max(seqLen, 1))
+        let (b, o2) = a.multipliedReportingOverflow(by: 4)
+        return o1 || o2 ? .max / 2 : b
     }
 
     /// Refuses windows longer than the model's positions; checked on the config, before the

@@ -30,7 +30,12 @@ public enum ReferenceModel {
     /// `config.seqLen` of 0 becomes the reference's context length, at most 256.
     public static func load(_ nameOrPath: String, given: Given, config: inout TrainConfig,
                             log: (String) -> Void = { _ in }) throws -> ModelInputs.Loaded {
-        let (source, model, tokenizer) = try ModelInputs.load(nameOrPath, tokenizer: given.tokenizer, log: log)
+        let location = try ModelSource.locate(nameOrPath, log: log)
+        let shape = try ModelSource.config(at: location)
+        let window = config.seqLen == 0 ? min(shape.maxPositions, 256) : config.seqLen
+        let (source, model, tokenizer) = try ModelInputs.load(
+            location, tokenizer: given.tokenizer, need: .training,
+            activations: ModelInputs.activationBytes(shape, batch: config.batch, seqLen: window), log: log)
         let m = model.config
         func refuse(_ flag: String, _ given: Any, _ actual: Any) throws {
             throw FlagError("--\(flag) \(given) differs from the reference's \(actual) (a fine-tuned model keeps the reference's shape)")

@@ -119,9 +119,20 @@ public enum Seeds {
             if let quants = fixture("gguf/quants.gguf") { out.append(("quants.gguf", quants)) }
             return out
         case "gguf-model":
-            return [("llama.gguf", llamaGGUF(withTokenizer: false))]
+            // The architectures' GGUFs from gguf-py (tools/reference/gguf_families_reference.py):
+            // qwen2 biases, qwen3 q/k norms, gemma2's norms and soft-caps, K-quant tensors.
+            var out = [("llama.gguf", llamaGGUF(withTokenizer: false))]
+            for arch in ["llama", "qwen2", "qwen3", "gemma2"] {
+                if let file = fixture("gguf_families/\(arch)/model.gguf") { out.append(("\(arch)-kquants.gguf", file)) }
+            }
+            return out
         case "gguf-tokenizer":
-            return [("tokenizer.gguf", tokenizerGGUF(tokenTypes: true)), ("tokenizer-untyped.gguf", tokenizerGGUF(tokenTypes: false))]
+            var out = [("tokenizer.gguf", tokenizerGGUF(tokenTypes: true)), ("tokenizer-untyped.gguf", tokenizerGGUF(tokenTypes: false))]
+            // SentencePiece (Llama's scores, Gemma's positions) and byte-level with the qwen2 pre-tokenizer.
+            for name in ["llama_sentencepiece", "gemma2", "qwen2"] {
+                if let file = fixture("gguf_families/\(name)/model.gguf") { out.append(("\(name).gguf", file)) }
+            }
+            return out
         case "config-json":
             var out = try [("gpt2.json", [UInt8](tinyGPT2().savedConfig.jsonData())),
                            ("llama.json", [UInt8](tinyLlama().savedConfig.jsonData())),

@@ -3,8 +3,8 @@
 //
 //   safetensors      SafeTensorsFile, then every tensor converted (floats or integers)
 //   gguf             GGUFFile, every metadata value read, every tensor dequantised
-//   gguf-model       GGUFModel.load: a llama GGUF -> a Transformer (metadata -> config -> weights)
-//   gguf-tokenizer   BPETokenizer(gguf:), then encode and decode a text
+//   gguf-model       GGUFModel.load: a llama, qwen2, qwen3 or gemma2 GGUF -> a Transformer (metadata -> config -> weights)
+//   gguf-tokenizer   Tokenizers.loadGGUF (BPETokenizer, or the tokenizer.json GGUFTokenizerJSON builds), then encode and decode a text
 //   config-json      Checkpoint.loadModel on a folder: config.json (the input) + model.safetensors
 //   train-config     TrainConfig.load (`--config FILE.json`)
 //   trainer-state    TrainerState.load (a checkpoint's trainer_state.json, read by --resume)
@@ -188,9 +188,12 @@ extension FuzzTarget {
     }
 
     static let ggufTokenizer = FuzzTarget(name: "gguf-tokenizer", kind: .binary, fileName: "tokenizer.gguf", dictionary: [], fields: ggufHeaderFields) { url, _ in
-        let tokenizer = try BPETokenizer.load(gguf: url)
-        let ids = tokenizer.encode(Seeds.english, allowedSpecial: Set(tokenizer.specialTokens.keys))
-        _ = tokenizer.decode(ids)
+        let tokenizer = try Tokenizers.loadGGUF(url, name: url.path)
+        if let bpe = tokenizer as? BPETokenizer {
+            _ = bpe.decode(bpe.encode(Seeds.english, allowedSpecial: Set(bpe.specialTokens.keys)))
+        } else {
+            _ = tokenizer.decode(tokenizer.encode(Seeds.english, addSpecialTokens: true))
+        }
     }
 
     static let configJSON = FuzzTarget(name: "config-json", kind: .json, fileName: "config.json",

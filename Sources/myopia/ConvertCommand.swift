@@ -1,0 +1,42 @@
+import ArgumentParser
+import Foundation
+import Myopia
+
+struct ConvertCommand: ConfigFileCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "convert",
+        abstract: "Convert a llama.cpp GGUF file into a Hugging Face folder.",
+        usage: "myopia convert <file> --out <out>",
+        discussion: """
+        Writes config.json (the family's model_type: llama, qwen2, qwen3 or gemma2), model.safetensors (every tensor dequantised to F32) and tokenizer.json (the tokenizer the GGUF ships, as transformers builds it from the file). transformers' `from_pretrained(out)` then gives the logits Myopia computes on the GGUF. Quantised tensors (Q4_0 … Q8_0, Q2_K … Q6_K) are dequantised exactly as the gguf package does; llama.cpp's fix-ups are undone (Llama's q/k row order, Gemma's norms stored as 1 + w).
+
+        Examples:
+          myopia convert qwen2.5-0.5b-instruct-q4_k_m.gguf --out qwen-0.5b
+          myopia eval --model qwen-0.5b --data tinyshakespeare --seq-len 256
+        """)
+
+    @Argument(help: "A .gguf file (architecture llama, qwen2, qwen3 or gemma2).") var file: String
+    @Option(help: "The folder to write (created if needed).") var out: String
+    @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
+    @OptionGroup var configFile: ConfigFileOption
+
+    func run() throws {
+        Terminal.quiet = quiet
+        try reportingErrors {
+            let url = URL(fileURLWithPath: (file as NSString).expandingTildeInPath)
+            guard FileManager.default.fileExists(atPath: url.path) else { throw InputError.io(file: file, reason: "no such file") }
+            let gguf = try GGUFFile(contentsOf: url)
+            // The tokenizer first: nothing is written for a file whose tokenizer Myopia cannot convert.
+            let tokenizerJSON = try GGUFTokenizerJSON.make(gguf)
+            _ = try TokenizerJSON(bytes: tokenizerJSON, source: file)
+            let model = try GGUFModel.load(gguf, tokenizer: nil)
+            let dir = URL(fileURLWithPath: (out as NSString).expandingTildeInPath)
+            try Checkpoint.saveModel(model, to: dir)
+            _ = try AtomicFile.write(Data(tokenizerJSON), to: dir.appendingPathComponent("tokenizer.json"))
+            let c = model.config
+            Terminal.info("\(file): \(c.family.rawValue), \(c.nLayers) layers, C = \(c.dModel), vocab \(c.vocabSize), "
+                          + "\(model.params.count) parameters → \(dir.path) (config.json, model.safetensors, tokenizer.json)")
+            print(dir.path)
+        }
+    }
+}

@@ -32,7 +32,7 @@ struct EvalCommand: ConfigFileCommand, RunFolderOutput {
     @Option(help: "Under --flow local-myopic: the frozen reference model whose keys and values earlier positions use (default: the one the run was trained with).")
     var reference: String?
     @OptionGroup var output: OutputOptions<EvalCommand>
-    @OptionGroup var configFile: ConfigFileOption
+    @OptionGroup var configFile: ConfigFileOption<EvalCommand>
 
     static let outputFiles = EvaluationResult.fileName
 

@@ -23,7 +23,7 @@ struct GradientsCommand: ConfigFileCommand {
     @Option(help: "The safetensors file to write.") var out: String
     @Flag(help: "Print a JSON summary.") var json = false
     @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
-    @OptionGroup var configFile: ConfigFileOption
+    @OptionGroup var configFile: ConfigFileOption<GradientsCommand>
 
     struct Output: Encodable {
         let loss: Double
@@ -39,6 +39,7 @@ struct GradientsCommand: ConfigFileCommand {
         let seqLen = input.seqLen
         try reportingErrors {
             let gradientFlow = try GradientFlow(parsing: flow, allowsLocalMyopic: false)
+            try checkOutput(out, isFile: true)
             let (dir, model, tokenizer) = try ModelInputs.load(self.model.nameOrPath, seqLen: seqLen, log: Terminal.info)
             let (url, tokens) = try DataSource.tokens(input.data, seqLen: seqLen, tokenizer: tokenizer, log: Terminal.info)
             let result = Gradients.compute(model, tokens: tokens, seqLen: seqLen, flow: gradientFlow, batch: input.batch,

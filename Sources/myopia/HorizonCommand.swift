@@ -36,7 +36,7 @@ struct HorizonCommand: ConfigFileCommand, RunFolderOutput {
     @Option(help: "Use at most this many windows.") var sequences = 16
     @Option(help: "Gradient flow (vanilla: the true derivative).") var flow = "vanilla"
     @OptionGroup var output: OutputOptions<HorizonCommand>
-    @OptionGroup var configFile: ConfigFileOption
+    @OptionGroup var configFile: ConfigFileOption<HorizonCommand>
 
     static let outputFiles = HorizonTable.fileName
 

@@ -27,7 +27,7 @@ struct LensCommand: ConfigFileCommand, RunFolderOutput {
     @Option(help: "Use at most this many positions, rounded up to whole windows.") var positions: Int?
     @OptionGroup var tokenizer: TokenizerOption
     @OptionGroup var output: OutputOptions<LensCommand>
-    @OptionGroup var configFile: ConfigFileOption
+    @OptionGroup var configFile: ConfigFileOption<LensCommand>
 
     static let outputFiles = LensTable.fileName
 

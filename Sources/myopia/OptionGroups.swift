@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Myopia
 
 // The option blocks that several commands share, each declared once: the model an analysis reads,
 // the text and windows it reads, and where and how it reports. A command includes a block with
@@ -59,6 +60,22 @@ extension RunFolderOutput {
     static var jsonHelp: String { "Print one JSON object." }
 }
 
+/// Checks that `--out` can be written before any work (creating the folder and writing a probe
+/// file there), so that a long analysis never ends in "cannot write". `isFile`: `--out` names a
+/// file, whose folder is checked.
+func checkOutput(_ path: String?, isFile: Bool = false) throws {
+    guard let path else { return }
+    var url = URL(fileURLWithPath: (path as NSString).expandingTildeInPath)
+    if isFile {
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder), isFolder.boolValue {
+            throw InputError.io(file: url.path, reason: "is a folder; --out names the file to write")
+        }
+        url.deleteLastPathComponent()
+    }
+    try Trainer.prepareOutput(url)
+}
+
 /// `--out RUN`, `--json` and `--quiet` of an analysis command (eval, lens, probe, horizon, generate).
 struct OutputOptions<Command: RunFolderOutput>: ParsableArguments {
     @Option(help: ArgumentHelp("A run folder to write \(Command.outputFiles) into (and commands.json: how it was made), for `myopia report` and `myopia runs`."))
@@ -67,4 +84,9 @@ struct OutputOptions<Command: RunFolderOutput>: ParsableArguments {
     @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
 
     var folder: URL? { out.map { URL(fileURLWithPath: $0) } }
+
+    /// `--out` is checked while the command line is read, before the command does any work.
+    func validate() throws {
+        try reportingErrors { try checkOutput(out) }
+    }
 }

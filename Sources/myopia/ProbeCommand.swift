@@ -48,7 +48,7 @@ struct ProbeCommand: ConfigFileCommand, RunFolderOutput {
     @Option(help: "Sine task: sequences (train and held out).") var sequences = 1024
     @Option(help: "Sine task: ridge penalty (× training rows) on the standardised normal equations.") var ridge = 1e-4
     @OptionGroup var output: OutputOptions<ProbeCommand>
-    @OptionGroup var configFile: ConfigFileOption
+    @OptionGroup var configFile: ConfigFileOption<ProbeCommand>
 
     static let outputFiles = "\(ProbeTable.fileName) (\(SineProbeTable.fileName) for a sine-task model)"
 

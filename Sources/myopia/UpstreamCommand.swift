@@ -34,7 +34,7 @@ struct UpstreamCommand: ConfigFileCommand, RunFolderOutput {
     @Option(help: "Gradient flow: vanilla, myopic, beta=β or bigram (default: the model's run's).") var flow: String?
     @OptionGroup var game: GameFlags
     @OptionGroup var output: OutputOptions<UpstreamCommand>
-    @OptionGroup var configFile: ConfigFileOption
+    @OptionGroup var configFile: ConfigFileOption<UpstreamCommand>
 
     static let outputFiles = UpstreamTable.fileName
 

@@ -9,7 +9,7 @@ struct DemoCommand: ConfigFileCommand {
         abstract: "The main job: train vanilla and myopic models, measure the gap, the horizon, probes and generation, write a report.",
         usage: "myopia demo [<options>]",
         discussion: """
-        With no arguments, about 10 minutes on 2 cores (budget 15), in stages, each in its own folder of --out:
+        With no arguments, a few minutes on 2 cores (the measured time is in README.md, with the date and the CPU; budget 15 minutes), in stages, each in its own folder of --out:
 
           sine/          the synthetic pre-caching task: a vanilla and a myopic
                          model (p 1, f 3) against the no-pre-caching floor; the

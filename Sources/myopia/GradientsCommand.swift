@@ -36,8 +36,8 @@ struct GradientsCommand: ConfigFileCommand {
 
     func run() throws {
         Terminal.quiet = quiet || json
-        let seqLen = input.seqLen
         try reportingErrors {
+            let seqLen = try input.seqLen(for: model.nameOrPath)
             let gradientFlow = try GradientFlow(parsing: flow, allowsLocalMyopic: false)
             try checkOutput(out, isFile: true)
             let (dir, model, tokenizer) = try ModelInputs.load(self.model.nameOrPath, seqLen: seqLen, log: Terminal.info)

@@ -46,8 +46,9 @@ struct LensCommand: ConfigFileCommand, RunFolderOutput {
 
     func run() throws {
         Terminal.quiet = output.quiet || output.json
-        let seqLen = input.seqLen, batch = input.batch, maxWindows = input.maxWindows
+        let batch = input.batch, maxWindows = input.maxWindows
         try reportingErrors {
+            let seqLen = try input.seqLen(for: model.nameOrPath)
             let (source, model, tok) = try ModelInputs.load(self.model.nameOrPath, seqLen: seqLen, tokenizer: tokenizer.tokenizer,
                                                             log: Terminal.info)
             let layerList = try parseIndexList(layers, option: "--layers", range: 0...model.config.nLayers)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Myopia
+import MyopiaLab
 
 // The option blocks that several commands share, each declared once: the model an analysis reads,
 // the text and windows it reads, and where and how it reports. A command includes a block with
@@ -24,12 +25,25 @@ struct TokenizerOption: ParsableArguments {
 
 /// `--seq-len` and `--batch`: windows of T tokens (T predictions each), read B per forward pass.
 struct WindowOptions: ParsableArguments {
-    @Option(name: .customLong("seq-len"), help: "Window length T.") var seqLen: Int
+    @Option(name: .customLong("seq-len"), help: "Window length T (default: the seq_len of the run that trained the model; needed for a model without one, e.g. a .gguf: the cost grows with T²).")
+    var givenSeqLen: Int?
     @Option(help: "Windows per forward pass.") var batch = 8
 
     func validate() throws {
-        guard seqLen > 0 else { throw ValidationError("--seq-len must be positive") }
+        if let givenSeqLen, givenSeqLen <= 0 { throw ValidationError("--seq-len must be positive") }
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
+    }
+
+    /// --seq-len, else the seq_len the model's training run recorded (not the model's whole context,
+    /// thousands of positions for a pretrained model, where an analysis costs T²).
+    func seqLen(for model: String) throws -> Int {
+        if let givenSeqLen { return givenSeqLen }
+        let location = try ModelSource.locate(model, log: Terminal.info)
+        guard let trained = ModelInputs.trainedSeqLen(location) else {
+            throw FlagError("--seq-len is needed: \(model) has no training run to take it from (e.g. --seq-len 128; the cost grows with T²)")
+        }
+        Terminal.info("--seq-len \(trained): the seq_len \(model) was trained with")
+        return trained
     }
 }
 
@@ -40,8 +54,9 @@ struct DataWindowOptions: ParsableArguments {
     @OptionGroup var windows: WindowOptions
     @Option(name: .customLong("max-windows"), help: "Use at most this many windows (default: all).") var maxWindows: Int?
 
-    var seqLen: Int { windows.seqLen }
     var batch: Int { windows.batch }
+
+    func seqLen(for model: String) throws -> Int { try windows.seqLen(for: model) }
 
     func validate() throws {
         if let maxWindows, maxWindows <= 0 { throw ValidationError("--max-windows must be positive") }

@@ -30,9 +30,9 @@ struct ReportCommand: ConfigFileCommand {
     func run() throws {
         try reportingErrors {
             let folders = runs.map { URL(fileURLWithPath: $0) }
-            try checkOutput(out ?? folders[0].appendingPathComponent(Report.defaultFile).path, isFile: true)
-            let html = try Report.build(runs: folders, title: title)
             let file = out.map { URL(fileURLWithPath: $0) } ?? folders[0].appendingPathComponent(Report.defaultFile)
+            try checkOutput(file.path, isFile: true)
+            let html = try Report.build(runs: folders, title: title, file: file)
             try AtomicFile.write(Data(html.utf8), to: file)
             print("wrote \(file.path) (\(html.utf8.count / 1024) KB)")
         }

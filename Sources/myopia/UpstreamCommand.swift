@@ -46,8 +46,8 @@ struct UpstreamCommand: ConfigFileCommand, RunFolderOutput {
 
     func run() throws {
         Terminal.quiet = output.quiet || output.json
-        let seqLen = windowOptions.seqLen
         try reportingErrors {
+            let seqLen = try windowOptions.seqLen(for: model.nameOrPath)
             let started = Date()
             let location = try ModelSource.locate(model.nameOrPath, log: Terminal.info)
             let (_, loaded, tokenizer) = try ModelInputs.load(location, seqLen: seqLen, log: Terminal.info)

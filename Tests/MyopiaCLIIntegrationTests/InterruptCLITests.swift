@@ -75,6 +75,39 @@ final class InterruptCLITests: CLITestCase {
         }
     }
 
+    /// A second Ctrl-C does not wait for the step: a model whose step takes a good fraction of a
+    /// second gets two signals 20 ms apart, and exits 130 without finishing the step (no "stopped
+    /// after step" line, no new checkpoint).
+    func testSecondCtrlCExitsAtOnce() throws {
+        let dir = try temporaryDirectory()
+        let text = try corpus(in: dir)
+        let out = dir.appendingPathComponent("run")
+        let process = Process()
+        process.executableURL = myopiaBinary
+        process.arguments = ["train", "--data", text.path, "--out", out.path, "--layers", "4", "--heads", "4", "--d-model", "256",
+                             "--seq-len", "256", "--batch", "8", "--steps", "1000", "--log-every", "1", "--eval-every", "1000"]
+        let err = Pipe()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = err
+        try process.run()
+        var waited = 0
+        while loggedSteps(out) < 1 && process.isRunning && waited < 120_000 {
+            usleep(5_000)
+            waited += 5
+        }
+        XCTAssertTrue(process.isRunning)
+        kill(process.processIdentifier, SIGINT)
+        usleep(20_000)
+        kill(process.processIdentifier, SIGINT)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 130, stderr)
+        XCTAssertTrue(stderr.contains("Ctrl-C again to quit at once"), stderr)
+        XCTAssertFalse(stderr.contains("stopped after step"), stderr)
+        let saved = ((try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []).filter { $0.hasPrefix("checkpoint-") }
+        XCTAssertEqual(saved, [], "the step was finished and saved")
+    }
+
     /// In a study of several runs, Ctrl-C checkpoints the run in progress and says which finished;
     /// `--resume` completes the study.
     func testCtrlCDuringGapSaysWhatFinishedAndResumes() throws {

@@ -14,13 +14,15 @@
 #                        bench-tokenizers   tokenizer encode / decode MB/s
 #                        bench-horizon      the exact horizon's cost in backward passes
 #
-# Usage: tools/docs/figures.sh [BINARY] [--skip-demo] [--skip-bench] [--quick-demo] [--self-test]
+# Usage: tools/docs/figures.sh [BINARY] [--skip-demo] [--skip-bench] [--quick-demo] [--demo-out=DIR] [--self-test]
 #
 #   BINARY        the built CLI (default .build/release/myopia); built with
 #                 `swift build -c release --product myopia` when it is missing
 #   --skip-demo   leave the demo blocks as they are
 #   --skip-bench  leave the bench blocks as they are
 #   --quick-demo  `myopia demo --quick` instead of the full demo (to try this script; the stamp says so)
+#   --demo-out=DIR  run the demo into DIR and keep it there (its report.html, to look at); by
+#                 default it runs in a temporary folder, removed at the end
 #   --self-test   check the block replacement and the bench formatting on dummy input, and exit
 #
 # MYOPIA_BENCH_ARGS adds arguments to `myopia bench` (e.g. "--threads 2"). The full demo takes
@@ -35,12 +37,14 @@ binary=".build/release/myopia"
 run_demo=1
 run_bench=1
 quick_demo=0
+demo_out=""
 self_test=0
 for arg in "$@"; do
     case "$arg" in
         --skip-demo) run_demo=0 ;;
         --skip-bench) run_bench=0 ;;
         --quick-demo) quick_demo=1 ;;
+        --demo-out=*) demo_out="${arg#--demo-out=}" ;;
         --self-test) self_test=1 ;;
         -h|--help) sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "figures.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
@@ -281,7 +285,8 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/blocks"
 
 if [ "$run_demo" -eq 1 ]; then
-    demo_args=(demo --out "$work/demo")
+    demo_dir="${demo_out:-$work/demo}"
+    demo_args=(demo --out "$demo_dir")
     what="\`myopia demo\`"
     if [ "$quick_demo" -eq 1 ]; then
         demo_args+=(--quick)
@@ -299,7 +304,7 @@ if [ "$run_demo" -eq 1 ]; then
         cat "$work/demo-table.txt"
         echo '```'
     } > "$work/blocks/demo-summary.md"
-    helpers demo-stages "$work/demo/summary.json" "$work/blocks/demo-stages.md"
+    helpers demo-stages "$demo_dir/summary.json" "$work/blocks/demo-stages.md"
 fi
 
 if [ "$run_bench" -eq 1 ]; then

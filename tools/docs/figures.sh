@@ -25,7 +25,9 @@
 #                 default it runs in a temporary folder, removed at the end
 #   --self-test   check the block replacement and the bench formatting on dummy input, and exit
 #
-# MYOPIA_BENCH_ARGS adds arguments to `myopia bench` (e.g. "--threads 2"). The full demo takes
+# MYOPIA_BENCH_ARGS adds arguments to `myopia bench` (e.g. "--threads 2"), MYOPIA_DEMO_ARGS to
+# `myopia demo` (e.g. "--budget 1800" on a busy machine, so that the SmolLM2 stage still runs; the
+# stamp names them). The full demo takes
 # about 4–12 minutes on 2 cores and the bench a few more; run it on a quiet machine (nothing else
 # building) and commit the result. Nothing is written unless every command succeeded.
 set -euo pipefail
@@ -288,6 +290,11 @@ if [ "$run_demo" -eq 1 ]; then
     demo_dir="${demo_out:-$work/demo}"
     demo_args=(demo --out "$demo_dir")
     what="\`myopia demo\`"
+    if [ -n "${MYOPIA_DEMO_ARGS:-}" ]; then
+        # shellcheck disable=SC2206  # MYOPIA_DEMO_ARGS is split on purpose
+        demo_args+=(${MYOPIA_DEMO_ARGS})
+        what="\`myopia demo ${MYOPIA_DEMO_ARGS}\`"
+    fi
     if [ "$quick_demo" -eq 1 ]; then
         demo_args+=(--quick)
         what="\`myopia demo --quick\` (not the full demo)"

@@ -211,9 +211,41 @@ public enum Checkpoint {
     /// folders (the newest one wins).
     public static func resolve(_ url: URL) throws -> URL {
         let fm = FileManager.default
+        var isFolder: ObjCBool = false
+        // A checkpoint's own config.json stands for its folder.
+        if fm.fileExists(atPath: url.path, isDirectory: &isFolder), !isFolder.boolValue, url.lastPathComponent == configFile {
+            return try resolve(url.deletingLastPathComponent())
+        }
         if fm.fileExists(atPath: url.appendingPathComponent(configFile).path) { return url }
         if let latest = try? latestCheckpoint(in: url) { return latest }
+        let runs = runFolders(in: url)
+        if !runs.isEmpty {
+            let shown = runs.prefix(12).joined(separator: ", ") + (runs.count > 12 ? ", … (\(runs.count) in all)" : "")
+            throw InputError.io(file: url.path, reason: "a folder of runs, not a model: name one of them (e.g. \(url.appendingPathComponent(runs[0]).path)); inside: \(shown)")
+        }
         throw InputError.missing(file: url.path, field: "config.json (not a checkpoint folder, and no checkpoint-STEP folder inside)")
+    }
+
+    /// The folders under `folder` (one or two levels down, as a demo's stages hold theirs) that a
+    /// model can be read from: checkpoint or run folders, as paths relative to `folder`, sorted.
+    public static func runFolders(in folder: URL) -> [String] {
+        let fm = FileManager.default
+        func children(_ url: URL) -> [String] {
+            ((try? fm.contentsOfDirectory(atPath: url.path)) ?? []).filter { name in
+                var isFolder: ObjCBool = false
+                return !name.hasPrefix(".") && fm.fileExists(atPath: url.appendingPathComponent(name).path, isDirectory: &isFolder) && isFolder.boolValue
+            }.sorted()
+        }
+        func isModel(_ url: URL) -> Bool {
+            fm.fileExists(atPath: url.appendingPathComponent(configFile).path) || !((try? checkpointSteps(in: url)) ?? []).isEmpty
+        }
+        var out: [String] = []
+        for child in children(folder) {
+            let url = folder.appendingPathComponent(child)
+            if isModel(url) { out.append(child); continue }
+            out += children(url).filter { isModel(url.appendingPathComponent($0)) }.map { child + "/" + $0 }
+        }
+        return out
     }
 
     /// The `checkpoint-STEP` folder with the highest STEP in a run folder. Only complete

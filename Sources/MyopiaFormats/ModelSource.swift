@@ -42,6 +42,31 @@ public enum ModelSource {
         return .checkpoint(try Checkpoint.resolve(url))
     }
 
+    /// How a model is named to a reader: a .gguf by its file name with the quantisation apart
+    /// ("SmolLM2-135M-Instruct.Q4_1.gguf" → "SmolLM2-135M-Instruct Q4_1"), so that "Instruct" and the
+    /// quantisation show wherever the model is named; a checkpoint by its folder's path.
+    public static func label(_ location: Location) -> String {
+        switch location {
+        case .checkpoint(let url): return url.path
+        case .gguf(let url, _): return ggufLabel(fileName: url.lastPathComponent)
+        }
+    }
+
+    /// "NAME.QUANT.gguf" or "NAME-QUANT.gguf" (llama.cpp's names: Q4_1, Q4_K_M, IQ2_XS, F16, BF16…)
+    /// → "NAME QUANT"; another name without its extension.
+    public static func ggufLabel(fileName: String) -> String {
+        let stem = fileName.lowercased().hasSuffix(".gguf") ? String(fileName.dropLast(5)) : fileName
+        func isQuantisation(_ s: Substring) -> Bool {
+            s.range(of: #"^(I?Q[1-8](_[0-9A-Z]+)*|F16|F32|BF16)$"#, options: [.regularExpression, .caseInsensitive]) != nil
+        }
+        for separator in [".", "-"] {
+            if let cut = stem.range(of: separator, options: .backwards), isQuantisation(stem[cut.upperBound...]) {
+                return stem[..<cut.lowerBound] + " " + stem[cut.upperBound...].uppercased()
+            }
+        }
+        return stem
+    }
+
     /// The model's config without its weights (a checkpoint's config.json; a GGUF's metadata).
     public static func config(at location: Location) throws -> ModelConfig {
         switch location {

@@ -171,7 +171,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
                 // The key as typed, unless it is empty or holds characters that would break the line.
                 let printable = !key.isEmpty && !key.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F || $0 == "\"" }
                 let field = printable ? key : "\"" + key.unicodeScalars.map { $0.escaped(asASCII: true) }.joined() + "\""
-                throw InputError.unsupported(file: url.path, field: field, value: "an unknown setting (known: \(known.sorted().joined(separator: ", ")))")
+                throw InputError.invalidHeader(file: url.path, field: field, reason: "unknown setting; known: \(known.sorted().joined(separator: ", "))")
             }
             normalised[k] = value
         }

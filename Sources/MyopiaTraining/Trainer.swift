@@ -199,6 +199,7 @@ public final class Trainer {
 
     /// Runs to `config.steps` (or stops early after step `stoppingAfter`, as an interrupted run would,
     /// saving a checkpoint there), calling `onLog` at each logged step; returns the last metrics.
+    /// On Ctrl-C (`Interruption`) it finishes the step, saves a checkpoint and throws `Interrupted`.
     @discardableResult
     public func run(stoppingAfter: Int? = nil, onLog: (TrainMetrics) -> Void = { _ in }) throws -> TrainMetrics? {
         try Self.prepareOutput(out)
@@ -209,7 +210,7 @@ public final class Trainer {
             for file in TensorBoardReader.eventFiles(in: out) { try? FileManager.default.removeItem(at: file) }
         }
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try AtomicFile.write(try encoder.encode(config), to: out.appendingPathComponent(Self.runConfigFile))
         let metricsURL = out.appendingPathComponent(Self.metricsFile)
         if !FileManager.default.fileExists(atPath: metricsURL.path) {
@@ -237,7 +238,7 @@ public final class Trainer {
         var windowLoss = 0.0, windowSteps = 0, windowStart = DispatchTime.now().uptimeNanoseconds
         var gameWindow = GameRunner.Window()
         let lineEncoder = JSONEncoder()
-        lineEncoder.outputFormatting = [.sortedKeys]
+        lineEncoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
 
         let stop = min(config.steps, stoppingAfter ?? config.steps)
         let scheduled = config.scheduledCheckpoints
@@ -288,8 +289,12 @@ public final class Trainer {
                 gameWindow = GameRunner.Window()
                 windowStart = DispatchTime.now().uptimeNanoseconds
             }
-            if step % config.checkpointEvery == 0 || isLast || step == stop || scheduled.contains(step) {
+            let interrupted = Interruption.isRequested
+            if step % config.checkpointEvery == 0 || isLast || step == stop || interrupted || scheduled.contains(step) {
                 lastCheckpoint = try saveCheckpoint()
+            }
+            if interrupted && !isLast {
+                throw Interrupted(step: step, steps: config.steps, checkpoint: lastCheckpoint?.path)
             }
         }
         return last

@@ -5,6 +5,7 @@ import MyopiaKernels
 import MyopiaLab
 
 struct BenchCommand: ConfigFileCommand {
+    static let configExample = #"{"steps": 10}"#
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure GEMM throughput, the training step against the machine's FMA peak, tokenizer and decoding speed.",
@@ -35,7 +36,7 @@ struct BenchCommand: ConfigFileCommand {
     @Flag(inversion: .prefixedNo, help: "Measure cached decoding of smollm2-135m (tokens/s).") var decode = true
     @Flag(help: "Print one JSON object.") var json = false
     @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
-    @OptionGroup var configFile: ConfigFileOption
+    @OptionGroup var configFile: ConfigFileOption<BenchCommand>
 
     func validate() throws {
         guard steps > 0 else { throw ValidationError("--steps must be positive") }

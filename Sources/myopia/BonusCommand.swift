@@ -44,7 +44,9 @@ struct BonusCommand: ParsableCommand {
 
     func run() throws {
         Terminal.quiet = quiet || json
+        Terminal.catchInterrupts(resume: "run the same command with --resume to continue (finished runs are reused)")
         try reportingErrors {
+            try checkOutput(out)
             var config = try settings.resolve()
             if settings.seqLen == nil && settings.config == nil { config.seqLen = 0 }   // the reference's, below
             let (source, model, tokenizer) = try ReferenceModel.load(reference, given: settings.given, config: &config, log: Terminal.info)
@@ -60,6 +62,7 @@ struct BonusCommand: ParsableCommand {
                                         reference: model, referenceSource: source.path, dataset: dataset, log: Terminal.info,
                                         onStart: { flow, s in
                 Terminal.info("fine-tuning \(flow == .vanilla ? "vanilla (control)" : flow.description), seed \(s)")
+                Terminal.runStarted("\(flow) seed \(s)")
                 started = Date()
             }, onTrainLog: { m in
                 Terminal.studyProgress(m, steps: config.steps, started: started)

@@ -11,11 +11,18 @@ import Myopia
 // training configuration (TrainConfig), and are left alone.
 
 /// A command whose `--config` is expanded into its flags before parsing.
-protocol ConfigFileCommand: ParsableCommand {}
+protocol ConfigFileCommand: ParsableCommand {
+    /// The example in the help of its `--config`: a key that is one of its flags.
+    static var configExample: String { get }
+}
+
+extension ConfigFileCommand {
+    static var configExample: String { #"{"seq_len": 128}"# }
+}
 
 /// The `--config` option of a ConfigFileCommand, for its help (the file is read before parsing).
-struct ConfigFileOption: ParsableArguments {
-    @Option(help: "A JSON file of settings whose keys are this command's flags, e.g. {\"seq_len\": 128}; flags on the command line win.")
+struct ConfigFileOption<Command: ConfigFileCommand>: ParsableArguments {
+    @Option(help: ArgumentHelp("A JSON file of settings whose keys are this command's flags, e.g. \(Command.configExample); flags on the command line win."))
     var config: String?
 }
 
@@ -123,7 +130,9 @@ enum ConfigFile {
 }
 
 extension MyopiaCommand {
-    /// Parses the command line (with any --config file expanded) and runs the command.
+    /// Parses the command line (with any --config file expanded) and runs the command. Every error
+    /// is one `error: …` line on stderr; a mistake in the command line adds the usage of the command
+    /// it was for, an error while the command runs adds nothing (not the tool's generic usage).
     /// A MYOPIA_KERNEL this CPU cannot run is refused first, in one line naming the missing feature
     /// (GEMM itself would fall back rather than execute an illegal instruction).
     static func main() {
@@ -140,11 +149,25 @@ extension MyopiaCommand {
             Terminal.error("\(error)")
             Foundation.exit(ExitCode.validationFailure.rawValue)
         }
-        do {
-            var command = try parseAsRoot(arguments)
-            try command.run()
-        } catch {
-            exit(withError: error)
+        var command: ParsableCommand
+        do { command = try parseAsRoot(arguments) } catch { fail(error, withUsage: true) }
+        do { try command.run() } catch { fail(error, withUsage: false) }
+    }
+
+    /// Prints what `error` says (help and --version on stdout) and exits with its code.
+    static func fail(_ error: Error, withUsage: Bool) -> Never {
+        let code = exitCode(for: error)
+        if code == .success {
+            print(fullMessage(for: error))
+            Foundation.exit(0)
         }
+        let text = withUsage ? fullMessage(for: error) : message(for: error)
+        if !text.isEmpty { Terminal.error(errorText(text)) }
+        Foundation.exit(code.rawValue)
+    }
+
+    /// `text` with the parser's "Error: " as "error: " (Terminal.error adds it back).
+    static func errorText(_ text: String) -> String {
+        text.hasPrefix("Error: ") ? String(text.dropFirst("Error: ".count)) : text
     }
 }

@@ -3,12 +3,13 @@ import Foundation
 import MyopiaLab
 
 struct DemoCommand: ConfigFileCommand {
+    static let configExample = #"{"seed": 2}"#
     static let configuration = CommandConfiguration(
         commandName: "demo",
         abstract: "The main job: train vanilla and myopic models, measure the gap, the horizon, probes and generation, write a report.",
         usage: "myopia demo [<options>]",
         discussion: """
-        With no arguments, about 10 minutes on 2 cores (budget 15), in stages, each in its own folder of --out:
+        With no arguments, a few minutes on 2 cores (the measured time is in README.md, with the date and the CPU; budget 15 minutes), in stages, each in its own folder of --out:
 
           sine/          the synthetic pre-caching task: a vanilla and a myopic
                          model (p 1, f 3) against the no-pre-caching floor; the
@@ -43,7 +44,7 @@ struct DemoCommand: ConfigFileCommand {
     var budget: Double?
     @Flag(help: "Print summary.json's contents instead of the table.") var json = false
     @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
-    @OptionGroup var configFile: ConfigFileOption
+    @OptionGroup var configFile: ConfigFileOption<DemoCommand>
 
     func validate() throws {
         if let budget, !(budget > 0) { throw ValidationError("--budget must be a positive number of seconds") }
@@ -51,11 +52,20 @@ struct DemoCommand: ConfigFileCommand {
 
     func run() throws {
         Terminal.quiet = quiet || json
+        Terminal.catchInterrupts(resume: nil)
         try reportingErrors {
             var partStarted = Date()
             let options = Demo.Options(out: URL(fileURLWithPath: out), quick: quick, seed: seed, offline: offline,
                                        skipSmolLM2: skipSmolLM2, budget: budget)
-            let summary = try Demo.run(options, log: Terminal.info) { p in
+            let summary = try Demo.run(options, log: { line in
+                Terminal.info(line)
+                // "STAGE: training RUN (…)": the runs begun, for what Ctrl-C reports as finished.
+                if let r = line.range(of: ": training ") {
+                    let rest = line[r.upperBound...]
+                    let name = rest.range(of: " (").map { rest[..<$0.lowerBound] } ?? rest
+                    Terminal.runStarted(String(line[..<r.lowerBound]) + " " + String(name))
+                }
+            }) { p in
                 if p.done == 0 { partStarted = Date(); return }   // a new part: its own rate and ETA
                 guard Terminal.isTTY || p.milestone else { return }   // logs: one line per milestone
                 Terminal.progress(p.done, of: p.total, started: partStarted, status: p.status)

@@ -37,6 +37,10 @@ struct DynamicsCommand: ConfigFileCommand {
         Terminal.quiet = quiet || json
         try reportingErrors {
             let run = URL(fileURLWithPath: folder)
+            guard FileManager.default.fileExists(atPath: run.path) else {
+                throw InputError.io(file: run.path, reason: "no such run folder")
+            }
+            try checkOutput(folder)   // dynamics.json goes into it: writable before any work
             var options = Dynamics.Options()
             options.evalWindows = evalWindows
             options.horizonSequences = horizonSequences

@@ -3,6 +3,7 @@ import Foundation
 import Myopia
 
 struct FetchCommand: ConfigFileCommand {
+    static let configExample = #"{"list": true}"#
     static let configuration = CommandConfiguration(
         commandName: "fetch",
         abstract: "Download the data, tokenizers and models Myopia knows by name.",
@@ -17,7 +18,7 @@ struct FetchCommand: ConfigFileCommand {
     @Argument(help: "Asset names (default: tinyshakespeare).") var names: [String] = []
     @Flag(help: "List the known assets and whether they are cached.") var list = false
     @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
-    @OptionGroup var configFile: ConfigFileOption
+    @OptionGroup var configFile: ConfigFileOption<FetchCommand>
 
     func run() throws {
         Terminal.quiet = quiet

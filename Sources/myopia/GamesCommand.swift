@@ -72,9 +72,11 @@ struct GamesCommand: ParsableCommand {
 
     func run() throws {
         Terminal.quiet = quiet || json
+        Terminal.catchInterrupts(resume: "run the same command with --resume to continue (finished runs are reused)")
         try reportingErrors {
             let (config, gameList) = try resolved()
             let seedList = try seedList()
+            try checkOutput(out)
             let tokenizer = try Tokenizers.load(config.tokenizer, log: Terminal.info)
             let dataset = try DataSource.load(config.data, tokenizer: tokenizer, validationFraction: config.validationFraction,
                                               log: Terminal.info)
@@ -95,6 +97,7 @@ struct GamesCommand: ParsableCommand {
             var started = Date()
             let summary = try GamesExperiment.run(options, dataset: dataset, tokenizer: tokenizer, log: Terminal.info, onStart: { game, s in
                 Terminal.info("training \(GamesExperiment.label(game)), seed \(s)")
+                Terminal.runStarted("\(GamesExperiment.label(game)) seed \(s)")
                 started = Date()
             }, onTrainLog: { m in
                 Terminal.studyProgress(m, steps: config.steps, started: started)

@@ -35,9 +35,11 @@ struct GapCommand: ParsableCommand {
 
     func run() throws {
         Terminal.quiet = quiet || json
+        Terminal.catchInterrupts(resume: "run the same command with --resume to continue (finished runs are reused)")
         try reportingErrors {
             let config = try resolvedConfig()
             try config.validate()
+            try checkOutput(out)
             let tokenizer = try Tokenizers.load(config.tokenizer, log: Terminal.info)
             let dataset = try DataSource.load(config.data, tokenizer: tokenizer, validationFraction: config.validationFraction,
                                               log: Terminal.info)
@@ -49,6 +51,7 @@ struct GapCommand: ParsableCommand {
             var started = Date()
             let summary = try Gap.run(options, dataset: dataset, tokenizer: tokenizer, log: Terminal.info, onStart: { flow, s in
                 Terminal.info("training \(flow), seed \(s)")
+                Terminal.runStarted("\(flow) seed \(s)")
                 started = Date()
             }, onTrainLog: { m in
                 Terminal.studyProgress(m, steps: config.steps, started: started)

@@ -4,6 +4,7 @@ import Myopia
 import MyopiaLab
 
 struct GenerateCommand: ConfigFileCommand, RunFolderOutput {
+    static let configExample = #"{"max_tokens": 64}"#
     static let configuration = CommandConfiguration(
         commandName: "generate",
         abstract: "Continue a prompt with a trained checkpoint, streaming to the terminal; measure repetition over samples.",
@@ -49,7 +50,7 @@ struct GenerateCommand: ConfigFileCommand, RunFolderOutput {
     @Flag(name: .customLong("stop-at-context"), help: "Stop a sample when the model's context is full.") var stopAtContext = false
     @Flag(name: .customLong("ignore-eos"), help: "Do not stop at the end-of-text token.") var ignoreEOS = false
     @OptionGroup var output: OutputOptions<GenerateCommand>
-    @OptionGroup var configFile: ConfigFileOption
+    @OptionGroup var configFile: ConfigFileOption<GenerateCommand>
 
     static let outputFiles = "\(GenerationStudy.fileName) (samples, loops, metrics)"
     static let jsonHelp = "Print one JSON object (no streaming)."

@@ -23,7 +23,7 @@ struct GradientsCommand: ConfigFileCommand {
     @Option(help: "The safetensors file to write.") var out: String
     @Flag(help: "Print a JSON summary.") var json = false
     @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
-    @OptionGroup var configFile: ConfigFileOption
+    @OptionGroup var configFile: ConfigFileOption<GradientsCommand>
 
     struct Output: Encodable {
         let loss: Double
@@ -36,9 +36,10 @@ struct GradientsCommand: ConfigFileCommand {
 
     func run() throws {
         Terminal.quiet = quiet || json
-        let seqLen = input.seqLen
         try reportingErrors {
+            let seqLen = try input.seqLen(for: model.nameOrPath)
             let gradientFlow = try GradientFlow(parsing: flow, allowsLocalMyopic: false)
+            try checkOutput(out, isFile: true)
             let (dir, model, tokenizer) = try ModelInputs.load(self.model.nameOrPath, seqLen: seqLen, need: .gradient, log: Terminal.info)
             let (url, tokens) = try DataSource.tokens(input.data, seqLen: seqLen, tokenizer: tokenizer, log: Terminal.info)
             let result = Gradients.compute(model, tokens: tokens, seqLen: seqLen, flow: gradientFlow, batch: input.batch,

@@ -21,6 +21,9 @@ struct HorizonCommand: ConfigFileCommand, RunFolderOutput {
               --seq-len 128 --json > horizon.json
           myopia horizon --model runs/shakespeare --data tinyshakespeare \\
               --seq-len 128 --out runs/shakespeare
+          # under the flow that trained the model (myopic: offset 0 only):
+          myopia horizon --model runs/shakespeare-myopic --data tinyshakespeare \\
+              --flow own
           # the horizon heatmap and share curves beside the training curves:
           myopia report runs/shakespeare
         """)
@@ -34,9 +37,10 @@ struct HorizonCommand: ConfigFileCommand, RunFolderOutput {
     @OptionGroup var windows: WindowOptions
     @Option(name: .customLong("max-offset"), help: "Largest offset k = t − i (default T − 1).") var maxOffset: Int?
     @Option(help: "Use at most this many windows.") var sequences = 16
-    @Option(help: "Gradient flow (vanilla: the true derivative).") var flow = "vanilla"
+    @Option(help: "The derivative measured: vanilla (the true one, whatever flow trained the model), own (the flow the model was trained with), myopic, beta=β or bigram.")
+    var flow = "vanilla"
     @OptionGroup var output: OutputOptions<HorizonCommand>
-    @OptionGroup var configFile: ConfigFileOption
+    @OptionGroup var configFile: ConfigFileOption<HorizonCommand>
 
     static let outputFiles = HorizonTable.fileName
 
@@ -47,14 +51,21 @@ struct HorizonCommand: ConfigFileCommand, RunFolderOutput {
 
     func run() throws {
         Terminal.quiet = output.quiet || output.json
-        let seqLen = windows.seqLen, batch = windows.batch
+        let batch = windows.batch
         try reportingErrors {
-            let gradientFlow = try GradientFlow(parsing: flow, allowsLocalMyopic: false)
+            let seqLen = try windows.seqLen(for: model.nameOrPath)
+            let location = try ModelSource.locate(self.model.nameOrPath, log: Terminal.info)
+            // --flow own: the flow the model was trained with, as its run recorded it.
+            let ownFlow = ModelInputs.trainedFlow(location)
+            guard flow != "own" || ownFlow != nil else {
+                throw FlagError("--flow own: \(self.model.nameOrPath) records no training flow (a model from elsewhere); name the flow")
+            }
+            let gradientFlow = try flow == "own" ? ownFlow! : GradientFlow(parsing: flow, allowsLocalMyopic: false)
+            guard gradientFlow != .localMyopic else { throw FlagError("--flow own: the horizon of a local-myopic model is not measured") }
             let started = Date()
             let report = { (done: Int, total: Int) in Terminal.progress(done, of: total, started: started, status: "sequences") }
             let table: HorizonTable
             var dataPath: String?
-            let location = try ModelSource.locate(self.model.nameOrPath, log: Terminal.info)
             if try ModelSource.config(at: location).isContinuous {
                 let model = try ModelInputs.loadContinuous(location, seqLen: seqLen)
                 let data = try SineTask(p: p, frequency: frequency, window: window).sequences(sequences, seqLen: seqLen, seed: seed)
@@ -71,7 +82,7 @@ struct HorizonCommand: ConfigFileCommand, RunFolderOutput {
                 let file = try RunFolder.write(table, as: HorizonTable.fileName, record: AnalysisRecord(
                     command: "horizon", model: location.url.path, data: dataPath,
                     settings: ["seq_len": "\(seqLen)", "max_offset": "\(table.maxOffset)", "sequences": "\(table.sequences)",
-                               "flow": flow, "batch": "\(batch)", "p": "\(p)", "frequency": "\(frequency)", "window": "\(window)", "seed": "\(seed)"],
+                               "flow": gradientFlow.description, "batch": "\(batch)", "p": "\(p)", "frequency": "\(frequency)", "window": "\(window)", "seed": "\(seed)"],
                     seconds: Date().timeIntervalSince(started)), to: out)
                 Terminal.info("wrote \(file.path)")
             }

@@ -27,7 +27,7 @@ struct LensCommand: ConfigFileCommand, RunFolderOutput {
     @Option(help: "Use at most this many positions, rounded up to whole windows.") var positions: Int?
     @OptionGroup var tokenizer: TokenizerOption
     @OptionGroup var output: OutputOptions<LensCommand>
-    @OptionGroup var configFile: ConfigFileOption
+    @OptionGroup var configFile: ConfigFileOption<LensCommand>
 
     static let outputFiles = LensTable.fileName
 
@@ -46,8 +46,9 @@ struct LensCommand: ConfigFileCommand, RunFolderOutput {
 
     func run() throws {
         Terminal.quiet = output.quiet || output.json
-        let seqLen = input.seqLen, batch = input.batch, maxWindows = input.maxWindows
+        let batch = input.batch, maxWindows = input.maxWindows
         try reportingErrors {
+            let seqLen = try input.seqLen(for: model.nameOrPath)
             let (source, model, tok) = try ModelInputs.load(self.model.nameOrPath, seqLen: seqLen, tokenizer: tokenizer.tokenizer,
                                                             log: Terminal.info)
             let layerList = try parseIndexList(layers, option: "--layers", range: 0...model.config.nLayers)

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import Myopia
+import MyopiaLab
 
 // The option blocks that several commands share, each declared once: the model an analysis reads,
 // the text and windows it reads, and where and how it reports. A command includes a block with
@@ -23,12 +25,25 @@ struct TokenizerOption: ParsableArguments {
 
 /// `--seq-len` and `--batch`: windows of T tokens (T predictions each), read B per forward pass.
 struct WindowOptions: ParsableArguments {
-    @Option(name: .customLong("seq-len"), help: "Window length T.") var seqLen: Int
+    @Option(name: .customLong("seq-len"), help: "Window length T (default: the seq_len of the run that trained the model; needed for a model without one, e.g. a .gguf: the cost grows with T²).")
+    var givenSeqLen: Int?
     @Option(help: "Windows per forward pass.") var batch = 8
 
     func validate() throws {
-        guard seqLen > 0 else { throw ValidationError("--seq-len must be positive") }
+        if let givenSeqLen, givenSeqLen <= 0 { throw ValidationError("--seq-len must be positive") }
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
+    }
+
+    /// --seq-len, else the seq_len the model's training run recorded (not the model's whole context,
+    /// thousands of positions for a pretrained model, where an analysis costs T²).
+    func seqLen(for model: String) throws -> Int {
+        if let givenSeqLen { return givenSeqLen }
+        let location = try ModelSource.locate(model, log: Terminal.info)
+        guard let trained = ModelInputs.trainedSeqLen(location) else {
+            throw FlagError("--seq-len is needed: \(model) has no training run to take it from (e.g. --seq-len 128; the cost grows with T²)")
+        }
+        Terminal.info("--seq-len \(trained): the seq_len \(model) was trained with")
+        return trained
     }
 }
 
@@ -39,8 +54,9 @@ struct DataWindowOptions: ParsableArguments {
     @OptionGroup var windows: WindowOptions
     @Option(name: .customLong("max-windows"), help: "Use at most this many windows (default: all).") var maxWindows: Int?
 
-    var seqLen: Int { windows.seqLen }
     var batch: Int { windows.batch }
+
+    func seqLen(for model: String) throws -> Int { try windows.seqLen(for: model) }
 
     func validate() throws {
         if let maxWindows, maxWindows <= 0 { throw ValidationError("--max-windows must be positive") }
@@ -59,6 +75,22 @@ extension RunFolderOutput {
     static var jsonHelp: String { "Print one JSON object." }
 }
 
+/// Checks that `--out` can be written before any work (creating the folder and writing a probe
+/// file there), so that a long analysis never ends in "cannot write". `isFile`: `--out` names a
+/// file, whose folder is checked.
+func checkOutput(_ path: String?, isFile: Bool = false) throws {
+    guard let path else { return }
+    var url = URL(fileURLWithPath: (path as NSString).expandingTildeInPath)
+    if isFile {
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder), isFolder.boolValue {
+            throw InputError.io(file: url.path, reason: "is a folder; --out names the file to write")
+        }
+        url.deleteLastPathComponent()
+    }
+    try Trainer.prepareOutput(url)
+}
+
 /// `--out RUN`, `--json` and `--quiet` of an analysis command (eval, lens, probe, horizon, generate).
 struct OutputOptions<Command: RunFolderOutput>: ParsableArguments {
     @Option(help: ArgumentHelp("A run folder to write \(Command.outputFiles) into (and commands.json: how it was made), for `myopia report` and `myopia runs`."))
@@ -67,4 +99,9 @@ struct OutputOptions<Command: RunFolderOutput>: ParsableArguments {
     @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
 
     var folder: URL? { out.map { URL(fileURLWithPath: $0) } }
+
+    /// `--out` is checked while the command line is read, before the command does any work.
+    func validate() throws {
+        try reportingErrors { try checkOutput(out) }
+    }
 }

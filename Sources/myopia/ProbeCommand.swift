@@ -48,11 +48,10 @@ struct ProbeCommand: ConfigFileCommand, RunFolderOutput {
     @Option(help: "Sine task: sequences (train and held out).") var sequences = 1024
     @Option(help: "Sine task: ridge penalty (× training rows) on the standardised normal equations.") var ridge = 1e-4
     @OptionGroup var output: OutputOptions<ProbeCommand>
-    @OptionGroup var configFile: ConfigFileOption
+    @OptionGroup var configFile: ConfigFileOption<ProbeCommand>
 
     static let outputFiles = "\(ProbeTable.fileName) (\(SineProbeTable.fileName) for a sine-task model)"
 
-    var seqLen: Int { windows.seqLen }
     var batch: Int { windows.batch }
 
     func validate() throws {
@@ -96,15 +95,16 @@ struct ProbeCommand: ConfigFileCommand, RunFolderOutput {
         Terminal.quiet = output.quiet || output.json
         try reportingErrors {
             let location = try ModelSource.locate(model.nameOrPath, log: Terminal.info)
+            let seqLen = try windows.seqLen(for: model.nameOrPath)
             if try ModelSource.config(at: location).isContinuous {
-                try runSine(location)
+                try runSine(location, seqLen: seqLen)
             } else {
-                try runTokens(location)
+                try runTokens(location, seqLen: seqLen)
             }
         }
     }
 
-    func runTokens(_ location: ModelSource.Location) throws {
+    func runTokens(_ location: ModelSource.Location, seqLen: Int) throws {
         guard let data else { throw ValidationError("--data is needed for a language model") }
         let (source, model, tok) = try ModelInputs.load(location, seqLen: seqLen, tokenizer: tokenizer.tokenizer,
                                                         log: Terminal.info)
@@ -122,7 +122,7 @@ struct ProbeCommand: ConfigFileCommand, RunFolderOutput {
         let table = TokenProbes.run(probeData, layers: layerList, offsets: offsetList, top: top, heldOut: heldOut,
                                     settings: settings, progress: Terminal.info)
         try write(table, as: ProbeTable.fileName, model: source.path, data: url.path,
-                  extra: ["layers": layers, "offsets": offsets, "top": "\(top)", "positions": "\(positions)", "held_out": "\(heldOut)",
+                  extra: ["seq_len": "\(seqLen)", "layers": layers, "offsets": offsets, "top": "\(top)", "positions": "\(positions)", "held_out": "\(heldOut)",
                           "epochs": "\(epochs)", "probe_batch": "\(probeBatch)", "lr": "\(lr)", "weight_decay": "\(weightDecay)",
                           "shuffle_seed": "\(shuffleSeed)", "tokenizer": tok.name], seconds: featureSeconds + table.seconds)
         if output.json {
@@ -136,7 +136,7 @@ struct ProbeCommand: ConfigFileCommand, RunFolderOutput {
         print(String(format: "time: hidden states %.1f s, probes %.1f s", featureSeconds, table.seconds))
     }
 
-    func runSine(_ location: ModelSource.Location) throws {
+    func runSine(_ location: ModelSource.Location, seqLen: Int) throws {
         let model = try ModelInputs.loadContinuous(location, seqLen: seqLen)
         let layerList = try parseIndexList(layers, option: "--layers", range: 0...model.config.nLayers)
         let lagList = try parseIndexList(lags, option: "--lags", range: 0...(seqLen - 1))
@@ -144,7 +144,7 @@ struct ProbeCommand: ConfigFileCommand, RunFolderOutput {
         let table = SineProbes.compute(model, data: batchData, layers: layerList, lags: lagList, heldOut: heldOut,
                                        ridge: ridge, seed: seed)
         try write(table, as: SineProbeTable.fileName, model: location.url.path, data: nil,
-                  extra: ["layers": layers, "lags": lags, "p": "\(p)", "frequency": "\(frequency)", "window": "\(window)",
+                  extra: ["seq_len": "\(seqLen)", "layers": layers, "lags": lags, "p": "\(p)", "frequency": "\(frequency)", "window": "\(window)",
                           "seed": "\(seed)", "sequences": "\(sequences)", "held_out": "\(heldOut)", "ridge": "\(ridge)"], seconds: nil)
         if output.json {
             try printJSON(SineOutput(checkpoint: location.url.path, model_layers: model.config.nLayers, probe: table))
@@ -160,7 +160,7 @@ extension ProbeCommand {
     func write<T: Encodable>(_ table: T, as fileName: String, model: String, data: String?, extra: [String: String], seconds: Double?) throws {
         guard let out = output.folder else { return }
         let record = AnalysisRecord(command: "probe", model: model, data: data,
-                                    settings: extra.merging(["seq_len": "\(seqLen)", "batch": "\(batch)"]) { a, _ in a }, seconds: seconds)
+                                    settings: extra.merging(["batch": "\(batch)"]) { a, _ in a }, seconds: seconds)
         let file = try RunFolder.write(table, as: fileName, record: record, to: out)
         Terminal.info("wrote \(file.path)")
     }

@@ -4,6 +4,7 @@ import Myopia
 import MyopiaLab
 
 struct ReportCommand: ConfigFileCommand {
+    static let configExample = #"{"title": "Sine runs"}"#
     static let configuration = CommandConfiguration(
         commandName: "report",
         abstract: "Build one self-contained HTML report (inline SVG charts) from run folders.",
@@ -20,7 +21,7 @@ struct ReportCommand: ConfigFileCommand {
     @Argument(help: "Run folders.") var runs: [String]
     @Option(help: "The HTML file to write (default: report.html in the first folder).") var out: String?
     @Option(help: "The report's title.") var title = "Myopia report"
-    @OptionGroup var configFile: ConfigFileOption
+    @OptionGroup var configFile: ConfigFileOption<ReportCommand>
 
     func validate() throws {
         guard !runs.isEmpty else { throw ValidationError("name at least one run folder") }
@@ -29,8 +30,9 @@ struct ReportCommand: ConfigFileCommand {
     func run() throws {
         try reportingErrors {
             let folders = runs.map { URL(fileURLWithPath: $0) }
-            let html = try Report.build(runs: folders, title: title)
             let file = out.map { URL(fileURLWithPath: $0) } ?? folders[0].appendingPathComponent(Report.defaultFile)
+            try checkOutput(file.path, isFile: true)
+            let html = try Report.build(runs: folders, title: title, file: file)
             try AtomicFile.write(Data(html.utf8), to: file)
             print("wrote \(file.path) (\(html.utf8.count / 1024) KB)")
         }

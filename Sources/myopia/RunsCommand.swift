@@ -4,6 +4,7 @@ import Myopia
 import MyopiaLab
 
 struct RunsCommand: ConfigFileCommand {
+    static let configExample = #"{"depth": 2}"#
     static let configuration = CommandConfiguration(
         commandName: "runs",
         abstract: "List the run folders under a directory with their key figures.",
@@ -18,7 +19,7 @@ struct RunsCommand: ConfigFileCommand {
     @Argument(help: "The folder to search.") var folder = "runs"
     @Option(help: "How many levels below the folder to look.") var depth = 3
     @Flag(help: "Print one JSON array.") var json = false
-    @OptionGroup var configFile: ConfigFileOption
+    @OptionGroup var configFile: ConfigFileOption<RunsCommand>
 
     func validate() throws {
         guard depth >= 0 else { throw ValidationError("--depth must be zero or more") }

@@ -4,6 +4,7 @@ import Myopia
 import MyopiaLab
 
 struct SyntheticSineCommand: ConfigFileCommand {
+    static let configExample = #"{"frequency": 10}"#
     static let configuration = CommandConfiguration(
         commandName: "sine",
         abstract: "The synthetic pre-caching task: does a model compute at n what only later positions need?",
@@ -44,7 +45,7 @@ struct SyntheticSineCommand: ConfigFileCommand {
     @Option(name: .customLong("time-limit"), help: "Stop after this many seconds of training (the steps done are reported).") var timeLimit: Double?
     @Flag(help: "Print only the final table.") var quiet = false
     @Flag(help: "Print results.json's content as one line of JSON.") var json = false
-    @OptionGroup var configFile: ConfigFileOption
+    @OptionGroup var configFile: ConfigFileOption<SyntheticSineCommand>
 
     func options() throws -> SineExperiment.Options {
         var o = SineExperiment.Options()
@@ -80,9 +81,11 @@ struct SyntheticSineCommand: ConfigFileCommand {
 
     func run() throws {
         Terminal.quiet = quiet || json
+        Terminal.catchInterrupts(resume: nil)
         try reportingErrors {
             let options = try options()
             let folder = out ?? options.defaultOut
+            try checkOutput(folder)
             Terminal.info("synthetic sine: p \(options.task.p), frequency \(options.task.frequency), window \(options.task.window), flow \(options.flow); \(options.steps) steps of \(options.batch)×\(options.seqLen)")
             let started = Date()
             let result = try SineExperiment.run(options, out: URL(fileURLWithPath: folder), log: Terminal.info) { m in

@@ -23,7 +23,7 @@ struct TokenTaskTrainingOptions: ParsableArguments {
     @Flag(help: "Print only the table.") var quiet = false
     @Flag(help: "Print the results as JSON.") var json = false
     @OptionGroup var game: GameFlags
-    @OptionGroup var configFile: ConfigFileOption
+    @OptionGroup var configFile: ConfigFileOption<SyntheticRecallCommand>
 
     func settings() throws -> TokenTaskExperiment.Settings {
         var s = TokenTaskExperiment.Settings()
@@ -58,16 +58,19 @@ struct TokenTaskTrainingOptions: ParsableArguments {
     /// Trains every flow on `task`, writes the run folder and prints the table (or JSON).
     func run(_ task: TokenTask, defaultOut: String) throws {
         Terminal.quiet = quiet || json
+        Terminal.catchInterrupts(resume: nil)
         try reportingErrors {
             let flows = try gradientFlows()
             let settings = try settings()
             try settings.validate(for: task, flows: flows)
             let outURL = URL(fileURLWithPath: out ?? defaultOut)
+            try checkOutput(outURL.path)
             var rng = SeededGenerator(seed: settings.seed)
             Terminal.info("\(task.name): T \(task.seqLen), vocabulary \(task.vocabSize), \(task.answersPerEpisode) answers per episode; e.g.")
             Terminal.info("  " + task.render(task.episode(&rng)))
             var started = Date()
             let results = try TokenTaskExperiment.run(task, flows: flows, settings: settings, out: outURL, onStart: { flow in
+                Terminal.runStarted(flow.description)
                 Terminal.info("training \(flow) (\(settings.layers) layers, d_model \(settings.dModel), \(settings.steps) steps)")
                 started = Date()
             }, onLog: { _, p in
@@ -97,6 +100,7 @@ struct TokenTaskTrainingOptions: ParsableArguments {
 }
 
 struct SyntheticRecallCommand: ConfigFileCommand {
+    static let configExample = #"{"steps": 2000}"#
     static let configuration = CommandConfiguration(
         commandName: "recall",
         abstract: "Delayed recall: a name seen early must be repeated after each later cue (breadcrumbs suffice).",
@@ -127,6 +131,7 @@ struct SyntheticRecallCommand: ConfigFileCommand {
 }
 
 struct SyntheticTableSumCommand: ConfigFileCommand {
+    static let configExample = #"{"steps": 2000}"#
     static let configuration = CommandConfiguration(
         commandName: "table-sum",
         abstract: "Table sum: each answer sums a random table of adjacent digit pairs (needs pre-caching).",

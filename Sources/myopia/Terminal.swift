@@ -39,22 +39,53 @@ enum Terminal {
     }
 
     /// Shows progress `done` of `total` with a status text; on a terminal the line is redrawn in place.
+    /// Every line fits the terminal's width (`width`), so a redraw never wraps.
     static func progress(_ done: Int, of total: Int, started: Date, status: String) {
         guard !quiet else { return }
         let elapsed = Date().timeIntervalSince(started)
         let rate = elapsed > 0 ? Double(done) / elapsed : 0
         let eta = rate > 0 ? Double(total - done) / rate : 0
-        let timing = "\(String(format: "%.1f", rate)) it/s, ETA \(duration(eta))"
+        let timing = (rate: "\(String(format: "%.1f", rate)) it/s", eta: "ETA \(duration(eta))")
         if isTTY {
-            let width = 24
-            let filled = total > 0 ? min(width, width * done / total) : width
-            let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
-            FileHandle.standardError.write(Data("\r\u{1B}[2K\(bar) \(done)/\(total)  \(status)  \(timing)".utf8))
+            // One column spare: a line as wide as the terminal wraps on some of them.
+            let line = progressLine(done, of: total, status: status, rate: timing.rate, eta: timing.eta, bar: true, width: width - 1)
+            FileHandle.standardError.write(Data("\r\u{1B}[2K\(line)".utf8))
             barShown = true
             if done == total { clearLine() }
         } else if plainLineDue(done, of: total) {
-            FileHandle.standardError.write(Data("[\(done)/\(total)] \(status)  \(timing)\n".utf8))
+            let line = progressLine(done, of: total, status: status, rate: timing.rate, eta: timing.eta, bar: false, width: width)
+            FileHandle.standardError.write(Data((line + "\n").utf8))
         }
+    }
+
+    /// One progress line of at most `width` characters: with room, `bar done/total  status  rate, ETA`
+    /// (or `[done/total] status  rate, ETA` without the bar); with less, the bar shrinks and goes,
+    /// then the rate, then the status is cut short with "…". The count and ETA stay.
+    static func progressLine(_ done: Int, of total: Int, status: String, rate: String, eta: String, bar: Bool, width: Int) -> String {
+        let count = bar ? "\(done)/\(total)" : "[\(done)/\(total)]"
+        func gauge(_ cells: Int) -> String {
+            let filled = total > 0 ? min(cells, cells * done / total) : cells
+            return String(repeating: "█", count: filled) + String(repeating: "░", count: cells - filled) + " "
+        }
+        var candidates: [String] = []
+        if bar {
+            for cells in [24, 16, 10] { candidates.append("\(gauge(cells))\(count)  \(status)  \(rate), \(eta)") }
+        }
+        candidates += ["\(count)  \(status)  \(rate), \(eta)", "\(count)  \(status)  \(eta)"]
+        if let fits = candidates.first(where: { $0.count <= width }) { return fits }
+        let room = width - "\(count)    \(eta)".count
+        guard room >= 2 else { return String("\(count) \(eta)".prefix(max(width, 1))) }
+        return "\(count)  \(status.prefix(room - 1))…  \(eta)"
+    }
+
+    /// The terminal's width in columns: the window's (TIOCGWINSZ on stderr), else $COLUMNS, else 80.
+    static var width: Int {
+        var size = winsize()
+        if isTTY, withUnsafeMutablePointer(to: &size, { ioctl(STDERR_FILENO, UInt(TIOCGWINSZ), $0) }) == 0, size.ws_col > 0 {
+            return Int(size.ws_col)
+        }
+        if let columns = ProcessInfo.processInfo.environment["COLUMNS"].flatMap(Int.init), columns > 0 { return columns }
+        return 80
     }
 
     nonisolated(unsafe) private static var lastLine: (done: Int, total: Int, tenth: Int, time: Date)?

@@ -3,6 +3,7 @@ import Foundation
 import Myopia
 
 struct TokenizeCommand: ConfigFileCommand {
+    static let configExample = #"{"tokenizer": "byte"}"#
     static let configuration = CommandConfiguration(
         commandName: "tokenize",
         abstract: "Encode a text file and print its token ids.",
@@ -22,7 +23,7 @@ struct TokenizeCommand: ConfigFileCommand {
     @Argument(help: "A UTF-8 text file (- reads stdin); with --decode, a file of ids.") var file: String
     @Flag(help: "Print one JSON array.") var json = false
     @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
-    @OptionGroup var configFile: ConfigFileOption
+    @OptionGroup var configFile: ConfigFileOption<TokenizeCommand>
     @Flag(name: .customLong("allow-special"), help: "Encode special tokens written in the text (<|endoftext|>) as their ids.")
     var allowSpecial = false
     @Flag(help: "Read ids (whitespace, comma or JSON-array separated) and print the text they decode to.") var decode = false

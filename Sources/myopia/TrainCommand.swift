@@ -35,10 +35,10 @@ struct TrainCommand: ParsableCommand {
 
     @Option(help: "The run folder to write.") var out: String
     @OptionGroup var settings: TrainingFlags
-    @Option(help: "Gradient flow: vanilla, myopic, beta=β (β in [0,1]), bigram, or local-myopic (needs --reference).") var flow: String?
+    @Option(help: "Gradient flow: vanilla (default), myopic, beta=β (β in [0,1]), bigram, or local-myopic (needs --reference).") var flow: String?
     @Option(help: "Fine-tune this trained model (a checkpoint or run folder, .gguf file or model name) instead of a fresh one; under --flow local-myopic it also stays, frozen, as the source of earlier positions' keys and values. The shape and tokenizer are its own. The run records it: --resume finds it again.")
     var reference: String?
-    @Option(help: "Seed for initialisation and batches.") var seed: UInt64?
+    @Option(help: "Seed for initialisation and batches (default \(trainDefaults.seed)).") var seed: UInt64?
     @Option(name: .customLong("log-gradient-split"), parsing: .unconditional, help: "Every N steps, log g_myopic and g_future per parameter group to metrics.jsonl.") var logGradientSplit: Int?
     @Flag(help: "Continue from the newest checkpoint in --out.") var resume = false
     @Flag(help: "Print only the final result.") var quiet = false
@@ -54,10 +54,11 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         Terminal.quiet = quiet || json
+        Terminal.catchInterrupts(resume: "run the same command with --resume to continue from it")
         try reportingErrors {
             let run = try TrainingRun(TrainingRun.Options(
                 config: try resolvedConfig(), out: URL(fileURLWithPath: out), resume: resume, reference: reference,
-                given: settings.given, seqLenGiven: settings.seqLen != nil || settings.config != nil), log: Terminal.info)
+                given: settings.given, seqLenGiven: settings.seqLen != nil || settings.config != nil), log: Terminal.info, warn: Terminal.warning)
             let steps = run.config.steps, firstStep = run.firstStep, started = Date()
             let last = try run.run { m in
                 let val = m.valLoss.map { String(format: " val %.4f", $0) } ?? ""

@@ -8,29 +8,29 @@ import MyopiaLab
 /// Numbers are parsed unconditionally, so `--lr -1` reaches the settings check and is refused
 /// there in one line naming the setting (rather than read as an unknown flag "-1").
 struct TrainingFlags: ParsableArguments {
-    @Option(help: "A text file, or a known dataset name (tinyshakespeare).") var data: String?
+    @Option(help: "A text file, or a known dataset name (default \(trainDefaults.data)).") var data: String?
     @Option(help: "Tokenizer: byte (default), gpt2, smollm2-135m, or a path (vocab.json+merges.txt, .tiktoken, .gguf).")
     var tokenizer: String?
     @Option(help: "A JSON file of settings whose keys match the flags.") var config: String?
-    @Option(help: "Model family: gpt2 (LayerNorm, learned positions, GELU), llama (RMSNorm, RoPE, SwiGLU), gpt_neox, qwen2, qwen3, mistral, gemma2 or olmo2 (docs/DESIGN.md §3).")
+    @Option(help: "Model family (default \(trainDefaults.family.rawValue)): gpt2 (LayerNorm, learned positions, GELU), llama (RMSNorm, RoPE, SwiGLU), gpt_neox, qwen2, qwen3, mistral, gemma2 or olmo2 (docs/DESIGN.md §3).")
     var family: ModelConfig.Family?
-    @Option(parsing: .unconditional, help: "Transformer blocks.") var layers: Int?
-    @Option(parsing: .unconditional, help: "Attention heads per block.") var heads: Int?
+    @Option(parsing: .unconditional, help: "Transformer blocks (default \(trainDefaults.layers)).") var layers: Int?
+    @Option(parsing: .unconditional, help: "Attention heads per block (default \(trainDefaults.heads)).") var heads: Int?
     @Option(name: .customLong("kv-heads"), parsing: .unconditional, help: "Key/value heads (grouped-query attention, every family but gpt2 and gpt_neox; default one per head).")
     var kvHeads: Int?
-    @Option(name: .customLong("d-model"), parsing: .unconditional, help: "Residual stream width.") var dModel: Int?
-    @Option(name: .customLong("seq-len"), parsing: .unconditional, help: "Context length T (predictions per window).") var seqLen: Int?
-    @Option(parsing: .unconditional, help: "Sequences per step.") var batch: Int?
-    @Option(parsing: .unconditional, help: "Optimiser steps (per run).") var steps: Int?
-    @Option(parsing: .unconditional, help: "Peak learning rate.") var lr: Double?
-    @Option(name: .customLong("min-lr"), parsing: .unconditional, help: "Learning rate at the end of the cosine decay.") var minLR: Double?
-    @Option(parsing: .unconditional, help: "Linear warmup steps.") var warmup: Int?
-    @Option(name: .customLong("weight-decay"), parsing: .unconditional, help: "AdamW decoupled weight decay (matrices only).") var weightDecay: Double?
-    @Option(parsing: .unconditional, help: "Clip the global gradient norm to this value.") var clip: Double?
-    @Option(name: .customLong("eval-every"), parsing: .unconditional, help: "Log a validation loss every N steps.") var evalEvery: Int?
-    @Option(name: .customLong("eval-windows"), parsing: .unconditional, help: "Validation windows per logged evaluation.") var evalWindows: Int?
-    @Option(name: .customLong("log-every"), parsing: .unconditional, help: "Log metrics every N steps.") var logEvery: Int?
-    @Option(name: .customLong("checkpoint-every"), parsing: .unconditional, help: "Save a checkpoint every N steps.") var checkpointEvery: Int?
+    @Option(name: .customLong("d-model"), parsing: .unconditional, help: "Residual stream width (default \(trainDefaults.dModel)).") var dModel: Int?
+    @Option(name: .customLong("seq-len"), parsing: .unconditional, help: "Context length T, predictions per window (default \(trainDefaults.seqLen)).") var seqLen: Int?
+    @Option(parsing: .unconditional, help: "Sequences per step (default \(trainDefaults.batch)).") var batch: Int?
+    @Option(parsing: .unconditional, help: "Optimiser steps per run (default \(trainDefaults.steps)).") var steps: Int?
+    @Option(parsing: .unconditional, help: "Peak learning rate (default \(trainDefaults.lr)).") var lr: Double?
+    @Option(name: .customLong("min-lr"), parsing: .unconditional, help: "Learning rate at the end of the cosine decay (default \(trainDefaults.minLR), or --lr/10 when that is lower).") var minLR: Double?
+    @Option(parsing: .unconditional, help: "Linear warmup steps (default \(trainDefaults.warmup), at most --steps/10 when --steps is given).") var warmup: Int?
+    @Option(name: .customLong("weight-decay"), parsing: .unconditional, help: "AdamW decoupled weight decay, matrices only (default \(trainDefaults.weightDecay)).") var weightDecay: Double?
+    @Option(parsing: .unconditional, help: "Clip the global gradient norm to this value (default \(trainDefaults.clip)).") var clip: Double?
+    @Option(name: .customLong("eval-every"), parsing: .unconditional, help: "Log a validation loss every N steps (default \(trainDefaults.evalEvery)).") var evalEvery: Int?
+    @Option(name: .customLong("eval-windows"), parsing: .unconditional, help: "Validation windows per logged evaluation (default \(trainDefaults.evalWindows)).") var evalWindows: Int?
+    @Option(name: .customLong("log-every"), parsing: .unconditional, help: "Log metrics every N steps (default \(trainDefaults.logEvery)).") var logEvery: Int?
+    @Option(name: .customLong("checkpoint-every"), parsing: .unconditional, help: "Save a checkpoint every N steps, and at the last (default \(trainDefaults.checkpointEvery)).") var checkpointEvery: Int?
     @Option(name: .customLong("checkpoint-at"), parsing: .unconditional,
             help: "Also keep checkpoints at these steps for good: log:N (N log-spaced steps) or a list (10,100,500).")
     var checkpointAt: String?
@@ -77,3 +77,6 @@ extension TrainingFlags {
 }
 
 extension ModelConfig.Family: ExpressibleByArgument {}
+
+/// The settings a training run has when neither a flag nor --config gives them (shown in --help).
+let trainDefaults = TrainConfig()

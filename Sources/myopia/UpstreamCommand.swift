@@ -34,7 +34,7 @@ struct UpstreamCommand: ConfigFileCommand, RunFolderOutput {
     @Option(help: "Gradient flow: vanilla, myopic, beta=β or bigram (default: the model's run's).") var flow: String?
     @OptionGroup var game: GameFlags
     @OptionGroup var output: OutputOptions<UpstreamCommand>
-    @OptionGroup var configFile: ConfigFileOption
+    @OptionGroup var configFile: ConfigFileOption<UpstreamCommand>
 
     static let outputFiles = UpstreamTable.fileName
 
@@ -46,8 +46,8 @@ struct UpstreamCommand: ConfigFileCommand, RunFolderOutput {
 
     func run() throws {
         Terminal.quiet = output.quiet || output.json
-        let seqLen = windowOptions.seqLen
         try reportingErrors {
+            let seqLen = try windowOptions.seqLen(for: model.nameOrPath)
             let started = Date()
             let location = try ModelSource.locate(model.nameOrPath, log: Terminal.info)
             let (_, loaded, tokenizer) = try ModelInputs.load(location, seqLen: seqLen, need: .gradient, log: Terminal.info)

@@ -52,7 +52,9 @@ final class ReliabilityCLITests: CLITestCase {
         while kills < 30 {
             let process = Process()
             process.executableURL = myopiaBinary
-            process.arguments = trainArguments(corpus: text, out: killed, steps: steps) + ["--resume"]
+            // --resume once there is a checkpoint to continue from (before that, a new run).
+            let resumable = (try? FileManager.default.contentsOfDirectory(atPath: killed.path))?.contains { $0.hasPrefix("checkpoint-") } ?? false
+            process.arguments = trainArguments(corpus: text, out: killed, steps: steps) + (resumable ? ["--resume"] : [])
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
             try process.run()

@@ -28,7 +28,7 @@ final class CLITests: CLITestCase {
         let lines = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(lines.count, 4)
 
-        let eval = try self.run(["eval", "--checkpoint", run, "--data", corpus.path, "--seq-len", "16", "--json"])
+        let eval = try self.run(["eval", "--checkpoint", run, "--data", corpus.path, "--seq-len", "16", "--split", "all", "--json"])
         XCTAssertEqual(eval.status, 0, eval.stderr)
         let result = try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as? [String: Any]
         let bytes = 60 * 45

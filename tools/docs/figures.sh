@@ -14,16 +14,20 @@
 #                        bench-tokenizers   tokenizer encode / decode MB/s
 #                        bench-horizon      the exact horizon's cost in backward passes
 #
-# Usage: tools/docs/figures.sh [BINARY] [--skip-demo] [--skip-bench] [--quick-demo] [--self-test]
+# Usage: tools/docs/figures.sh [BINARY] [--skip-demo] [--skip-bench] [--quick-demo] [--demo-out=DIR] [--self-test]
 #
 #   BINARY        the built CLI (default .build/release/myopia); built with
 #                 `swift build -c release --product myopia` when it is missing
 #   --skip-demo   leave the demo blocks as they are
 #   --skip-bench  leave the bench blocks as they are
 #   --quick-demo  `myopia demo --quick` instead of the full demo (to try this script; the stamp says so)
+#   --demo-out=DIR  run the demo into DIR and keep it there (its report.html, to look at); by
+#                 default it runs in a temporary folder, removed at the end
 #   --self-test   check the block replacement and the bench formatting on dummy input, and exit
 #
-# MYOPIA_BENCH_ARGS adds arguments to `myopia bench` (e.g. "--threads 2"). The full demo takes
+# MYOPIA_BENCH_ARGS adds arguments to `myopia bench` (e.g. "--threads 2"), MYOPIA_DEMO_ARGS to
+# `myopia demo` (e.g. "--budget 1800" on a busy machine, so that the SmolLM2 stage still runs; the
+# stamp names them). The full demo takes
 # about 4–12 minutes on 2 cores and the bench a few more; run it on a quiet machine (nothing else
 # building) and commit the result. Nothing is written unless every command succeeded.
 set -euo pipefail
@@ -35,12 +39,14 @@ binary=".build/release/myopia"
 run_demo=1
 run_bench=1
 quick_demo=0
+demo_out=""
 self_test=0
 for arg in "$@"; do
     case "$arg" in
         --skip-demo) run_demo=0 ;;
         --skip-bench) run_bench=0 ;;
         --quick-demo) quick_demo=1 ;;
+        --demo-out=*) demo_out="${arg#--demo-out=}" ;;
         --self-test) self_test=1 ;;
         -h|--help) sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "figures.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
@@ -297,8 +303,14 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/blocks"
 
 if [ "$run_demo" -eq 1 ]; then
-    demo_args=(demo --out "$work/demo")
+    demo_dir="${demo_out:-$work/demo}"
+    demo_args=(demo --out "$demo_dir")
     what="\`myopia demo\`"
+    if [ -n "${MYOPIA_DEMO_ARGS:-}" ]; then
+        # shellcheck disable=SC2206  # MYOPIA_DEMO_ARGS is split on purpose
+        demo_args+=(${MYOPIA_DEMO_ARGS})
+        what="\`myopia demo ${MYOPIA_DEMO_ARGS}\`"
+    fi
     if [ "$quick_demo" -eq 1 ]; then
         demo_args+=(--quick)
         what="\`myopia demo --quick\` (not the full demo)"
@@ -315,7 +327,7 @@ if [ "$run_demo" -eq 1 ]; then
         cat "$work/demo-table.txt"
         echo '```'
     } > "$work/blocks/demo-summary.md"
-    helpers demo-stages "$work/demo/summary.json" "$work/blocks/demo-stages.md"
+    helpers demo-stages "$demo_dir/summary.json" "$work/blocks/demo-stages.md"
 fi
 
 if [ "$run_bench" -eq 1 ]; then

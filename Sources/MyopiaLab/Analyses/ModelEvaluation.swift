@@ -5,6 +5,12 @@ import Myopia
 /// (bigram; local-myopic against a frozen reference's keys and values), optionally kept in a run
 /// folder (eval.json) for `myopia report` and `myopia runs`.
 public enum ModelEvaluation {
+    /// Which part of the text is scored: the validation split (the last `validation_fraction` of
+    /// its tokens, 0.1 unless the run recorded another), the training split before it, or all of it.
+    public enum Split: String, Sendable, CaseIterable {
+        case validation, train, all
+    }
+
     public struct Request: Sendable {
         /// A checkpoint or run folder, a .gguf file or a model name.
         public var model: String
@@ -21,9 +27,12 @@ public enum ModelEvaluation {
         public var reference: String?
         /// A run folder to write eval.json into.
         public var out: URL?
+        /// The part scored; nil: the validation split for a named dataset (tinyshakespeare) or the
+        /// text the model's run trained on, else all of the text.
+        public var split: Split?
 
         public init(model: String, data: String, seqLen: Int, batch: Int = 8, maxWindows: Int? = nil, tokenizer: String? = nil,
-                    flow: String? = nil, reference: String? = nil, out: URL? = nil) {
+                    flow: String? = nil, reference: String? = nil, out: URL? = nil, split: Split? = nil) {
             self.model = model
             self.data = data
             self.seqLen = seqLen
@@ -33,6 +42,7 @@ public enum ModelEvaluation {
             self.flow = flow
             self.reference = reference
             self.out = out
+            self.split = split
         }
     }
 
@@ -46,6 +56,9 @@ public enum ModelEvaluation {
         public var flow: GradientFlow
         /// Under the local-myopic flow, the reference's checkpoint folder or model file.
         public var reference: String?
+        /// The part of the text scored, and why (e.g. "validation split: the last 10% of the tokens").
+        public var split: Split
+        public var splitNote: String
     }
 
     /// Loads the model (and, local-myopically, its reference), scores it on the text's windows and,
@@ -75,18 +88,39 @@ public enum ModelEvaluation {
                 referencePath = source.path
             }
         }
-        let (url, tokens) = try DataSource.tokens(r.data, seqLen: r.seqLen, tokenizer: tok, log: log)
+        let (url, all) = try DataSource.tokens(r.data, seqLen: r.seqLen, tokenizer: tok, log: log)
+        // The split: a named dataset, or the text the run trained on, has a training part the model
+        // has seen; its validation tail is what measures the model.
+        let named = !FileManager.default.fileExists(atPath: (r.data as NSString).expandingTildeInPath)
+        let trainedOnIt: Bool = {
+            guard let data = trained?.data else { return false }
+            let path = (data as NSString).expandingTildeInPath
+            return data == r.data || (FileManager.default.fileExists(atPath: path)
+                                      && URL(fileURLWithPath: path).standardizedFileURL.path == url.standardizedFileURL.path)
+        }()
+        let split = r.split ?? (named || trainedOnIt ? .validation : .all)
+        let fraction = trained?.validationFraction ?? 0.1
+        let parts = TokenDataset.split(all, validationFraction: fraction, source: url.path)
+        let tokens = split == .validation ? parts.validation : split == .train ? parts.train : all
+        let percent = String(format: "%g%%", 100 * fraction)
+        let splitNote = split == .validation ? "validation split: the last \(percent) of the tokens"
+            : split == .train ? "training split: the first \(String(format: "%g%%", 100 * (1 - fraction))) of the tokens" : "all of the text"
+        guard tokens.count >= r.seqLen + 1 else {
+            throw InputError.invalidValue(file: url.path, field: "(\(splitNote))", expected: "at least one window of \(r.seqLen + 1) tokens",
+                                           found: "\(tokens.count) tokens")
+        }
         let started = Date()
         let result = Evaluation.run(model, tokens: tokens, seqLen: r.seqLen, batch: r.batch, maxWindows: r.maxWindows)
         if let out = r.out {
             var settings = ["seq_len": "\(r.seqLen)", "batch": "\(r.batch)", "flow": model.flow.description, "tokenizer": tok.name]
             settings["max_windows"] = r.maxWindows.map(String.init)
             settings["reference"] = referencePath
+            settings["split"] = split.rawValue
             let file = try RunFolder.write(result, as: EvaluationResult.fileName, record: AnalysisRecord(
                 command: "eval", model: dir.path, data: url.path, settings: settings, seconds: Date().timeIntervalSince(started)),
                 to: out)
             log("wrote \(file.path)")
         }
-        return Outcome(source: dir, data: url, result: result, flow: model.flow, reference: referencePath)
+        return Outcome(source: dir, data: url, result: result, flow: model.flow, reference: referencePath, split: split, splitNote: splitNote)
     }
 }

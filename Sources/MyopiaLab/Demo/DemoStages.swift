@@ -121,19 +121,23 @@ extension Demo {
         case .run(let fetch):
             smollm2 = try timed(.smollm2, folder: "smollm2") { () throws -> ModelAnalysis? in
                 let loaded: (model: Transformer, tokenizer: any Tokenizer)
+                var name = "smollm2-135m"
                 do {
                     if fetch { log("smollm2-135m: not cached; fetching it (~270 MB)") }
                     let location = try ModelSource.locate("smollm2-135m", store: options.store, log: log)
+                    name = ModelSource.label(location)
                     loaded = (try ModelSource.load(location), try Tokenizers.load("smollm2-135m", store: options.store))
                 } catch {
                     smollm2Skipped = "unavailable: " + shortReason(error)
                     return nil
                 }
                 let tokens = loaded.tokenizer.encode(heldOutText)
-                return try analyse(loaded.model, tokenizer: loaded.tokenizer, source: "smollm2-135m", tokens: tokens,
-                                   heldOutText: heldOutText, plan: plan.smollm2, seed: plan.seed,
-                                   folder: out.appendingPathComponent("smollm2"), relativeTo: out, stage: .smollm2,
-                                   log: log, progress: progress)
+                var analysis = try analyse(loaded.model, tokenizer: loaded.tokenizer, source: name, tokens: tokens,
+                                           heldOutText: heldOutText, plan: plan.smollm2, seed: plan.seed,
+                                           folder: out.appendingPathComponent("smollm2"), relativeTo: out, stage: .smollm2,
+                                           log: log, progress: progress)
+                analysis.name = name
+                return analysis
             }
         }
         if let reason = smollm2Skipped {
@@ -142,17 +146,9 @@ extension Demo {
             records.append(StageRecord(stage: .smollm2, folder: nil, seconds: 0, skipped: true, note: reason))
         }
 
-        // 7. The report over every folder, and the summary.
+        // 7. The summary, then the report over every folder (headed by the summary's table), then
+        // the summary again with the report's time.
         let reportURL = out.appendingPathComponent(Report.defaultFile)
-        try timed(.report, folder: nil) {
-            var folders = [out.appendingPathComponent("sine").appendingPathComponent(sineRunName(.vanilla)),
-                           out.appendingPathComponent("sine").appendingPathComponent(sineRunName(.myopic)), textOut,
-                           Gap.runFolder(textOut, flow: .vanilla, seed: firstSeed), Gap.runFolder(textOut, flow: .myopic, seed: firstSeed),
-                           gamesOut]
-            if smollm2 != nil { folders.append(out.appendingPathComponent("smollm2")) }
-            let html = try Report.build(runs: folders, title: "Myopia demo")
-            try AtomicFile.write(Data(html.utf8), to: reportURL)
-        }
         guard let vanilla = gap.flow(GradientFlow.vanilla.description), let myopic = gap.flow(GradientFlow.myopic.description),
               let difference = gap.gap else {
             throw InputError.missing(file: textOut.appendingPathComponent(Gap.summaryFile).path, field: "flows vanilla, myopic and gap")
@@ -162,13 +158,25 @@ extension Demo {
             valLoss: FlowPair(vanilla: vanilla.valLoss, myopic: myopic.valLoss), gap: difference.valLoss,
             unigramLoss: TokenStatistics.unigramCrossEntropy(train: dataset.train, eval: dataset.validation, vocabSize: ByteTokenizer().vocabSize),
             futureGradientShare: futureShare, analysis: analysis)
-        let summary = Summary(seed: options.seed, quick: options.quick, offline: text.offline, offlineReason: text.reason,
+        var summary = Summary(seed: options.seed, quick: options.quick, offline: text.offline, offlineReason: text.reason,
                               data: text.name, steps: config.steps, valLoss: vanilla.valLoss.mean,
                               seconds: Date().timeIntervalSince(started), budgetSeconds: plan.budgetSeconds,
                               cores: ProcessInfo.processInfo.activeProcessorCount, loadAverageStart: loadStart,
                               loadAverageEnd: loadAverage(), stages: records, sine: sine, text: textSummary,
                               games: GamesDigest(games, folder: gamesFolder),
                               smollm2: smollm2, smollm2Skipped: smollm2Skipped, report: reportURL.path)
+        try LabFiles.writeJSON(summary, to: out.appendingPathComponent(summaryFile))
+        try timed(.report, folder: nil) {
+            var folders = [out.appendingPathComponent("sine").appendingPathComponent(sineRunName(.vanilla)),
+                           out.appendingPathComponent("sine").appendingPathComponent(sineRunName(.myopic)), textOut,
+                           Gap.runFolder(textOut, flow: .vanilla, seed: firstSeed), Gap.runFolder(textOut, flow: .myopic, seed: firstSeed),
+                           gamesOut]
+            if smollm2 != nil { folders.append(out.appendingPathComponent("smollm2")) }
+            let html = try Report.build(runs: folders, title: "Myopia demo", file: reportURL)
+            try AtomicFile.write(Data(html.utf8), to: reportURL)
+        }
+        summary.stages = records
+        summary.seconds = Date().timeIntervalSince(started)
         try LabFiles.writeJSON(summary, to: out.appendingPathComponent(summaryFile))
         return summary
     }

@@ -85,6 +85,8 @@ extension Demo {
 
     /// What the analyses of one language model found (the files are in `folder`).
     public struct ModelAnalysis: Codable, Sendable {
+        /// The model as a reader knows it (a GGUF's name and quantisation, "SmolLM2-135M-Instruct Q4_1").
+        public var name: String?
         public var folder: String
         public var horizonMeanOffset: [Double]
         public var probe: ProbeSummary
@@ -93,7 +95,7 @@ extension Demo {
         public var seconds: Double
 
         enum CodingKeys: String, CodingKey {
-            case folder, probe, lens, generation, seconds
+            case name, folder, probe, lens, generation, seconds
             case horizonMeanOffset = "horizon_mean_offset"
         }
     }
@@ -231,12 +233,12 @@ extension Demo {
             let l = sine.lag0R2.vanilla.indices.dropFirst().max { sine.lag0R2.vanilla[$0] < sine.lag0R2.vanilla[$1] } ?? 1
             row("R² of sin(f·x_n) at layer \(l)", f(sine.lag0R2.vanilla[l]), f(sine.lag0R2.myopic[l]), "cached for later positions")
         }
-        row("horizon mean offset by layer", offsets(sine.horizonMeanOffset.vanilla), offsets(sine.horizonMeanOffset.myopic))
+        row("horizon mean offset by layer*", offsets(sine.horizonMeanOffset.vanilla), offsets(sine.horizonMeanOffset.myopic))
         let t = s.text
         heading("\(t.data), \(t.seeds.count) seeds × \(t.steps) steps")
         row("val loss (mean ± std)", spread(t.valLoss.vanilla), spread(t.valLoss.myopic),
             "gap \(spread(t.gap, signed: true)); unigram \(f(t.unigramLoss))")
-        row("horizon mean offset by layer", offsets(t.analysis.vanilla.horizonMeanOffset), offsets(t.analysis.myopic.horizonMeanOffset))
+        row("horizon mean offset by layer*", offsets(t.analysis.vanilla.horizonMeanOffset), offsets(t.analysis.myopic.horizonMeanOffset))
         row("‖g_future‖ / ‖g_vanilla‖", f(t.futureGradientShare.vanilla), f(t.futureGradientShare.myopic))
         let pv = t.analysis.vanilla.probe, pm = t.analysis.myopic.probe
         row("probe k=\(pv.offset): best layer, loss", probe(pv), probe(pm), "current token \(f(pv.currentTokenLoss))")
@@ -258,8 +260,8 @@ extension Demo {
             // A deep model's horizon: about five layers, the last one included.
             let n = m.horizonMeanOffset.count, step = max(1, (n - 1 + 3) / 4)
             let shown = Array(Swift.stride(from: 0, to: n - 1, by: step)) + [n - 1]
-            heading("smollm2-135m (pretrained)")
-            row("horizon mean offset by layer", shown.map { f(m.horizonMeanOffset[$0], 2) }.joined(separator: " "), "",
+            heading("\(m.name ?? "SmolLM2-135M") (pretrained: smollm2-135m)")
+            row("horizon mean offset by layer*", shown.map { f(m.horizonMeanOffset[$0], 2) }.joined(separator: " "), "",
                 "(layers " + shown.map(String.init).joined(separator: ", ") + ")")
             row("probe k=\(m.probe.offset): best layer, loss", probe(m.probe), "", "current token \(f(m.probe.currentTokenLoss))")
             row("generation: samples in a loop", loops(m.generation), "")
@@ -279,9 +281,15 @@ extension Demo {
             lines.append(cells.replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression))
         }
         lines.append("")
+        lines.append(horizonNote)
         lines.append("report: \(s.report)")
         return lines.joined(separator: "\n")
     }
+
+    /// What the table's horizon rows measure. A myopic model's horizon is not zero: the derivative
+    /// measured is the true one of the trained weights, whatever flow trained them.
+    public static let horizonNote = "* horizon: the true (vanilla) gradient of each trained model, whatever flow trained it "
+        + "(`myopia horizon --flow own`: under its own flow)"
 
     static func duration(_ seconds: Double) -> String {
         let s = Int(seconds.rounded())

@@ -207,11 +207,11 @@ public enum SineExperiment {
                                         clip: options.clip)
         let started = DispatchTime.now().uptimeNanoseconds
         func elapsed() -> Double { Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 }
-        var step = 0, stoppedByTime = false, seconds = 0.0
+        var step = 0, stoppedByTime = false, interrupted = false, seconds = 0.0
         var windowLoss = 0.0, windowSteps = 0, windowStart = 0.0
         var trainLoss = Double.nan
         var final: (loss: Double, positionLoss: [Double])?
-        while step < options.steps && !stoppedByTime {
+        while step < options.steps && !stoppedByTime && !interrupted {
             let data = options.task.makeBatch(batch: b, seqLen: t, rng: &rng)
             let lr = schedule.rate(at: step)
             let result = try trainingStep.run(step: step + 1, lr: lr, cache: cache) {
@@ -223,8 +223,9 @@ public enum SineExperiment {
             windowSteps += 1
             seconds = elapsed()
             if let limit = options.timeLimit, seconds >= limit, step < options.steps { stoppedByTime = true }
+            if interrupted { interrupted = true }   // Ctrl-C: stop here, saved below
 
-            let isLast = step == options.steps || stoppedByTime
+            let isLast = step == options.steps || stoppedByTime || interrupted
             guard step % options.logEvery == 0 || step % options.evalEvery == 0 || isLast else { continue }
             trainLoss = windowLoss / Double(windowSteps)
             let windowSeconds = seconds - windowStart
@@ -245,9 +246,14 @@ public enum SineExperiment {
         }
         // With steps = 0, the untrained model.
         let (val, position) = final ?? evaluate(model, on: validation, batch: b, cache: cache)
-        return try finish(model: model, options: options, out: out, step: step, stopped: stoppedByTime,
-                          seconds: seconds, trainLoss: trainLoss, val: val, position: position,
-                          predictZero: predictZero, floor: floor)
+        let result = try finish(model: model, options: options, out: out, step: step, stopped: stoppedByTime,
+                                seconds: seconds, trainLoss: trainLoss, val: val, position: position,
+                                predictZero: predictZero, floor: floor)
+        if Interruption.isRequested, step < options.steps {
+            throw Interrupted(step: step, steps: options.steps, checkpoint: out.appendingPathComponent("checkpoint-\(step)").path,
+                              run: "sine \(options.flow)")
+        }
+        return result
     }
 
     private static func finish(model: Transformer, options: Options, out: URL, step: Int, stopped: Bool,

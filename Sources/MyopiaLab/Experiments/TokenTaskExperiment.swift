@@ -219,6 +219,13 @@ public enum TokenTaskExperiment {
                 onLog(point)
                 windowLoss = 0; windowSteps = 0
             }
+            // Ctrl-C: this step is done; the model so far is saved and the run stops.
+            if Interruption.isRequested, step + 1 < config.steps {
+                if let out {
+                    try Checkpoint.saveModel(model, to: out, metadata: ["task": task.name, "flow": flow.description, "steps": "\(step + 1)"])
+                }
+                throw Interrupted(step: step + 1, steps: config.steps, checkpoint: out?.path, run: flow.description)
+            }
         }
         let seconds = Date().timeIntervalSince(started)
         if let out {

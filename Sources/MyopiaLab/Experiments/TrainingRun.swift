@@ -37,9 +37,18 @@ public final class TrainingRun {
     public let firstStep: Int
 
     /// Prepares the run: impossible settings and an unwritable output folder are refused before
-    /// any work. `log` receives the reference, data and model lines.
-    public init(_ options: Options, log: (String) -> Void = { _ in }) throws {
+    /// any work. `log` receives the reference, data and model lines; `warn`, what the user should
+    /// know even when quiet (a training file that looks binary).
+    public init(_ options: Options, log: (String) -> Void = { _ in }, warn: (String) -> Void = { _ in }) throws {
         var config = options.config
+        // Refused before anything is read or created: a run that cannot save anything, and a resume
+        // with nothing to resume (which would silently start again from step 0).
+        guard config.steps > 0 || options.resume else {
+            throw InputError.invalidValue(file: "flags", field: "steps", expected: "at least 1 (a run of 0 steps saves no checkpoint)", found: "\(config.steps)")
+        }
+        if options.resume, (try? Checkpoint.latestCheckpoint(in: options.out)) == nil {
+            throw InputError.io(file: options.out.path, reason: "--resume: no checkpoint-STEP folder to continue from; leave out --resume to start a new run")
+        }
         // The given reference, else the config's, else (resuming) the one the run recorded.
         var referenceName = options.reference ?? config.reference
         if referenceName == nil && options.resume { referenceName = Trainer.recordedConfig(in: options.out)?.reference }
@@ -52,7 +61,7 @@ public final class TrainingRun {
         try Trainer.prepareOutput(options.out)
         let tokenizer = try Tokenizers.load(config.tokenizer, log: log)
         let dataset = try DataSource.load(config.data, tokenizer: tokenizer, validationFraction: config.validationFraction,
-                                          log: log)
+                                          log: log, warn: warn)
         trainer = try Trainer(config: config, dataset: dataset, out: options.out,
                               vocabSize: referenceModel?.config.vocabSize ?? tokenizer.vocabSize, tokenizer: config.tokenizer,
                               resume: options.resume, reference: referenceModel)

@@ -55,6 +55,39 @@ public enum ModelInputs {
         return o1 || o2 ? .max / 2 : b
     }
 
+    /// The run's recorded setting `key` ("seq_len", "flow", "data") of a checkpoint: its
+    /// trainer_state.json (a `myopia train` run), else a run_config.json in it or in the run folder
+    /// above it (a sine-task run); nil for a model from elsewhere (a .gguf, a Hugging Face folder).
+    static func recorded(_ key: String, of location: ModelSource.Location) -> Any? {
+        guard case .checkpoint(let dir) = location else { return nil }
+        if let config = Trainer.recordedConfig(in: dir) {
+            switch key {
+            case "seq_len": return config.seqLen
+            case "flow": return config.flow.description
+            case "data": return config.data
+            case "validation_fraction": return config.validationFraction
+            default: return nil
+            }
+        }
+        for folder in [dir, dir.deletingLastPathComponent()] {
+            if let data = try? Data(contentsOf: folder.appendingPathComponent(Trainer.runConfigFile)),
+               let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let value = object[key] {
+                return value
+            }
+        }
+        return nil
+    }
+
+    /// The context length the model was trained with (its run's seq_len), if it records one.
+    public static func trainedSeqLen(_ location: ModelSource.Location) -> Int? {
+        (recorded("seq_len", of: location) as? Int).flatMap { $0 > 0 ? $0 : nil }
+    }
+
+    /// The gradient flow the model was trained with, if its run records one.
+    public static func trainedFlow(_ location: ModelSource.Location) -> GradientFlow? {
+        (recorded("flow", of: location) as? String).flatMap { try? GradientFlow(parsing: $0) }
+    }
+
     /// Refuses windows longer than the model's positions; checked on the config, before the
     /// weights are read (seconds for a large model).
     static func check(_ seqLen: Int?, fits config: ModelConfig) throws {

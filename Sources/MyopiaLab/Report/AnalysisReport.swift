@@ -79,7 +79,7 @@ extension Report {
             SVG.Series(name: rows[j], points: t.offsets.indices.map { (x: Double(t.offsets[$0]), y: t.currentTokenLoss[$0] - t.loss[j][$0]) })
         }
         html += SVG.lineChart(title: "What the hidden state knows beyond the current token", xLabel: "offset k",
-                              yLabel: "current-token loss − probe loss (nats)", series: gain)
+                              yLabel: "current-token loss − probe loss (nats)", series: gain, sequential: "residual stream")
         html += caption("Above zero at k ≥ 1, a layer's hidden state carries information about a later token that the current token alone does not: pre-cached or inferred from the context. Compare the layers: a gain that grows with depth is computed by the model, not read from the embedding.")
         return html
     }
@@ -128,13 +128,15 @@ extension Report {
         }
         html += "</table>"
         html += caption("Highlighted: the loop each sample ends in (a cycle of period ≤ \(RepetitionMetrics.maxLoopPeriod) repeated ≥ \(RepetitionMetrics.minLoopRepeats) times), alternate repeats shaded differently so the period shows. Low distinct-n and many loops mean the model repeats itself; teacher forcing never shows this, since it never feeds a model its own tokens.")
+        // The samples folded: a long report stays readable; the table above says what they show.
+        html += "<details class=\"samples\"><summary>The \(g.samples.count) sample(s)</summary>"
         for s in g.samples {
             let loop = s.loop.value
             let head = "sample \(s.index + 1), seed \(s.seed): \(s.tokens.count) tokens, stopped: \(s.stop_reason.rawValue), loss \(f(s.loss.loss, "%.3f"))"
                 + (loop.map { " — loop of period \($0.period) × \($0.repeats) over the last \($0.length) tokens" } ?? "")
             html += "<div class=\"sample\"><div class=\"samplehead\">\(SVG.escape(head))</div><pre><b>\(SVG.escape(g.prompt))</b>\(sampleText(s))</pre></div>"
         }
-        return html
+        return html + "</details>"
     }
 
     /// A sample's text with its loop marked: the last `loop.length` tokens, each repeat of the cycle

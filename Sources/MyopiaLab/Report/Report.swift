@@ -13,7 +13,9 @@ public enum Report {
     public static let defaultFile = "report.html"
 
     /// The report for `runs` (folders); a folder that holds nothing reportable is a typed error.
-    public static func build(runs: [URL], title: String = "Myopia report") throws -> String {
+    /// With `file` (where the report will be written), paths under its folder are written relative
+    /// to it. A demo folder's summary.json heads the report as the table `myopia demo` prints.
+    public static func build(runs: [URL], title: String = "Myopia report", file: URL? = nil) throws -> String {
         var sections: [String] = [], shown: [URL] = []
         for run in runs {
             var found = try section(for: run), folders = [run]
@@ -27,19 +29,60 @@ public enum Report {
             sections += found
             shown += folders
         }
-        sections = try comparisonSections(shown) + sections
+        // The demo table: of a folder named, or of the folder the report is written into.
+        var summaryFolders: [URL] = []
+        for folder in runs + [file?.deletingLastPathComponent()].compactMap({ $0 })
+            where !summaryFolders.contains(where: { $0.standardizedFileURL.path == folder.standardizedFileURL.path }) {
+            summaryFolders.append(folder)
+        }
+        sections = summarySections(summaryFolders) + (try comparisonSections(shown)) + sections
+        let (numbered, contents) = tableOfContents(sections)
         let generated = ISO8601DateFormatter().string(from: Date())
-        return """
+        let base = file?.deletingLastPathComponent().standardizedFileURL.path
+        func relative(_ url: URL) -> String {
+            guard let base else { return url.path }
+            let path = url.standardizedFileURL.path
+            return path == base ? "." : path.hasPrefix(base + "/") ? String(path.dropFirst(base.count + 1)) : path
+        }
+        let html = """
         <!DOCTYPE html>
         <html lang="en"><head><meta charset="utf-8"><title>\(SVG.escape(title))</title>
         <meta name="viewport" content="width=device-width, initial-scale=1">
         <style>\(css)</style></head>
         <body><header><h1>\(SVG.escape(title))</h1>
-        <p class="meta">Generated \(generated) from \(runs.map { "<code>\(SVG.escape($0.path))</code>" }.joined(separator: ", ")).
-        Losses are in nats per token; vanilla is blue, myopic red, bigram green throughout.</p></header>
-        \(sections.joined(separator: "\n"))
+        <p class="meta">Generated \(generated) from \(runs.map { "<code>\(SVG.escape(relative($0)))</code>" }.joined(separator: ", "))\(base == nil ? "" : " (paths relative to this report)").
+        Losses are in nats per token. Wherever flows are compared, vanilla is blue, myopic red and bigram green (a second run of a flow dashed); other models take other colours, and a model's layers a sequential scale with a colour bar.</p></header>
+        \(contents)
+        \(numbered.joined(separator: "\n"))
         </body></html>
         """
+        // Every other path under the report's folder, relative to it too.
+        guard let base else { return html }
+        return html.replacingOccurrences(of: base + "/", with: "")
+    }
+
+    /// The sections numbered (`id="s1"`, …) and a table of contents linking to their titles.
+    static func tableOfContents(_ sections: [String]) -> (sections: [String], contents: String) {
+        var numbered: [String] = [], items: [String] = []
+        for (i, section) in sections.enumerated() {
+            guard let open = section.range(of: "<h2>"), let close = section.range(of: "</h2>", range: open.upperBound..<section.endIndex) else {
+                numbered.append(section)
+                continue
+            }
+            let id = "s\(i + 1)"
+            let title = section[open.upperBound..<close.lowerBound].replacingOccurrences(of: "<[^>]+>", with: "", options: .regularExpression)
+            numbered.append(section.replacingCharacters(in: open, with: "<h2 id=\"\(id)\">"))
+            items.append("<li><a href=\"#\(id)\">\(title)</a></li>")
+        }
+        return (numbered, "<nav class=\"toc\"><h2>Contents</h2><ol>\(items.joined())</ol></nav>")
+    }
+
+    /// The table `myopia demo` printed, for each folder holding a demo's summary.json.
+    static func summarySections(_ runs: [URL]) -> [String] {
+        runs.compactMap { run in
+            guard let summary = try? RunFolder.load(Demo.Summary.self, Demo.summaryFile, in: run) else { return nil }
+            return "<section class=\"summary\"><h2>Summary — \(SVG.escape(run.lastPathComponent))</h2><pre>\(SVG.escape(Demo.format(summary)))</pre></section>"
+        }
     }
 
     static let reportableFiles = "gap.json, games.json, bonus.json, run_config.json + metrics.jsonl, horizon*.json, eval.json, probe.json, sine_probe.json, lens.json or generation.json"
@@ -60,6 +103,8 @@ public enum Report {
     .chart{max-width:100%;height:auto;display:block;margin:4px 0} .chart text{font-size:11px;fill:#333} .chart .title{font-size:13px;font-weight:600}
     .chart .label{font-size:12px} .chart .legend{font-size:11px} .axis line{stroke:#444} .axis line.grid{stroke:#e6e6e6}
     .series{stroke-width:2} .band{opacity:.18} .cellvalue{font-size:10px} .charts{display:flex;flex-wrap:wrap;gap:8px}
+    .scroll{max-width:100%;overflow-x:auto;margin:4px 0} .scroll>svg.chart{max-width:none} .charts>.scroll{flex:0 1 auto;min-width:0}
+    nav.toc ol{columns:2;font-size:14px;margin:4px 0 12px} nav.toc h2{margin-top:12px}
     .sample{margin:8px 0 12px} .samplehead{font-size:13px;color:#555} .sample pre{white-space:pre-wrap;word-break:break-word;margin:2px 0}
     mark.loopa{background:#ffd166} mark.loopb{background:#f4a259} sub{font-size:75%}
     """
@@ -219,7 +264,8 @@ public enum Report {
         html += SVG.heatmap(title: "Mean gradient norm (log colour scale)", rowLabel: "residual stream", columnLabel: "offset k = t − i",
                             rows: rows, columns: columns, values: t.meanNorm, unit: "‖∂ℓ/∂h‖", logScale: true)
         let share = t.share.enumerated().map { l, r in SVG.Series(name: rows[l], points: r.enumerated().map { (x: Double($0.offset), y: $0.element) }) }
-        html += SVG.lineChart(title: "Share of each layer's signal by offset", xLabel: "offset k", yLabel: "share of Σ_k norm", series: share)
+        html += SVG.lineChart(title: "Share of each layer's signal by offset", xLabel: "offset k", yLabel: "share of Σ_k norm", series: share,
+                              sequential: "residual stream")
         html += caption("Mean offset by layer: " + t.meanOffset.enumerated().map { "\(rows[$0.offset]) \(String(format: "%.2f", $0.element))" }.joined(separator: ", ")
                         + ". Under the vanilla flow every layer but the last gets part of its signal from later tokens (k &gt; 0); the last stream's signal is all k = 0.")
         return html
@@ -235,7 +281,7 @@ extension JSONEncoder {
     /// Pretty, sorted keys: for settings shown to a reader.
     static var sorted: JSONEncoder {
         let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         return e
     }

@@ -13,13 +13,38 @@ extension Report {
         var points: [(x: Double, y: Double)]
     }
 
-    /// A line chart with one series per run; flows keep their colours when each run has its own.
-    static func overlay(_ items: [Compared], title: String, xLabel: String, yLabel: String, logX: Bool = false) -> String {
-        let flows = items.map(\.flow)
-        let distinct = flows.allSatisfy { $0 != nil } && Set(flows.compactMap { $0 }).count == flows.count
-        let colors = items.indices.map { distinct ? SVG.color(forFlow: flows[$0]!, fallback: $0) : SVG.colors[$0 % SVG.colors.count] }
+    /// A line chart with one series per run. A run's flow gives its colour (vanilla blue, myopic
+    /// red, bigram green), a second run of the same flow a dashed line; a run with no flow (a
+    /// pretrained model) one of the other colours. No two series look the same.
+    static func overlay(_ items: [Compared], title: String, xLabel: String, yLabel: String, logX: Bool = false,
+                        logY: Bool = false) -> String {
+        let styles = overlayStyles(items.map(\.flow))
         return SVG.lineChart(title: title, xLabel: xLabel, yLabel: yLabel,
-                             series: items.map { SVG.Series(name: $0.label, points: $0.points) }, colors: colors, width: 520, logX: logX)
+                             series: items.map { SVG.Series(name: $0.label, points: $0.points) }, colors: styles.map(\.color),
+                             dashes: styles.map(\.dash), width: 520, logX: logX, logY: logY)
+    }
+
+    /// The colour and dash of each run by its flow (see `overlay`).
+    static func overlayStyles(_ flows: [String?]) -> [(color: String, dash: String?)] {
+        var seen: [String: Int] = [:], others = 0
+        return flows.map { flow in
+            let key = flow.flatMap { ["vanilla", "myopic", "bigram"].contains($0) ? $0 : nil }
+            guard let key else {
+                defer { others += 1 }
+                return (SVG.otherColors[others % SVG.otherColors.count], SVG.dashes[(others / SVG.otherColors.count) % SVG.dashes.count])
+            }
+            let n = seen[key, default: 0]
+            seen[key] = n + 1
+            return (SVG.color(forFlow: key, fallback: 0), SVG.dashes[n % SVG.dashes.count])
+        }
+    }
+
+    /// The x of residual stream `l` of a model with `depth` blocks: l itself when every model
+    /// compared has the same depth, else the relative depth l/L (0: the embedding, 1: after the
+    /// last block), so that a 3-block and a 30-block model share an axis.
+    static func depthAxis(_ depths: [Int]) -> (x: (Int, Int) -> Double, label: String) {
+        if Set(depths).count <= 1 { return ({ l, _ in Double(l) }, "residual stream l (L: after the last block)") }
+        return ({ l, depth in Double(l) / Double(max(depth, 1)) }, "relative depth l/L (0: embedding, 1: after the last block)")
     }
 
     /// Short unique names for folders: the last path component, or the last two where those repeat.
@@ -78,9 +103,10 @@ extension Report {
             }
         }
         if horizons.count > 1 {
+            let depth = depthAxis(horizons.map(\.table.layers))
             charts.append(overlay(horizons.map { h in
-                Compared(label: h.label, flow: h.flow, points: h.table.meanOffset.enumerated().map { (x: Double($0.offset), y: $0.element) })
-            }, title: "Mean offset of each layer's signal", xLabel: "residual stream l (L: after the last block)", yLabel: "mean offset k (tokens)"))
+                Compared(label: h.label, flow: h.flow, points: h.table.meanOffset.enumerated().map { (x: depth.x($0.offset, h.table.layers), y: $0.element) })
+            }, title: "Mean offset of each layer's signal", xLabel: depth.label, yLabel: "mean offset k (tokens)"))
             charts.append(overlay(horizons.map { h in
                 Compared(label: h.label, flow: h.flow, points: h.table.share[0].enumerated().map { (x: Double($0.offset), y: $0.element) })
             }, title: "Share of the embedding stream's signal by offset", xLabel: "offset k", yLabel: "share of Σ_k norm"))
@@ -99,16 +125,21 @@ extension Report {
 
         let lenses = try loaded(LensTable.self, LensTable.fileName, in: runs)
         if lenses.count > 1 {
+            // A log scale: a pretrained model's first layers read 100 nats off the stream, and a
+            // small model's whole curve lies under 6.
+            let depth = depthAxis(lenses.map { $0.1.modelLayers })
             charts.append(overlay(lenses.map { i, t in
-                Compared(label: names[i], flow: flow(of: runs[i]), points: t.layers.indices.map { (x: Double(t.layers[$0]), y: t.loss[$0][0]) })
-            }, title: "Lens loss of the next token by layer", xLabel: "residual stream l", yLabel: "loss at k = 0 (nats/token)"))
+                Compared(label: names[i], flow: flow(of: runs[i]), points: t.layers.indices.map { (x: depth.x(t.layers[$0], t.modelLayers), y: t.loss[$0][0]) })
+            }, title: "Lens loss of the next token by layer (log scale)", xLabel: depth.label, yLabel: "loss at k = 0 (nats/token)", logY: true))
+            notes.append("Lens: the loss on a log scale, so that every model's curve shows.")
         }
 
         let sines = try loaded(SineProbeTable.self, SineProbeTable.fileName, in: runs)
         if sines.count > 1, sines.allSatisfy({ $0.1.lags.first == 0 }) {
+            let depth = depthAxis(sines.map { $0.1.layers.max() ?? 0 })
             charts.append(overlay(sines.map { i, t in
-                Compared(label: names[i], flow: flow(of: runs[i]), points: t.layers.indices.map { (x: Double(t.layers[$0]), y: t.r2[$0][0]) })
-            }, title: "R² of sin(f·x_n) at lag 0 by layer", xLabel: "residual stream l", yLabel: "held-out R²"))
+                Compared(label: names[i], flow: flow(of: runs[i]), points: t.layers.indices.map { (x: depth.x(t.layers[$0], t.layers.max() ?? 0), y: t.r2[$0][0]) })
+            }, title: "R² of sin(f·x_n) at lag 0 by layer", xLabel: depth.label, yLabel: "held-out R²"))
             notes.append("Sine probes: a vanilla model caches sin(f·x_n) at position n (R² near 1 at a middle layer); a myopic one has no reason to.")
         }
 

@@ -16,17 +16,36 @@ public enum SVG {
         }
     }
 
-    /// The palette: distinguishable, and the first three match vanilla / myopic / bigram everywhere.
+    /// The categorical palette: eight distinct colours; the first three are vanilla / myopic /
+    /// bigram everywhere, so a chart of up to eight series never shows a colour twice.
     public static let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f"]
 
-    /// The colour of a flow by name, so that a flow has one colour in every chart.
+    /// The colours left for what is not a flow (a pretrained model, a game): never a flow's colour.
+    public static let otherColors = Array(colors.dropFirst(3))
+
+    /// Line patterns that tell apart series of one colour (two seeds of one flow): solid first.
+    public static let dashes: [String?] = [nil, "6 3", "2 3", "10 3 2 3"]
+
+    /// The colour of a flow by name, so that a flow has one colour in every chart; anything else
+    /// takes the `index`-th of the other colours.
     public static func color(forFlow name: String, fallback index: Int) -> String {
         switch name {
         case "vanilla": return colors[0]
         case "myopic": return colors[1]
         case "bigram": return colors[2]
-        default: return colors[(3 + index) % colors.count]
+        default: return otherColors[index % otherColors.count]
         }
+    }
+
+    /// A sequential palette (viridis, dark purple → yellow) at t in [0, 1]: for ordered series such
+    /// as the layers of a model, read off a colour bar instead of a legend.
+    public static func sequentialColor(_ t: Double) -> String {
+        let stops: [(Double, Double, Double)] = [(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)]
+        let x = min(max(t.isFinite ? t : 0, 0), 1) * Double(stops.count - 1)
+        let i = min(Int(x), stops.count - 2), f = x - Double(i)
+        let (a, b) = (stops[i], stops[i + 1])
+        return String(format: "#%02x%02x%02x", Int((a.0 + (b.0 - a.0) * f).rounded()), Int((a.1 + (b.1 - a.1) * f).rounded()),
+                      Int((a.2 + (b.2 - a.2) * f).rounded()))
     }
 
     static func escape(_ s: String) -> String {
@@ -69,19 +88,35 @@ public enum SVG {
         return String(format: "%.\(decimals)f", v)
     }
 
-    /// A line chart. `logX` plots x on a log scale (x > 0 only).
+    /// A line chart. `logX` / `logY` plot x / y on a log scale (positive values only).
+    /// Colours: `colors` (and `dashes`) when given; else, for ordered series (`sequential`, the
+    /// colour bar's title, or more than eight series) a sequential palette with a colour bar from
+    /// the first series' name to the last instead of a legend; else the categorical palette, one
+    /// colour each. A legend always lies inside the plot (the chart grows to hold it).
     public static func lineChart(title: String, xLabel: String, yLabel: String, series: [Series],
-                                 colors chosen: [String]? = nil, width: Double = 640, height: Double = 320,
-                                 logX: Bool = false) -> String {
-        let left = 64.0, right = 16.0, top = 32.0, bottom = 48.0
+                                 colors chosen: [String]? = nil, dashes chosenDashes: [String?]? = nil,
+                                 width: Double = 640, height requestedHeight: Double = 320,
+                                 logX: Bool = false, logY: Bool = false, sequential: String? = nil) -> String {
+        let ordered = chosen == nil && (sequential != nil || series.count > colors.count)
+        let styles: [(color: String, dash: String?)] = series.indices.map { i in
+            if let chosen { return (chosen[i % chosen.count], chosenDashes?[i % max(chosenDashes?.count ?? 1, 1)] ?? nil) }
+            if ordered { return (sequentialColor(series.count > 1 ? Double(i) / Double(series.count - 1) : 0), nil) }
+            return (colors[i % colors.count], dashes[(i / colors.count) % dashes.count])
+        }
+        let showLegend = series.count > 1 && !ordered
+        let left = 64.0, right = ordered ? 24 + 6.5 * Double(max(series.first?.name.count ?? 0, series.last?.name.count ?? 0, 4)) + 26 : 16.0
+        let top = 32.0, bottom = 48.0
+        let legendH = 16 * Double(series.count) + 6
+        let height = showLegend ? max(requestedHeight, top + bottom + legendH + 16) : requestedHeight
         let plotW = width - left - right, plotH = height - top - bottom
         func tx(_ x: Double) -> Double { logX ? log10(max(x, 1e-12)) : x }
+        func ty(_ y: Double) -> Double { logY ? (y > 0 ? log10(y) : -.infinity) : y }
         let xs = series.flatMap { $0.points.map { tx($0.x) } }.filter(\.isFinite)
         var ys: [Double] = []
         for s in series {
             for (i, p) in s.points.enumerated() where p.y.isFinite {
                 let b = s.band?[i] ?? 0
-                ys += [p.y - b, p.y + b]
+                ys += [ty(p.y - b), ty(p.y + b)].filter(\.isFinite)
             }
         }
         var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" viewBox=\"0 0 \(number(width)) \(number(height))\" width=\"\(number(width))\" height=\"\(number(height))\" role=\"img\" aria-label=\"\(escape(title))\">"
@@ -93,15 +128,29 @@ public enum SVG {
         let y0 = y0r - pad, y1 = y1r + pad + (y1r == y0r ? 1 : 0)
         let xSpan = x1 > x0 ? x1 - x0 : 1
         func px(_ x: Double) -> Double { left + (tx(x) - x0) / xSpan * plotW }
+        // py takes a value on the axis scale (log10 of it under logY); pv a data value.
         func py(_ y: Double) -> Double { top + (1 - (y - y0) / (y1 - y0)) * plotH }
+        func pv(_ y: Double) -> Double { py(ty(y)) }
         // Axes and ticks.
         svg += "<g class=\"axis\"><line x1=\"\(number(left))\" y1=\"\(number(top + plotH))\" x2=\"\(number(left + plotW))\" y2=\"\(number(top + plotH))\"/>"
         svg += "<line x1=\"\(number(left))\" y1=\"\(number(top))\" x2=\"\(number(left))\" y2=\"\(number(top + plotH))\"/>"
-        let yTicks = ticks(y0, y1)
-        for t in yTicks {
-            let y = py(t)
-            svg += "<line class=\"grid\" x1=\"\(number(left))\" y1=\"\(number(y))\" x2=\"\(number(left + plotW))\" y2=\"\(number(y))\"/>"
-            svg += "<text x=\"\(number(left - 6))\" y=\"\(number(y + 4))\" text-anchor=\"end\">\(tickLabel(t, in: yTicks))</text>"
+        if logY {
+            // 1, 2 and 5 × 10ⁿ inside the range (only the powers of ten when that is too many).
+            let decades = Array(Int(floor(y0))...Int(ceil(y1)))
+            var values = decades.flatMap { n in [1.0, 2, 5].map { $0 * pow(10, Double(n)) } }.filter { log10($0) >= y0 && log10($0) <= y1 }
+            if values.count > 8 { values = values.filter { log10($0) == log10($0).rounded() } }
+            for v in values {
+                let y = py(log10(v))
+                svg += "<line class=\"grid\" x1=\"\(number(left))\" y1=\"\(number(y))\" x2=\"\(number(left + plotW))\" y2=\"\(number(y))\"/>"
+                svg += "<text x=\"\(number(left - 6))\" y=\"\(number(y + 4))\" text-anchor=\"end\">\(label(v))</text>"
+            }
+        } else {
+            let yTicks = ticks(y0, y1)
+            for t in yTicks {
+                let y = py(t)
+                svg += "<line class=\"grid\" x1=\"\(number(left))\" y1=\"\(number(y))\" x2=\"\(number(left + plotW))\" y2=\"\(number(y))\"/>"
+                svg += "<text x=\"\(number(left - 6))\" y=\"\(number(y + 4))\" text-anchor=\"end\">\(tickLabel(t, in: yTicks))</text>"
+            }
         }
         // Whole-number x (steps, offsets, layers) gets whole-number ticks.
         let integral = series.allSatisfy { $0.points.allSatisfy { $0.x == $0.x.rounded() } }
@@ -117,35 +166,51 @@ public enum SVG {
         svg += "<text transform=\"translate(14 \(number(top + plotH / 2))) rotate(-90)\" text-anchor=\"middle\" class=\"label\">\(escape(yLabel))</text>"
         // Bands, then lines.
         for (i, s) in series.enumerated() {
-            let color = chosen?[i % (chosen?.count ?? 1)] ?? colors[i % colors.count]
-            let pts = s.points.enumerated().filter { $0.element.y.isFinite && tx($0.element.x).isFinite }
+            let (color, dash) = styles[i]
+            let dashed = dash.map { " stroke-dasharray=\"\($0)\"" } ?? ""
+            let pts = s.points.enumerated().filter { ty($0.element.y).isFinite && tx($0.element.x).isFinite }
             if let band = s.band, pts.count > 1 {
-                let upper = pts.map { "\(number(px($0.element.x))),\(number(py($0.element.y + band[$0.offset])))" }
-                let lower = pts.reversed().map { "\(number(px($0.element.x))),\(number(py($0.element.y - band[$0.offset])))" }
+                let upper = pts.map { "\(number(px($0.element.x))),\(number(pv($0.element.y + band[$0.offset])))" }
+                let lower = pts.reversed().map { "\(number(px($0.element.x))),\(number(pv($0.element.y - band[$0.offset])))" }
                 svg += "<polygon class=\"band\" fill=\"\(color)\" points=\"\((upper + lower).joined(separator: " "))\"/>"
             }
             if pts.count == 1, let p = pts.first?.element {
-                svg += "<circle cx=\"\(number(px(p.x)))\" cy=\"\(number(py(p.y)))\" r=\"3\" fill=\"\(color)\"/>"
+                svg += "<circle cx=\"\(number(px(p.x)))\" cy=\"\(number(pv(p.y)))\" r=\"3\" fill=\"\(color)\"><title>\(escape(s.name))</title></circle>"
             } else if pts.count > 1 {
-                let path = pts.map { "\(number(px($0.element.x))),\(number(py($0.element.y)))" }.joined(separator: " ")
-                svg += "<polyline class=\"series\" fill=\"none\" stroke=\"\(color)\" points=\"\(path)\"><title>\(escape(s.name))</title></polyline>"
+                let path = pts.map { "\(number(px($0.element.x))),\(number(pv($0.element.y)))" }.joined(separator: " ")
+                svg += "<polyline class=\"series\" fill=\"none\" stroke=\"\(color)\"\(dashed) points=\"\(path)\"><title>\(escape(s.name))</title></polyline>"
             }
         }
-        if series.count > 1 {
+        if ordered, series.count > 1 {
+            // The colour bar: the first series at the bottom, the last at the top.
+            let barX = left + plotW + 14
+            for k in 0..<20 {
+                svg += "<rect class=\"colorbar\" x=\"\(number(barX))\" y=\"\(number(top + plotH * (1 - Double(k + 1) / 20)))\" width=\"10\" height=\"\(number(plotH / 20 + 0.5))\" fill=\"\(sequentialColor(Double(k) / 19))\"/>"
+            }
+            svg += "<text x=\"\(number(barX + 14))\" y=\"\(number(top + 8))\" class=\"legend\">\(escape(series[series.count - 1].name))</text>"
+            svg += "<text x=\"\(number(barX + 14))\" y=\"\(number(top + plotH))\" class=\"legend\">\(escape(series[0].name))</text>"
+            if let sequential {
+                svg += "<text transform=\"translate(\(number(barX + 24)) \(number(top + plotH / 2))) rotate(90)\" text-anchor=\"middle\" class=\"legend\">\(escape(sequential))</text>"
+            }
+        } else if showLegend {
             // The legend goes in the plot corner its box covers the fewest drawn points of, on a
-            // light backing, so that it hides as little of the lines as it can.
-            let boxW = 34 + 6.5 * Double(series.map(\.name.count).max() ?? 0), boxH = 16 * Double(series.count) + 6
+            // light backing, so that it hides as little of the lines as it can. It fits the plot:
+            // names too long for it are shortened with "…".
+            let maxChars = max(4, Int((plotW - 12 - 34) / 6.5))
+            let names = series.map { $0.name.count > maxChars ? String($0.name.prefix(maxChars - 1)) + "…" : $0.name }
+            let boxW = 34 + 6.5 * Double(names.map(\.count).max() ?? 0), boxH = legendH
             let drawn = series.map { s in
-                s.points.filter { $0.y.isFinite && tx($0.x).isFinite }.map { (x: px($0.x), y: py($0.y)) }
+                s.points.filter { ty($0.y).isFinite && tx($0.x).isFinite }.map { (x: px($0.x), y: pv($0.y)) }
             }
             let corner = legendCorner(lines: drawn, box: (boxW, boxH),
                                       plot: (x: left, y: top, width: plotW, height: plotH))
             svg += "<rect class=\"legend-box\" x=\"\(number(corner.x))\" y=\"\(number(corner.y))\" width=\"\(number(boxW))\" height=\"\(number(boxH))\" fill=\"#ffffff\" fill-opacity=\"0.85\" stroke=\"#dddddd\"/>"
             var y = corner.y + 11
-            for (i, s) in series.enumerated() {
-                let color = chosen?[i % (chosen?.count ?? 1)] ?? colors[i % colors.count]
-                svg += "<line x1=\"\(number(corner.x + 6))\" y1=\"\(number(y))\" x2=\"\(number(corner.x + 26))\" y2=\"\(number(y))\" stroke=\"\(color)\" stroke-width=\"3\"/>"
-                svg += "<text x=\"\(number(corner.x + 32))\" y=\"\(number(y + 4))\" class=\"legend\">\(escape(s.name))</text>"
+            for (i, name) in names.enumerated() {
+                let (color, dash) = styles[i]
+                let dashed = dash.map { " stroke-dasharray=\"\($0)\"" } ?? ""
+                svg += "<line x1=\"\(number(corner.x + 6))\" y1=\"\(number(y))\" x2=\"\(number(corner.x + 26))\" y2=\"\(number(y))\" stroke=\"\(color)\"\(dashed) stroke-width=\"3\"/>"
+                svg += "<text x=\"\(number(corner.x + 32))\" y=\"\(number(y + 4))\" class=\"legend\">\(escape(name))</text>"
                 y += 16
             }
         }
@@ -196,12 +261,15 @@ public enum SVG {
         }
         let longest = values.flatMap { $0.map { text($0).count } }.max() ?? 4
         let cellWidth = max(40, 6.5 * Double(longest) + 12, 6.5 * Double(columns.map(\.count).max() ?? 0) + 8)
-        let left = 16 + 6.5 * Double(rows.map(\.count).max() ?? 8) + 12, top = 36.0, bottom = 56.0, right = 90.0
-        let width = max(left + Double(columns.count) * cellWidth + right, 7.5 * Double(title.count) + 24)
-        let height = top + Double(rows.count) * cellHeight + bottom
         func f(_ v: Double) -> Double { logScale ? (v > 0 ? log10(v) : -.infinity) : v }
         let finite = values.flatMap { $0 }.map(f).filter(\.isFinite)
         let lo = finite.min() ?? 0, hi = finite.max() ?? 1
+        // Room right of the cells for the colour bar (24 + 12), its end labels and its unit.
+        let barLabels = [label(logScale ? pow(10, lo) : lo), label(logScale ? pow(10, hi) : hi)].map(\.count).max() ?? 4
+        let right = max(24 + 16 + 6.5 * Double(barLabels), 24 + 7 * Double(unit.count)) + 12
+        let left = 16 + 6.5 * Double(rows.map(\.count).max() ?? 8) + 12, top = 36.0, bottom = 56.0
+        let width = max(left + Double(columns.count) * cellWidth + right, 7.5 * Double(title.count) + 24)
+        let height = top + Double(rows.count) * cellHeight + bottom
         func shade(_ v: Double) -> String {
             if markZeros && v == 0 { return "#f1ece0" }
             let x = f(v)
@@ -211,7 +279,8 @@ public enum SVG {
             let r = Int(255 - t * (255 - 8)), g = Int(255 - t * (255 - 48)), b = Int(255 - t * (255 - 107))
             return String(format: "#%02x%02x%02x", r, g, b)
         }
-        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart heatmap\" viewBox=\"0 0 \(number(width)) \(number(height))\" width=\"\(number(width))\" height=\"\(number(height))\" role=\"img\" aria-label=\"\(escape(title))\">"
+        // In a box that scrolls sideways: the cells and labels keep their size however many columns.
+        var svg = "<div class=\"scroll\"><svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart heatmap\" viewBox=\"0 0 \(number(width)) \(number(height))\" width=\"\(number(width))\" height=\"\(number(height))\" role=\"img\" aria-label=\"\(escape(title))\">"
         svg += "<text x=\"\(number(width / 2))\" y=\"18\" text-anchor=\"middle\" class=\"title\">\(escape(title))</text>"
         for (r, row) in values.enumerated() {
             for (c, v) in row.enumerated() {
@@ -241,7 +310,7 @@ public enum SVG {
         svg += "<text x=\"\(number(barX + 16))\" y=\"\(number(top + 10))\">\(label(hiLabel))</text>"
         svg += "<text x=\"\(number(barX + 16))\" y=\"\(number(top + barH))\">\(label(loLabel))</text>"
         svg += "<text x=\"\(number(barX))\" y=\"\(number(top + barH + 16))\" class=\"legend\">\(escape(unit))</text>"
-        return svg + "</svg>"
+        return svg + "</svg></div>"
     }
 
     /// One series of an interval chart: a mean and an optional interval per category (nil: none).

@@ -5,10 +5,9 @@ import Myopia
 
 /// Small helpers shared by MyopiaLab's experiments.
 enum LabFiles {
+    /// Creates `dir` and checks that it can be written (a probe file), before an experiment's work.
     static func createDirectory(_ dir: URL) throws {
-        do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
-            throw InputError.io(file: dir.path, reason: "cannot create the folder: \(error.localizedDescription)")
-        }
+        try Trainer.prepareOutput(dir)
     }
 
     /// Pretty, sorted JSON with NaN written as the string "nan" (JSON has no NaN), as every run-folder file.

@@ -92,7 +92,7 @@ public struct FuzzTarget: Sendable {
             guard let field = error.field, !field.trimmingCharacters(in: .whitespaces).isEmpty else {
                 return .badRejection("names no field: \(message)")
             }
-            if case .unsupported(_, _, let value) = error, value.hasPrefix("an unknown setting") {
+            if case .invalidHeader(_, _, let reason) = error, reason.hasPrefix("unknown setting") {
                 return .rejected(kind: "\(caseName): (an unknown setting)", message: message)
             }
             return .rejected(kind: "\(caseName): \(fold(field))", message: message)

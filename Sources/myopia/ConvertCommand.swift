@@ -3,6 +3,7 @@ import Foundation
 import Myopia
 
 struct ConvertCommand: ConfigFileCommand {
+    static let configExample = #"{"out": "qwen-0.5b"}"#
     static let configuration = CommandConfiguration(
         commandName: "convert",
         abstract: "Convert a llama.cpp GGUF file into a Hugging Face folder.",
@@ -18,7 +19,7 @@ struct ConvertCommand: ConfigFileCommand {
     @Argument(help: "A .gguf file (architecture llama, qwen2, qwen3 or gemma2).") var file: String
     @Option(help: "The folder to write (created if needed).") var out: String
     @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
-    @OptionGroup var configFile: ConfigFileOption
+    @OptionGroup var configFile: ConfigFileOption<ConvertCommand>
 
     func run() throws {
         Terminal.quiet = quiet
@@ -29,6 +30,7 @@ struct ConvertCommand: ConfigFileCommand {
             // The tokenizer first: nothing is written for a file whose tokenizer Myopia cannot convert.
             let tokenizerJSON = try GGUFTokenizerJSON.make(gguf)
             _ = try TokenizerJSON(bytes: tokenizerJSON, source: file)
+            try checkOutput(out)   // writable before the weights are dequantised
             let model = try GGUFModel.load(gguf, tokenizer: nil)
             let dir = URL(fileURLWithPath: (out as NSString).expandingTildeInPath)
             try Checkpoint.saveModel(model, to: dir)

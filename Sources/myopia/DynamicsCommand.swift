@@ -4,6 +4,7 @@ import Myopia
 import MyopiaLab
 
 struct DynamicsCommand: ConfigFileCommand {
+    static let configExample = #"{"eval_windows": 64}"#
     static let configuration = CommandConfiguration(
         commandName: "dynamics",
         abstract: "How pre-caching appears over training: every kept checkpoint of a run, measured.",
@@ -24,7 +25,7 @@ struct DynamicsCommand: ConfigFileCommand {
     @Option(help: "Windows per forward pass.") var batch = 8
     @Flag(help: "Print one JSON object.") var json = false
     @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
-    @OptionGroup var configFile: ConfigFileOption
+    @OptionGroup var configFile: ConfigFileOption<DynamicsCommand>
 
     func validate() throws {
         for (value, flag) in [(evalWindows, "--eval-windows"), (horizonSequences, "--horizon-sequences"),

@@ -264,7 +264,7 @@ final class GGUFTokenizerTests: XCTestCase {
         XCTAssertEqual(untyped.endOfText, 259)
 
         // The error names the file; a missing file is a typed error too.
-        let bad = try tinyGGUF(dir, replacing: ["tokenizer.ggml.pre": MiniGGUF.string("qwen2")])
+        let bad = try tinyGGUF(dir, replacing: ["tokenizer.ggml.pre": MiniGGUF.string("falcon")])
         XCTAssertEqual(assertInputError(try Tokenizers.load(bad.path), "unsupported", field: pre)?.file, bad.path)
         XCTAssertEqual(assertInputError(try BPETokenizer.load(gguf: dir.appendingPathComponent("gone.gguf")), "missing", field: "file")?.file,
                        dir.appendingPathComponent("gone.gguf").path)

@@ -481,6 +481,10 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         try shared.encode(tiedEmbeddings, forKey: .tiedEmbeddings)
         try shared.encodeIfPresent(bosTokenID, forKey: .bosTokenID)
         try shared.encodeIfPresent(eosTokenID, forKey: .eosTokenID)
+        if architecture.embeddingHasPaddingRow {
+            // Written even when nil: a family's default (Gemma 2: 0, OLMo 2: 1) would otherwise freeze a row.
+            if let padTokenID { try shared.encode(padTokenID, forKey: .padTokenID) } else { try shared.encodeNil(forKey: .padTokenID) }
+        }
         try shared.encodeIfPresent(tokenizer, forKey: .tokenizer)
         if attention != .causal { try shared.encode(attention, forKey: .attention) }
         if predictionHeads > 1 { try shared.encode(predictionHeads, forKey: .predictionHeads) }
@@ -491,9 +495,6 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     /// family's extras).
     private func encodeLlama(to encoder: Encoder) throws {
         try encodeShared(to: encoder)
-        // Written even when nil: a family's default (Gemma 2: 0, OLMo 2: 1) would otherwise freeze a row.
-        var shared = encoder.container(keyedBy: CodingKeys.self)
-        if let padTokenID { try shared.encode(padTokenID, forKey: .padTokenID) } else { try shared.encodeNil(forKey: .padTokenID) }
         var c = encoder.container(keyedBy: LlamaKeys.self)
         try c.encode([huggingFaceClass], forKey: .architectures)
         try c.encode(vocabSize, forKey: .vocabSize)

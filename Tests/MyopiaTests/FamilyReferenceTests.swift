@@ -197,10 +197,10 @@ final class FamilyReferenceTests: XCTestCase {
             }
         }
         // Asked of a family without the site: refused by name.
-        let llama = try load("qwen2").2
-        assertInputError(try llama.runWithCache(tokens: [1], batch: 1, seqLen: 1, names: ["blocks.0.attn.q_norm.hook_normalized"]),
+        let qwen2 = try load("qwen2").2
+        assertInputError(try qwen2.runWithCache(tokens: [1], batch: 1, seqLen: 1, names: ["blocks.0.attn.q_norm.hook_normalized"]),
                          "invalidValue", field: "blocks.0.attn.q_norm.hook_normalized", reason: "q/k norms")
-        assertInputError(try llama.runWithCache(tokens: [1], batch: 1, seqLen: 1, names: ["blocks.0.ln2_post.hook_in"]),
+        assertInputError(try qwen2.runWithCache(tokens: [1], batch: 1, seqLen: 1, names: ["blocks.0.ln2_post.hook_in"]),
                          "invalidValue", field: "blocks.0.ln2_post.hook_in", reason: "norms after attention")
     }
 

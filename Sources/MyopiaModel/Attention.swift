@@ -357,21 +357,36 @@ enum Attention {
                            share beta: Float, group: Int, head: (Int) -> HeadRows) {
         let rest = 1 - beta
         for r in 0..<rows {
-            for j in 0..<hs {
-                dkIn[r * ld + j] = beta * dk[r * ld + j]
-                dvIn[r * ld + j] = beta * dv[r * ld + j]
-            }
+            scaledRow(dkIn + r * ld, dk + r * ld, beta, count: hs, accumulate: false)
+            scaledRow(dvIn + r * ld, dv + r * ld, beta, count: hs, accumulate: false)
         }
         for g in 0..<group {
             let h = head(g)
             for r in 0..<rows {
                 let dsDiag = rest * h.ds[r * h.dsStride + r], pDiag = rest * h.p[r * h.pStride + r]
-                let q = h.q + r * h.qStride, dz = h.dz + r * h.dzStride
-                for j in 0..<hs {
-                    dkIn[r * ld + j] += dsDiag * q[j]
-                    dvIn[r * ld + j] += pDiag * dz[j]
-                }
+                scaledRow(dkIn + r * ld, h.q + r * h.qStride, dsDiag, count: hs, accumulate: true)
+                scaledRow(dvIn + r * ld, h.dz + r * h.dzStride, pDiag, count: hs, accumulate: true)
             }
+        }
+    }
+
+    /// out[j] = s·x[j], or out[j] + s·x[j] when accumulating, for j < count: 16 lanes at a time, a
+    /// product then a sum (no fused multiply-add), so every element rounds as the scalar form does.
+    /// out may be x.
+    @inline(__always)
+    static func scaledRow(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ s: Float, count: Int,
+                          accumulate: Bool) {
+        var j = 0
+        let o = UnsafeMutableRawPointer(out), xr = UnsafeRawPointer(x), sv = SIMD16<Float>(repeating: s)
+        while j + 16 <= count {
+            let product = sv * xr.loadUnaligned(fromByteOffset: 4 * j, as: SIMD16<Float>.self)
+            let value = accumulate ? o.loadUnaligned(fromByteOffset: 4 * j, as: SIMD16<Float>.self) + product : product
+            o.storeBytes(of: value, toByteOffset: 4 * j, as: SIMD16<Float>.self)
+            j += 16
+        }
+        while j < count {
+            out[j] = accumulate ? out[j] + s * x[j] : s * x[j]
+            j += 1
         }
     }
 }

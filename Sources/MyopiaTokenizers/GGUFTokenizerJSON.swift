@@ -21,9 +21,12 @@
 // text. tokenizer.ggml.add_bos_token / add_eos_token (the bos default is on for "llama") put the bos
 // before and the eos after a sequence encoded with special tokens.
 //
-// One difference from transformers, kept on purpose: "smollm" gets SmolLM2's own pre-tokenizer
-// (every digit alone, then GPT-2's regex), as llama.cpp and SmolLM2's tokenizer.json do; transformers
-// drops the digit step (tools/reference/smollm2_tokenizer_reference.py).
+// Where transformers and the file part ways (`PreTokenizerSource`): for tokenizer.ggml.pre "smollm",
+// transformers' converter builds plain ByteLevel and drops SmolLM2's digit step (every digit alone,
+// then GPT-2's regex), which llama.cpp and SmolLM2's own tokenizer.json keep. The ids differ only
+// where whitespace meets a number (tools/reference/smollm2_tokenizer_reference.py records where).
+// `.transformers` (the default, what `myopia convert` writes) follows transformers; `.file` keeps the
+// digit step, as Myopia's own reading of the GGUF (BPETokenizer) does.
 
 import Foundation
 import MyopiaSupport
@@ -39,9 +42,19 @@ public enum GGUFTokenizerJSON {
     ]
     /// The tokenizer.ggml.model values read.
     public static let models = ["gpt2", "llama"]
+    /// The pre-tokenizers transformers' GGUF converter does not build: it uses ByteLevel's own regex.
+    public static let transformersDrops: Set<String> = ["smollm"]
+
+    /// Which pre-tokenizer a byte-level tokenizer.json gets where transformers and the file differ.
+    public enum PreTokenizerSource: String, CaseIterable, Sendable {
+        /// As transformers' `from_pretrained(…, gguf_file:)` builds it.
+        case transformers
+        /// As tokenizer.ggml.pre names it (llama.cpp's reading, and the model's own tokenizer.json).
+        case file = "gguf"
+    }
 
     /// A tokenizer.json for the file's tokenizer (UTF-8 bytes).
-    public static func make(_ file: GGUFFile) throws -> [UInt8] {
+    public static func make(_ file: GGUFFile, preTokenizer preTokenizerSource: PreTokenizerSource = .transformers) throws -> [UInt8] {
         let source = file.source
         func field(_ key: String) -> String { "metadata \(ggufQuoted(key))" }
         let model = try file.string("tokenizer.ggml.model")
@@ -96,7 +109,8 @@ public enum GGUFTokenizerJSON {
                 return parts.map(String.init)
             }
             json["normalizer"] = NSNull()
-            json["pre_tokenizer"] = byteLevelPreTokenizer(split)
+            let dropped = preTokenizerSource == .transformers && transformersDrops.contains(preName)
+            json["pre_tokenizer"] = byteLevelPreTokenizer(dropped ? nil : split)
             json["decoder"] = ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true] as [String: Any]
         } else {
             let gemma = (try? file.string("general.architecture")).map { $0.hasPrefix("gemma") } ?? false
@@ -162,8 +176,8 @@ public enum GGUFTokenizerJSON {
     }
 
     /// The tokenizer as HuggingFaceTokenizer runs it.
-    public static func tokenizer(_ file: GGUFFile, name: String) throws -> HuggingFaceTokenizer {
-        try HuggingFaceTokenizer(TokenizerJSON(bytes: make(file), source: file.source), name: name)
+    public static func tokenizer(_ file: GGUFFile, name: String, preTokenizer: PreTokenizerSource = .transformers) throws -> HuggingFaceTokenizer {
+        try HuggingFaceTokenizer(TokenizerJSON(bytes: make(file, preTokenizer: preTokenizer), source: file.source), name: name)
     }
 
     /// GemmaTokenizer names its unknown token; LlamaTokenizer's BPE model names none.

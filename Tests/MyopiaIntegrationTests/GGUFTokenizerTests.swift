@@ -108,6 +108,28 @@ final class GGUFTokenizerTests: XCTestCase {
         XCTAssertTrue(wrong.contains("space_before_number"))
     }
 
+    /// The tokenizer.json `myopia convert` writes for the SmolLM2 GGUF: by default the one transformers
+    /// builds from the file (no Digits step: its own ids where whitespace meets a number, SmolLM2's
+    /// elsewhere); with `--pre-tokenizer gguf` SmolLM2's own pre-tokenizer, so every sample's ids.
+    func testConvertedTokenizerFollowsTransformersOrTheFile() throws {
+        let file = try GGUFFile(contentsOf: Self.store.fetch("smollm2-135m"))
+        let transformers = try XCTUnwrap(reference()["transformers_gguf"] as? [String: Any])
+        let theirs = try XCTUnwrap(transformers["ids"] as? [String: Any])
+        let differsOn = try XCTUnwrap(transformers["differs_on"] as? [String])
+        XCTAssertEqual(Set(theirs.keys), Set(differsOn))
+        XCTAssertFalse(differsOn.isEmpty)
+        let asTransformers = try GGUFTokenizerJSON.tokenizer(file, name: "smollm2", preTokenizer: .transformers)
+        let asFile = try GGUFTokenizerJSON.tokenizer(file, name: "smollm2", preTokenizer: .file)
+        for s in try samples() {
+            let expected = try theirs[s.name].map { try ids($0) } ?? s.idsSpecial
+            XCTAssertEqual(asTransformers.encode(s.text, addSpecialTokens: false), expected, "\(s.name) as transformers builds it")
+            XCTAssertEqual(asFile.encode(s.text, addSpecialTokens: false), s.idsSpecial, "\(s.name) with the file's pre-tokenizer")
+        }
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(GGUFTokenizerJSON.make(file))) as? [String: Any])
+        XCTAssertEqual((json["pre_tokenizer"] as? [String: Any])?["type"] as? String,
+                       (transformers["pre_tokenizer"] as? [String: Any])?["type"] as? String)
+    }
+
     /// All of tiny-shakespeare (1.1 MB): Hugging Face's ids, and the encoding speed.
     func testTinyShakespeareMatchesHuggingFace() throws {
         let t = try smollm2()

@@ -38,8 +38,10 @@ Writes Tests/Fixtures/tokenizer/smollm2_reference.json (or --out):
                   code points that Digits isolates (char::is_numeric, Unicode 17 in tokenizers
                   0.23) but that GPT-2's regex (\\p{N}, Unicode 16) calls "other".
   transformers_gguf
-                  {pre_tokenizer, differs_on}: what transformers' GGUF conversion built, and the
-                  samples where its ids differ from the reference.
+                  {pre_tokenizer, differs_on, ids}: what transformers' GGUF conversion built, the
+                  samples where its ids (control tokens special, no BOS/EOS) differ from
+                  ids_special, and its ids for each of those samples (`myopia convert`'s default
+                  tokenizer.json must give them).
   source          the sha256 of the GGUF and the library versions used.
 
 Usage (from the repo root):
@@ -265,12 +267,14 @@ def main():
     # Digits step is its only difference, and it shows only where whitespace is followed by a number.
     gpt2_only = build_reference(tokens, merges, control, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True))
     differs_on = []
+    transformers_ids = {}
     for s in out_samples:
         got = hf.encode(s["text"], add_special_tokens=False)
         if got != ids_of(gpt2_only, s["text"]):
             sys.exit(f"transformers' GGUF tokenizer differs from BPE + ByteLevel on {s['name']}")
         if got != s["ids_special"]:
             differs_on.append(s["name"])
+            transformers_ids[s["name"]] = got
             if not any(a.isspace() and b.isnumeric() for a, b in zip(s["text"], s["text"][1:])):
                 sys.exit(f"transformers' GGUF tokenizer differs on {s['name']}, where no whitespace meets a number")
     for name in ("hello", "paris", "capital", "contractions", "cjk", "emoji", "chat"):
@@ -311,7 +315,7 @@ def main():
         "samples": out_samples,
         "bytes_without_token": missing,
         "digits_beyond_regex_numbers": digits_beyond_regex(),
-        "transformers_gguf": {"pre_tokenizer": hf_pre, "differs_on": differs_on},
+        "transformers_gguf": {"pre_tokenizer": hf_pre, "differs_on": differs_on, "ids": transformers_ids},
         "tinyshakespeare": {
             "bytes": len(shakespeare.encode("utf-8")),
             "count": len(shakespeare_ids),

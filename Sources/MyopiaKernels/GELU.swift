@@ -13,6 +13,7 @@ extension RowOps {
         Parallel.forEachChunk(of: count, chunk: elementsPerItem, (outP, inP)) { args, start, end in
             let (outP, inP) = args
             let x = inP.pointer, y = outP.pointer
+            if usesAVX512 { return myopia_gelu_forward_avx512(y + start, x + start, end - start) }
             if usesAVX2 { return myopia_gelu_forward_avx2(y + start, x + start, end - start) }
             var i = start
             while i + 8 <= end {
@@ -30,6 +31,7 @@ extension RowOps {
         Parallel.forEachChunk(of: count, chunk: elementsPerItem, (dxP, inP, dyP)) { args, start, end in
             let (dxP, inP, dyP) = args
             let x = inP.pointer, dy = dyP.pointer, dx = dxP.pointer
+            if usesAVX512 { return myopia_gelu_backward_avx512(dx + start, x + start, dy + start, end - start) }
             if usesAVX2 { return myopia_gelu_backward_avx2(dx + start, x + start, dy + start, end - start) }
             var i = start
             while i + 8 <= end {

@@ -11,6 +11,9 @@ public enum RowOps {
     /// True when exp, softmax and GELU run the AVX2+FMA C code (else the portable SIMD8 Swift code):
     /// where the GEMM kernel is an FMA one (so MYOPIA_KERNEL=portable makes them portable too).
     static var usesAVX2: Bool { GEMM.usesFMA && !forcePortable }
+    /// True when they run the AVX-512 C code: where the GEMM kernel is the AVX-512 one. Its results are
+    /// bitwise the AVX2 code's (the same operations per element; softmax sums in 8 lanes as AVX2 does).
+    static var usesAVX512: Bool { GEMM.kernel == .avx512 && !forcePortable }
 
     /// Forces the portable Swift row operations (tests of the portable path).
     nonisolated(unsafe) static var forcePortable = false
@@ -19,6 +22,7 @@ public enum RowOps {
     /// large negative inputs give 0 (not NaN/denormal garbage), -inf gives 0.
     public static func exp(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
         guard count > 0 else { return }
+        if usesAVX512 { return myopia_exp_avx512(x, y, count) }
         if usesAVX2 { return myopia_exp_avx2(x, y, count) }
         var i = 0
         while i + 8 <= count {
@@ -58,6 +62,7 @@ public enum RowOps {
                                         statistics: UnsafePointer<Float>) {
         guard count > 0 else { return }
         let maxValue = statistics[0], inverse = statistics[1]
+        if usesAVX512 { return myopia_softmax_recompute_avx512(x, count, scale, maxValue, inverse) }
         if usesAVX2 { return myopia_softmax_recompute_avx2(x, count, scale, maxValue, inverse) }
         let tail = count & 7, body = count - tail
         var i = 0
@@ -94,7 +99,7 @@ public enum RowOps {
     private static func softmaxInPlace(_ x: UnsafeMutablePointer<Float>, count: Int, scale: Float) -> (Float, Float) {
         if usesAVX2 {
             var maxValue: Float = 0
-            let sum = myopia_softmax_avx2(x, count, scale, &maxValue)
+            let sum = usesAVX512 ? myopia_softmax_avx512(x, count, scale, &maxValue) : myopia_softmax_avx2(x, count, scale, &maxValue)
             return (maxValue, sum)
         }
         let tail = count & 7, body = count - tail

@@ -40,13 +40,16 @@ class KernelTestCase: XCTestCase {
         super.tearDown()
     }
 
-    /// Runs `body` once with the AVX2 row operations (where the CPU has them) and once with the
-    /// portable Swift ones.
+    /// Runs `body` once with each vectorised row-operation path the CPU has (AVX-512, AVX2: they
+    /// follow GEMM.kernel) and once with the portable Swift one.
     func forEachRowOpsPath(_ body: (String) -> Void) {
-        for portable in [false, true] {
-            RowOps.forcePortable = portable
-            body(RowOps.usesAVX2 ? "avx2" : "portable")
+        RowOps.forcePortable = false
+        for kernel in GEMM.Kernel.available where kernel != .portable {
+            GEMM.kernel = kernel
+            body(RowOps.usesAVX512 ? "avx512" : "avx2")
         }
+        RowOps.forcePortable = true
+        body("portable")
     }
 
     /// Runs `body` once with each GEMM kernel this CPU can run (GEMM.kernel set to it).

@@ -115,6 +115,13 @@ void myopia_softmax_recompute_avx2(float *x, long count, float scale, float max,
 void myopia_gelu_forward_avx2(float *out, const float *in, long count);
 /// dx[i] = dy[i] * gelu_tanh'(x[i]); dx may alias dy.
 void myopia_gelu_backward_avx2(float *dx, const float *x, const float *dy, long count);
+/// The same five with 16-lane AVX-512 vectors (call only where the CPU has avx512f): bitwise the
+/// AVX2 ones' results.
+void myopia_exp_avx512(const float *x, float *y, long count);
+float myopia_softmax_avx512(float *x, long count, float scale, float *max_out);
+void myopia_softmax_recompute_avx512(float *x, long count, float scale, float max, float inverse);
+void myopia_gelu_forward_avx512(float *out, const float *in, long count);
+void myopia_gelu_backward_avx512(float *dx, const float *x, const float *dy, long count);
 
 /// One AdamW step's constants (see AdamW.swift) and the clipping factor applied to the gradient.
 typedef struct {

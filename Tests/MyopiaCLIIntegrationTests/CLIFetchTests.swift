@@ -63,4 +63,18 @@ final class CLIFetchTests: CLITestCase {
             XCTAssertEqual(got, want, accuracy: 1e-4 * max(1, want), "position \(t)")
         }
     }
+
+    /// `--model smollm2-135m` is its own tokenizer: one asset looked up twice, its "cached at" line
+    /// printed once.
+    func testKnownModelSaysWhereItIsCachedOnce() throws {
+        let assets = ["MYOPIA_HOME": FileManager.default.temporaryDirectory.appendingPathComponent("myopia-test-assets").path]
+        let text = FileManager.default.temporaryDirectory.appendingPathComponent("cached-once-\(getpid()).txt")
+        try String(repeating: "To be, or not to be, that is the question. ", count: 20).write(to: text, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: text) }
+        let eval = try run(["eval", "--model", "smollm2-135m", "--data", text.path, "--seq-len", "16", "--max-windows", "1"],
+                           environment: assets)
+        XCTAssertEqual(eval.status, 0, eval.stderr)
+        let lines = eval.stderr.split(separator: "\n").filter { $0.hasPrefix("smollm2-135m: cached at ") }
+        XCTAssertEqual(lines.count, 1, eval.stderr)
+    }
 }

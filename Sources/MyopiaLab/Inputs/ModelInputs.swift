@@ -13,8 +13,14 @@ public enum ModelInputs {
     public static func load(_ nameOrPath: String, seqLen: Int? = nil, tokenizer override: String? = nil,
                             need: MemoryBudget.Need = .forward, activations: Int = 0,
                             log: (String) -> Void = { _ in }) throws -> Loaded {
-        try load(ModelSource.locate(nameOrPath, log: log), seqLen: seqLen, tokenizer: override, need: need,
-                 activations: activations, log: log)
+        // A known model (smollm2-135m) is also its own tokenizer: its asset is looked up twice, and
+        // its "cached at" line is said once.
+        try withoutActuallyEscaping(log) { log in
+            var said = Set<String>()
+            let once = { (line: String) in if said.insert(line).inserted { log(line) } }
+            return try load(ModelSource.locate(nameOrPath, log: once), seqLen: seqLen, tokenizer: override, need: need,
+                            activations: activations, log: once)
+        }
     }
 
     /// `load` for a model already located (a command that first looks at its config).

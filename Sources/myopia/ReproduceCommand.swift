@@ -8,7 +8,7 @@ struct ReproduceCommand: ConfigFileCommand {
     static let configuration = CommandConfiguration(
         commandName: "reproduce",
         abstract: "Check Myopia against the literature: the paper's figures beside ours.",
-        usage: "myopia reproduce wu2024 [--budget 30m|2h|8h] [--quick] [--out <out>]",
+        usage: "myopia reproduce <paper> [--budget 30m|2h|8h] [--quick] [--out <out>]",
         discussion: """
         Wu, Morris & Levine 2024 ("Do Language Models Plan for Future Tokens?") at the scale a budget allows. Each budget is a fixed plan (models, steps, seeds) written to plan.json before any work; a budget in seconds gets the largest plan that fits. Sections, each in its own folder of --out:
 
@@ -73,18 +73,19 @@ struct ReproduceCommand: ConfigFileCommand {
         }
     }
 
-    /// The table on the terminal: one line per row.
+    /// The table on the terminal: one line per row, each column as wide as its widest cell.
     static func format(_ t: Reproduce.Table) -> String {
         func f(_ v: Double?) -> String { v.map { String(format: "%.4g", $0) } ?? "–" }
         func pad(_ s: String, _ n: Int) -> String { s.padding(toLength: max(n, s.count), withPad: " ", startingAt: 0) }
-        var lines = ["\(t.paper.title) (\(t.paper.arxiv)): plan \(t.tier.rawValue), seed \(t.seed), \(Int(t.seconds)) s on \(t.cores) cores"
-                     + (t.checkedAgainstPaperText ? "" : "; paper figures not yet checked against the paper's text"),
-                     "", pad("figure", 36) + pad("paper", 9) + pad("measured [95% interval]", 30) + "verdict"]
-        for r in t.rows {
+        let header = ["figure", "paper", "measured [95% interval]", "verdict"]
+        let cells = t.rows.map { r -> [String] in
             let measured = r.verdict == .notMeasured ? "–" : f(r.measured) + (r.interval.map { " [\(f($0[0])), \(f($0[1]))]" } ?? "")
-            lines.append(pad(r.id, 36) + pad(f(r.paper.value), 9) + pad(measured, 30) + r.verdict.rawValue
-                         + (r.reason.map { ": \($0)" } ?? ""))
+            return [r.id, f(r.paper.value), measured, r.verdict.rawValue + (r.reason.map { ": \($0)" } ?? "")]
         }
-        return lines.joined(separator: "\n")
+        let widths = (0..<3).map { c in ([header] + cells).map { $0[c].count }.max()! + 2 }
+        func line(_ row: [String]) -> String { (0..<3).map { pad(row[$0], widths[$0]) }.joined() + row[3] }
+        let title = "\(t.paper.title) (\(t.paper.arxiv)): plan \(t.tier.rawValue), seed \(t.seed), \(Int(t.seconds)) s on \(t.cores) cores"
+            + (t.checkedAgainstPaperText ? "" : "; paper figures not yet checked against the paper's text")
+        return ([title, "", line(header)] + cells.map(line)).joined(separator: "\n")
     }
 }

@@ -99,23 +99,10 @@ final class ReproduceCLITests: CLITestCase {
         // Ctrl-C once the first section is done; the same command again finishes the plan.
         let stopped = dir.appendingPathComponent("stopped")
         let first = stopped.appendingPathComponent("sine-p0.3-f3/section.json")
-        let process = Process()
-        process.executableURL = myopiaBinary
-        process.arguments = ["reproduce", "wu2024", "--quick", "--out", stopped.path]
-        let err = Pipe()
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = err
-        try process.run()
-        var waited = 0
-        while !FileManager.default.fileExists(atPath: first.path) && process.isRunning && waited < 120_000 {
-            usleep(5_000)
-            waited += 5
+        let (status, stderr) = try interrupt(["reproduce", "wu2024", "--quick", "--out", stopped.path]) {
+            FileManager.default.fileExists(atPath: first.path)
         }
-        XCTAssertTrue(process.isRunning, "the plan ended before it was interrupted")
-        kill(process.processIdentifier, SIGINT)
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 130, stderr)
+        XCTAssertEqual(status, 130, stderr)
         XCTAssertTrue(stderr.contains("run the same command again"), stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: stopped.appendingPathComponent("reproduce.json").path))
         let firstRecord = try Data(contentsOf: first)

@@ -45,6 +45,24 @@ extension Reproduce {
             case id, what, paper, measured, interval, scale, ours, rules, verdict, reason, curve
             case perSeed = "per_seed"
         }
+
+        /// Every row has `measured` and `interval`, null where there is none (a row not measured,
+        /// one seed, a crossover's curve), so a reader never mistakes a missing key for a bug.
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(id, forKey: .id)
+            try c.encode(what, forKey: .what)
+            try c.encode(paper, forKey: .paper)
+            try c.encode(measured, forKey: .measured)
+            try c.encode(interval, forKey: .interval)
+            try c.encodeIfPresent(perSeed, forKey: .perSeed)
+            try c.encode(scale, forKey: .scale)
+            try c.encodeIfPresent(ours, forKey: .ours)
+            try c.encode(rules, forKey: .rules)
+            try c.encode(verdict, forKey: .verdict)
+            try c.encodeIfPresent(reason, forKey: .reason)
+            try c.encodeIfPresent(curve, forKey: .curve)
+        }
     }
 
     public struct Table: Codable, Sendable {

@@ -40,15 +40,11 @@ struct DemoCommand: ConfigFileCommand {
     @Flag(help: "Every stage with tiny models (under a minute): for tests and a first look.") var quick = false
     @Flag(help: "Do not use the package registry: train the text stages on offline synthetic text.") var offline = false
     @Flag(name: .customLong("skip-smollm2"), help: "Do not run the SmolLM2-135M stage.") var skipSmolLM2 = false
-    @Option(help: "Wall-time budget in seconds; the SmolLM2 stage runs only if it fits (default 900; --quick 180).")
-    var budget: Double?
+    @Option(help: "Wall-time budget: seconds, or 30m, 2h; the SmolLM2 stage runs only if it fits (default 900; --quick 180).")
+    var budget: BudgetArgument?
     @Flag(help: "Print summary.json's contents instead of the table.") var json = false
     @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
     @OptionGroup var configFile: ConfigFileOption<DemoCommand>
-
-    func validate() throws {
-        if let budget, !(budget > 0) { throw ValidationError("--budget must be a positive number of seconds") }
-    }
 
     func run() throws {
         Terminal.quiet = quiet || json
@@ -56,7 +52,7 @@ struct DemoCommand: ConfigFileCommand {
         try reportingErrors {
             var partStarted = Date()
             let options = Demo.Options(out: URL(fileURLWithPath: out), quick: quick, seed: seed, offline: offline,
-                                       skipSmolLM2: skipSmolLM2, budget: budget)
+                                       skipSmolLM2: skipSmolLM2, budget: budget?.seconds)
             let summary = try Demo.run(options, log: { line in
                 Terminal.info(line)
                 // "STAGE: training RUN (…)": the runs begun, for what Ctrl-C reports as finished.

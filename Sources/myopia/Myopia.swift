@@ -17,7 +17,7 @@ struct MyopiaCommand: ParsableCommand {
         Every command takes --config FILE.json whose keys are its flags (flags on the command line win), --json where it reports numbers and --quiet where it shows progress. `myopia runs` lists what the commands wrote; `myopia report RUN...` draws it in one HTML file.
         """,
         version: myopiaVersion,
-        subcommands: [DemoCommand.self, TrainCommand.self, EvalCommand.self, GradientsCommand.self, HorizonCommand.self, DynamicsCommand.self, UpstreamCommand.self, GapCommand.self, GamesCommand.self, BonusCommand.self,
+        subcommands: [DemoCommand.self, ReproduceCommand.self, TrainCommand.self, EvalCommand.self, GradientsCommand.self, HorizonCommand.self, DynamicsCommand.self, UpstreamCommand.self, GapCommand.self, GamesCommand.self, BonusCommand.self,
                       SyntheticCommand.self, GenerateCommand.self, TokenizeCommand.self, ProbeCommand.self, LensCommand.self,
                       ConvertCommand.self, FetchCommand.self, BenchCommand.self, RunsCommand.self, ReportCommand.self])
 }

@@ -39,7 +39,6 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Fine-tune this trained model (a checkpoint or run folder, .gguf file or model name) instead of a fresh one; under --flow local-myopic it also stays, frozen, as the source of earlier positions' keys and values. The shape and tokenizer are its own. The run records it: --resume finds it again.")
     var reference: String?
     @Option(help: "Seed for initialisation and batches (default \(trainDefaults.seed)).") var seed: UInt64?
-    @Option(name: .customLong("log-gradient-split"), parsing: .unconditional, help: "Every N steps, log g_myopic and g_future per parameter group to metrics.jsonl.") var logGradientSplit: Int?
     @Flag(help: "Continue from the newest checkpoint in --out.") var resume = false
     @Flag(help: "Print only the final result.") var quiet = false
     @Flag(help: "Print the final metrics as JSON.") var json = false
@@ -48,7 +47,6 @@ struct TrainCommand: ParsableCommand {
         var c = try settings.resolve()
         if let flow { c.flow = try GradientFlow(parsing: flow) }
         if let seed { c.seed = seed }
-        if let logGradientSplit { c.logGradientSplit = logGradientSplit }
         return c
     }
 

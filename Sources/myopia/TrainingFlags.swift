@@ -34,6 +34,9 @@ struct TrainingFlags: ParsableArguments {
     @Option(name: .customLong("checkpoint-at"), parsing: .unconditional,
             help: "Also keep checkpoints at these steps for good: log:N (N log-spaced steps) or a list (10,100,500).")
     var checkpointAt: String?
+    @Option(name: .customLong("log-gradient-split"), parsing: .unconditional,
+            help: "Every N steps, log g_myopic and g_future per parameter group to metrics.jsonl (what `dynamics` draws; default off).")
+    var logGradientSplit: Int?
     @OptionGroup var game: GameFlags
 
     /// `--config` (or the defaults) with every given flag applied. A peak learning rate below the
@@ -62,6 +65,7 @@ struct TrainingFlags: ParsableArguments {
         if let logEvery { c.logEvery = logEvery }
         if let checkpointEvery { c.checkpointEvery = checkpointEvery }
         if let checkpointAt { c.checkpointAt = checkpointAt }
+        if let logGradientSplit { c.logGradientSplit = logGradientSplit }
         if applyingGame { try game.apply(to: &c) }
         if minLR == nil, lr != nil, c.minLR > c.lr { c.minLR = c.lr / 10 }
         if warmup == nil, steps != nil, c.warmup > c.steps / 2 { c.warmup = c.steps / 10 }

@@ -14,28 +14,6 @@ final class InterruptCLITests: CLITestCase {
         return url
     }
 
-    /// Starts `myopia arguments`, waits until `ready()` holds (the command is training), sends
-    /// SIGINT and returns the exit status and stderr.
-    func interrupt(_ arguments: [String], when ready: () -> Bool) throws -> (status: Int32, stderr: String) {
-        let process = Process()
-        process.executableURL = myopiaBinary
-        process.arguments = arguments
-        let err = Pipe()
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = err
-        try process.run()
-        var waited = 0
-        while !ready() && process.isRunning && waited < 60_000 {
-            usleep(10_000)
-            waited += 10
-        }
-        XCTAssertTrue(process.isRunning, "the command ended before it was interrupted")
-        kill(process.processIdentifier, SIGINT)
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, stderr)
-    }
-
     func loggedSteps(_ run: URL) -> Int {
         let text = (try? String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)) ?? ""
         return text.split(separator: "\n").count

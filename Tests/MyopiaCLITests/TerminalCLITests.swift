@@ -27,12 +27,12 @@ final class TerminalCLITests: CLITestCase {
 
     func testEveryCommandHasAWorkedExampleAndTheCommonFlags() throws {
         let all = try commands()
-        XCTAssertEqual(Set(all.map(\.path)), ["demo", "train", "eval", "gradients", "horizon", "dynamics", "upstream", "gap", "games", "bonus", "synthetic sine",
+        XCTAssertEqual(Set(all.map(\.path)), ["demo", "reproduce", "train", "eval", "gradients", "horizon", "dynamics", "upstream", "gap", "games", "bonus", "synthetic sine",
                                               "synthetic recall", "synthetic table-sum", "generate", "tokenize", "probe", "lens",
                                               "fetch", "bench", "runs", "report", "convert"])
         let reportsNumbers: Set = ["train", "eval", "gradients", "horizon", "dynamics", "gap", "games", "bonus", "synthetic sine", "synthetic recall",
-                                   "synthetic table-sum", "generate", "tokenize", "probe", "lens", "bench", "runs", "demo"]
-        let showsProgress: Set = ["demo", "train", "eval", "gradients", "horizon", "dynamics", "gap", "games", "bonus", "synthetic sine", "synthetic recall",
+                                   "synthetic table-sum", "generate", "tokenize", "probe", "lens", "bench", "runs", "demo", "reproduce"]
+        let showsProgress: Set = ["demo", "reproduce", "train", "eval", "gradients", "horizon", "dynamics", "gap", "games", "bonus", "synthetic sine", "synthetic recall",
                                   "synthetic table-sum", "generate", "tokenize", "probe", "lens", "fetch", "bench", "convert"]
         for c in all {
             let example = c.discussion.range(of: "Example")

@@ -53,6 +53,28 @@ open class CLITestCase: XCTestCase {
         return url
     }
 
+    /// Starts `myopia arguments`, waits until `ready()` holds (polling every 5 ms, at most 120 s),
+    /// sends SIGINT (Ctrl-C) and returns the exit status and stderr.
+    public func interrupt(_ arguments: [String], when ready: () -> Bool) throws -> (status: Int32, stderr: String) {
+        let process = Process()
+        process.executableURL = myopiaBinary
+        process.arguments = arguments
+        let err = Pipe()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = err
+        try process.run()
+        var waited = 0
+        while !ready() && process.isRunning && waited < 120_000 {
+            usleep(5_000)
+            waited += 5
+        }
+        XCTAssertTrue(process.isRunning, "the command ended before it was interrupted")
+        kill(process.processIdentifier, SIGINT)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, stderr)
+    }
+
     /// The JSON object a successful run printed on stdout.
     public func json(_ r: CLIResult, file: StaticString = #filePath, line: UInt = #line) throws -> [String: Any] {
         XCTAssertEqual(r.status, 0, r.stderr, file: file, line: line)

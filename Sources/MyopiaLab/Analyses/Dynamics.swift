@@ -146,8 +146,11 @@ public enum Dynamics {
                 throw InputError.invalidValue(file: url.path, field: "line \(n + 1)", expected: "a metrics record", found: "\(error)")
             }
             guard let split = metrics.gradientSplit, !split.isEmpty else { continue }
-            let future = split.values.reduce(0) { $0 + $1.futureNorm * $1.futureNorm }
-            let vanilla = split.values.reduce(0) { $0 + $1.vanillaNorm * $1.vanillaNorm }
+            // Summed in the groups' name order: a dictionary's own order changes from process to
+            // process, and with it the last bit of the sum.
+            let groups = split.keys.sorted().map { split[$0]! }
+            let future = groups.reduce(0) { $0 + $1.futureNorm * $1.futureNorm }
+            let vanilla = groups.reduce(0) { $0 + $1.vanillaNorm * $1.vanillaNorm }
             out.append(DynamicsTable.SplitPoint(step: metrics.step, futureShare: vanilla > 0 ? (future / vanilla).squareRoot() : 0))
         }
         return out

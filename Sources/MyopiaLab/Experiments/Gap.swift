@@ -138,9 +138,11 @@ public enum Gap {
     }
 
     /// Trains and evaluates every (seed, flow) in `out`, writes `out/gap.json` and returns it.
-    /// `onStart` is called before each run, `onTrainLog` at each of its logged steps.
+    /// `onStart` is called before each run, `onTrainLog` at each of its logged steps. With a
+    /// `reference` (a trained model), every run fine-tunes a copy of it instead of starting afresh:
+    /// the gap of a pretrained model (`config` then has its shape, as `ReferenceModel.load` sets).
     public static func run(_ options: Options, dataset: TokenDataset, tokenizer: any Tokenizer = ByteTokenizer(),
-                           log: (String) -> Void = { _ in },
+                           reference: Transformer? = nil, log: (String) -> Void = { _ in },
                            onStart: (GradientFlow, UInt64) -> Void = { _, _ in },
                            onTrainLog: (TrainMetrics) -> Void = { _ in }) throws -> Summary {
         try options.config.validate()
@@ -167,8 +169,9 @@ public enum Gap {
                 if !options.resume { try? FileManager.default.removeItem(at: folder) }
                 onStart(flow, seed)
                 let runStart = Date()
-                let trainer = try Trainer(config: config, dataset: dataset, out: folder, vocabSize: tokenizer.vocabSize,
-                                          tokenizer: tokenizer.name, resume: options.resume)
+                let trainer = try Trainer(config: config, dataset: dataset, out: folder,
+                                          vocabSize: reference?.config.vocabSize ?? tokenizer.vocabSize,
+                                          tokenizer: tokenizer.name, resume: options.resume, reference: reference)
                 let last = try trainer.run(onLog: onTrainLog)
                 seconds[f].append(Date().timeIntervalSince(runStart))
                 let result = Evaluation.run(trainer.model, tokens: dataset.validation, seqLen: t, batch: config.batch)

@@ -85,7 +85,7 @@ public enum Report {
         }
     }
 
-    static let reportableFiles = "gap.json, games.json, bonus.json, run_config.json + metrics.jsonl, horizon*.json, eval.json, probe.json, sine_probe.json, lens.json or generation.json"
+    static let reportableFiles = "gap.json, games.json, bonus.json, run_config.json + metrics.jsonl, horizon*.json, dynamics.json, eval.json, probe.json, sine_probe.json, lens.json or generation.json"
 
     /// The folders directly inside `folder` that hold something to show, by name (checkpoints skipped).
     static func childRuns(of folder: URL) -> [URL] {
@@ -164,6 +164,9 @@ public enum Report {
             out.append(horizonSection(table, file: run.appendingPathComponent(name))
                        + (records[name].map { settingsBlock(try? RunFolder.encoder.encode($0), title: "how \(name) was made: myopia \($0.command)") } ?? "")
                        + "</section>")
+        }
+        if let dynamics = try RunFolder.load(DynamicsTable.self, DynamicsTable.fileName, in: run) {
+            out.append(dynamicsSection(dynamics, folder: run))   // ReproduceReport.swift
         }
         return out + (try analysisSections(run))
     }

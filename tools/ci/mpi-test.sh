@@ -92,8 +92,9 @@ for _ in $(seq 600); do [ -d "$work/killed/checkpoint-20" ] && break; sleep 0.1;
 [ -d "$work/killed/checkpoint-20" ] || fail "the run to be killed saved no checkpoint-20"
 victim=""
 for p in /proc/[0-9]*; do
-    if tr '\0' '\n' < "$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" \
-        && tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -q "myopia train"; then victim="${p#/proc/}"; fi
+    # (Processes that end meanwhile, or are not ours to read, are passed over quietly.)
+    if { tr '\0' '\n' < "$p/environ"; } 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" \
+        && { tr '\0' ' ' < "$p/cmdline"; } 2>/dev/null | grep -q "myopia train"; then victim="${p#/proc/}"; fi
 done
 [ -n "$victim" ] || fail "rank 1's process not found"
 kill -9 "$victim"

@@ -10,3 +10,4 @@
 @_exported import MyopiaData
 @_exported import MyopiaTraining
 @_exported import MyopiaGeneration
+@_exported import MyopiaDistributed

@@ -98,6 +98,10 @@ public final class ActivationCache {
     var hasTargets = false
     /// Positions of the last forward whose target counts (not the ignore index).
     var countedTargets = 0
+    /// What backward divides the summed loss by, when not the forward's own `countedTargets`: the
+    /// counted targets of the whole global batch, when this forward is one shard of it (the
+    /// data-parallel step), so that the shards' gradients add up to the batch's mean loss.
+    public var lossDenominator: Int?
     let layers: [Layer]
     let residFinal: UnsafeMutablePointer<Float>    // (N, C)   the residual after the last block
     let lnf: UnsafeMutablePointer<Float>           // (N, C)   ln_final.hook_normalized

@@ -294,7 +294,8 @@ public final class Transformer {
         let c = config.dModel, n = b * t, v = config.vocabSize
         let w = params.weights, g = params.grads
         CrossEntropy.backward(logits: cache.logits, logZ: cache.logZ, targets: cache.targets,
-                              rows: n, v: v, scale: lossScale / Float(max(1, cache.countedTargets)), softcap: finalSoftcap)
+                              rows: n, v: v, scale: lossScale / Float(max(1, cache.lossDenominator ?? cache.countedTargets)),
+                              softcap: finalSoftcap)
         adjust(cache.logits)
         // dlnf (N, C) = dlogits · head ; dhead (V, C) += dlogitsᵀ · lnf
         GEMM.multiply(m: n, n: c, k: v, a: cache.logits, lda: v, transA: false,

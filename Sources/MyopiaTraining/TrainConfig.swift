@@ -20,6 +20,11 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var dModel = 128
     public var seqLen = 128
     public var batch = 8
+    /// The global batch is computed in this many shards of batch/shards windows, their gradients
+    /// added in shard order: the same bits on one process or over any number of MPI ranks up to
+    /// `shards` (DataParallelStep, docs/distributed.md). 1 is the whole batch at once, as before
+    /// shards existed.
+    public var shards = 1
     public var steps = 1000
     public var lr = 1e-3
     public var minLR = 1e-4
@@ -98,7 +103,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case data, tokenizer, flow, family, layers, heads, steps, lr, warmup, beta1, beta2, eps, clip, seed, batch
+        case data, tokenizer, flow, family, layers, heads, steps, lr, warmup, beta1, beta2, eps, clip, seed, batch, shards
         case kvHeads = "kv_heads"
         case dModel = "d_model", seqLen = "seq_len", minLR = "min_lr", weightDecay = "weight_decay"
         case noDecay = "no_decay", validationFraction = "validation_fraction", evalEvery = "eval_every"
@@ -125,6 +130,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         dModel = try c.decodeIfPresent(Int.self, forKey: .dModel) ?? d.dModel
         seqLen = try c.decodeIfPresent(Int.self, forKey: .seqLen) ?? d.seqLen
         batch = try c.decodeIfPresent(Int.self, forKey: .batch) ?? d.batch
+        shards = try c.decodeIfPresent(Int.self, forKey: .shards) ?? d.shards
         steps = try c.decodeIfPresent(Int.self, forKey: .steps) ?? d.steps
         lr = try c.decodeIfPresent(Double.self, forKey: .lr) ?? d.lr
         minLR = try c.decodeIfPresent(Double.self, forKey: .minLR) ?? d.minLR
@@ -229,6 +235,13 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         try settings.optimisation(batch: batch, steps: steps, lr: lr, minLR: minLR, warmup: warmup, weightDecay: weightDecay,
                                   beta1: beta1, beta2: beta2, clip: clip)
         try check(eps > 0, "eps", "a positive number", eps)
+        try check(shards >= 1 && batch % max(1, shards) == 0, "shards", "a positive divisor of batch (\(batch))", shards)
+        if shards > 1 {
+            // The data-parallel step trains the teacher-forced loss on each shard alone (DataParallelStep).
+            try check(gameName == TrainingGame.teacherForced.name, "shards", "1 under game \(gameName) (shards train teacher-forced only)", shards)
+            try check(logGradientSplit == 0, "shards", "1 with log_gradient_split (the split is measured on the whole batch)", shards)
+            try check(flow != .localMyopic, "shards", "1 under the local-myopic flow", shards)
+        }
         try check(validationFraction > 0 && validationFraction < 1, "validation_fraction", "in (0, 1)", validationFraction)
         try check(evalEvery > 0, "eval_every", "a positive integer", evalEvery)
         try check(evalWindows > 0, "eval_windows", "a positive integer", evalWindows)

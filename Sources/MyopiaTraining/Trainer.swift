@@ -4,6 +4,8 @@ import MyopiaModel
 import MyopiaFormats
 import MyopiaTokenizers
 import MyopiaData
+import MyopiaDistributed
+import MyopiaKernels
 
 /// What a run saves beside each checkpoint so that `--resume` continues the same curve bit for bit,
 /// and the checksums that let a load tell a complete checkpoint from a damaged one.
@@ -69,12 +71,17 @@ public struct TrainMetrics: Codable, Equatable, Sendable {
     /// Under a game other than teacher forcing: what it measured over the steps since the last log
     /// (GameRunner.Statistics.logged), e.g. `next_token_loss`, `replaced_share`.
     public var game: [String: Double]?
+    /// Under shards (DataParallelStep): the logged step's time in the ordered shard sum (copies,
+    /// exchange, sums; ms) and the bytes this rank handed MPI for it (0 on one process).
+    public var reduceMs: Double?
+    public var reduceBytes: Int?
 
     enum CodingKeys: String, CodingKey {
         case step, lr
         case trainLoss = "train_loss", valLoss = "val_loss", gradNorm = "grad_norm"
         case tokensPerSecond = "tokens_per_s", msPerStep = "ms_per_step", gradientSplit = "gradient_split"
         case game
+        case reduceMs = "reduce_ms", reduceBytes = "reduce_bytes"
     }
 }
 
@@ -96,7 +103,9 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
 }
 
 /// Trains a model on a token dataset, logging to `metrics.jsonl` and TensorBoard scalars
-/// (`events.out.tfevents.*`) and writing `checkpoint-STEP` folders into `out`.
+/// (`events.out.tfevents.*`) and writing `checkpoint-STEP` folders into `out`. In an MPI job
+/// (`Distributed.group`) every rank trains the same model on its shards of each batch
+/// (DataParallelStep) and only rank 0 writes.
 public final class Trainer {
     public let config: TrainConfig
     public let model: Transformer
@@ -107,6 +116,12 @@ public final class Trainer {
     public var keepCheckpoints = 2
     var batcher: Batcher
     let cache: ActivationCache
+    /// The processes training together, and the sharded step when `config.shards` > 1 or there
+    /// are several ranks (nil: the whole batch at once, through the game runner).
+    public let group: any ProcessGroup
+    public let dataParallel: DataParallelStep?
+    /// Rank 0 writes the run folder; the other ranks only compute.
+    var writes: Bool { group.rank == 0 }
 
     public static let metricsFile = "metrics.jsonl"
     public static let runConfigFile = "run_config.json"
@@ -116,8 +131,14 @@ public final class Trainer {
     /// initialisation, and under the local-myopic flow the reference stays, frozen, as the source of
     /// earlier positions' keys and values (LocalMyopicTraining.swift).
     public init(config: TrainConfig, dataset: TokenDataset, out: URL, vocabSize: Int = 256,
-                tokenizer: String = ByteTokenizer.name, resume: Bool = false, reference: Transformer? = nil) throws {
+                tokenizer: String = ByteTokenizer.name, resume: Bool = false, reference: Transformer? = nil,
+                group: any ProcessGroup = Distributed.group) throws {
         try config.validate()
+        if group.size > 1 && config.shards < group.size {
+            throw InputError.invalidValue(file: "flags", field: "shards", expected: "at least the \(group.size) ranks of this MPI job (and a divisor of batch)",
+                                          found: "\(config.shards)")
+        }
+        self.group = group
         try config.checkMemory(vocabSize: vocabSize)
         try config.checkGame(vocabSize: vocabSize)
         for (part, tokens) in [("training", dataset.train), ("validation", dataset.validation)]
@@ -157,8 +178,10 @@ public final class Trainer {
             batcher.rng = rng
             step = state.step
             tokensSeen = state.tokensSeen
-            try Self.truncateMetrics(in: out, after: step)
-            try TensorBoardReader.truncate(in: out, after: step)
+            if group.rank == 0 {
+                try Self.truncateMetrics(in: out, after: step)
+                try TensorBoardReader.truncate(in: out, after: step)
+            }
         } else if let reference {
             model = reference.copy()
         } else {
@@ -177,9 +200,39 @@ public final class Trainer {
         }
         model.flow = config.flow
         try Self.attach(reference, to: model, config: config)
-        cache = model.makeCache(batch: config.batch, seqLen: config.seqLen)
-        runner = GameRunner(game: config.game, model: model, cache: cache, batch: config.batch, seqLen: config.seqLen,
+        if config.shards > 1 || group.size > 1 {
+            let sharded = DataParallelStep(model: model, batch: config.batch, seqLen: config.seqLen, shards: config.shards, group: group)
+            dataParallel = sharded
+            cache = sharded.cache
+        } else {
+            dataParallel = nil
+            cache = model.makeCache(batch: config.batch, seqLen: config.seqLen)
+        }
+        runner = GameRunner(game: config.game, model: model, cache: cache, batch: cache.capacityB, seqLen: config.seqLen,
                             seed: config.seed)
+        try Self.agree(config: config, dataset: dataset, model: model, step: step, group: group)
+    }
+
+    /// Refuses, on every rank, a job whose ranks would not compute the same thing: the settings,
+    /// the data, the GEMM arithmetic, the step resumed and the starting weights must match rank 0's.
+    static func agree(config: TrainConfig, dataset: TokenDataset, model: Transformer, step: Int, group: any ProcessGroup) throws {
+        guard group.size > 1 else { return }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var data = SHA256()
+        for part in [dataset.train, dataset.validation] {
+            data.update(Data("\(part.count);".utf8))
+            part.withUnsafeBytes { data.update($0) }
+        }
+        var weights = SHA256()
+        weights.update(UnsafeRawBufferPointer(start: model.params.weights, count: 4 * model.params.count))
+        try Agreement.check([
+            ("the settings (sha256 of run_config.json)", SHA256.hash(try encoder.encode(config))),
+            ("the data (sha256 of its tokens)", data.hexDigest()),
+            ("the GEMM arithmetic", GEMM.kernel == .portable ? "portable (multiply, then add)" : "fused multiply-add (avx2 and avx512 agree)"),
+            ("the step resumed", "\(step)"),
+            ("the starting weights (sha256)", weights.hexDigest()),
+        ], in: group)
     }
 
     /// The training game's forward and backward passes.
@@ -202,31 +255,34 @@ public final class Trainer {
     /// On Ctrl-C (`Interruption`) it finishes the step, saves a checkpoint and throws `Interrupted`.
     @discardableResult
     public func run(stoppingAfter: Int? = nil, onLog: (TrainMetrics) -> Void = { _ in }) throws -> TrainMetrics? {
-        try Self.prepareOutput(out)
-        try Self.removeInterruptedSaves(in: out)
-        // A run from step 0 (new, or resumed before its first checkpoint) logs from scratch.
-        if step == 0 {
-            try Self.truncateMetrics(in: out, after: 0)
-            for file in TensorBoardReader.eventFiles(in: out) { try? FileManager.default.removeItem(at: file) }
-        }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        try AtomicFile.write(try encoder.encode(config), to: out.appendingPathComponent(Self.runConfigFile))
         let metricsURL = out.appendingPathComponent(Self.metricsFile)
-        if !FileManager.default.fileExists(atPath: metricsURL.path) {
-            _ = FileManager.default.createFile(atPath: metricsURL.path, contents: nil)
+        var metrics: FileHandle?
+        var events: TensorBoardWriter?
+        if writes {
+            try Self.prepareOutput(out)
+            try Self.removeInterruptedSaves(in: out)
+            // A run from step 0 (new, or resumed before its first checkpoint) logs from scratch.
+            if step == 0 {
+                try Self.truncateMetrics(in: out, after: 0)
+                for file in TensorBoardReader.eventFiles(in: out) { try? FileManager.default.removeItem(at: file) }
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            try AtomicFile.write(try encoder.encode(config), to: out.appendingPathComponent(Self.runConfigFile))
+            if !FileManager.default.fileExists(atPath: metricsURL.path) {
+                _ = FileManager.default.createFile(atPath: metricsURL.path, contents: nil)
+            }
+            do {
+                metrics = try FileHandle(forWritingTo: metricsURL)
+                try metrics?.seekToEnd()
+            } catch {
+                throw InputError.io(file: metricsURL.path, reason: "cannot open for appending: \(error.localizedDescription)")
+            }
+            // TensorBoard scalars beside metrics.jsonl: a new events file per call (a resume continues in
+            // the next one; TensorBoard merges a folder's files).
+            events = try TensorBoardWriter(folder: out)
         }
-        let metrics: FileHandle
-        do {
-            metrics = try FileHandle(forWritingTo: metricsURL)
-            try metrics.seekToEnd()
-        } catch {
-            throw InputError.io(file: metricsURL.path, reason: "cannot open for appending: \(error.localizedDescription)")
-        }
-        defer { try? metrics.close() }
-        // TensorBoard scalars beside metrics.jsonl: a new events file per call (a resume continues in
-        // the next one; TensorBoard merges a folder's files).
-        let events = try TensorBoardWriter(folder: out)
+        defer { try? metrics?.close() }
 
         let t = config.seqLen, b = config.batch
         var inputs = [Int32](repeating: 0, count: b * t), targets = inputs
@@ -234,7 +290,7 @@ public final class Trainer {
         let trainingStep = TrainingStep(model: model, optimizer: config.optimizer, clip: config.clip)
         trainingStep.afterBackward = faultHook
         var last: TrainMetrics?
-        var lastCheckpoint: URL? = try Checkpoint.latestCheckpoint(in: out)
+        var lastCheckpoint: URL? = writes ? try Checkpoint.latestCheckpoint(in: out) : nil
         var windowLoss = 0.0, windowSteps = 0, windowStart = DispatchTime.now().uptimeNanoseconds
         var gameWindow = GameRunner.Window()
         let lineEncoder = JSONEncoder()
@@ -256,8 +312,14 @@ public final class Trainer {
             let lr = schedule.rate(at: step)
             let result = try inputs.withUnsafeBufferPointer { x in
                 try targets.withUnsafeBufferPointer { y in
-                    try runner.step(trainingStep, step: step + 1, lr: lr, inputs: x.baseAddress!, targets: y.baseAddress!,
-                                    lastCheckpoint: lastCheckpoint?.path)
+                    if let dataParallel {
+                        // The sharded step leaves the summed gradient itself; there is no separate backward.
+                        return try trainingStep.run(step: step + 1, lr: lr, lastCheckpoint: lastCheckpoint?.path, forward: {
+                            dataParallel.gradient(inputs: x.baseAddress!, targets: y.baseAddress!, interrupted: Interruption.isRequested)
+                        }, backward: {})
+                    }
+                    return try runner.step(trainingStep, step: step + 1, lr: lr, inputs: x.baseAddress!, targets: y.baseAddress!,
+                                           lastCheckpoint: lastCheckpoint?.path)
                 }
             }
             let loss = result.loss, norm = result.gradNorm
@@ -275,22 +337,30 @@ public final class Trainer {
                                      gradNorm: norm, tokensPerSecond: Double(windowSteps * b * t) / seconds,
                                      msPerStep: 1000 * seconds / Double(windowSteps), gradientSplit: split,
                                      game: config.game == .teacherForced ? nil : gameWindow.logged)
+                if let dataParallel {
+                    m.reduceMs = 1000 * dataParallel.sum.lastSeconds
+                    m.reduceBytes = dataParallel.sum.bytesPerStep
+                }
                 if step % config.evalEvery == 0 || isLast {
-                    m.valLoss = Evaluation.run(model, tokens: dataset.validation, seqLen: t, batch: b,
-                                               maxWindows: config.evalWindows, cache: cache).loss
+                    // Windows in batches of the cache's size (a shard's under shards), spread over the ranks.
+                    m.valLoss = Evaluation.run(model, tokens: dataset.validation, seqLen: t, batch: cache.capacityB,
+                                               maxWindows: config.evalWindows, cache: cache, group: group).loss
                 }
-                do { try metrics.write(contentsOf: try lineEncoder.encode(m) + Data("\n".utf8)) } catch {
-                    throw InputError.io(file: metricsURL.path, reason: "cannot append: \(error.localizedDescription)")
+                if let metrics {
+                    do { try metrics.write(contentsOf: try lineEncoder.encode(m) + Data("\n".utf8)) } catch {
+                        throw InputError.io(file: metricsURL.path, reason: "cannot append: \(error.localizedDescription)")
+                    }
                 }
-                try events.add(step: m.step, scalars: m.tensorBoardScalars)
+                try events?.add(step: m.step, scalars: m.tensorBoardScalars)
                 onLog(m)
                 last = m
                 windowLoss = 0; windowSteps = 0
                 gameWindow = GameRunner.Window()
                 windowStart = DispatchTime.now().uptimeNanoseconds
             }
-            let interrupted = Interruption.isRequested
-            if step % config.checkpointEvery == 0 || isLast || step == stop || interrupted || scheduled.contains(step) {
+            // Under the sharded step every rank has seen every rank's Ctrl-C: all stop at this step.
+            let interrupted = dataParallel?.interruptRequested ?? Interruption.isRequested
+            if writes && (step % config.checkpointEvery == 0 || isLast || step == stop || interrupted || scheduled.contains(step)) {
                 lastCheckpoint = try saveCheckpoint()
             }
             if interrupted && !isLast {

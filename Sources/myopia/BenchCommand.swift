@@ -1,6 +1,7 @@
 import ArgumentParser
 import CMyopiaAllocCounter
 import Foundation
+import Myopia
 import MyopiaKernels
 import MyopiaLab
 
@@ -23,6 +24,8 @@ struct BenchCommand: ConfigFileCommand {
           # the training games' step against teacher-forced:
           myopia bench --no-gemm --no-training --no-horizon --no-tokenizers \\
               --no-decode
+          # the data-parallel step, 2 ranks x 1 thread (docs/distributed.md):
+          mpirun -np 2 myopia bench --data-parallel --threads 1
         """)
 
     @Option(help: "Thread counts to measure (default: 1 and all cores).") var threads: [Int] = []
@@ -34,6 +37,9 @@ struct BenchCommand: ConfigFileCommand {
     @Flag(inversion: .prefixedNo, help: "Measure the gradient horizon against backward passes.") var horizon = true
     @Flag(inversion: .prefixedNo, help: "Measure tokenizer encode/decode MB/s (gpt2, smollm2-135m).") var tokenizers = true
     @Flag(inversion: .prefixedNo, help: "Measure cached decoding of smollm2-135m (tokens/s).") var decode = true
+    @Flag(name: .customLong("data-parallel"), help: "Only time the data-parallel step of each --models configuration (--shards shards over this MPI job's ranks): step, reduce and bytes per step.")
+    var dataParallel = false
+    @Option(help: "Shards of the batch under --data-parallel (at least the ranks).") var shards = 2
     @Flag(help: "Print one JSON object.") var json = false
     @Flag(help: "No progress or messages on stderr (errors still print).") var quiet = false
     @OptionGroup var configFile: ConfigFileOption<BenchCommand>
@@ -47,6 +53,7 @@ struct BenchCommand: ConfigFileCommand {
     }
 
     func run() throws {
+        if dataParallel { return try runDataParallel() }
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let counts = threads.isEmpty ? Array(Set([1, cores])).sorted() : threads
         Terminal.quiet = quiet || json
@@ -96,6 +103,34 @@ struct BenchCommand: ConfigFileCommand {
                              d.model, Double(d.parameters) / 1e6, d.threads, d.tokensPerSecond, d.weightGBPerSecond,
                              d.promptTokensPerSecond))
             }
+        }
+    }
+}
+
+extension BenchCommand {
+    /// `--data-parallel`: each configuration's sharded step over this job's ranks, on --threads
+    /// threads per rank (default: the rank's share of the cores).
+    func runDataParallel() throws {
+        Terminal.quiet = quiet || json
+        let group = Distributed.group
+        if let t = threads.first { Parallel.threadCount = t }
+        guard shards >= group.size, shards >= 1 else {
+            throw ValidationError("--shards must be at least the \(group.size) ranks of this job")
+        }
+        let configs: [Bench.TrainingConfig] = models.compactMap { Bench.trainingConfigs[$0.lowercased()] }
+        let figures = try reportingErrors {
+            try configs.map { bench -> DataParallelBench.Figure in
+                guard bench.batch % shards == 0 else {
+                    throw FlagError("--shards \(shards) does not divide \(bench.name)'s batch of \(bench.batch)")
+                }
+                Terminal.info("\(bench.name): \(shards) shards over \(group.description), \(Parallel.threadCount) thread(s) each")
+                return try DataParallelBench.measure(bench, shards: shards, steps: steps, group: group)
+            }
+        }
+        if json { return try printJSON(figures) }
+        for f in figures {
+            print(String(format: "%@ data-parallel step, %d rank(s) x %d thread(s), %d shards of batch %d: %.1f ms/step, reduce %.1f ms, %.1f MB sent per step per rank",
+                         f.config, f.ranks, f.threadsPerRank, f.shards, f.batch, f.msPerStep, f.reduceMs, Double(f.bytesPerStep) / 1e6))
         }
     }
 }

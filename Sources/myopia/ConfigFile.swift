@@ -134,7 +134,8 @@ extension MyopiaCommand {
     /// is one `error: …` line on stderr; a mistake in the command line adds the usage of the command
     /// it was for, an error while the command runs adds nothing (not the tool's generic usage).
     /// A MYOPIA_KERNEL this CPU cannot run is refused first, in one line naming the missing feature
-    /// (GEMM itself would fall back rather than execute an illegal instruction).
+    /// (GEMM itself would fall back rather than execute an illegal instruction). Then, started by an
+    /// MPI launcher, the process joins the job (or refuses: `joinTheJob`).
     static func main() {
         do {
             try GEMM.checkEnvironment()
@@ -142,6 +143,7 @@ extension MyopiaCommand {
             Terminal.error("\(error)")
             Foundation.exit(1)
         }
+        joinTheJob()
         let arguments: [String]
         do {
             arguments = try ConfigFile.expand(Array(CommandLine.arguments.dropFirst()), root: MyopiaCommand.self)

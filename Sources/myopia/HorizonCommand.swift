@@ -75,10 +75,11 @@ struct HorizonCommand: ConfigFileCommand, RunFolderOutput {
                 let (_, model, tokenizer) = try ModelInputs.load(location, seqLen: seqLen, need: .gradient, log: Terminal.info)
                 let (url, tokens) = try DataSource.tokens(data, seqLen: seqLen, tokenizer: tokenizer, log: Terminal.info)
                 dataPath = url.path
-                table = Horizon.compute(model, tokens: tokens, seqLen: seqLen, maxOffset: maxOffset,
-                                        sequences: sequences, flow: gradientFlow, batch: batch, progress: report)
+                // Under mpirun each rank takes its run of the windows' batches (docs/distributed.md).
+                table = Horizon.compute(model, tokens: tokens, seqLen: seqLen, maxOffset: maxOffset, sequences: sequences,
+                                        flow: gradientFlow, batch: batch, group: Distributed.group, progress: report)
             }
-            if let out = output.folder {
+            if let out = output.folder, Distributed.group.rank == 0 {
                 let file = try RunFolder.write(table, as: HorizonTable.fileName, record: AnalysisRecord(
                     command: "horizon", model: location.url.path, data: dataPath,
                     settings: ["seq_len": "\(seqLen)", "max_offset": "\(table.maxOffset)", "sequences": "\(table.sequences)",

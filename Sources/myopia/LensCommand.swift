@@ -57,11 +57,11 @@ struct LensCommand: ConfigFileCommand, RunFolderOutput {
             let windows = [maxWindows, positions.map { ($0 + seqLen - 1) / seqLen }].compactMap { $0 }.min()
             let started = Date()
             let table = LogitLens.compute(model, tokens: tokens, seqLen: seqLen, layers: layerList, offsets: offsetList,
-                                          windows: windows, batch: batch) { done, total in
+                                          windows: windows, batch: batch, group: Distributed.group) { done, total in
                 Terminal.progress(done, of: total, started: started, status: "windows")
             }
             let seconds = Date().timeIntervalSince(started)
-            if let out = output.folder {
+            if let out = output.folder, Distributed.group.rank == 0 {
                 let file = try RunFolder.write(table, as: LensTable.fileName, record: AnalysisRecord(
                     command: "lens", model: source.path, data: url.path,
                     settings: ["seq_len": "\(seqLen)", "layers": layers, "offsets": offsets, "windows": "\(table.windows)",

@@ -20,25 +20,83 @@ struct MyopiaCommand: ParsableCommand {
         subcommands: [DemoCommand.self, ReproduceCommand.self, TrainCommand.self, EvalCommand.self, GradientsCommand.self, HorizonCommand.self, DynamicsCommand.self, UpstreamCommand.self, GapCommand.self, GamesCommand.self, BonusCommand.self,
                       SyntheticCommand.self, GenerateCommand.self, TokenizeCommand.self, ProbeCommand.self, LensCommand.self,
                       ConvertCommand.self, FetchCommand.self, BenchCommand.self, RunsCommand.self, ReportCommand.self])
+
+    /// The commands that run as an MPI job, each rank taking its share (docs/distributed.md);
+    /// any other started by a launcher as several ranks refuses.
+    static let distributedCommands: Set<String> = ["train", "gap", "eval", "horizon", "lens", "probe", "bench"]
+
+    /// Before parsing (ConfigFile.swift's `main`): joins the MPI job when a launcher started this process (or refuses in one
+    /// line when this binary was built without MPI), and gives each rank its share of the cores.
+    static func joinTheJob() {
+        let environment = ProcessInfo.processInfo.environment
+        if let threads = environment["MYOPIA_THREADS"] {
+            guard let n = Int(threads), n > 0 else {
+                Terminal.error("MYOPIA_THREADS must be a positive number of threads, not '\(threads)'")
+                Foundation.exit(1)
+            }
+            Parallel.threadCount = n
+        }
+        do { try Distributed.start(environment: environment) } catch {
+            Terminal.error("\(error)")
+            Foundation.exit(1)
+        }
+        let group = Distributed.group
+        guard group.size > 1 else { return }
+        if environment["MYOPIA_THREADS"] == nil, let local = Distributed.localRanks(in: environment) {
+            Parallel.threadCount = max(1, ProcessInfo.processInfo.activeProcessorCount / local)
+        }
+        if group.rank != 0 {
+            Terminal.followerRank = group.rank
+            // Results on stdout are rank 0's to print.
+            let null = open("/dev/null", O_WRONLY)
+            if null >= 0 { dup2(null, STDOUT_FILENO); close(null) }
+        }
+        let command = CommandLine.arguments.dropFirst().first ?? ""
+        if !distributedCommands.contains(command) && !command.hasPrefix("-") {
+            Terminal.error("\(DistributedError.singleProcessOnly(command: command, ranks: group.size))")
+            Foundation.exit(1)
+        }
+    }
 }
 
 /// Runs a command body, turning Myopia's typed errors into one clear line on stderr and exit code 1,
 /// and a setting that MyopiaLab refuses (FlagError) into a usage error, as a flag's own check is.
+/// In an MPI job the other ranks would wait for a failed one in their next collective: after the
+/// line, the whole job ends (MPI_Abort).
 @discardableResult
 func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
-    } catch let error as FlagError {
-        throw ValidationError(error.message)
-    } catch let error as InputError {
+    } catch {
+        let reported = report(error)
+        if Distributed.group.size > 1 && !(error is Interrupted) {
+            if let usage = reported as? ValidationError { Terminal.error(usage.message) }
+            else if !(reported is ExitCode) { Terminal.error("\(error)") }
+            Distributed.group.abort(code: 1)
+        }
+        throw reported
+    }
+}
+
+/// Prints a typed error's line and returns what the command throws for it.
+private func report(_ error: Error) -> Error {
+    switch error {
+    case let error as FlagError:
+        return ValidationError(error.message)
+    case let error as InputError:
         Terminal.error("\(error)")
-        throw ExitCode.failure
-    } catch let error as TrainingError {
+        return ExitCode.failure
+    case let error as TrainingError:
         Terminal.error("\(error)")
-        throw ExitCode.failure
-    } catch let stop as Interrupted {
+        return ExitCode.failure
+    case let error as DistributedError:
+        Terminal.error("\(error)")
+        return ExitCode.failure
+    case let stop as Interrupted:
         Terminal.interrupted(stop)
-        throw ExitCode(130)
+        return ExitCode(130)
+    default:
+        return error
     }
 }
 

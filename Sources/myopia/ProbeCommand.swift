@@ -113,7 +113,7 @@ struct ProbeCommand: ConfigFileCommand, RunFolderOutput {
         let (url, tokens) = try DataSource.tokens(data, seqLen: seqLen, tokenizer: tok, log: Terminal.info)
         let started = Date()
         let probeData = TokenProbes.extract(model, tokens: tokens, seqLen: seqLen, layers: layerList, offsets: offsetList,
-                                            positions: positions, batch: batch) { done, total in
+                                            positions: positions, batch: batch, group: Distributed.group) { done, total in
             Terminal.progress(done, of: total, started: started, status: "windows (hidden states)")
         }
         let featureSeconds = Date().timeIntervalSince(started)
@@ -158,7 +158,8 @@ struct ProbeCommand: ConfigFileCommand, RunFolderOutput {
 extension ProbeCommand {
     /// With --out, keeps `table` in the run folder with how it was made.
     func write<T: Encodable>(_ table: T, as fileName: String, model: String, data: String?, extra: [String: String], seconds: Double?) throws {
-        guard let out = output.folder else { return }
+        // Under mpirun every rank holds the same table (the hidden states were gathered); rank 0 writes.
+        guard let out = output.folder, Distributed.group.rank == 0 else { return }
         let record = AnalysisRecord(command: "probe", model: model, data: data,
                                     settings: extra.merging(["batch": "\(batch)"]) { a, _ in a }, seconds: seconds)
         let file = try RunFolder.write(table, as: fileName, record: record, to: out)

@@ -10,23 +10,28 @@ import Darwin
 /// the last). Results go to stdout.
 enum Terminal {
     nonisolated(unsafe) static var quiet = false
+    /// Ranks other than 0 of an MPI job: their progress, messages and warnings repeat rank 0's,
+    /// so only their errors show (marked with the rank).
+    nonisolated(unsafe) static var followerRank: Int?
     static let isTTY = isatty(STDERR_FILENO) == 1
 
     static func info(_ message: String) {
-        guard !quiet else { return }
+        guard !quiet, followerRank == nil else { return }
         clearLine()
         FileHandle.standardError.write(Data((message + "\n").utf8))
     }
 
     /// Shown even with --quiet and --json (stderr): something about the result the user should know.
     static func warning(_ message: String) {
+        guard followerRank == nil else { return }
         clearLine()
         FileHandle.standardError.write(Data(("warning: " + message + "\n").utf8))
     }
 
     static func error(_ message: String) {
         clearLine()
-        FileHandle.standardError.write(Data(("error: " + message + "\n").utf8))
+        let rank = followerRank.map { "rank \($0): " } ?? ""
+        FileHandle.standardError.write(Data(("error: " + rank + message + "\n").utf8))
     }
 
     nonisolated(unsafe) private static var barShown = false
@@ -41,7 +46,7 @@ enum Terminal {
     /// Shows progress `done` of `total` with a status text; on a terminal the line is redrawn in place.
     /// Every line fits the terminal's width (`width`), so a redraw never wraps.
     static func progress(_ done: Int, of total: Int, started: Date, status: String) {
-        guard !quiet else { return }
+        guard !quiet, followerRank == nil else { return }
         let elapsed = Date().timeIntervalSince(started)
         let rate = elapsed > 0 ? Double(done) / elapsed : 0
         let eta = rate > 0 ? Double(total - done) / rate : 0

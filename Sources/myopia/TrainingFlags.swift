@@ -21,6 +21,8 @@ struct TrainingFlags: ParsableArguments {
     @Option(name: .customLong("d-model"), parsing: .unconditional, help: "Residual stream width (default \(trainDefaults.dModel)).") var dModel: Int?
     @Option(name: .customLong("seq-len"), parsing: .unconditional, help: "Context length T, predictions per window (default \(trainDefaults.seqLen)).") var seqLen: Int?
     @Option(parsing: .unconditional, help: "Sequences per step (default \(trainDefaults.batch)).") var batch: Int?
+    @Option(parsing: .unconditional, help: "Compute each batch in this many shards, added in a fixed order: the same result on one process or under mpirun -np N, N ≤ shards (default \(trainDefaults.shards)).")
+    var shards: Int?
     @Option(parsing: .unconditional, help: "Optimiser steps per run (default \(trainDefaults.steps)).") var steps: Int?
     @Option(parsing: .unconditional, help: "Peak learning rate (default \(trainDefaults.lr)).") var lr: Double?
     @Option(name: .customLong("min-lr"), parsing: .unconditional, help: "Learning rate at the end of the cosine decay (default \(trainDefaults.minLR), or --lr/10 when that is lower).") var minLR: Double?
@@ -54,6 +56,7 @@ struct TrainingFlags: ParsableArguments {
         if let dModel { c.dModel = dModel }
         if let seqLen { c.seqLen = seqLen }
         if let batch { c.batch = batch }
+        if let shards { c.shards = shards }
         if let steps { c.steps = steps }
         if let lr { c.lr = lr }
         if let minLR { c.minLR = minLR }

@@ -14,6 +14,9 @@ final class ModuleGraphTests: XCTestCase {
         "CMyopiaAllocCounter": [],
         "MyopiaKernels": ["CMyopiaKernels"],
         "MyopiaSupport": [],
+        // The system MPI (a system library: pkg-config ompi-c), under the MPI trait only.
+        "CMPI": [],
+        "MyopiaDistributed": ["CMPI"],
         "MyopiaModel": ["MyopiaSupport", "MyopiaKernels"],
         "MyopiaAssets": ["MyopiaSupport"],
         "MyopiaFormats": ["MyopiaSupport", "MyopiaKernels", "MyopiaModel", "MyopiaAssets"],
@@ -21,18 +24,22 @@ final class ModuleGraphTests: XCTestCase {
         "MyopiaTokenizers": ["MyopiaSupport", "MyopiaAssets", "MyopiaFormats"],
         // A text corpus becomes tokens through a tokenizer.
         "MyopiaData": ["MyopiaSupport", "MyopiaModel", "MyopiaTokenizers"],
-        "MyopiaTraining": ["MyopiaSupport", "MyopiaKernels", "MyopiaModel", "MyopiaFormats", "MyopiaTokenizers", "MyopiaData"],
+        "MyopiaTraining": ["MyopiaSupport", "MyopiaKernels", "MyopiaModel", "MyopiaFormats", "MyopiaTokenizers", "MyopiaData",
+                           "MyopiaDistributed"],
         "MyopiaGeneration": ["MyopiaSupport", "MyopiaKernels", "MyopiaModel"],
         "Myopia": ["MyopiaKernels", "MyopiaSupport", "MyopiaModel", "MyopiaAssets", "MyopiaFormats", "MyopiaTokenizers",
-                   "MyopiaData", "MyopiaTraining", "MyopiaGeneration"],
+                   "MyopiaData", "MyopiaTraining", "MyopiaGeneration", "MyopiaDistributed"],
         "MyopiaLab": ["Myopia", "MyopiaKernels", "MyopiaSupport", "MyopiaModel", "MyopiaAssets", "MyopiaFormats",
-                      "MyopiaTokenizers", "MyopiaData", "MyopiaTraining", "MyopiaGeneration"],
+                      "MyopiaTokenizers", "MyopiaData", "MyopiaTraining", "MyopiaGeneration", "MyopiaDistributed"],
         "myopia": ["Myopia", "MyopiaLab", "MyopiaKernels", "CMyopiaAllocCounter", "ArgumentParser"],
         // Tests/MyopiaTestSupport: the test targets' shared helpers.
         "MyopiaTestSupport": ["Myopia"],
     ]
     /// Targets whose sources are not under Sources/.
     static let outsideSources: Set<String> = ["MyopiaTestSupport"]
+    /// System-library targets (`.systemLibrary`, a module map over a system header): no Swift
+    /// sources and no dependencies of their own.
+    static let systemLibraries: Set<String> = ["CMPI"]
     static let system: Set<String> = ["Foundation", "FoundationEssentials", "Dispatch", "Glibc", "Musl", "Darwin", "Synchronization"]
 
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -89,7 +96,10 @@ final class ModuleGraphTests: XCTestCase {
             seen += 1
             for dep in names { XCTAssertTrue(allowed.contains(dep), "Package.swift: \(name) may not depend on \(dep) (docs/DESIGN.md §1)") }
         }
-        XCTAssertEqual(seen, Self.allowed.count)
+        XCTAssertEqual(seen, Self.allowed.count - Self.systemLibraries.count)
+        for name in Self.systemLibraries {
+            XCTAssertTrue(text.contains(".systemLibrary(name: \"\(name)\""), "Package.swift: \(name) is not a system library")
+        }
     }
 
     /// The checks themselves: they read the import forms people write, and they would catch a

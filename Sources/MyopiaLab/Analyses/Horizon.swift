@@ -28,14 +28,17 @@ public struct HorizonTable: Codable, Sendable {
 
 public enum Horizon {
     /// Runs over up to `sequences` consecutive windows of T+1 tokens (all if nil), `batch` at a time.
+    /// Over a group of several ranks each takes a contiguous run of the batches (WindowSpans) and
+    /// the per-position sums are added on every rank in one process's order: the same table.
     public static func compute(_ model: Transformer, tokens: [Int32], seqLen t: Int, maxOffset: Int? = nil,
                                sequences: Int? = nil, flow: GradientFlow = .vanilla, batch: Int = 8,
+                               group: any ProcessGroup = SingleProcess(),
                                progress: (Int, Int) -> Void = { _, _ in }) -> HorizonTable {
         var windows = TokenDataset.windows(tokens, seqLen: t)
         if let sequences { windows = min(windows, sequences) }
         var inputs = [Int32](repeating: 0, count: max(1, min(batch, windows)) * t), targets = inputs
         return accumulate(model, sequences: windows, seqLen: t, maxOffset: maxOffset, flow: flow, batch: batch,
-                          progress: progress) { first, count, cache in
+                          group: group, progress: progress) { first, count, cache in
             TokenDataset.fillWindows(tokens, seqLen: t, first: first, count: count, inputs: &inputs, targets: &targets)
             model.forward(tokens: Array(inputs[..<(count * t)]), targets: Array(targets[..<(count * t)]),
                           batch: count, seqLen: t, cache: cache)
@@ -59,26 +62,51 @@ public enum Horizon {
     /// `perSequence`, if given, receives each sequence's sums of ‖g‖ over its positions, laid out
     /// (L+1, K+1) (layer l, offset k at l·(K+1) + k).
     static func accumulate(_ model: Transformer, sequences windows: Int, seqLen t: Int, maxOffset: Int?,
-                           flow: GradientFlow, batch: Int, progress: (Int, Int) -> Void,
+                           flow: GradientFlow, batch: Int, group: any ProcessGroup = SingleProcess(),
+                           progress: (Int, Int) -> Void,
                            perSequence: ((Int, ArraySlice<Double>) -> Void)? = nil,
                            forward: (Int, Int, ActivationCache) -> Void) -> HorizonTable {
         let k = min(maxOffset ?? (t - 1), t - 1)
         let layers = model.config.nLayers
         let b = max(1, min(batch, windows))
         let cache = model.makeCache(batch: b, seqLen: t)
-        // Per channel (b·T + t) sums, reduced in a fixed order after each batch.
+        // Per channel (b·T + t) sums, reduced in a fixed order after each batch. Over several ranks
+        // every window's channels are kept, gathered, then reduced batch by batch in the same order.
         let stride = (layers + 1) * (k + 1)
-        var channelNorm = [Double](repeating: 0, count: b * t * stride)
+        let spans = WindowSpans(batches: (windows + b - 1) / b, batch: b, windows: windows, ranks: group.size)
+        let kept = group.size > 1 ? windows : b
+        var channelNorm = [Double](repeating: 0, count: kept * t * stride)
         var channelSquares = channelNorm
         var sumNorm = [Double](repeating: 0, count: stride), sumSquares = sumNorm
         let c = model.config.dModel
-        var done = 0
-        while done < windows {
-            let nb = min(b, windows - done)
+        /// Adds one batch's channels (from element `first`) to the sums, channel by channel.
+        func reduce(_ channelNorm: [Double], _ channelSquares: [Double], first: Int, windows batch: Range<Int>) {
+            for ch in 0..<(batch.count * t) {
+                for j in 0..<stride {
+                    sumNorm[j] += channelNorm[first + ch * stride + j]
+                    sumSquares[j] += channelSquares[first + ch * stride + j]
+                }
+            }
+            if let perSequence {
+                for s in 0..<batch.count {
+                    var sums = [Double](repeating: 0, count: stride)
+                    for tt in 0..<t {
+                        for j in 0..<stride { sums[j] += channelNorm[first + (s * t + tt) * stride + j] }
+                    }
+                    perSequence(batch.lowerBound + s, sums[...])
+                }
+            }
+        }
+        let mine = spans.windows(of: group.rank)
+        var done = mine.lowerBound
+        while done < mine.upperBound {
+            let nb = min(b, mine.upperBound - done)
             forward(done, nb, cache)
-            for i in 0..<(nb * t * stride) { channelNorm[i] = 0; channelSquares[i] = 0 }
-            channelNorm.withUnsafeMutableBufferPointer { norms in
-                channelSquares.withUnsafeMutableBufferPointer { squares in
+            let first = group.size > 1 ? done * t * stride : 0
+            for i in first..<(first + nb * t * stride) { channelNorm[i] = 0; channelSquares[i] = 0 }
+            channelNorm.withUnsafeMutableBufferPointer { allNorms in
+                channelSquares.withUnsafeMutableBufferPointer { allSquares in
+                    let norms = allNorms.baseAddress! + first, squares = allSquares.baseAddress! + first
                     model.horizonBackward(cache: cache, maxOffset: k, flow: flow) { rows in
                         let base = (rows.sequence * t + rows.target) * stride + rows.layer * (k + 1)
                         for r in 0...(rows.target - rows.firstPosition) {
@@ -92,23 +120,21 @@ public enum Horizon {
                     }
                 }
             }
-            for ch in 0..<(nb * t) {
-                for j in 0..<stride {
-                    sumNorm[j] += channelNorm[ch * stride + j]
-                    sumSquares[j] += channelSquares[ch * stride + j]
-                }
-            }
-            if let perSequence {
-                for s in 0..<nb {
-                    var sums = [Double](repeating: 0, count: stride)
-                    for tt in 0..<t {
-                        for j in 0..<stride { sums[j] += channelNorm[(s * t + tt) * stride + j] }
-                    }
-                    perSequence(done + s, sums[...])
-                }
+            if group.size == 1 {
+                reduce(channelNorm, channelSquares, first: 0, windows: done..<(done + nb))
             }
             done += nb
-            progress(done, windows)
+            progress(done - mine.lowerBound, mine.count)
+        }
+        if group.size > 1 {
+            spans.gather(&channelNorm, rowWidth: t * stride, group: group)
+            spans.gather(&channelSquares, rowWidth: t * stride, group: group)
+            var w = 0
+            while w < windows {
+                let nb = min(b, windows - w)
+                reduce(channelNorm, channelSquares, first: w * t * stride, windows: w..<(w + nb))
+                w += nb
+            }
         }
         let counts = (0...k).map { windows * (t - $0) }
         var meanNorm: [[Double]] = [], share: [[Double]] = [], meanOffset: [Double] = []

@@ -37,8 +37,11 @@ public enum LogitLens {
     /// Scores `windows` consecutive windows of T+1 tokens (all if nil) — the windows `Evaluation.run`
     /// uses — at residual streams `layers` (default 0…L) and `offsets`. The target of position i of
     /// window w at offset k is tokens[w·(T+1) + i + 1 + k]: the text goes on past the window's end.
+    /// Over a group of several ranks each scores a contiguous run of the batches (WindowSpans); the
+    /// rows' losses and hits are gathered and added in one process's order: the same table.
     public static func compute(_ model: Transformer, tokens: [Int32], seqLen t: Int, layers requested: [Int]? = nil,
                                offsets: [Int], windows maxWindows: Int? = nil, batch: Int = 8,
+                               group: any ProcessGroup = SingleProcess(),
                                progress: (Int, Int) -> Void = { _, _ in }) -> LensTable {
         let config = model.config
         precondition(!config.isContinuous, "the logit lens needs a language model")
@@ -63,17 +66,23 @@ public enum LogitLens {
         var counts = [Int](repeating: 0, count: k)
         var inputs = [Int32](repeating: 0, count: b * t), unused = inputs
         var targets = [Int32](repeating: -1, count: b * t * k)   // (rows, K): token at i+1+k or −1
-        var done = 0
-        while done < windows {
-            let nb = min(b, windows - done), n = nb * t
+        // Several ranks: every row's loss and hit, (windows·T, layers, K), kept to be gathered.
+        let spans = WindowSpans(batches: (windows + b - 1) / b, batch: b, windows: windows, ranks: group.size)
+        let keeping = group.size > 1, width = t * layers.count * k
+        var keptLoss = [Float](repeating: 0, count: keeping ? windows * width : 0)
+        var keptHit = [UInt8](repeating: 0, count: keptLoss.count)
+        let target = { (row: Int, j: Int) -> Int32 in
+            let index = (row / t) * (t + 1) + row % t + 1 + offsets[j]
+            return index < tokens.count ? tokens[index] : -1
+        }
+        for row in 0..<(windows * t) { for j in 0..<k where target(row, j) >= 0 { counts[j] += 1 } }
+        let mine = spans.windows(of: group.rank)
+        var done = mine.lowerBound
+        while done < mine.upperBound {
+            let nb = min(b, mine.upperBound - done), n = nb * t
             TokenDataset.fillWindows(tokens, seqLen: t, first: done, count: nb, inputs: &inputs, targets: &unused)
             for r in 0..<n {
-                let start = (done + r / t) * (t + 1) + r % t + 1
-                for (j, offset) in offsets.enumerated() {
-                    let index = start + offset
-                    targets[r * k + j] = index < tokens.count ? tokens[index] : -1
-                    if index < tokens.count { counts[j] += 1 }
-                }
+                for j in 0..<k { targets[r * k + j] = target(done * t + r, j) }
             }
             inputs.withUnsafeBufferPointer {
                 model.forwardResiduals(tokens: $0.baseAddress!, batch: nb, seqLen: t, blocks: deepest, cache: cache)
@@ -95,8 +104,14 @@ public enum LogitLens {
                         // Summed serially in row order: the table does not depend on the thread count.
                         for r in 0..<rows {
                             for j in 0..<k where targets[(r0 + r) * k + j] >= 0 {
-                                lossSum[li][j] += Double(rowLoss[r * k + j])
-                                hits[li][j] += Int(rowHit[r * k + j])
+                                if keeping {
+                                    let at = ((done * t + r0 + r) * layers.count + li) * k + j
+                                    keptLoss[at] = rowLoss[r * k + j]
+                                    keptHit[at] = rowHit[r * k + j]
+                                } else {
+                                    lossSum[li][j] += Double(rowLoss[r * k + j])
+                                    hits[li][j] += Int(rowHit[r * k + j])
+                                }
                             }
                         }
                         r0 += rows
@@ -104,7 +119,19 @@ public enum LogitLens {
                 }
             }
             done += nb
-            progress(done, windows)
+            progress(done - mine.lowerBound, mine.count)
+        }
+        if keeping {
+            spans.gather(&keptLoss, rowWidth: width, group: group)
+            spans.gather(&keptHit, rowWidth: width, group: group)
+            for li in layers.indices {
+                for row in 0..<(windows * t) {
+                    for j in 0..<k where target(row, j) >= 0 {
+                        lossSum[li][j] += Double(keptLoss[(row * layers.count + li) * k + j])
+                        hits[li][j] += Int(keptHit[(row * layers.count + li) * k + j])
+                    }
+                }
+            }
         }
         var unigram: [Double] = []
         for j in 0..<k {

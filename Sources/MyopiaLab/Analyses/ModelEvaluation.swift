@@ -110,8 +110,10 @@ public enum ModelEvaluation {
                                            found: "\(tokens.count) tokens")
         }
         let started = Date()
-        let result = Evaluation.run(model, tokens: tokens, seqLen: r.seqLen, batch: r.batch, maxWindows: r.maxWindows)
-        if let out = r.out {
+        // Under mpirun each rank scores its run of the batches; rank 0 writes.
+        let group = Distributed.group
+        let result = Evaluation.run(model, tokens: tokens, seqLen: r.seqLen, batch: r.batch, maxWindows: r.maxWindows, group: group)
+        if let out = r.out, group.rank == 0 {
             var settings = ["seq_len": "\(r.seqLen)", "batch": "\(r.batch)", "flow": model.flow.description, "tokenizer": tok.name]
             settings["max_windows"] = r.maxWindows.map(String.init)
             settings["reference"] = referencePath

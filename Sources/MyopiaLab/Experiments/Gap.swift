@@ -154,6 +154,8 @@ public enum Gap {
         }
         let t = options.config.seqLen
         let started = Date()
+        // Under mpirun every rank trains and scores each run with its shards and windows; rank 0 writes.
+        let group = Distributed.group, writes = group.rank == 0
         try LabFiles.createDirectory(options.out)
         // results[flow][seed index]
         var valLoss = [[Double]](repeating: [], count: options.flows.count)
@@ -166,7 +168,7 @@ public enum Gap {
                 config.flow = flow
                 config.seed = seed
                 let folder = runFolder(options.out, flow: flow, seed: seed)
-                if !options.resume { try? FileManager.default.removeItem(at: folder) }
+                if !options.resume && writes { try? FileManager.default.removeItem(at: folder) }
                 onStart(flow, seed)
                 let runStart = Date()
                 let trainer = try Trainer(config: config, dataset: dataset, out: folder,
@@ -174,8 +176,8 @@ public enum Gap {
                                           tokenizer: tokenizer.name, resume: options.resume, reference: reference)
                 let last = try trainer.run(onLog: onTrainLog)
                 seconds[f].append(Date().timeIntervalSince(runStart))
-                let result = Evaluation.run(trainer.model, tokens: dataset.validation, seqLen: t, batch: config.batch)
-                try LabFiles.writeJSON(result, to: folder.appendingPathComponent("eval.json"))
+                let result = Evaluation.run(trainer.model, tokens: dataset.validation, seqLen: t, batch: config.batch, group: group)
+                if writes { try LabFiles.writeJSON(result, to: folder.appendingPathComponent("eval.json")) }
                 log(String(format: "%@ seed %llu: validation loss %.4f", flow.description, seed, result.loss))
                 valLoss[f].append(result.loss)
                 positions[f].append(result.positionLoss)
@@ -209,7 +211,7 @@ public enum Gap {
                               validationWindows: windows, positionBuckets: buckets, flows: flows,
                               gap: differences.first { $0.flow == GradientFlow.myopic.description },
                               differences: differences, seconds: Date().timeIntervalSince(started))
-        try LabFiles.writeJSON(summary, to: options.out.appendingPathComponent(summaryFile))
+        if writes { try LabFiles.writeJSON(summary, to: options.out.appendingPathComponent(summaryFile)) }
         return summary
     }
 

@@ -78,9 +78,12 @@ public enum TokenProbes {
     /// The hidden states of consecutive windows of T+1 tokens (the windows `myopia eval` uses), at
     /// most `positions` of them rounded up to whole windows: one forward pass per batch of windows
     /// serves every layer. Layers are residual streams 0…L. The token at i+1+k is read from the text,
-    /// past the window's end where need be.
+    /// past the window's end where need be. Over a group of several ranks each runs a contiguous run
+    /// of the batches (WindowSpans); every window's hidden states reach every rank and are taken in
+    /// batch order, as one process takes them: the same features (then the same probes).
     public static func extract(_ model: Transformer, tokens: [Int32], seqLen t: Int, layers: [Int], offsets: [Int],
-                               positions: Int? = nil, batch: Int = 8, progress: (Int, Int) -> Void = { _, _ in }) -> ProbeData {
+                               positions: Int? = nil, batch: Int = 8, group: any ProcessGroup = SingleProcess(),
+                               progress: (Int, Int) -> Void = { _, _ in }) -> ProbeData {
         let config = model.config
         precondition(!config.isContinuous && !layers.isEmpty && layers.allSatisfy { (0...config.nLayers).contains($0) })
         var windows = TokenDataset.windows(tokens, seqLen: t)
@@ -89,30 +92,61 @@ public enum TokenProbes {
         let cache = model.makeCache(batch: b, seqLen: t)
         var features = layers.map { _ in FeatureMatrix(width: config.dModel) }
         for j in features.indices { features[j].reserve(rows: windows * t) }
-        var current: [Int32] = [], group: [Int] = []
+        var current: [Int32] = [], windowOfRow: [Int] = []
         var future = offsets.map { _ in [Int32]() }
         var inputs = [Int32](repeating: 0, count: b * t), unused = inputs
+        // Several ranks: this rank's hidden states, (windows·T, C) per layer, then every rank's.
+        let spans = WindowSpans(batches: (windows + b - 1) / b, batch: b, windows: windows, ranks: group.size)
+        let c = config.dModel
+        var gathered = layers.map { _ in [Float](repeating: 0, count: group.size > 1 ? windows * t * c : 0) }
+        if group.size > 1 {
+            let mine = spans.windows(of: group.rank)
+            var done = mine.lowerBound
+            while done < mine.upperBound {
+                let nb = min(b, mine.upperBound - done)
+                TokenDataset.fillWindows(tokens, seqLen: t, first: done, count: nb, inputs: &inputs, targets: &unused)
+                inputs.withUnsafeBufferPointer {
+                    model.forwardResiduals(tokens: $0.baseAddress!, batch: nb, seqLen: t, blocks: layers.max()!, cache: cache)
+                }
+                for (j, l) in layers.enumerated() {
+                    cache.withResidual(layer: l) { h in
+                        gathered[j].withUnsafeMutableBufferPointer { ($0.baseAddress! + done * t * c).update(from: h.baseAddress!, count: h.count) }
+                    }
+                }
+                done += nb
+                progress(done - mine.lowerBound, mine.count)
+            }
+            for j in layers.indices { spans.gather(&gathered[j], rowWidth: t * c, group: group) }
+        }
         var done = 0
         while done < windows {
             let nb = min(b, windows - done)
             TokenDataset.fillWindows(tokens, seqLen: t, first: done, count: nb, inputs: &inputs, targets: &unused)
-            inputs.withUnsafeBufferPointer {
-                model.forwardResiduals(tokens: $0.baseAddress!, batch: nb, seqLen: t, blocks: layers.max()!, cache: cache)
+            if group.size > 1 {
+                for j in layers.indices {
+                    gathered[j].withUnsafeBufferPointer {
+                        features[j].append(UnsafeBufferPointer(rebasing: $0[(done * t * c)..<((done + nb) * t * c)]))
+                    }
+                }
+            } else {
+                inputs.withUnsafeBufferPointer {
+                    model.forwardResiduals(tokens: $0.baseAddress!, batch: nb, seqLen: t, blocks: layers.max()!, cache: cache)
+                }
+                for (j, l) in layers.enumerated() { cache.withResidual(layer: l) { features[j].append($0) } }
             }
-            for (j, l) in layers.enumerated() { cache.withResidual(layer: l) { features[j].append($0) } }
             for r in 0..<(nb * t) {
                 let w = done + r / t, i = r % t
                 current.append(inputs[r])
-                group.append(w)
+                windowOfRow.append(w)
                 for (j, k) in offsets.enumerated() {
                     let index = w * (t + 1) + i + 1 + k
                     future[j].append(index < tokens.count ? tokens[index] : -1)
                 }
             }
             done += nb
-            progress(done, windows)
+            if group.size == 1 { progress(done, windows) }
         }
-        return ProbeData(features: features, current: current, future: future, group: group)
+        return ProbeData(features: features, current: current, future: future, group: windowOfRow)
     }
 
     /// Probes every layer of `data` at every offset. `layers` and `offsets` label the table's rows

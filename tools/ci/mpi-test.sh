@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# The MPI tests (docs/distributed.md): build with the MPI trait (its own scratch folder, so the
+# default build is not redone), then under mpirun, against one process with the same flags:
+#   - training with 4 shards on 2 and 3 ranks (3: an uneven split) ends in the same weights,
+#     optimiser state and logged losses, bit for bit; the ranks' settings are checked at start;
+#   - eval, horizon, lens and probe on 3 ranks give one process's figures;
+#   - kill -9 of one rank ends the job within 60 s naming the rank, the newest checkpoint loads,
+#     and --resume on another number of ranks ends where the uninterrupted run ends;
+#   - a binary built without MPI, started by mpirun, refuses in one line.
+# Needs Open MPI (tools/ci/install-mpi.sh). Run as root: mpirun --allow-run-as-root.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+swift build -c release --traits MPI --scratch-path .build-mpi
+bin="$(swift build -c release --traits MPI --scratch-path .build-mpi --show-bin-path)/myopia"
+mpirun=(mpirun --allow-run-as-root --oversubscribe)
+# In containers without ptrace rights Open MPI's shared-memory single copy (CMA) fails: copy in/out.
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+fail() { echo "mpi-test: FAIL: $*" >&2; exit 1; }
+pass() { echo "mpi-test: ok: $*"; }
+
+cat README.md docs/*.md > "$work/text.txt"
+flags=(--data "$work/text.txt" --layers 2 --d-model 32 --heads 2 --seq-len 32 --batch 12 --shards 4 --steps 8
+       --warmup 2 --eval-every 4 --eval-windows 8 --log-every 2 --checkpoint-every 4 --quiet)
+# The logged figures without the timings (which differ run to run).
+losses() { sed -E 's/"(ms_per_step|tokens_per_s|reduce_ms|reduce_bytes)":[^,}]*,?//g' "$1"; }
+same_run() {   # same_run A B: the same final checkpoint and the same logged losses
+    for f in model.safetensors optimizer.safetensors; do
+        cmp -s "$1/checkpoint-$3/$f" "$2/checkpoint-$3/$f" || fail "$2: $f differs from $1's"
+    done
+    diff <(losses "$1/metrics.jsonl") <(losses "$2/metrics.jsonl") >/dev/null || fail "$2: metrics.jsonl differs from $1's"
+}
+
+# 1. Training: one process against 2 and 3 ranks.
+"$bin" train "${flags[@]}" --out "$work/one"
+for n in 2 3; do
+    "${mpirun[@]}" -np "$n" "$bin" train "${flags[@]}" --out "$work/np$n"
+    same_run "$work/one" "$work/np$n" 8
+    grep -q '"shards" : 4' "$work/np$n/run_config.json" || fail "run_config.json does not record the shards"
+    pass "train, 4 shards on $n ranks: the same weights, optimiser state and losses as one process"
+done
+
+# 2. Mismatched ranks are refused at start, naming the rank and what differs.
+# The same settings (a relative --data) naming different text in each rank's working folder.
+mkdir -p "$work/a" "$work/b"; cp "$work/text.txt" "$work/a/"; cp "$work/text.txt" "$work/b/"
+echo "one more line" >> "$work/b/text.txt"
+check_refused() {   # check_refused WHAT -- the mpirun arguments
+    local what="$1"; shift
+    if "${mpirun[@]}" "$@" > "$work/refused.log" 2>&1; then fail "ranks differing in $what were not refused"; fi
+    grep -q "rank 1 differs from rank 0 in $what" "$work/refused.log" || { cat "$work/refused.log"; fail "no line names rank 1 and $what"; }
+    pass "ranks differing in $what refused at start"
+}
+relative=("${flags[@]}"); relative[1]="text.txt"
+check_refused "the data" -np 1 -wdir "$work/a" "$bin" train "${relative[@]}" --out "$work/bad" : \
+    -np 1 -wdir "$work/b" "$bin" train "${relative[@]}" --out "$work/bad"
+check_refused "the settings" -np 1 "$bin" train "${flags[@]}" --out "$work/bad" : -np 1 "$bin" train "${flags[@]}" --lr 0.002 --out "$work/bad"
+check_refused "the GEMM arithmetic" -np 1 "$bin" train "${flags[@]}" --out "$work/bad" : \
+    -np 1 env MYOPIA_KERNEL=portable "$bin" train "${flags[@]}" --out "$work/bad"
+
+# 3. Eval: 3 ranks score their windows, rank 0 reports one process's figures.
+eval_flags=(eval --model "$work/one" --data "$work/text.txt" --batch 4 --split all --json)
+"$bin" "${eval_flags[@]}" > "$work/eval1.json"
+"${mpirun[@]}" -np 3 "$bin" "${eval_flags[@]}" > "$work/eval3.json"
+cmp -s "$work/eval1.json" "$work/eval3.json" || { cat "$work/eval1.json" "$work/eval3.json"; fail "eval on 3 ranks differs"; }
+pass "eval on 3 ranks: the same loss and position losses as one process"
+horizon_flags=(horizon --model "$work/one" --data "$work/text.txt" --sequences 10 --batch 4 --max-offset 8 --json)
+"$bin" "${horizon_flags[@]}" > "$work/horizon1.json"
+"${mpirun[@]}" -np 3 "$bin" "${horizon_flags[@]}" > "$work/horizon3.json"
+cmp -s "$work/horizon1.json" "$work/horizon3.json" || fail "horizon on 3 ranks differs"
+pass "horizon on 3 ranks (10 sequences in batches of 4): the same table as one process"
+lens_flags=(lens --model "$work/one" --data "$work/text.txt" --max-windows 10 --batch 4 --offsets 0,1,2 --json)
+# (Their JSON holds the seconds they took: compared without.)
+strip_seconds() { sed -E 's/"seconds[a-z_]*":[-0-9.e+]*,?//g' "$1"; }
+"$bin" "${lens_flags[@]}" > "$work/lens1.json"
+"${mpirun[@]}" -np 3 "$bin" "${lens_flags[@]}" > "$work/lens3.json"
+diff <(strip_seconds "$work/lens1.json") <(strip_seconds "$work/lens3.json") > /dev/null || fail "lens on 3 ranks differs"
+pass "lens on 3 ranks: the same table as one process"
+probe_flags=(probe --model "$work/one" --data "$work/text.txt" --positions 640 --batch 4 --layers 0,2 --offsets 0,1 --json)
+"$bin" "${probe_flags[@]}" > "$work/probe1.json"
+"${mpirun[@]}" -np 3 "$bin" "${probe_flags[@]}" > "$work/probe3.json"
+diff <(strip_seconds "$work/probe1.json") <(strip_seconds "$work/probe3.json") > /dev/null || fail "probe on 3 ranks differs"
+pass "probe on 3 ranks (the hidden-state pass sharded): the same table as one process"
+
+# 4. kill -9 of rank 1: the job ends (60 s liveness bound), the newest checkpoint loads, and
+#    --resume on 3 ranks ends bit for bit where one uninterrupted process ends.
+long=(--data "$work/text.txt" --layers 2 --d-model 64 --heads 2 --seq-len 64 --batch 12 --shards 4 --steps 300
+      --warmup 10 --eval-every 100 --eval-windows 8 --log-every 10 --checkpoint-every 10 --quiet)
+"${mpirun[@]}" -np 2 "$bin" train "${long[@]}" --out "$work/killed" > "$work/killed.log" 2>&1 &
+job=$!
+for _ in $(seq 600); do [ -d "$work/killed/checkpoint-20" ] && break; sleep 0.1; done
+[ -d "$work/killed/checkpoint-20" ] || fail "the run to be killed saved no checkpoint-20"
+victim=""
+for p in /proc/[0-9]*; do
+    # (Processes that end meanwhile, or are not ours to read, are passed over quietly.)
+    if { tr '\0' '\n' < "$p/environ"; } 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" \
+        && { tr '\0' ' ' < "$p/cmdline"; } 2>/dev/null | grep -q "myopia train"; then victim="${p#/proc/}"; fi
+done
+[ -n "$victim" ] || fail "rank 1's process not found"
+kill -9 "$victim"
+for _ in $(seq 600); do kill -0 "$job" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$job" 2>/dev/null; then kill -9 "$job"; fail "the job still runs 60 s after rank 1 was killed"; fi
+if wait "$job"; then fail "the job ended with status 0 after rank 1 was killed"; fi
+grep -qi "rank 1" "$work/killed.log" || { cat "$work/killed.log"; fail "no message names rank 1"; }
+newest=$(ls -d "$work"/killed/checkpoint-* | sort -t- -k2 -n | tail -1)
+"$bin" eval --model "$newest" --data "$work/text.txt" --batch 4 --max-windows 4 --json > /dev/null || fail "$newest does not load"
+pass "kill -9 of rank 1 ended the job, naming it; $(basename "$newest") loads"
+"${mpirun[@]}" -np 3 "$bin" train "${long[@]}" --out "$work/killed" --resume
+"$bin" train "${long[@]}" --out "$work/straight"
+same_run "$work/straight" "$work/killed" 300
+pass "--resume on 3 ranks after the kill ends bit for bit where one process ends"
+
+# 5. A binary built without MPI refuses under mpirun, in one line.
+plain="$(swift build -c release --show-bin-path)/myopia"
+if [ -x "$plain" ]; then
+    if "${mpirun[@]}" -np 2 "$plain" train "${flags[@]}" --out "$work/plain" > "$work/plain.log" 2>&1; then fail "the build without MPI ran under mpirun"; fi
+    grep -q "swift build -c release --traits MPI" "$work/plain.log" || { cat "$work/plain.log"; fail "no line says how to build with MPI"; }
+    [ ! -d "$work/plain" ] || fail "the build without MPI wrote a run folder under mpirun"
+    pass "the build without MPI refuses under mpirun"
+fi
+echo "mpi-test: all passed"

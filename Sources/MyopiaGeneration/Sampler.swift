@@ -119,13 +119,13 @@ public enum Generation {
     /// everything generated since. When that reaches the model's positions (T), one more token is
     /// sampled from the full context; then, unless `stopAtContext`, the cache is rebuilt from the
     /// last max(1, T/2) tokens and decoding goes on. `ContinuationLoss` scores tokens with exactly
-    /// these contexts.
+    /// these contexts. Decoding reads the model's `quantizedDecoding` weights where it has them.
     public static func sample(_ model: Transformer, prompt: [Int32], options: SamplingOptions,
                               onToken: (Int32) -> Void = { _ in }) -> GeneratedSample {
         precondition(!prompt.isEmpty, "generation needs at least one prompt token")
         let maxT = model.config.maxPositions, v = model.config.vocabSize
         guard options.maxTokens > 0 else { return GeneratedSample(tokens: [], stopReason: .maxTokens) }
-        let cache = KVCache(config: model.config)
+        let cache = KVCache(config: model.config, quantized: true)
         var sampler = Sampler(options)
         var tokens = prompt
         var produced: [Int32] = []

@@ -267,11 +267,7 @@ public enum GamesExperiment {
         let v = Int32(model.config.vocabSize)
         let eos = tokenizer.endOfText.flatMap { (0..<v).contains($0) ? $0 : nil }
         let sampling = SamplingOptions(temperature: m.temperature, topK: m.topK, seed: seed, maxTokens: m.maxTokens, stopToken: eos)
-        let drawn = (0..<m.samples).map { i -> GeneratedSample in
-            var o = sampling
-            o.seed = seed &+ UInt64(i)
-            return Generation.sample(model, prompt: prompt, options: o)
-        }
+        let drawn = GenerationStudy.draw(model, prompt: prompt, options: sampling, count: m.samples)
         let study = GenerationStudy.study(model, tokenizer: tokenizer, source: folder.lastPathComponent, prompt: tokenizer.decode(prompt),
                                           promptTokens: prompt, options: sampling, drawn: drawn,
                                           reference: reference.isEmpty ? nil : ("validation continuation", reference))

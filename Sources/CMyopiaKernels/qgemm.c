@@ -1,11 +1,15 @@
-// Products with weights kept quantised (ggml blocks of 32 values), for decoding: each block of a
-// weight row is dequantised into registers right before it is used, so a token streams the
-// quantised bytes (Q8_0: 8.5 bits a weight, Q4_0: 4.5, Q4_1: 5) instead of 32-bit floats.
+// Products with weights kept quantised (ggml blocks), for decoding: a token streams the quantised
+// bytes (Q8_0: 8.5 bits a weight, Q4_0: 4.5, Q4_1: 5, Q5_0: 5.5, Q5_1: 6, Q2_K: 2.625, Q3_K:
+// 3.4375, Q4_K: 4.5, Q5_K: 5.5, Q6_K: 6.5625) instead of 32-bit floats. Q8_0, Q4_0 and Q4_1 blocks
+// are dequantised into registers right before their products (AVX2); the other formats (and the
+// portable path) dequantise one weight row at a time into a per-thread buffer of k floats that
+// stays in L1/L2 while every row of A is multiplied with it.
 //
 // Dequantisation is exact per value and rounds as GGUFDequantizer (Swift) and gguf-py do: the f16
 // scale widened exactly, d·q (exact: an 11-bit mantissa times a 4- or 8-bit integer), and for Q4_1
 // one rounding of d·q + m, a multiply then an add (never fused: the pragma below keeps the compiler
-// from contracting them). Only the sums differ from a product over the dequantised floats: each row
+// from contracting them); the K-quants' sub-block scale d·sc (and min dmin·mn) first, then its
+// product with q, then the difference (GGUFQuantization.swift has the layouts). Only the sums differ from a product over the dequantised floats: each row
 // of A against each weight row is summed in four 8-lane FMA chains (the portable path: 32 chains of
 // multiply-then-add), whatever the number of rows, so a row's result never depends on m.
 #include "CMyopiaKernels.h"
@@ -25,6 +29,23 @@ long myopia_quant_block_bytes(int format) {
     case MYOPIA_QUANT_Q8_0: return 34;
     case MYOPIA_QUANT_Q4_0: return 18;
     case MYOPIA_QUANT_Q4_1: return 20;
+    case MYOPIA_QUANT_Q5_0: return 22;
+    case MYOPIA_QUANT_Q5_1: return 24;
+    case MYOPIA_QUANT_Q2_K: return 84;
+    case MYOPIA_QUANT_Q3_K: return 110;
+    case MYOPIA_QUANT_Q4_K: return 144;
+    case MYOPIA_QUANT_Q5_K: return 176;
+    case MYOPIA_QUANT_Q6_K: return 210;
+    default: return 0;
+    }
+}
+
+long myopia_quant_block_values(int format) {
+    switch (format) {
+    case MYOPIA_QUANT_Q8_0: case MYOPIA_QUANT_Q4_0: case MYOPIA_QUANT_Q4_1: case MYOPIA_QUANT_Q5_0: case MYOPIA_QUANT_Q5_1:
+        return 32;
+    case MYOPIA_QUANT_Q2_K: case MYOPIA_QUANT_Q3_K: case MYOPIA_QUANT_Q4_K: case MYOPIA_QUANT_Q5_K: case MYOPIA_QUANT_Q6_K:
+        return 256;
     default: return 0;
     }
 }
@@ -46,34 +67,125 @@ static inline float half_to_float(const uint8_t *p) {
 
 // MARK: - Portable
 
-static void dequant_portable(int format, const uint8_t *block, float *out) {
-    const float d = half_to_float(block);
+static inline uint32_t load_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+// ggml's get_scale_min_k4: the 6-bit scale and min of sub-block k = 0..<8 of Q4_K / Q5_K.
+static inline void scale_min_k4(const uint8_t *s, int k, int *scale, int *min) {
+    if (k < 4) {
+        *scale = s[k] & 63;
+        *min = s[k + 4] & 63;
+    } else {
+        *scale = (s[k + 4] & 15) | (s[k - 4] >> 6) << 4;
+        *min = (s[k + 4] >> 4) | (s[k] >> 6) << 4;
+    }
+}
+
+// One block of `format` (32 or 256 values) into out, each value as gguf-py rounds it.
+static void dequant_block(int format, const uint8_t *block, float *out) {
     switch (format) {
-    case MYOPIA_QUANT_Q8_0:
+    case MYOPIA_QUANT_Q8_0: {
+        const float d = half_to_float(block);
         for (int j = 0; j < 32; j++) out[j] = (float)(int8_t)block[2 + j] * d;
         break;
-    case MYOPIA_QUANT_Q4_0:
+    }
+    case MYOPIA_QUANT_Q4_0: {
+        const float d = half_to_float(block);
         for (int j = 0; j < 16; j++) {
             out[j] = d * (float)((block[2 + j] & 15) - 8);
             out[j + 16] = d * (float)((block[2 + j] >> 4) - 8);
         }
         break;
+    }
     case MYOPIA_QUANT_Q4_1: {
-        const float m = half_to_float(block + 2);
+        const float d = half_to_float(block), m = half_to_float(block + 2);
         for (int j = 0; j < 16; j++) {
             out[j] = d * (float)(block[4 + j] & 15) + m;
             out[j + 16] = d * (float)(block[4 + j] >> 4) + m;
         }
         break;
     }
+    case MYOPIA_QUANT_Q5_0: {
+        const float d = half_to_float(block);
+        const uint32_t qh = load_u32(block + 2);
+        for (int j = 0; j < 16; j++) {
+            out[j] = d * (float)((int)((block[6 + j] & 15) | ((qh >> j) & 1) << 4) - 16);
+            out[j + 16] = d * (float)((int)((block[6 + j] >> 4) | ((qh >> (j + 16)) & 1) << 4) - 16);
+        }
+        break;
     }
+    case MYOPIA_QUANT_Q5_1: {
+        const float d = half_to_float(block), m = half_to_float(block + 2);
+        const uint32_t qh = load_u32(block + 4);
+        for (int j = 0; j < 16; j++) {
+            out[j] = d * (float)((block[8 + j] & 15) | ((qh >> j) & 1) << 4) + m;
+            out[j + 16] = d * (float)((block[8 + j] >> 4) | ((qh >> (j + 16)) & 1) << 4) + m;
+        }
+        break;
+    }
+    case MYOPIA_QUANT_Q2_K: {
+        const float d = half_to_float(block + 80), dmin = half_to_float(block + 82);
+        for (int e = 0; e < 256; e++) {
+            const int sc = block[e / 16], l = e % 32;
+            const float dl = d * (float)(sc & 15), ml = dmin * (float)(sc >> 4);
+            const int q = (block[16 + 32 * (e / 128) + l] >> (2 * (e % 128 / 32))) & 3;
+            out[e] = dl * (float)q - ml;
+        }
+        break;
+    }
+    case MYOPIA_QUANT_Q3_K: {
+        const float d = half_to_float(block + 108);
+        for (int e = 0; e < 256; e++) {
+            const int r = e / 16, l = e % 32, low = block[96 + r % 8], high = block[104 + r % 4];
+            const int scale = (r < 8 ? low & 15 : low >> 4) | ((high >> (2 * (r / 4))) & 3) << 4;
+            const float dl = d * (float)(scale - 32);
+            const int q = ((block[32 + 32 * (e / 128) + l] >> (2 * (e / 32 % 4))) & 3) - (((block[l] >> (e / 32)) & 1) ? 0 : 4);
+            out[e] = dl * (float)q;
+        }
+        break;
+    }
+    case MYOPIA_QUANT_Q4_K:
+    case MYOPIA_QUANT_Q5_K: {
+        const float d = half_to_float(block), dmin = half_to_float(block + 2);
+        const int five = format == MYOPIA_QUANT_Q5_K;
+        const uint8_t *qs = block + (five ? 48 : 16);
+        for (int k = 0; k < 8; k++) {
+            int scale, min;
+            scale_min_k4(block + 4, k, &scale, &min);
+            const float dk = d * (float)scale, mk = dmin * (float)min;
+            for (int l = 0; l < 32; l++) {
+                int q = (qs[32 * (k / 2) + l] >> (4 * (k % 2))) & 15;
+                if (five) q |= ((block[16 + l] >> k) & 1) << 4;
+                out[32 * k + l] = dk * (float)q - mk;
+            }
+        }
+        break;
+    }
+    case MYOPIA_QUANT_Q6_K: {
+        const float d = half_to_float(block + 208);
+        for (int e = 0; e < 256; e++) {
+            const int h = e / 128, t = e % 128 / 32, l = e % 32;
+            const float ds = d * (float)(int8_t)block[192 + e / 16];
+            const int low = (block[64 * h + 32 * (t % 2) + l] >> (4 * (t / 2))) & 15;
+            const int high = (block[128 + 32 * h + l] >> (2 * t)) & 3;
+            out[e] = ds * (float)((low | high << 4) - 32);
+        }
+        break;
+    }
+    }
+}
+
+// A weight row of k values (its blocks at wrow) into row.
+static void dequant_row(int format, const uint8_t *wrow, long k, float *row) {
+    const long values = myopia_quant_block_values(format), bytes = myopia_quant_block_bytes(format);
+    for (long b = 0; b < k / values; b++) dequant_block(format, wrow + b * bytes, row + b * values);
 }
 
 static void qgemm_portable(int format, long m, long n, long k, const float *a, long lda, const uint8_t *w,
                            long row_bytes, float *c, long ldc, int accumulate, float *row) {
-    const long blocks = k / 32, block_bytes = myopia_quant_block_bytes(format);
     for (long j = 0; j < n; j++) {
-        for (long b = 0; b < blocks; b++) dequant_portable(format, w + j * row_bytes + b * block_bytes, row + 32 * b);
+        dequant_row(format, w + j * row_bytes, k, row);
         for (long i = 0; i < m; i++) {
             const float *x = a + i * lda;
             float acc[32] = {0};
@@ -166,6 +278,21 @@ static inline void qgemm_avx2_format(const int format, long m, long n, long k, c
     }
 }
 
+// The other formats: weight row j dequantised into `row` (dequant_row), then every row of A
+// against it with the same four chains (qgemm_rows reading `row`).
+AVX2_FMA
+static void qgemm_avx2_buffered(int format, long m, long n, long k, const float *a, long lda, const uint8_t *w,
+                                long row_bytes, float *c, long ldc, int accumulate, float *row) {
+    for (long j = 0; j < n; j++) {
+        dequant_row(format, w + j * row_bytes, k, row);
+        long i = 0;
+        for (; i + 2 <= m; i += 2)
+            qgemm_rows(MYOPIA_QUANT_Q8_0, 2, k, a + i * lda, lda, NULL, 0, row, 0, 0, c + i * ldc + j, ldc, accumulate);
+        if (i < m)
+            qgemm_rows(MYOPIA_QUANT_Q8_0, 1, k, a + i * lda, lda, NULL, 0, row, 0, 0, c + i * ldc + j, ldc, accumulate);
+    }
+}
+
 AVX2_FMA
 static void qgemm_avx2(int format, long m, long n, long k, const float *a, long lda, const uint8_t *w,
                        long row_bytes, float *c, long ldc, int accumulate, float *row) {
@@ -173,13 +300,15 @@ static void qgemm_avx2(int format, long m, long n, long k, const float *a, long 
     case MYOPIA_QUANT_Q8_0: qgemm_avx2_format(MYOPIA_QUANT_Q8_0, m, n, k, a, lda, w, row_bytes, c, ldc, accumulate, row); break;
     case MYOPIA_QUANT_Q4_0: qgemm_avx2_format(MYOPIA_QUANT_Q4_0, m, n, k, a, lda, w, row_bytes, c, ldc, accumulate, row); break;
     case MYOPIA_QUANT_Q4_1: qgemm_avx2_format(MYOPIA_QUANT_Q4_1, m, n, k, a, lda, w, row_bytes, c, ldc, accumulate, row); break;
+    default: qgemm_avx2_buffered(format, m, n, k, a, lda, w, row_bytes, c, ldc, accumulate, row); break;
     }
 }
 #endif
 
 void myopia_qgemm(int format, int simd, long m, long n, long k, const float *a, long lda, const void *w,
                   long row_bytes, float *c, long ldc, int accumulate) {
-    if (m <= 0 || n <= 0 || k <= 0 || k % 32 != 0 || myopia_quant_block_bytes(format) == 0) return;
+    const long values = myopia_quant_block_values(format);
+    if (m <= 0 || n <= 0 || k <= 0 || values == 0 || k % values != 0) return;
     float *row = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_QGEMM, (size_t)k * sizeof(float));
 #if defined(__x86_64__)
     if (simd && myopia_cpu_has_avx2_fma()) {

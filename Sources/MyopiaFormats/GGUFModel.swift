@@ -77,7 +77,7 @@ public enum GGUFModel {
     }
 
     /// The projections and the head of `model` (loaded from `file`) that the file stores as Q8_0,
-    /// Q4_0 or Q4_1, kept in those blocks for decoding (`Transformer.quantizedDecoding`), with
+    /// Q4_0, Q4_1, Q5_0, Q5_1 or a K-quant (Q2_K–Q6_K), kept in those blocks for decoding (`Transformer.quantizedDecoding`), with
     /// llama's q/k rows put back in Hugging Face's order as `load` puts the floats. Tensors of other
     /// types are left out: decoding reads their fp32 parameters.
     public static func quantizedWeights(_ file: GGUFFile, for model: Transformer) throws -> QuantizedWeights {
@@ -105,6 +105,13 @@ public enum GGUFModel {
         case .q8_0: return .q8_0
         case .q4_0: return .q4_0
         case .q4_1: return .q4_1
+        case .q5_0: return .q5_0
+        case .q5_1: return .q5_1
+        case .q2_K: return .q2_K
+        case .q3_K: return .q3_K
+        case .q4_K: return .q4_K
+        case .q5_K: return .q5_K
+        case .q6_K: return .q6_K
         default: return nil
         }
     }

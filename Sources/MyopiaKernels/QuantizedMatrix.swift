@@ -1,24 +1,33 @@
 import CMyopiaKernels
 
-/// A weight matrix kept as ggml blocks of 32 values (Q8_0, Q4_0, Q4_1): rows × columns, each row
-/// `columns / 32` blocks, as a GGUF file stores an nn.Linear weight [out, in]. `multiply` reads
-/// the blocks and dequantises each right before use (qgemm.c), so a product streams 4.5–8.5 bits a
-/// weight instead of 32.
+/// A weight matrix kept as ggml blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 of 32 values; the K-quants
+/// Q2_K–Q6_K of 256): rows × columns, each row `columns / blockValues` blocks, as a GGUF file
+/// stores an nn.Linear weight [out, in]. `multiply` reads the blocks and dequantises them right
+/// before use (qgemm.c), so a product streams 2.6–8.5 bits a weight instead of 32.
 public final class QuantizedMatrix: @unchecked Sendable {
-    /// A ggml block format with 32 values a block.
+    /// A ggml block format.
     public enum Format: Int32, CaseIterable, Sendable {
-        case q8_0, q4_0, q4_1
+        case q8_0, q4_0, q4_1, q5_0, q5_1, q2_K, q3_K, q4_K, q5_K, q6_K
 
         var id: Int32 {
             switch self {
             case .q8_0: Int32(MYOPIA_QUANT_Q8_0)
             case .q4_0: Int32(MYOPIA_QUANT_Q4_0)
             case .q4_1: Int32(MYOPIA_QUANT_Q4_1)
+            case .q5_0: Int32(MYOPIA_QUANT_Q5_0)
+            case .q5_1: Int32(MYOPIA_QUANT_Q5_1)
+            case .q2_K: Int32(MYOPIA_QUANT_Q2_K)
+            case .q3_K: Int32(MYOPIA_QUANT_Q3_K)
+            case .q4_K: Int32(MYOPIA_QUANT_Q4_K)
+            case .q5_K: Int32(MYOPIA_QUANT_Q5_K)
+            case .q6_K: Int32(MYOPIA_QUANT_Q6_K)
             }
         }
 
-        /// Bytes of one block of 32 values.
+        /// Bytes of one block.
         public var blockBytes: Int { myopia_quant_block_bytes(id) }
+        /// Values of one block: 32, or 256 for the K-quants.
+        public var blockValues: Int { myopia_quant_block_values(id) }
     }
 
     public let format: Format
@@ -26,14 +35,15 @@ public final class QuantizedMatrix: @unchecked Sendable {
     public let rowBytes: Int
     let bytes: UnsafeMutableRawPointer
 
-    /// Copies `rows` rows of `columns` values (a multiple of 32), row r's blocks at `data` +
-    /// r·rowBytes, from `row(r)`: the row of the file that becomes row r (a reordering of rows).
+    /// Copies `rows` rows of `columns` values (a multiple of the block's values), row r's blocks at
+    /// `data` + r·rowBytes, from `row(r)`: the row of the file that becomes row r (a reordering of rows).
     public init(format: Format, rows: Int, columns: Int, data: UnsafeRawBufferPointer, row source: (Int) -> Int = { $0 }) {
-        precondition(columns > 0 && columns % 32 == 0 && rows > 0, "QuantizedMatrix: columns must be a positive multiple of 32")
+        precondition(columns > 0 && columns % format.blockValues == 0 && rows > 0,
+                     "QuantizedMatrix: columns must be a positive multiple of \(format.blockValues)")
         self.format = format
         self.rows = rows
         self.columns = columns
-        rowBytes = columns / 32 * format.blockBytes
+        rowBytes = columns / format.blockValues * format.blockBytes
         precondition(data.count == rows * rowBytes, "QuantizedMatrix: \(data.count) bytes for \(rows) × \(columns) in \(format)")
         bytes = .allocate(byteCount: rows * rowBytes, alignment: 64)
         for r in 0..<rows {

@@ -31,7 +31,7 @@ struct GenerateCommand: ConfigFileCommand, RunFolderOutput {
 
         --json prints one object instead of streaming: the prompt, the options, each sample (text, token ids, stop reason eos / max-tokens / context, loss, loop) and the metrics.
 
-        The samples decode together, --decode-batch at a time (default: all): one matrix product per layer and step for the whole batch, the prompt decoded once. Each sample gets the tokens it gets decoded alone (--decode-batch 1), bit for bit. --prompts FILE continues every prompt of a file (one a line; JSONL for *.jsonl: a string or {"prompt": ...} a line), each --samples times, all in one batch. Several values of --temperature, --top-k or --top-p sweep every combination in the same batch, each with its own metrics and a table of them. With several prompts or settings --json prints {"model", "studies": [one object per prompt and setting]}. A GGUF model decodes from its Q8_0/Q4_0/Q4_1 weights as stored (--weights fp32: from floats); scoring stays fp32. See docs/generation.md.
+        The samples decode together, --decode-batch at a time (default: all): one matrix product per layer and step for the whole batch, the prompt decoded once. Each sample gets the tokens it gets decoded alone (--decode-batch 1), bit for bit. --prompts FILE continues every prompt of a file (one a line; JSONL for *.jsonl: a string or {"prompt": ...} a line), each --samples times, all in one batch. Several values of --temperature, --top-k or --top-p sweep every combination in the same batch, each with its own metrics and a table of them. With several prompts or settings --json prints {"model", "studies": [one object per prompt and setting]}. A GGUF model decodes from its quantised weights as stored (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K–Q6_K) (--weights fp32: from floats); scoring stays fp32. See docs/generation.md.
 
         Examples:
           myopia generate --checkpoint runs/shakespeare --prompt "ROMEO:" \\
@@ -66,7 +66,7 @@ struct GenerateCommand: ConfigFileCommand, RunFolderOutput {
     var reference: String?
     @Flag(name: .customLong("stop-at-context"), help: "Stop a sample when the model's context is full.") var stopAtContext = false
     @Flag(name: .customLong("ignore-eos"), help: "Do not stop at the end-of-text token.") var ignoreEOS = false
-    @Option(help: "Weights to decode from: quantized (a GGUF's Q8_0/Q4_0/Q4_1 blocks as stored) or fp32.")
+    @Option(help: "Weights to decode from: quantized (a GGUF's blocks as stored) or fp32.")
     var weights: DecodeWeights = .quantized
     @OptionGroup var output: OutputOptions<GenerateCommand>
     @OptionGroup var configFile: ConfigFileOption<GenerateCommand>

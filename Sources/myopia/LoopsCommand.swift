@@ -7,6 +7,7 @@ struct LoopsCommand: ConfigFileCommand, RunFolderOutput {
     static let configuration = CommandConfiguration(
         commandName: "loops",
         abstract: "The self-reinforcement of loops: how a repeated sentence raises its own probability.",
+        usage: "myopia loops --model <model> --data <data> [<options>]",
         discussion: """
         Sentences of the data (cut after . ! or ? and at blank lines, for any tokenizer, bytes included), each repeated n times and then once more: against n = 1...--max-repeats, the mean probability the model gives the tokens of that next repetition (TP) and the share of them whose probability rose from the sentence's first occurrence (IP), as Xu et al. 2022 ("Learning to Break the Loop") measure them; means over sentences with 95% intervals. The first token of each repetition is left out of both (the first occurrence has no context for it). Sentences of fewer than 3 tokens, or too long to fit --max-repeats + 1 times in the context, are skipped.
 

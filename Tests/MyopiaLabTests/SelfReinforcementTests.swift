@@ -61,4 +61,39 @@ final class SelfReinforcementTests: XCTestCase {
         XCTAssertEqual(units.map(\.count), [4, 6, 3])
         XCTAssertEqual(SelfReinforcement.units(text, tokenizer: ByteTokenizer(), maxRepeats: 3, maxPositions: 24, count: 2).count, 2)
     }
+
+    /// `measure` on a split of byte tokens scores the sentences that fit; `SeedSummary` averages
+    /// seeds at each n; `sideBySide` puts flows in columns.
+    func testMeasureOnTokensAndSummaryOverSeeds() throws {
+        let model = Transformer(config: ModelConfig(vocabSize: 260, maxPositions: 64, dModel: 16, nLayers: 1, nHeads: 2))
+        model.initialize(seed: 3)
+        let tok = ByteTokenizer()
+        let text = "One two. Three four five! Six?\n\nSeven eight nine ten eleven twelve thirteen fourteen."
+        let report = try XCTUnwrap(SelfReinforcement.measure(model, tokens: tok.encode(text), tokenizer: tok, maxRepeats: 3, sentences: 10))
+        // " One two." (9 bytes) and " Six?" (5) fit 4 times in 64 positions; the others do not.
+        XCTAssertEqual(report, SelfReinforcement.compute(model, units: [tok.encode(" One two."), tok.encode(" Six?")], maxRepeats: 3))
+        XCTAssertEqual(report.sentences, 2)
+        XCTAssertNil(SelfReinforcement.measure(model, tokens: tok.encode("Far too long a sentence for sixty-four positions."),
+                                               tokenizer: tok, maxRepeats: 3))
+        var other = report
+        other.points = report.points.map { p in
+            var p = p
+            p.tp += 0.1
+            p.ip = 1 - p.ip
+            return p
+        }
+        let summary = try XCTUnwrap(SelfReinforcement.SeedSummary([report, other]))
+        XCTAssertEqual(summary.n, [1, 2, 3])
+        XCTAssertEqual(summary.perSeed, [report, other])
+        for i in 0..<3 {
+            XCTAssertEqual(summary.tp[i], report.points[i].tp + 0.05, accuracy: 1e-12)
+            XCTAssertEqual(summary.ip[i], 0.5, accuracy: 1e-12)
+        }
+        XCTAssertNil(SelfReinforcement.SeedSummary([]))
+        let table = SelfReinforcement.sideBySide([("vanilla", summary), ("myopic", nil)])
+        XCTAssertEqual(table.count, 5)
+        XCTAssertTrue(table[1].hasPrefix("n   vanilla"), table[1])
+        XCTAssertTrue(table[2].hasPrefix("1   " + String(format: "%.3f / %.2f", summary.tp[0], summary.ip[0])), table[2])
+        XCTAssertEqual(SelfReinforcement.sideBySide([("myopic", nil)]), [])
+    }
 }

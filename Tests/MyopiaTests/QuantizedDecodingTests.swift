@@ -8,7 +8,8 @@ import Myopia
 /// rounding of the fp32 product over those floats, every row's sums independent of how many rows
 /// are computed together, and a model's logits within 1e-5 of the fp32 path with the same greedy tokens.
 final class QuantizedDecodingTests: XCTestCase {
-    static let quantized = ["q8_0": QuantizedMatrix.Format.q8_0, "q4_0": .q4_0, "q4_1": .q4_1]
+    static let quantized = ["q8_0": QuantizedMatrix.Format.q8_0, "q4_0": .q4_0, "q4_1": .q4_1, "q5_0": .q5_0, "q5_1": .q5_1,
+                            "q2_k": .q2_K, "q3_k": .q3_K, "q4_k": .q4_K, "q5_k": .q5_K, "q6_k": .q6_K]
 
     func quantsFile() throws -> GGUFFile {
         try GGUFFile(contentsOf: fixturesURL.appendingPathComponent("gguf/quants.gguf"))
@@ -79,7 +80,8 @@ final class QuantizedDecodingTests: XCTestCase {
         }
     }
 
-    /// The GGUF families (Q8_0, Q4_0 and Q4_1 among other types; llama's permuted q/k rows):
+    /// The GGUF families (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and K-quants among F16/BF16/F32; llama's
+    /// permuted q/k rows):
     /// quantised decoding gives the fp32 path's logits (over the same dequantised weights) within
     /// 1e-5, the same greedy tokens, and in a batch the bits it gives alone.
     func testQuantisedDecodingMatchesFloats() throws {
@@ -87,7 +89,7 @@ final class QuantizedDecodingTests: XCTestCase {
             let url = fixturesURL.appendingPathComponent("gguf_families/\(family)/model.gguf")
             let model = try GGUFModel.load(from: url)
             let quantized = try GGUFModel.quantizedWeights(try GGUFFile(contentsOf: url), for: model)
-            XCTAssertFalse(quantized.matrices.isEmpty, "\(family) has Q8_0/Q4_0/Q4_1 projections")
+            XCTAssertFalse(quantized.matrices.isEmpty, "\(family) has quantised projections")
             model.quantizedDecoding = quantized
             let v = model.config.vocabSize
             let text: [Int32] = (0..<24).map { Int32(($0 * 29 + 3) % v) }

@@ -29,7 +29,7 @@ public enum SelfReinforcement {
         }
     }
 
-    public struct Report: Codable, Sendable {
+    public struct Report: Codable, Equatable, Sendable {
         public var sentences: Int
         /// Mean tokens per sentence (the first, unscored, included).
         public var meanTokens: Double
@@ -107,6 +107,77 @@ public enum SelfReinforcement {
         }
         let meanTokens = Double(units.reduce(0) { $0 + $1.count }) / Double(units.count)
         return Report(sentences: units.count, meanTokens: meanTokens, maxRepeats: maxRepeats, points: points)
+    }
+
+    /// Repetitions `gap` and `games` measure on each trained model (`measure`).
+    public static let runRepeats = 4
+    /// Sentences `gap` and `games` measure on each trained model, at most.
+    public static let runSentences = 50
+
+    /// The curve on a split of tokens (a trained model's validation split): its text decoded, cut
+    /// into sentences, at most `sentences` of them spread over it, `maxRepeats` repetitions; nil
+    /// when no sentence fits the context `maxRepeats` + 1 times.
+    public static func measure(_ model: Transformer, tokens: [Int32], tokenizer: any Tokenizer,
+                               maxRepeats: Int = runRepeats, sentences: Int = runSentences) -> Report? {
+        let text = tokenizer.decode(Array(tokens.prefix(1 << 20)))
+        let found = units(text, tokenizer: tokenizer, maxRepeats: maxRepeats, maxPositions: model.config.maxPositions,
+                          count: sentences)
+        return found.isEmpty ? nil : compute(model, units: found, maxRepeats: maxRepeats)
+    }
+
+    /// One flow's or game's curves over seeds: for each n the mean over seeds of TP and IP, and each
+    /// seed's report (seeds whose model had no sentence that fits are left out).
+    public struct SeedSummary: Codable, Equatable, Sendable {
+        public var n: [Int]
+        public var tp: [Double]
+        public var ip: [Double]
+        public var perSeed: [Report]
+
+        /// nil without reports, or when they do not share their repetition counts.
+        public init?(_ reports: [Report]) {
+            guard let first = reports.first, reports.allSatisfy({ $0.points.map(\.n) == first.points.map(\.n) }) else { return nil }
+            n = first.points.map(\.n)
+            tp = n.indices.map { i in reports.reduce(0) { $0 + $1.points[i].tp } / Double(reports.count) }
+            ip = n.indices.map { i in reports.reduce(0) { $0 + $1.points[i].ip } / Double(reports.count) }
+            perSeed = reports
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case n, tp, ip
+            case perSeed = "per_seed"
+        }
+    }
+
+    /// Rows "n  A TP / IP  B TP / IP …" of several flows' or games' curves side by side.
+    public static func sideBySide(_ named: [(name: String, loops: SeedSummary?)]) -> [String] {
+        let present = named.compactMap { item in item.loops.map { (item.name, $0) } }
+        guard let ns = present.first?.1.n else { return [] }
+        let width = max(16, (present.map { $0.0.count }.max() ?? 0) + 2)
+        var lines = ["self-reinforcement (TP / IP of the repetition after n; mean over seeds)",
+                     "n".padding(toLength: 4, withPad: " ", startingAt: 0)
+                        + present.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) }.joined()]
+        for (i, n) in ns.enumerated() {
+            var row = "\(n)".padding(toLength: 4, withPad: " ", startingAt: 0)
+            for (_, l) in present {
+                let cell = i < l.n.count ? String(format: "%.3f / %.2f", l.tp[i], l.ip[i]) : "–"
+                row += cell.padding(toLength: width, withPad: " ", startingAt: 0)
+            }
+            lines.append(row.replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression))
+        }
+        return lines
+    }
+
+    /// The same side by side as an HTML table (empty when no flow or game has curves); names are escaped by `escape`.
+    public static func sideBySideHTML(_ named: [(name: String, loops: SeedSummary?)], escape: (String) -> String) -> String {
+        let present = named.compactMap { item in item.loops.map { (item.name, $0) } }
+        guard let ns = present.first?.1.n else { return "" }
+        var html = "<table><tr><th>n</th>" + present.map { "<th>\(escape($0.0)) TP / IP</th>" }.joined() + "</tr>"
+        for (i, n) in ns.enumerated() {
+            html += "<tr><td>\(n)</td>" + present.map { _, l in
+                "<td>" + (i < l.n.count ? String(format: "%.3f / %.2f", l.tp[i], l.ip[i]) : "–") + "</td>"
+            }.joined() + "</tr>"
+        }
+        return html + "</table><p class=\"caption\">The self-reinforcement of loops (Xu et al. 2022): sentences of the validation split repeated n times, then once more; TP is the mean probability of that next repetition's tokens, IP the share of them more likely than at the sentence's first occurrence (means over seeds; each seed's intervals over sentences in its run folder's loops.json). A curve that climbs with n is a model that feeds its own loops.</p>"
     }
 
     /// The mean and 1.96 standard errors (0 for one value).

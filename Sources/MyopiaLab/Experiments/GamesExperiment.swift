@@ -212,7 +212,8 @@ public enum GamesExperiment {
                            measured.evaluation.loss, measured.advantage.mean))
                 runs[g].append(RunMeasurements(evaluation: measured.evaluation, horizon: measured.horizon, upstream: measured.upstream,
                                                generation: measured.generation, advantage: measured.advantage,
-                                               trainLoss: last?.trainLoss ?? Gap.lastLoggedTrainLoss(folder) ?? .nan, seconds: seconds))
+                                               trainLoss: last?.trainLoss ?? Gap.lastLoggedTrainLoss(folder) ?? .nan, seconds: seconds,
+                                               loops: measured.loops))
                 windows = measured.evaluation.windows
                 tokens = measured.evaluation.tokens
             }
@@ -281,8 +282,15 @@ public enum GamesExperiment {
                                                       positions: m.advantagePositions, seed: seed)
         try save(advantage, as: advantageFile, since: since,
                  ["windows": "\(m.advantageWindows)", "positions": "\(m.advantagePositions)", "horizon": "\(k)"])
-        log(String(format: "%@: horizon, upstream table, %d samples and the continuation advantage measured", folder.lastPathComponent, m.samples))
+        since = Date()
+        let loops = SelfReinforcement.measure(model, tokens: validation, tokenizer: tokenizer)
+        if let loops {
+            try save(loops, as: SelfReinforcement.fileName, since: since,
+                     ["sentences": "\(SelfReinforcement.runSentences)", "max_repeats": "\(loops.maxRepeats)"])
+        }
+        log(String(format: "%@: horizon, upstream table, %d samples, the continuation advantage and the loops' self-reinforcement measured",
+                   folder.lastPathComponent, m.samples))
         return RunMeasurements(evaluation: evaluation, horizon: horizon, upstream: upstream, generation: study.metrics,
-                               advantage: advantage, trainLoss: .nan, seconds: 0)
+                               advantage: advantage, trainLoss: .nan, seconds: 0, loops: loops)
     }
 }

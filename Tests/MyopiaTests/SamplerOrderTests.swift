@@ -12,23 +12,20 @@ final class SamplerOrderTests: XCTestCase {
         var probs = logits
         _ = probs.withUnsafeMutableBufferPointer { RowOps.softmax($0.baseAddress!, count: logits.count, scale: Float(1 / options.temperature)) }
         let order = Array(0..<logits.count).sorted { probs[$0] > probs[$1] || (probs[$0] == probs[$1] && $0 < $1) }
-        var keep = logits.count
-        if let k = options.topK, k > 0 { keep = min(keep, k) }
+        let ranked = order.map { probs[$0] }
+        var keep = min(ranked.count, options.topK ?? ranked.count)
         if let p = options.topP, p < 1 {
-            var cumulative: Float = 0
-            for (i, j) in order.prefix(keep).enumerated() {
-                cumulative += probs[j]
-                if Double(cumulative) >= p { keep = i + 1; break }
-            }
+            var running: Float = 0
+            let sums = ranked.prefix(keep).map { x -> Float in running += x; return running }
+            if let i = sums.firstIndex(where: { Double($0) >= p }) { keep = i + 1 }
         }
-        var total: Float = 0
-        for j in order.prefix(keep) { total += probs[j] }
+        let total = ranked.prefix(keep).reduce(Float(0), +)
         var u = Float(rng.nextUnit()) * total
-        for j in order.prefix(keep) {
-            u -= probs[j]
-            if u <= 0 { return Int32(j) }
-        }
-        return Int32(order[keep - 1])
+        let pick = ranked.prefix(keep).firstIndex { x in
+            u -= x
+            return u <= 0
+        } ?? keep - 1
+        return Int32(order[pick])
     }
 
     func testDrawsEqualTheComparisonSort() {

@@ -10,7 +10,8 @@ enum {
     MYOPIA_SCRATCH_REDUCTIONS = 2,  // myopia_thread_scratch
     MYOPIA_SCRATCH_ATTENTION = 3,   // myopia_attention_scratch
     MYOPIA_SCRATCH_GEMM_SHARED = 4, // gemm.c's panels shared by a team of threads (the caller's)
-    MYOPIA_SCRATCH_SLOTS = 5,
+    MYOPIA_SCRATCH_QGEMM = 5,       // qgemm.c's dequantised weight row
+    MYOPIA_SCRATCH_SLOTS = 6,
 };
 
 /// This thread's buffer `slot`, at least `bytes` long and 64-byte aligned; its contents are kept

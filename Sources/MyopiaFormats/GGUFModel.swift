@@ -1,5 +1,6 @@
 import Foundation
 import MyopiaSupport
+import MyopiaKernels
 import MyopiaModel
 
 // A llama.cpp GGUF file → a Transformer of the matching family under Hugging Face names, dequantised
@@ -73,6 +74,46 @@ public enum GGUFModel {
         }
         model.checkpointKeys = keys
         return model
+    }
+
+    /// The projections and the head of `model` (loaded from `file`) that the file stores as Q8_0,
+    /// Q4_0, Q4_1, Q5_0, Q5_1 or a K-quant (Q2_K–Q6_K), kept in those blocks for decoding (`Transformer.quantizedDecoding`), with
+    /// llama's q/k rows put back in Hugging Face's order as `load` puts the floats. Tensors of other
+    /// types are left out: decoding reads their fp32 parameters.
+    public static func quantizedWeights(_ file: GGUFFile, for model: Transformer) throws -> QuantizedWeights {
+        let config = model.config, store = model.params
+        var matrices: [Int: QuantizedMatrix] = [:]
+        for (gguf, hf) in tensorNames(config) {
+            let head = hf == "lm_head.weight" || (hf == "model.embed_tokens.weight" && config.tiedEmbeddings)
+            guard head || hf.hasSuffix("_proj.weight"), let entry = store.entry(hf), entry.shape.count == 2,
+                  let info = file[gguf], let format = quantizedFormat(info.type) else { continue }
+            let rows = entry.shape[0], columns = entry.shape[1], hs = config.headSize, half = hs / 2
+            let permuted = config.family == .llama && (hf.hasSuffix("q_proj.weight") || hf.hasSuffix("k_proj.weight"))
+            matrices[entry.offset] = try file.withBytes(of: gguf) { bytes in
+                // HF row h·HS + j·HS/2 + i is GGUF row h·HS + 2i + j (unpermuteRows).
+                QuantizedMatrix(format: format, rows: rows, columns: columns, data: bytes) { r in
+                    permuted ? r / hs * hs + 2 * (r % hs % half) + r % hs / half : r
+                }
+            }
+        }
+        return QuantizedWeights(matrices)
+    }
+
+    /// The block format of `QuantizedMatrix` that a ggml type is, if any.
+    static func quantizedFormat(_ type: GGUFTensorType) -> QuantizedMatrix.Format? {
+        switch type {
+        case .q8_0: return .q8_0
+        case .q4_0: return .q4_0
+        case .q4_1: return .q4_1
+        case .q5_0: return .q5_0
+        case .q5_1: return .q5_1
+        case .q2_K: return .q2_K
+        case .q3_K: return .q3_K
+        case .q4_K: return .q4_K
+        case .q5_K: return .q5_K
+        case .q6_K: return .q6_K
+        default: return nil
+        }
     }
 
     /// The model's shape from the `<arch>.*` metadata.

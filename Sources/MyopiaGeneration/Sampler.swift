@@ -37,6 +37,7 @@ public struct Sampler {
     var rng: SeededGenerator
     private var order: [Int] = []
     private var probs: [Float] = []
+    private var keys: [UInt64] = []
 
     public init(_ options: SamplingOptions) {
         self.options = options
@@ -49,14 +50,28 @@ public struct Sampler {
             for j in 1..<v where logits[j] > logits[best] { best = j }
             return Int32(best)
         }
-        if probs.count != v { probs = [Float](repeating: 0, count: v); order = Array(0..<v) }
+        if probs.count != v {
+            probs = [Float](repeating: 0, count: v)
+            order = Array(0..<v)
+            keys = [UInt64](repeating: 0, count: v)
+        }
         let invT = Float(1 / options.temperature)
         probs.withUnsafeMutableBufferPointer { p in
             for j in 0..<v { p[j] = logits[j] }
             RowOps.softmax(p.baseAddress!, count: v, scale: invT)
         }
-        // Most likely first; ties broken by id so the order is reproducible.
-        order.sort { probs[$0] > probs[$1] || (probs[$0] == probs[$1] && $0 < $1) }
+        // Most likely first; ties broken by id so the order is reproducible. A probability is ≥ 0,
+        // so its bits order as it does: sorting (¬bits)·2³² + id ascending gives exactly that order,
+        // as plain integers (several times faster than comparing through the probabilities).
+        probs.withUnsafeBufferPointer { p in
+            keys.withUnsafeMutableBufferPointer { k in
+                for j in 0..<v { k[j] = UInt64(~p[j].bitPattern) << 32 | UInt64(j) }
+                k.sort()
+                order.withUnsafeMutableBufferPointer { o in
+                    for i in 0..<v { o[i] = Int(truncatingIfNeeded: k[i] & 0xFFFF_FFFF) }
+                }
+            }
+        }
         var keep = v
         if let k = options.topK, k > 0 { keep = min(keep, k) }
         if let p = options.topP, p < 1 {
@@ -119,13 +134,13 @@ public enum Generation {
     /// everything generated since. When that reaches the model's positions (T), one more token is
     /// sampled from the full context; then, unless `stopAtContext`, the cache is rebuilt from the
     /// last max(1, T/2) tokens and decoding goes on. `ContinuationLoss` scores tokens with exactly
-    /// these contexts.
+    /// these contexts. Decoding reads the model's `quantizedDecoding` weights where it has them.
     public static func sample(_ model: Transformer, prompt: [Int32], options: SamplingOptions,
                               onToken: (Int32) -> Void = { _ in }) -> GeneratedSample {
         precondition(!prompt.isEmpty, "generation needs at least one prompt token")
         let maxT = model.config.maxPositions, v = model.config.vocabSize
         guard options.maxTokens > 0 else { return GeneratedSample(tokens: [], stopReason: .maxTokens) }
-        let cache = KVCache(config: model.config)
+        let cache = KVCache(config: model.config, quantized: true)
         var sampler = Sampler(options)
         var tokens = prompt
         var produced: [Int32] = []

@@ -134,11 +134,11 @@ enum Block {
     /// firstPosition + r mod `period` when rows hold sequences of `period` positions each.
     static func forwardQKV(_ a: ActivationCache.Layer, w: UnsafeMutablePointer<Float>, p: BlockParameters,
                            shape s: BlockShape, n: Int, firstPosition: Int, period: Int?, parallel: Bool = true,
-                           rotating: Bool = true) {
+                           rotating: Bool = true, quantized: QuantizedWeights? = nil) {
         let width = s.attention.width
         p.norm1?.forward(w: w, out: a.ln1, mean: a.ln1Mean, rstd: a.ln1Rstd, inp: a.residIn, n: n, c: s.c, eps: s.eps)
         for (dense, column) in p.qkv {
-            dense.forward(w: w, out: a.qkv + column, ld: width, inp: a.ln1, n: n, parallel: parallel)
+            dense.forward(w: w, out: a.qkv + column, ld: width, inp: a.ln1, n: n, parallel: parallel, quantized: quantized)
         }
         p.qkNorm?.forward(w: w, qkv: a.qkv, ld: width, n: n, raw: a.qkRaw, rstd: a.qkRstd, eps: s.eps)
         guard rotating, let rope = s.rope else { return }
@@ -163,26 +163,26 @@ enum Block {
     /// passes all run it.
     static func forwardAfterAttention(w: UnsafeMutablePointer<Float>, p: BlockParameters, shape s: BlockShape,
                                       _ a: ActivationCache.Layer, residOut: UnsafeMutablePointer<Float>, n: Int,
-                                      parallel: Bool = true) {
+                                      parallel: Bool = true, quantized q: QuantizedWeights? = nil) {
         let c = s.c, f = s.f
         if let post = p.postAttentionNorm {
-            p.attnOut.forward(w: w, out: a.attnRaw, ld: c, inp: a.z, n: n, parallel: parallel)
+            p.attnOut.forward(w: w, out: a.attnRaw, ld: c, inp: a.z, n: n, parallel: parallel, quantized: q)
             post.forward(w: w, out: a.residMid, mean: a.attnMean, rstd: a.attnRstd, inp: a.attnRaw, n: n, c: c, eps: s.eps)
             Elementwise.add(into: a.residMid, a.residIn, count: n * c)
         } else {
-            p.attnOut.forwardResidual(w: w, out: a.residMid, residual: a.residIn, inp: a.z, n: n, parallel: parallel)
+            p.attnOut.forwardResidual(w: w, out: a.residMid, residual: a.residIn, inp: a.z, n: n, parallel: parallel, quantized: q)
         }
         let mlpInput = s.parallelResidual ? a.residIn : a.residMid
         p.norm2?.forward(w: w, out: a.ln2, mean: a.ln2Mean, rstd: a.ln2Rstd, inp: mlpInput, n: n, c: c, eps: s.eps)
-        p.mlpIn.forward(w: w, out: a.fcPre, ld: f, inp: a.ln2, n: n, parallel: parallel)
-        p.up?.forward(w: w, out: a.up, ld: f, inp: a.ln2, n: n, parallel: parallel)
+        p.mlpIn.forward(w: w, out: a.fcPre, ld: f, inp: a.ln2, n: n, parallel: parallel, quantized: q)
+        p.up?.forward(w: w, out: a.up, ld: f, inp: a.ln2, n: n, parallel: parallel, quantized: q)
         s.mlp.forward(act: a.act, fcPre: a.fcPre, up: a.up, count: n * f)
         if let post = p.postMLPNorm {
-            p.mlpOut.forward(w: w, out: a.mlpRaw, ld: c, inp: a.act, n: n, parallel: parallel)
+            p.mlpOut.forward(w: w, out: a.mlpRaw, ld: c, inp: a.act, n: n, parallel: parallel, quantized: q)
             post.forward(w: w, out: residOut, mean: a.mlpMean, rstd: a.mlpRstd, inp: a.mlpRaw, n: n, c: c, eps: s.eps)
             Elementwise.add(into: residOut, a.residMid, count: n * c)
         } else {
-            p.mlpOut.forwardResidual(w: w, out: residOut, residual: a.residMid, inp: a.act, n: n, parallel: parallel)
+            p.mlpOut.forwardResidual(w: w, out: residOut, residual: a.residMid, inp: a.act, n: n, parallel: parallel, quantized: q)
         }
     }
 

@@ -12,6 +12,8 @@ public final class KVCache {
     /// Positions held: the next token goes to position `length`.
     public internal(set) var length = 0
     public let chunk: Int
+    /// Whether decoding reads the model's `quantizedDecoding` weights (where it has them).
+    public let quantized: Bool
     let keys: UnsafeMutablePointer<Float>      // (L, P, KV)
     let values: UnsafeMutablePointer<Float>    // (L, P, KV)
     /// Scratch for up to `chunk` new rows: one block's buffers (its residIn is the residual stream).
@@ -26,7 +28,8 @@ public final class KVCache {
 
     /// A cache for `config`'s model holding up to `capacity` positions (default: all it has),
     /// taking new tokens `chunk` rows at a time (prompt processing).
-    public init(config: ModelConfig, capacity: Int? = nil, chunk: Int = 64) {
+    public init(config: ModelConfig, capacity: Int? = nil, chunk: Int = 64, quantized: Bool = false) {
+        self.quantized = quantized
         self.capacity = min(capacity ?? config.maxPositions, config.maxPositions)
         self.chunk = max(1, min(chunk, self.capacity))
         let arena = self.arena
@@ -67,13 +70,13 @@ extension Transformer {
     private func decodeChunk(_ tokens: UnsafePointer<Int32>, count n: Int, cache kv: KVCache) {
         let p0 = kv.length, c = config.dModel
         let a = kv.layer, p = kv.capacity
-        let w = params.weights
+        let w = params.weights, q = kv.quantized ? quantizedDecoding : nil
         embed(out: a.residIn, tokens: tokens, b: 1, t: n, firstPosition: p0)
         for l in 0..<config.nLayers {
-            let b = blocks[l], shape = shapes[l], sh = shape.attention, hs = sh.hs, width = sh.width, out = sh.out
+            let b = blocks[l], shape = shapes[l], sh = shape.attention, hs = sh.hs, width = sh.width
             let kvWidth = sh.nkv * hs
             let keys = kv.keys + l * p * kvWidth, values = kv.values + l * p * kvWidth   // (P, KV)
-            Block.forwardQKV(a, w: w, p: b, shape: shape, n: n, firstPosition: p0, period: nil)
+            Block.forwardQKV(a, w: w, p: b, shape: shape, n: n, firstPosition: p0, period: nil, quantized: q)
             for i in 0..<n {
                 (keys + (p0 + i) * kvWidth).update(from: a.qkv + i * width + sh.keyColumn, count: kvWidth)
                 (values + (p0 + i) * kvWidth).update(from: a.qkv + i * width + sh.valueColumn, count: kvWidth)
@@ -83,30 +86,46 @@ extension Transformer {
             let headsInParallel = n * total * hs * sh.nh >= 1 << 18
             let selfOnly = attentionPattern == .selfOnly
             let attend = { (h: Int) in
-                let kvh = h / sh.group
-                if selfOnly {
-                    for i in 0..<n {
-                        (a.z + i * out + h * hs).update(from: a.qkv + i * width + sh.valueColumn + kvh * hs, count: hs)
-                    }
-                    return
-                }
-                let s = kv.scores + h * kv.chunk * p                                     // (n, total)
-                GEMM.multiply(m: n, n: total, k: hs, a: a.qkv + h * hs, lda: width, transA: false,
-                              b: keys + kvh * hs, ldb: kvWidth, transB: true, c: s, ldc: total, accumulate: false,
-                              parallel: false)
-                for i in 0..<n {
-                    let row = s + i * total, visible = p0 + i + 1
-                    sh.softmaxRow(row, query: p0 + i, keys: visible)
-                    if visible < total { (row + visible).update(repeating: 0, count: total - visible) }
-                }
-                GEMM.multiply(m: n, n: hs, k: total, a: s, lda: total, transA: false, b: values + kvh * hs,
-                              ldb: kvWidth, transB: false, c: a.z + h * hs, ldc: out, accumulate: false, parallel: false)
+                Transformer.attendToCache(z: a.z, qkv: a.qkv, rows: n, firstPosition: p0, head: h, keys: keys,
+                                          values: values, scores: kv.scores + h * kv.chunk * p, shape: sh,
+                                          selfOnly: selfOnly)
             }
             if headsInParallel { Parallel.forEach(sh.nh, attend) } else { for h in 0..<sh.nh { attend(h) } }
-            Block.forwardAfterAttention(w: w, p: b, shape: shape, a, residOut: a.residIn, n: n)
+            Block.forwardAfterAttention(w: w, p: b, shape: shape, a, residOut: a.residIn, n: n, quantized: q)
         }
         finalNorm.forward(w: w, out: kv.ln, mean: kv.mean, rstd: kv.rstd, inp: a.residIn, n: n, c: c, eps: eps)
-        logits(kv.logits, from: kv.ln, rows: n)
+        logits(kv.logits, from: kv.ln, rows: n, quantized: q)
         kv.length += n
+    }
+}
+
+extension Transformer {
+    /// Head h of attention for n query rows of [q | k | v] (row stride W) at positions p0 … p0+n−1,
+    /// against the cached keys and values (P, KV) of positions 0 … p0+n−1 (within the layer's
+    /// window): z's head-h columns (row stride A). `scores` holds n·(p0+n) floats. Each row's sums
+    /// depend only on its own position, never on n or on other rows, so a token decoded in a batch
+    /// of sequences gets the bits it gets decoded alone (BatchedDecoding.swift).
+    static func attendToCache(z: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>, rows n: Int,
+                              firstPosition p0: Int, head h: Int, keys: UnsafePointer<Float>,
+                              values: UnsafePointer<Float>, scores s: UnsafeMutablePointer<Float>,
+                              shape sh: AttentionShape, selfOnly: Bool) {
+        let hs = sh.hs, width = sh.width, out = sh.out, kvWidth = sh.nkv * hs, kvh = h / sh.group
+        if selfOnly {
+            for i in 0..<n {
+                (z + i * out + h * hs).update(from: qkv + i * width + sh.valueColumn + kvh * hs, count: hs)
+            }
+            return
+        }
+        let total = p0 + n                                                    // s: (n, total)
+        GEMM.multiply(m: n, n: total, k: hs, a: qkv + h * hs, lda: width, transA: false,
+                      b: keys + kvh * hs, ldb: kvWidth, transB: true, c: s, ldc: total, accumulate: false,
+                      parallel: false)
+        for i in 0..<n {
+            let row = s + i * total, visible = p0 + i + 1
+            sh.softmaxRow(row, query: p0 + i, keys: visible)
+            if visible < total { (row + visible).update(repeating: 0, count: total - visible) }
+        }
+        GEMM.multiply(m: n, n: hs, k: total, a: s, lda: total, transA: false, b: values + kvh * hs,
+                      ldb: kvWidth, transB: false, c: z + h * hs, ldc: out, accumulate: false, parallel: false)
     }
 }

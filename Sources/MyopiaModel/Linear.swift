@@ -59,9 +59,10 @@ struct Dense {
     /// true: nn.Linear [out, in]; false: Conv1D [in, out].
     let outIn: Bool
 
-    /// out (n, outC; row stride ld) = inp (n, inC) · W (+ bias), or += with `accumulate`.
+    /// out (n, outC; row stride ld) = inp (n, inC) · W (+ bias), or += with `accumulate`. W is read
+    /// from `quantized` where it holds this weight (nn.Linear layout only), else from `w`.
     func forward(w: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, ld: Int, inp: UnsafePointer<Float>,
-                 n: Int, accumulate: Bool = false, parallel: Bool = true) {
+                 n: Int, accumulate: Bool = false, parallel: Bool = true, quantized: QuantizedWeights? = nil) {
         var add = accumulate
         if let bias {
             precondition(!accumulate, "a biased projection writes its output")
@@ -72,20 +73,30 @@ struct Dense {
             }
             add = true
         }
+        multiply(w: w, out: out, ld: ld, inp: inp, n: n, accumulate: add, parallel: parallel, quantized: quantized)
+    }
+
+    /// out (+)= inp · W, from the quantised copy of W where there is one.
+    private func multiply(w: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, ld: Int, inp: UnsafePointer<Float>,
+                          n: Int, accumulate: Bool, parallel: Bool, quantized: QuantizedWeights?) {
+        if let q = quantized?.matrices[weight] {
+            precondition(outIn && q.rows == outC && q.columns == inC, "a quantised weight is an nn.Linear [out, in]")
+            q.multiply(m: n, a: inp, lda: inC, c: out, ldc: ld, accumulate: accumulate, parallel: parallel)
+            return
+        }
         GEMM.multiply(m: n, n: outC, k: inC, a: inp, lda: inC, transA: false, b: w + weight,
-                      ldb: outIn ? inC : outC, transB: outIn, c: out, ldc: ld, accumulate: add, parallel: parallel)
+                      ldb: outIn ? inC : outC, transB: outIn, c: out, ldc: ld, accumulate: accumulate, parallel: parallel)
     }
 
     /// out (n, outC) = residual + inp · W + bias: a projection written straight into the residual stream.
     func forwardResidual(w: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>,
-                         inp: UnsafePointer<Float>, n: Int, parallel: Bool = true) {
+                         inp: UnsafePointer<Float>, n: Int, parallel: Bool = true, quantized: QuantizedWeights? = nil) {
         if let bias {
             Elementwise.addRowVector(out: out, inp: residual, row: w + bias, rows: n, cols: outC)
         } else if out != UnsafeMutablePointer(mutating: residual) {
             out.update(from: residual, count: n * outC)
         }
-        GEMM.multiply(m: n, n: outC, k: inC, a: inp, lda: inC, transA: false, b: w + weight,
-                      ldb: outIn ? inC : outC, transB: outIn, c: out, ldc: outC, accumulate: true, parallel: parallel)
+        multiply(w: w, out: out, ld: outC, inp: inp, n: n, accumulate: true, parallel: parallel, quantized: quantized)
     }
 
     /// dInp (n, inC) = dOut (n, outC; row stride ld) · Wᵀ, or += with `accumulate`.
@@ -119,4 +130,16 @@ struct Dense {
             }
         }
     }
+}
+
+/// Weights that cached decoding reads quantised (`Transformer.quantizedDecoding`), each under the
+/// offset of the fp32 parameter it stands for. The fp32 parameters stay as they are: every other
+/// computation reads them.
+public struct QuantizedWeights: @unchecked Sendable {
+    public var matrices: [Int: QuantizedMatrix]
+
+    public init(_ matrices: [Int: QuantizedMatrix] = [:]) { self.matrices = matrices }
+
+    /// Bytes of the quantised matrices.
+    public var byteCount: Int { matrices.values.reduce(0) { $0 + $1.byteCount } }
 }

@@ -44,6 +44,10 @@ public final class Transformer {
     /// The key each parameter had in the file it was loaded from (e.g. with a `transformer.`
     /// prefix), so results can be saved under the checkpoint's own names.
     public var checkpointKeys: [String: String] = [:]
+    /// Weights that generation reads quantised (a GGUF's blocks, `GGUFModel.quantizedWeights`):
+    /// a `KVCache` or `DecodeBatch` made with `quantized: true` decodes from them; everything else
+    /// (training, the analyses, scoring) reads the fp32 parameters.
+    public var quantizedDecoding: QuantizedWeights?
     public let architecture: Architecture
     let blocks: [BlockParameters]
     /// The blocks of extra prediction heads j = 2…N, at index j − 2 (empty when N = 1).
@@ -212,10 +216,17 @@ public final class Transformer {
     }
 
     /// logits (rows, V) = normalised rows (rows, C) · headᵀ, soft-capped where the family caps them.
-    func logits(_ out: UnsafeMutablePointer<Float>, from normalised: UnsafePointer<Float>, rows n: Int) {
+    /// The head is read from `quantized` where it holds it.
+    func logits(_ out: UnsafeMutablePointer<Float>, from normalised: UnsafePointer<Float>, rows n: Int,
+                quantized: QuantizedWeights? = nil) {
         let c = config.dModel, v = config.vocabSize
-        GEMM.multiply(m: n, n: v, k: c, a: normalised, lda: c, transA: false,
-                      b: params.weights + lmHead, ldb: c, transB: true, c: out, ldc: v, accumulate: false)
+        if let q = quantized?.matrices[lmHead] {
+            precondition(q.rows == v && q.columns == c, "the quantised head is (V, C)")
+            q.multiply(m: n, a: normalised, lda: c, c: out, ldc: v, accumulate: false)
+        } else {
+            GEMM.multiply(m: n, n: v, k: c, a: normalised, lda: c, transA: false,
+                          b: params.weights + lmHead, ldb: c, transB: true, c: out, ldc: v, accumulate: false)
+        }
         if let cap = finalSoftcap { CrossEntropy.softcap(out, count: n * v, cap: cap) }
     }
 

@@ -11,7 +11,7 @@ struct BenchCommand: ConfigFileCommand {
         commandName: "bench",
         abstract: "Measure GEMM throughput, the training step against the machine's FMA peak, tokenizer and decoding speed.",
         discussion: """
-        First the GEMM kernel in use and how it was chosen (MYOPIA_KERNEL=portable|avx2|avx512 forces one) and the FMA peak of each vector width the CPU has (ymm, zmm); then GEMM on the transformer shapes (M,K,N) = (2048,256,768), (2048,768,256), (2048,256,1024), (2048,1024,256), (2048,256,8192), (256,2048,768) in the layouts A·B, A·Bᵀ, Aᵀ·B, beside OpenBLAS when libopenblas is installed; then the training step of SMALL (vocab 8192, seq 256, 4 layers, 4 heads, d_model 256, batch 8) and of GPT-2 124M (batch 4, seq 64), vanilla and myopic, with the phases, model FLOP utilisation, peak resident set and heap allocations per step (0: the step allocates nothing) of each; each training game's step on SMALL (scheduled sampling ρ = 0.25, consequence λ = 0.5 K = 4 M = 4 sampled, multi-token N = 2) against teacher-forced; the exact gradient horizon against backward passes; and encode/decode MB/s of the gpt2 and smollm2-135m tokenizers on tiny-shakespeare repeated to 4 MB; and greedy cached decoding of smollm2-135m, one token at a time, with the fp32 weights it streams per second (each skipped when its asset cannot be fetched). Figures only: run it on a quiet machine.
+        First the GEMM kernel in use and how it was chosen (MYOPIA_KERNEL=portable|avx2|avx512 forces one) and the FMA peak of each vector width the CPU has (ymm, zmm); then GEMM on the transformer shapes (M,K,N) = (2048,256,768), (2048,768,256), (2048,256,1024), (2048,1024,256), (2048,256,8192), (256,2048,768) in the layouts A·B, A·Bᵀ, Aᵀ·B, beside OpenBLAS when libopenblas is installed; then the training step of SMALL (vocab 8192, seq 256, 4 layers, 4 heads, d_model 256, batch 8) and of GPT-2 124M (batch 4, seq 64), vanilla and myopic, with the phases, model FLOP utilisation, peak resident set and heap allocations per step (0: the step allocates nothing) of each; each training game's step on SMALL (scheduled sampling ρ = 0.25, consequence λ = 0.5 K = 4 M = 4 sampled, multi-token N = 2) against teacher-forced; the exact gradient horizon against backward passes; and encode/decode MB/s of the gpt2 and smollm2-135m tokenizers on tiny-shakespeare repeated to 4 MB; and greedy cached decoding of smollm2-135m, one token at a time, with the fp32 weights it streams per second; and sampling 64 tokens after "The capital of France is" with N = 1, 4, 16, 64 samples decoding together (fp32), and N = 1, 16 from the GGUF's quantised blocks (each skipped when its asset cannot be fetched). Figures only: run it on a quiet machine.
 
         Examples:
           myopia bench --json > bench.json
@@ -102,6 +102,10 @@ struct BenchCommand: ConfigFileCommand {
                 print(String(format: "decode %@ (%.0fM parameters, fp32), %d thread(s): %.1f tokens/s, %.1f GB/s of weights; prompt processing %.0f tokens/s",
                              d.model, Double(d.parameters) / 1e6, d.threads, d.tokensPerSecond, d.weightGBPerSecond,
                              d.promptTokensPerSecond))
+            }
+            for g in report.generate {
+                print(String(format: "generate %@ (%@ weights, %.0f MB a step), %d sample(s) together, %d thread(s): %.1f tokens/s",
+                             g.model, g.weights, Double(g.weightBytesPerStep) / 1e6, g.samples, g.threads, g.tokensPerSecond))
             }
         }
     }

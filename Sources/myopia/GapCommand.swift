@@ -98,6 +98,8 @@ struct GapCommand: ParsableCommand {
             for d in s.differences { row += pad(String(format: "%+.4f", d.bucketLoss[k]), d.flow.count + d.baseline.count + 3) }
             lines.append(row)
         }
+        let loops = SelfReinforcement.sideBySide(s.flows.map { ($0.flow, $0.loops) })
+        if !loops.isEmpty { lines += [""] + loops }
         return lines.joined(separator: "\n")
     }
 }

@@ -18,7 +18,7 @@ struct MyopiaCommand: ParsableCommand {
         """,
         version: myopiaVersion,
         subcommands: [DemoCommand.self, ReproduceCommand.self, TrainCommand.self, EvalCommand.self, GradientsCommand.self, HorizonCommand.self, DynamicsCommand.self, UpstreamCommand.self, GapCommand.self, GamesCommand.self, BonusCommand.self,
-                      SyntheticCommand.self, GenerateCommand.self, TokenizeCommand.self, ProbeCommand.self, LensCommand.self,
+                      SyntheticCommand.self, GenerateCommand.self, LoopsCommand.self, TokenizeCommand.self, ProbeCommand.self, LensCommand.self,
                       ConvertCommand.self, FetchCommand.self, BenchCommand.self, RunsCommand.self, ReportCommand.self])
 
     /// The commands that run as an MPI job, each rank taking its share (docs/distributed.md);

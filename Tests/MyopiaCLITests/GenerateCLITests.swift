@@ -175,4 +175,101 @@ final class GenerateCLITests: XCTestCase {
         XCTAssertEqual(tokenized.status, 0, tokenized.stderr)
         XCTAssertEqual(tokenized.stdout, "[500,39,478,365]\n")
     }
+
+    /// --decode-batch 1 (one sample at a time) and the default batch of all give the same samples.
+    func testDecodeBatchGivesTheSameSamples() throws {
+        let (run, _) = try tinyCheckpoint()
+        let args = ["--checkpoint", run, "--prompt", "the ", "--samples", "5", "--max-tokens", "30", "--seed", "3"]
+        let together = try generateJSON(args)
+        for batch in ["1", "2"] {
+            let other = try generateJSON(args + ["--decode-batch", batch])
+            XCTAssertEqual(other["samples"] as? NSArray, together["samples"] as? NSArray, "--decode-batch \(batch)")
+        }
+        let bad = try myopia(["generate", "--checkpoint", run, "--prompt", "x", "--decode-batch", "0"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--decode-batch"), bad.stderr)
+    }
+
+    /// --prompts FILE (lines, or JSONL) continues each prompt as --prompt would, all in one batch.
+    func testPromptsFileMatchesEachPromptAlone() throws {
+        let (run, dir) = try tinyCheckpoint()
+        let lines = dir.appendingPathComponent("prompts.txt"), jsonl = dir.appendingPathComponent("prompts.jsonl")
+        try Data("the \nquick brown fox \n\nlazy".utf8).write(to: lines)
+        try Data("\"the \"\n{\"prompt\": \"quick brown fox \"}\n\"lazy\"\n".utf8).write(to: jsonl)
+        let options = ["--samples", "3", "--max-tokens", "25", "--seed", "9"]
+        for file in [lines, jsonl] {
+            let out = try generateJSON(["--checkpoint", run, "--prompts", file.path] + options)
+            XCTAssertEqual(Set(out.keys), ["model", "studies"])
+            let studies = try XCTUnwrap(out["studies"] as? [[String: Any]])
+            XCTAssertEqual(studies.map { $0["prompt"] as? String }, ["the ", "quick brown fox ", "lazy"])
+            for study in studies {
+                let alone = try generateJSON(["--checkpoint", run, "--prompt", try XCTUnwrap(study["prompt"] as? String)] + options)
+                XCTAssertEqual(study["samples"] as? NSArray, alone["samples"] as? NSArray, "\(file.lastPathComponent)")
+                XCTAssertEqual(study["metrics"] as? NSDictionary, alone["metrics"] as? NSDictionary)
+            }
+        }
+        let text = try myopia(["generate", "--checkpoint", run, "--prompts", lines.path, "--max-tokens", "4"])
+        XCTAssertEqual(text.status, 0, text.stderr)
+        XCTAssertTrue(text.stdout.contains("prompt 3 of 3, sample 1 of 1"), text.stdout)
+
+        let broken = dir.appendingPathComponent("broken.jsonl")
+        try Data("\"ok\"\n{\"text\": 1}\n".utf8).write(to: broken)
+        let bad = try myopia(["generate", "--checkpoint", run, "--prompts", broken.path])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("broken.jsonl") && bad.stderr.contains("line 2"), bad.stderr)
+        let both = try myopia(["generate", "--checkpoint", run, "--prompts", lines.path, "--prompt", "x"])
+        XCTAssertNotEqual(both.status, 0)
+        XCTAssertTrue(both.stderr.contains("--prompts"), both.stderr)
+    }
+
+    /// `myopia loops` on the tiny checkpoint: one point per repetition count, probabilities and
+    /// shares in range, each mean inside its interval.
+    func testLoopsReportsTPAndIP() throws {
+        let (run, dir) = try tinyCheckpoint()
+        let text = dir.appendingPathComponent("sentences.txt")
+        try Data("Ab. Cd.\nEf!".utf8).write(to: text)   // 4 bytes each with the leading space: 3 copies fit 16 positions
+        let r = try myopia(["loops", "--model", run, "--data", text.path, "--max-repeats", "2", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let out = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let loops = try XCTUnwrap(out["loops"] as? [String: Any])
+        XCTAssertEqual(loops["sentences"] as? Int, 3)
+        let points = try XCTUnwrap(loops["points"] as? [[String: Any]])
+        XCTAssertEqual(points.map { $0["n"] as? Int }, [1, 2])
+        for p in points {
+            let tp = try XCTUnwrap(p["tp"] as? Double), ip = try XCTUnwrap(p["ip"] as? Double)
+            let tpi = try XCTUnwrap(p["tp_interval"] as? [Double]), ipi = try XCTUnwrap(p["ip_interval"] as? [Double])
+            XCTAssertTrue(tp > 0 && tp < 1 && ip >= 0 && ip <= 1, "\(p)")
+            XCTAssertTrue(tpi[0] <= tp && tp <= tpi[1] && ipi[0] <= ip && ip <= ipi[1], "\(p)")
+        }
+        let none = try myopia(["loops", "--model", run, "--data", text.path, "--max-repeats", "9"])
+        XCTAssertNotEqual(none.status, 0)
+        XCTAssertTrue(none.stderr.contains("sentences.txt"), none.stderr)
+    }
+
+    /// Several --temperature / --top-k / --top-p values sweep every combination in one run; each
+    /// study is the run of its setting alone, and the text output ends with a table of them.
+    func testSettingsSweep() throws {
+        let (run, _) = try tinyCheckpoint()
+        let common = ["--checkpoint", run, "--prompt", "the ", "--samples", "2", "--max-tokens", "15", "--seed", "4"]
+        let out = try generateJSON(common + ["--temperature", "0.5", "1.5", "--top-k", "3", "20"])
+        let studies = try XCTUnwrap(out["studies"] as? [[String: Any]])
+        XCTAssertEqual(studies.count, 4)
+        var index = 0
+        for t in ["0.5", "1.5"] {
+            for k in ["3", "20"] {
+                let alone = try generateJSON(common + ["--temperature", t, "--top-k", k])
+                let options = try XCTUnwrap(studies[index]["options"] as? [String: Any])
+                XCTAssertEqual(options["temperature"] as? Double, Double(t))
+                XCTAssertEqual(options["top_k"] as? Int, Int(k))
+                XCTAssertEqual(studies[index]["samples"] as? NSArray, alone["samples"] as? NSArray, "t \(t) k \(k)")
+                index += 1
+            }
+        }
+        let text = try myopia(["generate"] + common + ["--temperature", "0.5", "1.5"])
+        XCTAssertEqual(text.status, 0, text.stderr)
+        XCTAssertTrue(text.stdout.contains("sweep: setting | loops") && text.stdout.contains("temperature 1.5"), text.stdout)
+        let out2 = try myopia(["generate"] + common + ["--temperature", "0.5", "1.5", "--out", run])
+        XCTAssertNotEqual(out2.status, 0)
+        XCTAssertTrue(out2.stderr.contains("--out"), out2.stderr)
+    }
 }

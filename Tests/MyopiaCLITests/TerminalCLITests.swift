@@ -28,12 +28,12 @@ final class TerminalCLITests: CLITestCase {
     func testEveryCommandHasAWorkedExampleAndTheCommonFlags() throws {
         let all = try commands()
         XCTAssertEqual(Set(all.map(\.path)), ["demo", "reproduce", "train", "eval", "gradients", "horizon", "dynamics", "upstream", "gap", "games", "bonus", "synthetic sine",
-                                              "synthetic recall", "synthetic table-sum", "generate", "tokenize", "probe", "lens",
+                                              "synthetic recall", "synthetic table-sum", "generate", "loops", "tokenize", "probe", "lens",
                                               "fetch", "bench", "runs", "report", "convert"])
         let reportsNumbers: Set = ["train", "eval", "gradients", "horizon", "dynamics", "gap", "games", "bonus", "synthetic sine", "synthetic recall",
-                                   "synthetic table-sum", "generate", "tokenize", "probe", "lens", "bench", "runs", "demo", "reproduce"]
+                                   "synthetic table-sum", "generate", "loops", "tokenize", "probe", "lens", "bench", "runs", "demo", "reproduce"]
         let showsProgress: Set = ["demo", "reproduce", "train", "eval", "gradients", "horizon", "dynamics", "gap", "games", "bonus", "synthetic sine", "synthetic recall",
-                                  "synthetic table-sum", "generate", "tokenize", "probe", "lens", "fetch", "bench", "convert"]
+                                  "synthetic table-sum", "generate", "loops", "tokenize", "probe", "lens", "fetch", "bench", "convert"]
         for c in all {
             let example = c.discussion.range(of: "Example")
             XCTAssertNotNil(example, "\(c.path): no worked example in --help")

@@ -96,6 +96,33 @@ void myopia_sgemm_tri(int kernel, int tri, long m, long n, long k,
 int myopia_sgemm_small_m(long m, long n, long k, const float *a, long lda, const float *b, long ldb, int transB,
                          float *c, long ldc, int accumulate);
 
+/// ggml block formats `myopia_qgemm` reads (32 values a block; the K-quants 256).
+enum {
+    MYOPIA_QUANT_Q8_0 = 0,
+    MYOPIA_QUANT_Q4_0 = 1,
+    MYOPIA_QUANT_Q4_1 = 2,
+    MYOPIA_QUANT_Q5_0 = 3,
+    MYOPIA_QUANT_Q5_1 = 4,
+    MYOPIA_QUANT_Q2_K = 5,
+    MYOPIA_QUANT_Q3_K = 6,
+    MYOPIA_QUANT_Q4_K = 7,
+    MYOPIA_QUANT_Q5_K = 8,
+    MYOPIA_QUANT_Q6_K = 9,
+};
+
+/// Bytes of one block of `format` (0: not a format of myopia_qgemm).
+long myopia_quant_block_bytes(int format);
+/// Values of one block of `format`: 32, 256 for the K-quants (0: not a format of myopia_qgemm).
+long myopia_quant_block_values(int format);
+
+/// C[m x n] = (accumulate ? C : 0) + A[m x k] Wᵀ, single-threaded, where W is n rows of k values
+/// (k a multiple of the block's values) stored as ggml blocks of `format`, row j at w + j·row_bytes.
+/// Each value is dequantised exactly (as gguf-py does) right before use; fp32 products and sums.
+/// simd != 0 uses AVX2+FMA where the CPU has it (four 8-lane FMA chains a row), else portable C
+/// (32 chains of multiply-then-add). Either way each row of C is summed the same way for any m (qgemm.c).
+void myopia_qgemm(int format, int simd, long m, long n, long k, const float *a, long lda, const void *w,
+                  long row_bytes, float *c, long ldc, int accumulate);
+
 /// Runs `iterations` rounds of 12 independent 8-wide FMA chains (AVX2+FMA when available,
 /// portable C otherwise) and returns the number of floating-point operations performed.
 double myopia_fma_peak_loop(long iterations);

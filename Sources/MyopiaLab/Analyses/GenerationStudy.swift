@@ -32,6 +32,52 @@ public enum GenerationStudy {
         public var metrics: Metrics
     }
 
+    /// `generate --json` with several prompts (`--prompts FILE`) or settings (a sweep): one study
+    /// per prompt and setting, prompt-major.
+    public struct StudiesReport: Codable, Sendable {
+        public var model: String
+        public var studies: [Report]
+
+        public init(model: String, studies: [Report]) {
+            self.model = model
+            self.studies = studies
+        }
+    }
+
+    /// "temperature 0.8, top-k 40, top-p 0.9" (greedy: "greedy").
+    public static func settingLabel(_ o: SamplingOptions) -> String {
+        guard o.temperature > 0 else { return "greedy" }
+        var parts = ["temperature \(o.temperature)"]
+        if let k = o.topK { parts.append("top-k \(k)") }
+        if let p = o.topP { parts.append("top-p \(p)") }
+        return parts.joined(separator: ", ")
+    }
+
+    /// One row per study of a sweep: its prompt (when several), setting, loop share,
+    /// distinct-1..4 (pooled), free-running and teacher-forced loss.
+    public static func sweepTable(_ studies: [Report]) -> String {
+        func number(_ x: Double?, _ format: String = "%.3f") -> String { x.map { String(format: format, $0) } ?? "–" }
+        let prompts = Set(studies.map(\.prompt)).count > 1
+        var lines = ["sweep: " + (prompts ? "prompt | " : "") + "setting | loops | distinct-1..4 | free-running | teacher-forced (nats/token)"]
+        for s in studies {
+            let o = s.options, m = s.metrics
+            let setting = o.greedy ? "greedy" : settingLabel(SamplingOptions(temperature: o.temperature, topK: o.top_k.value, topP: o.top_p.value))
+            var cells = [setting, "\(m.loop_count)/\(m.samples)", m.distinct.map { number($0.pooled) }.joined(separator: " "),
+                         number(m.free_running.loss), number(m.teacher_forced.value?.loss)]
+            if prompts { cells.insert(String(s.prompt.prefix(24)), at: 0) }
+            lines.append("  " + cells.joined(separator: " | "))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// How many samples decode together by default: all of them, unless their keys and values
+    /// would pass 4 GiB (a long context times many samples), then as many as fit (at least one).
+    public static func defaultDecodeBatch(_ config: ModelConfig, requests: [SampleRequest]) -> Int {
+        let positions = requests.map { min(config.maxPositions, $0.prompt.count + $0.options.maxTokens) }.max() ?? 1
+        let bytesPerSample = 2 * config.nLayers * positions * config.kvHeads * config.headSize * MemoryLayout<Float>.size
+        return max(1, min(requests.count, (4 << 30) / max(1, bytesPerSample)))
+    }
+
     public struct Options: Codable, Sendable {
         public var greedy: Bool
         public var temperature: Double
@@ -84,20 +130,29 @@ public enum GenerationStudy {
         return Array(tokens.prefix(maxTokens))
     }
 
-    /// Sample `count` continuations of `prompt` (sample i with seed `options.seed + i`) and study them.
+    /// Sample `count` continuations of `prompt` (sample i with seed `options.seed + i`), decoded
+    /// together, and study them.
     public static func run(_ model: Transformer, tokenizer: any Tokenizer, source: String, prompt: String,
                            options: SamplingOptions, count: Int, reference: (name: String, tokens: [Int32])? = nil,
                            onSample: (Int) -> Void = { _ in }) -> Report {
         let promptTokens = tokenizer.encode(prompt, addSpecialTokens: true)   // with a tokenizer.json's BOS, as `generate` has it
-        var drawn: [GeneratedSample] = []
-        for i in 0..<count {
-            var o = options
-            o.seed = options.seed &+ UInt64(i)
-            drawn.append(Generation.sample(model, prompt: promptTokens, options: o))
-            onSample(i + 1)
-        }
+        let drawn = draw(model, prompt: promptTokens, options: options, count: count, onSample: onSample)
         return study(model, tokenizer: tokenizer, source: source, prompt: prompt, promptTokens: promptTokens,
                      options: options, drawn: drawn, reference: reference)
+    }
+
+    /// `count` samples of `prompt` (sample i with seed `options.seed + i`), decoding together
+    /// (`defaultDecodeBatch` at a time); `onSample(done)` as each one ends.
+    public static func draw(_ model: Transformer, prompt: [Int32], options: SamplingOptions, count: Int,
+                            onSample: (Int) -> Void = { _ in }) -> [GeneratedSample] {
+        let requests = (0..<count).map { i in
+            var o = options
+            o.seed = options.seed &+ UInt64(i)
+            return SampleRequest(prompt: prompt, options: o)
+        }
+        var done = 0
+        return Generation.sample(model, requests: requests, decodeBatch: defaultDecodeBatch(model.config, requests: requests),
+                                 onDone: { _ in done += 1; onSample(done) })
     }
 
     /// The metrics and losses of samples already drawn (sample i with seed `options.seed + i`).

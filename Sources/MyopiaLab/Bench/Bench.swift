@@ -176,6 +176,28 @@ public enum Bench {
         }
     }
 
+    /// Sampling N continuations of one prompt together (`Generation.sample(requests:decodeBatch:)`,
+    /// all N in one decode batch), from fp32 or quantised weights.
+    public struct GenerateSpeed: Codable, Sendable {
+        public var model: String
+        /// "fp32" or "quantized" (the GGUF's blocks, `GGUFModel.quantizedWeights`).
+        public var weights: String
+        /// Bytes of weights one decode step streams (the projections and the head).
+        public var weightBytesPerStep: Int
+        public var samples: Int
+        public var threads: Int
+        public var promptTokens: Int
+        /// New tokens per sample (no stop token).
+        public var tokens: Int
+        /// samples · tokens / seconds, the prompt's one prefill included (median of three runs).
+        public var tokensPerSecond: Double
+
+        enum CodingKeys: String, CodingKey {
+            case model, weights, samples, threads, tokens
+            case weightBytesPerStep = "weight_bytes_per_step", promptTokens = "prompt_tokens", tokensPerSecond = "tokens_per_s"
+        }
+    }
+
     public struct Report: Encodable, Sendable {
         public var kernel: String
         /// How the kernel was chosen, with the single-thread timings behind the choice.
@@ -192,11 +214,14 @@ public enum Bench {
         public var horizon: HorizonCost?
         public var tokenizers: [TokenizerThroughput]
         public var decode: [DecodeSpeed]
+        /// Sampled generation of `decodeModel` at N = 1, 4, 16, 64 samples (fp32) and N = 1, 16
+        /// (quantised), at the largest thread count.
+        public var generate: [GenerateSpeed]
         /// Each training game's step against the teacher-forced one (`gamesConfig`, vanilla flow).
         public var games: [GameStep]
 
         enum CodingKeys: String, CodingKey {
-            case kernel, cores, gemm, training, horizon, tokenizers, decode, games
+            case kernel, cores, gemm, training, horizon, tokenizers, decode, generate, games
             case kernelSelection = "kernel_selection", fmaPeakGflopsByWidth = "fma_peak_gflops_by_width"
             case fmaPeakGflops = "fma_peak_gflops", gemmGeomeanRatio = "gemm_geomean_ratio_vs_openblas"
             case myopicOverVanilla = "myopic_over_vanilla"
@@ -317,18 +342,20 @@ public enum Bench {
             horizonCost = measureHorizon(log: log)
         }
         let tokenizerCases = tokenizers ? measureTokenizers(store: store, log: log) : []
-        var decodeCases: [DecodeSpeed] = []
+        var decodeCases: [DecodeSpeed] = [], generateCases: [GenerateSpeed] = []
         if decode {
             for t in threads {
                 Parallel.threadCount = t
                 if let d = measureDecode(store: store, log: log) { decodeCases.append(d) }
             }
+            Parallel.threadCount = threads.max() ?? 1
+            generateCases = measureGenerate(store: store, log: log)
         }
         return Report(kernel: GEMM.kernelName, kernelSelection: GEMM.selection,
                       cores: ProcessInfo.processInfo.activeProcessorCount,
                       fmaPeakGflops: peaks, fmaPeakGflopsByWidth: peaksByWidth, gemm: cases, gemmGeomeanRatio: geomean, training: steps,
                       myopicOverVanilla: ratios, horizon: horizonCost, tokenizers: tokenizerCases, decode: decodeCases,
-                      games: gameSteps)
+                      generate: generateCases, games: gameSteps)
     }
 
     /// Every game of `benchGames` on `bench` (vanilla flow) at the current thread count, in the
@@ -397,6 +424,55 @@ public enum Bench {
         log(String(format: "decode %@, %d thread(s): %.1f tokens/s (%.1f GB/s of fp32 weights); prompt %.0f tokens/s",
                    decodeModel, d.threads, d.tokensPerSecond, d.weightGBPerSecond, d.promptTokensPerSecond))
         return d
+    }
+
+    /// The prompt `measureGenerate` continues: "The capital of France is" in SmolLM2's tokenizer.
+    public static let generatePrompt: [Int32] = [504, 3575, 282, 4649, 314]
+
+    /// `decodeModel` sampling `tokens` new tokens (temperature 1, seed 1 + i for sample i, no stop
+    /// token) after `generatePrompt`, N samples decoding together: fp32 at N = 1, 4, 16, 64, and
+    /// from the GGUF's quantised blocks at N = 1 and 16. Median of three runs each.
+    public static func measureGenerate(store: AssetStore, tokens: Int = 64, samples: [Int] = [1, 4, 16, 64],
+                                       log: (String) -> Void) -> [GenerateSpeed] {
+        let loaded: (location: ModelSource.Location, model: Transformer)
+        do { loaded = try ModelSource.load(decodeModel, store: store, log: log) } catch {
+            log("generation speed skipped: \(decodeModel) unavailable (\(error))")
+            return []
+        }
+        let model = loaded.model
+        var quantized: QuantizedWeights?
+        if case .gguf(let url, _) = loaded.location {
+            quantized = try? GGUFModel.quantizedWeights(try GGUFFile(contentsOf: url), for: model)
+        }
+        // The projections and the head: what a decode step reads (the embedding row lookup aside).
+        let projections = model.params.entries.filter { $0.name.hasSuffix("_proj.weight") }.reduce(0) { $0 + $1.count }
+        let floatBytes = 4 * (projections + model.config.vocabSize * model.config.dModel)
+        var cases: [GenerateSpeed] = []
+        for (weights, counts) in [("fp32", samples), ("quantized", [1, 16])] {
+            if weights == "quantized" { guard let quantized, !quantized.matrices.isEmpty else { continue } }
+            model.quantizedDecoding = weights == "quantized" ? quantized : nil
+            let bytes = weights == "quantized"
+                ? floatBytes - 4 * quantized!.matrices.values.reduce(0) { $0 + $1.rows * $1.columns } + quantized!.byteCount
+                : floatBytes
+            for n in counts {
+                let requests = (0..<n).map {
+                    SampleRequest(prompt: generatePrompt, options: SamplingOptions(temperature: 1, seed: 1 + UInt64($0), maxTokens: tokens))
+                }
+                let seconds = (0..<3).map { _ -> Double in
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    _ = Generation.sample(model, requests: requests, decodeBatch: n)
+                    return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                }.sorted()[1]
+                let g = GenerateSpeed(model: decodeModel, weights: weights, weightBytesPerStep: bytes, samples: n,
+                                      threads: Parallel.threadCount, promptTokens: generatePrompt.count, tokens: tokens,
+                                      tokensPerSecond: Double(n * tokens) / seconds)
+                log(String(format: "generate %@ (%@ weights, %.0f MB a step), %d sample(s) together, %d thread(s): %.1f tokens/s",
+                           decodeModel, weights, Double(bytes) / 1e6, n, g.threads, g.tokensPerSecond))
+                cases.append(g)
+            }
+        }
+        model.quantizedDecoding = nil
+        return cases
     }
 
     /// Encode and decode throughput of `benchTokenizers` on tiny-shakespeare repeated to 4 MB or more

@@ -212,7 +212,8 @@ public enum GamesExperiment {
                            measured.evaluation.loss, measured.advantage.mean))
                 runs[g].append(RunMeasurements(evaluation: measured.evaluation, horizon: measured.horizon, upstream: measured.upstream,
                                                generation: measured.generation, advantage: measured.advantage,
-                                               trainLoss: last?.trainLoss ?? Gap.lastLoggedTrainLoss(folder) ?? .nan, seconds: seconds))
+                                               trainLoss: last?.trainLoss ?? Gap.lastLoggedTrainLoss(folder) ?? .nan, seconds: seconds,
+                                               loops: measured.loops))
                 windows = measured.evaluation.windows
                 tokens = measured.evaluation.tokens
             }
@@ -267,11 +268,7 @@ public enum GamesExperiment {
         let v = Int32(model.config.vocabSize)
         let eos = tokenizer.endOfText.flatMap { (0..<v).contains($0) ? $0 : nil }
         let sampling = SamplingOptions(temperature: m.temperature, topK: m.topK, seed: seed, maxTokens: m.maxTokens, stopToken: eos)
-        let drawn = (0..<m.samples).map { i -> GeneratedSample in
-            var o = sampling
-            o.seed = seed &+ UInt64(i)
-            return Generation.sample(model, prompt: prompt, options: o)
-        }
+        let drawn = GenerationStudy.draw(model, prompt: prompt, options: sampling, count: m.samples)
         let study = GenerationStudy.study(model, tokenizer: tokenizer, source: folder.lastPathComponent, prompt: tokenizer.decode(prompt),
                                           promptTokens: prompt, options: sampling, drawn: drawn,
                                           reference: reference.isEmpty ? nil : ("validation continuation", reference))
@@ -285,8 +282,15 @@ public enum GamesExperiment {
                                                       positions: m.advantagePositions, seed: seed)
         try save(advantage, as: advantageFile, since: since,
                  ["windows": "\(m.advantageWindows)", "positions": "\(m.advantagePositions)", "horizon": "\(k)"])
-        log(String(format: "%@: horizon, upstream table, %d samples and the continuation advantage measured", folder.lastPathComponent, m.samples))
+        since = Date()
+        let loops = SelfReinforcement.measure(model, tokens: validation, tokenizer: tokenizer)
+        if let loops {
+            try save(loops, as: SelfReinforcement.fileName, since: since,
+                     ["sentences": "\(SelfReinforcement.runSentences)", "max_repeats": "\(loops.maxRepeats)"])
+        }
+        log(String(format: "%@: horizon, upstream table, %d samples, the continuation advantage and the loops' self-reinforcement measured",
+                   folder.lastPathComponent, m.samples))
         return RunMeasurements(evaluation: evaluation, horizon: horizon, upstream: upstream, generation: study.metrics,
-                               advantage: advantage, trainLoss: .nan, seconds: 0)
+                               advantage: advantage, trainLoss: .nan, seconds: 0, loops: loops)
     }
 }

@@ -106,9 +106,12 @@ extension GamesExperiment {
         public var trainLoss: [Double]
         public var seconds: [Double]
         public var runs: [String]
+        /// The self-reinforcement of loops on the validation split (`SelfReinforcement.measure`),
+        /// over seeds; nil when no sentence of it fits the context.
+        public var loops: SelfReinforcement.SeedSummary? = nil
 
         enum CodingKeys: String, CodingKey {
-            case label, game, upstream, generation, seconds, runs
+            case label, game, upstream, generation, seconds, runs, loops
             case valLoss = "val_loss", positionLoss = "position_loss", positionLossPerSeed = "position_loss_per_seed"
             case bucketLoss = "bucket_loss", horizonMeanOffset = "horizon_mean_offset"
             case horizonMeanOffsetPerSeed = "horizon_mean_offset_per_seed"
@@ -165,9 +168,11 @@ extension GamesExperiment {
         public var advantage: ContinuationAdvantage.Result
         public var trainLoss: Double
         public var seconds: Double
+        public var loops: SelfReinforcement.Report?
 
         public init(evaluation: EvaluationResult, horizon: HorizonTable, upstream: UpstreamTable, generation: GenerationStudy.Metrics,
-                    advantage: ContinuationAdvantage.Result, trainLoss: Double, seconds: Double) {
+                    advantage: ContinuationAdvantage.Result, trainLoss: Double, seconds: Double, loops: SelfReinforcement.Report? = nil) {
+            self.loops = loops
             self.evaluation = evaluation
             self.horizon = horizon
             self.upstream = upstream
@@ -206,7 +211,8 @@ extension GamesExperiment {
                                upstream: meanTable(r.map(\.upstream)), generation: generation,
                                continuationAdvantage: Interval(r.map(\.advantage.mean)),
                                trainLoss: r.map(\.trainLoss), seconds: r.map(\.seconds),
-                               runs: seeds.map { runFolder(out, game: game, seed: $0).lastPathComponent })
+                               runs: seeds.map { runFolder(out, game: game, seed: $0).lastPathComponent },
+                               loops: SelfReinforcement.SeedSummary(r.compactMap(\.loops)))
         }
         var comparisons: [ConsequenceComparison] = []
         if let base = games.firstIndex(of: .teacherForced) {
@@ -274,6 +280,8 @@ extension GamesExperiment {
             lines.append("  next-token validation loss given up  " + formatInterval(d.valLossGivenUp, signed: true))
             lines.append("  continuation advantage gained        " + formatInterval(d.advantageGain, signed: true))
         }
+        let loops = SelfReinforcement.sideBySide(s.games.map { ($0.label, $0.loops) })
+        if !loops.isEmpty { lines += [""] + loops }
         lines.append("")
         lines.append("loss by position (mean over seeds)")
         var header = "positions".padding(toLength: 12, withPad: " ", startingAt: 0)

@@ -67,9 +67,12 @@ public enum Gap {
         /// Training seconds of each seed.
         public var seconds: [Double]
         public var runs: [String]
+        /// The self-reinforcement of loops (`SelfReinforcement.measure` on the validation split),
+        /// over seeds; nil when no sentence of it fits the context.
+        public var loops: SelfReinforcement.SeedSummary? = nil
 
         enum CodingKeys: String, CodingKey {
-            case flow, seconds, runs
+            case flow, seconds, runs, loops
             case valLoss = "val_loss", positionLoss = "position_loss", positionLossPerSeed = "position_loss_per_seed"
             case bucketLoss = "bucket_loss", trainLoss = "train_loss"
         }
@@ -161,6 +164,7 @@ public enum Gap {
         var valLoss = [[Double]](repeating: [], count: options.flows.count)
         var positions = [[[Double]]](repeating: [], count: options.flows.count)
         var trainLoss = valLoss, seconds = valLoss
+        var loops = [[SelfReinforcement.Report]](repeating: [], count: options.flows.count)
         var windows = 0, tokens = 0
         for seed in options.seeds {
             for (f, flow) in options.flows.enumerated() {
@@ -179,6 +183,14 @@ public enum Gap {
                 let result = Evaluation.run(trainer.model, tokens: dataset.validation, seqLen: t, batch: config.batch, group: group)
                 if writes { try LabFiles.writeJSON(result, to: folder.appendingPathComponent("eval.json")) }
                 log(String(format: "%@ seed %llu: validation loss %.4f", flow.description, seed, result.loss))
+                let since = Date()
+                if let curve = SelfReinforcement.measure(trainer.model, tokens: dataset.validation, tokenizer: tokenizer) {
+                    try RunFolder.write(curve, as: SelfReinforcement.fileName, record: AnalysisRecord(
+                        command: "gap", model: folder.lastPathComponent, data: "\(dataset.source) (validation)",
+                        settings: ["sentences": "\(SelfReinforcement.runSentences)", "max_repeats": "\(curve.maxRepeats)"],
+                        seconds: Date().timeIntervalSince(since)), to: folder)
+                    loops[f].append(curve)
+                }
                 valLoss[f].append(result.loss)
                 positions[f].append(result.positionLoss)
                 trainLoss[f].append(last?.trainLoss ?? lastLoggedTrainLoss(folder) ?? .nan)
@@ -192,7 +204,8 @@ public enum Gap {
             return FlowSummary(flow: flow.description, valLoss: Spread(valLoss[f]), positionLoss: mean,
                                positionLossPerSeed: positions[f], bucketLoss: bucketMeans(mean, buckets),
                                trainLoss: trainLoss[f], seconds: seconds[f],
-                               runs: options.seeds.map { runFolder(options.out, flow: flow, seed: $0).lastPathComponent })
+                               runs: options.seeds.map { runFolder(options.out, flow: flow, seed: $0).lastPathComponent },
+                               loops: SelfReinforcement.SeedSummary(loops[f]))
         }
         var differences: [Difference] = []
         if let base = options.flows.firstIndex(of: .vanilla) {

@@ -23,6 +23,7 @@ extension Report {
             html += "<tr><td>\(SVG.escape(g.game.description))</td><td>\(f(g.valLoss.mean))</td><td>\(interval(g.valLoss))</td><td>\(g.valLoss.perSeed.map { f($0) }.joined(separator: " "))</td><td>\(String(format: "%+.4f", g.continuationAdvantage.mean))</td><td>\(f(gen.loopShare.mean, 2))</td><td>\(f(gen.freeRunningLoss.mean, 3)) / \(f(gen.teacherForcedLoss.mean, 3))</td></tr>"
         }
         html += "</table>"
+        html += SelfReinforcement.sideBySideHTML(s.games.map { ($0.label, $0.loops) }, escape: SVG.escape)
         if !s.consequence.isEmpty {
             html += "<table><tr><th>consequence game against teacher forcing (paired by seed)</th><th>mean</th><th>95% interval</th><th>per seed</th></tr>"
             for d in s.consequence {

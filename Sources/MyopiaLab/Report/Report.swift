@@ -202,6 +202,7 @@ public enum Report {
             html += "<tr><td><b>\(SVG.escape(d.flow)) − \(SVG.escape(d.baseline))</b></td><td><b>\(String(format: "%+.4f", d.valLoss.mean))</b></td><td>\(d.valLoss.std.map { String(format: "%.4f", $0) } ?? "–")</td><td>\(d.valLoss.perSeed.map { String(format: "%+.4f", $0) }.joined(separator: " "))</td></tr>"
         }
         html += "</table>"
+        html += SelfReinforcement.sideBySideHTML(s.flows.map { ($0.flow, $0.loops) }, escape: SVG.escape)
         if let gap = s.gap {
             html += "<p class=\"caption\">The gap is what a model loses when no position is trained to help later ones: myopic − vanilla = <b>\(String(format: "%+.4f", gap.valLoss.mean))</b> nats/token\(gap.valLoss.std.map { String(format: " (± %.4f over seeds)", $0) } ?? "").</p>"
         }

@@ -119,6 +119,9 @@ public enum Runs {
             let m = g.metrics
             out[GenerationStudy.fileName] = "\(m.loop_count)/\(m.samples) in a loop, distinct-4 " + (m.distinct.last?.pooled.map { String(format: "%.3f", $0) } ?? "–")
         }
+        if let r = load(SelfReinforcement.Report.self, SelfReinforcement.fileName), let a = r.points.first, let b = r.points.last {
+            out[SelfReinforcement.fileName] = String(format: "TP %.3f → %.3f, IP %.2f → %.2f (n = %d → %d)", a.tp, b.tp, a.ip, b.ip, a.n, b.n)
+        }
         if let e = load(EvaluationResult.self, EvaluationResult.fileName) {
             out[EvaluationResult.fileName] = String(format: "loss %.4f over %d tokens", e.loss, e.tokens)
         }

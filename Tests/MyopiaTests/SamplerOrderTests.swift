@@ -1,0 +1,52 @@
+import Foundation
+import XCTest
+import MyopiaTestSupport
+import Myopia
+
+/// `Sampler` sorts the vocabulary by probability (ties by id) through packed integer keys; every
+/// token it draws is the one the plain comparison sort over the probabilities gives, with the same
+/// random draws (a reference written out here), for temperature, top-k and top-p, with ties.
+final class SamplerOrderTests: XCTestCase {
+    /// The draw with the order sorted by comparing probabilities, then ids.
+    func reference(_ logits: [Float], _ options: SamplingOptions, _ rng: inout SeededGenerator) -> Int32 {
+        var probs = logits
+        _ = probs.withUnsafeMutableBufferPointer { RowOps.softmax($0.baseAddress!, count: logits.count, scale: Float(1 / options.temperature)) }
+        let order = Array(0..<logits.count).sorted { probs[$0] > probs[$1] || (probs[$0] == probs[$1] && $0 < $1) }
+        let ranked = order.map { probs[$0] }
+        var keep = min(ranked.count, options.topK ?? ranked.count)
+        if let p = options.topP, p < 1 {
+            var running: Float = 0
+            let sums = ranked.prefix(keep).map { x -> Float in running += x; return running }
+            if let i = sums.firstIndex(where: { Double($0) >= p }) { keep = i + 1 }
+        }
+        let total = ranked.prefix(keep).reduce(Float(0), +)
+        var u = Float(rng.nextUnit()) * total
+        let pick = ranked.prefix(keep).firstIndex { x in
+            u -= x
+            return u <= 0
+        } ?? keep - 1
+        return Int32(order[pick])
+    }
+
+    func testDrawsEqualTheComparisonSort() {
+        let v = 3000
+        var data = SeededGenerator(seed: 11)
+        let settings = [SamplingOptions(temperature: 1), SamplingOptions(temperature: 0.7, topK: 40),
+                        SamplingOptions(temperature: 1.3, topP: 0.9), SamplingOptions(temperature: 0.9, topK: 200, topP: 0.5)]
+        for (s, base) in settings.enumerated() {
+            var options = base
+            options.seed = UInt64(100 + s)
+            var sampler = Sampler(options)
+            var rng = SeededGenerator(seed: options.seed)
+            for step in 0..<40 {
+                // Logits on a coarse grid, so many tokens tie; some far below (probability 0).
+                let logits = (0..<v).map { j -> Float in
+                    let x = Float(Int(data.nextUnit() * 12)) * 0.5
+                    return j % 97 == 0 ? -200 : x
+                }
+                let got = logits.withUnsafeBufferPointer { sampler.sample($0.baseAddress!, count: v) }
+                XCTAssertEqual(got, reference(logits, options, &rng), "setting \(s) step \(step)")
+            }
+        }
+    }
+}

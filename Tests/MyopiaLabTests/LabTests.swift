@@ -1,4 +1,7 @@
 import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
 import MyopiaTestSupport
 import Myopia
 @testable import MyopiaLab
@@ -15,11 +18,14 @@ final class LabTests: XCTestCase {
     /// The bench's peak-RSS figure reads /proc: after a reset the peak covers a fresh allocation.
     func testResidentSetPeakSeesAnAllocation() throws {
         guard let before = ResidentSet.resetPeak() else { throw XCTSkip("no /proc/self/status") }
+        // Fresh pages from the kernel: malloc may hand back a freed, still-resident region of the
+        // heap (earlier tests' buffers coalesce), which would not raise the resident set at all.
         let bytes = 64 << 20
-        let p = UnsafeMutablePointer<UInt8>.allocate(capacity: bytes)
-        p.initialize(repeating: 1, count: bytes)
+        guard let region = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+              region != MAP_FAILED else { throw XCTSkip("mmap refused 64 MiB") }
+        memset(region, 1, bytes)
         let peak = try XCTUnwrap(ResidentSet.peakMiB())
-        p.deallocate()
+        munmap(region, bytes)
         XCTAssertGreaterThanOrEqual(peak, before + 60)
     }
 

@@ -1,14 +1,16 @@
 import Dispatch
 
 /// How the S shards of every global batch are spread over the N ranks: rank r computes the
-/// contiguous shards ⌊r·S/N⌋ ..< ⌊(r+1)·S/N⌋ (S = 4 over N = 3: 1, 1 and 2 shards). S ≥ N, so
-/// every rank has at least one.
+/// contiguous shards ⌊r·S/N⌋ ..< ⌊(r+1)·S/N⌋ (S = 4 over N = 3: 1, 1 and 2 shards). Training
+/// asks S ≥ N, so that every rank has at least one; `myopia gradients`, whose shards are its
+/// batches, may have fewer batches than ranks, and then some ranks have none (S = 1 over N = 3:
+/// rank 2 computes the one).
 public struct ShardPlan: Equatable, Sendable {
     public let shards: Int
     public let ranks: Int
 
     public init(shards: Int, ranks: Int) {
-        precondition(shards >= ranks && ranks >= 1, "\(shards) shards cannot be spread over \(ranks) ranks")
+        precondition(shards >= 1 && ranks >= 1, "\(shards) shards cannot be spread over \(ranks) ranks")
         self.shards = shards
         self.ranks = ranks
     }

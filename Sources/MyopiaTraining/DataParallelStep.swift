@@ -14,7 +14,9 @@ import MyopiaModel
 /// shards' summed row losses, added in shard order, over the same count. One process with the same
 /// S computes the same shards in the same order: the same bits.
 ///
-/// Teacher forcing only: the other games normalise and draw per batch (docs/distributed.md).
+/// Teacher forcing only: the other games normalise and draw per batch (docs/distributed.md). Under
+/// the local-myopic flow each shard's forward runs the frozen reference on that shard's windows
+/// alone, the same computation whichever rank holds the shard.
 public final class DataParallelStep {
     public let model: Transformer
     /// The activations of one shard, (B/S, T).
@@ -87,5 +89,12 @@ public final class DataParallelStep {
         for s in 0..<shards { total += gathered[slotOfShard[s]] }
         interruptRequested = (0..<group.size).contains { gathered[$0 * slots + slots - 1] != 0 }
         return Float(total / Double(max(1, counted)))
+    }
+
+    /// `gradient` of a batch held in arrays of (B, T) tokens.
+    public func gradient(inputs: [Int32], targets: [Int32], interrupted: Bool = false) -> Float {
+        inputs.withUnsafeBufferPointer { x in
+            targets.withUnsafeBufferPointer { y in gradient(inputs: x.baseAddress!, targets: y.baseAddress!, interrupted: interrupted) }
+        }
     }
 }

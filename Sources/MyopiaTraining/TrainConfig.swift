@@ -239,8 +239,6 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         if shards > 1 {
             // The data-parallel step trains the teacher-forced loss on each shard alone (DataParallelStep).
             try check(gameName == TrainingGame.teacherForced.name, "shards", "1 under game \(gameName) (shards train teacher-forced only)", shards)
-            try check(logGradientSplit == 0, "shards", "1 with log_gradient_split (the split is measured on the whole batch)", shards)
-            try check(flow != .localMyopic, "shards", "1 under the local-myopic flow", shards)
         }
         try check(validationFraction > 0 && validationFraction < 1, "validation_fraction", "in (0, 1)", validationFraction)
         try check(evalEvery > 0, "eval_every", "a positive integer", evalEvery)

@@ -302,11 +302,16 @@ public final class Trainer {
             batcher.next(from: dataset.train, inputs: &inputs, targets: &targets)
             // The split costs two extra forward/backward passes, on the logged steps only.
             var split: [String: GradientSplitStats]?
+            // Under shards each flow's gradient is the sharded step's: the shards' sum, the same on any N.
             if config.logGradientSplit > 0 && (step + 1) % config.logGradientSplit == 0 {
                 split = GradientSplit.measure(model) {
-                    model.params.zeroGrads()
-                    model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache)
-                    model.backward(cache: cache)
+                    if let dataParallel {
+                        _ = dataParallel.gradient(inputs: inputs, targets: targets)
+                    } else {
+                        model.params.zeroGrads()
+                        model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache)
+                        model.backward(cache: cache)
+                    }
                 }
             }
             let lr = schedule.rate(at: step)

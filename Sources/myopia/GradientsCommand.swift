@@ -42,11 +42,15 @@ struct GradientsCommand: ConfigFileCommand {
             try checkOutput(out, isFile: true)
             let (dir, model, tokenizer) = try ModelInputs.load(self.model.nameOrPath, seqLen: seqLen, need: .gradient, log: Terminal.info)
             let (url, tokens) = try DataSource.tokens(input.data, seqLen: seqLen, tokenizer: tokenizer, log: Terminal.info)
+            // Under mpirun each rank computes its batches; every rank ends with the sum, rank 0 writes it.
+            let group = Distributed.group
             let result = Gradients.compute(model, tokens: tokens, seqLen: seqLen, flow: gradientFlow, batch: input.batch,
-                                           maxWindows: input.maxWindows)
-            try Gradients.save(model, to: URL(fileURLWithPath: out), metadata: [
-                "flow": gradientFlow.description, "loss": "\(result.loss)", "seq_len": "\(seqLen)",
-                "windows": "\(result.windows)", "checkpoint": dir.path, "data": url.path])
+                                           maxWindows: input.maxWindows, group: group)
+            if group.rank == 0 {
+                try Gradients.save(model, to: URL(fileURLWithPath: out), metadata: [
+                    "flow": gradientFlow.description, "loss": "\(result.loss)", "seq_len": "\(seqLen)",
+                    "windows": "\(result.windows)", "checkpoint": dir.path, "data": url.path])
+            }
             let norm = GradientClipping.globalNorm(model.params)
             if json {
                 try printJSON(Output(loss: result.loss, tokens: result.tokens, windows: result.windows,

@@ -16,6 +16,27 @@ final class DataParallelTests: XCTestCase {
         XCTAssertEqual((0..<3).map { spans.windows(of: $0) }, [0..<4, 4..<12, 12..<18])
     }
 
+    /// Fewer shards than ranks (`myopia gradients` with fewer batches than ranks): the first ranks
+    /// have none, and the ordered sum still gives one process's bits.
+    func testFewerShardsThanRanksLeaveTheFirstRanksIdle() {
+        XCTAssertEqual((0..<3).map { ShardPlan(shards: 1, ranks: 3).shards(of: $0) }, [0..<0, 0..<0, 0..<1])
+        XCTAssertEqual((0..<3).map { ShardPlan(shards: 2, ranks: 3).shards(of: $0) }, [0..<0, 0..<1, 1..<2])
+        let p = 301
+        let g = (0..<2).map { randomFloats(p, seed: UInt64(20 + $0)) }
+        let sums = ThreadGroup.run(ranks: 3) { group -> [Float] in
+            let sum = OrderedShardSum(count: p, plan: ShardPlan(shards: 2, ranks: 3), group: group)
+            var buffer = [Float](repeating: .nan, count: p)
+            for (i, s) in sum.mine.enumerated() {
+                buffer = g[s]
+                sum.deposit(i, &buffer)
+            }
+            sum.finish(into: &buffer)
+            return buffer
+        }
+        let expected = (0..<p).map { g[0][$0] + g[1][$0] }
+        for r in 0..<3 { XCTAssertTrue(sums[r] == expected, "rank \(r)") }
+    }
+
     /// One process: ((g0 + g1) + g2), written into the last shard's buffer; S = 1 leaves it alone.
     func testOneProcessFoldsInShardOrder() {
         let p = 1000
@@ -102,6 +123,80 @@ final class DataParallelTests: XCTestCase {
         for i in expected.indices { XCTAssertEqual(got[i], expected[i], accuracy: 1e-5 * scale, "element \(i)") }
     }
 
+    /// The local-myopic flow under shards: each shard's forward runs the frozen reference on that
+    /// shard's windows; the same bits on 1, 2 and 3 ranks, and (to rounding) the whole batch's gradient.
+    func testLocalMyopicShardsGiveTheSameBitsOnAnyNumberOfRanks() {
+        let (b, t, s) = (8, 8, 4)
+        let (x, y) = batch(b, t)
+        func trained() -> Transformer {
+            let m = model()
+            m.initialize(seed: 6)   // not the reference: the flow's past and present differ
+            m.flow = .localMyopic
+            m.reference = model()
+            return m
+        }
+        var results: [[Float]] = []
+        for n in 1...3 {
+            let outcome = ThreadGroup.run(ranks: n) { group -> [Float] in
+                let m = trained()
+                _ = DataParallelStep(model: m, batch: b, seqLen: t, shards: s, group: group).gradient(inputs: x, targets: y)
+                return m.params.gradArray()
+            }
+            for r in 1..<n { XCTAssertTrue(outcome[r] == outcome[0], "\(n) ranks: rank \(r) differs") }
+            results.append(outcome[0])
+        }
+        XCTAssertTrue(results[1] == results[0], "2 ranks differ from one process")
+        XCTAssertTrue(results[2] == results[0], "3 ranks differ from one process")
+        let whole = trained(), cache = whole.makeCache(batch: b, seqLen: t)
+        whole.params.zeroGrads()
+        whole.forward(tokens: x, targets: y, batch: b, seqLen: t, cache: cache)
+        whole.backward(cache: cache)
+        let expected = whole.params.gradArray(), scale = expected.map(abs).max()!
+        XCTAssertGreaterThan(scale, 0)
+        for i in expected.indices { XCTAssertEqual(results[0][i], expected[i], accuracy: 1e-5 * scale, "element \(i)") }
+    }
+
+    /// Under shards the gradient split (log_gradient_split) measures each flow's gradient as the
+    /// sharded step computes it, and a local-myopic run trains: a run on 2 threads-as-ranks ends
+    /// with one process's weights and split, bit for bit, and the split is the whole batch's (to rounding).
+    func testGradientSplitAndLocalMyopicRunUnderShardsOnOneAndTwoRanks() throws {
+        var c = TrainConfig()
+        c.layers = 2; c.heads = 2; c.dModel = 32; c.seqLen = 16; c.batch = 4; c.shards = 2
+        c.steps = 4; c.warmup = 1; c.evalEvery = 4; c.evalWindows = 4; c.logEvery = 2; c.checkpointEvery = 4
+        c.logGradientSplit = 2
+        c.flow = .localMyopic
+        c.reference = "reference"
+        try c.validate()
+        let text = TokenDataset.split(ByteTokenizer().encode(String(repeating: "to be or not to be, that is the question. ", count: 40)),
+                                      validationFraction: 0.2, source: "inline")
+        let reference = Transformer(config: c.modelConfig(vocabSize: 256))
+        reference.initialize(seed: 4)
+        func train(_ config: TrainConfig, ranks: Int) throws -> [(weights: [Float], split: [String: GradientSplitStats])] {
+            let out = try temporaryDirectory(self)
+            return ThreadGroup.run(ranks: ranks) { group in
+                let trainer = try! Trainer(config: config, dataset: text, out: out, reference: reference, group: group)
+                let last = try! trainer.run()
+                return (trainer.model.params.weightArray(), last!.gradientSplit!)
+            }
+        }
+        let one = try train(c, ranks: 1)[0], two = try train(c, ranks: 2)
+        for r in 0..<2 {
+            XCTAssertTrue(two[r].weights == one.weights, "rank \(r): the weights differ from one process's")
+            XCTAssertEqual(two[r].split, one.split, "rank \(r)")
+        }
+        XCTAssertEqual(Set(one.split.keys), ["embeddings", "h.0.attn", "h.0.mlp", "h.1.attn", "h.1.mlp", "final"])
+        var whole = c
+        whole.shards = 1
+        let unsharded = try train(whole, ranks: 1)[0]
+        // Earlier layers' gradients have a future part; the last MLP and the final norm act per position.
+        for group in ["embeddings", "h.0.attn", "h.0.mlp", "h.1.attn"] { XCTAssertGreaterThan(unsharded.split[group]?.futureNorm ?? 0, 0, group) }
+        for (group, stats) in unsharded.split {
+            let sharded = try XCTUnwrap(one.split[group])
+            XCTAssertEqual(sharded.vanillaNorm, stats.vanillaNorm, accuracy: 1e-3 * stats.vanillaNorm, group)
+            XCTAssertEqual(sharded.futureNorm, stats.futureNorm, accuracy: 1e-3 * stats.vanillaNorm, group)
+        }
+    }
+
     /// A run with shards records them, trains, and repeats itself bit for bit.
     func testTrainerWithShardsRecordsThemAndRepeats() throws {
         var c = TrainConfig()
@@ -126,110 +221,4 @@ final class DataParallelTests: XCTestCase {
         c.batch = 4; c.game = .multiToken(heads: 2)
         XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("shards"), "\($0)") }
     }
-}
-
-extension DataParallelStep {
-    func gradient(inputs: [Int32], targets: [Int32]) -> Float {
-        inputs.withUnsafeBufferPointer { x in
-            targets.withUnsafeBufferPointer { y in gradient(inputs: x.baseAddress!, targets: y.baseAddress!) }
-        }
-    }
-}
-
-/// N ranks as N threads of this process, with the collectives MPI gives (each a barrier-separated
-/// exchange through shared slots): enough to run the data-parallel step as an MPI job would.
-final class ThreadGroup: ProcessGroup, @unchecked Sendable {
-    final class Shared: @unchecked Sendable {
-        let size: Int
-        let condition = NSCondition()
-        var arrived = 0, generation = 0
-        var raw: [UnsafeRawPointer?], counts: [UnsafePointer<Int32>?], offsets: [UnsafePointer<Int32>?]
-        init(size: Int) {
-            self.size = size
-            raw = Array(repeating: nil, count: size)
-            counts = Array(repeating: nil, count: size)
-            offsets = Array(repeating: nil, count: size)
-        }
-        func barrier() {
-            condition.lock()
-            let g = generation
-            arrived += 1
-            if arrived == size {
-                arrived = 0
-                generation += 1
-                condition.broadcast()
-            } else {
-                while generation == g { condition.wait() }
-            }
-            condition.unlock()
-        }
-    }
-
-    let rank: Int
-    let shared: Shared
-    var size: Int { shared.size }
-    var description: String { "\(size) threads" }
-
-    init(rank: Int, shared: Shared) {
-        self.rank = rank
-        self.shared = shared
-    }
-
-    /// Runs `body` on `ranks` threads, each with its rank's group; their results in rank order.
-    static func run<R>(ranks: Int, _ body: @escaping (ThreadGroup) -> R) -> [R] {
-        let shared = Shared(size: ranks)
-        let results = UnsafeMutablePointer<R?>.allocate(capacity: ranks)
-        results.initialize(repeating: nil, count: ranks)
-        defer { results.deinitialize(count: ranks); results.deallocate() }
-        let done = DispatchGroup()
-        for r in 0..<ranks {
-            let thread = Thread { results[r] = body(ThreadGroup(rank: r, shared: shared)); done.leave() }
-            thread.stackSize = 8 << 20
-            done.enter()
-            thread.start()
-        }
-        done.wait()
-        return (0..<ranks).map { results[$0]! }
-    }
-
-    private func publish(_ pointer: UnsafeRawPointer, _ counts: UnsafePointer<Int32>? = nil, _ offsets: UnsafePointer<Int32>? = nil) {
-        shared.raw[rank] = pointer
-        shared.counts[rank] = counts
-        shared.offsets[rank] = offsets
-        shared.barrier()
-    }
-
-    func allGather(_ send: UnsafeRawPointer, count: Int, into receive: UnsafeMutableRawPointer) {
-        publish(send)
-        for q in 0..<size { (receive + q * count).copyMemory(from: shared.raw[q]!, byteCount: count) }
-        shared.barrier()
-    }
-
-    func allGather(_ send: UnsafeRawPointer, count: Int, into receive: UnsafeMutableRawPointer,
-                   counts: UnsafePointer<Int32>, offsets: UnsafePointer<Int32>) {
-        publish(send)
-        for q in 0..<size { (receive + Int(offsets[q])).copyMemory(from: shared.raw[q]!, byteCount: Int(counts[q])) }
-        shared.barrier()
-    }
-
-    func allToAll(_ send: UnsafePointer<Float>, sendCounts: UnsafePointer<Int32>, sendOffsets: UnsafePointer<Int32>,
-                  into receive: UnsafeMutablePointer<Float>, receiveCounts: UnsafePointer<Int32>, receiveOffsets: UnsafePointer<Int32>) {
-        publish(UnsafeRawPointer(send), sendCounts, sendOffsets)
-        for q in 0..<size {
-            let theirs = shared.raw[q]!.assumingMemoryBound(to: Float.self)
-            (receive + Int(receiveOffsets[q])).update(from: theirs + Int(shared.offsets[q]![rank]), count: Int(receiveCounts[q]))
-        }
-        shared.barrier()
-    }
-
-    func allGatherInPlace(_ buffer: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>, offsets: UnsafePointer<Int32>) {
-        publish(UnsafeRawPointer(buffer))
-        for q in 0..<size where q != rank {
-            let theirs = shared.raw[q]!.assumingMemoryBound(to: Float.self)
-            (buffer + Int(offsets[q])).update(from: theirs + Int(offsets[q]), count: Int(counts[q]))
-        }
-        shared.barrier()
-    }
-
-    func abort(code: Int32) -> Never { fatalError("rank \(rank) aborted with \(code)") }
 }

@@ -9,7 +9,7 @@ struct GradientsCommand: ConfigFileCommand {
         abstract: "Save the gradient of the eval loss with respect to every parameter, under a gradient flow.",
         usage: "myopia gradients [<options>] --model <model> --data <data>\n--seq-len <seq-len> --out <out>",
         discussion: """
-        The loss is exactly `myopia eval`'s: the mean next-token cross-entropy over consecutive, non-overlapping windows of T+1 tokens. Gradients are saved as F32 safetensors under the checkpoint's own Hugging Face key names. Compare flows to see what myopic training removes.
+        The loss is exactly `myopia eval`'s: the mean next-token cross-entropy over consecutive, non-overlapping windows of T+1 tokens. Gradients are saved as F32 safetensors under the checkpoint's own Hugging Face key names. Compare flows to see what myopic training removes. Each batch of --batch windows is differentiated on its own and the batches are added in order, so under mpirun (a build with --traits MPI) the ranks split the batches and write one process's file.
 
         Example:
           myopia gradients --checkpoint runs/shakespeare --data tinyshakespeare \\

@@ -1,16 +1,14 @@
 import Dispatch
 
 /// How the S shards of every global batch are spread over the N ranks: rank r computes the
-/// contiguous shards ⌊r·S/N⌋ ..< ⌊(r+1)·S/N⌋ (S = 4 over N = 3: 1, 1 and 2 shards). Training
-/// asks S ≥ N, so that every rank has at least one; `myopia gradients`, whose shards are its
-/// batches, may have fewer batches than ranks, and then some ranks have none (S = 1 over N = 3:
-/// rank 2 computes the one).
+/// contiguous shards ⌊r·S/N⌋ ..< ⌊(r+1)·S/N⌋ (S = 4 over N = 3: 1, 1 and 2 shards). S ≥ N, so
+/// every rank has at least one.
 public struct ShardPlan: Equatable, Sendable {
     public let shards: Int
     public let ranks: Int
 
     public init(shards: Int, ranks: Int) {
-        precondition(shards >= 1 && ranks >= 1, "\(shards) shards cannot be spread over \(ranks) ranks")
+        precondition(shards >= ranks && ranks >= 1, "\(shards) shards cannot be spread over \(ranks) ranks")
         self.shards = shards
         self.ranks = ranks
     }
@@ -63,11 +61,7 @@ public final class OrderedShardSum {
         let n = group.size, r = group.rank
         let table = UnsafeMutablePointer<Int32>.allocate(capacity: 6 * n)
         counts = table
-        for q in 0..<n {
-            let lo = q * count / n, hi = (q + 1) * count / n
-            table[4 * n + q] = Int32(hi - lo)           // chunk length
-            table[5 * n + q] = Int32(lo)                // chunk start
-        }
+        ownerChunks(count: count, ranks: n, lengths: table + 4 * n, starts: table + 5 * n)
         guard n > 1 else {
             accumulator = plan.shards > 1 ? .allocate(capacity: count) : nil
             send = nil
@@ -147,5 +141,15 @@ public final class OrderedShardSum {
             for j in 0..<own { out[j] = out[j] + slice[j] }
         }
         group.allGatherInPlace(gradient, counts: counts + 4 * n, offsets: counts + 5 * n)
+    }
+}
+
+/// The P elements cut into N owner chunks, rank q owning ⌊q·P/N⌋ ..< ⌊(q+1)·P/N⌋: their lengths
+/// and starts (N each).
+func ownerChunks(count: Int, ranks n: Int, lengths: UnsafeMutablePointer<Int32>, starts: UnsafeMutablePointer<Int32>) {
+    for q in 0..<n {
+        let lo = q * count / n, hi = (q + 1) * count / n
+        lengths[q] = Int32(hi - lo)
+        starts[q] = Int32(lo)
     }
 }

@@ -22,7 +22,8 @@ final class ShardedGradientsTests: XCTestCase {
 
     func testSameBitsOnOneTwoAndThreeRanks() {
         let tokens = self.tokens, t = self.t
-        // Batches of 4 (3 batches: 4, 4, 2 windows) and of 8 (2 batches: on 3 ranks rank 0 has none).
+        // Batches of 4 (3 batches: 4, 4, 2 windows; on 2 ranks a partial second round) and of 8
+        // (2 batches: on 3 ranks rank 2 has none).
         for batch in [4, 8] {
             var first: (grads: [Float], loss: Double)?
             for n in 1...3 {

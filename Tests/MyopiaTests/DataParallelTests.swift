@@ -16,25 +16,33 @@ final class DataParallelTests: XCTestCase {
         XCTAssertEqual((0..<3).map { spans.windows(of: $0) }, [0..<4, 4..<12, 12..<18])
     }
 
-    /// Fewer shards than ranks (`myopia gradients` with fewer batches than ranks): the first ranks
-    /// have none, and the ordered sum still gives one process's bits.
-    func testFewerShardsThanRanksLeaveTheFirstRanksIdle() {
-        XCTAssertEqual((0..<3).map { ShardPlan(shards: 1, ranks: 3).shards(of: $0) }, [0..<0, 0..<0, 0..<1])
-        XCTAssertEqual((0..<3).map { ShardPlan(shards: 2, ranks: 3).shards(of: $0) }, [0..<0, 0..<1, 1..<2])
+    /// `myopia gradients`' sum: n batches, batch k on rank k mod N, folded by the chunks' owners
+    /// round after round: ((g0 + g1) + g2) + … on every rank, for 1, 2 and 3 ranks, with a partial
+    /// last round (5 batches on 2 and 3 ranks) and with fewer batches than ranks (2 on 3).
+    func testOrderedBatchSumFoldsInBatchOrderOnAnyNumberOfRanks() {
         let p = 301
-        let g = (0..<2).map { randomFloats(p, seed: UInt64(20 + $0)) }
-        let sums = ThreadGroup.run(ranks: 3) { group -> [Float] in
-            let sum = OrderedShardSum(count: p, plan: ShardPlan(shards: 2, ranks: 3), group: group)
-            var buffer = [Float](repeating: .nan, count: p)
-            for (i, s) in sum.mine.enumerated() {
-                buffer = g[s]
-                sum.deposit(i, &buffer)
+        for n in [5, 2] {
+            let g = (0..<n).map { randomFloats(p, seed: UInt64(20 + $0)) }
+            var expected = g[0]
+            for k in 1..<n { for j in 0..<p { expected[j] = expected[j] + g[k][j] } }
+            var rightFirst = g[n - 1]
+            for k in stride(from: n - 2, through: 0, by: -1) { for j in 0..<p { rightFirst[j] = g[k][j] + rightFirst[j] } }
+            // (Two terms add alike in either order.)
+            if n > 2 { XCTAssertTrue(expected != rightFirst, "the data should tell the orders apart") }
+            for ranks in 1...3 {
+                let sums = ThreadGroup.run(ranks: ranks) { group -> [Float] in
+                    let sum = OrderedBatchSum(count: p, batches: n, group: group)
+                    var buffer = [Float](repeating: .nan, count: p)
+                    for round in 0..<sum.rounds {
+                        if let k = sum.batch(of: group.rank, inRound: round) { buffer = g[k] }
+                        sum.add(round: round, &buffer)
+                    }
+                    sum.finish(into: &buffer)
+                    return buffer
+                }
+                for r in 0..<ranks { XCTAssertTrue(sums[r] == expected, "\(n) batches, \(ranks) ranks: rank \(r)") }
             }
-            sum.finish(into: &buffer)
-            return buffer
         }
-        let expected = (0..<p).map { g[0][$0] + g[1][$0] }
-        for r in 0..<3 { XCTAssertTrue(sums[r] == expected, "rank \(r)") }
     }
 
     /// One process: ((g0 + g1) + g2), written into the last shard's buffer; S = 1 leaves it alone.

@@ -85,8 +85,9 @@ diff <(strip_seconds "$work/probe1.json") <(strip_seconds "$work/probe3.json") >
 pass "probe on 3 ranks (the hidden-state pass sharded): the same table as one process"
 
 # 4. gradients and bonus: 2 and 3 ranks against one process, bit for bit.
-#    gradients: 10 windows in batches of 4 (3 batches: 1 + 2 on 2 ranks, 1 each on 3) and of 8
-#    (2 batches: on 3 ranks rank 0 has none); the saved gradients and the JSON are one process's.
+#    gradients: 10 windows in batches of 4 (3 batches: on 2 ranks batches 0 and 2 on rank 0, a
+#    partial second round) and of 8 (2 batches: on 3 ranks rank 2 has none); the saved gradients
+#    and the JSON are one process's.
 for batch in 4 8; do
     grad_flags=(gradients --model "$work/one" --data "$work/text.txt" --seq-len 32 --batch "$batch" --max-windows 10
                 --flow myopic --out "$work/grads.safetensors" --json)

@@ -12,10 +12,9 @@ public enum Gradients {
 
     /// Leaves the gradient in `model.params.grads`. The windows go in batches of `batch`; each
     /// batch's gradient is computed into a zeroed buffer and the batches' gradients are added left
-    /// to right in batch order (OrderedShardSum, the batches as its shards), so that the bits do not
-    /// depend on which batches share a buffer: in a group of several ranks each computes a
-    /// contiguous run of the batches and every rank ends with one process's gradient and loss.
-    /// Every rank of `group` must call it.
+    /// to right in batch order (OrderedBatchSum), so that the bits do not depend on which batches
+    /// share a buffer: in a group of several ranks batch k is rank (k mod N)'s and every rank ends
+    /// with one process's gradient and loss. Every rank of `group` must call it.
     public static func compute(_ model: Transformer, tokens: [Int32], seqLen t: Int, flow: GradientFlow,
                                batch: Int = 8, maxWindows: Int? = nil, group: any ProcessGroup = SingleProcess()) -> Result {
         var windows = TokenDataset.windows(tokens, seqLen: t)
@@ -27,26 +26,30 @@ public enum Gradients {
         params.zeroGrads()
         guard windows > 0 else { return Result(loss: .nan, tokens: 0, windows: 0) }
         let b = max(1, min(batch, windows)), batches = (windows + b - 1) / b
-        let sum = OrderedShardSum(count: params.count, plan: ShardPlan(shards: batches, ranks: group.size), group: group)
+        let sum = OrderedBatchSum(count: params.count, batches: batches, group: group)
         let cache = model.makeCache(batch: b, seqLen: t)
         var inputs = [Int32](repeating: 0, count: b * t), targets = inputs
-        // Each batch's mean loss times its windows; every rank's batches reach every rank.
+        // Each batch's mean loss times its windows (this rank's batches, then every rank's).
         var weighted = [Double](repeating: 0, count: batches)
-        for (i, k) in sum.mine.enumerated() {
-            let w = k * b, nb = min(b, windows - w)
-            TokenDataset.fillWindows(tokens, seqLen: t, first: w, count: nb, inputs: &inputs, targets: &targets)
-            let loss = model.forward(tokens: Array(inputs[..<(nb * t)]), targets: Array(targets[..<(nb * t)]),
-                                     batch: nb, seqLen: t, cache: cache)!
-            weighted[k] = Double(loss) * Double(nb)
-            params.zeroGrads()
-            // backward differentiates this batch's mean; weight it by its share of all windows.
-            model.backward(cache: cache, lossScale: Float(nb) / Float(windows))
-            sum.deposit(i, params.grads)
+        for round in 0..<sum.rounds {
+            if let k = sum.batch(of: group.rank, inRound: round) {
+                let w = k * b, nb = min(b, windows - w)
+                TokenDataset.fillWindows(tokens, seqLen: t, first: w, count: nb, inputs: &inputs, targets: &targets)
+                let loss = model.forward(tokens: Array(inputs[..<(nb * t)]), targets: Array(targets[..<(nb * t)]),
+                                         batch: nb, seqLen: t, cache: cache)!
+                weighted[k] = Double(loss) * Double(nb)
+                params.zeroGrads()
+                // backward differentiates this batch's mean; weight it by its share of all windows.
+                model.backward(cache: cache, lossScale: Float(nb) / Float(windows))
+            }
+            sum.add(round: round, params.grads)
         }
         sum.finish(into: params.grads)
-        if group.size > 1 {
-            // One row per batch, spread as the batches are.
-            WindowSpans(batches: batches, batch: 1, windows: batches, ranks: group.size).gather(&weighted, rowWidth: 1, group: group)
+        let n = group.size
+        if n > 1 {
+            var all = [Double](repeating: 0, count: n * batches)
+            group.allGather(doubles: weighted, count: batches, into: &all)
+            for k in 0..<batches { weighted[k] = all[(k % n) * batches + k] }
         }
         var total = 0.0
         for k in 0..<batches { total += weighted[k] }

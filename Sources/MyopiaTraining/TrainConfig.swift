@@ -288,6 +288,14 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         }
     }
 
+    /// Refuses fewer shards than the ranks of an MPI job (each rank computes at least one shard).
+    public func checkShards(ranks: Int) throws {
+        if ranks > 1 && shards < ranks {
+            throw InputError.invalidValue(file: "flags", field: "shards", expected: "at least the \(ranks) ranks of this MPI job (and a divisor of batch)",
+                                          found: "\(shards)")
+        }
+    }
+
     /// What the game needs of the vocabulary: the exact consequence estimator scores every token.
     public func checkGame(vocabSize: Int, file: String = "settings") throws {
         if case .consequence(let s) = game {

@@ -134,10 +134,7 @@ public final class Trainer {
                 tokenizer: String = ByteTokenizer.name, resume: Bool = false, reference: Transformer? = nil,
                 group: any ProcessGroup = Distributed.group) throws {
         try config.validate()
-        if group.size > 1 && config.shards < group.size {
-            throw InputError.invalidValue(file: "flags", field: "shards", expected: "at least the \(group.size) ranks of this MPI job (and a divisor of batch)",
-                                          found: "\(config.shards)")
-        }
+        try config.checkShards(ranks: group.size)
         self.group = group
         try config.checkMemory(vocabSize: vocabSize)
         try config.checkGame(vocabSize: vocabSize)

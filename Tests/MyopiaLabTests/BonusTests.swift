@@ -133,5 +133,18 @@ final class BonusTests: XCTestCase {
         XCTAssertNotEqual(weights[0][0], weights[0][1], "the two arms trained alike")
         XCTAssertEqual(summaries[0].reference.localMyopicValLoss, summaries[0].reference.valLoss)
         XCTAssertEqual(summaries[0].settings.shards, 4)
+
+        // Fewer shards than ranks: refused on every rank, naming `shards`, before any work.
+        config.shards = 1
+        let out = try temporaryDirectory(self).appendingPathComponent("refused")
+        let errors = ThreadGroup.run(ranks: 2) { group -> String in
+            do {
+                _ = try Bonus.run(Bonus.Options(config: config, seeds: [3], out: out), reference: reference,
+                                  referenceSource: "reference", dataset: dataset, group: group)
+                return "no error"
+            } catch { return "\(error)" }
+        }
+        for e in errors { XCTAssertTrue(e.contains("shards") && e.contains("at least the 2 ranks"), e) }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "the refused job wrote its folder")
     }
 }

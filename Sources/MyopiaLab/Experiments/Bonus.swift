@@ -94,6 +94,7 @@ public enum Bonus {
         var settings = options.config
         settings.adoptShape(of: reference.config)
         try settings.validate()
+        try settings.checkShards(ranks: group.size)   // before the reference is scored
         guard !options.seeds.isEmpty else {
             throw InputError.invalidValue(file: "flags", field: "seeds", expected: "at least one seed", found: "none")
         }

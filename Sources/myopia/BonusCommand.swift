@@ -50,6 +50,7 @@ struct BonusCommand: ParsableCommand {
         try reportingErrors {
             try checkOutput(out)
             var config = try settings.resolve()
+            try config.checkShards(ranks: Distributed.group.size)   // under mpirun, before anything loads
             if settings.seqLen == nil && settings.config == nil { config.seqLen = 0 }   // the reference's, below
             let (source, model, tokenizer) = try ReferenceModel.load(reference, given: settings.given, config: &config, log: Terminal.info)
             try config.validate()

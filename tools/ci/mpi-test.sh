@@ -118,6 +118,10 @@ for n in 2 3; do
     done
     pass "bonus on $n ranks (4 shards, local-myopic arm, gradient split): the same summary and arms as one process"
 done
+unsharded=("${bonus_flags[@]}"); unsharded[10]=1   # --shards 1
+if "${mpirun[@]}" -np 2 "$bin" "${unsharded[@]}" --out "$work/bonus-refused" > "$work/refused.log" 2>&1; then fail "bonus with 1 shard ran on 2 ranks"; fi
+grep -q "shards: expected at least the 2 ranks" "$work/refused.log" || { cat "$work/refused.log"; fail "no line names shards"; }
+pass "bonus with fewer shards than ranks refused in one line"
 
 # 5. kill -9 of rank 1: the job ends (60 s liveness bound), the newest checkpoint loads, and
 #    --resume on 3 ranks ends bit for bit where one uninterrupted process ends.

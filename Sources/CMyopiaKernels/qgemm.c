@@ -303,6 +303,116 @@ static void qgemm_avx2(int format, long m, long n, long k, const float *a, long 
     default: qgemm_avx2_buffered(format, m, n, k, a, lda, w, row_bytes, c, ldc, accumulate, row); break;
     }
 }
+
+// MARK: - AVX-512
+//
+// The same sums as the AVX2 path, bit for bit: a zmm holds two of its 8-lane chains side by side
+// (values 0–15 of a block, then 16–31), every lane does the same FMA on the same values, and the
+// chains are added in the same order at the end. With 32 registers, up to 8 rows of A run against
+// a weight row at once, so a dequantised block serves 8 rows from registers.
+#define AVX512Q __attribute__((target("avx512f,avx512vl,avx2,fma")))
+#define QROWS512 8
+
+AVX512Q __attribute__((always_inline))
+static inline void dequant_avx512(const int format, const uint8_t *block, __m512 *v) {
+    const __m512 d = _mm512_set1_ps(half_to_float(block));
+    if (format == MYOPIA_QUANT_Q8_0) {
+        for (int g = 0; g < 2; g++) {
+            __m512i q = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(block + 2 + 16 * g)));
+            v[g] = _mm512_mul_ps(_mm512_cvtepi32_ps(q), d);
+        }
+        return;
+    }
+    const int offset = format == MYOPIA_QUANT_Q4_0 ? 2 : 4;
+    const __m128i qs = _mm_loadu_si128((const __m128i *)(block + offset)), low4 = _mm_set1_epi8(15);
+    __m512i q[2] = {_mm512_cvtepu8_epi32(_mm_and_si128(qs, low4)),
+                    _mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(qs, 4), low4))};
+    if (format == MYOPIA_QUANT_Q4_0) {
+        const __m512i eight = _mm512_set1_epi32(8);
+        for (int g = 0; g < 2; g++) v[g] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(q[g], eight)));
+    } else {
+        const __m512 mn = _mm512_set1_ps(half_to_float(block + 2));
+        for (int g = 0; g < 2; g++) v[g] = _mm512_add_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(q[g])), mn);
+    }
+}
+
+AVX512Q __attribute__((always_inline))
+static inline __m256 high_half(__m512 x) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)); }
+
+// qgemm_rows with R ≤ QROWS512 rows and two chains a register.
+AVX512Q __attribute__((always_inline))
+static inline void qgemm_rows512(const int format, const int R, long k, const float *a, long lda, const uint8_t *wrow,
+                                 long block_bytes, float *row, int first, int keep, float *c, long ldc, int accumulate) {
+    __m512 acc[QROWS512][2];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (long b = 0, p = 0; p < k; b++, p += 32) {
+        __m512 v[2];
+        if (first) {
+            dequant_avx512(format, wrow + b * block_bytes, v);
+            if (keep) {
+                _mm512_store_ps(row + p, v[0]);
+                _mm512_store_ps(row + p + 16, v[1]);
+            }
+        } else {
+            v[0] = _mm512_load_ps(row + p);
+            v[1] = _mm512_load_ps(row + p + 16);
+        }
+#pragma clang loop unroll(full)
+        for (int r = 0; r < R; r++) {
+            acc[r][0] = _mm512_fmadd_ps(_mm512_loadu_ps(a + r * lda + p), v[0], acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(_mm512_loadu_ps(a + r * lda + p + 16), v[1], acc[r][1]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        __m256 c01 = _mm256_add_ps(_mm512_castps512_ps256(acc[r][0]), high_half(acc[r][0]));
+        __m256 c23 = _mm256_add_ps(_mm512_castps512_ps256(acc[r][1]), high_half(acc[r][1]));
+        float s = lanes_sum(_mm256_add_ps(c01, c23));
+        c[r * ldc] = accumulate ? c[r * ldc] + s : s;
+    }
+}
+
+AVX512Q
+static void qgemm_rows512_any(const int format, int R, long k, const float *a, long lda, const uint8_t *wrow,
+                              long block_bytes, float *row, int first, int keep, float *c, long ldc, int accumulate) {
+#define MYOPIA_Q_CASE(F, N)                                                                                   \
+    case N:                                                                                                   \
+        qgemm_rows512(F, N, k, a, lda, wrow, block_bytes, row, first, keep, c, ldc, accumulate);              \
+        break;
+#define MYOPIA_Q_FORMAT(F)                                                                                    \
+    switch (R) {                                                                                              \
+        MYOPIA_Q_CASE(F, 1) MYOPIA_Q_CASE(F, 2) MYOPIA_Q_CASE(F, 3) MYOPIA_Q_CASE(F, 4)                       \
+        MYOPIA_Q_CASE(F, 5) MYOPIA_Q_CASE(F, 6) MYOPIA_Q_CASE(F, 7) MYOPIA_Q_CASE(F, 8)                       \
+    }                                                                                                         \
+    break;
+    switch (first ? format : MYOPIA_QUANT_Q8_0) {  // later groups only read `row`
+    case MYOPIA_QUANT_Q4_0: MYOPIA_Q_FORMAT(MYOPIA_QUANT_Q4_0)
+    case MYOPIA_QUANT_Q4_1: MYOPIA_Q_FORMAT(MYOPIA_QUANT_Q4_1)
+    default: MYOPIA_Q_FORMAT(MYOPIA_QUANT_Q8_0)
+    }
+#undef MYOPIA_Q_FORMAT
+#undef MYOPIA_Q_CASE
+}
+
+// Every weight row against the rows of A in groups of QROWS512: Q8_0, Q4_0 and Q4_1 dequantised
+// into registers by the first group (kept in `row` for the others), the other formats first
+// dequantised into `row` (dequant_row).
+AVX512Q
+static void qgemm_avx512(int format, long m, long n, long k, const float *a, long lda, const uint8_t *w,
+                         long row_bytes, float *c, long ldc, int accumulate, float *row) {
+    const int in_registers = format == MYOPIA_QUANT_Q8_0 || format == MYOPIA_QUANT_Q4_0 || format == MYOPIA_QUANT_Q4_1;
+    const long block_bytes = myopia_quant_block_bytes(format);
+    const int keep = m > QROWS512;
+    for (long j = 0; j < n; j++) {
+        const uint8_t *wrow = w + j * row_bytes;
+        if (!in_registers) dequant_row(format, wrow, k, row);
+        for (long i = 0; i < m; i += QROWS512) {
+            int R = m - i < QROWS512 ? (int)(m - i) : QROWS512;
+            qgemm_rows512_any(format, R, k, a + i * lda, lda, wrow, block_bytes, row, in_registers && i == 0, keep,
+                              c + i * ldc + j, ldc, accumulate);
+        }
+    }
+}
 #endif
 
 void myopia_qgemm(int format, int simd, long m, long n, long k, const float *a, long lda, const void *w,
@@ -311,6 +421,10 @@ void myopia_qgemm(int format, int simd, long m, long n, long k, const float *a, 
     if (m <= 0 || n <= 0 || k <= 0 || values == 0 || k % values != 0) return;
     float *row = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_QGEMM, (size_t)k * sizeof(float));
 #if defined(__x86_64__)
+    if (simd == 2 && myopia_cpu_has_avx512vl()) {
+        qgemm_avx512(format, m, n, k, a, lda, (const uint8_t *)w, row_bytes, c, ldc, accumulate, row);
+        return;
+    }
     if (simd && myopia_cpu_has_avx2_fma()) {
         qgemm_avx2(format, m, n, k, a, lda, (const uint8_t *)w, row_bytes, c, ldc, accumulate, row);
         return;

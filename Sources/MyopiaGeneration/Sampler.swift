@@ -38,6 +38,8 @@ public struct Sampler {
     private var order: [Int] = []
     private var probs: [Float] = []
     private var keys: [UInt64] = []
+    private var spare: [UInt64] = []
+    private var counts: [Int] = []
 
     public init(_ options: SamplingOptions) {
         self.options = options
@@ -54,6 +56,8 @@ public struct Sampler {
             probs = [Float](repeating: 0, count: v)
             order = Array(0..<v)
             keys = [UInt64](repeating: 0, count: v)
+            spare = [UInt64](repeating: 0, count: v)
+            counts = [Int](repeating: 0, count: Sampler.radixPasses << Sampler.radixBits)
         }
         let invT = Float(1 / options.temperature)
         probs.withUnsafeMutableBufferPointer { p in
@@ -61,12 +65,15 @@ public struct Sampler {
             RowOps.softmax(p.baseAddress!, count: v, scale: invT)
         }
         // Most likely first; ties broken by id so the order is reproducible. A probability is ≥ 0,
-        // so its bits order as it does: sorting (¬bits)·2³² + id ascending gives exactly that order,
-        // as plain integers (several times faster than comparing through the probabilities).
+        // so its bits order as it does: the keys (¬bits)·2³² + id, ascending, give exactly that
+        // order, and a least-significant-digit radix sort of their high halves (stable, from ids in
+        // ascending order) sorts them as a comparison sort would, in a few passes over the vocabulary.
         probs.withUnsafeBufferPointer { p in
             keys.withUnsafeMutableBufferPointer { k in
                 for j in 0..<v { k[j] = UInt64(~p[j].bitPattern) << 32 | UInt64(j) }
-                k.sort()
+                spare.withUnsafeMutableBufferPointer { s in
+                    counts.withUnsafeMutableBufferPointer { c in Sampler.radixSort(k.baseAddress!, spare: s.baseAddress!, count: v, counts: c.baseAddress!) }
+                }
                 order.withUnsafeMutableBufferPointer { o in
                     for i in 0..<v { o[i] = Int(truncatingIfNeeded: k[i] & 0xFFFF_FFFF) }
                 }
@@ -89,6 +96,37 @@ public struct Sampler {
             if u <= 0 { return Int32(j) }
         }
         return Int32(order[keep - 1])
+    }
+}
+
+extension Sampler {
+    static let radixBits = 11, radixPasses = 3   // 33 bits ≥ the 32 of a key's high half
+
+    /// Sorts `keys` ascending by their high 32 bits, stably (equal high halves keep their order), in
+    /// `radixPasses` counting passes of `radixBits` bits; `spare` holds as many keys, `counts`
+    /// radixPasses · 2^radixBits. A pass whose digit is the same for every key is skipped.
+    static func radixSort(_ keys: UnsafeMutablePointer<UInt64>, spare: UnsafeMutablePointer<UInt64>, count n: Int,
+                          counts: UnsafeMutablePointer<Int>) {
+        let buckets = 1 << radixBits, mask = UInt64(buckets - 1)
+        counts.update(repeating: 0, count: radixPasses * buckets)
+        for i in 0..<n {
+            let high = keys[i] >> 32
+            for pass in 0..<radixPasses { counts[pass * buckets + Int((high >> UInt64(pass * radixBits)) & mask)] += 1 }
+        }
+        var from = keys, to = spare
+        for pass in 0..<radixPasses {
+            let c = counts + pass * buckets, shift = UInt64(32 + pass * radixBits)
+            if c[Int((from[0] >> shift) & mask)] == n { continue }
+            var start = 0
+            for b in 0..<buckets { let count = c[b]; c[b] = start; start += count }
+            for i in 0..<n {
+                let key = from[i], b = Int((key >> shift) & mask)
+                to[c[b]] = key
+                c[b] += 1
+            }
+            swap(&from, &to)
+        }
+        if from != keys { keys.update(from: from, count: n) }
     }
 }
 
@@ -127,6 +165,20 @@ public enum Generation {
         sample(model, prompt: prompt, options: options, onToken: onToken).tokens
     }
 
+    /// Positions a sample can reach within the context: the prompt's and all but its last token's.
+    static func reach(_ prompt: [Int32], _ options: SamplingOptions, _ maxPositions: Int) -> Int {
+        min(prompt.count, maxPositions) + max(0, options.maxTokens - 1)
+    }
+
+    /// The capacity of a KV cache for samples reaching `reach` positions: those, or when they pass
+    /// the model's T the full context (rebuilt when it fills); never less than KVCache's 64-row
+    /// prompt chunk, so prompts are processed in the same chunks whatever the reach. A cache smaller
+    /// than T only saves memory (8192 positions of SmolLM2 are 377 MB to clear): it can fill only
+    /// once the sample has its `maxTokens` tokens.
+    static func cacheCapacity(_ maxPositions: Int, reach: Int) -> Int {
+        max(min(maxPositions, reach), min(64, maxPositions))
+    }
+
     /// Continues `prompt` (non-empty) with cached decoding, calling `onToken` as each token arrives,
     /// until the stop token, `maxTokens` tokens, or (with `stopAtContext`) a full context.
     ///
@@ -140,7 +192,8 @@ public enum Generation {
         precondition(!prompt.isEmpty, "generation needs at least one prompt token")
         let maxT = model.config.maxPositions, v = model.config.vocabSize
         guard options.maxTokens > 0 else { return GeneratedSample(tokens: [], stopReason: .maxTokens) }
-        let cache = KVCache(config: model.config, quantized: true)
+        let cache = KVCache(config: model.config, capacity: cacheCapacity(maxT, reach: reach(prompt, options, maxT)),
+                            quantized: true)
         var sampler = Sampler(options)
         var tokens = prompt
         var produced: [Int32] = []

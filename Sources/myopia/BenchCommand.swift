@@ -37,6 +37,9 @@ struct BenchCommand: ConfigFileCommand {
     @Flag(inversion: .prefixedNo, help: "Measure the gradient horizon against backward passes.") var horizon = true
     @Flag(inversion: .prefixedNo, help: "Measure tokenizer encode/decode MB/s (gpt2, smollm2-135m).") var tokenizers = true
     @Flag(inversion: .prefixedNo, help: "Measure cached decoding of smollm2-135m (tokens/s).") var decode = true
+    @Option(name: .customLong("generate-samples"), parsing: .upToNextOption,
+            help: "Sample counts N of the generation figures (fp32 at each, quantised at 1 and 16 where listed).")
+    var generateSamples: [Int] = Bench.generateSampleCounts
     @Flag(name: .customLong("data-parallel"), help: "Only time the data-parallel step of each --models configuration (--shards shards over this MPI job's ranks): step, reduce and bytes per step.")
     var dataParallel = false
     @Option(help: "Shards of the batch under --data-parallel (at least the ranks).") var shards = 2
@@ -47,6 +50,7 @@ struct BenchCommand: ConfigFileCommand {
     func validate() throws {
         guard steps > 0 else { throw ValidationError("--steps must be positive") }
         guard threads.allSatisfy({ $0 > 0 }) else { throw ValidationError("--threads must be positive") }
+        guard generateSamples.allSatisfy({ $0 > 0 }) else { throw ValidationError("--generate-samples must be positive") }
         for m in models where Bench.trainingConfigs[m.lowercased()] == nil {
             throw ValidationError("unknown --models entry '\(m)' (expected small or gpt2-124m)")
         }
@@ -61,7 +65,7 @@ struct BenchCommand: ConfigFileCommand {
         let report = try reportingErrors {
             try Bench.run(threads: counts, gemm: gemm, training: training,
                           models: models.compactMap { Bench.trainingConfigs[$0.lowercased()] }, games: games, horizon: horizon,
-                          tokenizers: tokenizers, decode: decode, trainSteps: steps, allocationCounter: .process,
+                          tokenizers: tokenizers, decode: decode, generateSamples: generateSamples, trainSteps: steps, allocationCounter: .process,
                           log: Terminal.info)
         }
         if json { try printJSON(report) }

@@ -1224,7 +1224,12 @@ static void few_columns16(long m, long j0, long j1, long k, long kcb, const floa
         for (long pc = 0; pc < k; pc += kcb) {
             const long p1 = k - pc < kcb ? k : pc + kcb, kc = p1 - pc;
             for (long jj = 0; jj < 16; jj++) memcpy(buf + jj * KC_MAX, b + (j + jj) * ldb + pc, (size_t)kc * sizeof(float));
-            const float *next = p1 < k ? b + j * ldb + p1 : j + 16 < j1 ? b + (j + 16) * ldb : NULL;
+            // The next block, and the one after it (on its way into L2 a block earlier).
+            const float *next = p1 < k ? b + j * ldb + p1 : j + 16 < j1 ? b + (j + 16) * ldb : NULL, *later = NULL;
+            if (next) {
+                const long nj = p1 < k ? j : j + 16, np = p1 < k ? p1 : 0;
+                later = np + kcb < k ? b + nj * ldb + np + kcb : nj + 16 < j1 ? b + (nj + 16) * ldb : NULL;
+            }
             int overwrite = pc == 0 && !accumulate;
             for (long g = 0; g < groups; g++) {
                 const float *ag = at + g * k * 16;
@@ -1234,6 +1239,7 @@ static void few_columns16(long m, long j0, long j1, long k, long kcb, const floa
                 for (long p = 0; p < kc; p++) {
                     // One line of the next block a step covers its 16 rows x (kc / 16) lines.
                     if (next && g == 0) _mm_prefetch((const char *)(next + (p & 15) * ldb + (p >> 4) * 16), _MM_HINT_T0);
+                    if (later && g == 0) _mm_prefetch((const char *)(later + (p & 15) * ldb + (p >> 4) * 16), _MM_HINT_T1);
                     const __m512 av = _mm512_loadu_ps(ag + (pc + p) * 16);
 #pragma clang loop unroll(full)
                     for (long jj = 0; jj < 16; jj++) acc[jj] = _mm512_fmadd_ps(av, _mm512_set1_ps(buf[jj * KC_MAX + p]), acc[jj]);

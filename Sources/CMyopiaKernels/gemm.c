@@ -489,6 +489,14 @@ int myopia_cpu_has_avx2_fma(void) {
 #endif
 }
 
+int myopia_cpu_has_avx512vl(void) {
+#if defined(__x86_64__)
+    return myopia_cpu_has_avx512() && __builtin_cpu_supports("avx512vl");
+#else
+    return 0;
+#endif
+}
+
 int myopia_cpu_has_avx512(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
@@ -928,6 +936,10 @@ double myopia_fma_peak_loop_width(int width, long iterations) {
 // sequential FMA chain from zero over the block's k, then one add into C — so the two paths give
 // bitwise identical results, and a caller may use either for any rows.
 
+#ifndef SMALL_M_PREFETCH_HINT
+#define SMALL_M_PREFETCH_HINT _MM_HINT_T1
+#endif
+
 #if defined(__x86_64__)
 // C (M x n) (+)= A (M x kc) B, B stored kc x n (row stride ldb).
 AVX2_FMA __attribute__((always_inline))
@@ -970,10 +982,13 @@ static inline void small_m_nn(const long M, long n, long kc, const float *a, lon
 // read contiguously and turned into columns by an 8 x 8 register transpose.
 AVX2_FMA __attribute__((always_inline))
 static inline void small_m_nt_block(const long M, const float *a, long lda, const float *bj, long ldb, long p0, long p1,
-                                    __m256 *acc) {
+                                    __m256 *acc, const float *next) {
     for (long i = 0; i < M; i++) acc[i] = _mm256_setzero_ps();
     long p = p0;
     for (; p + 8 <= p1; p += 8) {
+        // The next 8 rows of B, a group ahead, as they will be read: a line of each every 16 k.
+        if (next && (p & 8) == 0)
+            for (long q = 0; q < 8; q++) _mm_prefetch((const char *)(next + q * ldb + p), SMALL_M_PREFETCH_HINT);
         __m256 r[8];
         for (long q = 0; q < 8; q++) r[q] = _mm256_loadu_ps(bj + q * ldb + p);
         transpose8x8(r);
@@ -995,11 +1010,11 @@ static inline void small_m_nt(const long M, long n, long k, long kcb, const floa
                               long ldb, float *c, long ldc, int accumulate) {
     long j = 0;
     for (; j + 8 <= n; j += 8) {
-        const float *bj = b + j * ldb;
+        const float *bj = b + j * ldb, *next = j + 16 <= n ? bj + 8 * ldb : NULL;
         for (long pc = 0; pc < k; pc += kcb) {
             long p1 = k - pc < kcb ? k : pc + kcb;
             __m256 acc[MYOPIA_GEMM_SMALL_M];
-            small_m_nt_block(M, a, lda, bj, ldb, pc, p1, acc);
+            small_m_nt_block(M, a, lda, bj, ldb, pc, p1, acc, next);
             int overwrite = pc == 0 && !accumulate;
             for (long i = 0; i < M; i++) {
                 float *cr = c + i * ldc + j;
@@ -1052,6 +1067,225 @@ static void small_m_nt_all(long m, long n, long k, long kcb, const float *a, lon
 #undef MYOPIA_SMALL_CASE
 }
 #endif
+
+// MARK: - Several rows of C against a transposed B (decoding a batch of samples)
+//
+// C (m x n) (+)= A (m x k) Bᵀ, B stored n x k, for m beyond MYOPIA_GEMM_SMALL_M. With AVX2 a tile of
+// 8 rows of B is transposed once per K block into a small buffer, [kc][8], that stays in L1 while
+// every group of rows of A runs over it (AVX-512: below). B is read from memory once for all
+// m rows and never packed whole. Each C element is the sequential FMA chain from zero over each
+// K block's k, added into C block after block, as in the packed and small-M paths: bitwise the
+// same results, whatever m and however the rows are grouped.
+
+// The AVX-512 kernels here mix zmm and ymm work on the same values: with AVX512VL every one of the
+// 32 registers serves both (without it the ymm side confines them to 16, and accumulators spill).
+#define AVX512VL __attribute__((target("avx512f,avx512vl,avx2,fma")))
+
+#define FEW_GROUP8 12   /* rows of A per pass over an 8-wide tile: 12 accumulators + B + broadcast */
+
+#if defined(__x86_64__)
+// buf[(p - p0) * 8 + q] = B[j + q, p] for p in [p0, p1): 8 rows of B from bj, transposed 8 k at a time.
+AVX2_FMA
+static void few_transpose8(const float *bj, long ldb, long p0, long p1, float *buf, long stride) {
+    long p = p0;
+    for (; p + 8 <= p1; p += 8) {
+        __m256 r[8];
+        for (long q = 0; q < 8; q++) r[q] = _mm256_loadu_ps(bj + q * ldb + p);
+        transpose8x8(r);
+        for (long q = 0; q < 8; q++) _mm256_storeu_ps(buf + (p - p0 + q) * stride, r[q]);
+    }
+    for (; p < p1; p++)
+        for (long q = 0; q < 8; q++) buf[(p - p0) * stride + q] = bj[q * ldb + p];
+}
+
+// G rows of A against an 8-wide tile buffer over kc k: C rows (G x 8) (+)= the chains.
+AVX2_FMA __attribute__((always_inline))
+static inline void few_rows8(const long G, long kc, const float *a, long lda, const float *buf, float *c, long ldc,
+                             int overwrite) {
+    __m256 acc[FEW_GROUP8];
+#pragma clang loop unroll(full)
+    for (long i = 0; i < G; i++) acc[i] = _mm256_setzero_ps();
+    for (long p = 0; p < kc; p++) {
+        const __m256 bv = _mm256_loadu_ps(buf + p * 8);
+#pragma clang loop unroll(full)
+        for (long i = 0; i < G; i++) acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(a + i * lda + p), bv, acc[i]);
+    }
+    for (long i = 0; i < G; i++) {
+        float *cr = c + i * ldc;
+        _mm256_storeu_ps(cr, overwrite ? acc[i] : _mm256_add_ps(_mm256_loadu_ps(cr), acc[i]));
+    }
+}
+
+AVX2_FMA
+static void few_rows8_any(long g, long kc, const float *a, long lda, const float *buf, float *c, long ldc, int overwrite) {
+#define MYOPIA_FEW_CASE(G)                                                                 \
+    case G:                                                                                \
+        few_rows8(G, kc, a, lda, buf, c, ldc, overwrite);                                  \
+        break;
+    switch (g) {
+        MYOPIA_FEW_CASE(1) MYOPIA_FEW_CASE(2) MYOPIA_FEW_CASE(3) MYOPIA_FEW_CASE(4)
+        MYOPIA_FEW_CASE(5) MYOPIA_FEW_CASE(6) MYOPIA_FEW_CASE(7) MYOPIA_FEW_CASE(8)
+        MYOPIA_FEW_CASE(9) MYOPIA_FEW_CASE(10) MYOPIA_FEW_CASE(11) MYOPIA_FEW_CASE(12)
+    }
+#undef MYOPIA_FEW_CASE
+}
+
+// Columns [j0, n) of B not covered by whole tiles, one sequential chain per element.
+static void few_columns_scalar(long m, long j0, long n, long k, long kcb, const float *a, long lda, const float *b,
+                               long ldb, float *c, long ldc, int accumulate) {
+    for (long j = j0; j < n; j++) {
+        for (long pc = 0; pc < k; pc += kcb) {
+            long p1 = k - pc < kcb ? k : pc + kcb;
+            int overwrite = pc == 0 && !accumulate;
+            for (long i = 0; i < m; i++) {
+                float s = 0;
+                for (long p = pc; p < p1; p++) s = __builtin_fmaf(a[i * lda + p], b[j * ldb + p], s);
+                c[i * ldc + j] = overwrite ? s : c[i * ldc + j] + s;
+            }
+        }
+    }
+}
+
+// The 8-wide tiles of columns [j0, j1) (a multiple of 8 apart).
+AVX2_FMA
+static void few_tiles8(long m, long j0, long j1, long k, long kcb, const float *a, long lda, const float *b, long ldb,
+                       float *c, long ldc, int accumulate, float *buf) {
+    for (long j = j0; j < j1; j += 8) {
+        for (long pc = 0; pc < k; pc += kcb) {
+            long p1 = k - pc < kcb ? k : pc + kcb;
+            few_transpose8(b + j * ldb, ldb, pc, p1, buf, 8);
+            int overwrite = pc == 0 && !accumulate;
+            for (long i = 0; i < m; i += FEW_GROUP8) {
+                long g = m - i < FEW_GROUP8 ? m - i : FEW_GROUP8;
+                few_rows8_any(g, p1 - pc, a + i * lda + pc, lda, buf, c + i * ldc + j, ldc, overwrite);
+            }
+        }
+    }
+}
+
+// With AVX-512 the roles turn: the rows of A, transposed once into at[G][k][16] (16 rows a lane
+// group, zero lanes past m), are the vectors, and each weight row of B is read straight from
+// memory, one broadcast a k step, sequentially: 16 weight rows at once, 16 accumulators holding
+// C[rows of the group][j .. j+15] column by column, turned into rows of C by four 8 x 8 transposes.
+// Lane i of accumulator jj is element (i, j + jj)'s sequential chain: the same sums as above.
+
+// at[g][p][i] = A[16 g + i, p] for p in [0, k), 0 for 16 g + i ≥ m.
+AVX512VL
+static void few_transpose_a(long m, long k, const float *a, long lda, float *at) {
+    const long groups = (m + 15) / 16;
+    for (long g = 0; g < groups; g++) {
+        float *out = at + g * k * 16;
+        for (long h = 0; h < 16; h += 8) {
+            const long i0 = g * 16 + h;
+            long p = 0;
+            if (i0 + 8 <= m) {
+                for (; p + 8 <= k; p += 8) {
+                    __m256 r[8];
+                    for (long q = 0; q < 8; q++) r[q] = _mm256_loadu_ps(a + (i0 + q) * lda + p);
+                    transpose8x8(r);
+                    for (long q = 0; q < 8; q++) _mm256_storeu_ps(out + (p + q) * 16 + h, r[q]);
+                }
+            }
+            for (; p < k; p++)
+                for (long q = 0; q < 8; q++) out[p * 16 + h + q] = i0 + q < m ? a[(i0 + q) * lda + p] : 0.0f;
+        }
+    }
+}
+
+// Rows [i0, i0 + rows) of C, columns [j, j + 16): (+)= the 16 accumulators (one a column, lane = row).
+AVX512VL __attribute__((always_inline))
+static inline void few_store_columns(const __m512 *acc, long rows, float *c, long ldc, int overwrite) {
+    for (long h = 0; h < 16 && h < rows; h += 8) {
+        for (long half = 0; half < 16; half += 8) {
+            __m256 r[8];
+            for (long q = 0; q < 8; q++) {
+                __m512 x = acc[half + q];
+                r[q] = h == 0 ? _mm512_castps512_ps256(x)
+                              : _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1));
+            }
+            transpose8x8(r);  // r[q] = row h + q, columns half .. half + 7
+            for (long q = 0; q < 8 && h + q < rows; q++) {
+                float *cr = c + (h + q) * ldc + half;
+                _mm256_storeu_ps(cr, overwrite ? r[q] : _mm256_add_ps(_mm256_loadu_ps(cr), r[q]));
+            }
+        }
+    }
+}
+
+// Columns [j0, j1) of C (a multiple of 16 apart) for all m rows, from at (few_transpose_a). Each
+// K block of the 16 weight rows is first copied into buf ([16][kc], long sequential reads while
+// the next block's lines are prefetched), then broadcast from there to every lane group; rows sit
+// KC_MAX apart, so every broadcast is one address with a constant offset.
+AVX512VL
+static void few_columns16(long m, long j0, long j1, long k, long kcb, const float *at, const float *b, long ldb,
+                          float *c, long ldc, int accumulate, float *buf) {
+    const long groups = (m + 15) / 16;
+    for (long j = j0; j < j1; j += 16) {
+        for (long pc = 0; pc < k; pc += kcb) {
+            const long p1 = k - pc < kcb ? k : pc + kcb, kc = p1 - pc;
+            for (long jj = 0; jj < 16; jj++) memcpy(buf + jj * KC_MAX, b + (j + jj) * ldb + pc, (size_t)kc * sizeof(float));
+            // The next block, and the one after it (on its way into L2 a block earlier).
+            const float *next = p1 < k ? b + j * ldb + p1 : j + 16 < j1 ? b + (j + 16) * ldb : NULL, *later = NULL;
+            if (next) {
+                const long nj = p1 < k ? j : j + 16, np = p1 < k ? p1 : 0;
+                later = np + kcb < k ? b + nj * ldb + np + kcb : nj + 16 < j1 ? b + (nj + 16) * ldb : NULL;
+            }
+            int overwrite = pc == 0 && !accumulate;
+            for (long g = 0; g < groups; g++) {
+                const float *ag = at + g * k * 16;
+                __m512 acc[16];
+#pragma clang loop unroll(full)
+                for (long jj = 0; jj < 16; jj++) acc[jj] = _mm512_setzero_ps();
+                for (long p = 0; p < kc; p++) {
+                    // One line of the next block a step covers its 16 rows x (kc / 16) lines.
+                    if (next && g == 0) _mm_prefetch((const char *)(next + (p & 15) * ldb + (p >> 4) * 16), _MM_HINT_T0);
+                    if (later && g == 0) _mm_prefetch((const char *)(later + (p & 15) * ldb + (p >> 4) * 16), _MM_HINT_T1);
+                    const __m512 av = _mm512_loadu_ps(ag + (pc + p) * 16);
+#pragma clang loop unroll(full)
+                    for (long jj = 0; jj < 16; jj++) acc[jj] = _mm512_fmadd_ps(av, _mm512_set1_ps(buf[jj * KC_MAX + p]), acc[jj]);
+                }
+                long rows = m - g * 16 < 16 ? m - g * 16 : 16;
+                few_store_columns(acc, rows, c + g * 16 * ldc + j, ldc, overwrite);
+            }
+        }
+    }
+}
+#endif
+
+int myopia_sgemm_few_rows(int kernel_id, long m, long n, long k, const float *a, long lda, const float *b, long ldb,
+                          float *c, long ldc, int accumulate) {
+#if defined(__x86_64__)
+    if (m < 1 || !myopia_cpu_has_avx2_fma() ||
+        (kernel_id != MYOPIA_KERNEL_AVX2_FMA && kernel_id != MYOPIA_KERNEL_AVX512))
+        return 0;
+    if (n <= 0) return 1;
+    if (k <= 0) {
+        if (!accumulate)
+            for (long i = 0; i < m; i++) memset(c + i * ldc, 0, (size_t)n * sizeof(float));
+        return 1;
+    }
+    long kblocks = (k + KC_MAX - 1) / KC_MAX;
+    long kcb = (k + kblocks - 1) / kblocks;
+    float buf[KC_MAX * 16] __attribute__((aligned(64)));
+    long j = 0;
+    if (kernel_id == MYOPIA_KERNEL_AVX512 && myopia_cpu_has_avx512vl()) {
+        j = n / 16 * 16;
+        if (j > 0) {
+            float *at = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_FEW_ROWS, (size_t)((m + 15) / 16 * 16 * k) * sizeof(float));
+            few_transpose_a(m, k, a, lda, at);
+            few_columns16(m, 0, j, k, kcb, at, b, ldb, c, ldc, accumulate, buf);
+        }
+    }
+    long j8 = j + (n - j) / 8 * 8;
+    few_tiles8(m, j, j8, k, kcb, a, lda, b, ldb, c, ldc, accumulate, buf);
+    few_columns_scalar(m, j8, n, k, kcb, a, lda, b, ldb, c, ldc, accumulate);
+    return 1;
+#else
+    (void)kernel_id; (void)m; (void)n; (void)k; (void)a; (void)lda; (void)b; (void)ldb; (void)c; (void)ldc;
+    (void)accumulate;
+    return 0;
+#endif
+}
 
 int myopia_sgemm_small_m(long m, long n, long k, const float *a, long lda, const float *b, long ldb, int transB,
                          float *c, long ldc, int accumulate) {

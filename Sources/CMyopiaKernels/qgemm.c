@@ -1,9 +1,10 @@
 // Products with weights kept quantised (ggml blocks), for decoding: a token streams the quantised
 // bytes (Q8_0: 8.5 bits a weight, Q4_0: 4.5, Q4_1: 5, Q5_0: 5.5, Q5_1: 6, Q2_K: 2.625, Q3_K:
-// 3.4375, Q4_K: 4.5, Q5_K: 5.5, Q6_K: 6.5625) instead of 32-bit floats. Q8_0, Q4_0 and Q4_1 blocks
-// are dequantised into registers right before their products (AVX2); the other formats (and the
-// portable path) dequantise one weight row at a time into a per-thread buffer of k floats that
-// stays in L1/L2 while every row of A is multiplied with it.
+// 3.4375, Q4_K: 4.5, Q5_K: 5.5, Q6_K: 6.5625) instead of 32-bit floats. With AVX2 (and AVX-512)
+// every format is dequantised 32 values at a time into registers right before their products (its
+// integers picked out with byte shuffles, shifts and masks); the portable path dequantises one
+// weight row at a time into a per-thread buffer of k floats that stays in L1/L2 while every row of
+// A is multiplied with it.
 //
 // Dequantisation is exact per value and rounds as GGUFDequantizer (Swift) and gguf-py do: the f16
 // scale widened exactly, d·q (exact: an 11-bit mantissa times a 4- or 8-bit integer), and for Q4_1
@@ -201,30 +202,14 @@ static void qgemm_portable(int format, long m, long n, long k, const float *a, l
 // MARK: - AVX2 + FMA
 
 #if defined(__x86_64__)
-#define AVX2_FMA __attribute__((target("avx2,fma")))
+// F16C converts the blocks' f16 scales in one instruction (exactly, as half_to_float does).
+#define AVX2_FMA __attribute__((target("avx2,fma,f16c")))
 
 AVX2_FMA __attribute__((always_inline))
-static inline void dequant_avx2(const int format, const uint8_t *block, __m256 *v) {
-    const __m256 d = _mm256_set1_ps(half_to_float(block));
-    if (format == MYOPIA_QUANT_Q8_0) {
-        for (int g = 0; g < 4; g++) {
-            __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(block + 2 + 8 * g)));
-            v[g] = _mm256_mul_ps(_mm256_cvtepi32_ps(q), d);
-        }
-        return;
-    }
-    const int offset = format == MYOPIA_QUANT_Q4_0 ? 2 : 4;
-    const __m128i qs = _mm_loadu_si128((const __m128i *)(block + offset)), low4 = _mm_set1_epi8(15);
-    const __m128i lo = _mm_and_si128(qs, low4), hi = _mm_and_si128(_mm_srli_epi16(qs, 4), low4);
-    __m256i q[4] = {_mm256_cvtepu8_epi32(lo), _mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)),
-                    _mm256_cvtepu8_epi32(hi), _mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))};
-    if (format == MYOPIA_QUANT_Q4_0) {
-        const __m256i eight = _mm256_set1_epi32(8);
-        for (int g = 0; g < 4; g++) v[g] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(q[g], eight)));
-    } else {
-        const __m256 mn = _mm256_set1_ps(half_to_float(block + 2));
-        for (int g = 0; g < 4; g++) v[g] = _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(q[g])), mn);
-    }
+static inline float half_f16c(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, sizeof h);
+    return _cvtsh_ss(h);
 }
 
 // Sum of the 8 lanes in a fixed order.
@@ -236,19 +221,157 @@ static inline float lanes_sum(__m256 x) {
     return _mm_cvtss_f32(s);
 }
 
-// Rows i0 .. i0+R-1 of C's column j: four FMA chains per row, one per 8 values of each block.
-// The first group of rows dequantises each block into registers (and, when more groups follow,
-// leaves it in `row` for them); later groups read it back.
+// MARK: Values 32 at a time in registers, every format
+//
+// Group s (32 values) of a block: its 32 integers q as bytes (q fits int8 in every format), and how
+// each half of 16 values becomes floats, exactly as dequant_block computes them: scale · (float)q,
+// then + offset (Q4_1, Q5_1: the block's min) or − offset (Q2_K, Q4_K, Q5_K: the sub-block's
+// min), or nothing (the others; adding a zero could turn −0 into +0).
+enum { KQ_MUL = 0, KQ_ADD = 1, KQ_SUB = 2 };
+
+typedef struct {
+    __m256i q;           // 32 signed bytes
+    float scale[2], offset[2];
+    int op;
+} q_group;
+
+// The bits of a 32-bit mask as 32 bytes of 0 or 1 (byte j = bit j).
+AVX2_FMA __attribute__((always_inline))
+static inline __m256i mask_bits(uint32_t bits) {
+    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits),
+                                               _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL,
+                                                                 0x0101010101010101LL, 0x0000000000000000LL));
+    const __m256i select = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select), _mm256_set1_epi8(1));
+}
+
+// (x >> shift) & mask for each byte (shift ≤ 7).
+AVX2_FMA __attribute__((always_inline))
+static inline __m256i bytes_shift_mask(__m256i x, int shift, int mask) {
+    return _mm256_and_si256(_mm256_srli_epi16(x, shift), _mm256_set1_epi8((char)mask));
+}
+
+AVX2_FMA __attribute__((always_inline))
+static inline __m256i load32(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+AVX2_FMA __attribute__((always_inline))
+static inline q_group group_avx2(const int format, const uint8_t *block, int s) {
+    q_group g;
+    switch (format) {
+    case MYOPIA_QUANT_Q8_0:
+        g.q = load32(block + 2);
+        g.scale[0] = g.scale[1] = half_f16c(block);
+        g.op = KQ_MUL;
+        break;
+    case MYOPIA_QUANT_Q4_0:
+    case MYOPIA_QUANT_Q4_1: {
+        const int one = format == MYOPIA_QUANT_Q4_1;
+        const __m128i qs = _mm_loadu_si128((const __m128i *)(block + (one ? 4 : 2)));
+        const __m256i both = _mm256_set_m128i(_mm_srli_epi16(qs, 4), qs);
+        g.q = _mm256_and_si256(both, _mm256_set1_epi8(15));
+        if (!one) g.q = _mm256_sub_epi8(g.q, _mm256_set1_epi8(8));
+        g.scale[0] = g.scale[1] = half_f16c(block);
+        g.offset[0] = g.offset[1] = one ? half_f16c(block + 2) : 0;
+        g.op = one ? KQ_ADD : KQ_MUL;
+        break;
+    }
+    case MYOPIA_QUANT_Q5_0:
+    case MYOPIA_QUANT_Q5_1: {
+        const int one = format == MYOPIA_QUANT_Q5_1;
+        const __m128i qs = _mm_loadu_si128((const __m128i *)(block + (one ? 8 : 6)));
+        const __m256i both = _mm256_set_m128i(_mm_srli_epi16(qs, 4), qs);
+        const __m256i high = _mm256_slli_epi16(mask_bits(load_u32(block + (one ? 4 : 2))), 4);
+        g.q = _mm256_or_si256(_mm256_and_si256(both, _mm256_set1_epi8(15)), high);
+        if (!one) g.q = _mm256_sub_epi8(g.q, _mm256_set1_epi8(16));
+        g.scale[0] = g.scale[1] = half_f16c(block);
+        g.offset[0] = g.offset[1] = one ? half_f16c(block + 2) : 0;
+        g.op = one ? KQ_ADD : KQ_MUL;
+        break;
+    }
+    case MYOPIA_QUANT_Q2_K: {
+        const float d = half_f16c(block + 80), dmin = half_f16c(block + 82);
+        g.q = bytes_shift_mask(load32(block + 16 + 32 * (s / 4)), 2 * (s % 4), 3);
+        for (int h = 0; h < 2; h++) {
+            const int sc = block[2 * s + h];
+            g.scale[h] = d * (float)(sc & 15);
+            g.offset[h] = dmin * (float)(sc >> 4);
+        }
+        g.op = KQ_SUB;
+        break;
+    }
+    case MYOPIA_QUANT_Q3_K: {
+        const float d = half_f16c(block + 108);
+        const __m256i low = bytes_shift_mask(load32(block + 32 + 32 * (s / 4)), 2 * (s % 4), 3);
+        const __m256i hbit = bytes_shift_mask(load32(block), s, 1);
+        // q = low − 4 where the hmask bit is clear: low − 4·(1 − bit)
+        g.q = _mm256_sub_epi8(low, _mm256_slli_epi16(_mm256_xor_si256(hbit, _mm256_set1_epi8(1)), 2));
+        for (int h = 0; h < 2; h++) {
+            const int r = 2 * s + h, lo = block[96 + r % 8], hi = block[104 + r % 4];
+            const int scale = (r < 8 ? lo & 15 : lo >> 4) | ((hi >> (2 * (r / 4))) & 3) << 4;
+            g.scale[h] = d * (float)(scale - 32);
+        }
+        g.op = KQ_MUL;
+        break;
+    }
+    case MYOPIA_QUANT_Q4_K:
+    case MYOPIA_QUANT_Q5_K: {
+        const int five = format == MYOPIA_QUANT_Q5_K;
+        const float d = half_f16c(block), dmin = half_f16c(block + 2);
+        g.q = bytes_shift_mask(load32(block + (five ? 48 : 16) + 32 * (s / 2)), 4 * (s % 2), 15);
+        if (five) g.q = _mm256_or_si256(g.q, _mm256_slli_epi16(bytes_shift_mask(load32(block + 16), s, 1), 4));
+        int scale, min;
+        scale_min_k4(block + 4, s, &scale, &min);
+        g.scale[0] = g.scale[1] = d * (float)scale;
+        g.offset[0] = g.offset[1] = dmin * (float)min;
+        g.op = KQ_SUB;
+        break;
+    }
+    default: {  // MYOPIA_QUANT_Q6_K
+        const float d = half_f16c(block + 208);
+        const int h = s / 4, t = s % 4;
+        const __m256i low = bytes_shift_mask(load32(block + 64 * h + 32 * (t % 2)), 4 * (t / 2), 15);
+        const __m256i high = bytes_shift_mask(load32(block + 128 + 32 * h), 2 * t, 3);
+        g.q = _mm256_sub_epi8(_mm256_or_si256(low, _mm256_slli_epi16(high, 4)), _mm256_set1_epi8(32));
+        for (int e = 0; e < 2; e++) g.scale[e] = d * (float)(int8_t)block[192 + 2 * s + e];
+        g.op = KQ_MUL;
+        break;
+    }
+    }
+    return g;
+}
+
+// The 32 values of a group into four ymm (values 8g .. 8g+7 in v[g]).
+AVX2_FMA __attribute__((always_inline))
+static inline void group_floats_avx2(const q_group *g, __m256 *v) {
+    const __m128i halves[2] = {_mm256_castsi256_si128(g->q), _mm256_extracti128_si256(g->q, 1)};
+    for (int i = 0; i < 4; i++) {
+        const int h = i / 2;
+        const __m128i bytes = i % 2 ? _mm_srli_si128(halves[h], 8) : halves[h];
+        __m256 x = _mm256_mul_ps(_mm256_set1_ps(g->scale[h]), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)));
+        if (g->op == KQ_ADD) x = _mm256_add_ps(x, _mm256_set1_ps(g->offset[h]));
+        else if (g->op == KQ_SUB) x = _mm256_sub_ps(x, _mm256_set1_ps(g->offset[h]));
+        v[i] = x;
+    }
+}
+
+// Where group p / 32 of a weight row starts: its block and its index within the block.
+#define GROUP_AT(wrow, p, values, block_bytes) ((wrow) + (p) / (values) * (block_bytes)), (int)((p) % (values) / 32)
+
+// Rows i0 .. i0+R-1 of C's column j: four FMA chains per row, one per 8 values of each group of 32.
+// The first group of rows dequantises each group of the weight row into registers (and, when more
+// groups of rows follow, leaves it in `row` for them); later groups read it back.
 AVX2_FMA __attribute__((always_inline))
 static inline void qgemm_rows(const int format, const int R, long k, const float *a, long lda, const uint8_t *wrow,
-                              long block_bytes, float *row, int first, int keep, float *c, long ldc, int accumulate) {
+                              float *row, int first, int keep, float *c, long ldc, int accumulate) {
+    const long values = myopia_quant_block_values(format), block_bytes = myopia_quant_block_bytes(format);
     __m256 acc[2][4];
     for (int r = 0; r < R; r++)
         for (int g = 0; g < 4; g++) acc[r][g] = _mm256_setzero_ps();
-    for (long b = 0, p = 0; p < k; b++, p += 32) {
+    for (long p = 0; p < k; p += 32) {
         __m256 v[4];
         if (first) {
-            dequant_avx2(format, wrow + b * block_bytes, v);
+            const q_group group = group_avx2(format, GROUP_AT(wrow, p, values, block_bytes));
+            group_floats_avx2(&group, v);
             if (keep)
                 for (int g = 0; g < 4; g++) _mm256_store_ps(row + p + 8 * g, v[g]);
         } else {
@@ -266,42 +389,131 @@ static inline void qgemm_rows(const int format, const int R, long k, const float
 AVX2_FMA __attribute__((always_inline))
 static inline void qgemm_avx2_format(const int format, long m, long n, long k, const float *a, long lda,
                                      const uint8_t *w, long row_bytes, float *c, long ldc, int accumulate, float *row) {
-    const long block_bytes = myopia_quant_block_bytes(format);
     const int keep = m > 2;
     for (long j = 0; j < n; j++) {
         const uint8_t *wrow = w + j * row_bytes;
         long i = 0;
         for (; i + 2 <= m; i += 2)
-            qgemm_rows(format, 2, k, a + i * lda, lda, wrow, block_bytes, row, i == 0, keep, c + i * ldc + j, ldc, accumulate);
+            qgemm_rows(format, 2, k, a + i * lda, lda, wrow, row, i == 0, keep, c + i * ldc + j, ldc, accumulate);
         if (i < m)
-            qgemm_rows(format, 1, k, a + i * lda, lda, wrow, block_bytes, row, i == 0, keep, c + i * ldc + j, ldc, accumulate);
+            qgemm_rows(format, 1, k, a + i * lda, lda, wrow, row, i == 0, keep, c + i * ldc + j, ldc, accumulate);
     }
 }
 
-// The other formats: weight row j dequantised into `row` (dequant_row), then every row of A
-// against it with the same four chains (qgemm_rows reading `row`).
-AVX2_FMA
-static void qgemm_avx2_buffered(int format, long m, long n, long k, const float *a, long lda, const uint8_t *w,
-                                long row_bytes, float *c, long ldc, int accumulate, float *row) {
-    for (long j = 0; j < n; j++) {
-        dequant_row(format, w + j * row_bytes, k, row);
-        long i = 0;
-        for (; i + 2 <= m; i += 2)
-            qgemm_rows(MYOPIA_QUANT_Q8_0, 2, k, a + i * lda, lda, NULL, 0, row, 0, 0, c + i * ldc + j, ldc, accumulate);
-        if (i < m)
-            qgemm_rows(MYOPIA_QUANT_Q8_0, 1, k, a + i * lda, lda, NULL, 0, row, 0, 0, c + i * ldc + j, ldc, accumulate);
+// One instance of `body(F)` per format, F a constant in each.
+#define MYOPIA_EACH_FORMAT(format, body)                                                   \
+    switch (format) {                                                                      \
+    case MYOPIA_QUANT_Q8_0: body(MYOPIA_QUANT_Q8_0) break;                                 \
+    case MYOPIA_QUANT_Q4_0: body(MYOPIA_QUANT_Q4_0) break;                                 \
+    case MYOPIA_QUANT_Q4_1: body(MYOPIA_QUANT_Q4_1) break;                                 \
+    case MYOPIA_QUANT_Q5_0: body(MYOPIA_QUANT_Q5_0) break;                                 \
+    case MYOPIA_QUANT_Q5_1: body(MYOPIA_QUANT_Q5_1) break;                                 \
+    case MYOPIA_QUANT_Q2_K: body(MYOPIA_QUANT_Q2_K) break;                                 \
+    case MYOPIA_QUANT_Q3_K: body(MYOPIA_QUANT_Q3_K) break;                                 \
+    case MYOPIA_QUANT_Q4_K: body(MYOPIA_QUANT_Q4_K) break;                                 \
+    case MYOPIA_QUANT_Q5_K: body(MYOPIA_QUANT_Q5_K) break;                                 \
+    default: body(MYOPIA_QUANT_Q6_K) break;                                                \
     }
-}
 
 AVX2_FMA
 static void qgemm_avx2(int format, long m, long n, long k, const float *a, long lda, const uint8_t *w,
                        long row_bytes, float *c, long ldc, int accumulate, float *row) {
-    switch (format) {
-    case MYOPIA_QUANT_Q8_0: qgemm_avx2_format(MYOPIA_QUANT_Q8_0, m, n, k, a, lda, w, row_bytes, c, ldc, accumulate, row); break;
-    case MYOPIA_QUANT_Q4_0: qgemm_avx2_format(MYOPIA_QUANT_Q4_0, m, n, k, a, lda, w, row_bytes, c, ldc, accumulate, row); break;
-    case MYOPIA_QUANT_Q4_1: qgemm_avx2_format(MYOPIA_QUANT_Q4_1, m, n, k, a, lda, w, row_bytes, c, ldc, accumulate, row); break;
-    default: qgemm_avx2_buffered(format, m, n, k, a, lda, w, row_bytes, c, ldc, accumulate, row); break;
+#define MYOPIA_AVX2_BODY(F) qgemm_avx2_format(F, m, n, k, a, lda, w, row_bytes, c, ldc, accumulate, row);
+    MYOPIA_EACH_FORMAT(format, MYOPIA_AVX2_BODY)
+#undef MYOPIA_AVX2_BODY
+}
+
+// MARK: - AVX-512
+//
+// The same sums as the AVX2 path, bit for bit: a zmm holds two of its 8-lane chains side by side
+// (values 0–15 of a group, then 16–31), every lane does the same FMA on the same values, and the
+// chains are added in the same order at the end. With 32 registers, up to 8 rows of A run against
+// a weight row at once, so a dequantised group serves 8 rows from registers.
+#define AVX512Q __attribute__((target("avx512f,avx512vl,avx2,fma,f16c")))
+#define QROWS512 8
+
+// The 32 values of a group into two zmm (values 0–15, 16–31), as group_floats_avx2 computes them.
+AVX512Q __attribute__((always_inline))
+static inline void group_floats_avx512(const q_group *g, __m512 *v) {
+    for (int h = 0; h < 2; h++) {
+        const __m128i bytes = h ? _mm256_extracti128_si256(g->q, 1) : _mm256_castsi256_si128(g->q);
+        __m512 x = _mm512_mul_ps(_mm512_set1_ps(g->scale[h]), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes)));
+        if (g->op == KQ_ADD) x = _mm512_add_ps(x, _mm512_set1_ps(g->offset[h]));
+        else if (g->op == KQ_SUB) x = _mm512_sub_ps(x, _mm512_set1_ps(g->offset[h]));
+        v[h] = x;
     }
+}
+
+AVX512Q __attribute__((always_inline))
+static inline __m256 high_half(__m512 x) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)); }
+
+// qgemm_rows with R ≤ QROWS512 rows and two chains a register.
+AVX512Q __attribute__((always_inline))
+static inline void qgemm_rows512(const int format, const int R, long k, const float *a, long lda, const uint8_t *wrow,
+                                 float *row, int first, int keep, float *c, long ldc, int accumulate) {
+    const long values = myopia_quant_block_values(format), block_bytes = myopia_quant_block_bytes(format);
+    __m512 acc[QROWS512][2];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (long p = 0; p < k; p += 32) {
+        __m512 v[2];
+        if (first) {
+            const q_group group = group_avx2(format, GROUP_AT(wrow, p, values, block_bytes));
+            group_floats_avx512(&group, v);
+            if (keep) {
+                _mm512_store_ps(row + p, v[0]);
+                _mm512_store_ps(row + p + 16, v[1]);
+            }
+        } else {
+            v[0] = _mm512_load_ps(row + p);
+            v[1] = _mm512_load_ps(row + p + 16);
+        }
+#pragma clang loop unroll(full)
+        for (int r = 0; r < R; r++) {
+            acc[r][0] = _mm512_fmadd_ps(_mm512_loadu_ps(a + r * lda + p), v[0], acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(_mm512_loadu_ps(a + r * lda + p + 16), v[1], acc[r][1]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        __m256 c01 = _mm256_add_ps(_mm512_castps512_ps256(acc[r][0]), high_half(acc[r][0]));
+        __m256 c23 = _mm256_add_ps(_mm512_castps512_ps256(acc[r][1]), high_half(acc[r][1]));
+        float s = lanes_sum(_mm256_add_ps(c01, c23));
+        c[r * ldc] = accumulate ? c[r * ldc] + s : s;
+    }
+}
+
+// Every weight row against the rows of A in groups of QROWS512: the first group dequantises the
+// weight row into registers (and leaves it in `row` for the others).
+AVX512Q __attribute__((always_inline))
+static inline void qgemm_avx512_format(const int format, long m, long n, long k, const float *a, long lda,
+                                       const uint8_t *w, long row_bytes, float *c, long ldc, int accumulate, float *row) {
+    const int keep = m > QROWS512;
+    for (long j = 0; j < n; j++) {
+        const uint8_t *wrow = w + j * row_bytes;
+        for (long i = 0; i < m; i += QROWS512) {
+            const int R = m - i < QROWS512 ? (int)(m - i) : QROWS512, first = i == 0;
+            float *ci = c + i * ldc + j;
+            const float *ai = a + i * lda;
+#define MYOPIA_Q_CASE(N)                                                                                      \
+    case N:                                                                                                   \
+        if (first) qgemm_rows512(format, N, k, ai, lda, wrow, row, 1, keep, ci, ldc, accumulate);             \
+        else qgemm_rows512(MYOPIA_QUANT_Q8_0, N, k, ai, lda, NULL, row, 0, 0, ci, ldc, accumulate);           \
+        break;
+            switch (R) {
+                MYOPIA_Q_CASE(1) MYOPIA_Q_CASE(2) MYOPIA_Q_CASE(3) MYOPIA_Q_CASE(4)
+                MYOPIA_Q_CASE(5) MYOPIA_Q_CASE(6) MYOPIA_Q_CASE(7) MYOPIA_Q_CASE(8)
+            }
+#undef MYOPIA_Q_CASE
+        }
+    }
+}
+
+AVX512Q
+static void qgemm_avx512(int format, long m, long n, long k, const float *a, long lda, const uint8_t *w,
+                         long row_bytes, float *c, long ldc, int accumulate, float *row) {
+#define MYOPIA_AVX512_BODY(F) qgemm_avx512_format(F, m, n, k, a, lda, w, row_bytes, c, ldc, accumulate, row);
+    MYOPIA_EACH_FORMAT(format, MYOPIA_AVX512_BODY)
+#undef MYOPIA_AVX512_BODY
 }
 #endif
 
@@ -311,7 +523,12 @@ void myopia_qgemm(int format, int simd, long m, long n, long k, const float *a, 
     if (m <= 0 || n <= 0 || k <= 0 || values == 0 || k % values != 0) return;
     float *row = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_QGEMM, (size_t)k * sizeof(float));
 #if defined(__x86_64__)
-    if (simd && myopia_cpu_has_avx2_fma()) {
+    const int f16c = myopia_cpu_has_avx2_fma() && __builtin_cpu_supports("f16c");
+    if (simd == 2 && f16c && myopia_cpu_has_avx512vl()) {
+        qgemm_avx512(format, m, n, k, a, lda, (const uint8_t *)w, row_bytes, c, ldc, accumulate, row);
+        return;
+    }
+    if (simd && f16c) {
         qgemm_avx2(format, m, n, k, a, lda, (const uint8_t *)w, row_bytes, c, ldc, accumulate, row);
         return;
     }

@@ -11,7 +11,8 @@ enum {
     MYOPIA_SCRATCH_ATTENTION = 3,   // myopia_attention_scratch
     MYOPIA_SCRATCH_GEMM_SHARED = 4, // gemm.c's panels shared by a team of threads (the caller's)
     MYOPIA_SCRATCH_QGEMM = 5,       // qgemm.c's dequantised weight row
-    MYOPIA_SCRATCH_SLOTS = 6,
+    MYOPIA_SCRATCH_FEW_ROWS = 6,    // gemm.c's transposed rows of A (myopia_sgemm_few_rows)
+    MYOPIA_SCRATCH_SLOTS = 7,
 };
 
 /// This thread's buffer `slot`, at least `bytes` long and 64-byte aligned; its contents are kept

@@ -1,4 +1,5 @@
 import Foundation
+import MyopiaKernels
 import MyopiaModel
 
 /// One sample to draw: its prompt (non-empty) and its sampling options (its own seed).
@@ -67,13 +68,10 @@ struct BatchedSampler {
         self.model = model
         self.requests = requests
         let maxT = model.config.maxPositions
-        // Positions a slot can reach: within the context the prompt and all but the last token;
-        // a context that fills is rebuilt at T (Generation.sample).
-        let reach = requests.map { min($0.prompt.count, maxT) + max(0, $0.options.maxTokens - 1) }.max() ?? 1
-        let capacity = min(maxT, reach)
-        batch = DecodeBatch(config: model.config, slots: requests.count, capacity: capacity, quantized: true)
-        // KVCache's chunk is min(64, capacity): keep Generation.sample's (min(64, T)) prompt chunks.
-        prefill = KVCache(config: model.config, capacity: max(capacity, min(64, maxT)), quantized: true)
+        let reach = requests.map { Generation.reach($0.prompt, $0.options, maxT) }.max() ?? 1
+        batch = DecodeBatch(config: model.config, slots: requests.count, capacity: min(maxT, reach), quantized: true)
+        // Prompts and rebuilt contexts are decoded as Generation.sample decodes them.
+        prefill = KVCache(config: model.config, capacity: Generation.cacheCapacity(maxT, reach: reach), quantized: true)
         samplers = requests.map { Sampler($0.options) }
         texts = requests.map(\.prompt)
         produced = requests.map { _ in [] }
@@ -108,9 +106,8 @@ struct BatchedSampler {
         for i in results.indices where results[i] != nil { onDone(i) }
         while !ready.isEmpty {
             var stepSlots: [Int] = [], stepTokens: [Int32] = [], rebuilt: [Int] = []
-            for (slot, row) in ready {
-                let next = row.map { samplers[slot].sample(batch.logits(row: $0, vocab: v), count: v) }
-                    ?? ownLogits[slot].withUnsafeBufferPointer { samplers[slot].sample($0.baseAddress!, count: v) }
+            let drawn = draw(ready, vocab: v)
+            for ((slot, _), next) in zip(ready, drawn) {
                 texts[slot].append(next)
                 produced[slot].append(next)
                 onToken(slot, next)
@@ -134,6 +131,24 @@ struct BatchedSampler {
             if !stepSlots.isEmpty { model.decodeStep(stepTokens, slots: stepSlots, batch: batch) }
             ready = stepSlots.enumerated().map { (slot: $0.element, row: Optional($0.offset)) } + rebuilt.map { (slot: $0, row: nil) }
         }
+    }
+
+    /// The next token of each ready slot, drawn by the slots' own samplers side by side on the
+    /// pool's threads (each from its own logits with its own random stream, so the tokens do not
+    /// depend on how the draws are spread).
+    mutating func draw(_ ready: [(slot: Int, row: Int?)], vocab v: Int) -> [Int32] {
+        var next = [Int32](repeating: 0, count: ready.count)
+        let batch = self.batch, ownLogits = self.ownLogits
+        samplers.withUnsafeMutableBufferPointer { samplers in
+            next.withUnsafeMutableBufferPointer { next in
+                Parallel.forEach(ready.count) { i in
+                    let (slot, row) = ready[i]
+                    next[i] = row.map { samplers[slot].sample(batch.logits(row: $0, vocab: v), count: v) }
+                        ?? ownLogits[slot].withUnsafeBufferPointer { samplers[slot].sample($0.baseAddress!, count: v) }
+                }
+            }
+        }
+        return next
     }
 
     mutating func finish(_ slot: Int, _ reason: StopReason, _ onDone: (Int) -> Void) {

@@ -35,15 +35,26 @@ public struct SamplingOptions: Codable, Equatable, Sendable {
 public struct Sampler {
     public let options: SamplingOptions
     var rng: SeededGenerator
-    private var order: [Int] = []
     private var probs: [Float] = []
     private var keys: [UInt64] = []
+    private var spare: [UInt64] = []
+    private var counts: [Int] = []
 
     public init(_ options: SamplingOptions) {
         self.options = options
         rng = SeededGenerator(seed: options.seed)
     }
 
+    /// Draws a token: the vocabulary ordered most likely first (ties by id), cut to `topK` and to the
+    /// shortest prefix whose probability reaches `topP`, and a uniform draw walked down that prefix.
+    ///
+    /// Only the head of the order is sorted: the tokens whose probability p is at least half an ulp
+    /// of the largest, p_max. Every prefix sum of the order is at least p_max, so adding a token
+    /// below that changes no float sum — the prefix's total and `topP`'s running sum are those of
+    /// the full order exactly — and the walk, which subtracts the same terms from a draw below the
+    /// total, ends inside the head but for rounding; only then (or when the cut reaches past the
+    /// head and its last token is wanted) is the rest sorted too. The head is a few thousand of
+    /// SmolLM2's 49,152 tokens; the draws are those of sorting them all (`SamplerOrderTests`).
     public mutating func sample(_ logits: UnsafePointer<Float>, count v: Int) -> Int32 {
         if options.temperature <= 0 || options.topK == 1 {
             var best = 0
@@ -52,43 +63,92 @@ public struct Sampler {
         }
         if probs.count != v {
             probs = [Float](repeating: 0, count: v)
-            order = Array(0..<v)
             keys = [UInt64](repeating: 0, count: v)
+            spare = [UInt64](repeating: 0, count: v)
+            counts = [Int](repeating: 0, count: Sampler.radixPasses << Sampler.radixBits)
         }
         let invT = Float(1 / options.temperature)
-        probs.withUnsafeMutableBufferPointer { p in
-            for j in 0..<v { p[j] = logits[j] }
-            RowOps.softmax(p.baseAddress!, count: v, scale: invT)
-        }
-        // Most likely first; ties broken by id so the order is reproducible. A probability is ≥ 0,
-        // so its bits order as it does: sorting (¬bits)·2³² + id ascending gives exactly that order,
-        // as plain integers (several times faster than comparing through the probabilities).
-        probs.withUnsafeBufferPointer { p in
-            keys.withUnsafeMutableBufferPointer { k in
-                for j in 0..<v { k[j] = UInt64(~p[j].bitPattern) << 32 | UInt64(j) }
-                k.sort()
-                order.withUnsafeMutableBufferPointer { o in
-                    for i in 0..<v { o[i] = Int(truncatingIfNeeded: k[i] & 0xFFFF_FFFF) }
+        let (topK, topP) = (options.topK, options.topP)
+        let unit = Float(rng.nextUnit())
+        return probs.withUnsafeMutableBufferPointer { probs in
+            keys.withUnsafeMutableBufferPointer { keys in
+                spare.withUnsafeMutableBufferPointer { spare in
+                    counts.withUnsafeMutableBufferPointer { counts in
+                        let p = probs.baseAddress!, k = keys.baseAddress!
+                        for j in 0..<v { p[j] = logits[j] }
+                        RowOps.softmax(p, count: v, scale: invT)
+                        var pmax: Float = 0
+                        for j in 0..<v { pmax = max(pmax, p[j]) }
+                        let threshold = pmax.ulp / 2
+                        // Most likely first, ties by id: a probability is ≥ 0, so its bits order as
+                        // it does, and the keys (¬bits)·2³² + id ascending give exactly that order.
+                        func key(_ j: Int) -> UInt64 { UInt64(~p[j].bitPattern) << 32 | UInt64(j) }
+                        func id(_ i: Int) -> Int { Int(truncatingIfNeeded: k[i] & 0xFFFF_FFFF) }
+                        var head = 0
+                        for j in 0..<v where p[j] >= threshold { k[head] = key(j); head += 1 }
+                        Sampler.radixSort(k, spare: spare.baseAddress!, count: head, counts: counts.baseAddress!)
+                        var keep = v
+                        if let topK, topK > 0 { keep = min(keep, topK) }
+                        if let topP, topP < 1 {
+                            var cumulative: Float = 0
+                            for i in 0..<min(keep, head) {
+                                cumulative += p[id(i)]
+                                if Double(cumulative) >= topP { keep = i + 1; break }
+                            }
+                        }
+                        var total: Float = 0
+                        for i in 0..<min(keep, head) { total += p[id(i)] }
+                        var u = unit * total
+                        for i in 0..<min(keep, head) {
+                            u -= p[id(i)]
+                            if u <= 0 { return Int32(id(i)) }
+                        }
+                        if keep > head {
+                            var tail = head
+                            for j in 0..<v where p[j] < threshold { k[tail] = key(j); tail += 1 }
+                            Sampler.radixSort(k + head, spare: spare.baseAddress!, count: v - head, counts: counts.baseAddress!)
+                            for i in head..<keep {
+                                u -= p[id(i)]
+                                if u <= 0 { return Int32(id(i)) }
+                            }
+                        }
+                        return Int32(id(keep - 1))
+                    }
                 }
             }
         }
-        var keep = v
-        if let k = options.topK, k > 0 { keep = min(keep, k) }
-        if let p = options.topP, p < 1 {
-            var cumulative: Float = 0
-            for (i, j) in order.prefix(keep).enumerated() {
-                cumulative += probs[j]
-                if Double(cumulative) >= p { keep = i + 1; break }
+    }
+}
+
+extension Sampler {
+    static let radixBits = 11, radixPasses = 3   // 33 bits ≥ the 32 of a key's high half
+
+    /// Sorts `keys` ascending by their high 32 bits, stably (equal high halves keep their order), in
+    /// `radixPasses` counting passes of `radixBits` bits; `spare` holds as many keys, `counts`
+    /// radixPasses · 2^radixBits. A pass whose digit is the same for every key is skipped.
+    static func radixSort(_ keys: UnsafeMutablePointer<UInt64>, spare: UnsafeMutablePointer<UInt64>, count n: Int,
+                          counts: UnsafeMutablePointer<Int>) {
+        guard n > 1 else { return }
+        let buckets = 1 << radixBits, mask = UInt64(buckets - 1)
+        counts.update(repeating: 0, count: radixPasses * buckets)
+        for i in 0..<n {
+            let high = keys[i] >> 32
+            for pass in 0..<radixPasses { counts[pass * buckets + Int((high >> UInt64(pass * radixBits)) & mask)] += 1 }
+        }
+        var from = keys, to = spare
+        for pass in 0..<radixPasses {
+            let c = counts + pass * buckets, shift = UInt64(32 + pass * radixBits)
+            if c[Int((from[0] >> shift) & mask)] == n { continue }
+            var start = 0
+            for b in 0..<buckets { let count = c[b]; c[b] = start; start += count }
+            for i in 0..<n {
+                let key = from[i], b = Int((key >> shift) & mask)
+                to[c[b]] = key
+                c[b] += 1
             }
+            swap(&from, &to)
         }
-        var total: Float = 0
-        for j in order.prefix(keep) { total += probs[j] }
-        var u = Float(rng.nextUnit()) * total
-        for j in order.prefix(keep) {
-            u -= probs[j]
-            if u <= 0 { return Int32(j) }
-        }
-        return Int32(order[keep - 1])
+        if from != keys { keys.update(from: from, count: n) }
     }
 }
 
@@ -127,6 +187,20 @@ public enum Generation {
         sample(model, prompt: prompt, options: options, onToken: onToken).tokens
     }
 
+    /// Positions a sample can reach within the context: the prompt's and all but its last token's.
+    static func reach(_ prompt: [Int32], _ options: SamplingOptions, _ maxPositions: Int) -> Int {
+        min(prompt.count, maxPositions) + max(0, options.maxTokens - 1)
+    }
+
+    /// The capacity of a KV cache for samples reaching `reach` positions: those, or when they pass
+    /// the model's T the full context (rebuilt when it fills); never less than KVCache's 64-row
+    /// prompt chunk, so prompts are processed in the same chunks whatever the reach. A cache smaller
+    /// than T only saves memory (8192 positions of SmolLM2 are 377 MB to clear): it can fill only
+    /// once the sample has its `maxTokens` tokens.
+    static func cacheCapacity(_ maxPositions: Int, reach: Int) -> Int {
+        max(min(maxPositions, reach), min(64, maxPositions))
+    }
+
     /// Continues `prompt` (non-empty) with cached decoding, calling `onToken` as each token arrives,
     /// until the stop token, `maxTokens` tokens, or (with `stopAtContext`) a full context.
     ///
@@ -140,7 +214,8 @@ public enum Generation {
         precondition(!prompt.isEmpty, "generation needs at least one prompt token")
         let maxT = model.config.maxPositions, v = model.config.vocabSize
         guard options.maxTokens > 0 else { return GeneratedSample(tokens: [], stopReason: .maxTokens) }
-        let cache = KVCache(config: model.config, quantized: true)
+        let cache = KVCache(config: model.config, capacity: cacheCapacity(maxT, reach: reach(prompt, options, maxT)),
+                            quantized: true)
         var sampler = Sampler(options)
         var tokens = prompt
         var produced: [Int32] = []

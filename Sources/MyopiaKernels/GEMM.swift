@@ -23,11 +23,12 @@ public enum GEMM {
         precondition(k == 0 || (transA ? lda >= m : lda >= k), "GEMM: lda too small")
         precondition(k == 0 || (transB ? ldb >= k : ldb >= n), "GEMM: ldb too small")
         let threads = parallel ? Parallel.threadCount : 1
-        if m <= Int(MYOPIA_GEMM_SMALL_M) && !transA && usesFMA {
-            return multiplySmallM(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transB: transB, c: c, ldc: ldc,
-                                  accumulate: accumulate, threads: threads)
-        }
         let kernel = activeKernel
+        if !transA && usesFMA && (m <= Int(MYOPIA_GEMM_SMALL_M)
+                                  || (transB && m <= fewRowsLimit && fewRowsKernels.contains(kernel))) {
+            return multiplyStreaming(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transB: transB, c: c, ldc: ldc,
+                                     accumulate: accumulate, threads: threads, kernel: kernel)
+        }
         // Below ~1 M multiply-adds a thread hand-off costs more than it saves.
         if threads <= 1 || k == 0 || m * n * k < minParallelWork {
             myopia_sgemm(kernel, m, n, k, a, lda, transA ? 1 : 0, b, ldb, transB ? 1 : 0,
@@ -75,27 +76,48 @@ public enum GEMM {
                          c, ldc, accumulate ? 1 : 0)
     }
 
-    /// A few rows of C (decoding one token): B streamed once, unpacked, its columns split between
-    /// threads. Bitwise identical to the packed path, so which path ran never shows in the results.
-    private static func multiplySmallM(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
-                                       b: UnsafePointer<Float>, ldb: Int, transB: Bool,
-                                       c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, threads: Int) {
+    /// A few rows of C (decoding one token, or a batch of samples): B streamed once, unpacked, its
+    /// columns split between threads; up to MYOPIA_GEMM_SMALL_M rows straight from memory
+    /// (myopia_sgemm_small_m), more against a transposed B a tile at a time through L1
+    /// (myopia_sgemm_few_rows). Bitwise identical to the packed path, so which path ran never shows
+    /// in the results.
+    private static func multiplyStreaming(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+                                          b: UnsafePointer<Float>, ldb: Int, transB: Bool,
+                                          c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, threads: Int,
+                                          kernel: Int32) {
         // Reading B is the cost: a thread hand-off pays once B passes ~256 KiB.
         guard threads > 1, n * k >= minParallelStream, n >= 32 else {
-            _ = myopia_sgemm_small_m(m, n, k, a, lda, b, ldb, transB ? 1 : 0, c, ldc, accumulate ? 1 : 0)
+            streamColumns(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transB: transB, c: c, ldc: ldc,
+                          accumulate: accumulate, kernel: kernel)
             return
         }
         let cols = ((n + threads - 1) / threads + 15) / 16 * 16
         let aP = SendablePointer(a), bP = SendablePointer(b), cP = SendablePointer(c)
-        let args = (aP, bP, cP, m, n, k, lda, ldb, ldc, transB, accumulate, cols)
+        let args = (aP, bP, cP, m, n, k, lda, ldb, ldc, transB, accumulate, cols, kernel)
         Parallel.forEachStatic(threads, args) { args, t in
-            let (aP, bP, cP, m, n, k, lda, ldb, ldc, transB, accumulate, cols) = args
+            let (aP, bP, cP, m, n, k, lda, ldb, ldc, transB, accumulate, cols, kernel) = args
             let j0 = t * cols, width = min(cols, n - j0)
             guard width > 0 else { return }
-            _ = myopia_sgemm_small_m(m, width, k, aP.pointer, lda, transB ? bP.pointer + j0 * ldb : bP.pointer + j0, ldb,
-                                     transB ? 1 : 0, cP.pointer + j0, ldc, accumulate ? 1 : 0)
+            streamColumns(m: m, n: width, k: k, a: aP.pointer, lda: lda, b: transB ? bP.pointer + j0 * ldb : bP.pointer + j0,
+                          ldb: ldb, transB: transB, c: cP.pointer + j0, ldc: ldc, accumulate: accumulate, kernel: kernel)
         }
     }
+
+    private static func streamColumns(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+                                      b: UnsafePointer<Float>, ldb: Int, transB: Bool,
+                                      c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, kernel: Int32) {
+        if m <= Int(MYOPIA_GEMM_SMALL_M) {
+            _ = myopia_sgemm_small_m(m, n, k, a, lda, b, ldb, transB ? 1 : 0, c, ldc, accumulate ? 1 : 0)
+        } else {
+            _ = myopia_sgemm_few_rows(kernel, m, n, k, a, lda, b, ldb, c, ldc, accumulate ? 1 : 0)
+        }
+    }
+
+    /// Rows of A up to which a product against a transposed B streams B instead of packing it.
+    public static let fewRowsLimit = Int(MYOPIA_GEMM_FEW_M)
+
+    /// The kernels `myopia_sgemm_few_rows` runs with (the others pack).
+    static let fewRowsKernels: Set<Int32> = [Int32(MYOPIA_KERNEL_AVX2_FMA), Int32(MYOPIA_KERNEL_AVX512)]
 
     static let minParallelStream = 1 << 16
 

@@ -58,13 +58,14 @@ public final class QuantizedMatrix: @unchecked Sendable {
 
     /// C[m × rows] = (accumulate ? C : 0) + A[m × columns] · Wᵀ (row stride lda, ldc). Rows of W are
     /// split between threads when `parallel`; every element is summed the same way for any m and
-    /// any thread count. The portable GEMM kernel (`GEMM.kernel`) selects the portable path here too.
+    /// any thread count. The GEMM kernel (`GEMM.kernel`) selects the path here too: portable, AVX2, or
+    /// AVX-512 (the AVX2 sums, bit for bit, with wider registers).
     public func multiply(m: Int, a: UnsafePointer<Float>, lda: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
                          accumulate: Bool, parallel: Bool = true) {
         precondition(m >= 0 && lda >= columns && ldc >= rows, "QuantizedMatrix.multiply: bad dimensions")
         guard m > 0 else { return }
         let threads = parallel ? Parallel.threadCount : 1
-        let simd: Int32 = GEMM.kernel == .portable ? 0 : 1
+        let simd: Int32 = switch GEMM.kernel { case .portable: 0; case .avx512: 2; default: 1 }
         guard threads > 1, byteCount >= 1 << 15, rows >= 64 else {
             myopia_qgemm(format.id, simd, m, rows, columns, a, lda, bytes, rowBytes, c, ldc, accumulate ? 1 : 0)
             return

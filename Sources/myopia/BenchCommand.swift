@@ -11,7 +11,7 @@ struct BenchCommand: ConfigFileCommand {
         commandName: "bench",
         abstract: "Measure GEMM throughput, the training step against the machine's FMA peak, tokenizer and decoding speed.",
         discussion: """
-        First the GEMM kernel in use and how it was chosen (MYOPIA_KERNEL=portable|avx2|avx512 forces one) and the FMA peak of each vector width the CPU has (ymm, zmm); then GEMM on the transformer shapes (M,K,N) = (2048,256,768), (2048,768,256), (2048,256,1024), (2048,1024,256), (2048,256,8192), (256,2048,768) in the layouts A·B, A·Bᵀ, Aᵀ·B, beside OpenBLAS when libopenblas is installed; then the training step of SMALL (vocab 8192, seq 256, 4 layers, 4 heads, d_model 256, batch 8) and of GPT-2 124M (batch 4, seq 64), vanilla and myopic, with the phases, model FLOP utilisation, peak resident set and heap allocations per step (0: the step allocates nothing) of each; each training game's step on SMALL (scheduled sampling ρ = 0.25, consequence λ = 0.5 K = 4 M = 4 sampled, multi-token N = 2) against teacher-forced; the exact gradient horizon against backward passes; and encode/decode MB/s of the gpt2 and smollm2-135m tokenizers on tiny-shakespeare repeated to 4 MB; and greedy cached decoding of smollm2-135m, one token at a time, with the fp32 weights it streams per second; and sampling 64 tokens after "The capital of France is" with N = 1, 4, 16, 64 samples decoding together (fp32), and N = 1, 16 from the GGUF's quantised blocks (each skipped when its asset cannot be fetched). Figures only: run it on a quiet machine.
+        First the GEMM kernel in use and how it was chosen (MYOPIA_KERNEL=portable|avx2|avx512 forces one) and the FMA peak of each vector width the CPU has (ymm, zmm); then GEMM on the transformer shapes (M,K,N) = (2048,256,768), (2048,768,256), (2048,256,1024), (2048,1024,256), (2048,256,8192), (256,2048,768) in the layouts A·B, A·Bᵀ, Aᵀ·B, beside OpenBLAS when libopenblas is installed; then the training step of SMALL (vocab 8192, seq 256, 4 layers, 4 heads, d_model 256, batch 8) and of GPT-2 124M (batch 4, seq 64), vanilla and myopic, with the phases, model FLOP utilisation, peak resident set and heap allocations per step (0: the step allocates nothing) of each; each training game's step on SMALL (scheduled sampling ρ = 0.25, consequence λ = 0.5 K = 4 M = 4 sampled, multi-token N = 2) against teacher-forced; the exact gradient horizon against backward passes; and encode/decode MB/s of the gpt2 and smollm2-135m tokenizers on tiny-shakespeare repeated to 4 MB; and greedy cached decoding of smollm2-135m, one token at a time, with the fp32 weights it streams per second; and sampling 64 tokens after "The capital of France is" with N = 1, 4, 16, 64 samples decoding together (fp32), and N = 1, 16 from the GGUF's quantised blocks (--generate-samples picks the N; each skipped when its asset cannot be fetched). Figures only: run it on a quiet machine.
 
         Examples:
           myopia bench --json > bench.json
@@ -37,6 +37,9 @@ struct BenchCommand: ConfigFileCommand {
     @Flag(inversion: .prefixedNo, help: "Measure the gradient horizon against backward passes.") var horizon = true
     @Flag(inversion: .prefixedNo, help: "Measure tokenizer encode/decode MB/s (gpt2, smollm2-135m).") var tokenizers = true
     @Flag(inversion: .prefixedNo, help: "Measure cached decoding of smollm2-135m (tokens/s).") var decode = true
+    @Option(name: .customLong("generate-samples"), parsing: .upToNextOption,
+            help: "Sample counts N of the generation figures (fp32 at each, quantised at 1 and 16 where listed).")
+    var generateSamples: [Int] = Bench.generateSampleCounts
     @Flag(name: .customLong("data-parallel"), help: "Only time the data-parallel step of each --models configuration (--shards shards over this MPI job's ranks): step, reduce and bytes per step.")
     var dataParallel = false
     @Option(help: "Shards of the batch under --data-parallel (at least the ranks).") var shards = 2
@@ -47,6 +50,7 @@ struct BenchCommand: ConfigFileCommand {
     func validate() throws {
         guard steps > 0 else { throw ValidationError("--steps must be positive") }
         guard threads.allSatisfy({ $0 > 0 }) else { throw ValidationError("--threads must be positive") }
+        guard generateSamples.allSatisfy({ $0 > 0 }) else { throw ValidationError("--generate-samples must be positive") }
         for m in models where Bench.trainingConfigs[m.lowercased()] == nil {
             throw ValidationError("unknown --models entry '\(m)' (expected small or gpt2-124m)")
         }
@@ -61,7 +65,7 @@ struct BenchCommand: ConfigFileCommand {
         let report = try reportingErrors {
             try Bench.run(threads: counts, gemm: gemm, training: training,
                           models: models.compactMap { Bench.trainingConfigs[$0.lowercased()] }, games: games, horizon: horizon,
-                          tokenizers: tokenizers, decode: decode, trainSteps: steps, allocationCounter: .process,
+                          tokenizers: tokenizers, decode: decode, generateSamples: generateSamples, trainSteps: steps, allocationCounter: .process,
                           log: Terminal.info)
         }
         if json { try printJSON(report) }

@@ -128,8 +128,10 @@ final class GEMMTests: KernelTestCase {
         }
     }
 
-    /// One to four rows take the unpacked streaming path (decoding); it sums every element as the
-    /// packed path does, so they agree bit for bit with the same rows computed in a larger product.
+    /// Up to MYOPIA_GEMM_SMALL_M rows (one token), and up to MYOPIA_GEMM_FEW_M against a transposed
+    /// B (a batch of samples), take the unpacked streaming paths; they sum every element as the
+    /// packed path does, so they agree bit for bit with the same rows computed in a larger product
+    /// (more rows than MYOPIA_GEMM_FEW_M: packed), for row counts on both sides of every group size.
     func testFewRowsAreBitwiseIdenticalToThePackedPath() throws {
         let fmaKernels = GEMM.Kernel.available.filter { $0 != .portable }
         guard !fmaKernels.isEmpty else { throw XCTSkip("the few-rows path needs AVX2+FMA") }
@@ -138,9 +140,10 @@ final class GEMMTests: KernelTestCase {
         for (n, k) in [(7, 5), (40, 300), (129, 64), (1000, 600), (33, 513)] {
             for transB in [false, true] {
                 for accumulate in [false, true] {
-                    let big = GEMMProblem(m: 10, n: n, k: k, transA: false, transB: transB, pad: 3, seed: UInt64(n * k))
+                    let big = GEMMProblem(m: GEMM.fewRowsLimit + 3, n: n, k: k, transA: false, transB: transB, pad: 3,
+                                          seed: UInt64(n * k))
                     let packed = big.run(accumulate: accumulate)
-                    for rows in 1...4 {
+                    for rows in [1, 2, 3, 4, 5, 8, 12, 13, 16, 17, 24, 25, 33, GEMM.fewRowsLimit] {
                         for parallel in [false, true] {
                             let few = GEMMProblem(copying: big, rows: rows)
                             let got = few.run(accumulate: accumulate, parallel: parallel)

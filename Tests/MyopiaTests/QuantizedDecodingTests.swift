@@ -52,10 +52,12 @@ final class QuantizedDecodingTests: XCTestCase {
         let file = try quantsFile()
         for name in Self.quantized.keys.sorted() {
             let (q, floats) = try matrix(file, name)
-            let k = q.columns, n = q.rows, m = 9
+            // 19 rows: two full groups of the AVX-512 path (8 rows a pass) and a partial one.
+            let k = q.columns, n = q.rows, m = 19
             let a = randomFloats(m * k, seed: 7)
             let savedThreads = Parallel.threadCount
             defer { Parallel.threadCount = savedThreads }
+            var simdResults: [GEMM.Kernel: [UInt32]] = [:]
             forEachKernel { kernel in
                 var reference = [Float](repeating: 0, count: m * n)
                 GEMM.multiply(m: m, n: n, k: k, a: a, lda: k, transA: false, b: floats, ldb: k, transB: true,
@@ -63,6 +65,7 @@ final class QuantizedDecodingTests: XCTestCase {
                 var all = [Float](repeating: 0, count: m * n)
                 q.multiply(m: m, a: a, lda: k, c: &all, ldc: n, accumulate: false)
                 XCTAssertLessThan(maxRelativeError(all, reference), 1e-6, "\(name) \(kernel)")
+                if kernel != .portable { simdResults[kernel] = all.map(\.bitPattern) }
                 for rows in 1...m {
                     for threads in [1, 2, 3] {
                         Parallel.threadCount = threads
@@ -76,6 +79,10 @@ final class QuantizedDecodingTests: XCTestCase {
                 var added = [Float](repeating: 1.5, count: m * n)
                 q.multiply(m: m, a: a, lda: k, c: &added, ldc: n, accumulate: true)
                 XCTAssertEqual(added.map(\.bitPattern), all.map { 1.5 + $0 }.map(\.bitPattern), "\(name) \(kernel) accumulate")
+            }
+            // AVX-512 runs the AVX2 chains in wider registers: the same bits.
+            if let avx2 = simdResults[.avx2], let avx512 = simdResults[.avx512] {
+                XCTAssertEqual(avx512, avx2, "\(name): AVX-512 and AVX2 sums differ")
             }
         }
     }

@@ -3,7 +3,7 @@ import XCTest
 import MyopiaTestSupport
 import Myopia
 
-/// `Sampler` sorts the vocabulary by probability (ties by id) through packed integer keys; every
+/// `Sampler` sorts the vocabulary (its head) by probability (ties by id) through packed integer keys; every
 /// token it draws is the one the plain comparison sort over the probabilities gives, with the same
 /// random draws (a reference written out here), for temperature, top-k and top-p, with ties.
 final class SamplerOrderTests: XCTestCase {
@@ -26,6 +26,27 @@ final class SamplerOrderTests: XCTestCase {
             return u <= 0
         } ?? keep - 1
         return Int32(order[pick])
+    }
+
+    /// Logits spread over tens of nats, as a language model's are: the sampler sorts only the
+    /// tokens within half an ulp of the largest probability (a small head here) and must still draw
+    /// exactly what sorting all of them gives, with cuts inside the head and past it.
+    func testDrawsWithALongTailEqualTheComparisonSort() {
+        let v = 5000
+        var data = SeededGenerator(seed: 12)
+        let settings = [SamplingOptions(temperature: 1), SamplingOptions(temperature: 1, topK: 3000),
+                        SamplingOptions(temperature: 0.8, topK: 2, topP: 0.999), SamplingOptions(temperature: 1.5, topP: 0.95)]
+        for (s, base) in settings.enumerated() {
+            var options = base
+            options.seed = UInt64(200 + s)
+            var sampler = Sampler(options)
+            var rng = SeededGenerator(seed: options.seed)
+            for step in 0..<40 {
+                let logits = (0..<v).map { j -> Float in Float(data.nextUnit() * 40) - (j < 20 ? 0 : 25) }
+                let got = logits.withUnsafeBufferPointer { sampler.sample($0.baseAddress!, count: v) }
+                XCTAssertEqual(got, reference(logits, options, &rng), "setting \(s) step \(step)")
+            }
+        }
     }
 
     func testDrawsEqualTheComparisonSort() {

@@ -34,11 +34,16 @@ enum {
     MYOPIA_GEMM_AVX512_NR = 32,
     /// Most rows of C `myopia_sgemm_small_m` takes.
     MYOPIA_GEMM_SMALL_M = 4,
+    /// Rows of A up to which a product against a transposed B streams B once (myopia_sgemm_few_rows)
+    /// instead of packing it.
+    MYOPIA_GEMM_FEW_M = 64,
 };
 
 /// 1 when this CPU supports AVX2 and FMA (always 0 off x86-64).
 int myopia_cpu_has_avx2_fma(void);
 /// 1 when this CPU and OS run AVX-512F (zmm registers) besides AVX2 and FMA (always 0 off x86-64).
+/// 1 when the CPU (and OS) support AVX-512F with AVX512VL (the few-rows and quantised kernels).
+int myopia_cpu_has_avx512vl(void);
 int myopia_cpu_has_avx512(void);
 
 /// C[m x n] = (accumulate ? C : 0) + op(A) op(B), single-threaded, row-major.
@@ -96,6 +101,13 @@ void myopia_sgemm_tri(int kernel, int tri, long m, long n, long k,
 int myopia_sgemm_small_m(long m, long n, long k, const float *a, long lda, const float *b, long ldb, int transB,
                          float *c, long ldc, int accumulate);
 
+/// C (m x n) (+)= A (m x k) Bᵀ, B stored n x k, for any m ≥ 1 with the AVX2+FMA or AVX-512 kernel
+/// (`kernel`): B is read once for all rows, a tile of it at a time transposed into an L1 buffer
+/// (decoding a batch of samples, short prompts). Bitwise identical to myopia_sgemm and
+/// myopia_sgemm_small_m. Returns 0, doing nothing, with another kernel or without AVX2+FMA.
+int myopia_sgemm_few_rows(int kernel, long m, long n, long k, const float *a, long lda, const float *b, long ldb,
+                          float *c, long ldc, int accumulate);
+
 /// ggml block formats `myopia_qgemm` reads (32 values a block; the K-quants 256).
 enum {
     MYOPIA_QUANT_Q8_0 = 0,
@@ -118,8 +130,9 @@ long myopia_quant_block_values(int format);
 /// C[m x n] = (accumulate ? C : 0) + A[m x k] Wᵀ, single-threaded, where W is n rows of k values
 /// (k a multiple of the block's values) stored as ggml blocks of `format`, row j at w + j·row_bytes.
 /// Each value is dequantised exactly (as gguf-py does) right before use; fp32 products and sums.
-/// simd != 0 uses AVX2+FMA where the CPU has it (four 8-lane FMA chains a row), else portable C
-/// (32 chains of multiply-then-add). Either way each row of C is summed the same way for any m (qgemm.c).
+/// simd != 0 uses AVX2+FMA where the CPU has it (four 8-lane FMA chains a row), simd == 2 the same
+/// chains on AVX-512 registers (8 rows of A a pass) where it has that, else portable C (32 chains of
+/// multiply-then-add); AVX2 and AVX-512 give the same bits. Either way each row of C is summed the same way for any m (qgemm.c).
 void myopia_qgemm(int format, int simd, long m, long n, long k, const float *a, long lda, const void *w,
                   long row_bytes, float *c, long ldc, int accumulate);
 

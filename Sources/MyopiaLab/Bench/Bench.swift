@@ -241,7 +241,8 @@ public enum Bench {
 
     public static func run(threads: [Int], gemm: Bool = true, training: Bool = true,
                            models: [TrainingConfig] = [smallConfig, gpt2Config], games: Bool = true, horizon: Bool = true,
-                           tokenizers: Bool = true, decode: Bool = true, store: AssetStore = AssetStore(),
+                           tokenizers: Bool = true, decode: Bool = true, generateSamples: [Int] = generateSampleCounts,
+                           store: AssetStore = AssetStore(),
                            trainSteps: Int = 5, allocationCounter: AllocationCounter? = nil,
                            log: (String) -> Void = { _ in }) throws -> Report {
         let saved = Parallel.threadCount
@@ -349,7 +350,7 @@ public enum Bench {
                 if let d = measureDecode(store: store, log: log) { decodeCases.append(d) }
             }
             Parallel.threadCount = threads.max() ?? 1
-            generateCases = measureGenerate(store: store, log: log)
+            generateCases = measureGenerate(store: store, samples: generateSamples, log: log)
         }
         return Report(kernel: GEMM.kernelName, kernelSelection: GEMM.selection,
                       cores: ProcessInfo.processInfo.activeProcessorCount,
@@ -426,13 +427,16 @@ public enum Bench {
         return d
     }
 
+    /// The sample counts `measureGenerate` measures by default.
+    public static let generateSampleCounts = [1, 4, 16, 64]
+
     /// The prompt `measureGenerate` continues: "The capital of France is" in SmolLM2's tokenizer.
     public static let generatePrompt: [Int32] = [504, 3575, 282, 4649, 314]
 
     /// `decodeModel` sampling `tokens` new tokens (temperature 1, seed 1 + i for sample i, no stop
     /// token) after `generatePrompt`, N samples decoding together: fp32 at N = 1, 4, 16, 64, and
     /// from the GGUF's quantised blocks at N = 1 and 16. Median of three runs each.
-    public static func measureGenerate(store: AssetStore, tokens: Int = 64, samples: [Int] = [1, 4, 16, 64],
+    public static func measureGenerate(store: AssetStore, tokens: Int = 64, samples: [Int] = generateSampleCounts,
                                        log: (String) -> Void) -> [GenerateSpeed] {
         let loaded: (location: ModelSource.Location, model: Transformer)
         do { loaded = try ModelSource.load(decodeModel, store: store, log: log) } catch {
@@ -448,7 +452,7 @@ public enum Bench {
         let projections = model.params.entries.filter { $0.name.hasSuffix("_proj.weight") }.reduce(0) { $0 + $1.count }
         let floatBytes = 4 * (projections + model.config.vocabSize * model.config.dModel)
         var cases: [GenerateSpeed] = []
-        for (weights, counts) in [("fp32", samples), ("quantized", [1, 16])] {
+        for (weights, counts) in [("fp32", samples), ("quantized", samples.filter { [1, 16].contains($0) })] {
             if weights == "quantized" { guard let quantized, !quantized.matrices.isEmpty else { continue } }
             model.quantizedDecoding = weights == "quantized" ? quantized : nil
             let bytes = weights == "quantized"

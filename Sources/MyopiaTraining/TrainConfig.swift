@@ -237,8 +237,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         try check(eps > 0, "eps", "a positive number", eps)
         try check(shards >= 1 && batch % max(1, shards) == 0, "shards", "a positive divisor of batch (\(batch))", shards)
         if shards > 1 {
-            // The data-parallel step trains the teacher-forced loss on each shard alone (DataParallelStep).
-            try check(gameName == TrainingGame.teacherForced.name, "shards", "1 under game \(gameName) (shards train teacher-forced only)", shards)
+            // Every game trains in shards, normalised over the global batch (DataParallelStep).
             try check(logGradientSplit == 0, "shards", "1 with log_gradient_split (the split is measured on the whole batch)", shards)
             try check(flow != .localMyopic, "shards", "1 under the local-myopic flow", shards)
         }

@@ -134,10 +134,7 @@ public final class Trainer {
                 tokenizer: String = ByteTokenizer.name, resume: Bool = false, reference: Transformer? = nil,
                 group: any ProcessGroup = Distributed.group) throws {
         try config.validate()
-        if group.size > 1 && config.shards < group.size {
-            throw InputError.invalidValue(file: "flags", field: "shards", expected: "at least the \(group.size) ranks of this MPI job (and a divisor of batch)",
-                                          found: "\(config.shards)")
-        }
+        try DataParallelStep.check(shards: config.shards, group: group)
         self.group = group
         try config.checkMemory(vocabSize: vocabSize)
         try config.checkGame(vocabSize: vocabSize)
@@ -201,15 +198,17 @@ public final class Trainer {
         model.flow = config.flow
         try Self.attach(reference, to: model, config: config)
         if config.shards > 1 || group.size > 1 {
-            let sharded = DataParallelStep(model: model, batch: config.batch, seqLen: config.seqLen, shards: config.shards, group: group)
+            let sharded = DataParallelStep(model: model, batch: config.batch, seqLen: config.seqLen, shards: config.shards, group: group,
+                                           game: config.game, seed: config.seed)
             dataParallel = sharded
             cache = sharded.cache
+            runner = sharded.runner
         } else {
             dataParallel = nil
             cache = model.makeCache(batch: config.batch, seqLen: config.seqLen)
+            runner = GameRunner(game: config.game, model: model, cache: cache, batch: config.batch, seqLen: config.seqLen,
+                                seed: config.seed)
         }
-        runner = GameRunner(game: config.game, model: model, cache: cache, batch: cache.capacityB, seqLen: config.seqLen,
-                            seed: config.seed)
         try Self.agree(config: config, dataset: dataset, model: model, step: step, group: group)
     }
 
@@ -313,10 +312,8 @@ public final class Trainer {
             let result = try inputs.withUnsafeBufferPointer { x in
                 try targets.withUnsafeBufferPointer { y in
                     if let dataParallel {
-                        // The sharded step leaves the summed gradient itself; there is no separate backward.
-                        return try trainingStep.run(step: step + 1, lr: lr, lastCheckpoint: lastCheckpoint?.path, forward: {
-                            dataParallel.gradient(inputs: x.baseAddress!, targets: y.baseAddress!, interrupted: Interruption.isRequested)
-                        }, backward: {})
+                        return try dataParallel.step(trainingStep, step: step + 1, lr: lr, inputs: x.baseAddress!,
+                                                     targets: y.baseAddress!, lastCheckpoint: lastCheckpoint?.path)
                     }
                     return try runner.step(trainingStep, step: step + 1, lr: lr, inputs: x.baseAddress!, targets: y.baseAddress!,
                                            lastCheckpoint: lastCheckpoint?.path)

@@ -8,13 +8,6 @@ import Myopia
 /// MPI gives): the token tasks under a sampling game and the sine task train the same model, bit
 /// for bit, on 1, 2 and 3 ranks with the same shards, and rank 0 alone writes.
 final class SyntheticDataParallelTests: XCTestCase {
-    func folder() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("myopia-synthetic-dp-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-        return url
-    }
-
     func bytes(_ url: URL) throws -> Data { try Data(contentsOf: url) }
 
     func testTokenTaskUnderScheduledSamplingIsTheSameOnOneTwoAndThreeRanks() throws {
@@ -23,7 +16,7 @@ final class SyntheticDataParallelTests: XCTestCase {
         s.layers = 1; s.heads = 2; s.dModel = 16; s.batch = 8; s.shards = 4
         s.steps = 6; s.warmup = 1; s.evalEvery = 3; s.evalEpisodes = 16
         s.game = .scheduledSampling(rate: 0.5)
-        let root = try folder()
+        let root = try temporaryDirectory(self)
         var curves: [[TokenTaskExperiment.CurvePoint]] = []
         for n in 1...3 {
             let out = root.appendingPathComponent("np\(n)")
@@ -69,7 +62,7 @@ final class SyntheticDataParallelTests: XCTestCase {
 
     func testSineIsTheSameOnOneTwoAndThreeRanks() throws {
         let options = sine()
-        let root = try folder()
+        let root = try temporaryDirectory(self)
         var reference: SineExperiment.Result?
         for n in 1...3 {
             let out = root.appendingPathComponent("np\(n)")

@@ -59,7 +59,8 @@ for game in "scheduled-sampling --sample-rate 0.3" "consequence --consequence-ho
 done
 
 # 1c. synthetic: a token task under scheduled sampling, and the sine task (continuous heads).
-strip_timings() { sed -E 's/"(seconds|ms_per_step|tokens_per_s)"[ ]*:[ ]*[-0-9.e+]*,?//g' "$1"; }
+# (The timings, scalars or one per seed, differ run to run: compared without.)
+strip_timings() { sed -E ':a;N;$!ba;s/"(seconds|ms_per_step|tokens_per_s)"[ ]*:[ ]*(\[[^]]*\]|[-0-9.e+]*),?//g' "$1"; }
 recall=(synthetic recall --seq-len 16 --names 8 --fillers 8 --cues 2 --layers 1 --heads 2 --d-model 16 --batch 12
         --shards 4 --steps 8 --warmup 2 --eval-every 4 --eval-episodes 32 --flow vanilla
         --game scheduled-sampling --sample-rate 0.5 --quiet)

@@ -170,26 +170,34 @@ public enum SineExperiment {
     public static let metricsFile = "metrics.jsonl"
     public static let resultsFile = "results.json"
 
-    /// Mean loss and per-position loss of `model` on `data`, `batch` sequences per forward.
+    /// Mean loss and per-position loss of `model` on `data`, `batch` sequences per forward. In a
+    /// group of several ranks each computes a contiguous run of the batches (WindowSpans, the
+    /// batches one process forms) and every rank receives every position's loss, added in sequence
+    /// order: the same figures on any number of ranks. Every rank of `group` must call it.
     public static func evaluate(_ model: Transformer, on data: SineBatch, batch: Int,
-                                cache reuse: ActivationCache? = nil) -> (loss: Double, positionLoss: [Double]) {
+                                cache reuse: ActivationCache? = nil,
+                                group: any ProcessGroup = SingleProcess()) -> (loss: Double, positionLoss: [Double]) {
         let t = data.seqLen, f = SineTask.features
         let b = max(1, min(batch, data.batch))
         let cache = reuse.flatMap { $0.capacityB >= b && $0.capacityT >= t ? $0 : nil } ?? model.makeCache(batch: b, seqLen: t)
-        var total = 0.0
-        var position = [Double](repeating: 0, count: t)
-        var s = 0
-        while s < data.batch {
-            let nb = min(b, data.batch - s)
+        var losses = [Float](repeating: 0, count: data.batch * t)
+        let spans = WindowSpans(batches: (data.batch + b - 1) / b, batch: b, windows: data.batch, ranks: group.size)
+        let mine = spans.windows(of: group.rank)
+        var s = mine.lowerBound
+        while s < mine.upperBound {
+            let nb = min(b, mine.upperBound - s)
             let x = Array(data.features[(s * t * f)..<((s + nb) * t * f)])
             let y = Array(data.targets[(s * t)..<((s + nb) * t)])
             model.forward(features: x, targets: y, batch: nb, seqLen: t, cache: cache)
-            let losses = cache.positionLosses()
-            for i in 0..<(nb * t) {
-                total += Double(losses[i])
-                position[i % t] += Double(losses[i])
-            }
+            for i in 0..<(nb * t) { losses[s * t + i] = cache.rowLoss[i] }
             s += nb
+        }
+        if group.size > 1 { spans.gather(&losses, rowWidth: t, group: group) }
+        var total = 0.0
+        var position = [Double](repeating: 0, count: t)
+        for i in 0..<(data.batch * t) {
+            total += Double(losses[i])
+            position[i % t] += Double(losses[i])
         }
         return (total / Double(data.batch * t), position.map { $0 / Double(data.batch) })
     }
@@ -197,8 +205,8 @@ public enum SineExperiment {
     /// Trains and evaluates, writing into `out`: run_config.json, metrics.jsonl (one line per logged
     /// step), checkpoint-STEP/ (config.json + model.safetensors of the final model) and results.json.
     /// `onLog` sees every logged step. In an MPI job (`group`) every rank draws every batch and
-    /// computes its shards of it (DataParallelStep); the validation set is scored whole on every
-    /// rank, and rank 0 alone writes.
+    /// computes its shards of it (DataParallelStep); the validation sequences are spread over the
+    /// ranks (`evaluate`), and rank 0 alone writes.
     public static func run(_ options: Options, out: URL, group: any ProcessGroup = Distributed.group,
                            log: (String) -> Void = { _ in }, onLog: (Metrics) -> Void = { _ in }) throws -> Result {
         try options.validate()
@@ -291,10 +299,10 @@ public enum SineExperiment {
                             tokensPerSecond: windowSeconds > 0 ? Double(windowSteps * b * t) / windowSeconds : 0,
                             msPerStep: 1000 * windowSeconds / Double(windowSteps), seconds: seconds)
             if isLast {
-                final = evaluate(model, on: validation, batch: cache.capacityB, cache: cache)
+                final = evaluate(model, on: validation, batch: cache.capacityB, cache: cache, group: group)
                 m.valLoss = final?.loss
             } else if step % options.evalEvery == 0 {
-                m.valLoss = evaluate(model, on: validation, batch: cache.capacityB, cache: cache).loss
+                m.valLoss = evaluate(model, on: validation, batch: cache.capacityB, cache: cache, group: group).loss
             }
             try metrics?.write(contentsOf: try line.encode(m) + Data("\n".utf8))
             onLog(m)
@@ -303,7 +311,7 @@ public enum SineExperiment {
             windowStart = elapsed()
         }
         // With steps = 0, the untrained model.
-        let (val, position) = final ?? evaluate(model, on: validation, batch: cache.capacityB, cache: cache)
+        let (val, position) = final ?? evaluate(model, on: validation, batch: cache.capacityB, cache: cache, group: group)
         let result = try finish(model: model, options: options, out: out, writes: writes, step: step, stopped: stoppedByTime,
                                 seconds: seconds, trainLoss: trainLoss, val: val, position: position,
                                 predictZero: predictZero, floor: floor)

@@ -144,42 +144,56 @@ public enum TokenTaskExperiment {
         return task.batch(episodes, rng: &rng)
     }
 
-    /// Scores `model` on episodes laid out (count, T), `batch` episodes per forward pass.
+    /// Scores `model` on episodes laid out (count, T), `batch` episodes per forward pass. In a group
+    /// of several ranks each scores a contiguous run of the batches (WindowSpans, the batches one
+    /// process forms) and every rank receives every answer's loss and hit, added in episode order:
+    /// the same score on any number of ranks. Every rank of `group` must call it.
     public static func score(_ model: Transformer, task: TokenTask, inputs: [Int32], targets: [Int32],
-                             batch: Int, cache reuse: ActivationCache? = nil) -> Score {
+                             batch: Int, cache reuse: ActivationCache? = nil, group: any ProcessGroup = SingleProcess()) -> Score {
         let t = task.seqLen, v = model.config.vocabSize
         let episodes = inputs.count / t
         let b = max(1, min(batch, episodes))
         let cache = reuse.flatMap { $0.capacityB >= b && $0.capacityT >= t ? $0 : nil } ?? model.makeCache(batch: b, seqLen: t)
+        // Per position (episodes, T), at the answers: the loss, and 1 where the most likely token is
+        // the answer. This rank's batches, then every rank's.
+        var losses = [Float](repeating: 0, count: episodes * t), hits = losses
+        let spans = WindowSpans(batches: (episodes + b - 1) / b, batch: b, windows: episodes, ranks: group.size)
+        let mine = spans.windows(of: group.rank)
+        var e = mine.lowerBound
+        while e < mine.upperBound {
+            let nb = min(b, mine.upperBound - e)
+            let range = (e * t)..<((e + nb) * t)
+            model.forward(tokens: Array(inputs[range]), targets: Array(targets[range]), batch: nb, seqLen: t, cache: cache)
+            let logits = cache.logitsArray(), rowLosses = cache.positionLosses()
+            for i in 0..<(nb * t) where targets[e * t + i] >= 0 {
+                let row = i * v
+                var best = 0
+                for c in 1..<v where logits[row + c] > logits[row + best] { best = c }
+                hits[e * t + i] = best == Int(targets[e * t + i]) ? 1 : 0
+                losses[e * t + i] = rowLosses[i]
+            }
+            e += nb
+        }
+        if group.size > 1 {
+            spans.gather(&losses, rowWidth: t, group: group)
+            spans.gather(&hits, rowWidth: t, group: group)
+        }
         var right = 0, answers = 0, total = 0.0
         var rightByAnswer = [Int](repeating: 0, count: task.answersPerEpisode)
         var countByAnswer = rightByAnswer
-        var e = 0
-        while e < episodes {
-            let nb = min(b, episodes - e)
-            let range = (e * t)..<((e + nb) * t)
-            model.forward(tokens: Array(inputs[range]), targets: Array(targets[range]), batch: nb, seqLen: t, cache: cache)
-            let logits = cache.logitsArray(), losses = cache.positionLosses()
-            for i in 0..<nb {
-                var k = 0
-                for j in 0..<t {
-                    let target = targets[(e + i) * t + j]
-                    guard target >= 0 else { continue }
-                    let row = (i * t + j) * v
-                    var best = 0
-                    for c in 1..<v where logits[row + c] > logits[row + best] { best = c }
-                    let ok = best == Int(target)
-                    if ok { right += 1 }
-                    if k < rightByAnswer.count {
-                        rightByAnswer[k] += ok ? 1 : 0
-                        countByAnswer[k] += 1
-                    }
-                    k += 1
-                    answers += 1
-                    total += Double(losses[i * t + j])
+        for episode in 0..<episodes {
+            var k = 0
+            for j in 0..<t where targets[episode * t + j] >= 0 {
+                let ok = hits[episode * t + j] == 1
+                if ok { right += 1 }
+                if k < rightByAnswer.count {
+                    rightByAnswer[k] += ok ? 1 : 0
+                    countByAnswer[k] += 1
                 }
+                k += 1
+                answers += 1
+                total += Double(losses[episode * t + j])
             }
-            e += nb
         }
         return Score(accuracy: answers > 0 ? Double(right) / Double(answers) : .nan,
                      loss: answers > 0 ? total / Double(answers) : .nan,
@@ -190,7 +204,7 @@ public enum TokenTaskExperiment {
     /// Trains one model under `flow`; with `out`, saves it there (a Hugging Face folder whose
     /// `myopia_tokenizer` names the task). `onLog` sees every evaluation. In an MPI job (`group`)
     /// every rank draws every batch and computes its shards of it (DataParallelStep); the held-out
-    /// set is scored whole on every rank, and rank 0 alone saves.
+    /// episodes are spread over the ranks (`score`), and rank 0 alone saves.
     public static func train(_ task: TokenTask, flow: GradientFlow, settings: Settings, out: URL? = nil,
                              group: any ProcessGroup = Distributed.group,
                              onLog: (CurvePoint) -> Void = { _ in }) throws -> FlowResult {
@@ -216,7 +230,8 @@ public enum TokenTaskExperiment {
         let started = Date()
         // Scored in batches of the cache's windows (a shard's under shards).
         let scoreBatch = cache.capacityB
-        var last = score(model, task: task, inputs: heldOut.inputs, targets: heldOut.targets, batch: scoreBatch, cache: cache)
+        var last = score(model, task: task, inputs: heldOut.inputs, targets: heldOut.targets, batch: scoreBatch, cache: cache,
+                         group: group)
         for step in 0..<config.steps {
             let (inputs, targets) = task.batch(b, rng: &rng)
             let loss = try inputs.withUnsafeBufferPointer { x in
@@ -231,7 +246,8 @@ public enum TokenTaskExperiment {
             windowLoss += Double(loss)
             windowSteps += 1
             if (step + 1) % config.evalEvery == 0 || step + 1 == config.steps {
-                last = score(model, task: task, inputs: heldOut.inputs, targets: heldOut.targets, batch: scoreBatch, cache: cache)
+                last = score(model, task: task, inputs: heldOut.inputs, targets: heldOut.targets, batch: scoreBatch, cache: cache,
+                             group: group)
                 let point = CurvePoint(step: step + 1, trainLoss: windowLoss / Double(windowSteps), accuracy: last.accuracy, loss: last.loss)
                 curve.append(point)
                 onLog(point)

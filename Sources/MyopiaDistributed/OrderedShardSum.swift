@@ -61,11 +61,7 @@ public final class OrderedShardSum {
         let n = group.size, r = group.rank
         let table = UnsafeMutablePointer<Int32>.allocate(capacity: 6 * n)
         counts = table
-        for q in 0..<n {
-            let lo = q * count / n, hi = (q + 1) * count / n
-            table[4 * n + q] = Int32(hi - lo)           // chunk length
-            table[5 * n + q] = Int32(lo)                // chunk start
-        }
+        ownerChunks(count: count, ranks: n, lengths: table + 4 * n, starts: table + 5 * n)
         guard n > 1 else {
             accumulator = plan.shards > 1 ? .allocate(capacity: count) : nil
             send = nil
@@ -145,5 +141,15 @@ public final class OrderedShardSum {
             for j in 0..<own { out[j] = out[j] + slice[j] }
         }
         group.allGatherInPlace(gradient, counts: counts + 4 * n, offsets: counts + 5 * n)
+    }
+}
+
+/// The P elements cut into N owner chunks, rank q owning ⌊q·P/N⌋ ..< ⌊(q+1)·P/N⌋: their lengths
+/// and starts (N each).
+func ownerChunks(count: Int, ranks n: Int, lengths: UnsafeMutablePointer<Int32>, starts: UnsafeMutablePointer<Int32>) {
+    for q in 0..<n {
+        let lo = q * count / n, hi = (q + 1) * count / n
+        lengths[q] = Int32(hi - lo)
+        starts[q] = Int32(lo)
     }
 }

@@ -18,6 +18,9 @@ import MyopiaSupport
 /// are the shards' sums (row losses, replacements, rewards), exchanged and added in shard order,
 /// over the same counts. One process with the same S computes the same shards in the same order:
 /// the same bits.
+///
+/// Under the local-myopic flow each shard's forward runs the frozen reference on that shard's
+/// windows alone, the same computation whichever rank holds the shard.
 public final class DataParallelStep {
     public let model: Transformer
     /// The activations of one shard, (B/S, T).
@@ -67,14 +70,6 @@ public final class DataParallelStep {
         }
     }
 
-    /// Refuses a job of more ranks than `shards` (each rank computes at least one shard).
-    public static func check(shards: Int, group: any ProcessGroup, file: String = "flags") throws {
-        if group.size > 1 && shards < group.size {
-            throw InputError.invalidValue(file: file, field: "shards", expected: "at least the \(group.size) ranks of this MPI job (and a divisor of batch)",
-                                          found: "\(shards)")
-        }
-    }
-
     /// Runs optimiser step `step` (from 1) of `trainingStep` on the global batch `inputs` → `targets`
     /// (B·T each): the sharded gradient (this rank's Ctrl-C shared with the others), then the same
     /// clip and AdamW update on every rank.
@@ -108,6 +103,32 @@ public final class DataParallelStep {
         return runner.combineShards(totals)
     }
 
+    /// `gradient` of a batch held in arrays of (B, T) tokens.
+    public func gradient(step: Int = 1, inputs: [Int32], targets: [Int32], interrupted: Bool = false) -> Float {
+        inputs.withUnsafeBufferPointer { x in
+            targets.withUnsafeBufferPointer { y in
+                gradient(step: step, inputs: x.baseAddress!, targets: y.baseAddress!, interrupted: interrupted)
+            }
+        }
+    }
+
+    /// The teacher-forced gradient of the batch whatever the game (what the gradient split measures,
+    /// as the whole-batch step measures it: forward and backward, no draws), summed as `gradient`
+    /// sums it; returns its loss. The game's statistics (`runner.last`) are left as they were.
+    public func teacherForcedGradient(inputs: UnsafePointer<Int32>, targets: UnsafePointer<Int32>) -> Float {
+        let perShard = batch / shards, rows = perShard * seqLen
+        var counted = 0
+        for i in 0..<(batch * seqLen) where targets[i] >= 0 { counted += 1 }
+        cache.lossDenominator = counted
+        defer { cache.lossDenominator = nil }
+        shardedGradient(interrupted: false) { s in
+            plainShard(forward: {
+                model.forward(tokens: inputs + s * rows, targets: targets + s * rows, batch: perShard, seqLen: seqLen, cache: cache)
+            }, counts: { targets[s * rows + $0] >= 0 })
+        }
+        return Float(totals[0] / Double(max(1, counted)))
+    }
+
     /// The same for a model with continuous heads (the sine task): features (B, T, F) against
     /// targets (B, T, O), the loss the mean over every position of the global batch.
     public func gradient(features: UnsafePointer<Float>, targets: UnsafePointer<Float>, interrupted: Bool = false) -> Float {
@@ -117,14 +138,21 @@ public final class DataParallelStep {
         cache.lossDenominator = batch * seqLen
         defer { cache.lossDenominator = nil }
         shardedGradient(interrupted: interrupted) { s in
-            let loss = model.forward(features: features + s * rows * f, targets: targets + s * rows * o,
-                                     batch: perShard, seqLen: seqLen, cache: cache)
-            var total = 0.0
-            for r in 0..<rows { total += Double(cache.rowLoss[r]) }
-            runner.figures[0] = total
-            if let loss, loss.isFinite { model.backward(cache: cache) }
+            plainShard(forward: {
+                model.forward(features: features + s * rows * f, targets: targets + s * rows * o, batch: perShard, seqLen: seqLen, cache: cache)
+            }, counts: { _ in true })
         }
         return Float(totals[0] / Double(batch * seqLen))
+    }
+
+    /// One shard's plain forward and (when its loss is finite) backward, its summed row losses
+    /// (over the rows `counts` keeps) into `runner.figures[0]`.
+    private func plainShard(forward: () -> Float?, counts: (Int) -> Bool) {
+        let loss = forward()
+        var total = 0.0
+        for r in 0..<(batch / shards * seqLen) where counts(r) { total += Double(cache.rowLoss[r]) }
+        runner.figures[0] = total
+        if let loss, loss.isFinite { model.backward(cache: cache) }
     }
 
     /// Runs `shard` (forward, the game's figures into `runner.figures`, backward) for each of this

@@ -236,11 +236,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
                                   beta1: beta1, beta2: beta2, clip: clip)
         try check(eps > 0, "eps", "a positive number", eps)
         try check(shards >= 1 && batch % max(1, shards) == 0, "shards", "a positive divisor of batch (\(batch))", shards)
-        if shards > 1 {
-            // Every game trains in shards, normalised over the global batch (DataParallelStep).
-            try check(logGradientSplit == 0, "shards", "1 with log_gradient_split (the split is measured on the whole batch)", shards)
-            try check(flow != .localMyopic, "shards", "1 under the local-myopic flow", shards)
-        }
+        // Every game, the local-myopic flow and the gradient split train in shards (DataParallelStep).
         try check(validationFraction > 0 && validationFraction < 1, "validation_fraction", "in (0, 1)", validationFraction)
         try check(evalEvery > 0, "eval_every", "a positive integer", evalEvery)
         try check(evalWindows > 0, "eval_windows", "a positive integer", evalWindows)
@@ -286,6 +282,19 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         for (field, value, owner) in knobs {
             guard let value else { continue }
             try check(gameName == owner, field, "no value unless game is \(owner) (game is \(gameName))", value)
+        }
+    }
+
+    /// Refuses fewer shards than the ranks of an MPI job (each rank computes at least one shard).
+    public func checkShards(ranks: Int) throws {
+        try Self.checkShards(shards, ranks: ranks)
+    }
+
+    /// The same for any run's `shards` (the synthetic tasks' too).
+    public static func checkShards(_ shards: Int, ranks: Int) throws {
+        if ranks > 1 && shards < ranks {
+            throw InputError.invalidValue(file: "flags", field: "shards", expected: "at least the \(ranks) ranks of this MPI job (and a divisor of batch)",
+                                          found: "\(shards)")
         }
     }
 

@@ -134,7 +134,7 @@ public final class Trainer {
                 tokenizer: String = ByteTokenizer.name, resume: Bool = false, reference: Transformer? = nil,
                 group: any ProcessGroup = Distributed.group) throws {
         try config.validate()
-        try DataParallelStep.check(shards: config.shards, group: group)
+        try config.checkShards(ranks: group.size)
         self.group = group
         try config.checkMemory(vocabSize: vocabSize)
         try config.checkGame(vocabSize: vocabSize)
@@ -301,11 +301,19 @@ public final class Trainer {
             batcher.next(from: dataset.train, inputs: &inputs, targets: &targets)
             // The split costs two extra forward/backward passes, on the logged steps only.
             var split: [String: GradientSplitStats]?
+            // Under shards each flow's gradient is the sharded step's: the shards' sum, the same on any N.
             if config.logGradientSplit > 0 && (step + 1) % config.logGradientSplit == 0 {
                 split = GradientSplit.measure(model) {
-                    model.params.zeroGrads()
-                    model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache)
-                    model.backward(cache: cache)
+                    if let dataParallel {
+                        // Teacher-forced under any game, as the whole-batch split below.
+                        _ = inputs.withUnsafeBufferPointer { x in
+                            targets.withUnsafeBufferPointer { y in dataParallel.teacherForcedGradient(inputs: x.baseAddress!, targets: y.baseAddress!) }
+                        }
+                    } else {
+                        model.params.zeroGrads()
+                        model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache)
+                        model.backward(cache: cache)
+                    }
                 }
             }
             let lr = schedule.rate(at: step)

@@ -22,6 +22,8 @@ struct BonusCommand: ParsableCommand {
 
         The model's shape and tokenizer are the reference's; the fine-tuning settings (steps, learning rate, warmup, batch, --seq-len: default the reference's context, at most 256) come from the defaults of `myopia train`, then --config FILE.json, then the flags. The data's validation split must be held out from the reference's training: use the same file and validation fraction as its run (the default 0.1 for both).
 
+        Under mpirun (a build with --traits MPI) both arms train with --shards S, S at least the ranks, and every score is sharded: the same files as one process with the same S (docs/distributed.md).
+
         Examples:
           myopia train --data tinyshakespeare --out runs/ref --steps 1000
           myopia bonus --reference runs/ref --data tinyshakespeare --steps 300 \\
@@ -48,6 +50,7 @@ struct BonusCommand: ParsableCommand {
         try reportingErrors {
             try checkOutput(out)
             var config = try settings.resolve()
+            try config.checkShards(ranks: Distributed.group.size)   // under mpirun, before anything loads
             if settings.seqLen == nil && settings.config == nil { config.seqLen = 0 }   // the reference's, below
             let (source, model, tokenizer) = try ReferenceModel.load(reference, given: settings.given, config: &config, log: Terminal.info)
             try config.validate()

@@ -93,4 +93,58 @@ final class BonusTests: XCTestCase {
             XCTAssertNotEqual(try firstTrainLoss(out.appendingPathComponent("vanilla-seed2")), c1)
         }
     }
+
+    /// Under shards both arms train sharded (the local-myopic one running the frozen reference per
+    /// shard) and every score is sharded: on 2 and 3 ranks simulated by threads, bonus.json and each
+    /// arm's final weights are one process's, bit for bit (the timings aside).
+    func testBonusUnderShardsIsTheSameOnOneTwoAndThreeRanks() throws {
+        let text = SyntheticText.generate(bytes: 6_000, seed: 2)
+        let dataset = TokenDataset.split(ByteTokenizer().encode(text), validationFraction: 0.1, source: "synthetic-text")
+        var config = tinyConfig()
+        config.steps = 4; config.evalEvery = 4; config.checkpointEvery = 4; config.logEvery = 2
+        config.shards = 4; config.logGradientSplit = 2
+        let reference = Transformer(config: config.modelConfig(vocabSize: 256))
+        reference.initialize(seed: 8)
+        func untimed(_ s: Bonus.Summary) -> Bonus.Summary {
+            var s = s
+            s.seconds = 0
+            for f in s.flows.indices { s.flows[f].seconds = [] }
+            return s
+        }
+        var summaries: [Bonus.Summary] = [], weights: [[Data]] = []
+        for n in 1...3 {
+            let out = try temporaryDirectory(self)
+            let all = ThreadGroup.run(ranks: n) { group in
+                try! Bonus.run(Bonus.Options(config: config, seeds: [3], out: out), reference: reference,
+                               referenceSource: "reference", dataset: dataset, group: group)
+            }
+            for r in 1..<n { XCTAssertEqual(untimed(all[r]), untimed(all[0]), "\(n) ranks: rank \(r)'s summary") }
+            summaries.append(untimed(all[0]))
+            weights.append(try ["vanilla-seed3", "local-myopic-seed3"].map {
+                try Data(contentsOf: out.appendingPathComponent("\($0)/checkpoint-4/model.safetensors"))
+            })
+            let saved = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent(Bonus.summaryFile))) as? [String: Any]
+            XCTAssertNotNil(saved?["bonus"], "\(n) ranks: rank 0 wrote bonus.json")
+        }
+        for n in 2...3 {
+            XCTAssertEqual(summaries[n - 1], summaries[0], "\(n) ranks")
+            XCTAssertEqual(weights[n - 1], weights[0], "\(n) ranks: the arms' final weights")
+        }
+        XCTAssertNotEqual(weights[0][0], weights[0][1], "the two arms trained alike")
+        XCTAssertEqual(summaries[0].reference.localMyopicValLoss, summaries[0].reference.valLoss)
+        XCTAssertEqual(summaries[0].settings.shards, 4)
+
+        // Fewer shards than ranks: refused on every rank, naming `shards`, before any work.
+        config.shards = 1
+        let out = try temporaryDirectory(self).appendingPathComponent("refused")
+        let errors = ThreadGroup.run(ranks: 2) { group -> String in
+            do {
+                _ = try Bonus.run(Bonus.Options(config: config, seeds: [3], out: out), reference: reference,
+                                  referenceSource: "reference", dataset: dataset, group: group)
+                return "no error"
+            } catch { return "\(error)" }
+        }
+        for e in errors { XCTAssertTrue(e.contains("shards") && e.contains("at least the 2 ranks"), e) }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "the refused job wrote its folder")
+    }
 }

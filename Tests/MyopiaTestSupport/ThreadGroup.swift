@@ -2,7 +2,8 @@ import Foundation
 import Myopia
 
 /// N ranks as N threads of this process, with the collectives MPI gives (each a barrier-separated
-/// exchange through shared slots): enough to run the data-parallel step as an MPI job would.
+/// exchange through shared slots): enough to run the data-parallel step and the sharded analyses
+/// as an MPI job would, without MPI.
 public final class ThreadGroup: ProcessGroup, @unchecked Sendable {
     final class Shared: @unchecked Sendable {
         let size: Int

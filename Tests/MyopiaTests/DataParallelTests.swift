@@ -16,6 +16,35 @@ final class DataParallelTests: XCTestCase {
         XCTAssertEqual((0..<3).map { spans.windows(of: $0) }, [0..<4, 4..<12, 12..<18])
     }
 
+    /// `myopia gradients`' sum: n batches, batch k on rank k mod N, folded by the chunks' owners
+    /// round after round: ((g0 + g1) + g2) + … on every rank, for 1, 2 and 3 ranks, with a partial
+    /// last round (5 batches on 2 and 3 ranks) and with fewer batches than ranks (2 on 3).
+    func testOrderedBatchSumFoldsInBatchOrderOnAnyNumberOfRanks() {
+        let p = 301
+        for n in [5, 2] {
+            let g = (0..<n).map { randomFloats(p, seed: UInt64(20 + $0)) }
+            var expected = g[0]
+            for k in 1..<n { for j in 0..<p { expected[j] = expected[j] + g[k][j] } }
+            var rightFirst = g[n - 1]
+            for k in stride(from: n - 2, through: 0, by: -1) { for j in 0..<p { rightFirst[j] = g[k][j] + rightFirst[j] } }
+            // (Two terms add alike in either order.)
+            if n > 2 { XCTAssertTrue(expected != rightFirst, "the data should tell the orders apart") }
+            for ranks in 1...3 {
+                let sums = ThreadGroup.run(ranks: ranks) { group -> [Float] in
+                    let sum = OrderedBatchSum(count: p, batches: n, group: group)
+                    var buffer = [Float](repeating: .nan, count: p)
+                    for round in 0..<sum.rounds {
+                        if let k = sum.batch(of: group.rank, inRound: round) { buffer = g[k] }
+                        sum.add(round: round, &buffer)
+                    }
+                    sum.finish(into: &buffer)
+                    return buffer
+                }
+                for r in 0..<ranks { XCTAssertTrue(sums[r] == expected, "\(n) batches, \(ranks) ranks: rank \(r)") }
+            }
+        }
+    }
+
     /// One process: ((g0 + g1) + g2), written into the last shard's buffer; S = 1 leaves it alone.
     func testOneProcessFoldsInShardOrder() {
         let p = 1000
@@ -100,6 +129,80 @@ final class DataParallelTests: XCTestCase {
         let scale = expected.map(abs).max()!
         XCTAssertGreaterThan(scale, 0)
         for i in expected.indices { XCTAssertEqual(got[i], expected[i], accuracy: 1e-5 * scale, "element \(i)") }
+    }
+
+    /// The local-myopic flow under shards: each shard's forward runs the frozen reference on that
+    /// shard's windows; the same bits on 1, 2 and 3 ranks, and (to rounding) the whole batch's gradient.
+    func testLocalMyopicShardsGiveTheSameBitsOnAnyNumberOfRanks() {
+        let (b, t, s) = (8, 8, 4)
+        let (x, y) = batch(b, t)
+        func trained() -> Transformer {
+            let m = model()
+            m.initialize(seed: 6)   // not the reference: the flow's past and present differ
+            m.flow = .localMyopic
+            m.reference = model()
+            return m
+        }
+        var results: [[Float]] = []
+        for n in 1...3 {
+            let outcome = ThreadGroup.run(ranks: n) { group -> [Float] in
+                let m = trained()
+                _ = DataParallelStep(model: m, batch: b, seqLen: t, shards: s, group: group).gradient(inputs: x, targets: y)
+                return m.params.gradArray()
+            }
+            for r in 1..<n { XCTAssertTrue(outcome[r] == outcome[0], "\(n) ranks: rank \(r) differs") }
+            results.append(outcome[0])
+        }
+        XCTAssertTrue(results[1] == results[0], "2 ranks differ from one process")
+        XCTAssertTrue(results[2] == results[0], "3 ranks differ from one process")
+        let whole = trained(), cache = whole.makeCache(batch: b, seqLen: t)
+        whole.params.zeroGrads()
+        whole.forward(tokens: x, targets: y, batch: b, seqLen: t, cache: cache)
+        whole.backward(cache: cache)
+        let expected = whole.params.gradArray(), scale = expected.map(abs).max()!
+        XCTAssertGreaterThan(scale, 0)
+        for i in expected.indices { XCTAssertEqual(results[0][i], expected[i], accuracy: 1e-5 * scale, "element \(i)") }
+    }
+
+    /// Under shards the gradient split (log_gradient_split) measures each flow's gradient as the
+    /// sharded step computes it, and a local-myopic run trains: a run on 2 threads-as-ranks ends
+    /// with one process's weights and split, bit for bit, and the split is the whole batch's (to rounding).
+    func testGradientSplitAndLocalMyopicRunUnderShardsOnOneAndTwoRanks() throws {
+        var c = TrainConfig()
+        c.layers = 2; c.heads = 2; c.dModel = 32; c.seqLen = 16; c.batch = 4; c.shards = 2
+        c.steps = 4; c.warmup = 1; c.evalEvery = 4; c.evalWindows = 4; c.logEvery = 2; c.checkpointEvery = 4
+        c.logGradientSplit = 2
+        c.flow = .localMyopic
+        c.reference = "reference"
+        try c.validate()
+        let text = TokenDataset.split(ByteTokenizer().encode(String(repeating: "to be or not to be, that is the question. ", count: 40)),
+                                      validationFraction: 0.2, source: "inline")
+        let reference = Transformer(config: c.modelConfig(vocabSize: 256))
+        reference.initialize(seed: 4)
+        func train(_ config: TrainConfig, ranks: Int) throws -> [(weights: [Float], split: [String: GradientSplitStats])] {
+            let out = try temporaryDirectory(self)
+            return ThreadGroup.run(ranks: ranks) { group in
+                let trainer = try! Trainer(config: config, dataset: text, out: out, reference: reference, group: group)
+                let last = try! trainer.run()
+                return (trainer.model.params.weightArray(), last!.gradientSplit!)
+            }
+        }
+        let one = try train(c, ranks: 1)[0], two = try train(c, ranks: 2)
+        for r in 0..<2 {
+            XCTAssertTrue(two[r].weights == one.weights, "rank \(r): the weights differ from one process's")
+            XCTAssertEqual(two[r].split, one.split, "rank \(r)")
+        }
+        XCTAssertEqual(Set(one.split.keys), ["embeddings", "h.0.attn", "h.0.mlp", "h.1.attn", "h.1.mlp", "final"])
+        var whole = c
+        whole.shards = 1
+        let unsharded = try train(whole, ranks: 1)[0]
+        // Earlier layers' gradients have a future part; the last MLP and the final norm act per position.
+        for group in ["embeddings", "h.0.attn", "h.0.mlp", "h.1.attn"] { XCTAssertGreaterThan(unsharded.split[group]?.futureNorm ?? 0, 0, group) }
+        for (group, stats) in unsharded.split {
+            let sharded = try XCTUnwrap(one.split[group])
+            XCTAssertEqual(sharded.vanillaNorm, stats.vanillaNorm, accuracy: 1e-3 * stats.vanillaNorm, group)
+            XCTAssertEqual(sharded.futureNorm, stats.futureNorm, accuracy: 1e-3 * stats.vanillaNorm, group)
+        }
     }
 
     /// A run with shards records them, trains, and repeats itself bit for bit.
@@ -223,14 +326,6 @@ final class DataParallelTests: XCTestCase {
                 }
                 XCTAssertNotEqual(p.policyLoss, 0)
             }
-        }
-    }
-}
-
-extension DataParallelStep {
-    func gradient(step: Int = 1, inputs: [Int32], targets: [Int32]) -> Float {
-        inputs.withUnsafeBufferPointer { x in
-            targets.withUnsafeBufferPointer { y in gradient(step: step, inputs: x.baseAddress!, targets: y.baseAddress!) }
         }
     }
 }

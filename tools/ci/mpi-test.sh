@@ -7,6 +7,8 @@
 #   - synthetic recall (under scheduled sampling) and synthetic sine, 4 shards on 2 and 3 ranks:
 #     the same models and figures as one process; games on 3 ranks: the same games.json;
 #   - eval, horizon, lens and probe on 3 ranks give one process's figures;
+#   - gradients and bonus (sharded arms, the local-myopic flow, the gradient split) on 2 and 3
+#     ranks give one process's files and figures;
 #   - kill -9 of one rank ends the job within 60 s naming the rank, the newest checkpoint loads,
 #     and --resume on another number of ranks ends where the uninterrupted run ends;
 #   - a binary built without MPI, started by mpirun, refuses in one line.
@@ -133,7 +135,46 @@ probe_flags=(probe --model "$work/one" --data "$work/text.txt" --positions 640 -
 diff <(strip_seconds "$work/probe1.json") <(strip_seconds "$work/probe3.json") > /dev/null || fail "probe on 3 ranks differs"
 pass "probe on 3 ranks (the hidden-state pass sharded): the same table as one process"
 
-# 4. kill -9 of rank 1: the job ends (60 s liveness bound), the newest checkpoint loads, and
+# 4. gradients and bonus: 2 and 3 ranks against one process, bit for bit.
+#    gradients: 10 windows in batches of 4 (3 batches: on 2 ranks batches 0 and 2 on rank 0, a
+#    partial second round) and of 8 (2 batches: on 3 ranks rank 2 has none); the saved gradients
+#    and the JSON are one process's.
+for batch in 4 8; do
+    grad_flags=(gradients --model "$work/one" --data "$work/text.txt" --seq-len 32 --batch "$batch" --max-windows 10
+                --flow myopic --out "$work/grads.safetensors" --json)
+    "$bin" "${grad_flags[@]}" > "$work/grads1.json"
+    cp "$work/grads.safetensors" "$work/grads1.safetensors"
+    for n in 2 3; do
+        rm -f "$work/grads.safetensors"
+        "${mpirun[@]}" -np "$n" "$bin" "${grad_flags[@]}" > "$work/grads$n.json"
+        cmp -s "$work/grads1.json" "$work/grads$n.json" || { cat "$work/grads1.json" "$work/grads$n.json"; fail "gradients (batch $batch) on $n ranks: the JSON differs"; }
+        cmp -s "$work/grads1.safetensors" "$work/grads.safetensors" || fail "gradients (batch $batch) on $n ranks: the saved gradients differ"
+        pass "gradients (batch $batch) on $n ranks: the same gradients, loss and norm as one process"
+    done
+done
+#    bonus: both arms with 4 shards (the local-myopic one running the frozen reference per shard)
+#    and the gradient split logged under shards; bonus.json, each arm's final weights, optimiser
+#    state and logged losses are one process's.
+bonus_flags=(bonus --reference "$work/one" --data "$work/text.txt" --seq-len 32 --batch 4 --shards 4 --steps 4 --warmup 1
+             --eval-every 4 --eval-windows 4 --log-every 2 --checkpoint-every 4 --log-gradient-split 2 --seeds 1 --json)
+# (bonus.json holds the seconds each run took: compared without.)
+untimed() { sed -E 's/"seconds":(\[[^]]*\]|[-0-9.e+]*),?//g' "$1"; }
+"$bin" "${bonus_flags[@]}" --out "$work/bonus1" > "$work/bonus1.json"
+for n in 2 3; do
+    "${mpirun[@]}" -np "$n" "$bin" "${bonus_flags[@]}" --out "$work/bonus$n" > "$work/bonus$n.json"
+    diff <(untimed "$work/bonus1.json") <(untimed "$work/bonus$n.json") > /dev/null || fail "bonus on $n ranks: bonus.json differs"
+    for arm in vanilla-seed1 local-myopic-seed1; do
+        same_run "$work/bonus1/$arm" "$work/bonus$n/$arm" 4
+        grep -q gradient_split "$work/bonus$n/$arm/metrics.jsonl" || fail "bonus on $n ranks: $arm logged no gradient split"
+    done
+    pass "bonus on $n ranks (4 shards, local-myopic arm, gradient split): the same summary and arms as one process"
+done
+unsharded=("${bonus_flags[@]}"); unsharded[10]=1   # --shards 1
+if "${mpirun[@]}" -np 2 "$bin" "${unsharded[@]}" --out "$work/bonus-refused" > "$work/refused.log" 2>&1; then fail "bonus with 1 shard ran on 2 ranks"; fi
+grep -q "shards: expected at least the 2 ranks" "$work/refused.log" || { cat "$work/refused.log"; fail "no line names shards"; }
+pass "bonus with fewer shards than ranks refused in one line"
+
+# 5. kill -9 of rank 1: the job ends (60 s liveness bound), the newest checkpoint loads, and
 #    --resume on 3 ranks ends bit for bit where one uninterrupted process ends.
 long=(--data "$work/text.txt" --layers 2 --d-model 64 --heads 2 --seq-len 64 --batch 12 --shards 4 --steps 300
       --warmup 10 --eval-every 100 --eval-windows 8 --log-every 10 --checkpoint-every 10 --quiet)
@@ -161,7 +202,7 @@ pass "kill -9 of rank 1 ended the job, naming it; $(basename "$newest") loads"
 same_run "$work/straight" "$work/killed" 300
 pass "--resume on 3 ranks after the kill ends bit for bit where one process ends"
 
-# 5. A binary built without MPI refuses under mpirun, in one line.
+# 6. A binary built without MPI refuses under mpirun, in one line.
 plain="$(swift build -c release --show-bin-path)/myopia"
 if [ -x "$plain" ]; then
     if "${mpirun[@]}" -np 2 "$plain" train "${flags[@]}" --out "$work/plain" > "$work/plain.log" 2>&1; then fail "the build without MPI ran under mpirun"; fi

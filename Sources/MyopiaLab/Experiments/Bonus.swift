@@ -84,14 +84,17 @@ public enum Bonus {
 
     /// Fine-tunes and scores every (seed, arm) in `out` (run folders `vanilla-seedS` and
     /// `local-myopic-seedS`, each with its checkpoints, metrics.jsonl and eval.json), writes
-    /// `out/bonus.json` and returns it. `reference` is never changed.
+    /// `out/bonus.json` and returns it. `reference` is never changed. In a `group` of several ranks
+    /// (under mpirun) every rank trains each arm with its shards (`shards` ≥ ranks) and scores its
+    /// windows, and rank 0 writes: the same files as one process with the same shards.
     public static func run(_ options: Options, reference: Transformer, referenceSource: String, dataset: TokenDataset,
-                           log: (String) -> Void = { _ in },
+                           group: any ProcessGroup = Distributed.group, log: (String) -> Void = { _ in },
                            onStart: (GradientFlow, UInt64) -> Void = { _, _ in },
                            onTrainLog: (TrainMetrics) -> Void = { _ in }) throws -> Summary {
         var settings = options.config
         settings.adoptShape(of: reference.config)
         try settings.validate()
+        try settings.checkShards(ranks: group.size)   // before the reference is scored
         guard !options.seeds.isEmpty else {
             throw InputError.invalidValue(file: "flags", field: "seeds", expected: "at least one seed", found: "none")
         }
@@ -99,15 +102,16 @@ public enum Bonus {
         // A causal language model with at least T positions (its own shape trivially matches).
         try reference.checkReference(reference, seqLen: t, file: referenceSource)
         let started = Date()
-        try LabFiles.createDirectory(options.out)
+        let writes = group.rank == 0
+        if writes { try LabFiles.createDirectory(options.out) }
         let buckets = Gap.positionBuckets(seqLen: t)
 
         // The reference, as itself and local-myopically attending to itself.
-        let plain = Evaluation.run(reference, tokens: dataset.validation, seqLen: t, batch: b)
+        let plain = Evaluation.run(reference, tokens: dataset.validation, seqLen: t, batch: b, group: group)
         let itself = reference.copy()
         itself.flow = .localMyopic
         itself.reference = reference
-        let zeroStep = Evaluation.run(itself, tokens: dataset.validation, seqLen: t, batch: b)
+        let zeroStep = Evaluation.run(itself, tokens: dataset.validation, seqLen: t, batch: b, group: group)
         log(String(format: "reference: validation loss %.4f (local-myopic, zero steps: %.4f)", plain.loss, zeroStep.loss))
         let referenceScore = ReferenceScore(source: referenceSource, valLoss: plain.loss, localMyopicValLoss: zeroStep.loss,
                                             positionLoss: plain.positionLoss, bucketLoss: Gap.bucketMeans(plain.positionLoss, buckets))
@@ -123,15 +127,15 @@ public enum Bonus {
                 config.seed = seed
                 config.reference = referenceSource
                 let folder = Gap.runFolder(options.out, flow: flow, seed: seed)
-                if !options.resume { try? FileManager.default.removeItem(at: folder) }
+                if !options.resume && writes { try? FileManager.default.removeItem(at: folder) }
                 onStart(flow, seed)
                 let runStart = Date()
                 let trainer = try Trainer(config: config, dataset: dataset, out: folder, vocabSize: reference.config.vocabSize,
-                                          tokenizer: config.tokenizer, resume: options.resume, reference: reference)
+                                          tokenizer: config.tokenizer, resume: options.resume, reference: reference, group: group)
                 let last = try trainer.run(onLog: onTrainLog)
                 seconds[f].append(Date().timeIntervalSince(runStart))
-                let result = Evaluation.run(trainer.model, tokens: dataset.validation, seqLen: t, batch: b)
-                try LabFiles.writeJSON(result, to: folder.appendingPathComponent("eval.json"))
+                let result = Evaluation.run(trainer.model, tokens: dataset.validation, seqLen: t, batch: b, group: group)
+                if writes { try LabFiles.writeJSON(result, to: folder.appendingPathComponent("eval.json")) }
                 log(String(format: "%@ seed %llu: validation loss %.4f", flow.description, seed, result.loss))
                 valLoss[f].append(result.loss)
                 positions[f].append(result.positionLoss)
@@ -156,7 +160,7 @@ public enum Bonus {
         let summary = Summary(data: dataset.source, settings: shared, seeds: options.seeds, validationTokens: plain.tokens,
                               validationWindows: plain.windows, positionBuckets: buckets, reference: referenceScore,
                               flows: summaries, bonus: bonus, seconds: Date().timeIntervalSince(started))
-        try LabFiles.writeJSON(summary, to: options.out.appendingPathComponent(summaryFile))
+        if writes { try LabFiles.writeJSON(summary, to: options.out.appendingPathComponent(summaryFile)) }
         return summary
     }
 }

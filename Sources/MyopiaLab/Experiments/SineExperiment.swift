@@ -210,7 +210,7 @@ public enum SineExperiment {
     public static func run(_ options: Options, out: URL, group: any ProcessGroup = Distributed.group,
                            log: (String) -> Void = { _ in }, onLog: (Metrics) -> Void = { _ in }) throws -> Result {
         try options.validate()
-        try DataParallelStep.check(shards: options.shards, group: group)
+        try TrainConfig.checkShards(options.shards, ranks: group.size)
         if group.size > 1, options.timeLimit != nil {
             // Each rank's clock would stop it after a step of its own.
             throw InputError.invalidValue(file: "flags", field: "time_limit", expected: "no time limit in an MPI job of \(group.size) ranks (give --steps)",

@@ -210,7 +210,7 @@ public enum TokenTaskExperiment {
                              onLog: (CurvePoint) -> Void = { _ in }) throws -> FlowResult {
         let config = settings.trainConfig(for: task, flow: flow)
         try settings.validate(for: task, flows: [flow])
-        try DataParallelStep.check(shards: config.shards, group: group)
+        try config.checkShards(ranks: group.size)
         let model = Transformer(config: config.modelConfig(vocabSize: task.vocabSize, tokenizer: task.name))
         model.initialize(seed: config.seed)
         model.flow = flow

@@ -102,6 +102,9 @@ public final class ActivationCache {
     /// counted targets of the whole global batch, when this forward is one shard of it (the
     /// data-parallel step), so that the shards' gradients add up to the batch's mean loss.
     public var lossDenominator: Int?
+    /// The same for each extra prediction head (index j − 2): that head's counted targets in the
+    /// whole global batch, when not this forward's own (`predictionCountedTargets`).
+    public var predictionLossDenominators: [Int]?
     let layers: [Layer]
     let residFinal: UnsafeMutablePointer<Float>    // (N, C)   the residual after the last block
     let lnf: UnsafeMutablePointer<Float>           // (N, C)   ln_final.hook_normalized

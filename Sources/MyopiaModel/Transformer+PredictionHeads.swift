@@ -78,7 +78,8 @@ extension Transformer {
         for (i, head) in cache.predictionHeads.enumerated() {
             logits(cache.headLogits, from: head.lnf, rows: n)
             CrossEntropy.backward(logits: cache.headLogits, logZ: head.logZ, targets: head.targets, rows: n, v: v,
-                                  scale: share / Float(max(1, cache.predictionCountedTargets[i])), softcap: finalSoftcap)
+                                  scale: share / Float(max(1, cache.predictionLossDenominators?[i] ?? cache.predictionCountedTargets[i])),
+                                  softcap: finalSoftcap)
             // dlnf (N, C) = dlogits · head ; dhead (V, C) += dlogitsᵀ · lnf
             GEMM.multiply(m: n, n: c, k: v, a: cache.headLogits, lda: v, transA: false,
                           b: w + lmHead, ldb: c, transB: false, c: cache.dLn, ldc: c, accumulate: false)
@@ -111,6 +112,27 @@ extension Transformer {
                               n: n, c: c, eps: eps)
         }
         cache.predictionBlocksAreCurrent = true
+    }
+
+    /// Head j's (j ≥ 2) counted targets in windows (batch, seqLen) of `targets`: the positions t whose
+    /// x_{t+j}, `targets[t + j − 1]`, lies inside the window and is not negative, as
+    /// `forwardPredictionHeads` counts them.
+    public static func predictionCountedTargets(head j: Int, targets: UnsafePointer<Int32>, batch b: Int, seqLen t: Int) -> Int {
+        var counted = 0
+        for bi in 0..<b {
+            for source in max(0, j - 1)..<max(max(0, j - 1), t) where targets[bi * t + source] >= 0 { counted += 1 }
+        }
+        return counted
+    }
+
+    /// After `forwardPredictionHeads`: the sum of extra head j's (j ≥ 2) losses over its counted
+    /// positions, in row order (the numerator of its mean).
+    public func predictionHeadLossSum(head j: Int, cache: ActivationCache) -> Double {
+        precondition(cache.predictionLossesAreCurrent && j >= 2 && j <= config.predictionHeads)
+        let head = cache.predictionHeads[j - 2]
+        var total = 0.0
+        for r in 0..<(cache.batch * cache.seqLen) where head.targets[r] >= 0 { total += Double(head.rowLoss[r]) }
+        return total
     }
 
     /// The mean of `rowLoss` over rows whose target is not negative, and how many there are (the

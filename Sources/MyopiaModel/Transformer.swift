@@ -433,7 +433,7 @@ extension Transformer {
         let w = params.weights, g = params.grads
         config.regressionLoss.backward(dPredictions: cache.dPredictions, predictions: cache.predictions,
                                        targets: cache.regressionTargets, rows: n, outputs: o,
-                                       scale: lossScale / Float(max(1, cache.countedTargets)))
+                                       scale: lossScale / Float(max(1, cache.lossDenominator ?? cache.countedTargets)))
         // dlnf (N, C) = dPred · Woutᵀ ; dWout (C, O) += lnfᵀ · dPred ; dbout += Σ_rows dPred
         Linear.backward(dInp: cache.dLn, dWeight: g + outWeight, dBias: g + outBias, dOut: cache.dPredictions,
                         inp: cache.lnf, weight: w + outWeight, n: n, inC: c, outC: o)

@@ -236,10 +236,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
                                   beta1: beta1, beta2: beta2, clip: clip)
         try check(eps > 0, "eps", "a positive number", eps)
         try check(shards >= 1 && batch % max(1, shards) == 0, "shards", "a positive divisor of batch (\(batch))", shards)
-        if shards > 1 {
-            // The data-parallel step trains the teacher-forced loss on each shard alone (DataParallelStep).
-            try check(gameName == TrainingGame.teacherForced.name, "shards", "1 under game \(gameName) (shards train teacher-forced only)", shards)
-        }
+        // Every game, the local-myopic flow and the gradient split train in shards (DataParallelStep).
         try check(validationFraction > 0 && validationFraction < 1, "validation_fraction", "in (0, 1)", validationFraction)
         try check(evalEvery > 0, "eval_every", "a positive integer", evalEvery)
         try check(evalWindows > 0, "eval_windows", "a positive integer", evalWindows)
@@ -290,6 +287,11 @@ public struct TrainConfig: Codable, Equatable, Sendable {
 
     /// Refuses fewer shards than the ranks of an MPI job (each rank computes at least one shard).
     public func checkShards(ranks: Int) throws {
+        try Self.checkShards(shards, ranks: ranks)
+    }
+
+    /// The same for any run's `shards` (the synthetic tasks' too).
+    public static func checkShards(_ shards: Int, ranks: Int) throws {
         if ranks > 1 && shards < ranks {
             throw InputError.invalidValue(file: "flags", field: "shards", expected: "at least the \(ranks) ranks of this MPI job (and a divisor of batch)",
                                           found: "\(shards)")

@@ -198,15 +198,17 @@ public final class Trainer {
         model.flow = config.flow
         try Self.attach(reference, to: model, config: config)
         if config.shards > 1 || group.size > 1 {
-            let sharded = DataParallelStep(model: model, batch: config.batch, seqLen: config.seqLen, shards: config.shards, group: group)
+            let sharded = DataParallelStep(model: model, batch: config.batch, seqLen: config.seqLen, shards: config.shards, group: group,
+                                           game: config.game, seed: config.seed)
             dataParallel = sharded
             cache = sharded.cache
+            runner = sharded.runner
         } else {
             dataParallel = nil
             cache = model.makeCache(batch: config.batch, seqLen: config.seqLen)
+            runner = GameRunner(game: config.game, model: model, cache: cache, batch: config.batch, seqLen: config.seqLen,
+                                seed: config.seed)
         }
-        runner = GameRunner(game: config.game, model: model, cache: cache, batch: cache.capacityB, seqLen: config.seqLen,
-                            seed: config.seed)
         try Self.agree(config: config, dataset: dataset, model: model, step: step, group: group)
     }
 
@@ -303,7 +305,10 @@ public final class Trainer {
             if config.logGradientSplit > 0 && (step + 1) % config.logGradientSplit == 0 {
                 split = GradientSplit.measure(model) {
                     if let dataParallel {
-                        _ = dataParallel.gradient(inputs: inputs, targets: targets)
+                        // Teacher-forced under any game, as the whole-batch split below.
+                        _ = inputs.withUnsafeBufferPointer { x in
+                            targets.withUnsafeBufferPointer { y in dataParallel.teacherForcedGradient(inputs: x.baseAddress!, targets: y.baseAddress!) }
+                        }
                     } else {
                         model.params.zeroGrads()
                         model.forward(tokens: inputs, targets: targets, batch: b, seqLen: t, cache: cache)
@@ -315,10 +320,8 @@ public final class Trainer {
             let result = try inputs.withUnsafeBufferPointer { x in
                 try targets.withUnsafeBufferPointer { y in
                     if let dataParallel {
-                        // The sharded step leaves the summed gradient itself; there is no separate backward.
-                        return try trainingStep.run(step: step + 1, lr: lr, lastCheckpoint: lastCheckpoint?.path, forward: {
-                            dataParallel.gradient(inputs: x.baseAddress!, targets: y.baseAddress!, interrupted: Interruption.isRequested)
-                        }, backward: {})
+                        return try dataParallel.step(trainingStep, step: step + 1, lr: lr, inputs: x.baseAddress!,
+                                                     targets: y.baseAddress!, lastCheckpoint: lastCheckpoint?.path)
                     }
                     return try runner.step(trainingStep, step: step + 1, lr: lr, inputs: x.baseAddress!, targets: y.baseAddress!,
                                            lastCheckpoint: lastCheckpoint?.path)

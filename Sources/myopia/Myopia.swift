@@ -23,7 +23,8 @@ struct MyopiaCommand: ParsableCommand {
 
     /// The commands that run as an MPI job, each rank taking its share (docs/distributed.md);
     /// any other started by a launcher as several ranks refuses.
-    static let distributedCommands: Set<String> = ["train", "gap", "bonus", "eval", "gradients", "horizon", "lens", "probe", "bench"]
+    static let distributedCommands: Set<String> = ["train", "gap", "games", "synthetic", "bonus", "eval", "gradients", "horizon", "lens",
+                                                   "probe", "bench"]
 
     /// Before parsing (ConfigFile.swift's `main`): joins the MPI job when a launcher started this process (or refuses in one
     /// line when this binary was built without MPI), and gives each rank its share of the cores.

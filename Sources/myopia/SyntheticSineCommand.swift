@@ -28,6 +28,8 @@ struct SyntheticSineCommand: ConfigFileCommand {
     @Option(help: "The run folder (default: runs/sine-FLOW-pP-fF).") var out: String?
     @Option(help: "Optimiser steps.") var steps = SineExperiment.Options().steps
     @Option(help: "Sequences per step.") var batch = SineExperiment.Options().batch
+    @Option(help: "Compute each batch in this many shards, added in a fixed order: the same result on one process or under mpirun -np N, N ≤ shards.")
+    var shards = SineExperiment.Options().shards
     @Option(name: .customLong("seq-len"), help: "Positions per sequence T.") var seqLen = SineExperiment.Options().seqLen
     @Option(help: "Transformer blocks.") var layers = SineExperiment.Options().layers
     @Option(help: "Attention heads per block.") var heads = SineExperiment.Options().heads
@@ -57,6 +59,7 @@ struct SyntheticSineCommand: ConfigFileCommand {
         }
         o.steps = steps
         o.batch = batch
+        o.shards = shards
         o.seqLen = seqLen
         o.layers = layers
         o.heads = heads

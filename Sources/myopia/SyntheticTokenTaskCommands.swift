@@ -11,6 +11,8 @@ struct TokenTaskTrainingOptions: ParsableArguments {
     @Option(help: "Attention heads per block.") var heads: Int?
     @Option(name: .customLong("d-model"), help: "Residual stream width.") var dModel: Int?
     @Option(help: "Episodes per step.") var batch: Int?
+    @Option(help: "Compute each batch in this many shards, added in a fixed order: the same result on one process or under mpirun -np N, N ≤ shards (default 1).")
+    var shards: Int?
     @Option(help: "Optimiser steps (fresh episodes every step).") var steps: Int?
     @Option(help: "Peak learning rate.") var lr: Double?
     @Option(name: .customLong("min-lr"), help: "Learning rate at the end of the cosine decay.") var minLR: Double?
@@ -34,6 +36,7 @@ struct TokenTaskTrainingOptions: ParsableArguments {
         if let heads { s.heads = heads }
         if let dModel { s.dModel = dModel }
         if let batch { s.batch = batch }
+        if let shards { s.shards = shards }
         if let steps { s.steps = steps }
         if let lr { s.lr = lr }
         if let minLR { s.minLR = minLR }

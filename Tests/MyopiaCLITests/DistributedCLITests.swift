@@ -36,4 +36,24 @@ final class DistributedCLITests: CLITestCase {
         XCTAssertEqual(refused.status, 1)
         XCTAssertTrue(refused.stderr.contains("shards") && refused.stderr.contains("divisor of batch (4)"), refused.stderr)
     }
+
+    /// `synthetic` takes --shards too: recorded in results.json (token tasks) and run_config.json (sine).
+    func testSyntheticRecordsShardsAndRefusesOneThatDoesNotDivideTheBatch() throws {
+        let folder = try temporaryDirectory()
+        let small = ["--layers", "1", "--heads", "2", "--d-model", "16", "--batch", "4", "--steps", "2", "--quiet"]
+        let recall = ["synthetic", "recall", "--seq-len", "16", "--names", "4", "--fillers", "4", "--cues", "2", "--eval-episodes", "4",
+                      "--flow", "vanilla", "--game", "scheduled-sampling", "--out", folder.appendingPathComponent("recall").path] + small
+        let sine = ["synthetic", "sine", "--window", "3", "--seq-len", "8", "--val-sequences", "4",
+                    "--out", folder.appendingPathComponent("sine").path] + small
+        for (flags, file) in [(recall, "recall/results.json"), (sine, "sine/run_config.json")] {
+            let ok = try run(flags + ["--shards", "2"])
+            XCTAssertEqual(ok.status, 0, ok.stderr)
+            let recorded = try JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent(file))) as? [String: Any]
+            let settings = (recorded?["settings"] as? [String: Any]) ?? recorded
+            XCTAssertEqual(settings?["shards"] as? Int, 2, file)
+            let refused = try run(flags + ["--shards", "3"])
+            XCTAssertEqual(refused.status, 1)
+            XCTAssertTrue(refused.stderr.contains("shards") && refused.stderr.contains("divisor of batch (4)"), refused.stderr)
+        }
+    }
 }

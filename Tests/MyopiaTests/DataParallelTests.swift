@@ -227,6 +227,105 @@ final class DataParallelTests: XCTestCase {
         c.batch = 6; c.shards = 4
         XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("shards"), "\($0)") }
         c.batch = 4; c.game = .multiToken(heads: 2)
-        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("shards"), "\($0)") }
+        XCTAssertNoThrow(try c.validate(), "every game trains in shards")
+    }
+
+    // MARK: - The games in shards
+
+    /// Every game but teacher forcing (that is above), with knobs that draw often; masked targets
+    /// below make the counts differ from shard to shard.
+    static let games: [TrainingGame] = [
+        .scheduledSampling(rate: 0.5),
+        .consequence(ConsequenceSettings(weight: 0.7, horizon: 2, positions: 2, estimator: .sampled)),
+        .consequence(ConsequenceSettings(weight: 0.7, horizon: 2, positions: 3, estimator: .exact)),
+        .multiToken(heads: 3),
+    ]
+
+    func gameModel(_ game: TrainingGame) -> Transformer {
+        var config = ModelConfig(vocabSize: 64, maxPositions: 8, dModel: 16, nLayers: 2, nHeads: 2, tokenizer: nil)
+        if case .multiToken(let heads) = game { config.predictionHeads = heads }
+        let m = Transformer(config: config)
+        m.initialize(seed: 5)
+        return m
+    }
+
+    func maskedBatch(_ b: Int, _ t: Int) -> (inputs: [Int32], targets: [Int32]) {
+        var (x, y) = batch(b, t)
+        for i in stride(from: 3, to: y.count, by: 7) { y[i] = -1 }
+        for i in 0..<t { y[5 * t + i] = -1 }   // window 5 (in shard 2 of 4) has no target at all
+        return (x, y)
+    }
+
+    /// S = 4 shards on 1, 2 and 3 ranks, under each game: the same gradient, loss and statistics
+    /// (replacements, rewards, the heads' losses), bit for bit.
+    func testEveryGameGivesTheSameBitsOnOneTwoAndThreeRanks() {
+        let (b, t, s) = (8, 8, 4)
+        let (x, y) = maskedBatch(b, t)
+        for game in Self.games {
+            var reference: (gradient: [Float], loss: Float, statistics: GameRunner.Statistics)?
+            for n in 1...3 {
+                let outcome = ThreadGroup.run(ranks: n) { group -> ([Float], Float, GameRunner.Statistics) in
+                    let m = self.gameModel(game)
+                    let step = DataParallelStep(model: m, batch: b, seqLen: t, shards: s, group: group, game: game, seed: 9)
+                    let loss = step.gradient(step: 3, inputs: x, targets: y)
+                    return (m.params.gradArray(), loss, step.runner.last)
+                }
+                for r in 1..<n {
+                    XCTAssertTrue(outcome[r].0 == outcome[0].0, "\(game), \(n) ranks: rank \(r)'s gradient differs from rank 0's")
+                    XCTAssertEqual(outcome[r].1, outcome[0].1)
+                    XCTAssertEqual(outcome[r].2, outcome[0].2)
+                }
+                XCTAssertTrue(outcome[0].1.isFinite, "\(game)")
+                guard let reference else {
+                    reference = outcome[0]
+                    continue
+                }
+                XCTAssertTrue(outcome[0].0 == reference.gradient, "\(game): \(n) ranks differ from one process")
+                XCTAssertEqual(outcome[0].1, reference.loss, "\(game)")
+                XCTAssertEqual(outcome[0].2, reference.statistics, "\(game)")
+            }
+        }
+    }
+
+    /// The shards of each game add up to the game's whole-batch step (to rounding): every loss is
+    /// normalised over the global batch (its counted targets, each head's, the B·M pairs) and every
+    /// draw is keyed by the window's place in it, so the shards draw what the whole batch draws.
+    func testShardedGamesAddUpToTheWholeBatchStep() {
+        let (b, t) = (8, 8)
+        let (x, y) = maskedBatch(b, t)
+        for game in Self.games {
+            let whole = gameModel(game)
+            let runner = GameRunner(game: game, model: whole, cache: whole.makeCache(batch: b, seqLen: t), batch: b, seqLen: t, seed: 9)
+            let loss = x.withUnsafeBufferPointer { x in
+                y.withUnsafeBufferPointer { y in runner.gradient(step: 3, inputs: x.baseAddress!, targets: y.baseAddress!) }
+            }!
+            let expected = whole.params.gradArray()
+            let sharded = gameModel(game)
+            let step = DataParallelStep(model: sharded, batch: b, seqLen: t, shards: 4, group: SingleProcess(), game: game, seed: 9)
+            let shardedLoss = step.gradient(step: 3, inputs: x, targets: y)
+            XCTAssertEqual(shardedLoss, loss, accuracy: 1e-5 * abs(loss), "\(game)")
+            let got = sharded.params.gradArray()
+            let scale = expected.map(abs).max()!
+            XCTAssertGreaterThan(scale, 0)
+            var worst: Float = 0
+            for i in expected.indices { worst = max(worst, abs(got[i] - expected[i])) }
+            XCTAssertLessThanOrEqual(worst, 1e-5 * scale, "\(game): the shards' gradient is off the whole batch's")
+            let a = runner.last, c = step.runner.last
+            XCTAssertEqual(c.nextTokenLoss, a.nextTokenLoss, accuracy: 1e-5 * abs(a.nextTokenLoss), "\(game)")
+            XCTAssertEqual(c.inputsEligible, a.inputsEligible)
+            XCTAssertEqual(c.inputsReplaced, a.inputsReplaced, "\(game): the same draws")
+            XCTAssertEqual(c.inputsChanged, a.inputsChanged, "\(game): the same samples")
+            if case .scheduledSampling = game { XCTAssertGreaterThan(a.inputsReplaced, 0) }
+            XCTAssertEqual(c.consequence?.positions, a.consequence?.positions)
+            XCTAssertEqual(c.consequence?.drewTrueToken, a.consequence?.drewTrueToken, "\(game): the same samples")
+            if let p = a.consequence, let q = c.consequence {
+                XCTAssertEqual(p.positions, b * (game == Self.games[1] ? 2 : 3))
+                for (u, v) in [(p.meanReward, q.meanReward), (p.meanBaseline, q.meanBaseline), (p.meanAdvantage, q.meanAdvantage),
+                               (p.meanAbsoluteAdvantage, q.meanAbsoluteAdvantage), (p.policyLoss, q.policyLoss)] {
+                    XCTAssertEqual(v, u, accuracy: 1e-5 * max(1, abs(u)), "\(game)")
+                }
+                XCTAssertNotEqual(p.policyLoss, 0)
+            }
+        }
     }
 }

@@ -2,7 +2,10 @@
 # The MPI tests (docs/distributed.md): build with the MPI trait (its own scratch folder, so the
 # default build is not redone), then under mpirun, against one process with the same flags:
 #   - training with 4 shards on 2 and 3 ranks (3: an uneven split) ends in the same weights,
-#     optimiser state and logged losses, bit for bit; the ranks' settings are checked at start;
+#     optimiser state and logged losses, bit for bit, under teacher forcing and under each other
+#     game (their draws keyed by the global window); the ranks' settings are checked at start;
+#   - synthetic recall (under scheduled sampling) and synthetic sine, 4 shards on 2 and 3 ranks:
+#     the same models and figures as one process; games on 3 ranks: the same games.json;
 #   - eval, horizon, lens and probe on 3 ranks give one process's figures;
 #   - gradients and bonus (sharded arms, the local-myopic flow, the gradient split) on 2 and 3
 #     ranks give one process's files and figures;
@@ -42,6 +45,54 @@ for n in 2 3; do
     grep -q '"shards" : 4' "$work/np$n/run_config.json" || fail "run_config.json does not record the shards"
     pass "train, 4 shards on $n ranks: the same weights, optimiser state and losses as one process"
 done
+
+# 1b. The other games in shards: the same bits on 2 and 3 ranks as one process.
+for game in "scheduled-sampling --sample-rate 0.3" "consequence --consequence-horizon 2 --consequence-positions 3" \
+            "multi-token --prediction-heads 2"; do
+    name="${game%% *}"
+    read -ra knobs <<< "$game"
+    "$bin" train "${flags[@]}" --game "${knobs[@]}" --out "$work/$name-one"
+    for n in 2 3; do
+        "${mpirun[@]}" -np "$n" "$bin" train "${flags[@]}" --game "${knobs[@]}" --out "$work/$name-np$n"
+        same_run "$work/$name-one" "$work/$name-np$n" 8
+        grep -q '"game"' "$work/$name-np$n/metrics.jsonl" || fail "$name: metrics.jsonl logs no game statistics"
+    done
+    pass "train --game $name, 4 shards on 2 and 3 ranks: the same weights, optimiser state, losses and game statistics as one process"
+done
+
+# 1c. synthetic: a token task under scheduled sampling, and the sine task (continuous heads).
+# (The timings, scalars or one per seed, differ run to run: compared without.)
+strip_timings() { sed -E ':a;N;$!ba;s/"(seconds|ms_per_step|tokens_per_s)"[ ]*:[ ]*(\[[^]]*\]|[-0-9.e+]*),?//g' "$1"; }
+recall=(synthetic recall --seq-len 16 --names 8 --fillers 8 --cues 2 --layers 1 --heads 2 --d-model 16 --batch 12
+        --shards 4 --steps 8 --warmup 2 --eval-every 4 --eval-episodes 32 --flow vanilla
+        --game scheduled-sampling --sample-rate 0.5 --quiet)
+sine=(synthetic sine --window 3 --layers 1 --heads 2 --d-model 16 --seq-len 16 --batch 12 --shards 4 --steps 8
+      --warmup 2 --eval-every 4 --log-every 4 --val-sequences 32 --quiet)
+"$bin" "${recall[@]}" --out "$work/recall1" > /dev/null
+"$bin" "${sine[@]}" --out "$work/sine1" > /dev/null
+for n in 2 3; do
+    "${mpirun[@]}" -np "$n" "$bin" "${recall[@]}" --out "$work/recall$n" > /dev/null
+    cmp -s "$work/recall1/vanilla/model.safetensors" "$work/recall$n/vanilla/model.safetensors" || fail "synthetic recall on $n ranks: the model differs"
+    diff <(strip_timings "$work/recall1/results.json") <(strip_timings "$work/recall$n/results.json") > /dev/null \
+        || fail "synthetic recall on $n ranks: results.json differs"
+    "${mpirun[@]}" -np "$n" "$bin" "${sine[@]}" --out "$work/sine$n" > /dev/null
+    cmp -s "$work/sine1/checkpoint-8/model.safetensors" "$work/sine$n/checkpoint-8/model.safetensors" || fail "synthetic sine on $n ranks: the model differs"
+    diff <(strip_timings "$work/sine1/metrics.jsonl") <(strip_timings "$work/sine$n/metrics.jsonl") > /dev/null \
+        || fail "synthetic sine on $n ranks: metrics.jsonl differs"
+    pass "synthetic recall (scheduled sampling) and sine, 4 shards on $n ranks: the same models and figures as one process"
+done
+
+# 1d. games: two games trained on 3 ranks, measured, summarised as one process does.
+games=(games --data "$work/text.txt" --games teacher-forced,consequence=0.5 --consequence-horizon 2 --seeds 1
+       --layers 1 --d-model 16 --heads 2 --seq-len 16 --batch 12 --shards 4 --steps 6 --warmup 2 --eval-windows 8
+       --score-windows 16 --measure-windows 4 --max-offset 4 --draws 1 --samples 2 --max-tokens 8
+       --advantage-windows 4 --quiet)
+"$bin" "${games[@]}" --out "$work/games1" > /dev/null
+"${mpirun[@]}" -np 3 "$bin" "${games[@]}" --out "$work/games3" > /dev/null
+diff <(strip_timings "$work/games1/games.json") <(strip_timings "$work/games3/games.json") > /dev/null || fail "games on 3 ranks: games.json differs"
+cmp -s "$work/games1/consequence-0.5-seed1/checkpoint-6/model.safetensors" "$work/games3/consequence-0.5-seed1/checkpoint-6/model.safetensors" \
+    || fail "games on 3 ranks: the consequence model differs"
+pass "games (teacher-forced, consequence) on 3 ranks: the same models and games.json as one process"
 
 # 2. Mismatched ranks are refused at start, naming the rank and what differs.
 # The same settings (a relative --data) naming different text in each rank's working folder.

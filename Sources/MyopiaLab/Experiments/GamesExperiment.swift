@@ -177,9 +177,12 @@ public enum GamesExperiment {
     }
 
     /// Trains and measures every (seed, game) in `out`, writes `out/games.json` and returns it.
-    /// `onStart` is called before each run, `onTrainLog` at each of its logged steps.
+    /// `onStart` is called before each run, `onTrainLog` at each of its logged steps. In an MPI job
+    /// (`group`) every run trains data-parallel (Trainer), the evaluation and the horizon are
+    /// sharded, the other measurements are made whole on every rank (the same figures), and rank 0
+    /// alone writes.
     public static func run(_ options: Options, dataset: TokenDataset, tokenizer: any Tokenizer = ByteTokenizer(),
-                           log: (String) -> Void = { _ in },
+                           group: any ProcessGroup = Distributed.group, log: (String) -> Void = { _ in },
                            onStart: (TrainingGame, UInt64) -> Void = { _, _ in },
                            onTrainLog: (TrainMetrics) -> Void = { _ in }) throws -> Summary {
         try options.validate(vocabSize: tokenizer.vocabSize)
@@ -190,7 +193,8 @@ public enum GamesExperiment {
                                            found: "\(dataset.validation.count) tokens")
         }
         let started = Date()
-        try LabFiles.createDirectory(options.out)
+        let writes = group.rank == 0
+        if writes { try LabFiles.createDirectory(options.out) }
         var runs = [[RunMeasurements]](repeating: [], count: options.games.count)
         var windows = 0, tokens = 0
         for seed in options.seeds {
@@ -199,15 +203,15 @@ public enum GamesExperiment {
                 config.game = game
                 config.seed = seed
                 let folder = runFolder(options.out, game: game, seed: seed)
-                if !options.resume { try? FileManager.default.removeItem(at: folder) }
+                if !options.resume && writes { try? FileManager.default.removeItem(at: folder) }
                 onStart(game, seed)
                 let runStart = Date()
                 let trainer = try Trainer(config: config, dataset: dataset, out: folder, vocabSize: tokenizer.vocabSize,
-                                          tokenizer: tokenizer.name, resume: options.resume)
+                                          tokenizer: tokenizer.name, resume: options.resume, group: group)
                 let last = try trainer.run(onLog: onTrainLog)
                 let seconds = Date().timeIntervalSince(runStart)
                 let measured = try measureRun(trainer.model, game: game, options: options, seed: seed, dataset: dataset,
-                                              tokenizer: tokenizer, folder: folder, log: log)
+                                              tokenizer: tokenizer, folder: folder, group: group, log: log)
                 log(String(format: "%@ seed %llu: validation loss %.4f, continuation advantage %+.4f", label(game), seed,
                            measured.evaluation.loss, measured.advantage.mean))
                 runs[g].append(RunMeasurements(evaluation: measured.evaluation, horizon: measured.horizon, upstream: measured.upstream,
@@ -227,30 +231,34 @@ public enum GamesExperiment {
         let summary = Summary(data: dataset.source, settings: shared, seeds: options.seeds, validationTokens: tokens,
                               validationWindows: windows, positionBuckets: Gap.positionBuckets(seqLen: t), measure: measure,
                               games: games, consequence: consequence, seconds: Date().timeIntervalSince(started))
-        try LabFiles.writeJSON(summary, to: options.out.appendingPathComponent(summaryFile))
+        if writes { try LabFiles.writeJSON(summary, to: options.out.appendingPathComponent(summaryFile)) }
         return summary
     }
 
     /// Every measurement of one trained model, each written into its run folder with how it was
     /// made (commands.json), where `myopia report` and `myopia runs` find it.
     static func measureRun(_ model: Transformer, game: TrainingGame, options: Options, seed: UInt64, dataset: TokenDataset,
-                           tokenizer: any Tokenizer, folder: URL, log: (String) -> Void) throws -> RunMeasurements {
+                           tokenizer: any Tokenizer, folder: URL, group: any ProcessGroup = SingleProcess(),
+                           log: (String) -> Void) throws -> RunMeasurements {
         let t = options.config.seqLen, m = options.measure, flow = options.config.flow
         let validation = dataset.validation
         model.flow = flow
         func save<T: Encodable>(_ result: T, as fileName: String, since: Date, _ settings: [String: String]) throws {
+            guard group.rank == 0 else { return }
             let record = AnalysisRecord(command: "games", model: folder.lastPathComponent, data: "\(dataset.source) (validation)",
                                         settings: settings.merging(["seq_len": "\(t)", "seed": "\(seed)"]) { a, _ in a },
                                         seconds: Date().timeIntervalSince(since))
             try RunFolder.write(result, as: fileName, record: record, to: folder)
         }
         var since = Date()
-        let evaluation = Evaluation.run(model, tokens: validation, seqLen: t, batch: options.config.batch, maxWindows: m.scoreWindows)
+        let evaluation = Evaluation.run(model, tokens: validation, seqLen: t, batch: options.config.batch, maxWindows: m.scoreWindows,
+                                        group: group)
         try save(evaluation, as: "eval.json", since: since, ["windows": m.scoreWindows.map(String.init) ?? "all"])
 
         since = Date()
         let maxOffset = m.maxOffset.map { min($0, t - 1) }
-        let horizon = Horizon.compute(model, tokens: validation, seqLen: t, maxOffset: maxOffset, sequences: m.horizonWindows, flow: flow)
+        let horizon = Horizon.compute(model, tokens: validation, seqLen: t, maxOffset: maxOffset, sequences: m.horizonWindows, flow: flow,
+                                      group: group)
         try save(horizon, as: HorizonTable.fileName, since: since,
                  ["sequences": "\(m.horizonWindows)", "max_offset": maxOffset.map(String.init) ?? "all", "flow": flow.description])
 

@@ -66,8 +66,45 @@ public final class ConsequenceObjective {
         public var policyLoss = 0.0
         /// Tokens drawn equal to the window's own x_{t+1} (sampled estimator).
         public var drewTrueToken = 0
+
+        /// As sums over pairs (`sums`), the figures a shard of a global batch hands on, in this
+        /// order: positions, reward, baseline, advantage, |advantage|, −Σ (R − b)·log p(x̂), drawn true.
+        public static let sumCount = 7
+
+        public func write(into out: UnsafeMutablePointer<Double>) {
+            out[0] = Double(positions); out[1] = meanReward; out[2] = meanBaseline; out[3] = meanAdvantage
+            out[4] = meanAbsoluteAdvantage; out[5] = policyLoss; out[6] = Double(drewTrueToken)
+        }
+
+        public init() {}
+
+        /// Sums written by `write(into:)` (or added over shards).
+        public init(reading p: UnsafePointer<Double>) {
+            positions = Int(p[0]); meanReward = p[1]; meanBaseline = p[2]; meanAdvantage = p[3]
+            meanAbsoluteAdvantage = p[4]; policyLoss = p[5]; drewTrueToken = Int(p[6])
+        }
+
+        /// These sums over `positions` pairs as means, the policy term weighted by λ = `weight`.
+        public func means(weight lambda: Double) -> Statistics {
+            var s = self
+            let scale = 1 / Double(max(1, positions))
+            s.meanReward *= scale; s.meanBaseline *= scale; s.meanAdvantage *= scale
+            s.meanAbsoluteAdvantage *= scale
+            s.policyLoss *= lambda * scale
+            return s
+        }
     }
     public private(set) var statistics = Statistics()
+    /// The same figures as sums over the last `prepare`'s pairs (no scaling, no λ): what a shard
+    /// of a global batch contributes to the batch's statistics.
+    public private(set) var sums = Statistics()
+
+    /// The global index of row 0 of the prepared batch, when it is one shard of a larger batch:
+    /// the draws are keyed by (step, firstSequence + row, …). 0 for a whole batch.
+    public var firstSequence = 0
+    /// The number of pairs P the policy term is averaged over, when not the prepared batch's own
+    /// (rows · M): the global batch's, when the batch is one of its shards.
+    public var pairDenominator: Int?
 
     let vocab: Int
     /// (row, position) pairs of the step, window by window: P.
@@ -195,7 +232,7 @@ public final class ConsequenceObjective {
             if let fixed = fixedPositions {
                 for i in 0..<m { pairPosition[row * m + i] = fixed[row * m + i] }
             } else {
-                Self.drawPositions(random, step: step, sequence: row, choices: choices, count: m, pool: pool,
+                Self.drawPositions(random, step: step, sequence: firstSequence + row, choices: choices, count: m, pool: pool,
                                    into: pairPosition + row * m)
             }
             for i in 0..<m { pairRow[row * m + i] = row }
@@ -217,7 +254,7 @@ public final class ConsequenceObjective {
             }
             baselines[pair] = -Float(cache.meanLoss(row: row, positions: (t + 1)..<(t + 1 + k)))
             if !exact {
-                let u = random.uniform(.sample, step: step, sequence: row, position: t)
+                let u = random.uniform(.sample, step: step, sequence: firstSequence + row, position: t)
                 sampled[pair] = KeyedRandom.sample(logits: logits, count: v, u: u)
             }
         }
@@ -299,11 +336,8 @@ public final class ConsequenceObjective {
             }
             s.meanBaseline += b
         }
-        let scale = 1 / Double(max(1, count))
-        s.meanReward *= scale; s.meanBaseline *= scale; s.meanAdvantage *= scale
-        s.meanAbsoluteAdvantage *= scale
-        s.policyLoss *= lambda * scale
-        statistics = s
+        sums = s
+        statistics = s.means(weight: lambda)
     }
 
     /// The positions t window `row` used in the last `prepare`, in draw order (for tests and logs;
@@ -328,7 +362,7 @@ public final class ConsequenceObjective {
     /// every advantage 0, it adds exact zeros.
     public func addPolicyGradient(to dLogits: UnsafeMutablePointer<Float>) {
         let count = preparedRows * settings.positions, v = vocab
-        let scale = Float(settings.weight) / Float(max(1, count))
+        let scale = Float(settings.weight) / Float(max(1, pairDenominator ?? count))
         for pair in 0..<count {
             let d = dLogits + (pairRow[pair] * seqLen + pairPosition[pair]) * v
             let p = probabilities + pair * v, b = baselines[pair]

@@ -22,8 +22,8 @@ public final class GameRunner {
     let changedCounts: UnsafeMutablePointer<Int32>
 
     /// Test hook (scheduled sampling): called in place of drawing the model's sample with the
-    /// sequence, the position of the input replaced, and its ground-truth token; returns the
-    /// token put there.
+    /// sequence (its index in the global batch), the position of the input replaced, and its
+    /// ground-truth token; returns the token put there.
     public var sampleOverride: ((_ sequence: Int, _ position: Int, _ truth: Int32) -> Int32)?
 
     /// What the last step measured, beyond its loss.
@@ -117,6 +117,15 @@ public final class GameRunner {
         } else {
             consequence = nil
         }
+        switch game {
+        case .teacherForced: figureCount = 1
+        case .scheduledSampling: figureCount = 4
+        case .consequence: figureCount = 1 + ConsequenceObjective.Statistics.sumCount
+        case .multiToken(let heads): figureCount = heads
+        }
+        figures = .allocate(capacity: figureCount)
+        figures.initialize(repeating: 0, count: figureCount)
+        headDenominators = Array(repeating: 0, count: max(0, model.config.predictionHeads - 1))
     }
 
     /// The consequence game's objective (its test hooks: a forced reward, fixed positions).
@@ -126,6 +135,107 @@ public final class GameRunner {
         mixed.deallocate()
         replacedCounts.deallocate()
         changedCounts.deallocate()
+        figures.deallocate()
+    }
+
+    /// The global index of this runner's first window when its batch is one shard of a larger
+    /// batch (DataParallelStep): the game's draws are keyed by (step, firstSequence + row,
+    /// position), so a window draws the same numbers whichever shard or rank computes it. 0 for a
+    /// whole batch.
+    public var firstSequence = 0 {
+        didSet { consequence?.firstSequence = firstSequence }
+    }
+
+    // MARK: One shard of a global batch (DataParallelStep)
+
+    /// How many figures one shard's passes leave in `figures`: the sums the whole batch's loss and
+    /// statistics are made of — the t+1 row losses over counted targets, then under scheduled
+    /// sampling the eligible, replaced and changed inputs, under the consequence game the sums of
+    /// `ConsequenceObjective.Statistics`, under multi-token heads each extra head's row losses.
+    public let figureCount: Int
+    /// The last shard's figures (`figureCount`).
+    public let figures: UnsafeMutablePointer<Double>
+    /// The global batch's counted targets, and each extra head's (index j − 2), set by `prepareShards`.
+    private var counted = 0
+    private var headDenominators: [Int]
+
+    /// Before the shards of a global batch of `windows` windows (`targets`, windows·T): every loss
+    /// of the shards' passes is divided by the global batch's count — its counted targets, each
+    /// prediction head's, the consequence game's pairs — not the shard's. Undone by `finishShards`.
+    func prepareShards(targets: UnsafePointer<Int32>, windows: Int) {
+        let t = seqLen
+        counted = 0
+        for i in 0..<(windows * t) where targets[i] >= 0 { counted += 1 }
+        cache.lossDenominator = counted
+        if case .multiToken(let heads) = game, heads > 1 {
+            for j in 2...heads {
+                headDenominators[j - 2] = Transformer.predictionCountedTargets(head: j, targets: targets, batch: windows, seqLen: t)
+            }
+            cache.predictionLossDenominators = headDenominators
+        }
+        if let consequence { consequence.pairDenominator = windows * consequence.settings.positions }
+    }
+
+    func finishShards() {
+        cache.lossDenominator = nil
+        cache.predictionLossDenominators = nil
+        consequence?.pairDenominator = nil
+        firstSequence = 0
+    }
+
+    /// One shard's forward, its figures into `figures`, and (when its loss is finite) its backward,
+    /// adding into `params.grads`, at optimiser step `step`.
+    func shardPasses(step: Int, inputs: UnsafePointer<Int32>, targets: UnsafePointer<Int32>) {
+        passes(step: step, inputs: inputs, targets: targets) { forward, backward in
+            let loss = forward()
+            let rows = batch * seqLen
+            var total = 0.0
+            for r in 0..<rows where targets[r] >= 0 { total += Double(cache.rowLoss[r]) }
+            figures[0] = total
+            switch game {
+            case .teacherForced: break
+            case .scheduledSampling:
+                figures[1] = Double(last.inputsEligible)
+                figures[2] = Double(last.inputsReplaced)
+                figures[3] = Double(last.inputsChanged)
+            case .consequence:
+                consequence!.sums.write(into: figures + 1)
+            case .multiToken(let heads):
+                if loss != nil {
+                    for j in stride(from: 2, through: heads, by: 1) { figures[j - 1] = model.predictionHeadLossSum(head: j, cache: cache) }
+                }
+            }
+            if let loss, loss.isFinite { backward() }
+        }
+    }
+
+    /// From the figures of every shard added in shard order (`totals`): the global batch's loss
+    /// under the game (returned) and its statistics (`last`).
+    func combineShards(_ totals: UnsafePointer<Double>) -> Float {
+        func mean(_ sum: Double, _ count: Int) -> Float { count > 0 ? Float(sum / Double(count)) : 0 }
+        let next = Float(totals[0] / Double(max(1, counted)))
+        switch game {
+        case .teacherForced:
+            last = Statistics(nextTokenLoss: next)
+            return next
+        case .scheduledSampling:
+            last = Statistics(nextTokenLoss: next, inputsEligible: Int(totals[1]), inputsReplaced: Int(totals[2]),
+                              inputsChanged: Int(totals[3]))
+            return next
+        case .consequence:
+            let objective = consequence!
+            let sums = ConsequenceObjective.Statistics(reading: totals + 1)
+            last = Statistics(nextTokenLoss: next, consequence: sums.means(weight: objective.settings.weight),
+                              consequenceSampled: objective.settings.estimator == .sampled)
+            return next
+        case .multiToken(let heads):
+            // As forwardPredictionHeads: the mean over the heads of each head's mean loss.
+            let first = mean(totals[0], counted)
+            var total = Double(first)
+            for j in stride(from: 2, through: heads, by: 1) { total += Double(mean(totals[j - 1], headDenominators[j - 2])) }
+            last = Statistics(nextTokenLoss: first)
+            return Float(total / Double(heads))
+        }
     }
 
     /// Runs optimiser step `step` (from 1) of `trainingStep` on the windows `inputs` → `targets`
@@ -214,8 +324,9 @@ public final class GameRunner {
             for row in 0..<b {
                 replacedCounts[row] = 0
                 changedCounts[row] = 0
-                for p in 1..<max(1, t) where random.uniform(.replace, step: step, sequence: row, position: p) < rate {
-                    let token = sampleOverride(row, p, inputs[row * t + p])
+                let sequence = firstSequence + row
+                for p in 1..<max(1, t) where random.uniform(.replace, step: step, sequence: sequence, position: p) < rate {
+                    let token = sampleOverride(sequence, p, inputs[row * t + p])
                     mixed[row * t + p] = token
                     replacedCounts[row] += 1
                     if token != inputs[row * t + p] { changedCounts[row] += 1 }
@@ -224,13 +335,14 @@ public final class GameRunner {
         } else {
             // Rows are independent and each draw is keyed by its (step, sequence, position): the
             // result does not depend on the threads.
-            Parallel.forEach(b, (random, mixed, inputs, logits, replacedCounts, changedCounts, step, rate, t, v)) { args, row in
-                let (random, mixed, inputs, logits, replaced, changed, step, rate, t, v) = args
+            Parallel.forEach(b, (random, mixed, inputs, logits, replacedCounts, changedCounts, step, rate, t, v, firstSequence)) { args, row in
+                let (random, mixed, inputs, logits, replaced, changed, step, rate, t, v, first) = args
                 replaced[row] = 0
                 changed[row] = 0
-                for p in 1..<max(1, t) where random.uniform(.replace, step: step, sequence: row, position: p) < rate {
+                let sequence = first + row
+                for p in 1..<max(1, t) where random.uniform(.replace, step: step, sequence: sequence, position: p) < rate {
                     // Input p is the target of position p − 1: it is drawn from that row's logits.
-                    let u = random.uniform(.sample, step: step, sequence: row, position: p)
+                    let u = random.uniform(.sample, step: step, sequence: sequence, position: p)
                     let token = KeyedRandom.sample(logits: logits + (row * t + p - 1) * v, count: v, u: u)
                     mixed[row * t + p] = token
                     replaced[row] += 1

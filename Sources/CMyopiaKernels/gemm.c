@@ -977,6 +977,23 @@ static inline void small_m_nn(const long M, long n, long kc, const float *a, lon
     }
 }
 
+// Columns [j0, n) of C against B stored n x k, one sequential chain per element and K block: the
+// columns the vector paths leave over.
+static void few_columns_scalar(long m, long j0, long n, long k, long kcb, const float *a, long lda, const float *b,
+                               long ldb, float *c, long ldc, int accumulate) {
+    for (long j = j0; j < n; j++) {
+        for (long pc = 0; pc < k; pc += kcb) {
+            long p1 = k - pc < kcb ? k : pc + kcb;
+            int overwrite = pc == 0 && !accumulate;
+            for (long i = 0; i < m; i++) {
+                float s = 0;
+                for (long p = pc; p < p1; p++) s = __builtin_fmaf(a[i * lda + p], b[j * ldb + p], s);
+                c[i * ldc + j] = overwrite ? s : c[i * ldc + j] + s;
+            }
+        }
+    }
+}
+
 // One K block of 8 rows of B (stored n x k, row stride ldb) against M rows of A: acc[i] lane q
 // = Σ_p A[i, p] B[j + q, p] over p in [p0, p1), a sequential FMA chain from zero. Eight rows are
 // read contiguously and turned into columns by an 8 x 8 register transpose.
@@ -1022,17 +1039,7 @@ static inline void small_m_nt(const long M, long n, long k, long kcb, const floa
             }
         }
     }
-    for (; j < n; j++) {
-        for (long pc = 0; pc < k; pc += kcb) {
-            long p1 = k - pc < kcb ? k : pc + kcb;
-            int overwrite = pc == 0 && !accumulate;
-            for (long i = 0; i < M; i++) {
-                float s = 0;
-                for (long p = pc; p < p1; p++) s = __builtin_fmaf(a[i * lda + p], b[j * ldb + p], s);
-                c[i * ldc + j] = overwrite ? s : c[i * ldc + j] + s;
-            }
-        }
-    }
+    few_columns_scalar(M, j, n, k, kcb, a, lda, b, ldb, c, ldc, accumulate);
 }
 
 AVX2_FMA
@@ -1128,22 +1135,6 @@ static void few_rows8_any(long g, long kc, const float *a, long lda, const float
         MYOPIA_FEW_CASE(9) MYOPIA_FEW_CASE(10) MYOPIA_FEW_CASE(11) MYOPIA_FEW_CASE(12)
     }
 #undef MYOPIA_FEW_CASE
-}
-
-// Columns [j0, n) of B not covered by whole tiles, one sequential chain per element.
-static void few_columns_scalar(long m, long j0, long n, long k, long kcb, const float *a, long lda, const float *b,
-                               long ldb, float *c, long ldc, int accumulate) {
-    for (long j = j0; j < n; j++) {
-        for (long pc = 0; pc < k; pc += kcb) {
-            long p1 = k - pc < kcb ? k : pc + kcb;
-            int overwrite = pc == 0 && !accumulate;
-            for (long i = 0; i < m; i++) {
-                float s = 0;
-                for (long p = pc; p < p1; p++) s = __builtin_fmaf(a[i * lda + p], b[j * ldb + p], s);
-                c[i * ldc + j] = overwrite ? s : c[i * ldc + j] + s;
-            }
-        }
-    }
 }
 
 // The 8-wide tiles of columns [j0, j1) (a multiple of 8 apart).
@@ -1252,12 +1243,9 @@ static void few_columns16(long m, long j0, long j1, long k, long kcb, const floa
 }
 #endif
 
-int myopia_sgemm_few_rows(int kernel_id, long m, long n, long k, const float *a, long lda, const float *b, long ldb,
-                          float *c, long ldc, int accumulate) {
-#if defined(__x86_64__)
-    if (m < 1 || !myopia_cpu_has_avx2_fma() ||
-        (kernel_id != MYOPIA_KERNEL_AVX2_FMA && kernel_id != MYOPIA_KERNEL_AVX512))
-        return 0;
+// What the streaming entry points share: with n ≤ 0 nothing to do, with k ≤ 0 C zeroed (or kept,
+// accumulating) — 1, done; else 0, and the packed path's K block size in *kcb.
+__attribute__((unused)) static int stream_prologue(long m, long n, long k, float *c, long ldc, int accumulate, long *kcb) {
     if (n <= 0) return 1;
     if (k <= 0) {
         if (!accumulate)
@@ -1265,7 +1253,18 @@ int myopia_sgemm_few_rows(int kernel_id, long m, long n, long k, const float *a,
         return 1;
     }
     long kblocks = (k + KC_MAX - 1) / KC_MAX;
-    long kcb = (k + kblocks - 1) / kblocks;
+    *kcb = (k + kblocks - 1) / kblocks;
+    return 0;
+}
+
+int myopia_sgemm_few_rows(int kernel_id, long m, long n, long k, const float *a, long lda, const float *b, long ldb,
+                          float *c, long ldc, int accumulate) {
+#if defined(__x86_64__)
+    if (m < 1 || !myopia_cpu_has_avx2_fma() ||
+        (kernel_id != MYOPIA_KERNEL_AVX2_FMA && kernel_id != MYOPIA_KERNEL_AVX512))
+        return 0;
+    long kcb;
+    if (stream_prologue(m, n, k, c, ldc, accumulate, &kcb)) return 1;
     float buf[KC_MAX * 16] __attribute__((aligned(64)));
     long j = 0;
     if (kernel_id == MYOPIA_KERNEL_AVX512 && myopia_cpu_has_avx512vl()) {
@@ -1291,14 +1290,8 @@ int myopia_sgemm_small_m(long m, long n, long k, const float *a, long lda, const
                          float *c, long ldc, int accumulate) {
 #if defined(__x86_64__)
     if (m < 1 || m > MYOPIA_GEMM_SMALL_M || !myopia_cpu_has_avx2_fma()) return 0;
-    if (n <= 0) return 1;
-    if (k <= 0) {
-        if (!accumulate)
-            for (long i = 0; i < m; i++) memset(c + i * ldc, 0, (size_t)n * sizeof(float));
-        return 1;
-    }
-    long kblocks = (k + KC_MAX - 1) / KC_MAX;
-    long kcb = (k + kblocks - 1) / kblocks;
+    long kcb;
+    if (stream_prologue(m, n, k, c, ldc, accumulate, &kcb)) return 1;
     if (transB) {
         small_m_nt_all(m, n, k, kcb, a, lda, b, ldb, c, ldc, accumulate);
         return 1;

@@ -264,25 +264,16 @@ static inline q_group group_avx2(const int format, const uint8_t *block, int s) 
         g.op = KQ_MUL;
         break;
     case MYOPIA_QUANT_Q4_0:
-    case MYOPIA_QUANT_Q4_1: {
-        const int one = format == MYOPIA_QUANT_Q4_1;
-        const __m128i qs = _mm_loadu_si128((const __m128i *)(block + (one ? 4 : 2)));
-        const __m256i both = _mm256_set_m128i(_mm_srli_epi16(qs, 4), qs);
-        g.q = _mm256_and_si256(both, _mm256_set1_epi8(15));
-        if (!one) g.q = _mm256_sub_epi8(g.q, _mm256_set1_epi8(8));
-        g.scale[0] = g.scale[1] = half_f16c(block);
-        g.offset[0] = g.offset[1] = one ? half_f16c(block + 2) : 0;
-        g.op = one ? KQ_ADD : KQ_MUL;
-        break;
-    }
+    case MYOPIA_QUANT_Q4_1:
     case MYOPIA_QUANT_Q5_0:
     case MYOPIA_QUANT_Q5_1: {
-        const int one = format == MYOPIA_QUANT_Q5_1;
-        const __m128i qs = _mm_loadu_si128((const __m128i *)(block + (one ? 8 : 6)));
-        const __m256i both = _mm256_set_m128i(_mm_srli_epi16(qs, 4), qs);
-        const __m256i high = _mm256_slli_epi16(mask_bits(load_u32(block + (one ? 4 : 2))), 4);
-        g.q = _mm256_or_si256(_mm256_and_si256(both, _mm256_set1_epi8(15)), high);
-        if (!one) g.q = _mm256_sub_epi8(g.q, _mm256_set1_epi8(16));
+        // d (and m for _1), Q5's 32 fifth bits, then 16 bytes of nibbles: value j low, j + 16 high.
+        const int one = format == MYOPIA_QUANT_Q4_1 || format == MYOPIA_QUANT_Q5_1;
+        const int five = format == MYOPIA_QUANT_Q5_0 || format == MYOPIA_QUANT_Q5_1;
+        const __m128i qs = _mm_loadu_si128((const __m128i *)(block + 2 + 2 * one + 4 * five));
+        g.q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), _mm256_set1_epi8(15));
+        if (five) g.q = _mm256_or_si256(g.q, _mm256_slli_epi16(mask_bits(load_u32(block + 2 + 2 * one)), 4));
+        if (!one) g.q = _mm256_sub_epi8(g.q, _mm256_set1_epi8(five ? 16 : 8));
         g.scale[0] = g.scale[1] = half_f16c(block);
         g.offset[0] = g.offset[1] = one ? half_f16c(block + 2) : 0;
         g.op = one ? KQ_ADD : KQ_MUL;

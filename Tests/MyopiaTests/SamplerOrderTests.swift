@@ -28,45 +28,42 @@ final class SamplerOrderTests: XCTestCase {
         return Int32(order[pick])
     }
 
-    /// Logits spread over tens of nats, as a language model's are: the sampler sorts only the
-    /// tokens within half an ulp of the largest probability (a small head here) and must still draw
-    /// exactly what sorting all of them gives, with cuts inside the head and past it.
-    func testDrawsWithALongTailEqualTheComparisonSort() {
-        let v = 5000
-        var data = SeededGenerator(seed: 12)
-        let settings = [SamplingOptions(temperature: 1), SamplingOptions(temperature: 1, topK: 3000),
-                        SamplingOptions(temperature: 0.8, topK: 2, topP: 0.999), SamplingOptions(temperature: 1.5, topP: 0.95)]
+    /// Each setting (its seed `seed + index`) draws 40 times from `logits(data)` with `Sampler`
+    /// and with the reference, the same random draws for both.
+    func checkDraws(_ settings: [SamplingOptions], seed: UInt64, logits: (inout SeededGenerator) -> [Float]) {
+        var data = SeededGenerator(seed: seed)
         for (s, base) in settings.enumerated() {
             var options = base
-            options.seed = UInt64(200 + s)
+            options.seed = seed * 10 + UInt64(s)
             var sampler = Sampler(options)
             var rng = SeededGenerator(seed: options.seed)
             for step in 0..<40 {
-                let logits = (0..<v).map { j -> Float in Float(data.nextUnit() * 40) - (j < 20 ? 0 : 25) }
-                let got = logits.withUnsafeBufferPointer { sampler.sample($0.baseAddress!, count: v) }
-                XCTAssertEqual(got, reference(logits, options, &rng), "setting \(s) step \(step)")
+                let row = logits(&data)
+                let got = row.withUnsafeBufferPointer { sampler.sample($0.baseAddress!, count: row.count) }
+                XCTAssertEqual(got, reference(row, options, &rng), "setting \(s) step \(step)")
             }
         }
     }
 
+    /// Logits spread over tens of nats, as a language model's are: the sampler sorts only the
+    /// tokens within half an ulp of the largest probability (a small head here) and must still draw
+    /// exactly what sorting all of them gives, with cuts inside the head and past it.
+    func testDrawsWithALongTailEqualTheComparisonSort() {
+        checkDraws([SamplingOptions(temperature: 1), SamplingOptions(temperature: 1, topK: 3000),
+                    SamplingOptions(temperature: 0.8, topK: 2, topP: 0.999), SamplingOptions(temperature: 1.5, topP: 0.95)],
+                   seed: 12) { data in
+            (0..<5000).map { j -> Float in Float(data.nextUnit() * 40) - (j < 20 ? 0 : 25) }
+        }
+    }
+
+    /// Logits on a coarse grid, so many tokens tie; some far below (probability 0).
     func testDrawsEqualTheComparisonSort() {
-        let v = 3000
-        var data = SeededGenerator(seed: 11)
-        let settings = [SamplingOptions(temperature: 1), SamplingOptions(temperature: 0.7, topK: 40),
-                        SamplingOptions(temperature: 1.3, topP: 0.9), SamplingOptions(temperature: 0.9, topK: 200, topP: 0.5)]
-        for (s, base) in settings.enumerated() {
-            var options = base
-            options.seed = UInt64(100 + s)
-            var sampler = Sampler(options)
-            var rng = SeededGenerator(seed: options.seed)
-            for step in 0..<40 {
-                // Logits on a coarse grid, so many tokens tie; some far below (probability 0).
-                let logits = (0..<v).map { j -> Float in
-                    let x = Float(Int(data.nextUnit() * 12)) * 0.5
-                    return j % 97 == 0 ? -200 : x
-                }
-                let got = logits.withUnsafeBufferPointer { sampler.sample($0.baseAddress!, count: v) }
-                XCTAssertEqual(got, reference(logits, options, &rng), "setting \(s) step \(step)")
+        checkDraws([SamplingOptions(temperature: 1), SamplingOptions(temperature: 0.7, topK: 40),
+                    SamplingOptions(temperature: 1.3, topP: 0.9), SamplingOptions(temperature: 0.9, topK: 200, topP: 0.5)],
+                   seed: 11) { data in
+            (0..<3000).map { j -> Float in
+                let x = Float(Int(data.nextUnit() * 12)) * 0.5
+                return j % 97 == 0 ? -200 : x
             }
         }
     }

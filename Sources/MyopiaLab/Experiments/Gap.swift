@@ -185,10 +185,10 @@ public enum Gap {
                 log(String(format: "%@ seed %llu: validation loss %.4f", flow.description, seed, result.loss))
                 let since = Date()
                 if let curve = SelfReinforcement.measure(trainer.model, tokens: dataset.validation, tokenizer: tokenizer) {
-                    try RunFolder.write(curve, as: SelfReinforcement.fileName, record: AnalysisRecord(
+                    if writes { try RunFolder.write(curve, as: SelfReinforcement.fileName, record: AnalysisRecord(
                         command: "gap", model: folder.lastPathComponent, data: "\(dataset.source) (validation)",
                         settings: ["sentences": "\(SelfReinforcement.runSentences)", "max_repeats": "\(curve.maxRepeats)"],
-                        seconds: Date().timeIntervalSince(since)), to: folder)
+                        seconds: Date().timeIntervalSince(since)), to: folder) }
                     loops[f].append(curve)
                 }
                 valLoss[f].append(result.loss)

@@ -1093,16 +1093,16 @@ static void small_m_nt_all(long m, long n, long k, long kcb, const float *a, lon
 #if defined(__x86_64__)
 // buf[(p - p0) * 8 + q] = B[j + q, p] for p in [p0, p1): 8 rows of B from bj, transposed 8 k at a time.
 AVX2_FMA
-static void few_transpose8(const float *bj, long ldb, long p0, long p1, float *buf, long stride) {
+static void few_transpose8(const float *bj, long ldb, long p0, long p1, float *buf) {
     long p = p0;
     for (; p + 8 <= p1; p += 8) {
         __m256 r[8];
         for (long q = 0; q < 8; q++) r[q] = _mm256_loadu_ps(bj + q * ldb + p);
         transpose8x8(r);
-        for (long q = 0; q < 8; q++) _mm256_storeu_ps(buf + (p - p0 + q) * stride, r[q]);
+        for (long q = 0; q < 8; q++) _mm256_storeu_ps(buf + (p - p0 + q) * 8, r[q]);
     }
     for (; p < p1; p++)
-        for (long q = 0; q < 8; q++) buf[(p - p0) * stride + q] = bj[q * ldb + p];
+        for (long q = 0; q < 8; q++) buf[(p - p0) * 8 + q] = bj[q * ldb + p];
 }
 
 // G rows of A against an 8-wide tile buffer over kc k: C rows (G x 8) (+)= the chains.
@@ -1144,7 +1144,7 @@ static void few_tiles8(long m, long j0, long j1, long k, long kcb, const float *
     for (long j = j0; j < j1; j += 8) {
         for (long pc = 0; pc < k; pc += kcb) {
             long p1 = k - pc < kcb ? k : pc + kcb;
-            few_transpose8(b + j * ldb, ldb, pc, p1, buf, 8);
+            few_transpose8(b + j * ldb, ldb, pc, p1, buf);
             int overwrite = pc == 0 && !accumulate;
             for (long i = 0; i < m; i += FEW_GROUP8) {
                 long g = m - i < FEW_GROUP8 ? m - i : FEW_GROUP8;

@@ -25,7 +25,7 @@ public enum GEMM {
         let threads = parallel ? Parallel.threadCount : 1
         let kernel = activeKernel
         if !transA && usesFMA && (m <= Int(MYOPIA_GEMM_SMALL_M)
-                                  || (transB && m <= fewRowsLimit && fewRowsKernels.contains(kernel))) {
+                                  || (transB && m <= fewRowsLimit && streamsFewRows(kernel))) {
             return multiplyStreaming(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transB: transB, c: c, ldc: ldc,
                                      accumulate: accumulate, threads: threads, kernel: kernel)
         }
@@ -116,8 +116,10 @@ public enum GEMM {
     /// Rows of A up to which a product against a transposed B streams B instead of packing it.
     public static let fewRowsLimit = Int(MYOPIA_GEMM_FEW_M)
 
-    /// The kernels `myopia_sgemm_few_rows` runs with (the others pack).
-    static let fewRowsKernels: Set<Int32> = [Int32(MYOPIA_KERNEL_AVX2_FMA), Int32(MYOPIA_KERNEL_AVX512)]
+    /// Whether `myopia_sgemm_few_rows` runs with `kernel` (AVX2+FMA and AVX-512; the others pack).
+    static func streamsFewRows(_ kernel: Int32) -> Bool {
+        kernel == Int32(MYOPIA_KERNEL_AVX2_FMA) || kernel == Int32(MYOPIA_KERNEL_AVX512)
+    }
 
     static let minParallelStream = 1 << 16
 

@@ -53,4 +53,41 @@ static inline int myopia_mpi_allgatherv_floats_in_place(float *buffer, const int
     return MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffer, counts, displs, MPI_FLOAT, MPI_COMM_WORLD);
 }
 
+// Non-blocking collectives, for the gradient exchange that runs while backward goes on. MPI_Request
+// and MPI_Comm are handles of an implementation's own type (a pointer in Open MPI, an int in
+// MPICH): Swift keeps them in storage of the sizes these report.
+static inline int myopia_mpi_request_size(void) { return (int)sizeof(MPI_Request); }
+static inline int myopia_mpi_comm_size_of(void) { return (int)sizeof(MPI_Comm); }
+
+/// A second communicator over the same ranks (MPI_Comm_dup of MPI_COMM_WORLD) into `comm`: its
+/// collectives are ordered apart from the world's, so two streams of them can be in flight.
+static inline int myopia_mpi_comm_dup_world(void *comm) { return MPI_Comm_dup(MPI_COMM_WORLD, (MPI_Comm *)comm); }
+
+static inline int myopia_mpi_comm_free(void *comm) { return MPI_Comm_free((MPI_Comm *)comm); }
+
+/// MPI_Ialltoallv of floats on `comm` (NULL: MPI_COMM_WORLD); the request into `request`.
+static inline int myopia_mpi_ialltoallv_floats(const float *send, const int *sendCounts, const int *sendDispls,
+                                               float *recv, const int *recvCounts, const int *recvDispls,
+                                               const void *comm, void *request) {
+    return MPI_Ialltoallv(send, sendCounts, sendDispls, MPI_FLOAT, recv, recvCounts, recvDispls, MPI_FLOAT,
+                          comm ? *(const MPI_Comm *)comm : MPI_COMM_WORLD, (MPI_Request *)request);
+}
+
+/// MPI_Iallgatherv in place on `comm` (NULL: MPI_COMM_WORLD); the request into `request`.
+static inline int myopia_mpi_iallgatherv_floats_in_place(float *buffer, const int *counts, const int *displs,
+                                                         const void *comm, void *request) {
+    return MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffer, counts, displs, MPI_FLOAT,
+                           comm ? *(const MPI_Comm *)comm : MPI_COMM_WORLD, (MPI_Request *)request);
+}
+
+/// MPI_Test: 1 when the request has completed (it is then freed), 0 when not; progresses every
+/// operation in flight.
+static inline int myopia_mpi_test(void *request) {
+    int flag = 0;
+    MPI_Test((MPI_Request *)request, &flag, MPI_STATUS_IGNORE);
+    return flag;
+}
+
+static inline int myopia_mpi_wait(void *request) { return MPI_Wait((MPI_Request *)request, MPI_STATUS_IGNORE); }
+
 #endif

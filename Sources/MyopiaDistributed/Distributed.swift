@@ -36,13 +36,51 @@ public enum Distributed {
         return nil
     }
 
+    /// How the data-parallel step sends its gradient: the most floats in a bucket, and whether
+    /// buckets start during backward (nil: where the group's collectives run without waiting).
+    /// Neither changes a bit of the result; every rank must use the same bucket.
+    public struct Exchange: Equatable, Sendable {
+        public var bucketFloats: Int
+        public var overlap: Bool?
+        public static let standard = Exchange(bucketFloats: 1 << 22, overlap: nil)
+
+        /// `MYOPIA_BUCKET_MB` (MiB, fractions allowed: 16 is the default) and `MYOPIA_OVERLAP` (1 or 0).
+        public init(environment: [String: String]) throws {
+            self = .standard
+            if let text = environment["MYOPIA_BUCKET_MB"] {
+                guard let mb = Double(text), mb.isFinite, mb > 0, mb <= 1_048_576 else {
+                    throw DistributedError.invalidVariable(name: "MYOPIA_BUCKET_MB", expected: "a positive number of MiB (16 by default)", found: text)
+                }
+                bucketFloats = max(1, Int(mb * 262_144))
+            }
+            if let text = environment["MYOPIA_OVERLAP"] {
+                guard text == "0" || text == "1" else {
+                    throw DistributedError.invalidVariable(name: "MYOPIA_OVERLAP", expected: "1 (start buckets during backward) or 0 (after it)", found: text)
+                }
+                overlap = text == "1"
+            }
+        }
+
+        public init(bucketFloats: Int, overlap: Bool?) {
+            self.bucketFloats = bucketFloats
+            self.overlap = overlap
+        }
+    }
+
+    /// The gradient exchange's settings; `start()` reads them from the environment.
+    nonisolated(unsafe) public private(set) static var exchange = Exchange.standard
+
     /// Joins the MPI job when a launcher started this process; otherwise the group stays one process.
-    /// Throws `DistributedError.notBuiltWithMPI` when a launcher started a binary built without MPI.
+    /// Throws `DistributedError.notBuiltWithMPI` when a launcher started a binary built without MPI,
+    /// `.invalidVariable` for a malformed exchange setting, and `.mismatch` when the ranks' bucket
+    /// sizes differ.
     public static func start(environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        exchange = try Exchange(environment: environment)
         guard let variable = launcherVariable(in: environment) else { return }
         #if MPI
         group = try MPIProcessGroup()
         atexit { Distributed.group.finish() }
+        try Agreement.check([("the gradient bucket (MYOPIA_BUCKET_MB, in floats)", "\(exchange.bucketFloats)")], in: group)
         #else
         throw DistributedError.notBuiltWithMPI(variable: variable)
         #endif
@@ -70,6 +108,8 @@ public enum DistributedError: Error, CustomStringConvertible, Equatable {
     case mismatch(rank: Int, field: String, leader: String, found: String)
     /// A command that runs on one process only, started as several.
     case singleProcessOnly(command: String, ranks: Int)
+    /// An environment variable with a value it cannot take.
+    case invalidVariable(name: String, expected: String, found: String)
 
     public var description: String {
         switch self {
@@ -79,6 +119,8 @@ public enum DistributedError: Error, CustomStringConvertible, Equatable {
             return "MPI_Init_thread failed: the launcher's environment is not one this MPI library can join"
         case .mismatch(let rank, let field, let leader, let found):
             return "rank \(rank) differs from rank 0 in \(field): \(found) against \(leader); every rank must run the same settings, data and GEMM arithmetic"
+        case .invalidVariable(let name, let expected, let found):
+            return "\(name) must be \(expected), not '\(found)'"
         case .singleProcessOnly(let command, let ranks):
             return "`myopia \(command)` runs on one process only, not under an MPI launcher (\(ranks) ranks): run it without mpirun"
         }

@@ -23,9 +23,56 @@ public protocol ProcessGroup: AnyObject {
                   into receive: UnsafeMutablePointer<Float>, receiveCounts: UnsafePointer<Int32>, receiveOffsets: UnsafePointer<Int32>)
     /// In place: rank r's part of `buffer` (`counts[r]` floats at `offsets[r]`) reaches every rank.
     func allGatherInPlace(_ buffer: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>, offsets: UnsafePointer<Int32>)
+    /// Whether `startAllToAll` and `startAllGatherInPlace` return before the exchange is done (MPI);
+    /// groups that run them as they are started (one process, threads) answer false.
+    var startsWithoutWaiting: Bool { get }
+    /// `allToAll` started without waiting for it: the buffers stay in use until `wait` returns or
+    /// `test` answers true. Every rank starts the same non-blocking collectives in the same order.
+    func startAllToAll(_ send: UnsafePointer<Float>, sendCounts: UnsafePointer<Int32>, sendOffsets: UnsafePointer<Int32>,
+                       into receive: UnsafeMutablePointer<Float>, receiveCounts: UnsafePointer<Int32>,
+                       receiveOffsets: UnsafePointer<Int32>) -> CollectiveRequest
+    /// `allGatherInPlace` started without waiting for it, in a stream of its own: gathers may be
+    /// started while all-to-alls are in flight (each stream in the same order on every rank).
+    func startAllGatherInPlace(_ buffer: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>,
+                               offsets: UnsafePointer<Int32>) -> CollectiveRequest
+    /// Whether a started collective has completed (it then needs no `wait`); moves every collective
+    /// in flight on (MPI progresses only inside its calls).
+    func test(_ request: CollectiveRequest) -> Bool
+    /// Returns once a started collective has completed.
+    func wait(_ request: CollectiveRequest)
     /// Ends every process of the job with exit status `code` (after an error on any rank: the
     /// others would otherwise wait for it in their next collective).
     func abort(code: Int32) -> Never
+}
+
+/// A collective in flight: a slot of the group that started it (`done`: one that completed as it
+/// started).
+public struct CollectiveRequest: Equatable, Sendable {
+    public let slot: Int
+    public init(slot: Int) { self.slot = slot }
+    public static let done = CollectiveRequest(slot: -1)
+}
+
+/// Groups without non-blocking collectives run them as they are started (one process; threads).
+extension ProcessGroup {
+    public var startsWithoutWaiting: Bool { false }
+
+    public func startAllToAll(_ send: UnsafePointer<Float>, sendCounts: UnsafePointer<Int32>, sendOffsets: UnsafePointer<Int32>,
+                              into receive: UnsafeMutablePointer<Float>, receiveCounts: UnsafePointer<Int32>,
+                              receiveOffsets: UnsafePointer<Int32>) -> CollectiveRequest {
+        allToAll(send, sendCounts: sendCounts, sendOffsets: sendOffsets, into: receive,
+                 receiveCounts: receiveCounts, receiveOffsets: receiveOffsets)
+        return .done
+    }
+
+    public func startAllGatherInPlace(_ buffer: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>,
+                                      offsets: UnsafePointer<Int32>) -> CollectiveRequest {
+        allGatherInPlace(buffer, counts: counts, offsets: offsets)
+        return .done
+    }
+
+    public func test(_ request: CollectiveRequest) -> Bool { true }
+    public func wait(_ request: CollectiveRequest) {}
 }
 
 extension ProcessGroup {

@@ -48,6 +48,15 @@ public final class Transformer {
     /// a `KVCache` or `DecodeBatch` made with `quantized: true` decodes from them; everything else
     /// (training, the analyses, scoring) reads the fp32 parameters.
     public var quantizedDecoding: QuantizedWeights?
+    /// Called as backward goes down the model with an offset o: from here to the end of this pass,
+    /// backward writes no gradient at or after o (params.grads[o...] is final). It comes after the
+    /// head (o: the first parameter after the last block), after each block l (o: block l's first
+    /// parameter) and after the embeddings (0). The data-parallel step sends those gradients on
+    /// while backward computes the rest.
+    public var gradientsComplete: ((Int) -> Void)?
+    /// Where each block's parameters start in the flat buffer, then where the parameters after the
+    /// last block start (L + 1 offsets, increasing).
+    public let blockStarts: [Int]
     public let architecture: Architecture
     let blocks: [BlockParameters]
     /// The blocks of extra prediction heads j = 2…N, at index j − 2 (empty when N = 1).
@@ -98,6 +107,9 @@ public final class Transformer {
         blocks = (0..<config.nLayers).map {
             BlockParameters(params, config: config, prefix: arch.prefix(layer: $0))
         }
+        blockStarts = (0..<config.nLayers).map { l in
+            params.entries.first { $0.name.hasPrefix(arch.prefix(layer: l)) }!.offset
+        } + [params.offset(arch.keys.finalNorm + ".weight")]
         predictionBlocks = stride(from: 2, through: config.predictionHeads, by: 1).map {
             BlockParameters(params, config: config, prefix: BlockParameters.prefix(predictionHead: $0))
         }
@@ -336,14 +348,17 @@ public final class Transformer {
         // The forward pass decides: a local-myopic forward is differentiated as one.
         let past = cache.referencePast.flatMap { $0.isCurrent ? $0 : nil }
         observe?(config.nLayers, cache.dResid)
+        gradientsComplete?(blockStarts[config.nLayers])
         for l in stride(from: config.nLayers - 1, through: 0, by: -1) {
             Block.backward(cache.layers[l], scratch: cache, w: w, g: g, p: blocks[l], shape: shapes[l], b: b, t: t,
                            inputShare: flow.offDiagonalInputShare, probs: cache.keptPattern(layer: l),
                            past: past?.qkv[l])
             if l == config.nLayers - 1, let extra { Elementwise.add(into: cache.dResid, extra, count: b * t * c) }
             observe?(l, cache.dResid)
+            gradientsComplete?(blockStarts[l])
         }
         backwardEmbeddings(cache: cache)
+        gradientsComplete?(0)
     }
 
     /// From cache.dResid = ∂L/∂(what enters block 0): the token embedding's gradient (not the

@@ -28,6 +28,9 @@ public final class DataParallelStep {
     public let batch: Int, seqLen: Int, shards: Int
     public let group: any ProcessGroup
     public let sum: OrderedShardSum
+    /// Whether each bucket's exchange starts during the backward of this rank's last shard (as
+    /// `Transformer.gradientsComplete` reports its layers done) rather than after it.
+    public let overlapsBackward: Bool
     /// The training game on one shard's windows; after a step its `last` holds the whole batch's statistics.
     public let runner: GameRunner
     /// Whether any rank saw an interruption request (Ctrl-C) by the last step: every rank stops at
@@ -44,10 +47,17 @@ public final class DataParallelStep {
     /// Where shard s's figures start in `gathered`.
     private let slotOfShard: [Int]
 
+    /// The hook handed to the model during the last shard's backward (made once).
+    private var lastShardHook: ((Int) -> Void)?
+
     /// A step for batches of `batch` windows of `seqLen` in `shards` shards over `group`'s ranks,
-    /// under `game`, whose draws `seed` keys (the run's seed).
+    /// under `game`, whose draws `seed` keys (the run's seed). The gradient goes over the ranks in
+    /// buckets of at most `bucketFloats` elements; `overlap` starts them during backward (nil:
+    /// where the group's collectives run without waiting, as MPI's do). Neither changes a bit of
+    /// the result; the defaults are the environment's (`Distributed.exchange`).
     public init(model: Transformer, batch: Int, seqLen: Int, shards: Int, group: any ProcessGroup,
-                game: TrainingGame = .teacherForced, seed: UInt64 = 0) {
+                game: TrainingGame = .teacherForced, seed: UInt64 = 0,
+                bucketFloats: Int = Distributed.exchange.bucketFloats, overlap: Bool? = Distributed.exchange.overlap) {
         precondition(shards >= 1 && batch % shards == 0, "\(batch) windows do not cut into \(shards) shards")
         self.model = model
         self.batch = batch
@@ -57,7 +67,8 @@ public final class DataParallelStep {
         let plan = ShardPlan(shards: shards, ranks: group.size)
         cache = model.makeCache(batch: batch / shards, seqLen: seqLen)
         runner = GameRunner(game: game, model: model, cache: cache, batch: batch / shards, seqLen: seqLen, seed: seed)
-        sum = OrderedShardSum(count: model.params.count, plan: plan, group: group)
+        sum = OrderedShardSum(count: model.params.count, plan: plan, group: group, bucketFloats: bucketFloats)
+        overlapsBackward = group.size > 1 && (overlap ?? group.startsWithoutWaiting)
         let width = runner.figureCount
         let slots = (0..<group.size).map { plan.shards(of: $0).count }.max()! * width + 1
         self.slots = slots
@@ -67,6 +78,10 @@ public final class DataParallelStep {
         slotOfShard = (0..<shards).map { s in
             let r = plan.rank(of: s)
             return r * slots + (s - plan.shards(of: r).lowerBound) * width
+        }
+        if overlapsBackward {
+            let sum = sum, grads = model.params.grads
+            lastShardHook = { sum.lastShardComplete(from: $0, grads) }
         }
     }
 
@@ -163,7 +178,9 @@ public final class DataParallelStep {
         let mine = sum.mine
         for (i, s) in mine.enumerated() {
             params.zeroGrads()
+            if i == mine.count - 1 { model.gradientsComplete = lastShardHook }
             shard(s)
+            model.gradientsComplete = nil
             (local + i * width).update(from: runner.figures, count: width)
             sum.deposit(i, params.grads)
         }

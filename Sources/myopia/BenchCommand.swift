@@ -137,8 +137,9 @@ extension BenchCommand {
         }
         if json { return try printJSON(figures) }
         for f in figures {
-            print(String(format: "%@ data-parallel step, %d rank(s) x %d thread(s), %d shards of batch %d: %.1f ms/step, reduce %.1f ms, %.1f MB sent per step per rank",
-                         f.config, f.ranks, f.threadsPerRank, f.shards, f.batch, f.msPerStep, f.reduceMs, Double(f.bytesPerStep) / 1e6))
+            print(String(format: "%@ data-parallel step, %d rank(s) x %d thread(s), %d shards of batch %d: %.1f ms/step, reduce %.1f ms, %.1f MB sent per step per rank in %d bucket(s)%@",
+                         f.config, f.ranks, f.threadsPerRank, f.shards, f.batch, f.msPerStep, f.reduceMs, Double(f.bytesPerStep) / 1e6,
+                         f.buckets, f.overlap ? ", started during backward" : ""))
         }
     }
 }

@@ -21,6 +21,24 @@ final class DistributedCLITests: CLITestCase {
         }
     }
 
+    /// The gradient exchange's variables: read as MiB and 0/1, refused in one line naming the variable.
+    func testExchangeVariablesAreReadAndBadValuesRefused() throws {
+        XCTAssertEqual(try Distributed.Exchange(environment: [:]), .standard)
+        let set = try Distributed.Exchange(environment: ["MYOPIA_BUCKET_MB": "0.5", "MYOPIA_OVERLAP": "0"])
+        XCTAssertEqual(set, Distributed.Exchange(bucketFloats: 131_072, overlap: false))
+        XCTAssertEqual(try Distributed.Exchange(environment: ["MYOPIA_OVERLAP": "1"]).overlap, true)
+        for (name, value) in [("MYOPIA_BUCKET_MB", "0"), ("MYOPIA_BUCKET_MB", "-3"), ("MYOPIA_BUCKET_MB", "lots"),
+                              ("MYOPIA_BUCKET_MB", "nan"), ("MYOPIA_OVERLAP", "yes")] {
+            XCTAssertThrowsError(try Distributed.Exchange(environment: [name: value])) {
+                XCTAssertTrue("\($0)".contains(name) && "\($0)".contains(value), "\($0)")
+            }
+            let r = try run(["eval", "--help"], environment: [name: value])
+            XCTAssertEqual(r.status, 1, "\(name)=\(value)")
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+            XCTAssertTrue(r.stderr.contains(name), r.stderr)
+        }
+    }
+
     func testShardsAreRecordedAndMustDivideTheBatch() throws {
         let folder = try temporaryDirectory()
         let text = folder.appendingPathComponent("text.txt")

@@ -84,29 +84,68 @@ final class DataParallelTests: XCTestCase {
         return ((0..<(b * t)).map { _ in Int32(rng.nextInt(below: 64)) }, (0..<(b * t)).map { _ in Int32(rng.nextInt(below: 64)) })
     }
 
-    /// S = 4 shards on 1, 2 and 3 ranks (3: 1, 1 and 2 shards each): the same gradient and loss, bit for bit.
+    /// S = 4 shards on 1, 2 and 3 ranks (3: 1, 1 and 2 shards each): the same gradient and loss, bit for bit,
+    /// in one bucket or many, their exchange started after backward or during it.
     func testSameBitsOnOneTwoAndThreeRanks() {
         let (b, t, s) = (8, 8, 4)
         let (x, y) = batch(b, t)
-        var results: [[Float]] = [], losses: [Float] = []
-        for n in 1...3 {
-            let outcome = ThreadGroup.run(ranks: n) { group -> ([Float], Float) in
-                let m = self.model()
-                let step = DataParallelStep(model: m, batch: b, seqLen: t, shards: s, group: group)
-                let loss = step.gradient(inputs: x, targets: y)
-                return (m.params.gradArray(), loss)
+        let one = ThreadGroup.run(ranks: 1) { group -> ([Float], Float) in
+            let m = self.model()
+            let loss = DataParallelStep(model: m, batch: b, seqLen: t, shards: s, group: group).gradient(inputs: x, targets: y)
+            return (m.params.gradArray(), loss)
+        }[0]
+        for n in 2...3 {
+            for (bucket, overlap) in [(OrderedShardSum.defaultBucketFloats, false), (997, false), (997, true), (61, true)] {
+                let outcome = ThreadGroup.run(ranks: n) { group -> ([Float], Float, Int) in
+                    let m = self.model()
+                    let step = DataParallelStep(model: m, batch: b, seqLen: t, shards: s, group: group,
+                                                bucketFloats: bucket, overlap: overlap)
+                    let loss = step.gradient(inputs: x, targets: y)
+                    return (m.params.gradArray(), loss, step.sum.buckets.count)
+                }
+                let label = "\(n) ranks, buckets of \(bucket), overlap \(overlap)"
+                XCTAssertEqual(outcome[0].2, (one.0.count + bucket - 1) / bucket, label)
+                for r in 0..<n {
+                    XCTAssertTrue(outcome[r].0 == one.0, "\(label): rank \(r)'s gradient differs from one process's")
+                    XCTAssertEqual(outcome[r].1, one.1, label)
+                }
             }
-            for r in 1..<n {
-                XCTAssertTrue(outcome[r].0 == outcome[0].0, "\(n) ranks: rank \(r)'s gradient differs from rank 0's")
-                XCTAssertEqual(outcome[r].1, outcome[0].1)
-            }
-            results.append(outcome[0].0)
-            losses.append(outcome[0].1)
         }
-        XCTAssertTrue(results[1] == results[0], "2 ranks differ from one process")
-        XCTAssertTrue(results[2] == results[0], "3 ranks differ from one process")
-        XCTAssertEqual(losses[1], losses[0])
-        XCTAssertEqual(losses[2], losses[0])
+    }
+
+    /// `gradientsComplete` keeps its promise: no gradient at or after an offset it reports changes
+    /// for the rest of backward — the plain head, a tied GPT-2 with learned positions, and extra
+    /// prediction heads — and the offsets it reports go down to 0.
+    func testGradientsCompleteOffsetsAreFinal() {
+        var configs = [ModelConfig(vocabSize: 64, maxPositions: 8, dModel: 16, nLayers: 3, nHeads: 2, tokenizer: nil)]
+        var llama = ModelConfig(vocabSize: 64, maxPositions: 8, dModel: 16, nLayers: 2, nHeads: 2, tokenizer: nil)
+        llama.family = .llama
+        llama.tiedEmbeddings = false
+        llama.predictionHeads = 3
+        configs.append(llama)
+        for config in configs {
+            let m = Transformer(config: config)
+            m.initialize(seed: 3)
+            let (x, y) = batch(2, 8)
+            let cache = m.makeCache(batch: 2, seqLen: 8)
+            var seen: [(Int, [Float])] = []
+            m.gradientsComplete = { o in seen.append((o, Array(UnsafeBufferPointer(start: m.params.grads + o, count: m.params.count - o)))) }
+            m.params.zeroGrads()
+            m.forward(tokens: x, targets: y, batch: 2, seqLen: 8, cache: cache)
+            if config.predictionHeads > 1 {
+                _ = m.forwardPredictionHeads(cache: cache)
+                m.backwardPredictionHeads(cache: cache)
+            } else {
+                m.backward(cache: cache)
+            }
+            m.gradientsComplete = nil
+            XCTAssertEqual(seen.map(\.0), m.blockStarts.reversed() + [0], "\(config.family)")
+            let final = m.params.gradArray()
+            for (o, snapshot) in seen {
+                XCTAssertTrue(Array(final[o...]) == snapshot, "\(config.family): a gradient after \(o) changed later")
+            }
+            XCTAssertTrue(final.contains { $0 != 0 })
+        }
     }
 
     /// The shards' gradients add up to the whole batch's mean-loss gradient (to rounding).

@@ -45,6 +45,20 @@ for n in 2 3; do
     grep -q '"shards" : 4' "$work/np$n/run_config.json" || fail "run_config.json does not record the shards"
     pass "train, 4 shards on $n ranks: the same weights, optimiser state and losses as one process"
 done
+# The gradient in many small buckets (MYOPIA_BUCKET_MB), started during backward or after it: the same bits.
+for overlap in 1 0; do
+    MYOPIA_BUCKET_MB=0.01 MYOPIA_OVERLAP=$overlap "${mpirun[@]}" -np 3 -x MYOPIA_BUCKET_MB -x MYOPIA_OVERLAP \
+        "$bin" train "${flags[@]}" --out "$work/buckets$overlap"
+    same_run "$work/one" "$work/buckets$overlap" 8
+done
+pass "train on 3 ranks in buckets of 0.01 MiB, started during backward and after it: the same bits as one process"
+# Ranks that disagree on the bucket size are refused before any work.
+if "${mpirun[@]}" -np 2 sh -c 'MYOPIA_BUCKET_MB=$((OMPI_COMM_WORLD_RANK + 1)) exec "$0" "$@"' \
+        "$bin" train "${flags[@]}" --out "$work/bucket-mismatch" > "$work/bucket-mismatch.log" 2>&1; then
+    fail "ranks with different MYOPIA_BUCKET_MB were not refused"
+fi
+grep -q "MYOPIA_BUCKET_MB" "$work/bucket-mismatch.log" || fail "the bucket refusal does not name MYOPIA_BUCKET_MB: $(cat "$work/bucket-mismatch.log")"
+pass "ranks with different MYOPIA_BUCKET_MB are refused"
 
 # 1b. The other games in shards: the same bits on 2 and 3 ranks as one process.
 for game in "scheduled-sampling --sample-rate 0.3" "consequence --consequence-horizon 2 --consequence-positions 3" \

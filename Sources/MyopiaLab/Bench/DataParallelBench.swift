@@ -17,10 +17,14 @@ public enum DataParallelBench {
         public var msPerStep: Double        // median
         public var reduceMs: Double         // median, of the same steps
         public var bytesPerStep: Int        // sent by this rank
+        public var buckets: Int             // the gradient's buckets (0 for one process)
+        public var bucketFloats: Int        // the most floats in one (MYOPIA_BUCKET_MB)
+        public var overlap: Bool            // whether they start during backward (MYOPIA_OVERLAP)
 
         enum CodingKeys: String, CodingKey {
-            case config, ranks, shards, batch, parameters
+            case config, ranks, shards, batch, parameters, buckets, overlap
             case threadsPerRank = "threads_per_rank", msPerStep = "ms_per_step", reduceMs = "reduce_ms", bytesPerStep = "bytes_per_step"
+            case bucketFloats = "bucket_floats"
         }
     }
 
@@ -52,6 +56,7 @@ public enum DataParallelBench {
         func median(_ x: [Double]) -> Double { x.sorted()[x.count / 2] }
         return Figure(config: bench.name, ranks: group.size, threadsPerRank: Parallel.threadCount, shards: shards, batch: bench.batch,
                       parameters: model.params.count, msPerStep: median(total), reduceMs: median(reduce),
-                      bytesPerStep: step.sum.bytesPerStep)
+                      bytesPerStep: step.sum.bytesPerStep, buckets: step.sum.buckets.count,
+                      bucketFloats: Distributed.exchange.bucketFloats, overlap: step.overlapsBackward)
     }
 }

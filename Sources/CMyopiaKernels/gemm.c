@@ -928,6 +928,55 @@ double myopia_fma_peak_loop_width(int width, long iterations) {
     return 0;
 }
 
+// MARK: - Memory read rate
+//
+// The ceiling of a decode step that streams every weight once: `count` floats read in order, as
+// wide as the CPU reads, into 8 independent sums (the result only keeps the loads from being
+// dropped).
+
+#if defined(__x86_64__)
+AVX512
+static float stream_read_avx512(const float *p, long count) {
+    __m512 s[8];
+    for (int i = 0; i < 8; i++) s[i] = _mm512_setzero_ps();
+    long i = 0;
+    for (; i + 128 <= count; i += 128)
+        for (int j = 0; j < 8; j++) s[j] = _mm512_add_ps(s[j], _mm512_loadu_ps(p + i + 16 * j));
+    for (int j = 1; j < 8; j++) s[0] = _mm512_add_ps(s[0], s[j]);
+    float total = _mm512_reduce_add_ps(s[0]);
+    for (; i < count; i++) total += p[i];
+    return total;
+}
+
+AVX2_FMA
+static float stream_read_avx2(const float *p, long count) {
+    __m256 s[8];
+    for (int i = 0; i < 8; i++) s[i] = _mm256_setzero_ps();
+    long i = 0;
+    for (; i + 64 <= count; i += 64)
+        for (int j = 0; j < 8; j++) s[j] = _mm256_add_ps(s[j], _mm256_loadu_ps(p + i + 8 * j));
+    for (int j = 1; j < 8; j++) s[0] = _mm256_add_ps(s[0], s[j]);
+    float lanes[8], total = 0;
+    _mm256_storeu_ps(lanes, s[0]);
+    for (int j = 0; j < 8; j++) total += lanes[j];
+    for (; i < count; i++) total += p[i];
+    return total;
+}
+#endif
+
+float myopia_stream_read(const float *p, long count) {
+#if defined(__x86_64__)
+    if (myopia_cpu_has_avx512()) return stream_read_avx512(p, count);
+    if (myopia_cpu_has_avx2_fma()) return stream_read_avx2(p, count);
+#endif
+    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    long i = 0;
+    for (; i + 8 <= count; i += 8)
+        for (int j = 0; j < 8; j++) s[j] += p[i + j];
+    for (; i < count; i++) s[0] += p[i];
+    return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+}
+
 // MARK: - Few rows of C (decoding)
 //
 // With m ≤ MYOPIA_GEMM_SMALL_M rows (one new token, a short window) the packed path spends most of

@@ -46,6 +46,34 @@ public enum Peak {
         return best
     }
 
+    /// Memory read rate, GB/s: `threads` threads each read their half (third, …) of a buffer of
+    /// `bytes` (far beyond the caches) once; the best of `rounds`. The ceiling of decoding one
+    /// token at a time, which streams every weight once per token.
+    public static func measureReadBandwidth(threads: Int, bytes: Int = 512 << 20, rounds: Int = 5) -> Double {
+        let threads = max(1, threads), count = bytes / 4
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        defer { buffer.deallocate() }
+        // Touch every page first, on the threads that read it afterwards.
+        Parallel.forEachStatic(threads, threads: threads, buffer) { buffer, part in
+            let lo = part * count / threads, hi = (part + 1) * count / threads
+            (buffer + lo).update(repeating: 1, count: hi - lo)
+        }
+        let sums = UnsafeMutablePointer<Float>.allocate(capacity: threads)
+        defer { sums.deallocate() }
+        var best = 0.0
+        for _ in 0..<max(1, rounds) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            Parallel.forEachStatic(threads, threads: threads, (buffer, sums)) { args, part in
+                let lo = part * count / threads, hi = (part + 1) * count / threads
+                args.1[part] = myopia_stream_read(args.0 + lo, hi - lo)
+            }
+            let wall = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+            best = max(best, Double(4 * count) / wall * 1e-9)
+        }
+        precondition((0..<threads).reduce(Float(0)) { $0 + sums[$1] } > 0, "the reads were dropped")
+        return best
+    }
+
     /// A quick single-thread FMA rate of one vector width (best of five runs of ~0.3 ms), for the
     /// kernel choice; nil where the CPU lacks the width.
     static func singleThreadRate(width: Int) -> Double? {

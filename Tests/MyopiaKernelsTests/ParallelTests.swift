@@ -1,4 +1,5 @@
 import XCTest
+import CMyopiaKernels
 @testable import MyopiaKernels
 
 final class ParallelTests: KernelTestCase {
@@ -64,5 +65,17 @@ final class ParallelTests: KernelTestCase {
     func testPeakIsPositive() {
         let gflops = Peak.measureFMAPeak(threads: 1, seconds: 0.02)
         XCTAssertGreaterThan(gflops, 0.1)
+    }
+
+    /// The read loop sums what it reads (every width, and the tail past the last full vector
+    /// group), so the rate it reports is of reads that happened.
+    func testStreamReadSumsEveryValue() {
+        for count in [0, 1, 7, 64, 127, 128, 1000, 4099] {
+            let values = (0..<count).map { Float($0 % 5) }
+            let sum = values.withUnsafeBufferPointer { myopia_stream_read($0.baseAddress, count) }
+            XCTAssertEqual(sum, Float(values.reduce(0, +)), "\(count) values")
+        }
+        let rate = Peak.measureReadBandwidth(threads: 2, bytes: 8 << 20, rounds: 2)
+        XCTAssertTrue(rate.isFinite && rate > 0.1, "\(rate) GB/s")
     }
 }

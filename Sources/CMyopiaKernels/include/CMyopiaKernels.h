@@ -142,6 +142,9 @@ double myopia_fma_peak_loop(long iterations);
 /// The same loop on `width`-float vectors: 8 (ymm, AVX2+FMA) or 16 (zmm, AVX-512). Returns 0,
 /// running nothing, where the CPU lacks that width.
 double myopia_fma_peak_loop_width(int width, long iterations);
+/// Reads `count` floats in order, as wide as the CPU reads, and returns their sum: the memory
+/// read rate a decode step that streams its weights cannot beat.
+float myopia_stream_read(const float *p, long count);
 
 /// AVX2+FMA row operations (call only when myopia_cpu_has_avx2_fma(); off x86-64 they are scalar).
 /// y[i] = exp(x[i]), y may equal x.

@@ -214,6 +214,9 @@ public enum Bench {
         public var horizon: HorizonCost?
         public var tokenizers: [TokenizerThroughput]
         public var decode: [DecodeSpeed]
+        /// threads -> GB/s read from memory (`Peak.measureReadBandwidth`): the ceiling of decoding
+        /// one token at a time, which streams every weight once (measured with the decode figures).
+        public var memoryReadGBs: [String: Double]
         /// Sampled generation of `decodeModel` at N = 1, 4, 16, 64 samples (fp32) and N = 1, 16
         /// (quantised), at the largest thread count.
         public var generate: [GenerateSpeed]
@@ -224,7 +227,7 @@ public enum Bench {
             case kernel, cores, gemm, training, horizon, tokenizers, decode, generate, games
             case kernelSelection = "kernel_selection", fmaPeakGflopsByWidth = "fma_peak_gflops_by_width"
             case fmaPeakGflops = "fma_peak_gflops", gemmGeomeanRatio = "gemm_geomean_ratio_vs_openblas"
-            case myopicOverVanilla = "myopic_over_vanilla"
+            case myopicOverVanilla = "myopic_over_vanilla", memoryReadGBs = "memory_read_gbs"
         }
     }
 
@@ -344,8 +347,12 @@ public enum Bench {
         }
         let tokenizerCases = tokenizers ? measureTokenizers(store: store, log: log) : []
         var decodeCases: [DecodeSpeed] = [], generateCases: [GenerateSpeed] = []
+        var memoryRead: [String: Double] = [:]
         if decode {
             for t in threads {
+                let rate = Peak.measureReadBandwidth(threads: t)
+                memoryRead["\(t)"] = rate
+                log(String(format: "memory read, %d thread(s): %.1f GB/s", t, rate))
                 Parallel.threadCount = t
                 if let d = measureDecode(store: store, log: log) { decodeCases.append(d) }
             }
@@ -356,7 +363,7 @@ public enum Bench {
                       cores: ProcessInfo.processInfo.activeProcessorCount,
                       fmaPeakGflops: peaks, fmaPeakGflopsByWidth: peaksByWidth, gemm: cases, gemmGeomeanRatio: geomean, training: steps,
                       myopicOverVanilla: ratios, horizon: horizonCost, tokenizers: tokenizerCases, decode: decodeCases,
-                      generate: generateCases, games: gameSteps)
+                      memoryReadGBs: memoryRead, generate: generateCases, games: gameSteps)
     }
 
     /// Every game of `benchGames` on `bench` (vanilla flow) at the current thread count, in the

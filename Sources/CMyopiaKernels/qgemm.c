@@ -12,7 +12,8 @@
 // from contracting them); the K-quants' sub-block scale d·sc (and min dmin·mn) first, then its
 // product with q, then the difference (GGUFQuantization.swift has the layouts). Only the sums differ from a product over the dequantised floats: each row
 // of A against each weight row is summed in four 8-lane FMA chains (the portable path: 32 chains of
-// multiply-then-add), whatever the number of rows, so a row's result never depends on m.
+// multiply-then-add), whatever the number of rows of A or of weight rows computed together, so a
+// result never depends on m or n.
 #include "CMyopiaKernels.h"
 #include "scratch.h"
 
@@ -418,10 +419,14 @@ static void qgemm_avx2(int format, long m, long n, long k, const float *a, long 
 //
 // The same sums as the AVX2 path, bit for bit: a zmm holds two of its 8-lane chains side by side
 // (values 0–15 of a group, then 16–31), every lane does the same FMA on the same values, and the
-// chains are added in the same order at the end. With 32 registers, up to 8 rows of A run against
-// a weight row at once, so a dequantised group serves 8 rows from registers.
+// chains are added in the same order at the end. A few rows of A (m ≤ QFEW512) run against one
+// weight row at a time, its groups dequantised into registers; more rows run in tiles: QJ512
+// weight rows dequantised once into an L1 buffer, then QR512 rows of A at a time against all of
+// them, so that each load of A feeds the chains of QJ512 weight rows.
 #define AVX512Q __attribute__((target("avx512f,avx512vl,avx2,fma,f16c")))
-#define QROWS512 8
+#define QFEW512 5
+#define QJ512 4
+#define QR512 3
 
 // The 32 values of a group into two zmm (values 0–15, 16–31), as group_floats_avx2 computes them.
 AVX512Q __attribute__((always_inline))
@@ -438,27 +443,46 @@ static inline void group_floats_avx512(const q_group *g, __m512 *v) {
 AVX512Q __attribute__((always_inline))
 static inline __m256 high_half(__m512 x) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)); }
 
-// qgemm_rows with R ≤ QROWS512 rows and two chains a register.
+// The sum of one (row, weight row)'s two chain registers, as qgemm_rows adds its four chains.
+AVX512Q __attribute__((always_inline))
+static inline float chains_sum512(const __m512 *acc) {
+    __m256 c01 = _mm256_add_ps(_mm512_castps512_ps256(acc[0]), high_half(acc[0]));
+    __m256 c23 = _mm256_add_ps(_mm512_castps512_ps256(acc[1]), high_half(acc[1]));
+    return lanes_sum(_mm256_add_ps(c01, c23));
+}
+
+// chains_sum512 of four outputs at once (acc[j][0..1], j < 4), each addition the same one on the
+// same operands: the halves of two outputs' registers side by side, then lanes_sum's three steps
+// on four 128-bit lanes, one an output.
+AVX512Q __attribute__((always_inline))
+static inline __m128 chains_sum4_512(const __m512 (*acc)[2]) {
+    __m512 x[2];
+    for (int pair = 0; pair < 2; pair++) {
+        const __m512 *u = acc[2 * pair], *v = acc[2 * pair + 1];
+        // lanes 0–7: output 2·pair's c01 (then c23), lanes 8–15: output 2·pair + 1's
+        const __m512 c01 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], v[0], 0x44), _mm512_shuffle_f32x4(u[0], v[0], 0xEE));
+        const __m512 c23 = _mm512_add_ps(_mm512_shuffle_f32x4(u[1], v[1], 0x44), _mm512_shuffle_f32x4(u[1], v[1], 0xEE));
+        x[pair] = _mm512_add_ps(c01, c23);
+    }
+    // 128-bit lane j: lanes 0–3 + lanes 4–7 of output j's eight, then lanes_sum's last two steps
+    __m512 s = _mm512_add_ps(_mm512_shuffle_f32x4(x[0], x[1], 0x88), _mm512_shuffle_f32x4(x[0], x[1], 0xDD));
+    s = _mm512_add_ps(s, _mm512_shuffle_ps(s, s, _MM_SHUFFLE(3, 2, 3, 2)));
+    s = _mm512_add_ps(s, _mm512_movehdup_ps(s));
+    return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0), s));
+}
+
+// Rows 0 ..< R (≤ QFEW512) of A against one weight row: C's column at c.
 AVX512Q __attribute__((always_inline))
 static inline void qgemm_rows512(const int format, const int R, long k, const float *a, long lda, const uint8_t *wrow,
-                                 float *row, int first, int keep, float *c, long ldc, int accumulate) {
+                                 float *c, long ldc, int accumulate) {
     const long values = myopia_quant_block_values(format), block_bytes = myopia_quant_block_bytes(format);
-    __m512 acc[QROWS512][2];
+    __m512 acc[QFEW512][2];
 #pragma clang loop unroll(full)
     for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     for (long p = 0; p < k; p += 32) {
         __m512 v[2];
-        if (first) {
-            const q_group group = group_avx2(format, GROUP_AT(wrow, p, values, block_bytes));
-            group_floats_avx512(&group, v);
-            if (keep) {
-                _mm512_store_ps(row + p, v[0]);
-                _mm512_store_ps(row + p + 16, v[1]);
-            }
-        } else {
-            v[0] = _mm512_load_ps(row + p);
-            v[1] = _mm512_load_ps(row + p + 16);
-        }
+        const q_group group = group_avx2(format, GROUP_AT(wrow, p, values, block_bytes));
+        group_floats_avx512(&group, v);
 #pragma clang loop unroll(full)
         for (int r = 0; r < R; r++) {
             acc[r][0] = _mm512_fmadd_ps(_mm512_loadu_ps(a + r * lda + p), v[0], acc[r][0]);
@@ -466,36 +490,104 @@ static inline void qgemm_rows512(const int format, const int R, long k, const fl
         }
     }
     for (int r = 0; r < R; r++) {
-        __m256 c01 = _mm256_add_ps(_mm512_castps512_ps256(acc[r][0]), high_half(acc[r][0]));
-        __m256 c23 = _mm256_add_ps(_mm512_castps512_ps256(acc[r][1]), high_half(acc[r][1]));
-        float s = lanes_sum(_mm256_add_ps(c01, c23));
+        const float s = chains_sum512(acc[r]);
         c[r * ldc] = accumulate ? c[r * ldc] + s : s;
     }
 }
 
-// Every weight row against the rows of A in groups of QROWS512: the first group dequantises the
-// weight row into registers (and leaves it in `row` for the others).
+// Weight rows 0 ..< J (≤ QJ512) into `tile`, each group once: group p / 32 of row j at tile + p·J + 32·j.
+AVX512Q __attribute__((always_inline))
+static inline void dequant_tile512(const int format, int J, long k, const uint8_t *w, long row_bytes, float *tile) {
+    const long values = myopia_quant_block_values(format), block_bytes = myopia_quant_block_bytes(format);
+    for (long p = 0; p < k; p += 32)
+        for (int j = 0; j < J; j++) {
+            const q_group group = group_avx2(format, GROUP_AT(w + j * row_bytes, p, values, block_bytes));
+            __m512 v[2];
+            group_floats_avx512(&group, v);
+            _mm512_store_ps(tile + p * J + 32 * j, v[0]);
+            _mm512_store_ps(tile + p * J + 32 * j + 16, v[1]);
+        }
+}
+
+// Rows 0 ..< R of A against the J weight rows of `tile`: C's R × J block at c. Each (row, weight
+// row) has qgemm_rows512's two chains and sum; a load of A feeds J of them.
+AVX512Q __attribute__((always_inline))
+static inline void qgemm_tile512(const int J, const int R, long k, const float *a, long lda, const float *tile,
+                                 float *c, long ldc, int accumulate) {
+    __m512 acc[QR512][QJ512][2];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < R; r++)
+#pragma clang loop unroll(full)
+        for (int j = 0; j < J; j++) acc[r][j][0] = acc[r][j][1] = _mm512_setzero_ps();
+    for (long p = 0; p < k; p += 32) {
+        const float *wp = tile + p * J;
+#pragma clang loop unroll(full)
+        for (int h = 0; h < 2; h++) {
+            __m512 v[QJ512];
+#pragma clang loop unroll(full)
+            for (int j = 0; j < J; j++) v[j] = _mm512_load_ps(wp + 32 * j + 16 * h);
+#pragma clang loop unroll(full)
+            for (int r = 0; r < R; r++) {
+                const __m512 x = _mm512_loadu_ps(a + r * lda + p + 16 * h);
+#pragma clang loop unroll(full)
+                for (int j = 0; j < J; j++) acc[r][j][h] = _mm512_fmadd_ps(x, v[j], acc[r][j][h]);
+            }
+        }
+    }
+#pragma clang loop unroll(full)
+    for (int r = 0; r < R; r++) {
+        if (J == QJ512) {
+            const __m128 s = chains_sum4_512(acc[r]);
+            _mm_storeu_ps(c + r * ldc, accumulate ? _mm_add_ps(_mm_loadu_ps(c + r * ldc), s) : s);
+        } else {
+            for (int j = 0; j < J; j++) {
+                const float s = chains_sum512(acc[r][j]);
+                c[r * ldc + j] = accumulate ? c[r * ldc + j] + s : s;
+            }
+        }
+    }
+}
+
+// Every row of A against the J (≤ QJ512) weight rows of `tile`.
+AVX512Q
+static void qgemm_tiles512(int J, long m, long k, const float *a, long lda, const float *tile, float *c, long ldc,
+                           int accumulate) {
+    // ⌈m / QR512⌉ passes, their row counts differing by at most one (16 rows: 3, 3, 3, 3, 2, 2)
+    const long passes = (m + QR512 - 1) / QR512;
+    for (long pass = 0, i = 0; pass < passes; pass++) {
+        const int R = (int)(m / passes + (pass < m % passes));
+        const float *ai = a + i * lda;
+        float *ci = c + i * ldc;
+#define MYOPIA_Q_TILE(JJ, RR)                                                                                 \
+    case (JJ) * 8 + (RR): qgemm_tile512(JJ, RR, k, ai, lda, tile, ci, ldc, accumulate); break;
+        switch (J * 8 + R) {
+            MYOPIA_Q_TILE(1, 1) MYOPIA_Q_TILE(1, 2) MYOPIA_Q_TILE(1, 3)
+            MYOPIA_Q_TILE(2, 1) MYOPIA_Q_TILE(2, 2) MYOPIA_Q_TILE(2, 3)
+            MYOPIA_Q_TILE(3, 1) MYOPIA_Q_TILE(3, 2) MYOPIA_Q_TILE(3, 3)
+            MYOPIA_Q_TILE(4, 1) MYOPIA_Q_TILE(4, 2) MYOPIA_Q_TILE(4, 3)
+        }
+#undef MYOPIA_Q_TILE
+        i += R;
+    }
+}
+
 AVX512Q __attribute__((always_inline))
 static inline void qgemm_avx512_format(const int format, long m, long n, long k, const float *a, long lda,
-                                       const uint8_t *w, long row_bytes, float *c, long ldc, int accumulate, float *row) {
-    const int keep = m > QROWS512;
-    for (long j = 0; j < n; j++) {
-        const uint8_t *wrow = w + j * row_bytes;
-        for (long i = 0; i < m; i += QROWS512) {
-            const int R = m - i < QROWS512 ? (int)(m - i) : QROWS512, first = i == 0;
-            float *ci = c + i * ldc + j;
-            const float *ai = a + i * lda;
-#define MYOPIA_Q_CASE(N)                                                                                      \
-    case N:                                                                                                   \
-        if (first) qgemm_rows512(format, N, k, ai, lda, wrow, row, 1, keep, ci, ldc, accumulate);             \
-        else qgemm_rows512(MYOPIA_QUANT_Q8_0, N, k, ai, lda, NULL, row, 0, 0, ci, ldc, accumulate);           \
-        break;
-            switch (R) {
-                MYOPIA_Q_CASE(1) MYOPIA_Q_CASE(2) MYOPIA_Q_CASE(3) MYOPIA_Q_CASE(4)
-                MYOPIA_Q_CASE(5) MYOPIA_Q_CASE(6) MYOPIA_Q_CASE(7) MYOPIA_Q_CASE(8)
-            }
-#undef MYOPIA_Q_CASE
+                                       const uint8_t *w, long row_bytes, float *c, long ldc, int accumulate, float *tile) {
+    if (m <= QFEW512) {
+        for (long j = 0; j < n; j++) {
+            const uint8_t *wrow = w + j * row_bytes;
+#define MYOPIA_Q_ROWS(RR)                                                                                     \
+    case RR: qgemm_rows512(format, RR, k, a, lda, wrow, c + j, ldc, accumulate); break;
+            switch (m) { MYOPIA_Q_ROWS(1) MYOPIA_Q_ROWS(2) MYOPIA_Q_ROWS(3) MYOPIA_Q_ROWS(4) MYOPIA_Q_ROWS(5) }
+#undef MYOPIA_Q_ROWS
         }
+        return;
+    }
+    for (long j = 0; j < n; j += QJ512) {
+        const int J = n - j < QJ512 ? (int)(n - j) : QJ512;
+        dequant_tile512(format, J, k, w + j * row_bytes, row_bytes, tile);
+        qgemm_tiles512(J, m, k, a, lda, tile, c + j, ldc, accumulate);
     }
 }
 
@@ -512,7 +604,8 @@ void myopia_qgemm(int format, int simd, long m, long n, long k, const float *a, 
                   long row_bytes, float *c, long ldc, int accumulate) {
     const long values = myopia_quant_block_values(format);
     if (m <= 0 || n <= 0 || k <= 0 || values == 0 || k % values != 0) return;
-    float *row = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_QGEMM, (size_t)k * sizeof(float));
+    // a dequantised weight row (AVX2, portable) or QJ512 of them (AVX-512's tiles)
+    float *row = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_QGEMM, (size_t)k * 4 * sizeof(float));
 #if defined(__x86_64__)
     const int f16c = myopia_cpu_has_avx2_fma() && __builtin_cpu_supports("f16c");
     if (simd == 2 && f16c && myopia_cpu_has_avx512vl()) {

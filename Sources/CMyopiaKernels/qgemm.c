@@ -452,23 +452,25 @@ static inline float chains_sum512(const __m512 *acc) {
 }
 
 // chains_sum512 of four outputs at once (acc[j][0..1], j < 4), each addition the same one on the
-// same operands: the halves of two outputs' registers side by side, then lanes_sum's three steps
-// on four 128-bit lanes, one an output.
+// same operands: each output's eight lanes as chains_sum512 adds them, then lanes_sum's three
+// steps on two outputs a ymm (a 128-bit half each), then on four.
 AVX512Q __attribute__((always_inline))
 static inline __m128 chains_sum4_512(const __m512 (*acc)[2]) {
-    __m512 x[2];
-    for (int pair = 0; pair < 2; pair++) {
-        const __m512 *u = acc[2 * pair], *v = acc[2 * pair + 1];
-        // lanes 0–7: output 2·pair's c01 (then c23), lanes 8–15: output 2·pair + 1's
-        const __m512 c01 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], v[0], 0x44), _mm512_shuffle_f32x4(u[0], v[0], 0xEE));
-        const __m512 c23 = _mm512_add_ps(_mm512_shuffle_f32x4(u[1], v[1], 0x44), _mm512_shuffle_f32x4(u[1], v[1], 0xEE));
-        x[pair] = _mm512_add_ps(c01, c23);
+    __m256 x[4];
+    for (int j = 0; j < 4; j++) {
+        const __m256 c01 = _mm256_add_ps(_mm512_castps512_ps256(acc[j][0]), high_half(acc[j][0]));
+        const __m256 c23 = _mm256_add_ps(_mm512_castps512_ps256(acc[j][1]), high_half(acc[j][1]));
+        x[j] = _mm256_add_ps(c01, c23);
     }
-    // 128-bit lane j: lanes 0–3 + lanes 4–7 of output j's eight, then lanes_sum's last two steps
-    __m512 s = _mm512_add_ps(_mm512_shuffle_f32x4(x[0], x[1], 0x88), _mm512_shuffle_f32x4(x[0], x[1], 0xDD));
-    s = _mm512_add_ps(s, _mm512_shuffle_ps(s, s, _MM_SHUFFLE(3, 2, 3, 2)));
-    s = _mm512_add_ps(s, _mm512_movehdup_ps(s));
-    return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0), s));
+    // half h of s[i]: lanes 0–3 + lanes 4–7 of output 2i + h
+    __m256 s[2];
+    for (int i = 0; i < 2; i++)
+        s[i] = _mm256_add_ps(_mm256_permute2f128_ps(x[2 * i], x[2 * i + 1], 0x20), _mm256_permute2f128_ps(x[2 * i], x[2 * i + 1], 0x31));
+    // half h: [0 + 2, 1 + 3] of output h, then of output 2 + h
+    const __m256 t = _mm256_add_ps(_mm256_shuffle_ps(s[0], s[1], _MM_SHUFFLE(1, 0, 1, 0)), _mm256_shuffle_ps(s[0], s[1], _MM_SHUFFLE(3, 2, 3, 2)));
+    // half h: the sums of output h and 2 + h
+    const __m256 u = _mm256_add_ps(_mm256_shuffle_ps(t, t, _MM_SHUFFLE(2, 0, 2, 0)), _mm256_shuffle_ps(t, t, _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm_unpacklo_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
 }
 
 // Rows 0 ..< R (≤ QFEW512) of A against one weight row: C's column at c.
@@ -586,6 +588,11 @@ static inline void qgemm_avx512_format(const int format, long m, long n, long k,
     }
     for (long j = 0; j < n; j += QJ512) {
         const int J = n - j < QJ512 ? (int)(n - j) : QJ512;
+        // the blocks of the tile after the next into L1 while these run (a batch's weights stream from memory)
+        if (j + 3 * QJ512 <= n) {
+            const char *ahead = (const char *)(w + (j + 2 * QJ512) * row_bytes);
+            for (long b = 0; b < QJ512 * row_bytes; b += 64) _mm_prefetch(ahead + b, _MM_HINT_T0);
+        }
         dequant_tile512(format, J, k, w + j * row_bytes, row_bytes, tile);
         qgemm_tiles512(J, m, k, a, lda, tile, c + j, ldc, accumulate);
     }

@@ -512,10 +512,14 @@ static inline void dequant_tile512(const int format, int J, long k, const uint8_
 }
 
 // Rows 0 ..< R of A against the J weight rows of `tile`: C's R × J block at c. Each (row, weight
-// row) has qgemm_rows512's two chains and sum; a load of A feeds J of them.
+// row) has qgemm_rows512's two chains and sum; a load of A feeds J of them. With `first`, each
+// group of the J weight rows (at w) is dequantised into the tile right before its products (the
+// conversions overlap the FMAs of the group before).
 AVX512Q __attribute__((always_inline))
-static inline void qgemm_tile512(const int J, const int R, long k, const float *a, long lda, const float *tile,
-                                 float *c, long ldc, int accumulate) {
+static inline void qgemm_tile512_first(const int format, const int first, const int J, const int R, long k,
+                                       const float *a, long lda, const uint8_t *w, long row_bytes, float *tile,
+                                       float *c, long ldc, int accumulate) {
+    const long values = myopia_quant_block_values(format), block_bytes = myopia_quant_block_bytes(format);
     __m512 acc[QR512][QJ512][2];
 #pragma clang loop unroll(full)
     for (int r = 0; r < R; r++)
@@ -523,6 +527,15 @@ static inline void qgemm_tile512(const int J, const int R, long k, const float *
         for (int j = 0; j < J; j++) acc[r][j][0] = acc[r][j][1] = _mm512_setzero_ps();
     for (long p = 0; p < k; p += 32) {
         const float *wp = tile + p * J;
+        if (first)
+#pragma clang loop unroll(full)
+            for (int j = 0; j < J; j++) {
+                const q_group group = group_avx2(format, GROUP_AT(w + j * row_bytes, p, values, block_bytes));
+                __m512 v[2];
+                group_floats_avx512(&group, v);
+                _mm512_store_ps(tile + p * J + 32 * j, v[0]);
+                _mm512_store_ps(tile + p * J + 32 * j + 16, v[1]);
+            }
 #pragma clang loop unroll(full)
         for (int h = 0; h < 2; h++) {
             __m512 v[QJ512];
@@ -548,6 +561,12 @@ static inline void qgemm_tile512(const int J, const int R, long k, const float *
             }
         }
     }
+}
+
+AVX512Q __attribute__((always_inline))
+static inline void qgemm_tile512(const int J, const int R, long k, const float *a, long lda, const float *tile,
+                                 float *c, long ldc, int accumulate) {
+    qgemm_tile512_first(MYOPIA_QUANT_Q8_0, 0, J, R, k, a, lda, NULL, 0, (float *)tile, c, ldc, accumulate);
 }
 
 // Every row of A against the J (≤ QJ512) weight rows of `tile`.
@@ -593,8 +612,14 @@ static inline void qgemm_avx512_format(const int format, long m, long n, long k,
             const char *ahead = (const char *)(w + (j + 2 * QJ512) * row_bytes);
             for (long b = 0; b < QJ512 * row_bytes; b += 64) _mm_prefetch(ahead + b, _MM_HINT_T0);
         }
-        dequant_tile512(format, J, k, w + j * row_bytes, row_bytes, tile);
-        qgemm_tiles512(J, m, k, a, lda, tile, c + j, ldc, accumulate);
+        if (J == QJ512) {
+            // the first QR512 rows dequantise the tile as they go; the others read it
+            qgemm_tile512_first(format, 1, QJ512, QR512, k, a, lda, w + j * row_bytes, row_bytes, tile, c + j, ldc, accumulate);
+            qgemm_tiles512(J, m - QR512, k, a + QR512 * lda, lda, tile, c + QR512 * ldc + j, ldc, accumulate);
+        } else {
+            dequant_tile512(format, J, k, w + j * row_bytes, row_bytes, tile);
+            qgemm_tiles512(J, m, k, a, lda, tile, c + j, ldc, accumulate);
+        }
     }
 }
 

@@ -421,8 +421,9 @@ static void qgemm_avx2(int format, long m, long n, long k, const float *a, long 
 // (values 0–15 of a group, then 16–31), every lane does the same FMA on the same values, and the
 // chains are added in the same order at the end. A few rows of A (m ≤ QFEW512) run against one
 // weight row at a time, its groups dequantised into registers; more rows run in tiles: QJ512
-// weight rows dequantised once into an L1 buffer, then QR512 rows of A at a time against all of
-// them, so that each load of A feeds the chains of QJ512 weight rows.
+// weight rows dequantised once into an L1 buffer (by the first QR512 rows of A, a group right
+// before its products, so that the conversions overlap FMAs), then QR512 rows of A at a time
+// against all of them, so that each load of A feeds the chains of QJ512 weight rows.
 #define AVX512Q __attribute__((target("avx512f,avx512vl,avx2,fma,f16c")))
 #define QFEW512 5
 #define QJ512 4
@@ -497,18 +498,15 @@ static inline void qgemm_rows512(const int format, const int R, long k, const fl
     }
 }
 
-// Weight rows 0 ..< J (≤ QJ512) into `tile`, each group once: group p / 32 of row j at tile + p·J + 32·j.
+// Group p / 32 of weight row j (of J ≤ QJ512, at w) into `tile`, at tile + p·J + 32·j.
 AVX512Q __attribute__((always_inline))
-static inline void dequant_tile512(const int format, int J, long k, const uint8_t *w, long row_bytes, float *tile) {
+static inline void dequant_group512(const int format, int J, int j, long p, const uint8_t *w, long row_bytes, float *tile) {
     const long values = myopia_quant_block_values(format), block_bytes = myopia_quant_block_bytes(format);
-    for (long p = 0; p < k; p += 32)
-        for (int j = 0; j < J; j++) {
-            const q_group group = group_avx2(format, GROUP_AT(w + j * row_bytes, p, values, block_bytes));
-            __m512 v[2];
-            group_floats_avx512(&group, v);
-            _mm512_store_ps(tile + p * J + 32 * j, v[0]);
-            _mm512_store_ps(tile + p * J + 32 * j + 16, v[1]);
-        }
+    const q_group group = group_avx2(format, GROUP_AT(w + j * row_bytes, p, values, block_bytes));
+    __m512 v[2];
+    group_floats_avx512(&group, v);
+    _mm512_store_ps(tile + p * J + 32 * j, v[0]);
+    _mm512_store_ps(tile + p * J + 32 * j + 16, v[1]);
 }
 
 // Rows 0 ..< R of A against the J weight rows of `tile`: C's R × J block at c. Each (row, weight
@@ -516,10 +514,9 @@ static inline void dequant_tile512(const int format, int J, long k, const uint8_
 // group of the J weight rows (at w) is dequantised into the tile right before its products (the
 // conversions overlap the FMAs of the group before).
 AVX512Q __attribute__((always_inline))
-static inline void qgemm_tile512_first(const int format, const int first, const int J, const int R, long k,
-                                       const float *a, long lda, const uint8_t *w, long row_bytes, float *tile,
-                                       float *c, long ldc, int accumulate) {
-    const long values = myopia_quant_block_values(format), block_bytes = myopia_quant_block_bytes(format);
+static inline void qgemm_tile512(const int format, const int first, const int J, const int R, long k,
+                                 const float *a, long lda, const uint8_t *w, long row_bytes, float *tile,
+                                 float *c, long ldc, int accumulate) {
     __m512 acc[QR512][QJ512][2];
 #pragma clang loop unroll(full)
     for (int r = 0; r < R; r++)
@@ -529,13 +526,7 @@ static inline void qgemm_tile512_first(const int format, const int first, const 
         const float *wp = tile + p * J;
         if (first)
 #pragma clang loop unroll(full)
-            for (int j = 0; j < J; j++) {
-                const q_group group = group_avx2(format, GROUP_AT(w + j * row_bytes, p, values, block_bytes));
-                __m512 v[2];
-                group_floats_avx512(&group, v);
-                _mm512_store_ps(tile + p * J + 32 * j, v[0]);
-                _mm512_store_ps(tile + p * J + 32 * j + 16, v[1]);
-            }
+            for (int j = 0; j < J; j++) dequant_group512(format, J, j, p, w, row_bytes, tile);
 #pragma clang loop unroll(full)
         for (int h = 0; h < 2; h++) {
             __m512 v[QJ512];
@@ -563,15 +554,9 @@ static inline void qgemm_tile512_first(const int format, const int first, const 
     }
 }
 
-AVX512Q __attribute__((always_inline))
-static inline void qgemm_tile512(const int J, const int R, long k, const float *a, long lda, const float *tile,
-                                 float *c, long ldc, int accumulate) {
-    qgemm_tile512_first(MYOPIA_QUANT_Q8_0, 0, J, R, k, a, lda, NULL, 0, (float *)tile, c, ldc, accumulate);
-}
-
 // Every row of A against the J (≤ QJ512) weight rows of `tile`.
 AVX512Q
-static void qgemm_tiles512(int J, long m, long k, const float *a, long lda, const float *tile, float *c, long ldc,
+static void qgemm_tiles512(int J, long m, long k, const float *a, long lda, float *tile, float *c, long ldc,
                            int accumulate) {
     // ⌈m / QR512⌉ passes, their row counts differing by at most one (16 rows: 3, 3, 3, 3, 2, 2)
     const long passes = (m + QR512 - 1) / QR512;
@@ -580,7 +565,7 @@ static void qgemm_tiles512(int J, long m, long k, const float *a, long lda, cons
         const float *ai = a + i * lda;
         float *ci = c + i * ldc;
 #define MYOPIA_Q_TILE(JJ, RR)                                                                                 \
-    case (JJ) * 8 + (RR): qgemm_tile512(JJ, RR, k, ai, lda, tile, ci, ldc, accumulate); break;
+    case (JJ) * 8 + (RR): qgemm_tile512(MYOPIA_QUANT_Q8_0, 0, JJ, RR, k, ai, lda, NULL, 0, tile, ci, ldc, accumulate); break;
         switch (J * 8 + R) {
             MYOPIA_Q_TILE(1, 1) MYOPIA_Q_TILE(1, 2) MYOPIA_Q_TILE(1, 3)
             MYOPIA_Q_TILE(2, 1) MYOPIA_Q_TILE(2, 2) MYOPIA_Q_TILE(2, 3)
@@ -614,10 +599,11 @@ static inline void qgemm_avx512_format(const int format, long m, long n, long k,
         }
         if (J == QJ512) {
             // the first QR512 rows dequantise the tile as they go; the others read it
-            qgemm_tile512_first(format, 1, QJ512, QR512, k, a, lda, w + j * row_bytes, row_bytes, tile, c + j, ldc, accumulate);
+            qgemm_tile512(format, 1, QJ512, QR512, k, a, lda, w + j * row_bytes, row_bytes, tile, c + j, ldc, accumulate);
             qgemm_tiles512(J, m - QR512, k, a + QR512 * lda, lda, tile, c + QR512 * ldc + j, ldc, accumulate);
         } else {
-            dequant_tile512(format, J, k, w + j * row_bytes, row_bytes, tile);
+            for (long p = 0; p < k; p += 32)
+                for (int jj = 0; jj < J; jj++) dequant_group512(format, J, jj, p, w + j * row_bytes, row_bytes, tile);
             qgemm_tiles512(J, m, k, a, lda, tile, c + j, ldc, accumulate);
         }
     }

@@ -12,7 +12,8 @@
 // from contracting them); the K-quants' sub-block scale d·sc (and min dmin·mn) first, then its
 // product with q, then the difference (GGUFQuantization.swift has the layouts). Only the sums differ from a product over the dequantised floats: each row
 // of A against each weight row is summed in four 8-lane FMA chains (the portable path: 32 chains of
-// multiply-then-add), whatever the number of rows, so a row's result never depends on m.
+// multiply-then-add), whatever the number of rows of A or of weight rows computed together, so a
+// result never depends on m or n.
 #include "CMyopiaKernels.h"
 #include "scratch.h"
 
@@ -418,10 +419,15 @@ static void qgemm_avx2(int format, long m, long n, long k, const float *a, long 
 //
 // The same sums as the AVX2 path, bit for bit: a zmm holds two of its 8-lane chains side by side
 // (values 0–15 of a group, then 16–31), every lane does the same FMA on the same values, and the
-// chains are added in the same order at the end. With 32 registers, up to 8 rows of A run against
-// a weight row at once, so a dequantised group serves 8 rows from registers.
+// chains are added in the same order at the end. A few rows of A (m ≤ QFEW512) run against one
+// weight row at a time, its groups dequantised into registers; more rows run in tiles: QJ512
+// weight rows dequantised once into an L1 buffer (by the first QR512 rows of A, a group right
+// before its products, so that the conversions overlap FMAs), then QR512 rows of A at a time
+// against all of them, so that each load of A feeds the chains of QJ512 weight rows.
 #define AVX512Q __attribute__((target("avx512f,avx512vl,avx2,fma,f16c")))
-#define QROWS512 8
+#define QFEW512 5
+#define QJ512 4
+#define QR512 3
 
 // The 32 values of a group into two zmm (values 0–15, 16–31), as group_floats_avx2 computes them.
 AVX512Q __attribute__((always_inline))
@@ -438,27 +444,48 @@ static inline void group_floats_avx512(const q_group *g, __m512 *v) {
 AVX512Q __attribute__((always_inline))
 static inline __m256 high_half(__m512 x) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)); }
 
-// qgemm_rows with R ≤ QROWS512 rows and two chains a register.
+// The sum of one (row, weight row)'s two chain registers, as qgemm_rows adds its four chains.
+AVX512Q __attribute__((always_inline))
+static inline float chains_sum512(const __m512 *acc) {
+    __m256 c01 = _mm256_add_ps(_mm512_castps512_ps256(acc[0]), high_half(acc[0]));
+    __m256 c23 = _mm256_add_ps(_mm512_castps512_ps256(acc[1]), high_half(acc[1]));
+    return lanes_sum(_mm256_add_ps(c01, c23));
+}
+
+// chains_sum512 of four outputs at once (acc[j][0..1], j < 4), each addition the same one on the
+// same operands: each output's eight lanes as chains_sum512 adds them, then lanes_sum's three
+// steps on two outputs a ymm (a 128-bit half each), then on four.
+AVX512Q __attribute__((always_inline))
+static inline __m128 chains_sum4_512(const __m512 (*acc)[2]) {
+    __m256 x[4];
+    for (int j = 0; j < 4; j++) {
+        const __m256 c01 = _mm256_add_ps(_mm512_castps512_ps256(acc[j][0]), high_half(acc[j][0]));
+        const __m256 c23 = _mm256_add_ps(_mm512_castps512_ps256(acc[j][1]), high_half(acc[j][1]));
+        x[j] = _mm256_add_ps(c01, c23);
+    }
+    // half h of s[i]: lanes 0–3 + lanes 4–7 of output 2i + h
+    __m256 s[2];
+    for (int i = 0; i < 2; i++)
+        s[i] = _mm256_add_ps(_mm256_permute2f128_ps(x[2 * i], x[2 * i + 1], 0x20), _mm256_permute2f128_ps(x[2 * i], x[2 * i + 1], 0x31));
+    // half h: [0 + 2, 1 + 3] of output h, then of output 2 + h
+    const __m256 t = _mm256_add_ps(_mm256_shuffle_ps(s[0], s[1], _MM_SHUFFLE(1, 0, 1, 0)), _mm256_shuffle_ps(s[0], s[1], _MM_SHUFFLE(3, 2, 3, 2)));
+    // half h: the sums of output h and 2 + h
+    const __m256 u = _mm256_add_ps(_mm256_shuffle_ps(t, t, _MM_SHUFFLE(2, 0, 2, 0)), _mm256_shuffle_ps(t, t, _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm_unpacklo_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
+}
+
+// Rows 0 ..< R (≤ QFEW512) of A against one weight row: C's column at c.
 AVX512Q __attribute__((always_inline))
 static inline void qgemm_rows512(const int format, const int R, long k, const float *a, long lda, const uint8_t *wrow,
-                                 float *row, int first, int keep, float *c, long ldc, int accumulate) {
+                                 float *c, long ldc, int accumulate) {
     const long values = myopia_quant_block_values(format), block_bytes = myopia_quant_block_bytes(format);
-    __m512 acc[QROWS512][2];
+    __m512 acc[QFEW512][2];
 #pragma clang loop unroll(full)
     for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     for (long p = 0; p < k; p += 32) {
         __m512 v[2];
-        if (first) {
-            const q_group group = group_avx2(format, GROUP_AT(wrow, p, values, block_bytes));
-            group_floats_avx512(&group, v);
-            if (keep) {
-                _mm512_store_ps(row + p, v[0]);
-                _mm512_store_ps(row + p + 16, v[1]);
-            }
-        } else {
-            v[0] = _mm512_load_ps(row + p);
-            v[1] = _mm512_load_ps(row + p + 16);
-        }
+        const q_group group = group_avx2(format, GROUP_AT(wrow, p, values, block_bytes));
+        group_floats_avx512(&group, v);
 #pragma clang loop unroll(full)
         for (int r = 0; r < R; r++) {
             acc[r][0] = _mm512_fmadd_ps(_mm512_loadu_ps(a + r * lda + p), v[0], acc[r][0]);
@@ -466,35 +493,118 @@ static inline void qgemm_rows512(const int format, const int R, long k, const fl
         }
     }
     for (int r = 0; r < R; r++) {
-        __m256 c01 = _mm256_add_ps(_mm512_castps512_ps256(acc[r][0]), high_half(acc[r][0]));
-        __m256 c23 = _mm256_add_ps(_mm512_castps512_ps256(acc[r][1]), high_half(acc[r][1]));
-        float s = lanes_sum(_mm256_add_ps(c01, c23));
+        const float s = chains_sum512(acc[r]);
         c[r * ldc] = accumulate ? c[r * ldc] + s : s;
     }
 }
 
-// Every weight row against the rows of A in groups of QROWS512: the first group dequantises the
-// weight row into registers (and leaves it in `row` for the others).
+// Group p / 32 of weight row j (of J ≤ QJ512, at w) into `tile`, at tile + p·J + 32·j.
+AVX512Q __attribute__((always_inline))
+static inline void dequant_group512(const int format, int J, int j, long p, const uint8_t *w, long row_bytes, float *tile) {
+    const long values = myopia_quant_block_values(format), block_bytes = myopia_quant_block_bytes(format);
+    const q_group group = group_avx2(format, GROUP_AT(w + j * row_bytes, p, values, block_bytes));
+    __m512 v[2];
+    group_floats_avx512(&group, v);
+    _mm512_store_ps(tile + p * J + 32 * j, v[0]);
+    _mm512_store_ps(tile + p * J + 32 * j + 16, v[1]);
+}
+
+// Rows 0 ..< R of A against the J weight rows of `tile`: C's R × J block at c. Each (row, weight
+// row) has qgemm_rows512's two chains and sum; a load of A feeds J of them. With `first`, each
+// group of the J weight rows (at w) is dequantised into the tile right before its products (the
+// conversions overlap the FMAs of the group before).
+AVX512Q __attribute__((always_inline))
+static inline void qgemm_tile512(const int format, const int first, const int J, const int R, long k,
+                                 const float *a, long lda, const uint8_t *w, long row_bytes, float *tile,
+                                 float *c, long ldc, int accumulate) {
+    __m512 acc[QR512][QJ512][2];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < R; r++)
+#pragma clang loop unroll(full)
+        for (int j = 0; j < J; j++) acc[r][j][0] = acc[r][j][1] = _mm512_setzero_ps();
+    for (long p = 0; p < k; p += 32) {
+        const float *wp = tile + p * J;
+        if (first)
+#pragma clang loop unroll(full)
+            for (int j = 0; j < J; j++) dequant_group512(format, J, j, p, w, row_bytes, tile);
+#pragma clang loop unroll(full)
+        for (int h = 0; h < 2; h++) {
+            __m512 v[QJ512];
+#pragma clang loop unroll(full)
+            for (int j = 0; j < J; j++) v[j] = _mm512_load_ps(wp + 32 * j + 16 * h);
+#pragma clang loop unroll(full)
+            for (int r = 0; r < R; r++) {
+                const __m512 x = _mm512_loadu_ps(a + r * lda + p + 16 * h);
+#pragma clang loop unroll(full)
+                for (int j = 0; j < J; j++) acc[r][j][h] = _mm512_fmadd_ps(x, v[j], acc[r][j][h]);
+            }
+        }
+    }
+#pragma clang loop unroll(full)
+    for (int r = 0; r < R; r++) {
+        if (J == QJ512) {
+            const __m128 s = chains_sum4_512(acc[r]);
+            _mm_storeu_ps(c + r * ldc, accumulate ? _mm_add_ps(_mm_loadu_ps(c + r * ldc), s) : s);
+        } else {
+            for (int j = 0; j < J; j++) {
+                const float s = chains_sum512(acc[r][j]);
+                c[r * ldc + j] = accumulate ? c[r * ldc + j] + s : s;
+            }
+        }
+    }
+}
+
+// Every row of A against the J (≤ QJ512) weight rows of `tile`.
+AVX512Q
+static void qgemm_tiles512(int J, long m, long k, const float *a, long lda, float *tile, float *c, long ldc,
+                           int accumulate) {
+    // ⌈m / QR512⌉ passes, their row counts differing by at most one (16 rows: 3, 3, 3, 3, 2, 2)
+    const long passes = (m + QR512 - 1) / QR512;
+    for (long pass = 0, i = 0; pass < passes; pass++) {
+        const int R = (int)(m / passes + (pass < m % passes));
+        const float *ai = a + i * lda;
+        float *ci = c + i * ldc;
+#define MYOPIA_Q_TILE(JJ, RR)                                                                                 \
+    case (JJ) * 8 + (RR): qgemm_tile512(MYOPIA_QUANT_Q8_0, 0, JJ, RR, k, ai, lda, NULL, 0, tile, ci, ldc, accumulate); break;
+        switch (J * 8 + R) {
+            MYOPIA_Q_TILE(1, 1) MYOPIA_Q_TILE(1, 2) MYOPIA_Q_TILE(1, 3)
+            MYOPIA_Q_TILE(2, 1) MYOPIA_Q_TILE(2, 2) MYOPIA_Q_TILE(2, 3)
+            MYOPIA_Q_TILE(3, 1) MYOPIA_Q_TILE(3, 2) MYOPIA_Q_TILE(3, 3)
+            MYOPIA_Q_TILE(4, 1) MYOPIA_Q_TILE(4, 2) MYOPIA_Q_TILE(4, 3)
+        }
+#undef MYOPIA_Q_TILE
+        i += R;
+    }
+}
+
 AVX512Q __attribute__((always_inline))
 static inline void qgemm_avx512_format(const int format, long m, long n, long k, const float *a, long lda,
-                                       const uint8_t *w, long row_bytes, float *c, long ldc, int accumulate, float *row) {
-    const int keep = m > QROWS512;
-    for (long j = 0; j < n; j++) {
-        const uint8_t *wrow = w + j * row_bytes;
-        for (long i = 0; i < m; i += QROWS512) {
-            const int R = m - i < QROWS512 ? (int)(m - i) : QROWS512, first = i == 0;
-            float *ci = c + i * ldc + j;
-            const float *ai = a + i * lda;
-#define MYOPIA_Q_CASE(N)                                                                                      \
-    case N:                                                                                                   \
-        if (first) qgemm_rows512(format, N, k, ai, lda, wrow, row, 1, keep, ci, ldc, accumulate);             \
-        else qgemm_rows512(MYOPIA_QUANT_Q8_0, N, k, ai, lda, NULL, row, 0, 0, ci, ldc, accumulate);           \
-        break;
-            switch (R) {
-                MYOPIA_Q_CASE(1) MYOPIA_Q_CASE(2) MYOPIA_Q_CASE(3) MYOPIA_Q_CASE(4)
-                MYOPIA_Q_CASE(5) MYOPIA_Q_CASE(6) MYOPIA_Q_CASE(7) MYOPIA_Q_CASE(8)
-            }
-#undef MYOPIA_Q_CASE
+                                       const uint8_t *w, long row_bytes, float *c, long ldc, int accumulate, float *tile) {
+    if (m <= QFEW512) {
+        for (long j = 0; j < n; j++) {
+            const uint8_t *wrow = w + j * row_bytes;
+#define MYOPIA_Q_ROWS(RR)                                                                                     \
+    case RR: qgemm_rows512(format, RR, k, a, lda, wrow, c + j, ldc, accumulate); break;
+            switch (m) { MYOPIA_Q_ROWS(1) MYOPIA_Q_ROWS(2) MYOPIA_Q_ROWS(3) MYOPIA_Q_ROWS(4) MYOPIA_Q_ROWS(5) }
+#undef MYOPIA_Q_ROWS
+        }
+        return;
+    }
+    for (long j = 0; j < n; j += QJ512) {
+        const int J = n - j < QJ512 ? (int)(n - j) : QJ512;
+        // the blocks of the tile after the next into L1 while these run (a batch's weights stream from memory)
+        if (j + 3 * QJ512 <= n) {
+            const char *ahead = (const char *)(w + (j + 2 * QJ512) * row_bytes);
+            for (long b = 0; b < QJ512 * row_bytes; b += 64) _mm_prefetch(ahead + b, _MM_HINT_T0);
+        }
+        if (J == QJ512) {
+            // the first QR512 rows dequantise the tile as they go; the others read it
+            qgemm_tile512(format, 1, QJ512, QR512, k, a, lda, w + j * row_bytes, row_bytes, tile, c + j, ldc, accumulate);
+            qgemm_tiles512(J, m - QR512, k, a + QR512 * lda, lda, tile, c + QR512 * ldc + j, ldc, accumulate);
+        } else {
+            for (long p = 0; p < k; p += 32)
+                for (int jj = 0; jj < J; jj++) dequant_group512(format, J, jj, p, w + j * row_bytes, row_bytes, tile);
+            qgemm_tiles512(J, m, k, a, lda, tile, c + j, ldc, accumulate);
         }
     }
 }
@@ -512,7 +622,8 @@ void myopia_qgemm(int format, int simd, long m, long n, long k, const float *a, 
                   long row_bytes, float *c, long ldc, int accumulate) {
     const long values = myopia_quant_block_values(format);
     if (m <= 0 || n <= 0 || k <= 0 || values == 0 || k % values != 0) return;
-    float *row = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_QGEMM, (size_t)k * sizeof(float));
+    // a dequantised weight row (AVX2, portable) or QJ512 of them (AVX-512's tiles)
+    float *row = (float *)myopia_thread_buffer(MYOPIA_SCRATCH_QGEMM, (size_t)k * 4 * sizeof(float));
 #if defined(__x86_64__)
     const int f16c = myopia_cpu_has_avx2_fma() && __builtin_cpu_supports("f16c");
     if (simd == 2 && f16c && myopia_cpu_has_avx512vl()) {

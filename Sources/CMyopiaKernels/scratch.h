@@ -10,7 +10,7 @@ enum {
     MYOPIA_SCRATCH_REDUCTIONS = 2,  // myopia_thread_scratch
     MYOPIA_SCRATCH_ATTENTION = 3,   // myopia_attention_scratch
     MYOPIA_SCRATCH_GEMM_SHARED = 4, // gemm.c's panels shared by a team of threads (the caller's)
-    MYOPIA_SCRATCH_QGEMM = 5,       // qgemm.c's dequantised weight row
+    MYOPIA_SCRATCH_QGEMM = 5,       // qgemm.c's dequantised weight row (AVX-512: a tile of 4)
     MYOPIA_SCRATCH_FEW_ROWS = 6,    // gemm.c's transposed rows of A (myopia_sgemm_few_rows)
     MYOPIA_SCRATCH_SLOTS = 7,
 };

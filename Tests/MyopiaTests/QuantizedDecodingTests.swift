@@ -87,6 +87,41 @@ final class QuantizedDecodingTests: XCTestCase {
         }
     }
 
+    /// Each weight row's results do not depend on how many weight rows are computed together
+    /// either (the AVX-512 path dequantises 4 weight rows at a time, with 1–3 left over): 1…9
+    /// weight rows (row j a copy of the file's row j % 5) against 1…19 rows of A give, in column j,
+    /// the bits of the file's 5 rows, with every kernel; AVX-512 gives AVX2's bits.
+    func testProductsWhateverTheWeightRowCount() throws {
+        let file = try quantsFile()
+        for name in Self.quantized.keys.sorted() {
+            let (q, _) = try matrix(file, name)
+            let k = q.columns, m = 19
+            let a = randomFloats(m * k, seed: 11)
+            let source = try file.withBytes(of: name) { Array($0) }
+            var simdResults: [GEMM.Kernel: [UInt32]] = [:]
+            forEachKernel { kernel in
+                var five = [Float](repeating: 0, count: m * q.rows)
+                q.multiply(m: m, a: a, lda: k, c: &five, ldc: q.rows, accumulate: false)
+                var bits: [UInt32] = []
+                for n in 1...9 {
+                    let data = (0..<n).flatMap { source[($0 % q.rows) * q.rowBytes ..< ($0 % q.rows + 1) * q.rowBytes] }
+                    let copies = data.withUnsafeBytes { QuantizedMatrix(format: q.format, rows: n, columns: k, data: $0) }
+                    for rows in [1, 5, 6, 7, m] {
+                        var c = [Float](repeating: 0, count: rows * n)
+                        copies.multiply(m: rows, a: a, lda: k, c: &c, ldc: n, accumulate: false)
+                        let expected = (0..<rows * n).map { five[$0 / n * q.rows + $0 % n % q.rows] }
+                        XCTAssertEqual(c.map(\.bitPattern), expected.map(\.bitPattern), "\(name) \(kernel) \(n) weight rows, \(rows) rows")
+                        bits += c.map(\.bitPattern)
+                    }
+                }
+                if kernel != .portable { simdResults[kernel] = bits }
+            }
+            if let avx2 = simdResults[.avx2], let avx512 = simdResults[.avx512] {
+                XCTAssertEqual(avx512, avx2, "\(name): AVX-512 and AVX2 sums differ")
+            }
+        }
+    }
+
     /// The GGUF families (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and K-quants among F16/BF16/F32; llama's
     /// permuted q/k rows):
     /// quantised decoding gives the fp32 path's logits (over the same dequantised weights) within

@@ -131,8 +131,9 @@ long myopia_quant_block_values(int format);
 /// (k a multiple of the block's values) stored as ggml blocks of `format`, row j at w + j·row_bytes.
 /// Each value is dequantised exactly (as gguf-py does) right before use; fp32 products and sums.
 /// simd != 0 uses AVX2+FMA where the CPU has it (four 8-lane FMA chains a row), simd == 2 the same
-/// chains on AVX-512 registers (8 rows of A a pass) where it has that, else portable C (32 chains of
-/// multiply-then-add); AVX2 and AVX-512 give the same bits. Either way each row of C is summed the same way for any m (qgemm.c).
+/// chains on AVX-512 registers (beyond 5 rows of A: tiles of 4 weight rows × 3 rows of A) where it
+/// has that, else portable C (32 chains of multiply-then-add); AVX2 and AVX-512 give the same bits.
+/// Either way each element of C is summed the same way for any m and n (qgemm.c).
 void myopia_qgemm(int format, int simd, long m, long n, long k, const float *a, long lda, const void *w,
                   long row_bytes, float *c, long ldc, int accumulate);
 

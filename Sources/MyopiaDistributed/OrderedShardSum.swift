@@ -56,8 +56,6 @@ public final class OrderedShardSum {
     public let bytesPerStep: Int
     /// The buckets' element ranges, from the end of the buffer (none for one process).
     public let buckets: [Range<Int>]
-    /// The default bucket: 4 Mi floats (16 MiB).
-    public static let defaultBucketFloats = Distributed.Exchange.standard.bucketFloats
 
     private let accumulator: UnsafeMutablePointer<Float>?   // one process, S > 1: the running sum
     private let send: UnsafeMutablePointer<Float>?          // N > 1, k > 1, per bucket: (owner q, local shard i, chunk q)

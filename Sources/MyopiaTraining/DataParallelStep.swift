@@ -48,7 +48,7 @@ public final class DataParallelStep {
     private let slotOfShard: [Int]
 
     /// The hook handed to the model during the last shard's backward (made once).
-    private var lastShardHook: ((Int) -> Void)?
+    private let lastShardHook: ((Int) -> Void)?
 
     /// A step for batches of `batch` windows of `seqLen` in `shards` shards over `group`'s ranks,
     /// under `game`, whose draws `seed` keys (the run's seed). The gradient goes over the ranks in
@@ -79,10 +79,8 @@ public final class DataParallelStep {
             let r = plan.rank(of: s)
             return r * slots + (s - plan.shards(of: r).lowerBound) * width
         }
-        if overlapsBackward {
-            let sum = sum, grads = model.params.grads
-            lastShardHook = { sum.lastShardComplete(from: $0, grads) }
-        }
+        let sum = sum, grads = model.params.grads
+        lastShardHook = overlapsBackward ? { sum.lastShardComplete(from: $0, grads) } : nil
     }
 
     /// Runs optimiser step `step` (from 1) of `trainingStep` on the global batch `inputs` → `targets`

@@ -95,7 +95,7 @@ final class DataParallelTests: XCTestCase {
             return (m.params.gradArray(), loss)
         }[0]
         for n in 2...3 {
-            for (bucket, overlap) in [(OrderedShardSum.defaultBucketFloats, false), (997, false), (997, true), (61, true)] {
+            for (bucket, overlap) in [(Distributed.Exchange.standard.bucketFloats, false), (997, false), (997, true), (61, true)] {
                 let outcome = ThreadGroup.run(ranks: n) { group -> ([Float], Float, Int) in
                     let m = self.model()
                     let step = DataParallelStep(model: m, batch: b, seqLen: t, shards: s, group: group,
